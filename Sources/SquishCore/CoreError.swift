@@ -1,0 +1,18 @@
+/// Errors from SquishCore: file mapping, atomic writes and other I/O foundations.
+public enum CoreError: Error, CustomStringConvertible, Equatable {
+    case cannotOpen(path: String, reason: String)
+    case cannotMap(path: String, reason: String)
+    case writeFailed(path: String, reason: String)
+    case outputExists(path: String)
+    case missingDirectory(path: String)
+
+    public var description: String {
+        switch self {
+        case .cannotOpen(let path, let reason): return "\(path): cannot open: \(reason)"
+        case .cannotMap(let path, let reason): return "\(path): cannot memory-map: \(reason)"
+        case .writeFailed(let path, let reason): return "\(path): write failed: \(reason)"
+        case .outputExists(let path): return "\(path): output already exists"
+        case .missingDirectory(let path): return "\(path): directory does not exist"
+        }
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Squish: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "squish",
+        abstract: "Make large language models small and fast: read, compress, evaluate and run them.",
+        subcommands: []
+    )
+}
