@@ -34,9 +34,6 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "SquishCoreTests", dependencies: ["SquishCore"]),
-        .testTarget(name: "SquishFormatsTests", dependencies: ["SquishFormats", "SquishData"]),
-        .testTarget(name: "SquishTokenizerTests", dependencies: ["SquishTokenizer", "SquishFormats", "SquishData"]),
-        .testTarget(name: "SquishDataTests", dependencies: ["SquishData"]),
     ],
     swiftLanguageModes: [.v5]
 )
