@@ -210,7 +210,7 @@ SQ_AVX2 static void quantize_q8_avx2(const float *x, sq_block_q8 *y, int64_t n) 
 }
 
 /// 32 weights of one block as bytes (unsigned 0..31 for Q4/Q5, signed for Q8_0), with scale, min and offset.
-SQ_AVX2 static inline __m256i unpack_block_avx2(int type, const uint8_t *blk, float *d, float *m, float *offset) {
+SQ_AVX2 __attribute__((always_inline)) static inline __m256i unpack_block_avx2(int type, const uint8_t *blk, float *d, float *m, float *offset) {
     const __m128i low4 = _mm_set1_epi8(15);
     *m = 0.0f;
     *offset = 0.0f;
@@ -246,6 +246,12 @@ SQ_AVX2 static inline __m256i unpack_block_avx2(int type, const uint8_t *blk, fl
     }
 }
 
+SQ_AVX2 static inline __m256 block_dot_x(__m256i q, int is_signed, __m256i x) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i p = is_signed ? _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)) : _mm256_maddubs_epi16(q, x);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+}
+
 /// Σ over 32 byte pairs as 8 int32 lanes: w unsigned (Q4/Q5) or signed (Q8_0, via |w| and sign transfer).
 SQ_AVX2 static inline __m256 block_dot(__m256i q, int is_signed, const int8_t *xq) {
     const __m256i ones = _mm256_set1_epi16(1);
@@ -259,15 +265,48 @@ SQ_AVX2 static inline __m256 block_dot(__m256i q, int is_signed, const int8_t *x
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
 }
 
-SQ_AVX2 static void matmul_q8_avx2(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
-                                   const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
+/// One token against four consecutive rows: four independent accumulation chains and a prefetch ahead keep the
+/// memory system busy in decode, where every weight byte is read once per token.
+SQ_AVX2 __attribute__((always_inline)) static inline void rows4_token1(const int type, const uint8_t *row, size_t row_bytes,
+                                                                       const sq_block_q8 *x, int64_t nb, float out[4]) {
     const size_t bb = block_bytes(type);
     const int is_signed = type == SQ_TYPE_Q8_0;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
-        int64_t t = 0;
-        // Four tokens at a time: each weight block is unpacked once and used four times.
-        for (; t + 4 <= nt; t += 4) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    const uint8_t *w0 = row, *w1 = row + row_bytes, *w2 = w1 + row_bytes, *w3 = w2 + row_bytes;
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t o = (size_t)b * bb;
+        _mm_prefetch((const char *)(w3 + o + 4 * row_bytes), _MM_HINT_T0);
+        float d, m, off;
+        __m256i q;
+        const __m256i xq = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        const float xd = x[b].d, xs = x[b].s;
+#define SQ_ROW(W, ACC, S)                                                                                 \
+        q = unpack_block_avx2(type, W + o, &d, &m, &off);                                                \
+        ACC = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), block_dot_x(q, is_signed, xq), ACC);               \
+        S += (m - off * d) * xs;
+        SQ_ROW(w0, acc0, s0)
+        SQ_ROW(w1, acc1, s1)
+        SQ_ROW(w2, acc2, s2)
+        SQ_ROW(w3, acc3, s3)
+#undef SQ_ROW
+    }
+    out[0] = hsum_ps(acc0) + s0;
+    out[1] = hsum_ps(acc1) + s1;
+    out[2] = hsum_ps(acc2) + s2;
+    out[3] = hsum_ps(acc3) + s3;
+}
+
+SQ_AVX2 __attribute__((always_inline)) static inline void matmul_q8_avx2_typed(
+    const int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+    const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
+    const size_t bb = block_bytes(type);
+    const int is_signed = type == SQ_TYPE_Q8_0;
+    // Tokens in tiles of four against one row: each weight block is unpacked once and used four times.
+    int64_t t = 0;
+    for (; t + 4 <= nt; t += 4) {
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
             const sq_block_q8 *x0 = a + t * nb, *x1 = x0 + nb, *x2 = x1 + nb, *x3 = x2 + nb;
             __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
             float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -286,8 +325,18 @@ SQ_AVX2 static void matmul_q8_avx2(int type, const void *w, size_t row_bytes, in
             y[(t + 2) * ldy + r] = hsum_ps(acc2) + s2;
             y[(t + 3) * ldy + r] = hsum_ps(acc3) + s3;
         }
-        for (; t < nt; t++) {
-            const sq_block_q8 *x = a + t * nb;
+    }
+    // Remaining tokens (all of them in decode): four rows at a time.
+    for (; t < nt; t++) {
+        const sq_block_q8 *x = a + t * nb;
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) {
+            float out[4];
+            rows4_token1(type, (const uint8_t *)w + (size_t)r * row_bytes, row_bytes, x, nb, out);
+            y[t * ldy + r] = out[0]; y[t * ldy + r + 1] = out[1]; y[t * ldy + r + 2] = out[2]; y[t * ldy + r + 3] = out[3];
+        }
+        for (; r < r1; r++) {
+            const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
             __m256 acc = _mm256_setzero_ps();
             float s = 0;
             for (int64_t b = 0; b < nb; b++) {
@@ -298,6 +347,18 @@ SQ_AVX2 static void matmul_q8_avx2(int type, const void *w, size_t row_bytes, in
             }
             y[t * ldy + r] = hsum_ps(acc) + s;
         }
+    }
+}
+
+SQ_AVX2 static void matmul_q8_avx2(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+                                   const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
+    // One specialized copy per block type (the type is a constant inside each).
+    switch (type) {
+    case SQ_TYPE_Q4_0: matmul_q8_avx2_typed(SQ_TYPE_Q4_0, w, row_bytes, r0, r1, a, nb, nt, y, ldy); break;
+    case SQ_TYPE_Q4_1: matmul_q8_avx2_typed(SQ_TYPE_Q4_1, w, row_bytes, r0, r1, a, nb, nt, y, ldy); break;
+    case SQ_TYPE_Q5_0: matmul_q8_avx2_typed(SQ_TYPE_Q5_0, w, row_bytes, r0, r1, a, nb, nt, y, ldy); break;
+    case SQ_TYPE_Q5_1: matmul_q8_avx2_typed(SQ_TYPE_Q5_1, w, row_bytes, r0, r1, a, nb, nt, y, ldy); break;
+    default: matmul_q8_avx2_typed(SQ_TYPE_Q8_0, w, row_bytes, r0, r1, a, nb, nt, y, ldy); break;
     }
 }
 
