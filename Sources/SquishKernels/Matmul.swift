@@ -43,6 +43,9 @@ public final class Matmul {
     public let pool: WorkerPool
     private var q8: UnsafeMutablePointer<sq_block_q8>
     private var q8Capacity: Int
+    /// When true, block-type weights are multiplied with f32 activations (slow reference path) instead of
+    /// activations rounded to 8 bits per block of 32 (the fast path, as llama.cpp does).
+    public var exactActivations = false
     /// Tokens per cache tile in the matrix × matrix path.
     public static let tokenTile = 64
 
@@ -64,7 +67,17 @@ public final class Matmul {
         let ldy = ldy ?? w.rows
         let type = Int32(w.type.rawValue)
         let pool = self.pool
-        if w.usesQ8Kernel {
+        if w.usesQ8Kernel && exactActivations {
+            // Reference path: each weight row dequantized to f32, dotted with unrounded activations.
+            pool.parallelFor(w.rows, granularity: 8) { rows in
+                let row = UnsafeMutablePointer<Float>.allocate(capacity: w.columns)
+                defer { row.deallocate() }
+                for r in rows {
+                    sq_dequantize_row(type, w.data + r * w.rowBytes, row, Int64(w.columns))
+                    for t in 0 ..< tokens { y[t * ldy + r] = sq_dot_f32(row, x + t * w.columns, Int64(w.columns)) }
+                }
+            }
+        } else if w.usesQ8Kernel {
             let nb = w.columns / 32
             let needed = nb * tokens
             if needed > q8Capacity {

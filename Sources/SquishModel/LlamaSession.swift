@@ -28,7 +28,9 @@ public final class LlamaSession {
     private let ropeSin: UnsafeMutablePointer<Float>
     private var allocations: [UnsafeMutablePointer<Float>] = []
 
-    public init(model: LlamaModel, pool: WorkerPool, contextLength: Int? = nil, maxBatch: Int = 512, cache: KVCache? = nil) {
+    /// `exactActivations`: multiply with f32 activations instead of 8-bit-rounded ones (a slow reference mode).
+    public init(model: LlamaModel, pool: WorkerPool, contextLength: Int? = nil, maxBatch: Int = 512, cache: KVCache? = nil,
+                exactActivations: Bool = false) {
         let c = model.config
         self.model = model
         self.pool = pool
@@ -37,6 +39,7 @@ public final class LlamaSession {
         self.maxBatch = max(1, maxBatch)
         self.cache = cache ?? F32KVCache(layers: c.layers, capacity: ctx, kvHeads: c.kvHeads, headDim: c.headDim)
         matmul = Matmul(pool: pool)
+        matmul.exactActivations = exactActivations
         var allocs: [UnsafeMutablePointer<Float>] = []
         func buffer(_ n: Int) -> UnsafeMutablePointer<Float> {
             let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
