@@ -3,7 +3,10 @@ import Foundation
 import SquishCore
 import SquishEval
 import SquishKernels
+import SquishData
+import SquishFormats
 import SquishModel
+import SquishTokenizer
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,6 +27,12 @@ struct Bench: ParsableCommand {
     @Option(name: [.customShort("r"), .long], help: "Repetitions after the warm-up run.")
     var repetitions = 5
 
+    @Flag(help: "Benchmark the tokenizer instead: encoding speed on one core in MB/s (median of the repetitions).")
+    var tokenizer = false
+
+    @Option(help: "Text for --tokenizer (default: all six Austen novels).")
+    var text: String?
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -37,6 +46,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         let path = try resolveModelPath(model)
+        if tokenizer { return try runTokenizer(path: path) }
         let llama = try LlamaModel(path: path)
         let pool = WorkerPool(threads: threads)
         let context = max(promptTokens, generatedTokens, 1)
@@ -57,6 +67,43 @@ struct Bench: ParsableCommand {
                 print(String(format: "tg%-5d %8.2f ± %.2f tokens/s", generatedTokens, r.generationTokensPerSecond,
                              r.generationTokensPerSecondSD))
             }
+        }
+    }
+}
+
+extension Bench {
+    /// Encodes the whole text once as a warm-up, then `repetitions` times from a cold piece cache; reports the median.
+    func runTokenizer(path: String) throws {
+        let tok = try Tokenizer(gguf: try GGUFFile(path: path))
+        let files = text.map { [$0] } ?? Corpora.austenNovels.map(Corpora.austenPath)
+        var texts: [String] = []
+        for f in files {
+            guard let data = FileManager.default.contents(atPath: f) else { throw CLIError("\(f): cannot read (run `squish fetch`?)") }
+            guard let s = String(data: data, encoding: .utf8) else { throw CLIError("\(f): not valid UTF-8") }
+            texts.append(s)
+        }
+        let bytes = texts.reduce(0) { $0 + $1.utf8.count }
+        var tokens = 0
+        var speeds: [Double] = []
+        let progress = ProgressBar(total: repetitions + 1, label: "tokenizer", quiet: json)
+        for rep in 0 ... repetitions {
+            tok.clearCache()
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            tokens = 0
+            for s in texts { tokens += tok.encode(s).count }
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if rep > 0 { speeds.append(Double(bytes) / dt / 1e6) }
+            progress.advance()
+        }
+        progress.finish()
+        speeds.sort()
+        let median = speeds[speeds.count / 2]
+        struct Result: Encodable { let bytes: Int; let tokens: Int; let megabytes_per_second: Double; let samples: [Double] }
+        let r = Result(bytes: bytes, tokens: tokens, megabytes_per_second: median, samples: speeds)
+        if json {
+            print(try jsonString(r))
+        } else {
+            print(String(format: "tokenizer: %d bytes -> %d tokens, %.2f MB/s on one core (median of %d)", bytes, tokens, median, speeds.count))
         }
     }
 }
