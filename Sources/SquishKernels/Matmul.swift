@@ -57,9 +57,8 @@ public final class Matmul {
 
     deinit { q8.deallocate() }
 
-    public static func supports(_ type: GGMLType) -> Bool {
-        sq_type_has_q8_kernel(Int32(type.rawValue)) != 0 || type == .f32 || type == .f16
-    }
+    /// Every type a codec can dequantize: the int8 kernels, f32/f16, and a dequantize-row-then-f32 path for the rest.
+    public static func supports(_ type: GGMLType) -> Bool { Codecs.canDequantize(type) }
 
     /// y[t, r] = Σ_k W[r, k] · x[t, k] for t < tokens.  x: [tokens × W.columns], y: [tokens × ldy] with ldy ≥ W.rows.
     public func callAsFunction(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int,
@@ -104,6 +103,16 @@ public final class Matmul {
                 sq_matmul_f(type, w.data, w.rowBytes, Int64(rows.lowerBound), Int64(rows.upperBound),
                             x, Int64(w.columns), Int64(w.columns), Int64(tokens), y, Int64(ldy))
             }
+        } else if Codecs.canDequantize(w.type) {
+            // Generic path: each row dequantized to f32 by its codec, dotted with every token.
+            pool.parallelFor(w.rows, granularity: 8) { rows in
+                let row = UnsafeMutableBufferPointer<Float>.allocate(capacity: w.columns)
+                defer { row.deallocate() }
+                for r in rows {
+                    try? Codecs.dequantize(w.type, UnsafeRawBufferPointer(start: w.data + r * w.rowBytes, count: w.rowBytes), into: row)
+                    for t in 0 ..< tokens { y[t * ldy + r] = sq_dot_f32(row.baseAddress!, x + t * w.columns, Int64(w.columns)) }
+                }
+            }
         } else {
             throw MatmulError.unsupported(tensor: w.name, type: w.type)
         }
@@ -127,8 +136,13 @@ public enum VectorOps {
 extension WeightMatrix {
     /// Row `r` as f32 into `out` (columns values).
     public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) throws {
-        guard Matmul.supports(type) else { throw MatmulError.unsupported(tensor: name, type: type) }
-        sq_dequantize_row(Int32(type.rawValue), data + r * rowBytes, out, Int64(columns))
+        guard r >= 0 && r < rows else { throw MatmulError.unsupported(tensor: name, type: type) }
+        if usesQ8Kernel || type == .f32 || type == .f16 {
+            sq_dequantize_row(Int32(type.rawValue), data + r * rowBytes, out, Int64(columns))
+        } else {
+            try Codecs.dequantize(type, UnsafeRawBufferPointer(start: data + r * rowBytes, count: rowBytes),
+                                  into: UnsafeMutableBufferPointer(start: out, count: columns))
+        }
     }
 }
 
