@@ -1,3 +1,5 @@
+import Foundation
+
 /// One message of a conversation.
 public struct ChatMessage: Sendable, Codable, Equatable {
     public var role: String  // "system", "user" or "assistant"
@@ -48,7 +50,11 @@ public enum ChatTemplate: Sendable, Equatable {
             if addGenerationPrompt { out += "<|im_start|>assistant\n" }
         case .llama3:
             out += "<|begin_of_text|>"
-            for m in messages { out += "<|start_header_id|>\(m.role)<|end_header_id|>\n\n\(m.content)<|eot_id|>" }
+            // Meta's template trims each message (Jinja's `trim`).
+            for m in messages {
+                out += "<|start_header_id|>\(m.role)<|end_header_id|>\n\n"
+                    + m.content.trimmingCharacters(in: .whitespacesAndNewlines) + "<|eot_id|>"
+            }
             if addGenerationPrompt { out += "<|start_header_id|>assistant<|end_header_id|>\n\n" }
         case .plain:
             for m in messages { out += "\(m.role.prefix(1).uppercased() + m.role.dropFirst()): \(m.content)\n" }

@@ -21,6 +21,59 @@ public enum PreTokenizer: String, Sendable, CaseIterable {
         }
     }
 
+    /// The pre-tokenizer a Hugging Face `tokenizer.json` describes by its `pre_tokenizer` object (nil if it is
+    /// not one of the supported four): `ByteLevel(use_regex)` is GPT-2; `Sequence[Digits(individual_digits),
+    /// ByteLevel(use_regex)]` is SmolLM; `Sequence[Split(Regex(P), Isolated), ByteLevel(use_regex: false)]` is
+    /// Llama 3 or Qwen2 when P is their published pattern.
+    public init?(huggingFace json: Any?) {
+        guard let obj = json as? [String: Any], let type = obj["type"] as? String else { return nil }
+        func isByteLevel(_ o: Any, regex: Bool) -> Bool {
+            guard let o = o as? [String: Any], o["type"] as? String == "ByteLevel" else { return false }
+            if (o["add_prefix_space"] as? Bool) == true { return false }
+            return ((o["use_regex"] as? Bool) ?? true) == regex
+        }
+        if type == "ByteLevel" {
+            guard isByteLevel(obj, regex: true) else { return nil }
+            self = .gpt2
+            return
+        }
+        guard type == "Sequence", let seq = obj["pretokenizers"] as? [Any], seq.count == 2 else { return nil }
+        if let digits = seq[0] as? [String: Any], digits["type"] as? String == "Digits",
+           (digits["individual_digits"] as? Bool) == true, isByteLevel(seq[1], regex: true) {
+            self = .smollm
+            return
+        }
+        guard let split = seq[0] as? [String: Any], split["type"] as? String == "Split",
+              (split["invert"] as? Bool ?? false) == false,
+              (split["behavior"] as? String)?.lowercased() == "isolated",
+              let pattern = (split["pattern"] as? [String: Any])?["Regex"] as? String,
+              isByteLevel(seq[1], regex: false) else { return nil }
+        switch pattern {
+        case Self.llama3Pattern: self = .llama3
+        case Self.qwen2Pattern: self = .qwen2
+        default: return nil
+        }
+    }
+
+    /// The published regular expressions this file implements by hand (GPT-2's `encoder.py`; Llama 3's and
+    /// Qwen2's `tokenizer.json`).
+    public static let gpt2Pattern = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
+    public static let llama3Pattern =
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+    public static let qwen2Pattern =
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+
+    /// The pieces of `text` as ranges of Unicode-scalar offsets (pieces are encoded independently by BPE).
+    public func split(_ text: String) -> [Range<Int>] {
+        let scalars = text.unicodeScalars.map(\.value)
+        let classes = scalars.map(Self.classify)
+        var out: [Range<Int>] = []
+        scalars.withUnsafeBufferPointer { s in
+            classes.withUnsafeBufferPointer { c in split(s, c) { out.append($0) } }
+        }
+        return out
+    }
+
     /// Character classes used by the patterns.
     enum Class: UInt8 { case letter, number, space, newline, other }
 

@@ -2,7 +2,12 @@ import Foundation
 import SquishFormats
 
 /// A tokenizer: byte-level BPE (GPT-2 family: SmolLM, Llama 3, Qwen2, ...) or SentencePiece (Llama 1/2, Gemma),
-/// built from GGUF metadata (`tokenizer.ggml.*`) or a Hugging Face `tokenizer.json`.
+/// built from GGUF metadata (`tokenizer.ggml.*`, see `init(gguf:)`), a Hugging Face `tokenizer.json`
+/// (`init(huggingFaceJSON:)`) or plain arrays (the designated initializers).
+///
+/// Encoding works on the text's UTF-8 bytes: special tokens (control and user-defined tokens) are recognized only
+/// with `parseSpecial`, otherwise every byte of the text is encoded as text. One instance may be used from several
+/// threads at once (the piece cache is locked).
 public final class Tokenizer: @unchecked Sendable {
     public enum Model: Sendable, Equatable {
         case byteLevelBPE(PreTokenizer)
@@ -24,131 +29,188 @@ public final class Tokenizer: @unchecked Sendable {
     public let paddingID: Int?
     public let addBOS: Bool
     public let addEOS: Bool
-    /// Raw bytes each token stands for.
+    /// [vocabularySize] raw bytes each token stands for (special tokens: their text's UTF-8).
     let tokenBytes: [[UInt8]]
-    /// Byte sequence → token id, for whole-piece lookups.
-    let bytesToID: [[UInt8]: Int]
-    /// BPE merges: (left id << 32 | right id) → (rank << 32 | merged id).
-    let merges: [UInt64: UInt64]
-    /// Byte-level BPE: id of the single-byte token for each byte value.
-    let byteIDs: [Int]
-    /// SentencePiece scores.
+    /// Token bytes → id for the tokens that text may encode to (not control, byte or unused tokens); first id wins.
+    let vocabulary: ByteStringTable
+    /// Byte-level BPE merges: (left id, right id) → (rank, merged id).
+    let merges: MergeTable
+    /// [256] id of the token for each single byte (byte-level: its one-character token; SentencePiece: <0xXX>), -1 if none.
+    let byteIDs: [Int32]
+    /// [vocabularySize] SentencePiece scores (empty for BPE).
     let scores: [Float]
     /// Special (control / user-defined) tokens matched in text when special-token parsing is on, longest first.
     let specialTokens: [(bytes: [UInt8], id: Int)]
-    private var cache: [[UInt8]: [Int]] = [:]
+    /// [256] whether some special token starts with this byte.
+    let specialFirstByte: [Bool]
+
+    /// Piece bytes → offset into `cacheIDs` of [count, id, id, ...]: pieces BPE has already encoded.
+    private var cache = ByteStringTable(minimumCapacity: 1 << 14)
+    private var cacheIDs: [Int32] = []
     private let cacheLock = NSLock()
+    /// The cache is emptied when its keys exceed this many bytes.
+    private static let cacheLimitBytes = 8 << 20
+    /// Longer pieces (runs of one character class, rare in text) are not cached.
+    private static let cachedPieceLimit = 256
 
     public var vocabularySize: Int { tokens.count }
 
     // MARK: Construction
 
-    /// A byte-level BPE tokenizer from its vocabulary and merges ("left right" strings in the vocabulary's alphabet).
-    public init(byteLevelTokens tokens: [String], merges mergeStrings: [String], tokenTypes: [TokenType]? = nil,
+    /// A byte-level BPE tokenizer from its vocabulary (strings in GPT-2's byte-to-unicode alphabet; control and
+    /// user-defined tokens as plain text) and its merges as pairs of token strings, highest priority first.
+    /// Merges whose parts or result are not in the vocabulary are ignored, as in the reference implementation.
+    public init(byteLevelTokens tokens: [String], mergePairs: [(String, String)], tokenTypes: [TokenType]? = nil,
                 preTokenizer: PreTokenizer, bosID: Int? = nil, eosID: Int? = nil, unknownID: Int? = nil,
                 paddingID: Int? = nil, addBOS: Bool = false, addEOS: Bool = false, source: String = "<tokenizer>") throws {
+        let types = try Self.checkedTypes(tokenTypes, count: tokens.count, source: source)
         model = .byteLevelBPE(preTokenizer)
         self.tokens = tokens
-        self.tokenTypes = tokenTypes ?? Array(repeating: .normal, count: tokens.count)
-        self.bosID = bosID
-        self.eosID = eosID
-        self.unknownID = unknownID
-        self.paddingID = paddingID
+        self.tokenTypes = types
+        self.bosID = try Self.checkedID(bosID, "bos", tokens.count, source)
+        self.eosID = try Self.checkedID(eosID, "eos", tokens.count, source)
+        self.unknownID = try Self.checkedID(unknownID, "unknown", tokens.count, source)
+        self.paddingID = try Self.checkedID(paddingID, "padding", tokens.count, source)
         self.addBOS = addBOS
         self.addEOS = addEOS
         scores = []
-        let decode = ByteLevel.unicodeToByte
+        let unicodeToByte = ByteLevel.unicodeToByte
         var tokenBytes: [[UInt8]] = []
         tokenBytes.reserveCapacity(tokens.count)
-        var bytesToID: [[UInt8]: Int] = [:]
-        bytesToID.reserveCapacity(tokens.count)
-        var idOf: [String: Int] = [:]
+        var vocabulary = ByteStringTable(minimumCapacity: tokens.count)
+        var idOf: [String: Int32] = [:]
         idOf.reserveCapacity(tokens.count)
         for (id, t) in tokens.enumerated() {
-            let type = self.tokenTypes.indices.contains(id) ? self.tokenTypes[id] : .normal
             var bytes: [UInt8] = []
-            if type == .control || type == .userDefined {
+            if Self.isSpecialType(types[id]) {
                 bytes = Array(t.utf8)  // special tokens are stored as plain text
             } else {
+                bytes.reserveCapacity(t.utf8.count)
                 for scalar in t.unicodeScalars {
-                    if let b = decode[scalar.value] { bytes.append(b) } else { bytes.append(contentsOf: String(scalar).utf8) }
+                    if let b = unicodeToByte[scalar.value] { bytes.append(b) } else { bytes.append(contentsOf: String(scalar).utf8) }
                 }
+                if types[id] != .unused { vocabulary.insert(bytes, value: Int32(id)) }
             }
             tokenBytes.append(bytes)
-            if type != .control && type != .userDefined && bytesToID[bytes] == nil { bytesToID[bytes] = id }
-            if idOf[t] == nil { idOf[t] = id }
+            if idOf[t] == nil { idOf[t] = Int32(id) }
         }
         // Some vocabularies lack tokens for a few control bytes; like the reference BPE without an unknown token,
         // such bytes produce no token (−1 here).
-        var byteIDs = [Int](repeating: -1, count: 256)
-        for b in 0 ..< 256 { byteIDs[b] = bytesToID[[UInt8(b)]] ?? -1 }
-        var merges: [UInt64: UInt64] = [:]
-        merges.reserveCapacity(mergeStrings.count)
-        for (rank, m) in mergeStrings.enumerated() {
+        var byteIDs = [Int32](repeating: -1, count: 256)
+        for b in 0 ..< 256 { byteIDs[b] = vocabulary.find([UInt8(b)]) ?? -1 }
+        var merges = MergeTable(minimumCapacity: mergePairs.count)
+        for (rank, (left, right)) in mergePairs.enumerated() {
+            guard let l = idOf[left], let r = idOf[right], let merged = idOf[left + right] else { continue }
+            merges.insert(l, r, rank: Int32(truncatingIfNeeded: rank), merged: merged)
+        }
+        self.tokenBytes = tokenBytes
+        self.vocabulary = vocabulary
+        self.merges = merges
+        self.byteIDs = byteIDs
+        (specialTokens, specialFirstByte) = Self.specials(tokens: tokens, types: types)
+    }
+
+    /// A byte-level BPE tokenizer whose merges are "left right" strings (GGUF `tokenizer.ggml.merges`, older
+    /// `tokenizer.json` files): each is split at its first space.
+    public convenience init(byteLevelTokens tokens: [String], merges: [String], tokenTypes: [TokenType]? = nil,
+                            preTokenizer: PreTokenizer, bosID: Int? = nil, eosID: Int? = nil, unknownID: Int? = nil,
+                            paddingID: Int? = nil, addBOS: Bool = false, addEOS: Bool = false,
+                            source: String = "<tokenizer>") throws {
+        var pairs: [(String, String)] = []
+        pairs.reserveCapacity(merges.count)
+        for (rank, m) in merges.enumerated() {
             guard let space = m.firstIndex(of: " ") else {
                 throw TokenizerError.invalidVocabulary(source: source, reason: "merge \(rank) '\(m)' has no space")
             }
-            let left = String(m[..<space]), right = String(m[m.index(after: space)...])
-            guard let l = idOf[left], let r = idOf[right], let merged = idOf[left + right] else { continue }
-            let key = UInt64(l) << 32 | UInt64(r)
-            if merges[key] == nil { merges[key] = UInt64(rank) << 32 | UInt64(merged) }
+            pairs.append((String(m[..<space]), String(m[m.index(after: space)...])))
         }
-        self.tokenBytes = tokenBytes
-        self.bytesToID = bytesToID
-        self.merges = merges
-        self.byteIDs = byteIDs
-        specialTokens = Self.specials(tokens: tokens, types: self.tokenTypes)
+        try self.init(byteLevelTokens: tokens, mergePairs: pairs, tokenTypes: tokenTypes, preTokenizer: preTokenizer,
+                      bosID: bosID, eosID: eosID, unknownID: unknownID, paddingID: paddingID, addBOS: addBOS,
+                      addEOS: addEOS, source: source)
     }
 
-    /// A SentencePiece tokenizer from its pieces and scores (llama.cpp's SPM model: ▁ for spaces, score-ordered
-    /// bigram merges, <0xXX> byte fallback).
+    /// A SentencePiece tokenizer from its pieces and scores, encoding as llama.cpp's SPM tokenizer does: spaces
+    /// become ▁ (U+2581), a space is prepended to the text and after every special token when `addSpacePrefix`,
+    /// the initial symbols are the UTF-8 characters, and the adjacent pair whose concatenation is the piece with
+    /// the highest score is merged first (leftmost on ties) until no pair is a piece; characters left without a
+    /// piece become their <0xXX> byte tokens (or the unknown token).
     public init(sentencePieceTokens tokens: [String], scores: [Float], tokenTypes: [TokenType]? = nil,
                 bosID: Int? = 1, eosID: Int? = 2, unknownID: Int? = 0, paddingID: Int? = nil,
                 addBOS: Bool = true, addEOS: Bool = false, addSpacePrefix: Bool = true, source: String = "<tokenizer>") throws {
         guard scores.count == tokens.count else {
             throw TokenizerError.invalidVocabulary(source: source, reason: "\(scores.count) scores for \(tokens.count) tokens")
         }
+        let types = try Self.checkedTypes(tokenTypes, count: tokens.count, source: source)
         model = .sentencePiece(addSpacePrefix: addSpacePrefix)
         self.tokens = tokens
-        self.tokenTypes = tokenTypes ?? Array(repeating: .normal, count: tokens.count)
-        self.bosID = bosID
-        self.eosID = eosID
-        self.unknownID = unknownID
-        self.paddingID = paddingID
+        self.tokenTypes = types
+        self.bosID = try Self.checkedID(bosID, "bos", tokens.count, source)
+        self.eosID = try Self.checkedID(eosID, "eos", tokens.count, source)
+        self.unknownID = try Self.checkedID(unknownID, "unknown", tokens.count, source)
+        self.paddingID = try Self.checkedID(paddingID, "padding", tokens.count, source)
         self.addBOS = addBOS
         self.addEOS = addEOS
         self.scores = scores
         var tokenBytes: [[UInt8]] = []
-        var bytesToID: [[UInt8]: Int] = [:]
-        var byteIDs = [Int](repeating: -1, count: 256)
+        tokenBytes.reserveCapacity(tokens.count)
+        var vocabulary = ByteStringTable(minimumCapacity: tokens.count)
+        var byteIDs = [Int32](repeating: -1, count: 256)
         for (id, t) in tokens.enumerated() {
-            let type = self.tokenTypes.indices.contains(id) ? self.tokenTypes[id] : .normal
-            if type == .byte, t.hasPrefix("<0x"), t.hasSuffix(">"), let b = UInt8(t.dropFirst(3).dropLast(), radix: 16) {
+            let type = types[id]
+            if type == .byte, let b = Self.byteTokenValue(t) {
                 tokenBytes.append([b])
-                byteIDs[Int(b)] = id
+                if byteIDs[Int(b)] < 0 { byteIDs[Int(b)] = Int32(id) }
                 continue
             }
-            let text = t.replacingOccurrences(of: "\u{2581}", with: " ")
-            let bytes = Array(text.utf8)
-            tokenBytes.append(bytes)
-            if type == .normal || type == .userDefined || type == .undefined, bytesToID[bytes] == nil { bytesToID[bytes] = id }
+            // The vocabulary is keyed by the piece's own bytes (▁ included): encoding works on the escaped text.
+            let escaped = Array(t.utf8)
+            if type == .normal || type == .userDefined || type == .undefined { vocabulary.insert(escaped, value: Int32(id)) }
+            tokenBytes.append(Self.isSpecialType(type) ? escaped : Array(t.replacingOccurrences(of: "\u{2581}", with: " ").utf8))
         }
         self.tokenBytes = tokenBytes
-        self.bytesToID = bytesToID
+        self.vocabulary = vocabulary
         self.byteIDs = byteIDs
-        merges = [:]
-        specialTokens = Self.specials(tokens: tokens, types: self.tokenTypes)
+        merges = MergeTable(minimumCapacity: 0)
+        (specialTokens, specialFirstByte) = Self.specials(tokens: tokens, types: types)
     }
 
-    static func specials(tokens: [String], types: [TokenType]) -> [(bytes: [UInt8], id: Int)] {
-        var out: [(bytes: [UInt8], id: Int)] = []
-        for (id, t) in tokens.enumerated() where id < types.count && (types[id] == .control || types[id] == .userDefined) && !t.isEmpty {
-            out.append((Array(t.utf8), id))
+    /// The byte of a "<0xXX>" piece.
+    static func byteTokenValue(_ t: String) -> UInt8? {
+        let u = Array(t.utf8)
+        guard u.count == 6, u[0] == 0x3C, u[1] == 0x30, u[2] == 0x78, u[5] == 0x3E else { return nil }
+        return UInt8(String(decoding: u[3 ..< 5], as: UTF8.self), radix: 16)
+    }
+
+    static func checkedTypes(_ types: [TokenType]?, count: Int, source: String) throws -> [TokenType] {
+        guard let types else { return Array(repeating: .normal, count: count) }
+        guard types.count == count else {
+            throw TokenizerError.invalidVocabulary(source: source, reason: "\(types.count) token types for \(count) tokens")
         }
-        return out.sorted { $0.bytes.count > $1.bytes.count }
+        return types
     }
 
-    /// From GGUF metadata.
+    static func checkedID(_ id: Int?, _ what: String, _ count: Int, _ source: String) throws -> Int? {
+        guard let id else { return nil }
+        guard id >= 0 && id < count else {
+            throw TokenizerError.invalidVocabulary(source: source, reason: "\(what) token id \(id) outside the vocabulary (\(count) tokens)")
+        }
+        return id
+    }
+
+    @inline(__always) static func isSpecialType(_ t: TokenType) -> Bool { t == .control || t == .userDefined }
+
+    static func specials(tokens: [String], types: [TokenType]) -> ([(bytes: [UInt8], id: Int)], [Bool]) {
+        var out: [(bytes: [UInt8], id: Int)] = []
+        var first = [Bool](repeating: false, count: 256)
+        for (id, t) in tokens.enumerated() where isSpecialType(types[id]) && !t.isEmpty {
+            out.append((Array(t.utf8), id))
+            first[Int(t.utf8.first!)] = true
+        }
+        // Longest first so that a token that is a prefix of another does not hide it; ties by id.
+        return (out.sorted { ($0.bytes.count, -$0.id) > ($1.bytes.count, -$1.id) }, first)
+    }
+
+    /// From GGUF metadata (`tokenizer.ggml.model` "gpt2" → byte-level BPE, "llama" → SentencePiece).
     public convenience init(gguf file: GGUFFile) throws {
         let src = file.path
         guard let modelName = file["tokenizer.ggml.model"]?.string else {
@@ -157,7 +219,13 @@ public final class Tokenizer: @unchecked Sendable {
         guard let tokens = file["tokenizer.ggml.tokens"]?.stringArray else {
             throw TokenizerError.missingField(source: src, field: "tokenizer.ggml.tokens")
         }
-        let types = file["tokenizer.ggml.token_type"]?.intArray.map { $0.map { TokenType(rawValue: $0) ?? .normal } }
+        var types: [TokenType]?
+        if let raw = file["tokenizer.ggml.token_type"] {
+            guard let ints = raw.intArray, ints.count == tokens.count else {
+                throw TokenizerError.invalidVocabulary(source: src, reason: "tokenizer.ggml.token_type is not \(tokens.count) integers")
+            }
+            types = ints.map { TokenType(rawValue: $0) ?? .normal }
+        }
         func id(_ key: String) -> Int? {
             guard let v = file["tokenizer.ggml.\(key)"]?.int, v >= 0, v < tokens.count else { return nil }
             return v
@@ -197,31 +265,34 @@ public final class Tokenizer: @unchecked Sendable {
     /// `addSpecial`: add BOS/EOS as the model's metadata asks.
     public func encode(_ text: String, parseSpecial: Bool = false, addSpecial: Bool = false) -> [Int] {
         var out: [Int] = []
+        out.reserveCapacity(text.utf8.count / 3 + 2)
         if addSpecial, addBOS, let bos = bosID { out.append(bos) }
-        let bytes = Array(text.utf8)
-        if parseSpecial && !specialTokens.isEmpty {
+        var scratch = Scratch()
+        let utf8 = text.utf8.withContiguousStorageIfAvailable { Array($0) } ?? Array(text.utf8)
+        utf8.withUnsafeBufferPointer { bytes in
+            guard parseSpecial && !specialTokens.isEmpty else {
+                encodeText(bytes, scratch: &scratch, into: &out)
+                return
+            }
+            // Text segments lie between special tokens (so each one starts the text or follows a special token).
             var start = 0, i = 0
-            var isFirstSegment = true
             while i < bytes.count {
-                if let (n, id) = matchSpecial(bytes, at: i) {
-                    if start < i { encodeSegment(Array(bytes[start ..< i]), isFirst: isFirstSegment, into: &out) }
+                if specialFirstByte[Int(bytes[i])], let (n, id) = matchSpecial(bytes, at: i) {
+                    if start < i { encodeText(UnsafeBufferPointer(rebasing: bytes[start ..< i]), scratch: &scratch, into: &out) }
                     out.append(id)
-                    isFirstSegment = false
                     i += n
                     start = i
                 } else {
                     i += 1
                 }
             }
-            if start < bytes.count { encodeSegment(Array(bytes[start...]), isFirst: isFirstSegment, into: &out) }
-        } else {
-            encodeSegment(bytes, isFirst: true, into: &out)
+            if start < bytes.count { encodeText(UnsafeBufferPointer(rebasing: bytes[start...]), scratch: &scratch, into: &out) }
         }
         if addSpecial, addEOS, let eos = eosID { out.append(eos) }
         return out
     }
 
-    private func matchSpecial(_ bytes: [UInt8], at i: Int) -> (Int, Int)? {
+    private func matchSpecial(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int) -> (Int, Int)? {
         for (b, id) in specialTokens where b.count <= bytes.count - i && bytes[i] == b[0] {
             var ok = true
             for k in 1 ..< b.count where bytes[i + k] != b[k] { ok = false; break }
@@ -230,122 +301,197 @@ public final class Tokenizer: @unchecked Sendable {
         return nil
     }
 
-    private func encodeSegment(_ bytes: [UInt8], isFirst: Bool, into out: inout [Int]) {
+    /// Per-call working memory, reused across the pieces of one `encode`.
+    struct Scratch {
+        var scalars: [UInt32] = []                 // [scalars] code points of the segment
+        var offsets: [Int] = []                    // [scalars + 1] byte offset of each scalar
+        var classes: [PreTokenizer.Class] = []     // [scalars] pre-tokenizer class of each scalar
+        var symbolID: [Int32] = []                 // [symbols] token id of each symbol (BPE)
+        var symbolStart: [Int32] = []              // [symbols] first byte of each symbol
+        var symbolLength: [Int32] = []             // [symbols] bytes of each symbol; 0 once merged away
+        var previous: [Int32] = []                 // [symbols] linked list of live symbols, -1 at the ends
+        var next: [Int32] = []
+        var heap = PairHeap()
+        var text: [UInt8] = []                     // SentencePiece: the escaped text
+    }
+
+    /// Encodes text that starts the input or follows a special token.
+    private func encodeText(_ bytes: UnsafeBufferPointer<UInt8>, scratch: inout Scratch, into out: inout [Int]) {
         switch model {
-        case .byteLevelBPE(let pre): encodeByteLevel(bytes, pre: pre, into: &out)
-        case .sentencePiece(let prefix): encodeSentencePiece(bytes, addSpacePrefix: prefix && isFirst, into: &out)
+        case .byteLevelBPE(let pre): encodeByteLevel(bytes, pre: pre, scratch: &scratch, into: &out)
+        case .sentencePiece(let prefix): encodeSentencePiece(bytes, addSpacePrefix: prefix, scratch: &scratch, into: &out)
         }
     }
 
-    private func encodeByteLevel(_ bytes: [UInt8], pre: PreTokenizer, into out: inout [Int]) {
+    private func encodeByteLevel(_ bytes: UnsafeBufferPointer<UInt8>, pre: PreTokenizer, scratch: inout Scratch,
+                                 into out: inout [Int]) {
         guard !bytes.isEmpty else { return }
         // Decode to scalars, remembering each scalar's byte offset (the input is valid UTF-8: it came from a String).
-        var scalars: [UInt32] = []
-        var offsets: [Int] = []
-        scalars.reserveCapacity(bytes.count)
-        offsets.reserveCapacity(bytes.count + 1)
+        scratch.scalars.removeAll(keepingCapacity: true)
+        scratch.offsets.removeAll(keepingCapacity: true)
+        scratch.classes.removeAll(keepingCapacity: true)
         var i = 0
         while i < bytes.count {
             let b0 = UInt32(bytes[i])
-            offsets.append(i)
-            if b0 < 0x80 { scalars.append(b0); i += 1 }
-            else if b0 < 0xE0 { scalars.append((b0 & 0x1F) << 6 | UInt32(bytes[i + 1] & 0x3F)); i += 2 }
-            else if b0 < 0xF0 { scalars.append((b0 & 0x0F) << 12 | UInt32(bytes[i + 1] & 0x3F) << 6 | UInt32(bytes[i + 2] & 0x3F)); i += 3 }
-            else { scalars.append((b0 & 0x07) << 18 | UInt32(bytes[i + 1] & 0x3F) << 12 | UInt32(bytes[i + 2] & 0x3F) << 6 | UInt32(bytes[i + 3] & 0x3F)); i += 4 }
+            scratch.offsets.append(i)
+            let s: UInt32
+            if b0 < 0x80 { s = b0; i += 1 }
+            else if b0 < 0xE0 { s = (b0 & 0x1F) << 6 | UInt32(bytes[i + 1] & 0x3F); i += 2 }
+            else if b0 < 0xF0 { s = (b0 & 0x0F) << 12 | UInt32(bytes[i + 1] & 0x3F) << 6 | UInt32(bytes[i + 2] & 0x3F); i += 3 }
+            else { s = (b0 & 0x07) << 18 | UInt32(bytes[i + 1] & 0x3F) << 12 | UInt32(bytes[i + 2] & 0x3F) << 6 | UInt32(bytes[i + 3] & 0x3F); i += 4 }
+            scratch.scalars.append(s)
+            scratch.classes.append(PreTokenizer.classify(s))
         }
-        offsets.append(bytes.count)
-        let classes = scalars.map(PreTokenizer.classify)
+        scratch.offsets.append(bytes.count)
+        let scalars = scratch.scalars, classes = scratch.classes, offsets = scratch.offsets
         scalars.withUnsafeBufferPointer { s in
             classes.withUnsafeBufferPointer { c in
-                bytes.withUnsafeBufferPointer { b in
+                offsets.withUnsafeBufferPointer { o in
                     pre.split(s, c) { range in
-                        let piece = UnsafeBufferPointer(rebasing: b[offsets[range.lowerBound] ..< offsets[range.upperBound]])
-                        bpe(piece, into: &out)
+                        let piece = UnsafeBufferPointer(rebasing: bytes[o[range.lowerBound] ..< o[range.upperBound]])
+                        bpe(piece, scratch: &scratch, into: &out)
                     }
                 }
             }
         }
     }
 
-    /// BPE on one piece: whole-piece lookup, cache, else merges by rank (lowest first; leftmost on ties).
-    private func bpe(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [Int]) {
-        let key = Array(piece)
-        if let id = bytesToID[key] { out.append(id); return }
+    /// BPE on one piece: whole-piece lookup, cache, else merges by rank (lowest first; leftmost on ties), the
+    /// pair candidates kept in a heap so that a long piece costs O(n log n).
+    private func bpe(_ piece: UnsafeBufferPointer<UInt8>, scratch: inout Scratch, into out: inout [Int]) {
+        if let id = vocabulary.find(piece) { out.append(Int(id)); return }
         cacheLock.lock()
-        let cached = cache[key]
-        cacheLock.unlock()
-        if let cached { out.append(contentsOf: cached); return }
-        var symbols = key.map { byteIDs[Int($0)] }
-        if symbols.contains(-1) { symbols.removeAll { $0 < 0 } }
-        while symbols.count > 1 {
-            var bestRank = UInt64.max, bestAt = -1, bestID = 0
-            for j in 0 ..< symbols.count - 1 {
-                if let m = merges[UInt64(symbols[j]) << 32 | UInt64(symbols[j + 1])], m >> 32 < bestRank {
-                    bestRank = m >> 32
-                    bestAt = j
-                    bestID = Int(m & 0xFFFF_FFFF)
-                }
+        if let at = cache.find(piece) {
+            cacheIDs.withUnsafeBufferPointer { ids in
+                let start = Int(at), n = Int(ids[start])
+                for k in 0 ..< n { out.append(Int(ids[start + 1 + k])) }
             }
-            if bestAt < 0 { break }
-            // Merge every occurrence of this pair left to right (as the reference does for one rank).
-            let left = symbols[bestAt], right = symbols[bestAt + 1]
-            var merged: [Int] = []
-            merged.reserveCapacity(symbols.count)
-            var j = 0
-            while j < symbols.count {
-                if j < symbols.count - 1 && symbols[j] == left && symbols[j + 1] == right {
-                    merged.append(bestID)
-                    j += 2
-                } else {
-                    merged.append(symbols[j])
-                    j += 1
-                }
-            }
-            symbols = merged
+            cacheLock.unlock()
+            return
         }
-        cacheLock.lock()
-        if cache.count > 200_000 { cache.removeAll(keepingCapacity: true) }
-        cache[key] = symbols
         cacheLock.unlock()
-        out.append(contentsOf: symbols)
+
+        // Symbols: one per byte that has a token, as a doubly linked list.
+        var n = 0
+        scratch.symbolID.removeAll(keepingCapacity: true)
+        for b in piece where byteIDs[Int(b)] >= 0 { scratch.symbolID.append(byteIDs[Int(b)]); n += 1 }
+        scratch.previous.removeAll(keepingCapacity: true)
+        scratch.next.removeAll(keepingCapacity: true)
+        for k in 0 ..< n {
+            scratch.previous.append(Int32(k - 1))
+            scratch.next.append(k + 1 < n ? Int32(k + 1) : -1)
+        }
+        scratch.heap.removeAll()
+        for k in 0 ..< max(0, n - 1) {
+            if let m = merges.find(scratch.symbolID[k], scratch.symbolID[k + 1]) {
+                scratch.heap.push(PairHeap.Entry(priority: UInt32(bitPattern: m.rank), left: Int32(k), right: Int32(k + 1),
+                                                 leftID: scratch.symbolID[k], rightID: scratch.symbolID[k + 1], merged: m.merged))
+            }
+        }
+        while let e = scratch.heap.pop() {
+            let l = Int(e.left), r = Int(e.right)
+            // Stale when either symbol was merged since the pair was pushed.
+            guard scratch.symbolID[l] == e.leftID, scratch.symbolID[r] == e.rightID, scratch.next[l] == e.right else { continue }
+            scratch.symbolID[l] = e.merged
+            scratch.symbolID[r] = -1
+            let after = scratch.next[r]
+            scratch.next[l] = after
+            if after >= 0 { scratch.previous[Int(after)] = Int32(l) }
+            let before = scratch.previous[l]
+            if before >= 0, let m = merges.find(scratch.symbolID[Int(before)], e.merged) {
+                scratch.heap.push(PairHeap.Entry(priority: UInt32(bitPattern: m.rank), left: before, right: Int32(l),
+                                                 leftID: scratch.symbolID[Int(before)], rightID: e.merged, merged: m.merged))
+            }
+            if after >= 0, let m = merges.find(e.merged, scratch.symbolID[Int(after)]) {
+                scratch.heap.push(PairHeap.Entry(priority: UInt32(bitPattern: m.rank), left: Int32(l), right: after,
+                                                 leftID: e.merged, rightID: scratch.symbolID[Int(after)], merged: m.merged))
+            }
+        }
+        let first = out.count
+        var k: Int32 = n > 0 ? 0 : -1
+        while k >= 0 {
+            out.append(Int(scratch.symbolID[Int(k)]))
+            k = scratch.next[Int(k)]
+        }
+        guard piece.count <= Self.cachedPieceLimit else { return }
+        cacheLock.lock()
+        if cache.storageBytes + piece.count > Self.cacheLimitBytes {
+            cache.removeAll()
+            cacheIDs.removeAll(keepingCapacity: true)
+        }
+        if cache.insert(piece, value: Int32(cacheIDs.count)) {
+            cacheIDs.append(Int32(out.count - first))
+            for id in out[first...] { cacheIDs.append(Int32(id)) }
+        }
+        cacheLock.unlock()
     }
 
-    /// llama.cpp's SPM: spaces → ▁ (with a leading one when asked), UTF-8 characters as initial symbols, repeatedly
-    /// merge the adjacent pair whose concatenation is a token with the highest score, unknown pieces as byte tokens.
-    private func encodeSentencePiece(_ input: [UInt8], addSpacePrefix: Bool, into out: inout [Int]) {
+    /// llama.cpp's SPM tokenizer (see the initializer): symbols are byte ranges of the escaped text in a linked
+    /// list; candidate pairs wait in a heap ordered by the merged piece's score.
+    private func encodeSentencePiece(_ input: UnsafeBufferPointer<UInt8>, addSpacePrefix: Bool, scratch: inout Scratch,
+                                     into out: inout [Int]) {
         guard !input.isEmpty else { return }
-        var text: [UInt8] = []
-        if addSpacePrefix { text.append(0x20) }
-        text.append(contentsOf: input)
-        // Symbols as byte ranges of characters.
-        var ranges: [Range<Int>] = []
-        var i = 0
-        while i < text.count {
-            let b = text[i]
-            let n = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4
-            ranges.append(i ..< min(i + n, text.count))
-            i += n
+        // Escape: a leading space when asked, every space as ▁ (E2 96 81).
+        scratch.text.removeAll(keepingCapacity: true)
+        if addSpacePrefix { scratch.text.append(contentsOf: [0xE2, 0x96, 0x81]) }
+        for b in input {
+            if b == 0x20 { scratch.text.append(contentsOf: [0xE2, 0x96, 0x81]) } else { scratch.text.append(b) }
         }
-        while ranges.count > 1 {
-            var bestScore = -Float.infinity, bestAt = -1
-            for j in 0 ..< ranges.count - 1 {
-                if let id = bytesToID[Array(text[ranges[j].lowerBound ..< ranges[j + 1].upperBound])], scores[id] > bestScore {
-                    bestScore = scores[id]
-                    bestAt = j
-                }
+        let text = scratch.text
+        text.withUnsafeBufferPointer { text in
+            // Symbols: the UTF-8 characters (a truncated sequence at the end is cut to what is there).
+            scratch.symbolStart.removeAll(keepingCapacity: true)
+            scratch.symbolLength.removeAll(keepingCapacity: true)
+            var i = 0
+            while i < text.count {
+                let b = text[i]
+                let n = min(b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4, text.count - i)
+                scratch.symbolStart.append(Int32(i))
+                scratch.symbolLength.append(Int32(n))
+                i += n
             }
-            if bestAt < 0 { break }
-            ranges[bestAt] = ranges[bestAt].lowerBound ..< ranges[bestAt + 1].upperBound
-            ranges.remove(at: bestAt + 1)
-        }
-        for r in ranges {
-            let piece = Array(text[r])
-            if let id = bytesToID[piece] {
-                out.append(id)
-            } else {
-                for b in piece {
-                    if byteIDs[Int(b)] >= 0 { out.append(byteIDs[Int(b)]) } else if let unk = unknownID { out.append(unk) }
+            let n = scratch.symbolStart.count
+            scratch.previous.removeAll(keepingCapacity: true)
+            scratch.next.removeAll(keepingCapacity: true)
+            for k in 0 ..< n {
+                scratch.previous.append(Int32(k - 1))
+                scratch.next.append(k + 1 < n ? Int32(k + 1) : -1)
+            }
+            scratch.heap.removeAll()
+            func tryPair(_ l: Int32, _ r: Int32, _ scratch: inout Scratch) {
+                guard l >= 0, r >= 0 else { return }
+                let start = Int(scratch.symbolStart[Int(l)])
+                let length = Int(scratch.symbolLength[Int(l)] + scratch.symbolLength[Int(r)])
+                guard let id = vocabulary.find(UnsafeBufferPointer(rebasing: text[start ..< start + length])) else { return }
+                scratch.heap.push(PairHeap.Entry(priority: PairHeap.descending(scores[Int(id)]), left: l, right: r,
+                                                 leftID: Int32(length), rightID: 0, merged: id))
+            }
+            for k in 0 ..< max(0, n - 1) { tryPair(Int32(k), Int32(k + 1), &scratch) }
+            while let e = scratch.heap.pop() {
+                let l = Int(e.left), r = Int(e.right)
+                // Stale when either symbol changed since the pair was pushed (leftID holds the pair's byte length).
+                let ll = scratch.symbolLength[l], rl = scratch.symbolLength[r]
+                guard ll > 0, rl > 0, ll + rl == e.leftID, scratch.next[l] == e.right else { continue }
+                scratch.symbolLength[l] = ll + rl
+                scratch.symbolLength[r] = 0
+                let after = scratch.next[r]
+                scratch.next[l] = after
+                if after >= 0 { scratch.previous[Int(after)] = Int32(l) }
+                tryPair(scratch.previous[l], Int32(l), &scratch)
+                tryPair(Int32(l), after, &scratch)
+            }
+            var k: Int32 = n > 0 ? 0 : -1
+            while k >= 0 {
+                let start = Int(scratch.symbolStart[Int(k)]), length = Int(scratch.symbolLength[Int(k)])
+                let piece = UnsafeBufferPointer(rebasing: text[start ..< start + length])
+                if let id = vocabulary.find(piece) {
+                    out.append(Int(id))
+                } else {
+                    for b in piece {
+                        if byteIDs[Int(b)] >= 0 { out.append(Int(byteIDs[Int(b)])) } else if let unk = unknownID { out.append(unk) }
+                    }
                 }
+                k = scratch.next[Int(k)]
             }
         }
     }
@@ -358,28 +504,44 @@ public final class Tokenizer: @unchecked Sendable {
         return tokenBytes[id]
     }
 
-    /// Concatenated bytes of `ids`.
-    public func decodeBytes(_ ids: [Int]) -> [UInt8] {
+    /// Concatenated bytes of `ids`: the inverse of `encode` (SentencePiece: the space added before the text and
+    /// after each special token is removed again). `skipSpecial` leaves out control and user-defined tokens.
+    public func decodeBytes(_ ids: [Int], skipSpecial: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
-        for id in ids { out.append(contentsOf: bytes(for: id)) }
-        if case .sentencePiece(let prefix) = model, prefix, out.first == 0x20 { out.removeFirst() }
+        var stripSpace = false
+        if case .sentencePiece(let prefix) = model { stripSpace = prefix }
+        var afterSpecial = true
+        for id in ids {
+            let special = id >= 0 && id < tokenTypes.count && Self.isSpecialType(tokenTypes[id])
+            if special {
+                afterSpecial = true
+                if !skipSpecial { out.append(contentsOf: bytes(for: id)) }
+                continue
+            }
+            let b = bytes(for: id)
+            if stripSpace && afterSpecial, b.first == 0x20 { out.append(contentsOf: b.dropFirst()) } else { out.append(contentsOf: b) }
+            if !b.isEmpty { afterSpecial = false }
+        }
         return out
     }
 
     /// Text of `ids` (invalid UTF-8, e.g. a character cut between tokens, becomes U+FFFD).
-    public func decode(_ ids: [Int]) -> String { String(decoding: decodeBytes(ids), as: UTF8.self) }
+    public func decode(_ ids: [Int], skipSpecial: Bool = false) -> String {
+        String(decoding: decodeBytes(ids, skipSpecial: skipSpecial), as: UTF8.self)
+    }
 
     /// The token's string as stored in the vocabulary.
     public func piece(_ id: Int) -> String { id >= 0 && id < tokens.count ? tokens[id] : "" }
 
     public func isSpecial(_ id: Int) -> Bool {
-        id >= 0 && id < tokenTypes.count && (tokenTypes[id] == .control || tokenTypes[id] == .userDefined)
+        id >= 0 && id < tokenTypes.count && Self.isSpecialType(tokenTypes[id])
     }
 
     /// Empties the per-piece cache (benchmarks measure encoding from a cold cache).
     public func clearCache() {
         cacheLock.lock()
         cache.removeAll()
+        cacheIDs.removeAll(keepingCapacity: true)
         cacheLock.unlock()
     }
 
@@ -388,6 +550,63 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// Id of a token given by its text (e.g. "<|im_end|>").
     public func id(of token: String) -> Int? { tokens.firstIndex(of: token) }
+}
+
+/// A binary min-heap of candidate pairs ordered by (priority, left position): BPE's lowest merge rank or
+/// SentencePiece's highest score first, the leftmost pair first among equals.
+struct PairHeap {
+    struct Entry {
+        var priority: UInt32  // smaller pops first
+        var left: Int32       // symbol index of the pair's left side
+        var right: Int32      // symbol index of the right side when pushed
+        var leftID: Int32     // BPE: left symbol's id when pushed; SentencePiece: the pair's byte length
+        var rightID: Int32    // BPE: right symbol's id when pushed
+        var merged: Int32     // token id of the merged pair
+        @inline(__always) var key: UInt64 { UInt64(priority) << 32 | UInt64(UInt32(bitPattern: left)) }
+    }
+
+    private var entries: [Entry] = []
+
+    mutating func removeAll() { entries.removeAll(keepingCapacity: true) }
+
+    /// Maps a score to a priority so that higher scores pop first (order-preserving float bits, inverted).
+    @inline(__always) static func descending(_ score: Float) -> UInt32 {
+        let bits = score.bitPattern
+        let ascending = bits & 0x8000_0000 != 0 ? ~bits : bits | 0x8000_0000
+        return ~ascending
+    }
+
+    mutating func push(_ e: Entry) {
+        entries.append(e)
+        var i = entries.count - 1
+        let key = e.key
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if entries[parent].key <= key { break }
+            entries.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func pop() -> Entry? {
+        guard let top = entries.first else { return nil }
+        let last = entries.removeLast()
+        if entries.isEmpty { return top }
+        entries[0] = last
+        var i = 0
+        let n = entries.count
+        let key = last.key
+        while true {
+            let l = 2 * i + 1
+            if l >= n { break }
+            var c = l
+            if l + 1 < n && entries[l + 1].key < entries[l].key { c = l + 1 }
+            if entries[c].key >= key { break }
+            entries.swapAt(i, c)
+            i = c
+        }
+        return top
+    }
 }
 
 /// GPT-2's reversible byte ↔ unicode mapping: printable bytes map to themselves, the others to U+0100 upwards.
@@ -408,4 +627,11 @@ public enum ByteLevel {
         for (b, u) in byteToUnicode.enumerated() { d[u] = UInt8(b) }
         return d
     }()
+
+    /// A token string in the byte-level alphabet for raw bytes.
+    public static func encode(_ bytes: [UInt8]) -> String {
+        var s = String.UnicodeScalarView()
+        for b in bytes { s.append(Unicode.Scalar(byteToUnicode[Int(b)])!) }
+        return String(s)
+    }
 }
