@@ -3,7 +3,8 @@ import Foundation
 extension Tokenizer {
     /// A byte-level BPE tokenizer from a Hugging Face `tokenizer.json`: `model` (type "BPE", `vocab`, `merges` as
     /// "left right" strings or ["left", "right"] pairs), `added_tokens` (special ones become control tokens, the
-    /// others user-defined), and a `pre_tokenizer` that `PreTokenizer(huggingFace:)` recognizes. BOS/EOS come from a
+    /// others user-defined; their lstrip/rstrip/single_word flags are not implemented), a `pre_tokenizer` that
+    /// `PreTokenizer(huggingFace:)` recognizes, and no normalizer or an NFC one. BOS/EOS come from a
     /// `TemplateProcessing` post-processor when it adds them, or from `bosToken`/`eosToken` (the strings of
     /// `tokenizer_config.json`), which also set the ids without adding the tokens.
     public convenience init(huggingFaceJSON data: Data, bosToken: String? = nil, eosToken: String? = nil,
@@ -29,6 +30,15 @@ extension Tokenizer {
             let described = root["pre_tokenizer"].flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }
                 .map { String(decoding: $0, as: UTF8.self) } ?? "null"
             throw TokenizerError.unsupportedPreTokenizer(source: source, name: String(described.prefix(300)))
+        }
+        var normalization = Normalization.none
+        if let normalizer = root["normalizer"], !(normalizer is NSNull) {
+            guard let type = (normalizer as? [String: Any])?["type"] as? String, type == "NFC" else {
+                let described = (try? JSONSerialization.data(withJSONObject: normalizer, options: [.sortedKeys]))
+                    .map { String(decoding: $0, as: UTF8.self) } ?? "?"
+                throw TokenizerError.unsupportedModel(source: source, model: "normalizer \(described.prefix(200)) (supported: none, NFC)")
+            }
+            normalization = .nfc
         }
         guard let vocab = model["vocab"] as? [String: Any] else { throw TokenizerError.missingField(source: source, field: "model.vocab") }
         let added = root["added_tokens"] as? [[String: Any]] ?? []
@@ -90,6 +100,7 @@ extension Tokenizer {
         try self.init(byteLevelTokens: texts, mergePairs: pairs, tokenTypes: types, preTokenizer: pre, bosID: bos,
                       eosID: eos, unknownID: idOf(model["unk_token"] as? String), paddingID: nil, addBOS: addBOS,
                       addEOS: addEOS, source: source)
+        self.normalization = normalization
     }
 
     /// Reads `path` (a `tokenizer.json`).

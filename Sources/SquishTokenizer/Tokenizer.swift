@@ -14,6 +14,12 @@ public final class Tokenizer: @unchecked Sendable {
         case sentencePiece(addSpacePrefix: Bool)
     }
 
+    public enum Normalization: Sendable, Equatable {
+        case none
+        /// Canonical composition (Unicode Standard Annex #15).
+        case nfc
+    }
+
     /// GGUF token types (llama.cpp `llama_token_type`).
     public enum TokenType: Int, Sendable {
         case undefined = 0, normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
@@ -29,6 +35,8 @@ public final class Tokenizer: @unchecked Sendable {
     public let paddingID: Int?
     public let addBOS: Bool
     public let addEOS: Bool
+    /// Unicode normalization applied to text before encoding (a `tokenizer.json` may ask for NFC, e.g. Qwen2's).
+    public internal(set) var normalization: Normalization = .none
     /// [vocabularySize] raw bytes each token stands for (special tokens: their text's UTF-8).
     let tokenBytes: [[UInt8]]
     /// Token bytes → id for the tokens that text may encode to (not control, byte or unused tokens); first id wins.
@@ -268,6 +276,7 @@ public final class Tokenizer: @unchecked Sendable {
         out.reserveCapacity(text.utf8.count / 3 + 2)
         if addSpecial, addBOS, let bos = bosID { out.append(bos) }
         var scratch = Scratch()
+        let text = normalization == .nfc ? text.precomposedStringWithCanonicalMapping : text
         let utf8 = text.utf8.withContiguousStorageIfAvailable { Array($0) } ?? Array(text.utf8)
         utf8.withUnsafeBufferPointer { bytes in
             guard parseSpecial && !specialTokens.isEmpty else {

@@ -143,6 +143,15 @@ func fullByteTokenizer(_ pre: PreTokenizer) throws -> Tokenizer {
         #expect(isInvalid(error(#"{"model": {"type": "BPE", "vocab": {"a": 0}}, "added_tokens": [{"id": 0, "content": "b"}], \#(byteLevel)}"#)))
         let ok = try Tokenizer(huggingFaceJSON: Data(#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}, \#(byteLevel)}"#.utf8))
         #expect(ok.encode("abba") == [2, 1, 0])
+        #expect(ok.normalization == .none)
+        if case .unsupportedModel = error(#"{"normalizer": {"type": "Lowercase"}, "model": {"type": "BPE", "vocab": {}}, \#(byteLevel)}"#) {
+        } else { Issue.record("an unsupported normalizer must be rejected") }
+        // NFC (Qwen2's normalizer): e + U+0301 is encoded as the precomposed é.
+        let nfcJSON = #"{"normalizer": {"type": "NFC"}, "model": {"type": "BPE", "vocab": {"a": 0, "Ã": 1, "©": 2, "Ã©": 3, "Ì": 4, "ģ": 5, "e": 6}, "merges": [["Ã", "©"]]}, \#(byteLevel)}"#
+        let nfc = try Tokenizer(huggingFaceJSON: Data(nfcJSON.utf8))
+        #expect(nfc.normalization == .nfc)
+        #expect(nfc.encode("e\u{0301}a") == [3, 0])
+        #expect(nfc.encode("\u{00E9}a") == [3, 0])
     }
 
     @Test func badArraysGiveTypedErrors() {
