@@ -1,55 +1,56 @@
 /// Byte strings → `Int32` values, stored in one flat buffer with an open-addressing (linear probing) index, so
-/// that a lookup by pointer and length allocates nothing and hashes with FNV-1a instead of SipHash. Used for the
-/// vocabulary (token bytes → id) and for the BPE piece cache.
+/// that a lookup by pointer and length allocates nothing and hashes with FNV-1a instead of SipHash. Each slot holds
+/// a hash tag, the value and where its key lies, so a miss usually reads one slot and a hit one slot plus the key.
+/// Used for the vocabulary (token bytes → id) and for the BPE piece cache.
 struct ByteStringTable {
+    struct Slot {
+        var tag: UInt32      // high bits of the key's hash
+        var value: Int32
+        var start: UInt32    // key = storage[start ..< start + length]; UInt32.max marks an empty slot
+        var length: UInt32
+        static let empty = Slot(tag: 0, value: 0, start: .max, length: 0)
+    }
+
     /// All keys concatenated, in insertion order.
     private var storage: [UInt8] = []
-    /// [count + 1] offsets into `storage`: key i is storage[keyStart[i] ..< keyStart[i + 1]].
-    private var keyStart: [Int] = [0]
-    /// [count] the value of each key.
-    private var values: [Int32] = []
-    /// [capacity] entry index or -1; capacity is a power of two, at most half full.
-    private var slots: [Int32]
+    /// [capacity] a power of two, at most half full.
+    private var slots: [Slot]
     private var mask: Int
+    private(set) var count = 0
 
-    var count: Int { values.count }
     var storageBytes: Int { storage.count }
 
     init(minimumCapacity: Int = 16) {
         var capacity = 16
         while capacity < 2 * minimumCapacity { capacity *= 2 }
-        slots = [Int32](repeating: -1, count: capacity)
+        slots = [Slot](repeating: .empty, count: capacity)
         mask = capacity - 1
     }
 
-    /// FNV-1a, 64-bit (Fowler–Noll–Vo).
-    @inline(__always) static func hash(_ key: UnsafeBufferPointer<UInt8>) -> Int {
+    /// FNV-1a, 64-bit (Fowler–Noll–Vo), with the high half folded in.
+    @inline(__always) static func hash(_ key: UnsafeBufferPointer<UInt8>) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         for b in key { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-        return Int(truncatingIfNeeded: h ^ (h >> 29))
+        return h ^ (h >> 29)
     }
 
     /// The value stored for `key`, or nil.
     @inline(__always) func find(_ key: UnsafeBufferPointer<UInt8>) -> Int32? {
-        var slot = Self.hash(key) & mask
-        return storage.withUnsafeBufferPointer { store -> Int32? in
-            slots.withUnsafeBufferPointer { slots -> Int32? in
-                keyStart.withUnsafeBufferPointer { starts -> Int32? in
-                    while true {
-                        let e = Int(slots[slot])
-                        if e < 0 { return nil }
-                        let start = starts[e], length = starts[e + 1] - start
-                        if length == key.count {
-                            var equal = true
-                            var k = 0
-                            while k < length {
-                                if store[start + k] != key[k] { equal = false; break }
-                                k += 1
-                            }
-                            if equal { return values[e] }
-                        }
-                        slot = (slot + 1) & mask
+        let h = Self.hash(key)
+        let tag = UInt32(truncatingIfNeeded: h >> 32)
+        var i = Int(truncatingIfNeeded: h) & mask
+        return slots.withUnsafeBufferPointer { slots -> Int32? in
+            storage.withUnsafeBufferPointer { store -> Int32? in
+                while true {
+                    let slot = slots[i]
+                    if slot.start == .max { return nil }
+                    if slot.tag == tag && Int(slot.length) == key.count {
+                        let start = Int(slot.start)
+                        var k = 0
+                        while k < key.count && store[start + k] == key[k] { k += 1 }
+                        if k == key.count { return slot.value }
                     }
+                    i = (i + 1) & mask
                 }
             }
         }
@@ -61,12 +62,11 @@ struct ByteStringTable {
     @discardableResult
     mutating func insert(_ key: UnsafeBufferPointer<UInt8>, value: Int32) -> Bool {
         if find(key) != nil { return false }
-        if 2 * (values.count + 1) > slots.count { grow() }
-        let e = Int32(values.count)
+        if 2 * (count + 1) > slots.count { grow() }
+        let slot = Slot(tag: 0, value: value, start: UInt32(storage.count), length: UInt32(key.count))
         storage.append(contentsOf: key)
-        keyStart.append(storage.count)
-        values.append(value)
-        place(entry: e, hash: Self.hash(key))
+        place(slot, hash: Self.hash(key))
+        count += 1
         return true
     }
 
@@ -76,24 +76,27 @@ struct ByteStringTable {
     /// Empties the table, keeping its allocations.
     mutating func removeAll() {
         storage.removeAll(keepingCapacity: true)
-        keyStart.removeAll(keepingCapacity: true)
-        keyStart.append(0)
-        values.removeAll(keepingCapacity: true)
-        for i in slots.indices { slots[i] = -1 }
+        for i in slots.indices { slots[i] = .empty }
+        count = 0
     }
 
-    private mutating func place(entry e: Int32, hash: Int) {
-        var slot = hash & mask
-        while slots[slot] >= 0 { slot = (slot + 1) & mask }
-        slots[slot] = e
+    private mutating func place(_ slot: Slot, hash: UInt64) {
+        var slot = slot
+        slot.tag = UInt32(truncatingIfNeeded: hash >> 32)
+        var i = Int(truncatingIfNeeded: hash) & mask
+        while slots[i].start != .max { i = (i + 1) & mask }
+        slots[i] = slot
     }
 
     private mutating func grow() {
-        slots = [Int32](repeating: -1, count: slots.count * 2)
+        let old = slots
+        slots = [Slot](repeating: .empty, count: old.count * 2)
         mask = slots.count - 1
-        for e in 0 ..< values.count {
-            let h = storage.withUnsafeBufferPointer { Self.hash(UnsafeBufferPointer(rebasing: $0[keyStart[e] ..< keyStart[e + 1]])) }
-            place(entry: Int32(e), hash: h)
+        for slot in old where slot.start != .max {
+            let h = storage.withUnsafeBufferPointer {
+                Self.hash(UnsafeBufferPointer(rebasing: $0[Int(slot.start) ..< Int(slot.start) + Int(slot.length)]))
+            }
+            place(slot, hash: h)
         }
     }
 }

@@ -335,28 +335,47 @@ public final class Tokenizer: @unchecked Sendable {
     private func encodeByteLevel(_ bytes: UnsafeBufferPointer<UInt8>, pre: PreTokenizer, scratch: inout Scratch,
                                  into out: inout [Int]) {
         guard !bytes.isEmpty else { return }
-        // Decode to scalars, remembering each scalar's byte offset (the input is valid UTF-8: it came from a String).
-        scratch.scalars.removeAll(keepingCapacity: true)
-        scratch.offsets.removeAll(keepingCapacity: true)
-        scratch.classes.removeAll(keepingCapacity: true)
-        var i = 0
-        while i < bytes.count {
-            let b0 = UInt32(bytes[i])
-            scratch.offsets.append(i)
-            let s: UInt32
-            if b0 < 0x80 { s = b0; i += 1 }
-            else if b0 < 0xE0 { s = (b0 & 0x1F) << 6 | UInt32(bytes[i + 1] & 0x3F); i += 2 }
-            else if b0 < 0xF0 { s = (b0 & 0x0F) << 12 | UInt32(bytes[i + 1] & 0x3F) << 6 | UInt32(bytes[i + 2] & 0x3F); i += 3 }
-            else { s = (b0 & 0x07) << 18 | UInt32(bytes[i + 1] & 0x3F) << 12 | UInt32(bytes[i + 2] & 0x3F) << 6 | UInt32(bytes[i + 3] & 0x3F); i += 4 }
-            scratch.scalars.append(s)
-            scratch.classes.append(PreTokenizer.classify(s))
+        // Decode to scalars, remembering each scalar's byte offset and class (the input is valid UTF-8: it came
+        // from a String). The scratch arrays only grow, so their storage is reused from piece to piece.
+        let n = bytes.count
+        if scratch.scalars.count < n {
+            scratch.scalars = [UInt32](repeating: 0, count: n)
+            scratch.classes = [PreTokenizer.Class](repeating: .other, count: n)
+            scratch.offsets = [Int](repeating: 0, count: n + 1)
         }
-        scratch.offsets.append(bytes.count)
+        var count = 0
+        scratch.scalars.withUnsafeMutableBufferPointer { scalars in
+            scratch.classes.withUnsafeMutableBufferPointer { classes in
+                scratch.offsets.withUnsafeMutableBufferPointer { offsets in
+                    PreTokenizer.asciiClasses.withUnsafeBufferPointer { ascii in
+                        var i = 0
+                        while i < n {
+                            let b0 = UInt32(bytes[i])
+                            offsets[count] = i
+                            if b0 < 0x80 {
+                                scalars[count] = b0
+                                classes[count] = ascii[Int(b0)]
+                                i += 1
+                            } else {
+                                let s: UInt32
+                                if b0 < 0xE0 { s = (b0 & 0x1F) << 6 | UInt32(bytes[i + 1] & 0x3F); i += 2 }
+                                else if b0 < 0xF0 { s = (b0 & 0x0F) << 12 | UInt32(bytes[i + 1] & 0x3F) << 6 | UInt32(bytes[i + 2] & 0x3F); i += 3 }
+                                else { s = (b0 & 0x07) << 18 | UInt32(bytes[i + 1] & 0x3F) << 12 | UInt32(bytes[i + 2] & 0x3F) << 6 | UInt32(bytes[i + 3] & 0x3F); i += 4 }
+                                scalars[count] = s
+                                classes[count] = PreTokenizer.classify(s)
+                            }
+                            count += 1
+                        }
+                        offsets[count] = n
+                    }
+                }
+            }
+        }
         let scalars = scratch.scalars, classes = scratch.classes, offsets = scratch.offsets
         scalars.withUnsafeBufferPointer { s in
             classes.withUnsafeBufferPointer { c in
                 offsets.withUnsafeBufferPointer { o in
-                    pre.split(s, c) { range in
+                    pre.split(UnsafeBufferPointer(rebasing: s[..<count]), UnsafeBufferPointer(rebasing: c[..<count])) { range in
                         let piece = UnsafeBufferPointer(rebasing: bytes[o[range.lowerBound] ..< o[range.upperBound]])
                         bpe(piece, scratch: &scratch, into: &out)
                     }
