@@ -1,10 +1,11 @@
 import Foundation
 
 extension Tokenizer {
-    /// A byte-level BPE tokenizer from a Hugging Face `tokenizer.json`: `model` (type "BPE", `vocab`, `merges` as
-    /// "left right" strings or ["left", "right"] pairs), `added_tokens` (special ones become control tokens, the
-    /// others user-defined; their lstrip/rstrip/single_word flags are not implemented), a `pre_tokenizer` that
-    /// `PreTokenizer(huggingFace:)` recognizes, and no normalizer or an NFC one. BOS/EOS come from a
+    /// A tokenizer from a Hugging Face `tokenizer.json` whose `model` is "BPE" (`vocab`, `merges` as "left right"
+    /// strings or ["left", "right"] pairs), with `added_tokens` (special ones become control tokens, the others
+    /// user-defined; their lstrip/rstrip/single_word flags are not implemented). Byte-level BPE needs a
+    /// `pre_tokenizer` that `PreTokenizer(huggingFace:)` recognizes and no normalizer or an NFC one; SentencePiece
+    /// BPE (`byte_fallback`, ▁ for spaces) is recognized by `sentencePieceSpacePrefix`. BOS/EOS come from a
     /// `TemplateProcessing` post-processor when it adds them, or from `bosToken`/`eosToken` (the strings of
     /// `tokenizer_config.json`), which also set the ids without adding the tokens.
     public convenience init(huggingFaceJSON data: Data, bosToken: String? = nil, eosToken: String? = nil,
@@ -23,23 +24,7 @@ extension Tokenizer {
         guard let model = root["model"] as? [String: Any] else { throw TokenizerError.missingField(source: source, field: "model") }
         let type = model["type"] as? String ?? "BPE"
         guard type == "BPE" else { throw TokenizerError.unsupportedModel(source: source, model: type) }
-        if (model["byte_fallback"] as? Bool) == true {
-            throw TokenizerError.unsupportedModel(source: source, model: "BPE with byte_fallback (SentencePiece-style; use the GGUF file)")
-        }
-        guard let pre = PreTokenizer(huggingFace: root["pre_tokenizer"]) else {
-            let described = root["pre_tokenizer"].flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }
-                .map { String(decoding: $0, as: UTF8.self) } ?? "null"
-            throw TokenizerError.unsupportedPreTokenizer(source: source, name: String(described.prefix(300)))
-        }
-        var normalization = Normalization.none
-        if let normalizer = root["normalizer"], !(normalizer is NSNull) {
-            guard let type = (normalizer as? [String: Any])?["type"] as? String, type == "NFC" else {
-                let described = (try? JSONSerialization.data(withJSONObject: normalizer, options: [.sortedKeys]))
-                    .map { String(decoding: $0, as: UTF8.self) } ?? "?"
-                throw TokenizerError.unsupportedModel(source: source, model: "normalizer \(described.prefix(200)) (supported: none, NFC)")
-            }
-            normalization = .nfc
-        }
+        let spacePrefix = try Self.sentencePieceSpacePrefix(root, model: model, source: source)
         guard let vocab = model["vocab"] as? [String: Any] else { throw TokenizerError.missingField(source: source, field: "model.vocab") }
         let added = root["added_tokens"] as? [[String: Any]] ?? []
 
@@ -97,10 +82,74 @@ extension Tokenizer {
             if let id = idOf(first) { bos = id; addBOS = true }
             if let id = idOf(last) { eos = id; addEOS = true }
         }
-        try self.init(byteLevelTokens: texts, mergePairs: pairs, tokenTypes: types, preTokenizer: pre, bosID: bos,
-                      eosID: eos, unknownID: idOf(model["unk_token"] as? String), paddingID: nil, addBOS: addBOS,
-                      addEOS: addEOS, source: source)
-        self.normalization = normalization
+        let unknown = idOf(model["unk_token"] as? String)
+        if let spacePrefix {
+            try self.init(sentencePieceBPETokens: texts, mergePairs: pairs, tokenTypes: types, bosID: bos, eosID: eos,
+                          unknownID: unknown, paddingID: nil, addBOS: addBOS, addEOS: addEOS, addSpacePrefix: spacePrefix,
+                          source: source)
+        } else {
+            let (pre, normalization) = try Self.byteLevelSettings(root, source: source)
+            try self.init(byteLevelTokens: texts, mergePairs: pairs, tokenTypes: types, preTokenizer: pre, bosID: bos,
+                          eosID: eos, unknownID: unknown, paddingID: nil, addBOS: addBOS, addEOS: addEOS, source: source)
+            self.normalization = normalization
+        }
+    }
+
+    static func describe(_ json: Any?) -> String {
+        guard let json, !(json is NSNull) else { return "null" }
+        let text = (try? JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
+        return String((text ?? "?").prefix(300))
+    }
+
+    /// Byte-level BPE: a recognized pre-tokenizer and no normalizer or NFC.
+    static func byteLevelSettings(_ root: [String: Any], source: String) throws -> (PreTokenizer, Normalization) {
+        guard let pre = PreTokenizer(huggingFace: root["pre_tokenizer"]) else {
+            throw TokenizerError.unsupportedPreTokenizer(source: source, name: describe(root["pre_tokenizer"]))
+        }
+        var normalization = Normalization.none
+        if let normalizer = root["normalizer"], !(normalizer is NSNull) {
+            guard (normalizer as? [String: Any])?["type"] as? String == "NFC" else {
+                throw TokenizerError.unsupportedModel(source: source, model: "normalizer \(describe(normalizer)) (supported: none, NFC)")
+            }
+            normalization = .nfc
+        }
+        return (pre, normalization)
+    }
+
+    /// nil for byte-level BPE; for a SentencePiece-style BPE (byte fallback, spaces as ▁), whether a ▁ is put
+    /// before the text. Recognized: normalizer Replace(" " → "▁") with an optional Prepend("▁") before it, or
+    /// pre-tokenizer Metaspace("▁", split: false) with its prepend_scheme (text after special tokens always gets
+    /// the ▁, as in llama.cpp, also under prepend_scheme "first").
+    static func sentencePieceSpacePrefix(_ root: [String: Any], model: [String: Any], source: String) throws -> Bool? {
+        let normalizer = root["normalizer"] as? [String: Any]
+        let pre = root["pre_tokenizer"] as? [String: Any]
+        let byteFallback = (model["byte_fallback"] as? Bool) == true
+        var steps: [[String: Any]] = []
+        if let normalizer {
+            steps = normalizer["type"] as? String == "Sequence" ? (normalizer["normalizers"] as? [[String: Any]] ?? []) : [normalizer]
+        }
+        func isReplaceSpace(_ n: [String: Any]) -> Bool {
+            n["type"] as? String == "Replace" && (n["pattern"] as? [String: Any])?["String"] as? String == " "
+                && n["content"] as? String == "\u{2581}"
+        }
+        func isPrepend(_ n: [String: Any]) -> Bool { n["type"] as? String == "Prepend" && n["prepend"] as? String == "\u{2581}" }
+        let metaspace = pre?["type"] as? String == "Metaspace"
+        let replaces = steps.contains(where: isReplaceSpace)
+        guard byteFallback || metaspace || replaces else { return nil }
+        if metaspace {
+            guard pre?["replacement"] as? String == "\u{2581}", (pre?["split"] as? Bool) != true, steps.isEmpty else {
+                throw TokenizerError.unsupportedPreTokenizer(source: source, name: describe(pre))
+            }
+            if let scheme = pre?["prepend_scheme"] as? String { return scheme != "never" }
+            return (pre?["add_prefix_space"] as? Bool) ?? true
+        }
+        let known = steps.allSatisfy { isReplaceSpace($0) || isPrepend($0) }
+        guard known, replaces, pre == nil, steps.count <= 2, steps.count == 1 || isPrepend(steps[0]) else {
+            throw TokenizerError.unsupportedModel(
+                source: source,
+                model: "SentencePiece-style BPE with normalizer \(describe(root["normalizer"])) and pre-tokenizer \(describe(root["pre_tokenizer"]))")
+        }
+        return steps.count == 2
     }
 
     /// Reads `path` (a `tokenizer.json`).

@@ -12,6 +12,9 @@ public final class Tokenizer: @unchecked Sendable {
     public enum Model: Sendable, Equatable {
         case byteLevelBPE(PreTokenizer)
         case sentencePiece(addSpacePrefix: Bool)
+        /// A SentencePiece BPE model as Hugging Face runs it (`tokenizer.json` with `byte_fallback`): ▁ for
+        /// spaces, the characters merged by the rank of their pair in the merge list, <0xXX> byte fallback.
+        case sentencePieceBPE(addSpacePrefix: Bool)
     }
 
     public enum Normalization: Sendable, Equatable {
@@ -182,6 +185,53 @@ public final class Tokenizer: @unchecked Sendable {
         (specialTokens, specialFirstByte) = Self.specials(tokens: tokens, types: types)
     }
 
+    /// A SentencePiece BPE tokenizer with a merge list (Hugging Face `tokenizer.json` files converted from
+    /// SentencePiece, e.g. Llama 2, Mistral): the text is escaped as for `init(sentencePieceTokens:...)`, its
+    /// characters (or their <0xXX> byte tokens when a character is no piece) are merged by rank.
+    public init(sentencePieceBPETokens tokens: [String], mergePairs: [(String, String)], tokenTypes: [TokenType]? = nil,
+                bosID: Int? = nil, eosID: Int? = nil, unknownID: Int? = nil, paddingID: Int? = nil,
+                addBOS: Bool = false, addEOS: Bool = false, addSpacePrefix: Bool = true, source: String = "<tokenizer>") throws {
+        let types = try Self.checkedTypes(tokenTypes, count: tokens.count, source: source)
+        model = .sentencePieceBPE(addSpacePrefix: addSpacePrefix)
+        self.tokens = tokens
+        self.tokenTypes = types
+        self.bosID = try Self.checkedID(bosID, "bos", tokens.count, source)
+        self.eosID = try Self.checkedID(eosID, "eos", tokens.count, source)
+        self.unknownID = try Self.checkedID(unknownID, "unknown", tokens.count, source)
+        self.paddingID = try Self.checkedID(paddingID, "padding", tokens.count, source)
+        self.addBOS = addBOS
+        self.addEOS = addEOS
+        scores = []
+        var tokenBytes: [[UInt8]] = []
+        tokenBytes.reserveCapacity(tokens.count)
+        var vocabulary = ByteStringTable(minimumCapacity: tokens.count)
+        var byteIDs = [Int32](repeating: -1, count: 256)
+        var idOf: [String: Int32] = [:]
+        idOf.reserveCapacity(tokens.count)
+        for (id, t) in tokens.enumerated() {
+            if idOf[t] == nil { idOf[t] = Int32(id) }
+            let type = types[id]
+            if let b = Self.byteTokenValue(t), type == .byte || type == .normal || type == .undefined {
+                tokenBytes.append([b])
+                if byteIDs[Int(b)] < 0 { byteIDs[Int(b)] = Int32(id) }
+                continue
+            }
+            let escaped = Array(t.utf8)
+            if type == .normal || type == .userDefined || type == .undefined { vocabulary.insert(escaped, value: Int32(id)) }
+            tokenBytes.append(Self.isSpecialType(type) ? escaped : Array(t.replacingOccurrences(of: "\u{2581}", with: " ").utf8))
+        }
+        var merges = MergeTable(minimumCapacity: mergePairs.count)
+        for (rank, (left, right)) in mergePairs.enumerated() {
+            guard let l = idOf[left], let r = idOf[right], let merged = idOf[left + right] else { continue }
+            merges.insert(l, r, rank: Int32(truncatingIfNeeded: rank), merged: merged)
+        }
+        self.tokenBytes = tokenBytes
+        self.vocabulary = vocabulary
+        self.byteIDs = byteIDs
+        self.merges = merges
+        (specialTokens, specialFirstByte) = Self.specials(tokens: tokens, types: types)
+    }
+
     /// The byte of a "<0xXX>" piece.
     static func byteTokenValue(_ t: String) -> UInt8? {
         let u = Array(t.utf8)
@@ -329,6 +379,7 @@ public final class Tokenizer: @unchecked Sendable {
         switch model {
         case .byteLevelBPE(let pre): encodeByteLevel(bytes, pre: pre, scratch: &scratch, into: &out)
         case .sentencePiece(let prefix): encodeSentencePiece(bytes, addSpacePrefix: prefix, scratch: &scratch, into: &out)
+        case .sentencePieceBPE(let prefix): encodeSentencePieceBPE(bytes, addSpacePrefix: prefix, scratch: &scratch, into: &out)
         }
     }
 
@@ -403,6 +454,25 @@ public final class Tokenizer: @unchecked Sendable {
         var n = 0
         scratch.symbolID.removeAll(keepingCapacity: true)
         for b in piece where byteIDs[Int(b)] >= 0 { scratch.symbolID.append(byteIDs[Int(b)]); n += 1 }
+        let first = out.count
+        mergeByRank(symbols: n, scratch: &scratch, into: &out)
+        guard piece.count <= Self.cachedPieceLimit else { return }
+        cacheLock.lock()
+        if cache.storageBytes + piece.count > Self.cacheLimitBytes {
+            cache.removeAll()
+            cacheIDs.removeAll(keepingCapacity: true)
+        }
+        if cache.insert(piece, value: Int32(cacheIDs.count)) {
+            cacheIDs.append(Int32(out.count - first))
+            for id in out[first...] { cacheIDs.append(Int32(id)) }
+        }
+        cacheLock.unlock()
+    }
+
+    /// Merges the `symbols` ids in `scratch.symbolID` by rank (lowest first, leftmost on ties; Sennrich et al. 2016,
+    /// as Hugging Face's BPE applies the merge list), the candidate pairs in a heap so that n symbols cost
+    /// O(n log n); appends the resulting ids.
+    private func mergeByRank(symbols n: Int, scratch: inout Scratch, into out: inout [Int]) {
         scratch.previous.removeAll(keepingCapacity: true)
         scratch.next.removeAll(keepingCapacity: true)
         for k in 0 ..< n {
@@ -435,23 +505,47 @@ public final class Tokenizer: @unchecked Sendable {
                                                  leftID: e.merged, rightID: scratch.symbolID[Int(after)], merged: m.merged))
             }
         }
-        let first = out.count
         var k: Int32 = n > 0 ? 0 : -1
         while k >= 0 {
             out.append(Int(scratch.symbolID[Int(k)]))
             k = scratch.next[Int(k)]
         }
-        guard piece.count <= Self.cachedPieceLimit else { return }
-        cacheLock.lock()
-        if cache.storageBytes + piece.count > Self.cacheLimitBytes {
-            cache.removeAll()
-            cacheIDs.removeAll(keepingCapacity: true)
+    }
+
+    /// SentencePiece BPE with a merge list: escape, one symbol per character (or per byte of a character that is
+    /// no piece), merge by rank.
+    private func encodeSentencePieceBPE(_ input: UnsafeBufferPointer<UInt8>, addSpacePrefix: Bool, scratch: inout Scratch,
+                                        into out: inout [Int]) {
+        guard !input.isEmpty else { return }
+        scratch.text.removeAll(keepingCapacity: true)
+        if addSpacePrefix { scratch.text.append(contentsOf: [0xE2, 0x96, 0x81]) }
+        for b in input {
+            if b == 0x20 { scratch.text.append(contentsOf: [0xE2, 0x96, 0x81]) } else { scratch.text.append(b) }
         }
-        if cache.insert(piece, value: Int32(cacheIDs.count)) {
-            cacheIDs.append(Int32(out.count - first))
-            for id in out[first...] { cacheIDs.append(Int32(id)) }
+        let text = scratch.text
+        var n = 0
+        scratch.symbolID.removeAll(keepingCapacity: true)
+        text.withUnsafeBufferPointer { text in
+            var i = 0
+            while i < text.count {
+                let b = text[i]
+                let length = min(b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4, text.count - i)
+                let char = UnsafeBufferPointer(rebasing: text[i ..< i + length])
+                if let id = vocabulary.find(char) {
+                    scratch.symbolID.append(id)
+                    n += 1
+                } else if char.allSatisfy({ byteIDs[Int($0)] >= 0 }) {
+                    for c in char { scratch.symbolID.append(byteIDs[Int(c)]) }
+                    n += char.count
+                } else if let unk = unknownID {
+                    // As Hugging Face's BPE: a character whose bytes are not all tokens becomes one unknown token.
+                    scratch.symbolID.append(Int32(unk))
+                    n += 1
+                }
+                i += length
+            }
         }
-        cacheLock.unlock()
+        mergeByRank(symbols: n, scratch: &scratch, into: &out)
     }
 
     /// llama.cpp's SPM tokenizer (see the initializer): symbols are byte ranges of the escaped text in a linked
@@ -537,7 +631,10 @@ public final class Tokenizer: @unchecked Sendable {
     public func decodeBytes(_ ids: [Int], skipSpecial: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
         var stripSpace = false
-        if case .sentencePiece(let prefix) = model { stripSpace = prefix }
+        switch model {
+        case .sentencePiece(let prefix), .sentencePieceBPE(let prefix): stripSpace = prefix
+        case .byteLevelBPE: break
+        }
         var afterSpecial = true
         for id in ids {
             let special = id >= 0 && id < tokenTypes.count && Self.isSpecialType(tokenTypes[id])

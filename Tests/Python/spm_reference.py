@@ -10,13 +10,14 @@ The reference is the `tokenizers` package configured the way Hugging Face conver
 byte_fallback, whose merges are every split (left, right) of every piece into two pieces, ordered by the piece's
 score (highest first); normalizer Prepend("▁") then Replace(" ", "▁"); no pre-tokenizer. Merging the pair whose
 result has the highest score is exactly llama.cpp's SPM algorithm when scores are distinct. Writes
-OUT_DIR/spm.ids.json: the ids of every string of STRINGS.json, without special tokens.
+OUT_DIR/spm-hf.json (that tokenizer) and OUT_DIR/spm.ids.json: the ids of every string of STRINGS.json, without
+special tokens.
 """
 import json
 import sys
 
 from gguf import GGUFReader
-from tokenizers import Regex, Tokenizer, models, normalizers
+from tokenizers import Tokenizer, models, normalizers
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
@@ -72,7 +73,9 @@ def main():
             if p[:k] in vocab and p[k:] in vocab:
                 merges.append((p[:k], p[k:]))
     tk = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=False))
-    tk.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(Regex(" "), "\u2581")])
+    tk.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    with open(f"{out_dir}/spm-hf.json", "w", encoding="utf-8") as out:
+        out.write(tk.to_str())
     with open(strings_path, encoding="utf-8") as fh:
         strings = json.load(fh)
     ids = [e.ids for e in tk.encode_batch(strings, add_special_tokens=False)]

@@ -70,8 +70,9 @@ import SquishTokenizer
         }
     }
 
-    /// SentencePiece (llama.cpp's SPM algorithm) on a synthetic vocabulary equals `tokenizers` configured as for a
-    /// converted SentencePiece model, on corpus lines and random strings; decoding restores the text.
+    /// SentencePiece (llama.cpp's SPM algorithm, from pieces and scores) on a synthetic vocabulary equals `tokenizers`
+    /// configured as for a converted SentencePiece model, on corpus lines and random strings, and so does the
+    /// SentencePiece BPE read from that tokenizer's own tokenizer.json; decoding restores the text.
     @Test func sentencePieceMatchesReference() throws {
         let model = try TestSupport.defaultModelPath()
         var strings = TextSamples.handPicked + TextSamples.random(count: 2000, seed: 13)
@@ -104,6 +105,21 @@ import SquishTokenizer
             }
         }
         #expect(mismatches == 0, "\(mismatches) of \(strings.count) strings differ")
+        #expect(roundTripFailures == 0)
+
+        // The same model as a tokenizer.json (BPE with byte fallback and merges): Hugging Face's algorithm.
+        let hf = try Tokenizer(huggingFacePath: dir + "/spm-hf.json")
+        #expect(hf.model == .sentencePieceBPE(addSpacePrefix: true))
+        var hfMismatches = 0
+        for (s, ids) in zip(strings, expected) {
+            let ours = hf.encode(s)
+            if ours != ids {
+                hfMismatches += 1
+                if hfMismatches <= 3 { Issue.record("tokenizer.json \(s.debugDescription): \(ours.map(hf.piece)) != \(ids.map(hf.piece))") }
+            }
+            if hf.decode(ours) != s { roundTripFailures += 1 }
+        }
+        #expect(hfMismatches == 0, "tokenizer.json: \(hfMismatches) of \(strings.count) strings differ")
         #expect(roundTripFailures == 0)
     }
 }

@@ -154,6 +154,26 @@ func fullByteTokenizer(_ pre: PreTokenizer) throws -> Tokenizer {
         #expect(nfc.encode("\u{00E9}a") == [3, 0])
     }
 
+    /// SentencePiece-style tokenizer.json variants: Metaspace without splitting (its prepend_scheme decides the
+    /// prefix), normalizer Replace without Prepend; splitting Metaspace is rejected.
+    @Test func sentencePieceJSONVariants() throws {
+        let model = #""model": {"type": "BPE", "byte_fallback": true, "unk_token": "<unk>", "vocab": {"<unk>": 0, "▁": 1, "a": 2, "▁a": 3, "<0x62>": 4}, "merges": ["▁ a"]}"#
+        func load(_ rest: String) throws -> Tokenizer { try Tokenizer(huggingFaceJSON: Data("{\(model), \(rest)}".utf8)) }
+        let first = try load(#""pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false}"#)
+        #expect(first.model == .sentencePieceBPE(addSpacePrefix: true))
+        #expect(first.encode("a ab") == [3, 3, 4])
+        #expect(first.decode([3, 3, 4]) == "a ab")
+        let never = try load(#""pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "never", "split": false}"#)
+        #expect(never.encode("a a") == [2, 3])
+        let replace = try load(#""normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}"#)
+        #expect(replace.model == .sentencePieceBPE(addSpacePrefix: false))
+        // "c" has neither a piece nor a byte token: one unknown token.
+        #expect(replace.encode("a c") == [2, 1, 0])
+        #expect(throws: TokenizerError.self) {
+            try load(#""pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true}"#)
+        }
+    }
+
     @Test func badArraysGiveTypedErrors() {
         #expect(throws: TokenizerError.self) { try Tokenizer(sentencePieceTokens: ["a"], scores: []) }
         #expect(throws: TokenizerError.self) { try Tokenizer(byteLevelTokens: ["a"], merges: ["ab"], preTokenizer: .gpt2) }
