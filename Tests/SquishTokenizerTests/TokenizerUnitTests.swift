@@ -265,3 +265,35 @@ func fullByteTokenizer(_ pre: PreTokenizer) throws -> Tokenizer {
         #expect(tokens > 0)
     }
 }
+
+@Suite struct DefaultTokenizerTests {
+    /// The default model's metadata: SmolLM pre-tokenizer, ChatML specials, no BOS added.
+    @Test func metadata() throws {
+        let t = try DefaultTokenizer.get()
+        #expect(t.model == .byteLevelBPE(.smollm))
+        #expect(t.vocabularySize == 49152)
+        #expect(t.bosID == 1 && t.eosID == 2 && t.unknownID == 0 && t.paddingID == 2)
+        #expect(!t.addBOS && !t.addEOS)
+        #expect((0 ..< 17).allSatisfy(t.isSpecial) && !t.isSpecial(17))
+        #expect(t.id(of: "<|im_end|>") == 2)
+        // "Hello world" is two whole-word tokens; digits are split one by one.
+        #expect(t.encode("Hello world").map(t.piece) == ["Hello", "Ġworld"])
+        #expect(t.encode("in 1815").map(t.piece) == ["in", "Ġ", "1", "8", "1", "5"])
+    }
+
+    /// Several threads encoding at once (sharing the piece cache) get the same ids as one thread.
+    @Test func concurrentEncodingAgrees() throws {
+        let t = try DefaultTokenizer.get()
+        let lines = try Array(TextSamples.lines(of: try Corpora.allTextFiles()[2]).prefix(4000))
+        t.clearCache()
+        let serial = lines.map { t.encode($0) }
+        t.clearCache()
+        let results = UnsafeMutableBufferPointer<[Int]>.allocate(capacity: lines.count)
+        results.initialize(repeating: [])
+        defer { results.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: 8) { worker in
+            for i in stride(from: worker, to: lines.count, by: 8) { results[i] = t.encode(lines[i]) }
+        }
+        #expect(Array(results) == serial)
+    }
+}
