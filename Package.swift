@@ -34,6 +34,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "SquishCoreTests", dependencies: ["SquishCore"]),
+        .testTarget(name: "SquishFormatsTests", dependencies: ["SquishFormats", "SquishCore"]),
     ],
     swiftLanguageModes: [.v5]
 )
