@@ -12,14 +12,19 @@ enum BlockQ2_K: BlockDecoder {
         let d = loadF16(block, 80)
         let dmin = loadF16(block, 82)
         let qs = block + 16
-        for s in 0 ..< 16 {
-            let sc = block.load(fromByteOffset: s, as: UInt8.self)
-            let dl = d * Float(sc & 0x0f)
-            let ml = dmin * Float(sc >> 4)
-            for i in 16 * s ..< 16 * s + 16 {
-                let g = i >> 7, j = (i >> 5) & 3, k = i & 31
-                let q = (qs.load(fromByteOffset: 32 * g + k, as: UInt8.self) >> UInt8(2 * j)) & 3
-                out[i] = dl * Float(q) - ml
+        // Weight i = 128 g + 32 j + 16 h + k' lies in sub-block s = 8 g + 2 j + h.
+        for g in 0 ..< 2 {
+            for j in 0 ..< 4 {
+                for h in 0 ..< 2 {
+                    let s = 8 * g + 2 * j + h
+                    let sc = block.load(fromByteOffset: s, as: UInt8.self)
+                    let dl = d * Float(sc & 0x0f)
+                    let ml = dmin * Float(sc >> 4)
+                    for k in 16 * h ..< 16 * h + 16 {
+                        let q = (qs.load(fromByteOffset: 32 * g + k, as: UInt8.self) >> UInt8(2 * j)) & 3
+                        out[128 * g + 32 * j + k] = dl * Float(q) - ml
+                    }
+                }
             }
         }
     }
@@ -37,15 +42,21 @@ enum BlockQ3_K: BlockDecoder {
         let hmask = block
         let qs = block + 32
         let scales = block + 96
-        for s in 0 ..< 16 {
-            let low = (scales.load(fromByteOffset: s & 7, as: UInt8.self) >> UInt8(4 * (s >> 3))) & 0x0f
-            let high = (scales.load(fromByteOffset: 8 + (s & 3), as: UInt8.self) >> UInt8(2 * (s >> 2))) & 0x03
-            let dl = d * Float(Int8(low | high << 4) - 32)
-            for i in 16 * s ..< 16 * s + 16 {
-                let g = i >> 7, j = (i >> 5) & 3, k = i & 31
-                let ql = Int8((qs.load(fromByteOffset: 32 * g + k, as: UInt8.self) >> UInt8(2 * j)) & 3)
-                let hbit = (hmask.load(fromByteOffset: k, as: UInt8.self) >> UInt8(i >> 5)) & 1
-                out[i] = dl * Float(ql - Int8((hbit ^ 1) << 2))
+        // Weight i = 128 g + 32 j + 16 h + k' lies in sub-block s = 8 g + 2 j + h; its high bit is bit i / 32.
+        for g in 0 ..< 2 {
+            for j in 0 ..< 4 {
+                let hshift = UInt8(4 * g + j)
+                for h in 0 ..< 2 {
+                    let s = 8 * g + 2 * j + h
+                    let low = (scales.load(fromByteOffset: s & 7, as: UInt8.self) >> UInt8(4 * (s >> 3))) & 0x0f
+                    let high = (scales.load(fromByteOffset: 8 + (s & 3), as: UInt8.self) >> UInt8(2 * (s >> 2))) & 0x03
+                    let dl = d * Float(Int8(low | high << 4) - 32)
+                    for k in 16 * h ..< 16 * h + 16 {
+                        let ql = Int8((qs.load(fromByteOffset: 32 * g + k, as: UInt8.self) >> UInt8(2 * j)) & 3)
+                        let hbit = (hmask.load(fromByteOffset: k, as: UInt8.self) >> hshift) & 1
+                        out[128 * g + 32 * j + k] = dl * Float(ql - Int8((hbit ^ 1) << 2))
+                    }
+                }
             }
         }
     }
@@ -123,13 +134,18 @@ enum BlockQ6_K: BlockDecoder {
         let d = loadF16(block, 208)
         let ql = block
         let qh = block + 128
-        for s in 0 ..< 16 {
-            let ds = d * Float(block.load(fromByteOffset: 192 + s, as: Int8.self))
-            for i in 16 * s ..< 16 * s + 16 {
-                let g = i >> 7, r = i & 127
-                let low = (ql.load(fromByteOffset: 64 * g + (r & 63), as: UInt8.self) >> UInt8(4 * (r >> 6))) & 0x0f
-                let high = (qh.load(fromByteOffset: 32 * g + (r & 31), as: UInt8.self) >> UInt8(2 * (r >> 5))) & 0x03
-                out[i] = ds * Float(Int8(low | high << 4) - 32)
+        // Weight i = 128 g + 32 j + 16 h + k' lies in sub-block s = 8 g + 2 j + h.
+        for g in 0 ..< 2 {
+            for j in 0 ..< 4 {
+                let lowBase = 64 * g + 32 * (j & 1), lowShift = UInt8(4 * (j >> 1)), highShift = UInt8(2 * j)
+                for h in 0 ..< 2 {
+                    let ds = d * Float(block.load(fromByteOffset: 192 + 8 * g + 2 * j + h, as: Int8.self))
+                    for k in 16 * h ..< 16 * h + 16 {
+                        let low = (ql.load(fromByteOffset: lowBase + k, as: UInt8.self) >> lowShift) & 0x0f
+                        let high = (qh.load(fromByteOffset: 32 * g + k, as: UInt8.self) >> highShift) & 0x03
+                        out[128 * g + 32 * j + k] = ds * Float(Int8(low | high << 4) - 32)
+                    }
+                }
             }
         }
     }
