@@ -29,12 +29,23 @@ let package = Package(
             "SquishCore", "CZlib",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // The innermost SIMD loops (AVX2/FMA/F16C chosen at run time, portable C otherwise).
+        .target(name: "CSquishKernels"),
+        // Matmuls on the weights' own block types, the worker pool.
+        .target(name: "SquishKernels", dependencies: ["SquishCore", "SquishFormats", "CSquishKernels"]),
+        // Llama-family models: configuration, forward pass, KV cache, sampling, generation.
+        .target(name: "SquishModel", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishTokenizer"]),
+        // Measuring models: perplexity protocols (later KL divergence, tasks, reports).
+        .target(name: "SquishEval", dependencies: ["SquishCore", "SquishModel", "SquishTokenizer"]),
         .executableTarget(name: "squish", dependencies: [
-            "SquishCore", "SquishFormats", "SquishTokenizer", "SquishData",
+            "SquishCore", "SquishFormats", "SquishTokenizer", "SquishData", "SquishKernels", "SquishModel", "SquishEval",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "SquishCoreTests", dependencies: ["SquishCore"]),
-        .testTarget(name: "SquishFormatsTests", dependencies: ["SquishFormats", "SquishCore"]),
+        .testTarget(name: "SquishFormatsTests", dependencies: ["SquishFormats", "SquishCore", "SquishData"]),
+        .testTarget(name: "SquishTokenizerTests", dependencies: ["SquishTokenizer", "SquishFormats", "SquishCore", "SquishData"]),
+        .testTarget(name: "SquishModelTests", dependencies: ["SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
+        .testTarget(name: "SquishDataTests", dependencies: ["SquishData", "SquishCore", .product(name: "Crypto", package: "swift-crypto")]),
     ],
     swiftLanguageModes: [.v5]
 )

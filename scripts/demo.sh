@@ -7,6 +7,4 @@ cd "$(dirname "$0")/.."
 swift build -c release --product squish
 squish=.build/release/squish
 $squish fetch
-model=$($squish fetch --model --print-path)
-$squish inspect "$model" --limit 12
-$squish tokenize --model "$model" "Squish makes large language models small and fast: 1234 tokens, naïve café."
+$squish inspect --limit 12

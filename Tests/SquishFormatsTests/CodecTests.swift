@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-import SquishCore
 import SquishFormats
 
 /// One reference case from Tests/Python/codec_reference.py: `bytes` are blocks as gguf-py encodes them
@@ -15,49 +14,19 @@ struct ReferenceCase: Sendable {
 }
 
 enum CodecReference {
-    /// Tests/Python/codec_reference.py, found next to this file's folder.
-    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Python").appendingPathComponent("codec_reference.py").path
-
-    static let modelPath = squishCacheDirectory() + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-
     /// Generated once per test process and shared by the tests below.
     static let synthetic = Result { try generate(["synthetic"]) }
-    static let model = Result { () throws -> [ReferenceCase] in
-        guard FileManager.default.fileExists(atPath: modelPath) else {
-            throw ReferenceError("the default model is missing at \(modelPath); run `squish fetch` first")
-        }
-        return try generate(["model", modelPath])
-    }
-
-    struct ReferenceError: Error, CustomStringConvertible {
-        let description: String
-        init(_ d: String) { description = d }
-    }
+    static let model = Result { try generate(["model", try TestSupport.defaultModelPath()]) }
 
     private struct Entry: Decodable {
         let name: String, type: String, count: Int, input: String?, bytes: String, output: String
     }
 
-    /// Runs the script into a scratch directory, loads every case, removes the directory.
+    /// Runs Tests/Python/codec_reference.py into a scratch directory, loads every case, removes the directory.
     static func generate(_ arguments: [String]) throws -> [ReferenceCase] {
-        let dir = NSTemporaryDirectory() + "squish-codec-reference-\(UUID().uuidString)"
+        let dir = try TestSupport.scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script] + arguments + [dir]
-        let stderr = Pipe()
-        process.standardError = stderr
-        try process.run()
-        let message = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw ReferenceError("""
-                \(script) \(arguments.joined(separator: " ")) failed (status \(process.terminationStatus)); \
-                it needs the packages in Tests/Python/requirements.txt.
-                \(String(decoding: message, as: UTF8.self))
-                """)
-        }
+        try TestSupport.runPython("codec_reference.py", arguments + [dir])
         let manifest = try JSONDecoder().decode(
             [Entry].self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/manifest.json")))
         func read(_ file: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: dir + "/" + file)) }
@@ -68,7 +37,7 @@ enum CodecReference {
             }
         }
         return try manifest.map { e in
-            guard let type = GGMLType(name: e.type) else { throw ReferenceError("\(e.name): unknown type \(e.type)") }
+            guard let type = GGMLType(name: e.type) else { throw TestSetupError("\(e.name): unknown type \(e.type)") }
             return ReferenceCase(name: e.name, type: type, count: e.count, input: try e.input.map(floats),
                                  bytes: [UInt8](try read(e.bytes)), output: try floats(e.output))
         }

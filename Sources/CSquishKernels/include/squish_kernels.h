@@ -1,0 +1,72 @@
+// Squish's innermost SIMD loops: dot products of ggml weight blocks with int8-quantized activations, and f32
+// helpers for attention. AVX2/FMA/F16C versions carry per-function target attributes and are chosen at run time;
+// a portable C version gives the same results everywhere else. Everything above these loops is Swift.
+#ifndef SQUISH_KERNELS_H
+#define SQUISH_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Activations quantized per block of 32: x[i] ≈ d * qs[i]; s = d * Σ qs[i] (for weight formats with an offset).
+typedef struct {
+    float d;
+    float s;
+    int8_t qs[32];
+} sq_block_q8;  // 40 bytes
+
+/// Weight block formats the integer kernels take (values are ggml type ids).
+enum {
+    SQ_TYPE_F32 = 0,
+    SQ_TYPE_F16 = 1,
+    SQ_TYPE_Q4_0 = 2,
+    SQ_TYPE_Q4_1 = 3,
+    SQ_TYPE_Q5_0 = 6,
+    SQ_TYPE_Q5_1 = 7,
+    SQ_TYPE_Q8_0 = 8,
+};
+
+/// 1 when the AVX2+FMA+F16C kernels are in use, 0 for the portable ones.
+int sq_kernels_have_avx2(void);
+/// The portable versions of the kernels below, callable directly (tests compare them with the dispatched ones).
+void sq_quantize_q8_portable(const float *x, sq_block_q8 *y, int64_t n);
+void sq_matmul_q8_portable(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+                           const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy);
+void sq_matmul_f_portable(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+                          const float *x, int64_t ldx, int64_t n, int64_t nt, float *y, int64_t ldy);
+
+/// True for types `sq_matmul_q8` accepts (the int8-activation block types).
+int sq_type_has_q8_kernel(int type);
+
+/// Quantizes n floats (n a multiple of 32) to n/32 blocks.
+void sq_quantize_q8(const float *x, sq_block_q8 *y, int64_t n);
+
+/// y[t * ldy + r] = Σ_k W[r, k] * x_t[k] for rows r in [r0, r1) and tokens t in [0, nt).
+/// W: rows of `row_bytes` bytes in block type `type`, each row nb blocks of 32; a: nt rows of nb activation blocks.
+void sq_matmul_q8(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+                  const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy);
+
+/// y[t * ldy + r] = Σ_k W[r, k] * x[t * ldx + k] for f32 or f16 weights (type SQ_TYPE_F32 / SQ_TYPE_F16), n columns.
+void sq_matmul_f(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+                 const float *x, int64_t ldx, int64_t n, int64_t nt, float *y, int64_t ldy);
+
+/// Dequantizes one row of n weights (F32, F16 and the int8-kernel block types) to f32.
+void sq_dequantize_row(int type, const void *src, float *dst, int64_t n);
+
+/// Σ a[i] * b[i].
+float sq_dot_f32(const float *a, const float *b, int64_t n);
+/// y[i] += alpha * x[i].
+void sq_axpy_f32(float alpha, const float *x, float *y, int64_t n);
+
+/// One attention head over n cached positions: out = softmax(scale · K q) · V.
+/// keys/values: n rows of `stride` floats (the head's slice starts at the pointer); scores: n floats of scratch.
+void sq_attention_head(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
+                       int64_t head_dim, float scale, float *scores, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

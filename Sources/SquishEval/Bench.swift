@@ -1,0 +1,70 @@
+import Foundation
+import SquishCore
+import SquishModel
+
+/// llama-bench style throughput: prompt processing (one batch of `promptTokens` from an empty cache) and text
+/// generation (`generatedTokens` single-token decodes from an empty cache), after one warm-up run, repeated.
+public struct BenchResult: Codable, Sendable {
+    public let promptTokens: Int
+    public let generatedTokens: Int
+    public let threads: Int
+    public let repetitions: Int
+    public let promptTokensPerSecond: Double
+    public let promptTokensPerSecondSD: Double
+    public let generationTokensPerSecond: Double
+    public let generationTokensPerSecondSD: Double
+    public let promptSamples: [Double]
+    public let generationSamples: [Double]
+
+    enum CodingKeys: String, CodingKey {
+        case promptTokens = "prompt_tokens", generatedTokens = "generated_tokens", threads, repetitions
+        case promptTokensPerSecond = "prompt_tokens_per_second", promptTokensPerSecondSD = "prompt_tokens_per_second_sd"
+        case generationTokensPerSecond = "generation_tokens_per_second"
+        case generationTokensPerSecondSD = "generation_tokens_per_second_sd"
+        case promptSamples = "prompt_samples", generationSamples = "generation_samples"
+    }
+}
+
+public enum ModelBench {
+    static func meanSD(_ v: [Double]) -> (Double, Double) {
+        guard !v.isEmpty else { return (0, 0) }
+        let m = v.reduce(0, +) / Double(v.count)
+        guard v.count > 1 else { return (m, 0) }
+        let s = v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(v.count - 1)
+        return (m, s.squareRoot())
+    }
+
+    public static func run(session: LlamaSession, promptTokens: Int, generatedTokens: Int, repetitions: Int,
+                           progress: ProgressBar? = nil) throws -> BenchResult {
+        let vocab = session.model.config.vocabSize
+        var rng = SystemRandomNumberGenerator()
+        var pp: [Double] = [], tg: [Double] = []
+        for rep in 0 ... repetitions {  // rep 0 is the warm-up
+            if promptTokens > 0 {
+                let tokens = (0 ..< promptTokens).map { _ in Int.random(in: 0 ..< vocab, using: &rng) }
+                session.reset()
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                _ = try session.forward(tokens, logitsFor: 1)
+                let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                if rep > 0 { pp.append(Double(promptTokens) / dt) }
+            }
+            if generatedTokens > 0 {
+                session.reset()
+                var token = Int.random(in: 0 ..< vocab, using: &rng)
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                for _ in 0 ..< generatedTokens {
+                    let logits = try session.forward([token], logitsFor: 1)
+                    token = Sampler.argmax(logits)
+                }
+                let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                if rep > 0 { tg.append(Double(generatedTokens) / dt) }
+            }
+            progress?.advance()
+        }
+        let (ppm, pps) = meanSD(pp), (tgm, tgs) = meanSD(tg)
+        return BenchResult(promptTokens: promptTokens, generatedTokens: generatedTokens, threads: session.pool.threadCount,
+                           repetitions: repetitions, promptTokensPerSecond: ppm, promptTokensPerSecondSD: pps,
+                           generationTokensPerSecond: tgm, generationTokensPerSecondSD: tgs,
+                           promptSamples: pp, generationSamples: tg)
+    }
+}

@@ -1,0 +1,167 @@
+import CSquishKernels
+import SquishCore
+import SquishFormats
+
+/// A weight matrix as stored in the model file: `rows` output channels, each a row of `columns` weights in block
+/// type `type` (ggml order: a GGUF tensor of shape [columns, rows]). The bytes stay where they are (usually the mmap).
+public struct WeightMatrix: @unchecked Sendable {
+    public let name: String
+    public let type: GGMLType
+    public let data: UnsafeRawPointer  // [rows × rowBytes]
+    public let rows: Int
+    public let columns: Int
+    public let rowBytes: Int
+
+    public init(name: String, type: GGMLType, data: UnsafeRawBufferPointer, rows: Int, columns: Int) throws {
+        guard let rb = type.rowBytes(elements: columns), let total = Checked.mul(rb, rows), total == data.count else {
+            throw FormatError.shapeMismatch(path: "<model>", tensor: name, expected: "\(rows) rows of \(columns) \(type.name) weights",
+                                            found: "\(data.count) bytes")
+        }
+        self.name = name
+        self.type = type
+        self.data = data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!
+        self.rows = rows
+        self.columns = columns
+        rowBytes = rb
+    }
+
+    /// True when the integer (int8-activation) kernels handle this type.
+    public var usesQ8Kernel: Bool { sq_type_has_q8_kernel(Int32(type.rawValue)) != 0 }
+}
+
+public enum MatmulError: Error, CustomStringConvertible {
+    case unsupported(tensor: String, type: GGMLType)
+    public var description: String {
+        switch self {
+        case .unsupported(let tensor, let type): return "tensor '\(tensor)': no matmul kernel for \(type.name) yet"
+        }
+    }
+}
+
+/// Computes Y = X Wᵀ for a batch of activation rows, on the pool. Holds the scratch space for quantized activations.
+public final class Matmul {
+    public let pool: WorkerPool
+    private var q8: UnsafeMutablePointer<sq_block_q8>
+    private var q8Capacity: Int
+    /// When true, block-type weights are multiplied with f32 activations (slow reference path) instead of
+    /// activations rounded to 8 bits per block of 32 (the fast path, as llama.cpp does).
+    public var exactActivations = false
+    /// Use the portable C kernels even where AVX2 is available (tests compare both).
+    public var portable = false
+    /// Tokens per cache tile in the matrix × matrix path.
+    public static let tokenTile = 64
+
+    public init(pool: WorkerPool) {
+        self.pool = pool
+        q8Capacity = 1024
+        q8 = .allocate(capacity: q8Capacity)
+    }
+
+    deinit { q8.deallocate() }
+
+    /// Every type a codec can dequantize: the int8 kernels, f32/f16, and a dequantize-row-then-f32 path for the rest.
+    public static func supports(_ type: GGMLType) -> Bool { Codecs.canDequantize(type) }
+
+    /// y[t, r] = Σ_k W[r, k] · x[t, k] for t < tokens.  x: [tokens × W.columns], y: [tokens × ldy] with ldy ≥ W.rows.
+    public func callAsFunction(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int,
+                               _ y: UnsafeMutablePointer<Float>, ldy: Int? = nil) throws {
+        let ldy = ldy ?? w.rows
+        let type = Int32(w.type.rawValue)
+        let pool = self.pool
+        if w.usesQ8Kernel && exactActivations {
+            // Reference path: each weight row dequantized to f32, dotted with unrounded activations.
+            pool.parallelFor(w.rows, granularity: 8) { rows in
+                let row = UnsafeMutablePointer<Float>.allocate(capacity: w.columns)
+                defer { row.deallocate() }
+                for r in rows {
+                    sq_dequantize_row(type, w.data + r * w.rowBytes, row, Int64(w.columns))
+                    for t in 0 ..< tokens { y[t * ldy + r] = sq_dot_f32(row, x + t * w.columns, Int64(w.columns)) }
+                }
+            }
+        } else if w.usesQ8Kernel {
+            let nb = w.columns / 32
+            let needed = nb * tokens
+            if needed > q8Capacity {
+                q8.deallocate()
+                q8Capacity = needed
+                q8 = .allocate(capacity: needed)
+            }
+            let q8 = self.q8
+            let portable = self.portable
+            pool.parallelFor(tokens) { range in
+                for t in range {
+                    if portable {
+                        sq_quantize_q8_portable(x + t * w.columns, q8 + t * nb, Int64(w.columns))
+                    } else {
+                        sq_quantize_q8(x + t * w.columns, q8 + t * nb, Int64(w.columns))
+                    }
+                }
+            }
+            let tile = Self.tokenTile
+            pool.parallelFor(w.rows, granularity: 8) { rows in
+                var t0 = 0
+                while t0 < tokens {
+                    let nt = min(tile, tokens - t0)
+                    let kernel = portable ? sq_matmul_q8_portable : sq_matmul_q8
+                    kernel(type, w.data, w.rowBytes, Int64(rows.lowerBound), Int64(rows.upperBound),
+                           q8 + t0 * nb, Int64(nb), Int64(nt), y + t0 * ldy, Int64(ldy))
+                    t0 += nt
+                }
+            }
+        } else if w.type == .f32 || w.type == .f16 {
+            let kernel = portable ? sq_matmul_f_portable : sq_matmul_f
+            pool.parallelFor(w.rows, granularity: 8) { rows in
+                kernel(type, w.data, w.rowBytes, Int64(rows.lowerBound), Int64(rows.upperBound),
+                            x, Int64(w.columns), Int64(w.columns), Int64(tokens), y, Int64(ldy))
+            }
+        } else if Codecs.canDequantize(w.type) {
+            // Generic path: each row dequantized to f32 by its codec, dotted with every token.
+            pool.parallelFor(w.rows, granularity: 8) { rows in
+                let row = UnsafeMutableBufferPointer<Float>.allocate(capacity: w.columns)
+                defer { row.deallocate() }
+                for r in rows {
+                    try? Codecs.dequantize(w.type, UnsafeRawBufferPointer(start: w.data + r * w.rowBytes, count: w.rowBytes), into: row)
+                    for t in 0 ..< tokens { y[t * ldy + r] = sq_dot_f32(row.baseAddress!, x + t * w.columns, Int64(w.columns)) }
+                }
+            }
+        } else {
+            throw MatmulError.unsupported(tensor: w.name, type: w.type)
+        }
+    }
+}
+
+/// Small vector helpers used by the model code.
+public enum VectorOps {
+    @inline(__always) public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        sq_dot_f32(a, b, Int64(n))
+    }
+
+    @inline(__always) public static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        sq_axpy_f32(alpha, x, y, Int64(n))
+    }
+
+    public static var usesAVX2: Bool { sq_kernels_have_avx2() != 0 }
+}
+
+extension WeightMatrix {
+    /// Row `r` as f32 into `out` (columns values).
+    public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) throws {
+        guard r >= 0 && r < rows else { throw MatmulError.unsupported(tensor: name, type: type) }
+        if usesQ8Kernel || type == .f32 || type == .f16 {
+            sq_dequantize_row(Int32(type.rawValue), data + r * rowBytes, out, Int64(columns))
+        } else {
+            try Codecs.dequantize(type, UnsafeRawBufferPointer(start: data + r * rowBytes, count: rowBytes),
+                                  into: UnsafeMutableBufferPointer(start: out, count: columns))
+        }
+    }
+}
+
+extension VectorOps {
+    /// out = softmax(scale · K q) · V over n positions; K/V rows are `stride` floats apart. scores: n floats scratch.
+    @inline(__always) public static func attentionHead(query: UnsafePointer<Float>, keys: UnsafePointer<Float>,
+                                                       values: UnsafePointer<Float>, stride: Int, count: Int, headDim: Int,
+                                                       scale: Float, scores: UnsafeMutablePointer<Float>,
+                                                       output: UnsafeMutablePointer<Float>) {
+        sq_attention_head(query, keys, values, Int64(stride), Int64(count), Int64(headDim), scale, scores, output)
+    }
+}

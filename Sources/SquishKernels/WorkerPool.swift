@@ -1,0 +1,92 @@
+import Foundation
+import Synchronization
+
+/// One persistent pool of worker threads for every parallel loop in Squish. `run` hands the same job to all workers
+/// (the caller is worker 0) and returns when all have finished; workers spin briefly between jobs so that the
+/// hundreds of small parallel steps of one decoded token do not pay a thread wake-up each.
+public final class WorkerPool: @unchecked Sendable {
+    public let threadCount: Int
+    private let generation = Atomic<Int>(0)
+    private let pending = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+    /// The current job; written by `run` before `generation` is bumped, read by workers after they see the bump.
+    private var job: UnsafeMutablePointer<(Int) -> Void>
+    private var workerThreads: [Thread] = []
+
+    /// A pool with `threads` workers in total (including the calling thread); default: the number of active cores.
+    public init(threads: Int? = nil) {
+        let n = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        threadCount = n
+        job = .allocate(capacity: 1)
+        job.initialize(to: { _ in })
+        for index in 1 ..< n {
+            let t = Thread { [unowned self] in self.workerLoop(index) }
+            t.stackSize = 1 << 20
+            t.start()
+            workerThreads.append(t)
+        }
+    }
+
+    deinit {
+        stopping.store(true, ordering: .releasing)
+        generation.add(1, ordering: .releasing)
+        // Workers exit on their own; give them a moment before the job storage goes away.
+        while pending.load(ordering: .acquiring) > 0 { sched_yield() }
+        usleep(1000)
+        job.deinitialize(count: 1)
+        job.deallocate()
+    }
+
+    private func workerLoop(_ index: Int) {
+        var seen = 0
+        var spins = 0
+        while true {
+            let g = generation.load(ordering: .acquiring)
+            if g == seen {
+                spins += 1
+                if spins > 50_000 { usleep(spins > 200_000 ? 500 : 20) } else { spinHint() }
+                continue
+            }
+            seen = g
+            spins = 0
+            if stopping.load(ordering: .acquiring) { return }
+            job.pointee(index)
+            pending.subtract(1, ordering: .releasing)
+        }
+    }
+
+    @inline(__always) private func spinHint() {
+        #if arch(x86_64)
+        // A short busy pause keeps the sibling hyper-thread and the memory bus calm.
+        for _ in 0 ..< 8 { _ = generation.load(ordering: .relaxed) }
+        #endif
+    }
+
+    /// Runs `body(worker)` on every worker (0 ..< threadCount) and waits for all of them.
+    public func run(_ body: (Int) -> Void) {
+        if threadCount == 1 { body(0); return }
+        withoutActuallyEscaping(body) { escaping in
+            job.pointee = escaping
+            pending.store(threadCount - 1, ordering: .releasing)
+            generation.add(1, ordering: .releasing)
+            escaping(0)
+            while pending.load(ordering: .acquiring) > 0 { spinHint() }
+            job.pointee = { _ in }
+        }
+    }
+
+    /// Splits 0 ..< count into one contiguous range per worker (sizes differ by at most `granularity`) and runs
+    /// `body(range)` on each.
+    public func parallelFor(_ count: Int, granularity: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let g = max(1, granularity)
+        let units = (count + g - 1) / g
+        let workers = min(threadCount, units)
+        if workers == 1 { body(0 ..< count); return }
+        run { w in
+            guard w < workers else { return }
+            let lo = units * w / workers * g, hi = min(count, units * (w + 1) / workers * g)
+            if lo < hi { body(lo ..< hi) }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import SquishKernels
+
+/// Keys and values of past positions, per layer. The model writes each new position once and asks the cache to
+/// attend over what it holds, so compressed caches (quantized, windowed, evicting) can implement both their way.
+public protocol KVCache: AnyObject {
+    /// Positions the cache can hold.
+    var capacity: Int { get }
+    /// Stores key and value ([kvDim] each) of `position` in `layer`.
+    func store(layer: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>)
+    /// out[headDim] = softmax(scale · K q) · V over positions 0 ..< count for KV head `kvHead`.
+    /// scores: scratch of at least `count` floats.
+    func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, count: Int, scale: Float,
+                scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>)
+    /// Forgets positions from `count` on.
+    func truncate(to count: Int)
+}
+
+/// The uncompressed cache: f32 keys and values, [layer][position][kvDim].
+public final class F32KVCache: KVCache {
+    public let layers: Int
+    public let capacity: Int
+    public let kvDim: Int
+    public let headDim: Int
+    private let keys: UnsafeMutablePointer<Float>  // [layers × capacity × kvDim]
+    private let values: UnsafeMutablePointer<Float>  // [layers × capacity × kvDim]
+
+    public init(layers: Int, capacity: Int, kvHeads: Int, headDim: Int) {
+        self.layers = layers
+        self.capacity = capacity
+        kvDim = kvHeads * headDim
+        self.headDim = headDim
+        let n = layers * capacity * kvDim
+        keys = .allocate(capacity: n)
+        values = .allocate(capacity: n)
+        keys.initialize(repeating: 0, count: n)
+        values.initialize(repeating: 0, count: n)
+    }
+
+    deinit {
+        keys.deallocate()
+        values.deallocate()
+    }
+
+    /// Bytes held.
+    public var byteCount: Int { 2 * layers * capacity * kvDim * MemoryLayout<Float>.size }
+
+    public func store(layer: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        precondition(position < capacity, "KV cache position \(position) beyond capacity \(capacity)")
+        let base = (layer * capacity + position) * kvDim
+        (keys + base).update(from: key, count: kvDim)
+        (values + base).update(from: value, count: kvDim)
+    }
+
+    public func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, count: Int, scale: Float,
+                       scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        let base = layer * capacity * kvDim + kvHead * headDim
+        VectorOps.attentionHead(query: query, keys: keys + base, values: values + base, stride: kvDim, count: count,
+                                headDim: headDim, scale: scale, scores: scores, output: output)
+    }
+
+    public func truncate(to count: Int) {}
+}

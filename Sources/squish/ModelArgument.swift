@@ -1,0 +1,24 @@
+import Foundation
+import SquishCore
+import SquishData
+
+/// Resolves a model path given on the command line; with none, the cached default model.
+func resolveModelPath(_ path: String?) throws -> String {
+    if let path { return path }
+    let cached = DefaultModel.path
+    guard FileManager.default.fileExists(atPath: cached) else {
+        throw CLIError("no model given and the default model is not cached at \(cached); run `squish fetch` first")
+    }
+    return cached
+}
+
+/// A user-facing error from the CLI layer itself.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Writes a line to stderr.
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

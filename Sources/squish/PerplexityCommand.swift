@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import SquishCore
+import SquishEval
+import SquishKernels
+import SquishModel
+
+struct PerplexityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "perplexity",
+        abstract: "Perplexity of a model on a text file (llama.cpp's protocol or non-overlapping windows).")
+
+    @Option(help: "Model file (default: the cached default model).")
+    var model: String?
+
+    @Option(help: "UTF-8 text file to score.")
+    var text: String
+
+    @Option(help: "Tokens per chunk/window.")
+    var context = 512
+
+    @Option(help: "llamacpp: chunks, second half scored (as llama-perplexity); windows: every token scored.")
+    var `protocol`: PerplexityProtocol = .llamacpp
+
+    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Flag(help: "Use f32 activations in the matmuls (slow reference mode).")
+    var exact = false
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard context >= 4 else { throw ValidationError("--context must be at least 4") }
+    }
+
+    func run() throws {
+        let loaded = try LoadedModel(path: try resolveModelPath(model))
+        guard let data = FileManager.default.contents(atPath: text) else { throw CLIError("\(text): cannot read the file") }
+        guard !data.isEmpty else { throw CLIError("\(text): the file is empty") }
+        guard let string = String(data: data, encoding: .utf8) else { throw CLIError("\(text): not valid UTF-8") }
+        let tokens = loaded.tokenizer.encode(string)
+        guard context <= loaded.model.config.contextLength else {
+            throw CLIError("--context \(context) exceeds the model's context length \(loaded.model.config.contextLength)")
+        }
+        let bos = loaded.tokenizer.addBOS ? loaded.tokenizer.bosID : nil
+        let session = LlamaSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: context,
+                                   exactActivations: exact)
+        let chunks = Perplexity.chunkCount(tokens: tokens.count, context: context, protocol: `protocol`, hasBOS: bos != nil)
+        let progress = ProgressBar(total: chunks, label: "perplexity", quiet: json)
+        let start = Date()
+        let result = try Perplexity.evaluate(session: session, tokens: tokens, context: context, protocol: `protocol`,
+                                             bos: bos, progress: progress)
+        progress.finish()
+        if json {
+            print(try jsonString(result))
+        } else {
+            let line = result.runningPerplexity.enumerated().map { String(format: "[%d]%.4f", $0.offset + 1, $0.element) }
+            print(line.joined(separator: ","))
+            print(String(format: "Final estimate: PPL = %.4f +/- %.5f  (%d tokens scored in %d chunks of %d, protocol %@, %.1f s)",
+                         result.perplexity, result.stderr, result.tokens, result.chunks, context, `protocol`.rawValue,
+                         Date().timeIntervalSince(start)))
+        }
+    }
+}
+
+extension PerplexityProtocol: ExpressibleByArgument {}

@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import SquishCore
+import SquishKernels
+import SquishModel
+import SquishTokenizer
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text from a prompt, streaming it as it is produced; a stats line goes to stderr.")
+
+    @Option(help: "Model file (default: the cached default model).")
+    var model: String?
+
+    @Option(help: "Prompt text (taken as is; use `squish chat` for the chat template).")
+    var prompt: String
+
+    @Option(name: [.customShort("n"), .long], help: "Most tokens to generate.")
+    var maxTokens = 128
+
+    @OptionGroup var sampling: SamplingOptions
+
+    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Context window in tokens (default: the model's, at most 4096).")
+    var context: Int?
+
+    @Flag(help: "Recognize special tokens written in the prompt.")
+    var special = false
+
+    @Flag(help: "Print the text and statistics as one JSON object at the end instead of streaming.")
+    var json = false
+
+    func validate() throws {
+        guard maxTokens >= 0 else { throw ValidationError("-n must be ≥ 0") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let context, context < 1 { throw ValidationError("--context must be at least 1") }
+    }
+
+    func run() throws {
+        let loaded = try LoadedModel(path: try resolveModelPath(model))
+        let tokenizer = loaded.tokenizer
+        let ids = tokenizer.encode(prompt, parseSpecial: special, addSpecial: true)
+        guard !ids.isEmpty else { throw CLIError("the prompt is empty") }
+        let ctx = context ?? min(loaded.model.config.contextLength, 4096)
+        guard ids.count < ctx else {
+            throw CLIError("the prompt has \(ids.count) tokens; the context window is \(ctx) (raise --context)")
+        }
+        let session = LlamaSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: ctx)
+        var generator = Generator(session: session, sampler: sampling.settings)
+        var printer = StreamingPrinter()
+        var generated: [Int] = []
+        let stats = try generator.generate(prompt: ids, maxTokens: min(maxTokens, ctx - ids.count), stop: loaded.stopTokens) { token in
+            generated.append(token)
+            if !json { printer.write(tokenizer.bytes(for: token)) }
+            return true
+        }
+        if json {
+            struct Result: Encodable {
+                let text: String
+                let tokens: [Int]
+                let stats: GenerationStats
+                let prompt_tokens_per_second: Double
+                let generation_tokens_per_second: Double
+            }
+            print(try jsonString(Result(text: tokenizer.decode(generated), tokens: generated, stats: stats,
+                                        prompt_tokens_per_second: stats.promptTokensPerSecond,
+                                        generation_tokens_per_second: stats.generationTokensPerSecond)))
+        } else {
+            printer.write(Array("\n".utf8))
+            printer.flush()
+            printError(String(format: "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | stopped by %@",
+                              stats.promptTokens, stats.promptTokensPerSecond, stats.generatedTokens,
+                              stats.generationTokensPerSecond, stats.stoppedBy))
+        }
+    }
+}
+
+struct Chat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Chat with a model interactively using its chat template; Ctrl-D exits.")
+
+    @Option(help: "Model file (default: the cached default model).")
+    var model: String?
+
+    @Option(help: "System prompt (default: the template's own, if any).")
+    var system: String?
+
+    @Option(name: [.customShort("n"), .long], help: "Most tokens per reply.")
+    var maxTokens = 512
+
+    @OptionGroup var sampling: SamplingOptions
+
+    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Context window in tokens (default: the model's, at most 4096).")
+    var context: Int?
+
+    func run() throws {
+        let loaded = try LoadedModel(path: try resolveModelPath(model))
+        let tokenizer = loaded.tokenizer
+        let ctx = context ?? min(loaded.model.config.contextLength, 4096)
+        let session = LlamaSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: ctx)
+        var generator = Generator(session: session, sampler: sampling.settings)
+        var messages: [ChatMessage] = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
+        let interactive = isatty(STDIN_FILENO) != 0
+        printError("squish chat: \(URL(fileURLWithPath: loaded.path).lastPathComponent), context \(ctx) tokens. Ctrl-D to exit.")
+        while true {
+            if interactive { FileHandle.standardOutput.write(Data("> ".utf8)) }
+            guard let line = readLine(strippingNewline: true) else { break }
+            if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            messages.append(ChatMessage(role: "user", content: line))
+            // Re-render the whole conversation; drop the oldest turns until it fits with room for a reply.
+            var ids: [Int] = []
+            while true {
+                ids = tokenizer.encode(loaded.template.render(messages), parseSpecial: true, addSpecial: true)
+                let keepSystem = messages.first?.role == "system" ? 1 : 0
+                if ids.count + min(maxTokens, ctx / 4) <= ctx || messages.count <= keepSystem + 1 { break }
+                messages.remove(at: keepSystem)
+            }
+            guard ids.count < ctx else {
+                printError("message too long for the context window (\(ids.count) tokens); try a shorter one")
+                messages.removeLast()
+                continue
+            }
+            session.reset()
+            var printer = StreamingPrinter()
+            var reply: [Int] = []
+            let stats = try generator.generate(prompt: ids, maxTokens: min(maxTokens, ctx - ids.count),
+                                               stop: loaded.stopTokens) { token in
+                reply.append(token)
+                printer.write(tokenizer.bytes(for: token))
+                return true
+            }
+            printer.write(Array("\n".utf8))
+            printer.flush()
+            messages.append(ChatMessage(role: "assistant", content: tokenizer.decode(reply)))
+            printError(String(format: "[%d tokens, %.1f tokens/s]", stats.generatedTokens, stats.generationTokensPerSecond))
+        }
+        FileHandle.standardOutput.write(Data("\n".utf8))
+    }
+}
