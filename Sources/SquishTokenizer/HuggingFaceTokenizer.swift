@@ -1,4 +1,9 @@
 import Foundation
+import SquishFormats
+
+extension JSONValue {
+    var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
+}
 
 extension Tokenizer {
     /// A tokenizer from a Hugging Face `tokenizer.json` whose `model` is "BPE" (`vocab`, `merges` as "left right"
@@ -7,41 +12,39 @@ extension Tokenizer {
     /// `pre_tokenizer` that `PreTokenizer(huggingFace:)` recognizes and no normalizer or an NFC one; SentencePiece
     /// BPE (`byte_fallback`, ▁ for spaces) is recognized by `sentencePieceSpacePrefix`. BOS/EOS come from a
     /// `TemplateProcessing` post-processor when it adds them, or from `bosToken`/`eosToken` (the strings of
-    /// `tokenizer_config.json`), which also set the ids without adding the tokens.
+    /// `tokenizer_config.json`), which set the ids without adding the tokens.
     public convenience init(huggingFaceJSON data: Data, bosToken: String? = nil, eosToken: String? = nil,
                             source: String = "tokenizer.json") throws {
-        let root: [String: Any]
+        let root: JSONValue
         do {
-            guard let r = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                throw TokenizerError.invalidVocabulary(source: source, reason: "the top level is not a JSON object")
-            }
-            root = r
-        } catch let e as TokenizerError {
-            throw e
+            root = try JSONValue.parse([UInt8](data))
         } catch {
-            throw TokenizerError.invalidVocabulary(source: source, reason: "not valid JSON: \(error.localizedDescription)")
+            throw TokenizerError.invalidVocabulary(source: source, reason: "not valid JSON: \(error)")
         }
-        guard let model = root["model"] as? [String: Any] else { throw TokenizerError.missingField(source: source, field: "model") }
-        let type = model["type"] as? String ?? "BPE"
+        guard root.object != nil else {
+            throw TokenizerError.invalidVocabulary(source: source, reason: "the top level is not a JSON object")
+        }
+        guard let model = root["model"], model.object != nil else { throw TokenizerError.missingField(source: source, field: "model") }
+        let type = model["type"]?.string ?? "BPE"
         guard type == "BPE" else { throw TokenizerError.unsupportedModel(source: source, model: type) }
         let spacePrefix = try Self.sentencePieceSpacePrefix(root, model: model, source: source)
-        guard let vocab = model["vocab"] as? [String: Any] else { throw TokenizerError.missingField(source: source, field: "model.vocab") }
-        let added = root["added_tokens"] as? [[String: Any]] ?? []
+        guard let vocab = model["vocab"]?.object else { throw TokenizerError.missingField(source: source, field: "model.vocab") }
+        let added = root["added_tokens"]?.array ?? []
 
         // Ids may leave gaps; the vocabulary is as long as the largest id + 1 (bounded by the entries present).
         var entries: [(id: Int, text: String, type: TokenType)] = []
         entries.reserveCapacity(vocab.count + added.count)
         for (text, value) in vocab {
-            guard let id = (value as? NSNumber)?.intValue, id >= 0 else {
+            guard let id = value.int, id >= 0, id < Int64(Int32.max) else {
                 throw TokenizerError.invalidVocabulary(source: source, reason: "token '\(text)' has no valid id")
             }
-            entries.append((id, text, .normal))
+            entries.append((Int(id), text, .normal))
         }
         for a in added {
-            guard let id = (a["id"] as? NSNumber)?.intValue, id >= 0, let text = a["content"] as? String else {
+            guard let id = a["id"]?.int, id >= 0, id < Int64(Int32.max), let text = a["content"]?.string else {
                 throw TokenizerError.invalidVocabulary(source: source, reason: "an added token lacks a valid id or content")
             }
-            entries.append((id, text, (a["special"] as? Bool) == true ? .control : .userDefined))
+            entries.append((Int(id), text, a["special"]?.boolValue == true ? .control : .userDefined))
         }
         let count = (entries.map(\.id).max() ?? -1) + 1
         guard count <= 2 * entries.count + 1024 else {
@@ -49,12 +52,14 @@ extension Tokenizer {
         }
         var tokens = [String?](repeating: nil, count: count)
         var types = [TokenType](repeating: .unused, count: count)
-        for e in entries.sorted(by: { ($0.id, $0.type == .normal ? 1 : 0) < ($1.id, $1.type == .normal ? 1 : 0) }) {
+        // Vocabulary entries before added tokens of the same id.
+        for e in entries.sorted(by: { ($0.id, $0.type == .normal ? 0 : 1) < ($1.id, $1.type == .normal ? 0 : 1) }) {
             if let existing = tokens[e.id] {
-                // An added token repeats its vocabulary entry; anything else is a conflict.
+                // An added token repeats its vocabulary entry (and makes it special); anything else is a conflict.
                 guard existing == e.text else {
                     throw TokenizerError.invalidVocabulary(source: source, reason: "id \(e.id) is both '\(existing)' and '\(e.text)'")
                 }
+                types[e.id] = e.type
                 continue
             }
             tokens[e.id] = e.text
@@ -62,13 +67,13 @@ extension Tokenizer {
         }
 
         var pairs: [(String, String)] = []
-        let rawMerges = model["merges"] as? [Any] ?? []
+        let rawMerges = model["merges"]?.array ?? []
         pairs.reserveCapacity(rawMerges.count)
         for (rank, m) in rawMerges.enumerated() {
-            if let s = m as? String, let space = s.firstIndex(of: " ") {
+            if let s = m.string, let space = s.firstIndex(of: " ") {
                 pairs.append((String(s[..<space]), String(s[s.index(after: space)...])))
-            } else if let p = m as? [String], p.count == 2 {
-                pairs.append((p[0], p[1]))
+            } else if let p = m.array, p.count == 2, let l = p[0].string, let r = p[1].string {
+                pairs.append((l, r))
             } else {
                 throw TokenizerError.invalidVocabulary(source: source, reason: "merge \(rank) is neither \"a b\" nor [\"a\", \"b\"]")
             }
@@ -82,7 +87,7 @@ extension Tokenizer {
             if let id = idOf(first) { bos = id; addBOS = true }
             if let id = idOf(last) { eos = id; addEOS = true }
         }
-        let unknown = idOf(model["unk_token"] as? String)
+        let unknown = idOf(model["unk_token"]?.string)
         if let spacePrefix {
             try self.init(sentencePieceBPETokens: texts, mergePairs: pairs, tokenTypes: types, bosID: bos, eosID: eos,
                           unknownID: unknown, paddingID: nil, addBOS: addBOS, addEOS: addEOS, addSpacePrefix: spacePrefix,
@@ -95,20 +100,29 @@ extension Tokenizer {
         }
     }
 
-    static func describe(_ json: Any?) -> String {
-        guard let json, !(json is NSNull) else { return "null" }
-        let text = (try? JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
-        return String((text ?? "?").prefix(300))
+    /// Reads `path` (a `tokenizer.json`).
+    public convenience init(huggingFacePath path: String, bosToken: String? = nil, eosToken: String? = nil) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TokenizerError.invalidVocabulary(source: path, reason: "cannot read the file")
+        }
+        try self.init(huggingFaceJSON: data, bosToken: bosToken, eosToken: eosToken, source: path)
     }
 
+    /// The same as `init(huggingFacePath:bosToken:eosToken:)` (the name the CLI uses for checkpoint directories).
+    public convenience init(tokenizerJSON path: String, bosToken: String? = nil, eosToken: String? = nil) throws {
+        try self.init(huggingFacePath: path, bosToken: bosToken, eosToken: eosToken)
+    }
+
+    static func describe(_ json: JSONValue?) -> String { String((json ?? .null).serialized.prefix(300)) }
+
     /// Byte-level BPE: a recognized pre-tokenizer and no normalizer or NFC.
-    static func byteLevelSettings(_ root: [String: Any], source: String) throws -> (PreTokenizer, Normalization) {
+    static func byteLevelSettings(_ root: JSONValue, source: String) throws -> (PreTokenizer, Normalization) {
         guard let pre = PreTokenizer(huggingFace: root["pre_tokenizer"]) else {
             throw TokenizerError.unsupportedPreTokenizer(source: source, name: describe(root["pre_tokenizer"]))
         }
         var normalization = Normalization.none
-        if let normalizer = root["normalizer"], !(normalizer is NSNull) {
-            guard (normalizer as? [String: Any])?["type"] as? String == "NFC" else {
+        if let normalizer = root["normalizer"], normalizer != .null {
+            guard normalizer["type"]?.string == "NFC" else {
                 throw TokenizerError.unsupportedModel(source: source, model: "normalizer \(describe(normalizer)) (supported: none, NFC)")
             }
             normalization = .nfc
@@ -120,56 +134,47 @@ extension Tokenizer {
     /// before the text. Recognized: normalizer Replace(" " → "▁") with an optional Prepend("▁") before it, or
     /// pre-tokenizer Metaspace("▁", split: false) with its prepend_scheme (text after special tokens always gets
     /// the ▁, as in llama.cpp, also under prepend_scheme "first").
-    static func sentencePieceSpacePrefix(_ root: [String: Any], model: [String: Any], source: String) throws -> Bool? {
-        let normalizer = root["normalizer"] as? [String: Any]
-        let pre = root["pre_tokenizer"] as? [String: Any]
-        let byteFallback = (model["byte_fallback"] as? Bool) == true
-        var steps: [[String: Any]] = []
+    static func sentencePieceSpacePrefix(_ root: JSONValue, model: JSONValue, source: String) throws -> Bool? {
+        let normalizer = root["normalizer"].flatMap { $0 == .null ? nil : $0 }
+        let pre = root["pre_tokenizer"].flatMap { $0 == .null ? nil : $0 }
+        let byteFallback = model["byte_fallback"]?.boolValue == true
+        var steps: [JSONValue] = []
         if let normalizer {
-            steps = normalizer["type"] as? String == "Sequence" ? (normalizer["normalizers"] as? [[String: Any]] ?? []) : [normalizer]
+            steps = normalizer["type"]?.string == "Sequence" ? (normalizer["normalizers"]?.array ?? []) : [normalizer]
         }
-        func isReplaceSpace(_ n: [String: Any]) -> Bool {
-            n["type"] as? String == "Replace" && (n["pattern"] as? [String: Any])?["String"] as? String == " "
-                && n["content"] as? String == "\u{2581}"
+        func isReplaceSpace(_ n: JSONValue) -> Bool {
+            n["type"]?.string == "Replace" && n["pattern"]?["String"]?.string == " " && n["content"]?.string == "\u{2581}"
         }
-        func isPrepend(_ n: [String: Any]) -> Bool { n["type"] as? String == "Prepend" && n["prepend"] as? String == "\u{2581}" }
-        let metaspace = pre?["type"] as? String == "Metaspace"
+        func isPrepend(_ n: JSONValue) -> Bool { n["type"]?.string == "Prepend" && n["prepend"]?.string == "\u{2581}" }
+        let metaspace = pre?["type"]?.string == "Metaspace"
         let replaces = steps.contains(where: isReplaceSpace)
         guard byteFallback || metaspace || replaces else { return nil }
         if metaspace {
-            guard pre?["replacement"] as? String == "\u{2581}", (pre?["split"] as? Bool) != true, steps.isEmpty else {
+            guard pre?["replacement"]?.string == "\u{2581}", pre?["split"]?.boolValue != true, steps.isEmpty else {
                 throw TokenizerError.unsupportedPreTokenizer(source: source, name: describe(pre))
             }
-            if let scheme = pre?["prepend_scheme"] as? String { return scheme != "never" }
-            return (pre?["add_prefix_space"] as? Bool) ?? true
+            if let scheme = pre?["prepend_scheme"]?.string { return scheme != "never" }
+            return pre?["add_prefix_space"]?.boolValue ?? true
         }
         let known = steps.allSatisfy { isReplaceSpace($0) || isPrepend($0) }
         guard known, replaces, pre == nil, steps.count <= 2, steps.count == 1 || isPrepend(steps[0]) else {
             throw TokenizerError.unsupportedModel(
                 source: source,
-                model: "SentencePiece-style BPE with normalizer \(describe(root["normalizer"])) and pre-tokenizer \(describe(root["pre_tokenizer"]))")
+                model: "SentencePiece-style BPE with normalizer \(describe(normalizer)) and pre-tokenizer \(describe(pre))")
         }
         return steps.count == 2
     }
 
-    /// Reads `path` (a `tokenizer.json`).
-    public convenience init(huggingFacePath path: String, bosToken: String? = nil, eosToken: String? = nil) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw TokenizerError.invalidVocabulary(source: path, reason: "cannot read the file")
-        }
-        try self.init(huggingFaceJSON: data, bosToken: bosToken, eosToken: eosToken, source: path)
-    }
-
     /// The special tokens a `TemplateProcessing` post-processor (alone or in a `Sequence`) puts before and after a
     /// single sequence.
-    static func templateSpecials(_ json: Any?) -> (String?, String?)? {
-        guard let obj = json as? [String: Any], let type = obj["type"] as? String else { return nil }
-        if type == "Sequence", let list = obj["processors"] as? [Any] {
+    static func templateSpecials(_ json: JSONValue?) -> (String?, String?)? {
+        guard let obj = json, let type = obj["type"]?.string else { return nil }
+        if type == "Sequence", let list = obj["processors"]?.array {
             for p in list { if let r = templateSpecials(p) { return r } }
             return nil
         }
-        guard type == "TemplateProcessing", let single = obj["single"] as? [[String: Any]], !single.isEmpty else { return nil }
-        func special(_ item: [String: Any]) -> String? { (item["SpecialToken"] as? [String: Any])?["id"] as? String }
+        guard type == "TemplateProcessing", let single = obj["single"]?.array, !single.isEmpty else { return nil }
+        func special(_ item: JSONValue) -> String? { item["SpecialToken"]?["id"]?.string }
         let first = special(single[0])
         let last = single.count > 1 ? special(single[single.count - 1]) : nil
         return (first, last)

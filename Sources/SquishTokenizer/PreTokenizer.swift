@@ -1,3 +1,5 @@
+import SquishFormats
+
 /// Pre-tokenizers: split text into pieces that BPE encodes independently. Hand-coded equivalents of the
 /// regular expressions the reference tokenizers use (no regex engine; Unicode classes from the scalar properties).
 public enum PreTokenizer: String, Sendable, CaseIterable {
@@ -25,28 +27,27 @@ public enum PreTokenizer: String, Sendable, CaseIterable {
     /// not one of the supported four): `ByteLevel(use_regex)` is GPT-2; `Sequence[Digits(individual_digits),
     /// ByteLevel(use_regex)]` is SmolLM; `Sequence[Split(Regex(P), Isolated), ByteLevel(use_regex: false)]` is
     /// Llama 3 or Qwen2 when P is their published pattern.
-    public init?(huggingFace json: Any?) {
-        guard let obj = json as? [String: Any], let type = obj["type"] as? String else { return nil }
-        func isByteLevel(_ o: Any, regex: Bool) -> Bool {
-            guard let o = o as? [String: Any], o["type"] as? String == "ByteLevel" else { return false }
-            if (o["add_prefix_space"] as? Bool) == true { return false }
-            return ((o["use_regex"] as? Bool) ?? true) == regex
+    public init?(huggingFace json: JSONValue?) {
+        guard let obj = json, let type = obj["type"]?.string else { return nil }
+        func isByteLevel(_ o: JSONValue, regex: Bool) -> Bool {
+            guard o["type"]?.string == "ByteLevel" else { return false }
+            if o["add_prefix_space"]?.boolValue == true { return false }
+            return (o["use_regex"]?.boolValue ?? true) == regex
         }
         if type == "ByteLevel" {
             guard isByteLevel(obj, regex: true) else { return nil }
             self = .gpt2
             return
         }
-        guard type == "Sequence", let seq = obj["pretokenizers"] as? [Any], seq.count == 2 else { return nil }
-        if let digits = seq[0] as? [String: Any], digits["type"] as? String == "Digits",
-           (digits["individual_digits"] as? Bool) == true, isByteLevel(seq[1], regex: true) {
+        guard type == "Sequence", let seq = obj["pretokenizers"]?.array, seq.count == 2 else { return nil }
+        if seq[0]["type"]?.string == "Digits", seq[0]["individual_digits"]?.boolValue == true, isByteLevel(seq[1], regex: true) {
             self = .smollm
             return
         }
-        guard let split = seq[0] as? [String: Any], split["type"] as? String == "Split",
-              (split["invert"] as? Bool ?? false) == false,
-              (split["behavior"] as? String)?.lowercased() == "isolated",
-              let pattern = (split["pattern"] as? [String: Any])?["Regex"] as? String,
+        let split = seq[0]
+        guard split["type"]?.string == "Split", (split["invert"]?.boolValue ?? false) == false,
+              split["behavior"]?.string?.lowercased() == "isolated",
+              let pattern = split["pattern"]?["Regex"]?.string,
               isByteLevel(seq[1], regex: false) else { return nil }
         switch pattern {
         case Self.llama3Pattern: self = .llama3

@@ -320,7 +320,8 @@ public final class Tokenizer: @unchecked Sendable {
     // MARK: Encoding
 
     /// Token ids of `text`, byte for byte. `parseSpecial`: recognize special tokens' text (e.g. "<|im_start|>");
-    /// `addSpecial`: add BOS/EOS as the model's metadata asks.
+    /// `addSpecial`: add BOS/EOS as the model's metadata asks (like the references, even when the text already
+    /// starts with BOS: encode a rendered chat prompt that contains its BOS with `addSpecial: false`).
     public func encode(_ text: String, parseSpecial: Bool = false, addSpecial: Bool = false) -> [Int] {
         var out: [Int] = []
         out.reserveCapacity(text.utf8.count / 3 + 2)

@@ -112,6 +112,8 @@ func fullByteTokenizer(_ pre: PreTokenizer) throws -> Tokenizer {
         #expect(t.decode(t.encode("ab<sep>ab", parseSpecial: true)) == "ab<sep>ab")
         #expect(!t.encode("ab<sep>ab").contains(15))
         #expect(t.decode(t.encode("<s>ab", parseSpecial: true, addSpecial: true), skipSpecial: true) == "ab")
+        // Like llama.cpp and tokenizers, BOS is added even when the text starts with it.
+        #expect(t.encode("<s>ab", parseSpecial: true, addSpecial: true) == [1, 1, 14])
     }
 }
 
