@@ -41,7 +41,7 @@ public final class Tokenizer: @unchecked Sendable {
     /// Unicode normalization applied to text before encoding (a `tokenizer.json` may ask for NFC, e.g. Qwen2's).
     public internal(set) var normalization: Normalization = .none
     /// [vocabularySize] raw bytes each token stands for (special tokens: their text's UTF-8).
-    let tokenBytes: [[UInt8]]
+    let tokenBytes: FlatByteStrings
     /// Token bytes → id for the tokens that text may encode to (not control, byte or unused tokens); first id wins.
     let vocabulary: ByteStringTable
     /// Byte-level BPE merges: (left id, right id) → (rank, merged id).
@@ -86,8 +86,7 @@ public final class Tokenizer: @unchecked Sendable {
         self.addEOS = addEOS
         scores = []
         let unicodeToByte = ByteLevel.unicodeToByte
-        var tokenBytes: [[UInt8]] = []
-        tokenBytes.reserveCapacity(tokens.count)
+        var tokenBytes = FlatByteStrings(capacity: tokens.count)
         var vocabulary = ByteStringTable(minimumCapacity: tokens.count)
         var idOf: [String: Int32] = [:]
         idOf.reserveCapacity(tokens.count)
@@ -162,8 +161,7 @@ public final class Tokenizer: @unchecked Sendable {
         self.addBOS = addBOS
         self.addEOS = addEOS
         self.scores = scores
-        var tokenBytes: [[UInt8]] = []
-        tokenBytes.reserveCapacity(tokens.count)
+        var tokenBytes = FlatByteStrings(capacity: tokens.count)
         var vocabulary = ByteStringTable(minimumCapacity: tokens.count)
         var byteIDs = [Int32](repeating: -1, count: 256)
         for (id, t) in tokens.enumerated() {
@@ -202,8 +200,7 @@ public final class Tokenizer: @unchecked Sendable {
         self.addBOS = addBOS
         self.addEOS = addEOS
         scores = []
-        var tokenBytes: [[UInt8]] = []
-        tokenBytes.reserveCapacity(tokens.count)
+        var tokenBytes = FlatByteStrings(capacity: tokens.count)
         var vocabulary = ByteStringTable(minimumCapacity: tokens.count)
         var byteIDs = [Int32](repeating: -1, count: 256)
         var idOf: [String: Int32] = [:]
@@ -624,7 +621,7 @@ public final class Tokenizer: @unchecked Sendable {
     /// The bytes token `id` stands for (empty for ids outside the vocabulary).
     public func bytes(for id: Int) -> [UInt8] {
         guard id >= 0 && id < tokenBytes.count else { return [] }
-        return tokenBytes[id]
+        return Array(tokenBytes[id])
     }
 
     /// Concatenated bytes of `ids`: the inverse of `encode` (SentencePiece: the space added before the text and
@@ -641,10 +638,10 @@ public final class Tokenizer: @unchecked Sendable {
             let special = id >= 0 && id < tokenTypes.count && Self.isSpecialType(tokenTypes[id])
             if special {
                 afterSpecial = true
-                if !skipSpecial { out.append(contentsOf: bytes(for: id)) }
+                if !skipSpecial { out.append(contentsOf: tokenBytes[id]) }
                 continue
             }
-            let b = bytes(for: id)
+            let b = id >= 0 && id < tokenBytes.count ? tokenBytes[id] : []
             if stripSpace && afterSpecial, b.first == 0x20 { out.append(contentsOf: b.dropFirst()) } else { out.append(contentsOf: b) }
             if !b.isEmpty { afterSpecial = false }
         }
@@ -676,6 +673,25 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// Id of a token given by its text (e.g. "<|im_end|>").
     public func id(of token: String) -> Int? { tokens.firstIndex(of: token) }
+}
+
+/// Byte strings indexed by position, in one buffer (one allocation for a whole vocabulary instead of one per token).
+struct FlatByteStrings {
+    /// All strings concatenated.
+    private var storage: [UInt8] = []
+    /// [count + 1] string i is storage[offsets[i] ..< offsets[i + 1]].
+    private var offsets: [Int] = [0]
+
+    init(capacity: Int) { offsets.reserveCapacity(capacity + 1) }
+
+    var count: Int { offsets.count - 1 }
+
+    mutating func append<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+        storage.append(contentsOf: bytes)
+        offsets.append(storage.count)
+    }
+
+    subscript(i: Int) -> ArraySlice<UInt8> { storage[offsets[i] ..< offsets[i + 1]] }
 }
 
 /// A binary min-heap of candidate pairs ordered by (priority, left position): BPE's lowest merge rank or

@@ -135,6 +135,8 @@ func fullByteTokenizer(_ pre: PreTokenizer) throws -> Tokenizer {
         func isInvalid(_ e: TokenizerError?) -> Bool { if case .invalidVocabulary = e { return true }; return false }
         #expect(isInvalid(error("not json")))
         #expect(isInvalid(error("[1, 2]")))
+        #expect(isInvalid(error(String(repeating: "[", count: 100_000))))  // nesting is bounded, no stack overflow
+        #expect(isInvalid(error(#"{"model": {"type": "BPE", "vocab": {"a": 0}"#)))  // truncated
         #expect(error("{}") == .missingField(source: "t.json", field: "model"))
         #expect(error(#"{"model": {"type": "Unigram"}}"#) == .unsupportedModel(source: "t.json", model: "Unigram"))
         if case .unsupportedPreTokenizer = error(#"{"model": {"type": "BPE", "vocab": {}}, "pre_tokenizer": {"type": "Whitespace"}}"#) {
