@@ -1,9 +1,10 @@
 import Foundation
 import SquishFormats
 
-/// A tokenizer: byte-level BPE (GPT-2 family: SmolLM, Llama 3, Qwen2, ...) or SentencePiece (Llama 1/2, Gemma),
-/// built from GGUF metadata (`tokenizer.ggml.*`, see `init(gguf:)`), a Hugging Face `tokenizer.json`
-/// (`init(huggingFaceJSON:)`) or plain arrays (the designated initializers).
+/// A tokenizer: byte-level BPE (GPT-2 family: SmolLM, Llama 3, Qwen2, ...) or SentencePiece (Llama 1/2, Gemma;
+/// scored pieces from GGUF, or merge lists from `tokenizer.json`), built from GGUF metadata (`tokenizer.ggml.*`,
+/// see `init(gguf:)`), a Hugging Face `tokenizer.json` (`init(huggingFaceJSON:)`) or plain arrays (the designated
+/// initializers).
 ///
 /// Encoding works on the text's UTF-8 bytes: special tokens (control and user-defined tokens) are recognized only
 /// with `parseSpecial`, otherwise every byte of the text is encoded as text. One instance may be used from several
@@ -44,7 +45,7 @@ public final class Tokenizer: @unchecked Sendable {
     let tokenBytes: FlatByteStrings
     /// Token bytes → id for the tokens that text may encode to (not control, byte or unused tokens); first id wins.
     let vocabulary: ByteStringTable
-    /// Byte-level BPE merges: (left id, right id) → (rank, merged id).
+    /// BPE merges (byte-level and SentencePiece BPE): (left id, right id) → (rank, merged id).
     let merges: MergeTable
     /// [256] id of the token for each single byte (byte-level: its one-character token; SentencePiece: <0xXX>), -1 if none.
     let byteIDs: [Int32]
@@ -751,7 +752,8 @@ struct PairHeap {
     }
 }
 
-/// GPT-2's reversible byte ↔ unicode mapping: printable bytes map to themselves, the others to U+0100 upwards.
+/// GPT-2's reversible byte ↔ unicode mapping (`bytes_to_unicode` in GPT-2's `encoder.py`): printable bytes map to
+/// themselves, the others to U+0100 upwards in byte order.
 public enum ByteLevel {
     public static let byteToUnicode: [UInt32] = {
         var printable = Set<Int>()
