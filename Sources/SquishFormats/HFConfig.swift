@@ -132,20 +132,38 @@ public struct HFConfig: Codable, Equatable, Sendable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        // Foundation reports a number that does not fit the type (2.5 or 1e300 for an Int) with an internal error
+        // that reaches the caller as "not valid JSON" without the field's name: name the field.
+        func field<T: Decodable>(_ type: T.Type, _ key: CodingKeys) throws -> T? {
+            do {
+                return try c.decodeIfPresent(T.self, forKey: key)
+            } catch let error as DecodingError {
+                throw error
+            } catch {
+                throw DecodingError.typeMismatch(T.self, .init(codingPath: c.codingPath + [key], debugDescription: "\(error)"))
+            }
+        }
+        func int(_ key: CodingKeys) throws -> Int? { try field(Int.self, key) }
+        func required(_ key: CodingKeys) throws -> Int {
+            guard let v = try int(key) else {
+                throw DecodingError.keyNotFound(key, .init(codingPath: c.codingPath, debugDescription: "required"))
+            }
+            return v
+        }
         architectures = try c.decodeIfPresent([String].self, forKey: .architectures) ?? []
         modelType = try c.decode(String.self, forKey: .modelType)
-        hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
-        intermediateSize = try c.decode(Int.self, forKey: .intermediateSize)
-        numHiddenLayers = try c.decode(Int.self, forKey: .numHiddenLayers)
-        numAttentionHeads = try c.decode(Int.self, forKey: .numAttentionHeads)
-        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads) ?? numAttentionHeads
-        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim)
-        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-6
+        hiddenSize = try required(.hiddenSize)
+        intermediateSize = try required(.intermediateSize)
+        numHiddenLayers = try required(.numHiddenLayers)
+        numAttentionHeads = try required(.numAttentionHeads)
+        numKeyValueHeads = try int(.numKeyValueHeads) ?? numAttentionHeads
+        headDim = try int(.headDim)
+        rmsNormEps = try field(Double.self, .rmsNormEps) ?? 1e-6
         let nestedTheta = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)?.ropeTheta
-        ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? nestedTheta ?? 10000
+        ropeTheta = try field(Double.self, .ropeTheta) ?? nestedTheta ?? 10000
         ropeScaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling)
-        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048
-        vocabSize = try c.decode(Int.self, forKey: .vocabSize)
+        maxPositionEmbeddings = try int(.maxPositionEmbeddings) ?? 2048
+        vocabSize = try required(.vocabSize)
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         bosTokenIDs = try Self.tokenIDs(c, .bosTokenID)
         eosTokenIDs = try Self.tokenIDs(c, .eosTokenID)
@@ -159,7 +177,13 @@ public struct HFConfig: Codable, Equatable, Sendable {
     private static func tokenIDs(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> [Int] {
         guard c.contains(key), try !c.decodeNil(forKey: key) else { return [] }
         if let one = try? c.decode(Int.self, forKey: key) { return [one] }
-        return try c.decode([Int].self, forKey: key)
+        do {
+            return try c.decode([Int].self, forKey: key)
+        } catch let error as DecodingError {
+            throw error
+        } catch {
+            throw DecodingError.typeMismatch([Int].self, .init(codingPath: c.codingPath + [key], debugDescription: "\(error)"))
+        }
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -218,7 +242,7 @@ public struct HFConfig: Codable, Equatable, Sendable {
 
     private static func formatError(_ error: DecodingError, path: String) -> FormatError {
         func field(_ codingPath: [CodingKey]) -> String {
-            codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            codingPath.isEmpty ? "(top level)" : codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
         }
         switch error {
         case .keyNotFound(let key, let ctx):
