@@ -246,7 +246,9 @@ public final class SafetensorsFile: @unchecked Sendable {
             case .value(let i): return i
             case .notAnInteger: throw invalid("\(what) is \(v.kindName), not a non-negative integer")
             case .tooLarge:
-                throw FormatError.implausible(path: path, offset: 8, what: "\(what) of tensor '\(name)'", value: v.kindName)
+                let text: String
+                if case .number(let t) = v { text = t } else { text = v.kindName }
+                throw FormatError.implausible(path: path, offset: 8, what: "\(what) of tensor '\(name)' (above 2^53)", value: text)
             }
         }
 

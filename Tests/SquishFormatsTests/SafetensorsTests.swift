@@ -119,6 +119,25 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
         #expect(throws: FormatError.self) { try n.write(to: path) }
     }
 
+    /// A header the size of a large sharded model's (20,000 tensors, ~1.4 MB of JSON) parses quickly.
+    @Test func manyTensors() throws {
+        let dir = try TestSupport.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var w = SafetensorsWriter()
+        for i in 0 ..< 20000 {
+            w.addTensor(name: "model.layers.\(i / 10).mlp.experts.\(i % 10).down_proj.weight", dtype: .bf16, shape: [1, 2],
+                        source: .bytes([UInt8(i & 255), 0, 1, 2]))
+        }
+        try w.write(to: dir + "/many.safetensors")
+        let start = Date()
+        let f = try SafetensorsFile(path: dir + "/many.safetensors")
+        let seconds = Date().timeIntervalSince(start)
+        #expect(f.tensors.count == 20000)
+        #expect(f.headerByteCount > 1_000_000)
+        #expect(Array(f.data(for: f.tensors[12345])) == [UInt8(12345 & 255), 0, 1, 2])
+        #expect(seconds < 2, "parsing took \(seconds) s")
+    }
+
     @Test func headerLayoutMatchesReference() throws {
         // The reference writes compact JSON, __metadata__ first, and pads with spaces to a multiple of 8.
         var w = SafetensorsWriter(metadata: ["k": "v"])
