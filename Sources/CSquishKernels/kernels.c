@@ -410,11 +410,9 @@ SQ_AVX2 static void matmul_f_avx2(int type, const void *w, size_t row_bytes, int
 // Dispatch
 
 static int sq_use_avx2 = -1;  // -1: not decided yet
-static int sq_forced_portable = 0;
 
 static inline int use_avx2(void) {
 #ifdef SQ_X86
-    if (sq_forced_portable) return 0;
     if (sq_use_avx2 < 0) {
         __builtin_cpu_init();
         sq_use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -426,7 +424,18 @@ static inline int use_avx2(void) {
 }
 
 int sq_kernels_have_avx2(void) { return use_avx2(); }
-void sq_kernels_force_portable(int portable) { sq_forced_portable = portable; }
+
+void sq_quantize_q8_portable(const float *x, sq_block_q8 *y, int64_t n) { quantize_q8_portable(x, y, n); }
+
+void sq_matmul_q8_portable(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+                           const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
+    matmul_q8_portable(type, w, row_bytes, r0, r1, a, nb, nt, y, ldy);
+}
+
+void sq_matmul_f_portable(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+                          const float *x, int64_t ldx, int64_t n, int64_t nt, float *y, int64_t ldy) {
+    matmul_f_portable(type, w, row_bytes, r0, r1, x, ldx, n, nt, y, ldy);
+}
 
 void sq_quantize_q8(const float *x, sq_block_q8 *y, int64_t n) {
 #ifdef SQ_X86

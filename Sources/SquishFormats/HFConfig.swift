@@ -1,97 +1,123 @@
 import Foundation
 import SquishCore
 
-/// A Llama-family Hugging Face `config.json` (LlamaConfig / Qwen2Config / MistralConfig fields in transformers).
-/// Absent optional fields take transformers' defaults: `num_key_value_heads` = `num_attention_heads`,
-/// `rope_theta` 10000, `rms_norm_eps` 1e-6, `max_position_embeddings` 2048, `tie_word_embeddings` false.
-/// `load(path:)` validates the sizes; errors name the file and the field.
-public struct HFConfig: Codable, Equatable, Sendable {
-    /// `rope_scaling` (e.g. Llama 3.1's `{"rope_type": "llama3", "factor": 8, ...}`); other keys are ignored.
-    public struct RopeScaling: Codable, Equatable, Sendable {
-        /// `rope_type`, or the older key `type`: "llama3", "linear", "dynamic", "yarn", ...
+/// A Hugging Face `config.json` for Llama-family checkpoints (Llama 2/3, SmolLM2, Qwen2, Mistral): the fields of
+/// transformers' LlamaConfig / Qwen2Config as written. Absent optional fields keep nil here; the accessors below
+/// apply transformers' defaults (`num_key_value_heads` = heads, `head_dim` = hidden / heads, untied embeddings).
+/// `load(path:)` validates the sizes; every error names the file and the field.
+public struct HFConfig: Codable, Sendable, Equatable {
+    /// `rope_scaling`, e.g. Llama 3.1's `{"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, ...}`.
+    public struct RopeScaling: Codable, Sendable, Equatable {
+        /// The older key for the kind of scaling.
         public var type: String?
+        public var ropeType: String?
         public var factor: Double?
         public var lowFreqFactor: Double?
         public var highFreqFactor: Double?
         public var originalMaxPositionEmbeddings: Int?
 
-        public init(type: String? = nil, factor: Double? = nil, lowFreqFactor: Double? = nil, highFreqFactor: Double? = nil,
-                    originalMaxPositionEmbeddings: Int? = nil) {
+        enum CodingKeys: String, CodingKey {
+            case type, factor
+            case ropeType = "rope_type", lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
+            case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        }
+
+        public init(type: String? = nil, ropeType: String? = nil, factor: Double? = nil, lowFreqFactor: Double? = nil,
+                    highFreqFactor: Double? = nil, originalMaxPositionEmbeddings: Int? = nil) {
             self.type = type
+            self.ropeType = ropeType
             self.factor = factor
             self.lowFreqFactor = lowFreqFactor
             self.highFreqFactor = highFreqFactor
             self.originalMaxPositionEmbeddings = originalMaxPositionEmbeddings
         }
 
-        enum CodingKeys: String, CodingKey {
-            case type, ropeType = "rope_type", factor, lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
-            case originalMaxPositionEmbeddings = "original_max_position_embeddings"
-        }
+        /// "linear", "llama3", "dynamic", "yarn", ... ("default" when neither key is given).
+        public var kind: String { ropeType ?? type ?? "default" }
+    }
 
+    /// An int or a list of ints (e.g. Llama 3 instruct's three `eos_token_id`s).
+    public enum TokenIDs: Codable, Sendable, Equatable {
+        case one(Int)
+        case many([Int])
         public init(from decoder: Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            type = try c.decodeIfPresent(String.self, forKey: .ropeType) ?? c.decodeIfPresent(String.self, forKey: .type)
-            factor = try c.decodeIfPresent(Double.self, forKey: .factor)
-            lowFreqFactor = try c.decodeIfPresent(Double.self, forKey: .lowFreqFactor)
-            highFreqFactor = try c.decodeIfPresent(Double.self, forKey: .highFreqFactor)
-            originalMaxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .originalMaxPositionEmbeddings)
+            let c = try decoder.singleValueContainer()
+            if let i = try? c.decode(Int.self) { self = .one(i) } else { self = .many(try c.decode([Int].self)) }
         }
-
-        /// Writes both `rope_type` and `type`, as transformers does for compatibility with older readers.
         public func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encodeIfPresent(type, forKey: .ropeType)
-            try c.encodeIfPresent(type, forKey: .type)
-            try c.encodeIfPresent(factor, forKey: .factor)
-            try c.encodeIfPresent(lowFreqFactor, forKey: .lowFreqFactor)
-            try c.encodeIfPresent(highFreqFactor, forKey: .highFreqFactor)
-            try c.encodeIfPresent(originalMaxPositionEmbeddings, forKey: .originalMaxPositionEmbeddings)
+            var c = encoder.singleValueContainer()
+            switch self {
+            case .one(let i): try c.encode(i)
+            case .many(let a): try c.encode(a)
+            }
+        }
+        public var all: [Int] {
+            switch self {
+            case .one(let i): return [i]
+            case .many(let a): return a
+            }
         }
     }
 
     /// e.g. ["LlamaForCausalLM"]
-    public var architectures: [String]
-    /// e.g. "llama", "qwen2", "mistral"
+    public var architectures: [String]?
+    /// "llama", "qwen2" or "mistral"
     public var modelType: String
     public var hiddenSize: Int
     public var intermediateSize: Int
     public var numHiddenLayers: Int
     public var numAttentionHeads: Int
-    public var numKeyValueHeads: Int
-    /// Explicit `head_dim`; nil means `hiddenSize / numAttentionHeads` (see `headDimension`).
+    public var numKeyValueHeads: Int?
     public var headDim: Int?
-    public var rmsNormEps: Double
-    public var ropeTheta: Double
+    public var rmsNormEps: Double?
+    /// `rope_theta` (or, in newer transformers, `rope_parameters.rope_theta`).
+    public var ropeTheta: Double?
     public var ropeScaling: RopeScaling?
-    public var maxPositionEmbeddings: Int
+    public var maxPositionEmbeddings: Int?
     public var vocabSize: Int
-    public var tieWordEmbeddings: Bool
-    /// `bos_token_id`: one id, several, or none (null/absent).
-    public var bosTokenIDs: [Int]
-    /// `eos_token_id`: one id or several (Llama 3 instruct lists three), or none.
-    public var eosTokenIDs: [Int]
-    /// `torch_dtype` (or the newer `dtype`): "bfloat16", "float16", "float32".
+    public var tieWordEmbeddings: Bool?
+    public var bosTokenID: TokenIDs?
+    public var eosTokenID: TokenIDs?
+    /// `torch_dtype` (or the newer key `dtype`): "bfloat16", "float16", "float32".
     public var torchDtype: String?
-    /// `attention_bias` as written; nil when absent (see `hasQKVBias`).
     public var attentionBias: Bool?
-    /// `mlp_bias` as written; nil when absent.
     public var mlpBias: Bool?
-    /// `hidden_act`, e.g. "silu".
+    /// e.g. "silu"
     public var hiddenAct: String?
 
-    public init(architectures: [String], modelType: String, hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int,
-                numAttentionHeads: Int, numKeyValueHeads: Int? = nil, headDim: Int? = nil, rmsNormEps: Double = 1e-6,
-                ropeTheta: Double = 10000, ropeScaling: RopeScaling? = nil, maxPositionEmbeddings: Int = 2048, vocabSize: Int,
-                tieWordEmbeddings: Bool = false, bosTokenIDs: [Int] = [], eosTokenIDs: [Int] = [], torchDtype: String? = nil,
-                attentionBias: Bool? = nil, mlpBias: Bool? = nil, hiddenAct: String? = "silu") {
+    enum CodingKeys: String, CodingKey {
+        case architectures
+        case modelType = "model_type", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
+        case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
+        case numKeyValueHeads = "num_key_value_heads", headDim = "head_dim", rmsNormEps = "rms_norm_eps"
+        case ropeTheta = "rope_theta", ropeScaling = "rope_scaling", maxPositionEmbeddings = "max_position_embeddings"
+        case vocabSize = "vocab_size", tieWordEmbeddings = "tie_word_embeddings", bosTokenID = "bos_token_id"
+        case eosTokenID = "eos_token_id", torchDtype = "torch_dtype", attentionBias = "attention_bias"
+        case mlpBias = "mlp_bias", hiddenAct = "hidden_act"
+    }
+
+    /// Keys read only as fallbacks (never written).
+    private enum FallbackKeys: String, CodingKey {
+        case dtype, ropeParameters = "rope_parameters"
+    }
+
+    private struct RopeParameters: Decodable {
+        let ropeTheta: Double?
+        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta" }
+    }
+
+    public init(architectures: [String]?, modelType: String, hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int,
+                numAttentionHeads: Int, numKeyValueHeads: Int?, headDim: Int?, rmsNormEps: Double?, ropeTheta: Double?,
+                ropeScaling: RopeScaling?, maxPositionEmbeddings: Int?, vocabSize: Int, tieWordEmbeddings: Bool?,
+                bosTokenID: TokenIDs?, eosTokenID: TokenIDs?, torchDtype: String?, attentionBias: Bool?,
+                mlpBias: Bool? = nil, hiddenAct: String? = nil) {
         self.architectures = architectures
         self.modelType = modelType
         self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize
         self.numHiddenLayers = numHiddenLayers
         self.numAttentionHeads = numAttentionHeads
-        self.numKeyValueHeads = numKeyValueHeads ?? numAttentionHeads
+        self.numKeyValueHeads = numKeyValueHeads
         self.headDim = headDim
         self.rmsNormEps = rmsNormEps
         self.ropeTheta = ropeTheta
@@ -99,35 +125,12 @@ public struct HFConfig: Codable, Equatable, Sendable {
         self.maxPositionEmbeddings = maxPositionEmbeddings
         self.vocabSize = vocabSize
         self.tieWordEmbeddings = tieWordEmbeddings
-        self.bosTokenIDs = bosTokenIDs
-        self.eosTokenIDs = eosTokenIDs
+        self.bosTokenID = bosTokenID
+        self.eosTokenID = eosTokenID
         self.torchDtype = torchDtype
         self.attentionBias = attentionBias
         self.mlpBias = mlpBias
         self.hiddenAct = hiddenAct
-    }
-
-    /// Per-head dimension: `head_dim` if given, else hidden_size / num_attention_heads.
-    public var headDimension: Int { headDim ?? hiddenSize / numAttentionHeads }
-    /// Whether q/k/v projections carry biases: `attention_bias` if present; Qwen2 always has them.
-    public var hasQKVBias: Bool { modelType == "qwen2" || (attentionBias ?? false) }
-    /// Whether the output projection carries a bias (Llama's `attention_bias`; never in Qwen2).
-    public var hasOutputProjectionBias: Bool { modelType == "qwen2" ? false : (attentionBias ?? false) }
-
-    enum CodingKeys: String, CodingKey {
-        case architectures, modelType = "model_type", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
-        case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
-        case numKeyValueHeads = "num_key_value_heads", headDim = "head_dim", rmsNormEps = "rms_norm_eps"
-        case ropeTheta = "rope_theta", ropeScaling = "rope_scaling", ropeParameters = "rope_parameters"
-        case maxPositionEmbeddings = "max_position_embeddings", vocabSize = "vocab_size"
-        case tieWordEmbeddings = "tie_word_embeddings", bosTokenID = "bos_token_id", eosTokenID = "eos_token_id"
-        case torchDtype = "torch_dtype", dtype, attentionBias = "attention_bias", mlpBias = "mlp_bias", hiddenAct = "hidden_act"
-    }
-
-    /// Newer transformers nest `rope_theta` inside `rope_parameters`.
-    private struct RopeParameters: Decodable {
-        let ropeTheta: Double?
-        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta" }
     }
 
     public init(from decoder: Decoder) throws {
@@ -143,78 +146,41 @@ public struct HFConfig: Codable, Equatable, Sendable {
                 throw DecodingError.typeMismatch(T.self, .init(codingPath: c.codingPath + [key], debugDescription: "\(error)"))
             }
         }
-        func int(_ key: CodingKeys) throws -> Int? { try field(Int.self, key) }
-        func required(_ key: CodingKeys) throws -> Int {
-            guard let v = try int(key) else {
+        func required<T: Decodable>(_ type: T.Type, _ key: CodingKeys) throws -> T {
+            guard let v = try field(T.self, key) else {
                 throw DecodingError.keyNotFound(key, .init(codingPath: c.codingPath, debugDescription: "required"))
             }
             return v
         }
-        architectures = try c.decodeIfPresent([String].self, forKey: .architectures) ?? []
-        modelType = try c.decode(String.self, forKey: .modelType)
-        hiddenSize = try required(.hiddenSize)
-        intermediateSize = try required(.intermediateSize)
-        numHiddenLayers = try required(.numHiddenLayers)
-        numAttentionHeads = try required(.numAttentionHeads)
-        numKeyValueHeads = try int(.numKeyValueHeads) ?? numAttentionHeads
-        headDim = try int(.headDim)
-        rmsNormEps = try field(Double.self, .rmsNormEps) ?? 1e-6
-        let nestedTheta = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)?.ropeTheta
-        ropeTheta = try field(Double.self, .ropeTheta) ?? nestedTheta ?? 10000
-        ropeScaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling)
-        maxPositionEmbeddings = try int(.maxPositionEmbeddings) ?? 2048
-        vocabSize = try required(.vocabSize)
-        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
-        bosTokenIDs = try Self.tokenIDs(c, .bosTokenID)
-        eosTokenIDs = try Self.tokenIDs(c, .eosTokenID)
-        torchDtype = try c.decodeIfPresent(String.self, forKey: .torchDtype) ?? c.decodeIfPresent(String.self, forKey: .dtype)
-        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias)
-        mlpBias = try c.decodeIfPresent(Bool.self, forKey: .mlpBias)
-        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct)
+        let fallback = try decoder.container(keyedBy: FallbackKeys.self)
+        architectures = try field([String].self, .architectures)
+        modelType = try required(String.self, .modelType)
+        hiddenSize = try required(Int.self, .hiddenSize)
+        intermediateSize = try required(Int.self, .intermediateSize)
+        numHiddenLayers = try required(Int.self, .numHiddenLayers)
+        numAttentionHeads = try required(Int.self, .numAttentionHeads)
+        numKeyValueHeads = try field(Int.self, .numKeyValueHeads)
+        headDim = try field(Int.self, .headDim)
+        rmsNormEps = try field(Double.self, .rmsNormEps)
+        ropeTheta = try field(Double.self, .ropeTheta)
+            ?? (try fallback.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters))?.ropeTheta
+        ropeScaling = try field(RopeScaling.self, .ropeScaling)
+        maxPositionEmbeddings = try field(Int.self, .maxPositionEmbeddings)
+        vocabSize = try required(Int.self, .vocabSize)
+        tieWordEmbeddings = try field(Bool.self, .tieWordEmbeddings)
+        bosTokenID = try field(TokenIDs.self, .bosTokenID)
+        eosTokenID = try field(TokenIDs.self, .eosTokenID)
+        torchDtype = try field(String.self, .torchDtype) ?? fallback.decodeIfPresent(String.self, forKey: .dtype)
+        attentionBias = try field(Bool.self, .attentionBias)
+        mlpBias = try field(Bool.self, .mlpBias)
+        hiddenAct = try field(String.self, .hiddenAct)
     }
 
-    /// A token id field that may be an integer, an array of integers, or null.
-    private static func tokenIDs(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> [Int] {
-        guard c.contains(key), try !c.decodeNil(forKey: key) else { return [] }
-        if let one = try? c.decode(Int.self, forKey: key) { return [one] }
-        do {
-            return try c.decode([Int].self, forKey: key)
-        } catch let error as DecodingError {
-            throw error
-        } catch {
-            throw DecodingError.typeMismatch([Int].self, .init(codingPath: c.codingPath + [key], debugDescription: "\(error)"))
-        }
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(architectures, forKey: .architectures)
-        try c.encode(modelType, forKey: .modelType)
-        try c.encode(hiddenSize, forKey: .hiddenSize)
-        try c.encode(intermediateSize, forKey: .intermediateSize)
-        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
-        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
-        try c.encode(numKeyValueHeads, forKey: .numKeyValueHeads)
-        try c.encodeIfPresent(headDim, forKey: .headDim)
-        try c.encode(rmsNormEps, forKey: .rmsNormEps)
-        try c.encode(ropeTheta, forKey: .ropeTheta)
-        try c.encodeIfPresent(ropeScaling, forKey: .ropeScaling)
-        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
-        try c.encode(vocabSize, forKey: .vocabSize)
-        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
-        for (ids, key) in [(bosTokenIDs, CodingKeys.bosTokenID), (eosTokenIDs, .eosTokenID)] {
-            if ids.count == 1 { try c.encode(ids[0], forKey: key) } else if ids.count > 1 { try c.encode(ids, forKey: key) }
-        }
-        try c.encodeIfPresent(torchDtype, forKey: .torchDtype)
-        try c.encodeIfPresent(attentionBias, forKey: .attentionBias)
-        try c.encodeIfPresent(mlpBias, forKey: .mlpBias)
-        try c.encodeIfPresent(hiddenAct, forKey: .hiddenAct)
-    }
-
+    public static let supportedModelTypes = ["llama", "qwen2", "mistral"]
     /// Largest config.json accepted (real ones are a few KB).
     public static let maxFileBytes = 16 << 20
 
-    /// Reads and validates `path`.
+    /// Reads and validates `config.json`; errors name the file and the field.
     public static func load(path: String) throws -> HFConfig {
         let mapped: MappedFile
         do {
@@ -259,44 +225,50 @@ public struct HFConfig: Codable, Equatable, Sendable {
         }
     }
 
+    public var kvHeads: Int { numKeyValueHeads ?? numAttentionHeads }
+    public var resolvedHeadDim: Int { headDim ?? hiddenSize / max(numAttentionHeads, 1) }
+    public var tied: Bool { tieWordEmbeddings ?? false }
+    /// Whether q/k/v projections carry biases: Qwen2 always; Llama when `attention_bias` is true.
+    public var hasAttentionBias: Bool { attentionBias ?? (modelType == "qwen2") }
+    /// Whether the output projection carries a bias: Llama's `attention_bias` covers o_proj too; Qwen2's o_proj has none.
+    public var hasOutputProjectionBias: Bool { modelType == "qwen2" ? false : (attentionBias ?? false) }
+
     /// Checks that sizes are positive and the attention heads fit together; errors name `path` and the field.
     public func validate(path: String) throws {
-        func fail(_ reason: String) -> FormatError { .invalid(path: path, offset: nil, reason: reason) }
-        for (name, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
-                              ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
-                              ("num_key_value_heads", numKeyValueHeads), ("max_position_embeddings", maxPositionEmbeddings),
-                              ("vocab_size", vocabSize)] where value <= 0 {
-            throw fail("field '\(name)' must be positive, found \(value)")
+        func bad(_ field: String, _ r: String) -> FormatError { .invalid(path: path, offset: nil, reason: "field '\(field)': \(r)") }
+        guard Self.supportedModelTypes.contains(modelType) else {
+            throw bad("model_type", "'\(modelType)' is not a supported Llama-family type (\(Self.supportedModelTypes.joined(separator: ", ")))")
         }
-        if let headDim {
-            guard headDim > 0 else { throw fail("field 'head_dim' must be positive, found \(headDim)") }
-            guard Checked.mul(headDim, numAttentionHeads) != nil else { throw fail("field 'head_dim' \(headDim) is implausible") }
-        } else {
-            guard hiddenSize % numAttentionHeads == 0 else {
-                throw fail("field 'num_attention_heads' (\(numAttentionHeads)) must divide hidden_size (\(hiddenSize)) when head_dim is absent")
-            }
+        for (f, v) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize), ("num_hidden_layers", numHiddenLayers),
+                       ("num_attention_heads", numAttentionHeads), ("vocab_size", vocabSize), ("num_key_value_heads", kvHeads),
+                       ("max_position_embeddings", maxPositionEmbeddings ?? 1)] where v <= 0 {
+            throw bad(f, "must be positive, found \(v)")
         }
-        guard numAttentionHeads % numKeyValueHeads == 0 else {
-            throw fail("field 'num_key_value_heads' (\(numKeyValueHeads)) must divide num_attention_heads (\(numAttentionHeads))")
+        if let h = headDim {
+            guard h > 0, h % 2 == 0, Checked.mul(h, numAttentionHeads) != nil else { throw bad("head_dim", "must be positive and even, found \(h)") }
+        } else if hiddenSize % numAttentionHeads != 0 {
+            throw bad("num_attention_heads", "\(numAttentionHeads) does not divide hidden_size \(hiddenSize) (and head_dim is absent)")
         }
-        guard rmsNormEps > 0, rmsNormEps.isFinite else { throw fail("field 'rms_norm_eps' must be positive, found \(rmsNormEps)") }
-        guard ropeTheta > 0, ropeTheta.isFinite else { throw fail("field 'rope_theta' must be positive, found \(ropeTheta)") }
+        guard numAttentionHeads % kvHeads == 0 else {
+            throw bad("num_key_value_heads", "\(kvHeads) does not divide num_attention_heads \(numAttentionHeads)")
+        }
+        if let e = rmsNormEps, !(e > 0 && e < 1) { throw bad("rms_norm_eps", "must be in (0, 1), found \(e)") }
+        if let t = ropeTheta, !(t > 0 && t.isFinite) { throw bad("rope_theta", "must be positive, found \(t)") }
         if let s = ropeScaling {
-            if let f = s.factor, !(f > 0 && f.isFinite) { throw fail("field 'rope_scaling.factor' must be positive, found \(f)") }
+            if let f = s.factor, !(f > 0 && f.isFinite) { throw bad("rope_scaling.factor", "must be positive, found \(f)") }
             if let n = s.originalMaxPositionEmbeddings, n <= 0 {
-                throw fail("field 'rope_scaling.original_max_position_embeddings' must be positive, found \(n)")
+                throw bad("rope_scaling.original_max_position_embeddings", "must be positive, found \(n)")
             }
-            if s.type == "llama3" {
+            if s.kind == "llama3" {
+                // Llama 3.1 frequency scaling needs all four parameters (transformers' _compute_llama3_parameters).
                 guard s.factor != nil, let low = s.lowFreqFactor, let high = s.highFreqFactor, s.originalMaxPositionEmbeddings != nil else {
-                    throw fail("field 'rope_scaling' of type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings")
+                    throw bad("rope_scaling", "type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings")
                 }
-                guard low > 0, high > low else {
-                    throw fail("field 'rope_scaling': need 0 < low_freq_factor < high_freq_factor, found \(low), \(high)")
-                }
+                guard low > 0, high > low else { throw bad("rope_scaling", "needs 0 < low_freq_factor < high_freq_factor, found \(low), \(high)") }
             }
         }
-        for id in bosTokenIDs + eosTokenIDs where id < 0 || id >= vocabSize {
-            throw fail("field 'bos_token_id'/'eos_token_id': token id \(id) outside the vocabulary (\(vocabSize))")
+        for (f, ids) in [("bos_token_id", bosTokenID?.all ?? []), ("eos_token_id", eosTokenID?.all ?? [])] {
+            if let id = ids.first(where: { $0 < 0 || $0 >= vocabSize }) { throw bad(f, "token id \(id) outside the vocabulary (\(vocabSize))") }
         }
     }
 
@@ -309,47 +281,9 @@ public struct HFConfig: Codable, Equatable, Sendable {
         return data
     }
 
-    /// Writes config.json atomically.
+    /// Validates, then writes the configuration as `config.json` atomically.
     public func write(to path: String) throws {
         try validate(path: path)
         try AtomicFileWriter.write([UInt8](try jsonData()), to: path)
-    }
-}
-
-extension HFConfig {
-    /// The config of a Llama-family GGUF model (llama.cpp's metadata keys, `<arch>.embedding_length` etc.), for
-    /// exporting it as a Hugging Face checkpoint. `tie_word_embeddings` is true when the file has no `output.weight`.
-    public init(gguf: GGUFFile, torchDtype: String? = "bfloat16") throws {
-        guard let arch = gguf.architecture else { throw FormatError.missing(path: gguf.path, what: "key 'general.architecture'") }
-        func int(_ suffix: String) throws -> Int {
-            guard let v = gguf.arch(suffix)?.int else { throw FormatError.missing(path: gguf.path, what: "integer key '\(arch).\(suffix)'") }
-            return v
-        }
-        let heads = try int("attention.head_count")
-        guard let vocab = gguf.arch("vocab_size")?.int ?? gguf["tokenizer.ggml.tokens"]?.array?.count else {
-            throw FormatError.missing(path: gguf.path, what: "key '\(arch).vocab_size' or 'tokenizer.ggml.tokens'")
-        }
-        // GGUF stores epsilon and theta as f32: print them at f32 precision (1e-05, not 9.99999974737875e-06).
-        func shortest(_ v: Double?) -> Double? { v.map { Double("\(Float($0))") ?? $0 } }
-        let dim = try int("embedding_length")
-        let keyLength = gguf.arch("attention.key_length")?.int
-        var scaling: RopeScaling?
-        if let type = gguf.arch("rope.scaling.type")?.string, type != "none" {
-            scaling = RopeScaling(type: type, factor: shortest(gguf.arch("rope.scaling.factor")?.double),
-                                  originalMaxPositionEmbeddings: gguf.arch("rope.scaling.original_context_length")?.int)
-        }
-        let architectureNames = ["llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mistral": "MistralForCausalLM"]
-        self.init(architectures: [architectureNames[arch] ?? "LlamaForCausalLM"], modelType: arch, hiddenSize: dim,
-                  intermediateSize: try int("feed_forward_length"), numHiddenLayers: try int("block_count"),
-                  numAttentionHeads: heads, numKeyValueHeads: gguf.arch("attention.head_count_kv")?.int ?? heads,
-                  headDim: keyLength.flatMap { $0 == dim / heads ? nil : $0 },
-                  rmsNormEps: shortest(gguf.arch("attention.layer_norm_rms_epsilon")?.double) ?? 1e-5,
-                  ropeTheta: shortest(gguf.arch("rope.freq_base")?.double) ?? 10000, ropeScaling: scaling,
-                  maxPositionEmbeddings: try int("context_length"), vocabSize: vocab,
-                  tieWordEmbeddings: gguf.tensor(named: "output.weight") == nil,
-                  bosTokenIDs: gguf["tokenizer.ggml.bos_token_id"]?.int.map { [$0] } ?? [],
-                  eosTokenIDs: gguf["tokenizer.ggml.eos_token_id"]?.int.map { [$0] } ?? [],
-                  torchDtype: torchDtype, attentionBias: nil, mlpBias: nil, hiddenAct: "silu")
-        try validate(path: gguf.path)
     }
 }

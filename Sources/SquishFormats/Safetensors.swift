@@ -4,20 +4,20 @@ import SquishCore
 /// An element type of the safetensors format (huggingface/safetensors, docs "Format"), listed in the order of the
 /// reference implementation's `Dtype` enum, which its writer uses to order tensors (larger first).
 public enum SafetensorsDType: String, Sendable, CaseIterable, Equatable {
-    case bool = "BOOL"
-    case u8 = "U8", i8 = "I8"
-    case f8E5M2 = "F8_E5M2", f8E4M3 = "F8_E4M3"
-    case i16 = "I16", u16 = "U16", f16 = "F16", bf16 = "BF16"
-    case i32 = "I32", u32 = "U32", f32 = "F32"
-    case f64 = "F64", i64 = "I64", u64 = "U64"
+    case BOOL
+    case U8, I8
+    case F8_E5M2, F8_E4M3
+    case I16, U16, F16, BF16
+    case I32, U32, F32
+    case F64, I64, U64
 
     /// Bytes per element.
-    public var byteSize: Int {
+    public var size: Int {
         switch self {
-        case .bool, .u8, .i8, .f8E5M2, .f8E4M3: return 1
-        case .i16, .u16, .f16, .bf16: return 2
-        case .i32, .u32, .f32: return 4
-        case .f64, .i64, .u64: return 8
+        case .BOOL, .U8, .I8, .F8_E5M2, .F8_E4M3: return 1
+        case .I16, .U16, .F16, .BF16: return 2
+        case .I32, .U32, .F32: return 4
+        case .F64, .I64, .U64: return 8
         }
     }
 
@@ -25,35 +25,26 @@ public enum SafetensorsDType: String, Sendable, CaseIterable, Equatable {
     public var name: String { rawValue }
 
     /// Whether `floats(for:)` converts this type (F32, F16, BF16, F64).
-    public var convertsToFloat: Bool { self == .f32 || self == .f16 || self == .bf16 || self == .f64 }
+    public var convertsToFloat: Bool { self == .F32 || self == .F16 || self == .BF16 || self == .F64 }
 
     /// The ggml type with the same bits per element, where there is one.
     public var ggmlType: GGMLType? {
         switch self {
-        case .f32: return .f32
-        case .f16: return .f16
-        case .bf16: return .bf16
-        case .f64: return .f64
-        case .i8: return .i8
-        case .i16: return .i16
-        case .i32: return .i32
-        case .i64: return .i64
+        case .F32: return .f32
+        case .F16: return .f16
+        case .BF16: return .bf16
+        case .F64: return .f64
+        case .I8: return .i8
+        case .I16: return .i16
+        case .I32: return .i32
+        case .I64: return .i64
         default: return nil
         }
     }
 
     public init?(ggmlType: GGMLType) {
-        switch ggmlType {
-        case .f32: self = .f32
-        case .f16: self = .f16
-        case .bf16: self = .bf16
-        case .f64: self = .f64
-        case .i8: self = .i8
-        case .i16: self = .i16
-        case .i32: self = .i32
-        case .i64: self = .i64
-        default: return nil
-        }
+        guard let t = Self.allCases.first(where: { $0.ggmlType == ggmlType }) else { return nil }
+        self = t
     }
 
     /// Position in the reference's `Dtype` enum (its writer puts higher ranks first).
@@ -62,16 +53,16 @@ public enum SafetensorsDType: String, Sendable, CaseIterable, Equatable {
     /// Converts `dst.count` elements of this type from `src` (little-endian, any alignment) to Float.
     /// F32/F16/BF16 are exact; F64 rounds to nearest. Other types are not floats: the caller checks `convertsToFloat`.
     public func decodeFloats(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableBufferPointer<Float>) {
-        precondition(convertsToFloat && src.count == dst.count * byteSize, "decodeFloats: \(name) or size mismatch")
+        precondition(convertsToFloat && src.count == dst.count * size, "decodeFloats: \(name) or size mismatch")
         let n = dst.count
         switch self {
-        case .f32:
+        case .F32:
             for i in 0 ..< n { dst[i] = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
-        case .f16:
+        case .F16:
             for i in 0 ..< n { dst[i] = HalfFloat.toFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-        case .bf16:
+        case .BF16:
             for i in 0 ..< n { dst[i] = HalfFloat.bf16ToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-        case .f64:
+        case .F64:
             for i in 0 ..< n { dst[i] = Float(Double(bitPattern: UInt64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
         default:
             break
@@ -81,16 +72,16 @@ public enum SafetensorsDType: String, Sendable, CaseIterable, Equatable {
     /// Converts floats to this type's little-endian bytes (F16/BF16 round to nearest even). Nil for non-float types.
     public func encodeFloats(_ src: UnsafeBufferPointer<Float>) -> [UInt8]? {
         guard convertsToFloat else { return nil }
-        var out = [UInt8](repeating: 0, count: src.count * byteSize)
+        var out = [UInt8](repeating: 0, count: src.count * size)
         out.withUnsafeMutableBytes { dst in
             switch self {
-            case .f32:
+            case .F32:
                 for (i, v) in src.enumerated() { dst.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
-            case .f16:
+            case .F16:
                 for (i, v) in src.enumerated() { dst.storeBytes(of: HalfFloat.fromFloat(v).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
-            case .bf16:
+            case .BF16:
                 for (i, v) in src.enumerated() { dst.storeBytes(of: HalfFloat.bf16FromFloat(v).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
-            case .f64:
+            case .F64:
                 for (i, v) in src.enumerated() { dst.storeBytes(of: Double(v).bitPattern.littleEndian, toByteOffset: 8 * i, as: UInt64.self) }
             default:
                 break
@@ -101,26 +92,27 @@ public enum SafetensorsDType: String, Sendable, CaseIterable, Equatable {
 }
 
 /// One tensor's entry in a safetensors header.
-public struct SafetensorsTensorInfo: Sendable, Equatable {
+public struct SafetensorsTensor: Sendable, Equatable {
     public let name: String
     public let dtype: SafetensorsDType
     /// Row-major (PyTorch order): `shape.last` is the fastest-varying dimension; `[]` is a scalar (one element).
     /// A linear weight is `[outFeatures, inFeatures]`, i.e. the reverse of ggml's `[ne0, ne1]`.
     public let shape: [Int]
-    /// Offset of the data relative to the data section (the byte after the header).
-    public let offset: Int
-    /// Bytes of data: product(shape) × dtype.byteSize.
-    public let byteCount: Int
+    /// Byte range [begin, end) relative to the data section (the byte after the header).
+    public let begin: Int
+    public let end: Int
 
-    public init(name: String, dtype: SafetensorsDType, shape: [Int], offset: Int, byteCount: Int) {
+    public init(name: String, dtype: SafetensorsDType, shape: [Int], begin: Int, end: Int) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
-        self.offset = offset
-        self.byteCount = byteCount
+        self.begin = begin
+        self.end = end
     }
 
-    public var elementCount: Int { byteCount / dtype.byteSize }
+    /// Bytes of data: product(shape) × dtype.size.
+    public var byteCount: Int { end - begin }
+    public var elementCount: Int { byteCount / dtype.size }
 }
 
 /// A safetensors file (huggingface/safetensors, docs "Format"): an 8-byte little-endian header length N, N bytes of
@@ -142,8 +134,8 @@ public final class SafetensorsFile: @unchecked Sendable {
     public let dataOffset: Int
     /// The `__metadata__` map (empty when absent).
     public let metadata: [String: String]
-    /// Tensors in data order (ascending offset; the order the reference writer uses in the header).
-    public let tensors: [SafetensorsTensorInfo]
+    /// Tensors in header order (for files from the reference writer, also data order).
+    public let tensors: [SafetensorsTensor]
     private let tensorIndex: [String: Int]
 
     public convenience init(path: String) throws {
@@ -177,21 +169,21 @@ public final class SafetensorsFile: @unchecked Sendable {
         guard header[0] == UInt8(ascii: "{") else {
             throw FormatError.invalid(path: path, offset: 8, reason: "header does not start with '{'")
         }
-        let json = try StrictJSON.parse(header, path: path, baseOffset: 8)
-        guard let members = json.objectMembers else {
+        let json = try JSONValue.parseReportingFormatError(header, path: path, baseOffset: 8, maxDepth: 8)
+        guard let members = json.object else {
             throw FormatError.invalid(path: path, offset: 8, reason: "header is not a JSON object")
         }
 
         var metadata: [String: String] = [:]
-        var tensors: [SafetensorsTensorInfo] = []
+        var tensors: [SafetensorsTensor] = []
         tensors.reserveCapacity(members.count)
         for (name, entry) in members {
             if name == Self.metadataKey {
-                guard let items = entry.objectMembers else {
+                guard let items = entry.object else {
                     throw FormatError.invalid(path: path, offset: nil, reason: "\(Self.metadataKey) is \(entry.kindName), not an object")
                 }
                 for (k, v) in items {
-                    guard let s = v.stringValue else {
+                    guard let s = v.string else {
                         throw FormatError.invalid(path: path, offset: nil,
                                                   reason: "\(Self.metadataKey) value '\(k)' is \(v.kindName), not a string")
                     }
@@ -204,18 +196,17 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
 
         // The tensors must tile [0, dataLength) exactly, as the reference's validation demands.
-        tensors.sort { ($0.offset, $0.offset + $0.byteCount) < ($1.offset, $1.offset + $1.byteCount) }
         var end = 0
         var previous: String?
-        for t in tensors {
-            if t.offset < end, let previous {
+        for t in tensors.sorted(by: { ($0.begin, $0.end) < ($1.begin, $1.end) }) {
+            if t.begin < end, let previous {
                 throw FormatError.overlappingTensors(path: path, first: previous, second: t.name)
             }
-            if t.offset > end {
+            if t.begin > end {
                 throw FormatError.invalid(path: path, offset: dataOffset + end,
-                                          reason: "data bytes [\(end), \(t.offset)) before tensor '\(t.name)' belong to no tensor (holes are not allowed)")
+                                          reason: "data bytes [\(end), \(t.begin)) before tensor '\(t.name)' belong to no tensor (holes are not allowed)")
             }
-            end = t.offset + t.byteCount
+            end = t.end
             previous = t.name
         }
         guard end == dataLength else {
@@ -231,42 +222,40 @@ public final class SafetensorsFile: @unchecked Sendable {
     }
 
     /// Validates one header entry.
-    private static func tensorInfo(name: String, entry: StrictJSON, path: String, dataOffset: Int, dataLength: Int,
-                                   fileSize: Int) throws -> SafetensorsTensorInfo {
+    private static func tensorInfo(name: String, entry: JSONValue, path: String, dataOffset: Int, dataLength: Int,
+                                   fileSize: Int) throws -> SafetensorsTensor {
         func invalid(_ reason: String) -> FormatError { .invalid(path: path, offset: nil, reason: "tensor '\(name)': \(reason)") }
-        guard let fields = entry.objectMembers else { throw invalid("entry is \(entry.kindName), not an object") }
-        func field(_ key: String) throws -> StrictJSON {
+        guard let fields = entry.object else { throw invalid("entry is \(entry.kindName), not an object") }
+        func field(_ key: String) throws -> JSONValue {
             guard let v = fields.first(where: { $0.key == key })?.value else {
                 throw FormatError.missing(path: path, what: "field '\(key)' of tensor '\(name)'")
             }
             return v
         }
-        func integer(_ v: StrictJSON, _ what: String) throws -> Int {
+        func integer(_ v: JSONValue, _ what: String) throws -> Int {
             switch v.nonNegativeInteger {
             case .value(let i): return i
             case .notAnInteger: throw invalid("\(what) is \(v.kindName), not a non-negative integer")
             case .tooLarge:
-                let text: String
-                if case .number(let t) = v { text = t } else { text = v.kindName }
-                throw FormatError.implausible(path: path, offset: 8, what: "\(what) of tensor '\(name)' (above 2^53)", value: text)
+                throw FormatError.implausible(path: path, offset: 8, what: "\(what) of tensor '\(name)' (above 2^53)", value: v.serialized)
             }
         }
 
         let dtypeValue = try field("dtype")
-        guard let dtypeName = dtypeValue.stringValue else { throw invalid("dtype is \(dtypeValue.kindName), not a string") }
+        guard let dtypeName = dtypeValue.string else { throw invalid("dtype is \(dtypeValue.kindName), not a string") }
         guard let dtype = SafetensorsDType(rawValue: dtypeName) else { throw invalid("unknown dtype \"\(dtypeName)\"") }
 
         let shapeValue = try field("shape")
-        guard let dims = shapeValue.arrayValue else { throw invalid("shape is \(shapeValue.kindName), not an array") }
+        guard let dims = shapeValue.array else { throw invalid("shape is \(shapeValue.kindName), not an array") }
         var shape: [Int] = []
         shape.reserveCapacity(dims.count)
         for (i, d) in dims.enumerated() { shape.append(try integer(d, "shape[\(i)]")) }
-        guard let elements = Checked.product(shape), let byteCount = Checked.mul(elements, dtype.byteSize) else {
+        guard let elements = Checked.product(shape), let byteCount = Checked.mul(elements, dtype.size) else {
             throw FormatError.implausible(path: path, offset: 8, what: "size of tensor '\(name)'", value: "shape \(shape)")
         }
 
         let offsetsValue = try field("data_offsets")
-        guard let offsets = offsetsValue.arrayValue, offsets.count == 2 else {
+        guard let offsets = offsetsValue.array, offsets.count == 2 else {
             throw invalid("data_offsets must be an array of two integers")
         }
         let begin = try integer(offsets[0], "data_offsets[0]")
@@ -280,21 +269,20 @@ public final class SafetensorsFile: @unchecked Sendable {
             throw FormatError.shapeMismatch(path: path, tensor: name,
                                             expected: "\(byteCount) bytes (\(dtype.name) \(shape))", found: "\(end - begin) bytes")
         }
-        return SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, offset: begin, byteCount: byteCount)
+        return SafetensorsTensor(name: name, dtype: dtype, shape: shape, begin: begin, end: end)
     }
 
-    public func tensor(named name: String) -> SafetensorsTensorInfo? { tensorIndex[name].map { tensors[$0] } }
+    public func tensor(named name: String) -> SafetensorsTensor? { tensorIndex[name].map { tensors[$0] } }
 
     /// The tensor's bytes inside the mapping (bounds were validated on open). Valid while this object lives.
-    public func data(for tensor: SafetensorsTensorInfo) -> UnsafeRawBufferPointer {
-        let start = dataOffset + tensor.offset
-        return UnsafeRawBufferPointer(rebasing: file.bytes[start ..< start + tensor.byteCount])
+    public func data(for tensor: SafetensorsTensor) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: file.bytes[dataOffset + tensor.begin ..< dataOffset + tensor.end])
     }
 
     /// The tensor converted to Float (F32, F16, BF16 exactly; F64 rounded), row-major like its shape.
-    public func floats(for tensor: SafetensorsTensorInfo) throws -> [Float] {
+    public func floats(for tensor: SafetensorsTensor) throws -> [Float] {
         guard tensor.dtype.convertsToFloat else {
-            throw FormatError.invalid(path: path, offset: dataOffset + tensor.offset,
+            throw FormatError.invalid(path: path, offset: dataOffset + tensor.begin,
                                       reason: "tensor '\(tensor.name)' has dtype \(tensor.dtype.name), which does not convert to floats")
         }
         let count = tensor.elementCount
@@ -382,19 +370,19 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
         guard mapped.count <= Self.maxIndexBytes else {
             throw FormatError.implausible(path: indexPath, offset: 0, what: "index file size", value: String(mapped.count))
         }
-        let json = try StrictJSON.parse(mapped.bytes, path: indexPath)
-        guard let members = json.objectMembers else {
+        let json = try JSONValue.parseReportingFormatError(mapped.bytes, path: indexPath, baseOffset: 0, maxDepth: 8)
+        guard let members = json.object else {
             throw FormatError.invalid(path: indexPath, offset: 0, reason: "index is not a JSON object")
         }
         guard let mapValue = members.first(where: { $0.key == "weight_map" })?.value else {
             throw FormatError.missing(path: indexPath, what: "field 'weight_map'")
         }
-        guard let entries = mapValue.objectMembers else {
+        guard let entries = mapValue.object else {
             throw FormatError.invalid(path: indexPath, offset: nil, reason: "weight_map is \(mapValue.kindName), not an object")
         }
         var map: [String: String] = [:]
         for (tensor, fileValue) in entries {
-            guard let shard = fileValue.stringValue else {
+            guard let shard = fileValue.string else {
                 throw FormatError.invalid(path: indexPath, offset: nil, reason: "weight_map['\(tensor)'] is \(fileValue.kindName), not a string")
             }
             // Shards are plain file names beside the index: nothing may point outside the checkpoint folder.
@@ -405,7 +393,7 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
             map[tensor] = shard
         }
         var totalSize: Int?
-        if let meta = members.first(where: { $0.key == "metadata" })?.value.objectMembers,
+        if let meta = members.first(where: { $0.key == "metadata" })?.value.object,
            let total = meta.first(where: { $0.key == "total_size" })?.value, case .value(let v) = total.nonNegativeInteger {
             totalSize = v
         }
@@ -435,7 +423,7 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
     }
 
     /// The file holding `name` and its entry there; throws if the index names it but the shard lacks it.
-    public func tensor(named name: String) throws -> (file: SafetensorsFile, info: SafetensorsTensorInfo) {
+    public func tensor(named name: String) throws -> (file: SafetensorsFile, info: SafetensorsTensor) {
         guard let shardName = weightMap[name] else {
             throw FormatError.missing(path: indexPath ?? directory, what: "tensor '\(name)'")
         }
@@ -465,6 +453,44 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
                 throw FormatError.invalid(path: file.path, offset: nil,
                                           reason: "tensor '\(extra)' is not assigned to this shard by \(Self.indexFileName)")
             }
+        }
+    }
+}
+
+extension JSONValue {
+    /// Parses untrusted JSON, reporting errors as `FormatError`s that name `path` and the absolute byte offset.
+    static func parseReportingFormatError(_ bytes: UnsafeRawBufferPointer, path: String, baseOffset: Int,
+                                          maxDepth: Int) throws -> JSONValue {
+        do {
+            return try parse(bytes, maxDepth: maxDepth)
+        } catch let e as ParseError {
+            throw FormatError.invalid(path: path, offset: baseOffset + e.offset, reason: "invalid JSON: \(e.reason)")
+        }
+    }
+
+    /// Result of reading a value as a non-negative integer.
+    enum IntegerReading: Equatable {
+        case value(Int)
+        /// Not an integer (a fraction, a string, ...) or negative.
+        case notAnInteger
+        /// Above 2^53, the largest integer every JSON implementation represents exactly.
+        case tooLarge
+    }
+
+    var nonNegativeInteger: IntegerReading {
+        guard case .int(let v) = self, v >= 0 else { return .notAnInteger }
+        return v <= 1 << 53 ? .value(Int(v)) : .tooLarge
+    }
+
+    /// A short description of the value for error messages.
+    var kindName: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "a boolean"
+        case .int, .double: return "the number \(serialized)"
+        case .string: return "a string"
+        case .array: return "an array"
+        case .object: return "an object"
         }
     }
 }

@@ -16,12 +16,23 @@ public struct SafetensorsWriter {
         case producer(() throws -> [UInt8])
     }
 
-    public struct Tensor {
+    public struct Entry {
         public let name: String
         public let dtype: SafetensorsDType
         /// Row-major (PyTorch order), `[]` for a scalar.
         public let shape: [Int]
         public let source: Source
+
+        public init(name: String, dtype: SafetensorsDType, shape: [Int], source: Source) {
+            self.name = name
+            self.dtype = dtype
+            self.shape = shape
+            self.source = source
+        }
+
+        public init(name: String, dtype: SafetensorsDType, shape: [Int], bytes: [UInt8]) {
+            self.init(name: name, dtype: dtype, shape: shape, source: .bytes(bytes))
+        }
     }
 
     /// How tensors are ordered in the header and the data section.
@@ -33,7 +44,7 @@ public struct SafetensorsWriter {
     }
 
     public var metadata: [String: String]
-    public private(set) var tensors: [Tensor] = []
+    public private(set) var entries: [Entry] = []
     public var order: Order
 
     public init(metadata: [String: String] = [:], order: Order = .asAdded) {
@@ -46,43 +57,47 @@ public struct SafetensorsWriter {
         metadata = file.metadata
         order = .asAdded
         for t in file.tensors {
-            tensors.append(Tensor(name: t.name, dtype: t.dtype, shape: t.shape, source: .mapped(file.data(for: t), owner: file)))
+            entries.append(Entry(name: t.name, dtype: t.dtype, shape: t.shape, source: .mapped(file.data(for: t), owner: file)))
         }
     }
 
-    public mutating func addTensor(name: String, dtype: SafetensorsDType, shape: [Int], source: Source) {
-        tensors.append(Tensor(name: name, dtype: dtype, shape: shape, source: source))
+    public mutating func add(_ name: String, dtype: SafetensorsDType, shape: [Int], source: Source) {
+        entries.append(Entry(name: name, dtype: dtype, shape: shape, source: source))
+    }
+
+    public mutating func add(_ name: String, dtype: SafetensorsDType, shape: [Int], bytes: [UInt8]) {
+        add(name, dtype: dtype, shape: shape, source: .bytes(bytes))
     }
 
     /// Adds floats stored as `dtype` (F32, F16, BF16 or F64; F16/BF16 round to nearest even).
-    public mutating func addTensor(name: String, shape: [Int], floats: [Float], as dtype: SafetensorsDType) throws {
+    public mutating func add(_ name: String, shape: [Int], floats: [Float], as dtype: SafetensorsDType) throws {
         guard let bytes = floats.withUnsafeBufferPointer({ dtype.encodeFloats($0) }) else {
             throw FormatError.invalid(path: "<writer>", offset: nil, reason: "tensor '\(name)': cannot store floats as \(dtype.name)")
         }
-        addTensor(name: name, dtype: dtype, shape: shape, source: .bytes(bytes))
+        add(name, dtype: dtype, shape: shape, source: .bytes(bytes))
     }
 
-    /// Tensors in the order they will be written.
-    public var orderedTensors: [Tensor] {
+    /// Entries in the order they will be written.
+    public var orderedEntries: [Entry] {
         switch order {
         case .asAdded:
-            return tensors
+            return entries
         case .reference:
-            return tensors.sorted {
+            return entries.sorted {
                 $0.dtype.referenceRank != $1.dtype.referenceRank ? $0.dtype.referenceRank > $1.dtype.referenceRank : $0.name < $1.name
             }
         }
     }
 
-    /// Checks names and shapes; returns each tensor's byte count in `orderedTensors` order.
+    /// Checks names and shapes; returns each tensor's byte count in `orderedEntries` order.
     func byteCounts(path: String) throws -> [Int] {
         var seen = Set<String>()
-        return try orderedTensors.map { t in
+        return try orderedEntries.map { t in
             guard t.name != SafetensorsFile.metadataKey else {
                 throw FormatError.invalid(path: path, offset: nil, reason: "a tensor may not be called \(SafetensorsFile.metadataKey)")
             }
             guard seen.insert(t.name).inserted else { throw FormatError.duplicateName(path: path, name: t.name) }
-            guard let n = Checked.product(t.shape), let bytes = Checked.mul(n, t.dtype.byteSize) else {
+            guard let n = Checked.product(t.shape), let bytes = Checked.mul(n, t.dtype.size) else {
                 throw FormatError.shapeMismatch(path: path, tensor: t.name, expected: "non-negative dimensions", found: "\(t.shape)")
             }
             return bytes
@@ -92,24 +107,20 @@ public struct SafetensorsWriter {
     /// The 8-byte length plus the padded header for these tensors and metadata.
     public func headerBytes(path: String = "<writer>") throws -> [UInt8] {
         let counts = try byteCounts(path: path)
-        var json = "{"
-        var first = true
+        var members: [(key: String, value: JSONValue)] = []
         if !metadata.isEmpty {
-            json += jsonQuoted(SafetensorsFile.metadataKey) + ":{"
-            json += metadata.keys.sorted().map { jsonQuoted($0) + ":" + jsonQuoted(metadata[$0]!) }.joined(separator: ",")
-            json += "}"
-            first = false
+            members.append((SafetensorsFile.metadataKey, .object(metadata.keys.sorted().map { ($0, .string(metadata[$0]!)) })))
         }
         var offset = 0
-        for (t, count) in zip(orderedTensors, counts) {
-            if !first { json += "," }
-            first = false
-            json += jsonQuoted(t.name) + ":{\"dtype\":\"\(t.dtype.name)\",\"shape\":["
-            json += t.shape.map(String.init).joined(separator: ",")
-            json += "],\"data_offsets\":[\(offset),\(offset + count)]}"
+        for (t, count) in zip(orderedEntries, counts) {
+            members.append((t.name, .object([
+                ("dtype", .string(t.dtype.name)),
+                ("shape", .array(t.shape.map { .int(Int64($0)) })),
+                ("data_offsets", .array([.int(Int64(offset)), .int(Int64(offset + count))])),
+            ])))
             offset += count
         }
-        json += "}"
+        let json = JSONValue.object(members).serialized
         var header = Array(json.utf8)
         // The reference pads the header with spaces so the data section starts 8-byte aligned.
         header += [UInt8](repeating: UInt8(ascii: " "), count: (8 - header.count % 8) % 8)
@@ -128,7 +139,7 @@ public struct SafetensorsWriter {
         let header = try headerBytes(path: path)
         let writer = try AtomicFileWriter(destination: path)
         try writer.write(header)
-        for (t, expected) in zip(orderedTensors, counts) {
+        for (t, expected) in zip(orderedEntries, counts) {
             func check(_ n: Int) throws {
                 guard n == expected else {
                     throw FormatError.shapeMismatch(path: path, tensor: t.name, expected: "\(expected) bytes (\(t.dtype.name) \(t.shape))",

@@ -46,6 +46,8 @@ public final class Matmul {
     /// When true, block-type weights are multiplied with f32 activations (slow reference path) instead of
     /// activations rounded to 8 bits per block of 32 (the fast path, as llama.cpp does).
     public var exactActivations = false
+    /// Use the portable C kernels even where AVX2 is available (tests compare both).
+    public var portable = false
     /// Tokens per cache tile in the matrix × matrix path.
     public static let tokenTile = 64
 
@@ -85,22 +87,31 @@ public final class Matmul {
                 q8 = .allocate(capacity: needed)
             }
             let q8 = self.q8
+            let portable = self.portable
             pool.parallelFor(tokens) { range in
-                for t in range { sq_quantize_q8(x + t * w.columns, q8 + t * nb, Int64(w.columns)) }
+                for t in range {
+                    if portable {
+                        sq_quantize_q8_portable(x + t * w.columns, q8 + t * nb, Int64(w.columns))
+                    } else {
+                        sq_quantize_q8(x + t * w.columns, q8 + t * nb, Int64(w.columns))
+                    }
+                }
             }
             let tile = Self.tokenTile
             pool.parallelFor(w.rows, granularity: 8) { rows in
                 var t0 = 0
                 while t0 < tokens {
                     let nt = min(tile, tokens - t0)
-                    sq_matmul_q8(type, w.data, w.rowBytes, Int64(rows.lowerBound), Int64(rows.upperBound),
-                                 q8 + t0 * nb, Int64(nb), Int64(nt), y + t0 * ldy, Int64(ldy))
+                    let kernel = portable ? sq_matmul_q8_portable : sq_matmul_q8
+                    kernel(type, w.data, w.rowBytes, Int64(rows.lowerBound), Int64(rows.upperBound),
+                           q8 + t0 * nb, Int64(nb), Int64(nt), y + t0 * ldy, Int64(ldy))
                     t0 += nt
                 }
             }
         } else if w.type == .f32 || w.type == .f16 {
+            let kernel = portable ? sq_matmul_f_portable : sq_matmul_f
             pool.parallelFor(w.rows, granularity: 8) { rows in
-                sq_matmul_f(type, w.data, w.rowBytes, Int64(rows.lowerBound), Int64(rows.upperBound),
+                kernel(type, w.data, w.rowBytes, Int64(rows.lowerBound), Int64(rows.upperBound),
                             x, Int64(w.columns), Int64(w.columns), Int64(tokens), y, Int64(ldy))
             }
         } else if Codecs.canDequantize(w.type) {
@@ -130,7 +141,6 @@ public enum VectorOps {
     }
 
     public static var usesAVX2: Bool { sq_kernels_have_avx2() != 0 }
-    public static func forcePortable(_ on: Bool) { sq_kernels_force_portable(on ? 1 : 0) }
 }
 
 extension WeightMatrix {

@@ -62,7 +62,7 @@ public final class LlamaModel: @unchecked Sendable {
         try self.init(gguf: try GGUFFile(path: path))
     }
 
-    public init(config: LlamaConfig, source: ModelTensorSource) throws {
+    public init(config: LlamaConfig, source: ModelTensorSource, ropeFrequencyFactors factors: [Float]? = nil) throws {
         self.config = config
         storage = source
         path = source.path
@@ -113,6 +113,7 @@ public final class LlamaModel: @unchecked Sendable {
                 down: try matrix(p + "ffn_down.weight", rows: c.dim, columns: c.hiddenDim)))
         }
         self.layers = layers
-        ropeFrequencyFactors = source.tensor("rope_freqs.weight") != nil ? try vector("rope_freqs.weight", c.ropeDimensions / 2) : nil
+        ropeFrequencyFactors = try factors
+            ?? (source.tensor("rope_freqs.weight") != nil ? try vector("rope_freqs.weight", c.ropeDimensions / 2) : nil)
     }
 }

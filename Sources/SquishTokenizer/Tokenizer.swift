@@ -409,3 +409,69 @@ public enum ByteLevel {
         return d
     }()
 }
+
+extension Tokenizer {
+    /// From a Hugging Face `tokenizer.json` with a byte-level BPE model (merges as "a b" strings or ["a", "b"]
+    /// pairs); the pre-tokenizer is recognized from its structure (ByteLevel → gpt2, Digits + ByteLevel → smollm,
+    /// Split with the Llama 3 or Qwen2 pattern → llama3 / qwen2).
+    public convenience init(tokenizerJSON path: String, bosToken: String? = nil, eosToken: String? = nil) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TokenizerError.missingField(source: path, field: "(file cannot be read)")
+        }
+        let json: JSONValue
+        do { json = try JSONValue.parse([UInt8](data)) } catch {
+            throw TokenizerError.invalidVocabulary(source: path, reason: "\(error)")
+        }
+        guard let model = json["model"], model["type"]?.string == "BPE" else {
+            throw TokenizerError.unsupportedModel(source: path, model: json["model"]?["type"]?.string ?? "missing")
+        }
+        guard let vocab = model["vocab"]?.object else { throw TokenizerError.missingField(source: path, field: "model.vocab") }
+        var tokens = [String](repeating: "", count: vocab.count)
+        var types = [TokenType](repeating: .normal, count: vocab.count)
+        for (t, v) in vocab {
+            guard let id = v.int, id >= 0, Int(id) < 10_000_000 else {
+                throw TokenizerError.invalidVocabulary(source: path, reason: "token '\(t)' has an invalid id")
+            }
+            if Int(id) >= tokens.count {
+                tokens += Array(repeating: "", count: Int(id) + 1 - tokens.count)
+                types += Array(repeating: .unused, count: Int(id) + 1 - types.count)
+            }
+            tokens[Int(id)] = t
+        }
+        for a in json["added_tokens"]?.array ?? [] {
+            guard let id = a["id"]?.int, let content = a["content"]?.string, id >= 0, Int(id) < 10_000_000 else { continue }
+            if Int(id) >= tokens.count {
+                tokens += Array(repeating: "", count: Int(id) + 1 - tokens.count)
+                types += Array(repeating: .unused, count: Int(id) + 1 - types.count)
+            }
+            tokens[Int(id)] = content
+            types[Int(id)] = a["special"] == .bool(true) ? .control : .userDefined
+        }
+        var merges: [String] = []
+        for m in model["merges"]?.array ?? [] {
+            if let s = m.string { merges.append(s) } else if let pair = m.array, pair.count == 2, let a = pair[0].string, let b = pair[1].string {
+                merges.append(a + " " + b)
+            }
+        }
+        let pre = try Self.detectPreTokenizer(json["pre_tokenizer"], source: path)
+        func id(_ t: String?) -> Int? { t.flatMap { tok in tokens.firstIndex(of: tok) } }
+        try self.init(byteLevelTokens: tokens, merges: merges, tokenTypes: types, preTokenizer: pre,
+                      bosID: id(bosToken), eosID: id(eosToken), source: path)
+    }
+
+    static func detectPreTokenizer(_ p: JSONValue?, source: String) throws -> PreTokenizer {
+        guard let p, p != .null else { throw TokenizerError.unsupportedPreTokenizer(source: source, name: "none") }
+        let type = p["type"]?.string ?? ""
+        if type == "ByteLevel" { return .gpt2 }
+        if type == "Sequence", let parts = p["pretokenizers"]?.array {
+            let types = parts.compactMap { $0["type"]?.string }
+            if types == ["Digits", "ByteLevel"], parts[0]["individual_digits"] == .bool(true) { return .smollm }
+            if let split = parts.first(where: { $0["type"]?.string == "Split" }), let pattern = split["pattern"]?["Regex"]?.string {
+                if pattern.contains("\\p{N}{1,3}") { return .llama3 }
+                if pattern.contains("\\p{N}|") || pattern.contains("\\p{N}| ?") { return .qwen2 }
+            }
+            if types == ["ByteLevel"] { return .gpt2 }
+        }
+        throw TokenizerError.unsupportedPreTokenizer(source: source, name: p.serialized.prefix(120).description)
+    }
+}

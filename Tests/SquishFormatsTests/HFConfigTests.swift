@@ -140,33 +140,34 @@ func editedConfig(_ text: String, _ key: String, _ value: Any?) throws -> String
         let c = try decodeConfig(SampleConfigs.smolLM2)
         #expect(c.architectures == ["LlamaForCausalLM"] && c.modelType == "llama")
         #expect(c.hiddenSize == 576 && c.intermediateSize == 1536 && c.numHiddenLayers == 30)
-        #expect(c.numAttentionHeads == 9 && c.numKeyValueHeads == 3 && c.headDimension == 64)
+        #expect(c.numAttentionHeads == 9 && c.kvHeads == 3 && c.resolvedHeadDim == 64)
         #expect(c.rmsNormEps == 1e-5 && c.ropeTheta == 100_000 && c.ropeScaling == nil)
-        #expect(c.maxPositionEmbeddings == 8192 && c.vocabSize == 49152 && c.tieWordEmbeddings)
-        #expect(c.bosTokenIDs == [1] && c.eosTokenIDs == [2] && c.torchDtype == "bfloat16")
-        #expect(!c.hasQKVBias && !c.hasOutputProjectionBias)
+        #expect(c.maxPositionEmbeddings == 8192 && c.vocabSize == 49152 && c.tied)
+        #expect(c.bosTokenID == .one(1) && c.eosTokenID?.all == [2] && c.torchDtype == "bfloat16")
+        #expect(!c.hasAttentionBias && !c.hasOutputProjectionBias && c.hiddenAct == "silu" && c.mlpBias == false)
     }
 
     @Test func llama31() throws {
         let c = try decodeConfig(SampleConfigs.llama31)
-        #expect(c.hiddenSize == 4096 && c.numKeyValueHeads == 8 && c.headDimension == 128 && c.headDim == nil)
-        #expect(c.ropeTheta == 500_000 && !c.tieWordEmbeddings && c.vocabSize == 128_256)
-        #expect(c.ropeScaling == HFConfig.RopeScaling(type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4,
+        #expect(c.hiddenSize == 4096 && c.kvHeads == 8 && c.resolvedHeadDim == 128 && c.headDim == nil)
+        #expect(c.ropeTheta == 500_000 && !c.tied && c.vocabSize == 128_256)
+        #expect(c.ropeScaling == HFConfig.RopeScaling(ropeType: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4,
                                                        originalMaxPositionEmbeddings: 8192))
-        #expect(c.bosTokenIDs == [128_000] && c.eosTokenIDs == [128_001, 128_008, 128_009])
+        #expect(c.ropeScaling?.kind == "llama3")
+        #expect(c.bosTokenID?.all == [128_000] && c.eosTokenID == .many([128_001, 128_008, 128_009]))
     }
 
     @Test func qwen25() throws {
         let c = try decodeConfig(SampleConfigs.qwen25)
-        #expect(c.modelType == "qwen2" && c.numAttentionHeads == 14 && c.numKeyValueHeads == 2 && c.headDimension == 64)
-        #expect(c.rmsNormEps == 1e-6 && c.ropeTheta == 1_000_000 && c.tieWordEmbeddings)
-        #expect(c.attentionBias == nil && c.hasQKVBias && !c.hasOutputProjectionBias)
+        #expect(c.modelType == "qwen2" && c.numAttentionHeads == 14 && c.kvHeads == 2 && c.resolvedHeadDim == 64)
+        #expect(c.rmsNormEps == 1e-6 && c.ropeTheta == 1_000_000 && c.tied)
+        #expect(c.attentionBias == nil && c.hasAttentionBias && !c.hasOutputProjectionBias)
     }
 
     @Test func defaultsForOlderConfigs() throws {
         let c = try decodeConfig(SampleConfigs.llama2Old)
-        #expect(c.numKeyValueHeads == 4)  // = heads
-        #expect(c.ropeTheta == 10000 && !c.tieWordEmbeddings && c.headDimension == 16)
+        #expect(c.numKeyValueHeads == nil && c.kvHeads == 4)  // = heads
+        #expect(c.ropeTheta == nil && !c.tied && c.resolvedHeadDim == 16)
         #expect(c.ropeScaling?.type == "linear" && c.ropeScaling?.factor == 2)
         #expect(c.torchDtype == nil)
         // Nested rope_parameters (newer transformers) and the newer "dtype" key.
@@ -176,10 +177,10 @@ func editedConfig(_ text: String, _ key: String, _ value: Any?) throws -> String
         #expect(n.ropeTheta == 250_000 && n.torchDtype == "float16")
         // bos/eos may be null or absent.
         let none = try decodeConfig(try editedConfig(try editedConfig(SampleConfigs.llama2Old, "bos_token_id", NSNull()), "eos_token_id", nil))
-        #expect(none.bosTokenIDs.isEmpty && none.eosTokenIDs.isEmpty)
+        #expect(none.bosTokenID == nil && none.eosTokenID == nil)
         // head_dim lifts the divisibility requirement on hidden_size.
         let odd = try editedConfig(try editedConfig(SampleConfigs.llama2Old, "hidden_size", 60), "head_dim", 16)
-        #expect(try decodeConfig(odd).headDimension == 16)
+        #expect(try decodeConfig(odd).resolvedHeadDim == 16)
     }
 
     @Test func invalidConfigsNameFileAndField() throws {
@@ -196,6 +197,8 @@ func editedConfig(_ text: String, _ key: String, _ value: Any?) throws -> String
         expectConfigRejected(try editedConfig(base, "rms_norm_eps", 0), field: "rms_norm_eps")
         expectConfigRejected(try editedConfig(base, "rope_theta", -1), field: "rope_theta")
         expectConfigRejected(try editedConfig(base, "model_type", nil), field: "model_type")
+        expectConfigRejected(try editedConfig(base, "model_type", "gpt_neox"), field: "model_type")
+        expectConfigRejected(try editedConfig(base, "head_dim", 63), field: "head_dim")
         expectConfigRejected(try editedConfig(base, "eos_token_id", "2"), field: "eos_token_id")
         expectConfigRejected(try editedConfig(base, "eos_token_id", [2, 1.5]), field: "eos_token_id")
         expectConfigRejected(try editedConfig(base, "max_position_embeddings", 1e300), field: "max_position_embeddings")
@@ -220,8 +223,9 @@ func editedConfig(_ text: String, _ key: String, _ value: Any?) throws -> String
             let obj = try #require(try JSONSerialization.jsonObject(with: try c.jsonData()) as? [String: Any])
             #expect(obj["hidden_size"] as? Int == c.hiddenSize)
             #expect(obj["num_key_value_heads"] as? Int == c.numKeyValueHeads)
-            if c.eosTokenIDs.count == 1 { #expect(obj["eos_token_id"] as? Int == c.eosTokenIDs[0]) }
-            if c.eosTokenIDs.count > 1 { #expect(obj["eos_token_id"] as? [Int] == c.eosTokenIDs) }
+            let eos = c.eosTokenID?.all ?? []
+            if eos.count == 1 { #expect(obj["eos_token_id"] as? Int == eos[0]) }
+            if eos.count > 1 { #expect(obj["eos_token_id"] as? [Int] == eos) }
         }
         let text = String(decoding: try decodeConfig(SampleConfigs.llama31).jsonData(), as: UTF8.self)
         #expect(text.contains("\"rope_type\" : \"llama3\"") && text.contains("\"rms_norm_eps\" : 1e-05"))
@@ -231,16 +235,5 @@ func editedConfig(_ text: String, _ key: String, _ value: Any?) throws -> String
         bad.numKeyValueHeads = 2
         #expect(throws: FormatError.self) { try bad.write(to: dir + "/bad.json") }
         #expect(!FileManager.default.fileExists(atPath: dir + "/bad.json"))
-    }
-
-    @Test func fromDefaultModelGGUF() throws {
-        let gguf = try GGUFFile(path: try TestSupport.defaultModelPath())
-        let c = try HFConfig(gguf: gguf)
-        #expect(c.modelType == "llama" && c.architectures == ["LlamaForCausalLM"])
-        #expect(c.hiddenSize == 576 && c.intermediateSize == 1536 && c.numHiddenLayers == 30)
-        #expect(c.numAttentionHeads == 9 && c.numKeyValueHeads == 3 && c.headDimension == 64)
-        #expect(c.vocabSize == 49152 && c.rmsNormEps == 1e-5 && c.ropeTheta == 100_000)
-        #expect(c.tieWordEmbeddings == (gguf.tensor(named: "output.weight") == nil))
-        #expect(c.maxPositionEmbeddings == 8192)
     }
 }

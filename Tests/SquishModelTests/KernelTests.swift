@@ -39,6 +39,8 @@ import SquishKernels
         var rng = SplitMix64(seed: UInt64(type.rawValue) + 7)
         let pool = WorkerPool(threads: 2)
         let matmul = Matmul(pool: pool)
+        let portableMatmul = Matmul(pool: pool)
+        portableMatmul.portable = true
         for (rows, columns, tokens) in [(1, 32, 1), (5, 64, 1), (7, 96, 3), (33, 128, 4), (64, 576, 9), (19, 1536, 70)] {
             let bytes = randomWeights(type, rows: rows, columns: columns, rng: &rng)
             let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
@@ -48,9 +50,7 @@ import SquishKernels
                 var portable = fast
                 try x.withUnsafeBufferPointer { xp in
                     try fast.withUnsafeMutableBufferPointer { try matmul(w, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
-                    VectorOps.forcePortable(true)
-                    defer { VectorOps.forcePortable(false) }
-                    try portable.withUnsafeMutableBufferPointer { try matmul(w, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
+                    try portable.withUnsafeMutableBufferPointer { try portableMatmul(w, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
                 }
                 // Reference: dequantized weights · activations rounded as the kernel rounds them (8 bits per block of
                 // 32, scale max|x|/127) for block types; plain f32 for F16/F32.

@@ -31,8 +31,12 @@ enum {
 
 /// 1 when the AVX2+FMA+F16C kernels are in use, 0 for the portable ones.
 int sq_kernels_have_avx2(void);
-/// Forces the portable kernels (1) or the best available (0); for tests that compare both.
-void sq_kernels_force_portable(int portable);
+/// The portable versions of the kernels below, callable directly (tests compare them with the dispatched ones).
+void sq_quantize_q8_portable(const float *x, sq_block_q8 *y, int64_t n);
+void sq_matmul_q8_portable(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+                           const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy);
+void sq_matmul_f_portable(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+                          const float *x, int64_t ldx, int64_t n, int64_t nt, float *y, int64_t ldy);
 
 /// True for types `sq_matmul_q8` accepts (the int8-activation block types).
 int sq_type_has_q8_kernel(int type);

@@ -1,0 +1,103 @@
+import Foundation
+import SquishCore
+import SquishFormats
+
+/// Writes a GGUF Llama-family model as a Hugging Face checkpoint directory: `config.json`, `model.safetensors`
+/// (every tensor dequantized, stored as F16, F32 or BF16) and, for byte-level BPE vocabularies, `tokenizer.json`.
+/// Q and K projections are un-permuted back to Hugging Face's half-split RoPE layout.
+public enum HFExport {
+    public static func write(gguf file: GGUFFile, to directory: String, dtype: SafetensorsDType = .F16) throws {
+        guard [.F16, .F32, .BF16].contains(dtype) else {
+            throw FormatError.unsupportedType(dtype.ggmlType ?? .i8, operation: "export as \(dtype.rawValue)")
+        }
+        let c = try LlamaConfig(gguf: file)
+        guard c.ropeStyle == .adjacentPairs else {
+            throw ModelError.invalidConfiguration(path: file.path, reason: "export supports GGUF llama/mistral layouts only")
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var writer = SafetensorsWriter()
+        writer.metadata = ["format": "pt", "source": "squish export from GGUF"]
+        for t in file.tensors {
+            guard let hf = HFCheckpoint.hfName(t.name) else { continue }
+            var values = try Codecs.dequantize(t.type, file.data(for: t), count: t.elementCount)
+            if t.name.hasSuffix("attn_q.weight") || t.name.hasSuffix("attn_k.weight") {
+                let heads = t.name.hasSuffix("attn_q.weight") ? c.heads : c.kvHeads
+                values = unpermute(values, rows: t.shape.count > 1 ? t.shape[1] : 1, columns: t.shape[0], heads: heads)
+            } else if t.name.hasSuffix("attn_q.bias") || t.name.hasSuffix("attn_k.bias") {
+                let heads = t.name.hasSuffix("attn_q.bias") ? c.heads : c.kvHeads
+                values = unpermute(values, rows: t.elementCount, columns: 1, heads: heads)
+            }
+            let g = dtype.ggmlType!
+            writer.add(hf, dtype: dtype, shape: Array(t.shape.reversed()), bytes: try Codecs.quantize(g, values))
+        }
+        try writer.write(to: directory + "/model.safetensors")
+        var eos: HFConfig.TokenIDs?
+        var bos: HFConfig.TokenIDs?
+        if let e = file["tokenizer.ggml.eos_token_id"]?.int { eos = .one(e) }
+        if let b = file["tokenizer.ggml.bos_token_id"]?.int { bos = .one(b) }
+        let config = HFConfig(architectures: ["LlamaForCausalLM"], modelType: "llama", hiddenSize: c.dim, intermediateSize: c.hiddenDim,
+                              numHiddenLayers: c.layers, numAttentionHeads: c.heads, numKeyValueHeads: c.kvHeads,
+                              headDim: c.headDim, rmsNormEps: Double(c.normEpsilon), ropeTheta: Double(c.ropeBase),
+                              ropeScaling: nil, maxPositionEmbeddings: c.contextLength, vocabSize: c.vocabSize,
+                              tieWordEmbeddings: c.tiedEmbeddings, bosTokenID: bos, eosTokenID: eos,
+                              torchDtype: dtype == .F16 ? "float16" : dtype == .BF16 ? "bfloat16" : "float32",
+                              attentionBias: c.attentionBias)
+        try config.write(to: directory + "/config.json")
+        if file["tokenizer.ggml.model"]?.string == "gpt2" { try writeTokenizerJSON(gguf: file, to: directory + "/tokenizer.json") }
+    }
+
+    /// Inverse of the GGUF converter's Q/K row permutation: HF row h·d + s·d/2 + i ← GGUF row h·d + 2i + s.
+    static func unpermute(_ w: [Float], rows: Int, columns: Int, heads: Int) -> [Float] {
+        let d = rows / heads, half = d / 2
+        var out = w
+        for h in 0 ..< heads {
+            for s in 0 ..< 2 {
+                for i in 0 ..< half {
+                    let src = (h * d + 2 * i + s) * columns, dst = (h * d + s * half + i) * columns
+                    for k in 0 ..< columns { out[dst + k] = w[src + k] }
+                }
+            }
+        }
+        return out
+    }
+
+    /// A Hugging Face `tokenizer.json` for the GGUF's byte-level BPE vocabulary and its pre-tokenizer.
+    public static func writeTokenizerJSON(gguf file: GGUFFile, to path: String) throws {
+        guard let tokens = file["tokenizer.ggml.tokens"]?.stringArray, let merges = file["tokenizer.ggml.merges"]?.stringArray else {
+            throw FormatError.missing(path: file.path, what: "tokenizer.ggml.tokens / merges")
+        }
+        let types = file["tokenizer.ggml.token_type"]?.intArray ?? []
+        let pre = file["tokenizer.ggml.pre"]?.string ?? "gpt2"
+        let byteLevel: JSONValue = .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(false)),
+                                            ("trim_offsets", .bool(true)), ("use_regex", .bool(true))])
+        let preTokenizer: JSONValue
+        switch pre {
+        case "smollm":
+            preTokenizer = .object([("type", .string("Sequence")), ("pretokenizers", .array([
+                .object([("type", .string("Digits")), ("individual_digits", .bool(true))]), byteLevel]))])
+        default:
+            preTokenizer = byteLevel
+        }
+        var added: [JSONValue] = []
+        for (id, t) in tokens.enumerated() where id < types.count && (types[id] == 3 || types[id] == 4) {
+            added.append(.object([("id", .int(Int64(id))), ("content", .string(t)), ("single_word", .bool(false)),
+                                  ("lstrip", .bool(false)), ("rstrip", .bool(false)), ("normalized", .bool(false)),
+                                  ("special", .bool(types[id] == 3))]))
+        }
+        let json: JSONValue = .object([
+            ("version", .string("1.0")),
+            ("added_tokens", .array(added)),
+            ("normalizer", .null),
+            ("pre_tokenizer", preTokenizer),
+            ("post_processor", .null),
+            ("decoder", byteLevel),
+            ("model", .object([
+                ("type", .string("BPE")), ("dropout", .null), ("unk_token", .null), ("continuing_subword_prefix", .null),
+                ("end_of_word_suffix", .null), ("fuse_unk", .bool(false)), ("byte_fallback", .bool(false)),
+                ("vocab", .object(tokens.enumerated().map { ($0.element, .int(Int64($0.offset))) })),
+                ("merges", .array(merges.map { .string($0) })),
+            ])),
+        ])
+        try AtomicFileWriter.write(Array(json.serialized.utf8), to: path)
+    }
+}
