@@ -6,10 +6,10 @@ public enum GGUFValueType: UInt32, Sendable, Codable {
 
 /// One GGUF metadata value. Arrays keep their declared element type so that a file read and
 /// written again is byte-identical, including empty and nested arrays.
-public indirect enum GGUFValue: Equatable, Sendable {
+public enum GGUFValue: Equatable, Sendable {
     case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32)
     case float32(Float), bool(Bool), string(String), uint64(UInt64), int64(Int64), float64(Double)
-    case array(elementType: GGUFValueType, values: [GGUFValue])
+    indirect case array(elementType: GGUFValueType, values: [GGUFValue])
 
     public var type: GGUFValueType {
         switch self {

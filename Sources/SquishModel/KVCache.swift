@@ -30,10 +30,9 @@ public final class F32KVCache: KVCache {
         kvDim = kvHeads * headDim
         self.headDim = headDim
         let n = layers * capacity * kvDim
+        // Not zero-filled: only positions that were stored are ever read, so untouched pages cost no memory.
         keys = .allocate(capacity: n)
         values = .allocate(capacity: n)
-        keys.initialize(repeating: 0, count: n)
-        values.initialize(repeating: 0, count: n)
     }
 
     deinit {

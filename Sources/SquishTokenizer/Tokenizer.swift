@@ -62,8 +62,6 @@ public final class Tokenizer: @unchecked Sendable {
         tokenBytes.reserveCapacity(tokens.count)
         var bytesToID: [[UInt8]: Int] = [:]
         bytesToID.reserveCapacity(tokens.count)
-        var idOf: [String: Int] = [:]
-        idOf.reserveCapacity(tokens.count)
         for (id, t) in tokens.enumerated() {
             let type = self.tokenTypes.indices.contains(id) ? self.tokenTypes[id] : .normal
             var bytes: [UInt8] = []
@@ -76,20 +74,28 @@ public final class Tokenizer: @unchecked Sendable {
             }
             tokenBytes.append(bytes)
             if type != .control && type != .userDefined && bytesToID[bytes] == nil { bytesToID[bytes] = id }
-            if idOf[t] == nil { idOf[t] = id }
         }
         // Some vocabularies lack tokens for a few control bytes; like the reference BPE without an unknown token,
         // such bytes produce no token (−1 here).
         var byteIDs = [Int](repeating: -1, count: 256)
         for b in 0 ..< 256 { byteIDs[b] = bytesToID[[UInt8(b)]] ?? -1 }
+        // Merge parts are looked up by the bytes they stand for (no second string-keyed dictionary).
+        func mappedBytes(_ s: Substring.UTF8View) -> [UInt8] {
+            var out: [UInt8] = []
+            for scalar in String(Substring(s)).unicodeScalars {
+                if let b = decode[scalar.value] { out.append(b) } else { out.append(contentsOf: String(scalar).utf8) }
+            }
+            return out
+        }
         var merges: [UInt64: UInt64] = [:]
         merges.reserveCapacity(mergeStrings.count)
         for (rank, m) in mergeStrings.enumerated() {
-            guard let space = m.firstIndex(of: " ") else {
+            let utf8 = m.utf8
+            guard let space = utf8.firstIndex(of: 0x20) else {
                 throw TokenizerError.invalidVocabulary(source: source, reason: "merge \(rank) '\(m)' has no space")
             }
-            let left = String(m[..<space]), right = String(m[m.index(after: space)...])
-            guard let l = idOf[left], let r = idOf[right], let merged = idOf[left + right] else { continue }
+            let leftBytes = mappedBytes(utf8[..<space]), rightBytes = mappedBytes(utf8[utf8.index(after: space)...])
+            guard let l = bytesToID[leftBytes], let r = bytesToID[rightBytes], let merged = bytesToID[leftBytes + rightBytes] else { continue }
             let key = UInt64(l) << 32 | UInt64(r)
             if merges[key] == nil { merges[key] = UInt64(rank) << 32 | UInt64(merged) }
         }

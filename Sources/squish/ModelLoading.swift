@@ -8,17 +8,32 @@ import SquishTokenizer
 /// A model file opened for running: weights, tokenizer and chat template.
 struct LoadedModel {
     let path: String
-    let file: GGUFFile
     let model: LlamaModel
     let tokenizer: Tokenizer
     let template: ChatTemplate
 
+    /// A GGUF file, or a Hugging Face checkpoint directory (config.json, safetensors, tokenizer.json).
     init(path: String) throws {
         self.path = path
-        file = try GGUFFile(path: path)
-        model = try LlamaModel(gguf: file)
-        tokenizer = try Tokenizer(gguf: file)
-        template = ChatTemplate(jinja: file["tokenizer.chat_template"]?.string)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            let checkpoint = try HFCheckpoint(directory: path)
+            model = try LlamaModel(hfDirectory: path)
+            let bos = checkpoint.config.bosTokenID?.all.first, eos = checkpoint.config.eosTokenID?.all.first
+            let base = try Tokenizer(tokenizerJSON: path + "/tokenizer.json")
+            tokenizer = try Tokenizer(tokenizerJSON: path + "/tokenizer.json", bosToken: bos.map(base.piece), eosToken: eos.map(base.piece))
+            var jinja: String?
+            if let data = FileManager.default.contents(atPath: path + "/tokenizer_config.json"),
+               let json = try? JSONValue.parse([UInt8](data)) {
+                jinja = json["chat_template"]?.string
+            }
+            template = ChatTemplate(jinja: jinja ?? (tokenizer.id(of: "<|im_start|>") != nil ? "<|im_start|>" : nil))
+        } else {
+            let file = try GGUFFile(path: path)
+            model = try LlamaModel(gguf: file)
+            tokenizer = try Tokenizer(gguf: file)
+            template = ChatTemplate(jinja: file["tokenizer.chat_template"]?.string)
+        }
     }
 
     /// Ids that end generation: EOS and the template's end-of-turn markers.

@@ -47,7 +47,9 @@ struct Run: ParsableCommand {
         guard ids.count < ctx else {
             throw CLIError("the prompt has \(ids.count) tokens; the context window is \(ctx) (raise --context)")
         }
-        let session = LlamaSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: ctx)
+        // Activation buffers sized for this prompt (prefill in one batch of at most 512 tokens).
+        let session = LlamaSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: ctx,
+                                   maxBatch: min(ids.count, 512))
         var generator = Generator(session: session, sampler: sampling.settings)
         var printer = StreamingPrinter()
         var generated: [Int] = []
@@ -102,7 +104,7 @@ struct Chat: ParsableCommand {
         let loaded = try LoadedModel(path: try resolveModelPath(model))
         let tokenizer = loaded.tokenizer
         let ctx = context ?? min(loaded.model.config.contextLength, 4096)
-        let session = LlamaSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: ctx)
+        let session = LlamaSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: ctx, maxBatch: 256)
         var generator = Generator(session: session, sampler: sampling.settings)
         var messages: [ChatMessage] = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
         let interactive = isatty(STDIN_FILENO) != 0

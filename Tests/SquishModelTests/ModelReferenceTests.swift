@@ -6,6 +6,7 @@ import SquishFormats
 import SquishKernels
 import SquishModel
 import SquishTokenizer
+import SquishEval
 
 /// Model-level checks on the default model (slow group: each loads the 98 MB model; CI runs them).
 @Suite("Model-level (slow): default model against an independent numpy forward pass")
@@ -197,5 +198,41 @@ struct HFCheckpointTests {
         w2.add("model.norm.weight", dtype: .F32, shape: [64], bytes: [UInt8](repeating: 0, count: 256))
         try w2.write(to: dir + "/model.safetensors")
         #expect(throws: ModelError.missingTensor(path: dir, tensor: "blk.0.attn_norm.weight")) { try LlamaModel(hfDirectory: dir) }
+    }
+}
+
+@Suite("Model-level (slow): perplexity against llama.cpp")
+struct PerplexityAcceptanceTests {
+    /// llama.cpp's llama-perplexity prints PPL = 21.80 ± 0.70 on the first 60,000 bytes of "Pride and Prejudice"
+    /// with -c 512; Squish must land within 0.5% (21.69 … 21.91) with the same protocol.
+    @Test func matchesLlamaCppOnPrideAndPrejudice() throws {
+        let path = try TestSupport.defaultModelPath()
+        let data = try Data(contentsOf: URL(fileURLWithPath: Corpora.austenPath("prideprejudice"))).prefix(60_000)
+        let text = String(decoding: data, as: UTF8.self)
+        let gguf = try GGUFFile(path: path)
+        let tokenizer = try Tokenizer(gguf: gguf)
+        let model = try LlamaModel(gguf: gguf)
+        let session = LlamaSession(model: model, pool: WorkerPool(threads: 2), contextLength: 512)
+        let tokens = tokenizer.encode(text)
+        #expect(tokens.count == 15223)
+        let r = try Perplexity.evaluate(session: session, tokens: tokens, context: 512, protocol: .llamacpp,
+                                        bos: tokenizer.addBOS ? tokenizer.bosID : nil)
+        print("perplexity (llamacpp protocol): \(r.perplexity) ± \(r.stderr) over \(r.tokens) tokens in \(r.chunks) chunks")
+        #expect(r.chunks == 29 && r.tokens == 29 * 255)
+        #expect(abs(r.perplexity - 21.80) / 21.80 < 0.005)
+        #expect(abs(r.stderr - 0.70) < 0.05)
+    }
+
+    @Test func windowsProtocolScoresEveryToken() throws {
+        let gguf = try GGUFFile(path: try TestSupport.defaultModelPath())
+        let model = try LlamaModel(gguf: gguf)
+        let session = LlamaSession(model: model, pool: WorkerPool(threads: 2), contextLength: 64)
+        let tokens = try Tokenizer(gguf: gguf).encode("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. However little known the feelings or views of such a man may be on his first entering a neighbourhood, this truth is so well fixed in the minds of the surrounding families.")
+        let r = try Perplexity.evaluate(session: session, tokens: tokens, context: 32, protocol: .windows, bos: nil)
+        // No BOS: each window's first token is context only; every other token is scored once.
+        let windows = (tokens.count + 31) / 32
+        #expect(r.chunks == windows && r.tokens == tokens.count - windows)
+        #expect(r.perplexity > 1 && r.perplexity < 200)
+        #expect(throws: EvalError.self) { try Perplexity.evaluate(session: session, tokens: Array(tokens.prefix(10)), context: 32, protocol: .llamacpp, bos: nil) }
     }
 }

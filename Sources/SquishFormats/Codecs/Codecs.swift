@@ -1,131 +1,127 @@
 import SquishCore
 
-/// One codec per ggml block type: dequantize to f32 and, where implemented, quantize from f32. Bit-exact with
-/// the `gguf` Python package's numpy (de)quantizers (same f32/f16 operations in the same order, no fused
-/// multiply-adds). Block layouts follow ggml's `block_*` structs; each file documents its types.
+/// Converts whole tensors (or row ranges) between ggml block formats and `Float`.
+///
+/// Every codec reproduces the arithmetic of the `gguf` Python package's numpy reference
+/// (`gguf.quants`, version 0.19.0) operation for operation in f32, so results are bit-identical to it;
+/// the tests in `SquishFormatsTests` check that against the package itself.
 public enum Codecs {
-    public static func canDequantize(_ t: GGMLType) -> Bool {
-        switch t {
-        case .f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_NL, .iq4_XS,
-             .tq1_0, .tq2_0:
-            return true
-        default: return false
+    /// The registry: one line per block format. A type missing here is unsupported.
+    static func decoder(for type: GGMLType) -> (any BlockDecoder.Type)? {
+        switch type {
+        case .f32: return PlainF32.self
+        case .f16: return PlainF16.self
+        case .bf16: return PlainBF16.self
+        case .q4_0: return BlockQ4_0.self
+        case .q4_1: return BlockQ4_1.self
+        case .q5_0: return BlockQ5_0.self
+        case .q5_1: return BlockQ5_1.self
+        case .q8_0: return BlockQ8_0.self
+        case .q2_K: return BlockQ2_K.self
+        case .q3_K: return BlockQ3_K.self
+        case .q4_K: return BlockQ4_K.self
+        case .q5_K: return BlockQ5_K.self
+        case .q6_K: return BlockQ6_K.self
+        case .iq4_NL: return BlockIQ4_NL.self
+        case .iq4_XS: return BlockIQ4_XS.self
+        case .tq1_0: return BlockTQ1_0.self
+        case .tq2_0: return BlockTQ2_0.self
+        default: return nil
         }
     }
 
-    public static func canQuantize(_ t: GGMLType) -> Bool {
-        switch t {
-        case .f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .tq1_0, .tq2_0: return true
-        default: return false
-        }
+    /// Codecs that also quantize are the decoders that conform to `BlockEncoder`.
+    static func encoder(for type: GGMLType) -> (any BlockEncoder.Type)? {
+        decoder(for: type) as? any BlockEncoder.Type
     }
 
-    static func checkSizes(_ t: GGMLType, elements: Int, bytes: Int, operation: String) throws -> Int {
-        let (be, bb) = t.blockLayout
-        guard elements % be == 0 else {
-            throw FormatError.sizeMismatch(type: t, elements: elements, bytes: bytes, reason: "\(operation): elements are not whole blocks of \(be)")
-        }
-        let blocks = elements / be
-        guard let need = Checked.mul(blocks, bb), need == bytes else {
-            throw FormatError.sizeMismatch(type: t, elements: elements, bytes: bytes,
-                                           reason: "\(operation): \(blocks) blocks need \(blocks * bb) bytes")
-        }
-        return blocks
-    }
+    public static func canDequantize(_ t: GGMLType) -> Bool { decoder(for: t) != nil }
+    public static func canQuantize(_ t: GGMLType) -> Bool { encoder(for: t) != nil }
 
-    /// Dequantizes `dst.count` values from `src`, which must hold exactly that many values' blocks.
+    /// Decodes `dst.count` values; `src` must hold exactly `dst.count / blockElements` blocks.
     public static func dequantize(_ t: GGMLType, _ src: UnsafeRawBufferPointer, into dst: UnsafeMutableBufferPointer<Float>) throws {
-        guard canDequantize(t) else { throw FormatError.unsupportedType(t, operation: "dequantize") }
-        let blocks = try checkSizes(t, elements: dst.count, bytes: src.count, operation: "dequantize")
+        guard let codec = decoder(for: t) else { throw FormatError.unsupportedType(t, operation: "dequantize") }
+        let blocks = try blockCount(t, elements: dst.count, bytes: src.count)
         guard blocks > 0, let s = src.baseAddress, let d = dst.baseAddress else { return }
-        let bb = t.blockBytes, be = t.blockElements
-        let fn: (UnsafeRawPointer, UnsafeMutablePointer<Float>) -> Void
-        switch t {
-        case .f32: fn = { $1.pointee = Float(bitPattern: $0.loadUnaligned(as: UInt32.self).littleEndian) }
-        case .f16: fn = { $1.pointee = HalfFloat.toFloat($0.loadUnaligned(as: UInt16.self).littleEndian) }
-        case .bf16: fn = { $1.pointee = HalfFloat.bf16ToFloat($0.loadUnaligned(as: UInt16.self).littleEndian) }
-        case .q4_0: fn = BlockQ4.dequantizeQ4_0
-        case .q4_1: fn = BlockQ4.dequantizeQ4_1
-        case .q5_0: fn = BlockQ5.dequantizeQ5_0
-        case .q5_1: fn = BlockQ5.dequantizeQ5_1
-        case .q8_0: fn = BlockQ8_0.dequantize
-        case .q2_K: fn = KQuants.dequantizeQ2K
-        case .q3_K: fn = KQuants.dequantizeQ3K
-        case .q4_K: fn = KQuants.dequantizeQ4K
-        case .q5_K: fn = KQuants.dequantizeQ5K
-        case .q6_K: fn = KQuants.dequantizeQ6K
-        case .iq4_NL: fn = IQ4.dequantizeNL
-        case .iq4_XS: fn = IQ4.dequantizeXS
-        case .tq1_0: fn = Ternary.dequantizeTQ1
-        case .tq2_0: fn = Ternary.dequantizeTQ2
-        default: throw FormatError.unsupportedType(t, operation: "dequantize")
-        }
-        for b in 0 ..< blocks { fn(s + b * bb, d + b * be) }
+        codec.decodeBlocks(s, d, count: blocks)
     }
 
-    /// Quantizes `src.count` values into `dst`, which must have exactly the bytes of that many values' blocks.
+    /// Encodes `src.count` values into `dst`, which must be exactly `src.count / blockElements` blocks long.
     public static func quantize(_ t: GGMLType, _ src: UnsafeBufferPointer<Float>, into dst: UnsafeMutableRawBufferPointer) throws {
-        guard canQuantize(t) else { throw FormatError.unsupportedType(t, operation: "quantize") }
-        let blocks = try checkSizes(t, elements: src.count, bytes: dst.count, operation: "quantize")
+        guard let codec = encoder(for: t) else { throw FormatError.unsupportedType(t, operation: "quantize") }
+        let blocks = try blockCount(t, elements: src.count, bytes: dst.count)
         guard blocks > 0, let s = src.baseAddress, let d = dst.baseAddress else { return }
-        let bb = t.blockBytes, be = t.blockElements
-        let fn: (UnsafePointer<Float>, UnsafeMutableRawPointer) -> Void
-        switch t {
-        case .f32: fn = { $1.storeBytes(of: $0.pointee.bitPattern.littleEndian, as: UInt32.self) }
-        case .f16: fn = { $1.storeBytes(of: HalfFloat.fromFloat($0.pointee).littleEndian, as: UInt16.self) }
-        case .bf16: fn = { $1.storeBytes(of: HalfFloat.bf16FromFloat($0.pointee).littleEndian, as: UInt16.self) }
-        case .q4_0: fn = BlockQ4.quantizeQ4_0
-        case .q4_1: fn = BlockQ4.quantizeQ4_1
-        case .q5_0: fn = BlockQ5.quantizeQ5_0
-        case .q5_1: fn = BlockQ5.quantizeQ5_1
-        case .q8_0: fn = BlockQ8_0.quantize
-        case .tq1_0: fn = Ternary.quantizeTQ1
-        case .tq2_0: fn = Ternary.quantizeTQ2
-        default: throw FormatError.unsupportedType(t, operation: "quantize")
-        }
-        for b in 0 ..< blocks { fn(s + b * be, d + b * bb) }
+        codec.encodeBlocks(s, d, count: blocks)
     }
 
     public static func dequantize(_ t: GGMLType, _ src: UnsafeRawBufferPointer, count: Int) throws -> [Float] {
-        var out = [Float](repeating: 0, count: count)
-        try out.withUnsafeMutableBufferPointer { try dequantize(t, src, into: $0) }
-        return out
+        guard decoder(for: t) != nil else { throw FormatError.unsupportedType(t, operation: "dequantize") }
+        // Validate before allocating: the output size is then bounded by the input size.
+        _ = try blockCount(t, elements: count, bytes: src.count)
+        return try [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            try dequantize(t, src, into: buffer)
+            initialized = count
+        }
     }
 
     public static func quantize(_ t: GGMLType, _ src: [Float]) throws -> [UInt8] {
-        guard src.count % t.blockElements == 0 else {
-            throw FormatError.sizeMismatch(type: t, elements: src.count, bytes: 0, reason: "quantize: elements are not whole blocks")
+        guard encoder(for: t) != nil else { throw FormatError.unsupportedType(t, operation: "quantize") }
+        let blocks = try blockCount(t, elements: src.count, bytes: nil)
+        let bytes = blocks * t.blockBytes  // cannot overflow: blocks * blockBytes <= 4 * src.count
+        return try [UInt8](unsafeUninitializedCapacity: bytes) { buffer, initialized in
+            try src.withUnsafeBufferPointer { try quantize(t, $0, into: UnsafeMutableRawBufferPointer(buffer)) }
+            initialized = bytes
         }
-        var out = [UInt8](repeating: 0, count: src.count / t.blockElements * t.blockBytes)
-        try src.withUnsafeBufferPointer { s in try out.withUnsafeMutableBytes { try quantize(t, s, into: $0) } }
-        return out
+    }
+
+    /// Number of blocks for `elements` values, checking that they are whole blocks and (when given) that
+    /// `bytes` is exactly their encoded size.
+    static func blockCount(_ t: GGMLType, elements: Int, bytes: Int?) throws -> Int {
+        let (be, bb) = t.blockLayout
+        guard elements >= 0, elements % be == 0 else {
+            throw FormatError.sizeMismatch(type: t, elements: elements, bytes: bytes ?? -1,
+                                           reason: "element count is not a multiple of the block size \(be)")
+        }
+        let blocks = elements / be
+        if let bytes {
+            guard let need = Checked.mul(blocks, bb), need == bytes else {
+                throw FormatError.sizeMismatch(type: t, elements: elements, bytes: bytes,
+                                               reason: "expected \(blocks) blocks of \(bb) bytes")
+            }
+        }
+        return blocks
     }
 }
 
-// MARK: helpers shared by the block files
-
-@inline(__always) func loadF16(_ p: UnsafeRawPointer, _ offset: Int = 0) -> Float {
-    HalfFloat.toFloat(p.loadUnaligned(fromByteOffset: offset, as: UInt16.self).littleEndian)
+/// One ggml block format that can be decoded: `blockElements` values stored in `blockBytes` bytes.
+protocol BlockDecoder {
+    static var blockElements: Int { get }
+    static var blockBytes: Int { get }
+    /// Decodes one block at `block` (`blockBytes` bytes, any alignment) into `out[0 ..< blockElements]`.
+    static func decode(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>)
+    /// Decodes `count` consecutive blocks. The default loops over `decode`; flat formats override it.
+    static func decodeBlocks(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, count: Int)
 }
 
-@inline(__always) func storeF16(_ p: UnsafeMutableRawPointer, _ offset: Int, _ v: Float) {
-    p.storeBytes(of: HalfFloat.fromFloat(v).littleEndian, toByteOffset: offset, as: UInt16.self)
+/// A block format that can also be produced from floats.
+protocol BlockEncoder: BlockDecoder {
+    /// Encodes `x[0 ..< blockElements]` into one block at `block` (any alignment).
+    static func encode(_ x: UnsafePointer<Float>, _ block: UnsafeMutableRawPointer)
+    static func encodeBlocks(_ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, count: Int)
 }
 
-@inline(__always) func byte(_ p: UnsafeRawPointer, _ i: Int) -> UInt8 { p.load(fromByteOffset: i, as: UInt8.self) }
-
-/// numpy's `np_roundf` in gguf: round half away from zero, computed as floor(|x|) + floor(2·frac) with the sign.
-@inline(__always) func roundHalfAway(_ x: Float) -> Float {
-    let a = abs(x)
-    let f = a.rounded(.down)
-    let b = f + (2 * (a - f)).rounded(.down)
-    return x < 0 ? -b : (x > 0 ? b : 0 * b)
+extension BlockDecoder {
+    static func decodeBlocks(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, count: Int) {
+        for b in 0 ..< count {
+            decode(src + b * blockBytes, dst + b * blockElements)
+        }
+    }
 }
 
-/// numpy float32 → uint8 `astype` of values already truncated and in [0, 255], then `clip(0, hi)`.
-@inline(__always) func clipToUInt8(_ v: Float, _ hi: UInt8) -> UInt8 {
-    guard v.isFinite else { return 0 }
-    if v <= 0 { return 0 }
-    if v >= Float(hi) { return hi }
-    return UInt8(v)
+extension BlockEncoder {
+    static func encodeBlocks(_ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, count: Int) {
+        for b in 0 ..< count {
+            encode(src + b * blockElements, dst + b * blockBytes)
+        }
+    }
 }

@@ -1,0 +1,55 @@
+// 4-bit non-linear quants: each 4-bit index selects one of 16 fixed int8 levels (ggml-common.h
+// `kvalues_iq4nl`), which are then scaled. Decoding only.
+
+/// The 16 IQ4 levels (-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113), spaced
+/// to fit a bell-shaped weight distribution; `index` uses its low 4 bits.
+@inline(__always)
+func iq4Level(_ index: UInt8) -> Float {
+    // A 16-entry switch keeps the hot loop free of array bounds checks and retain/release.
+    switch index & 0x0f {
+    case 0: return -127; case 1: return -104; case 2: return -83; case 3: return -65
+    case 4: return -49; case 5: return -35; case 6: return -22; case 7: return -10
+    case 8: return 1; case 9: return 13; case 10: return 25; case 11: return 38
+    case 12: return 53; case 13: return 69; case 14: return 89; default: return 113
+    }
+}
+
+/// IQ4_NL: 32 weights with one f16 scale, w = d * level[q].
+/// Block (18 bytes): d f16 @0 | qs[16] @2, where qs[j] = q[j] | q[j + 16] << 4.
+enum BlockIQ4_NL: BlockDecoder {
+    static let blockElements = 32, blockBytes = 18
+
+    static func decode(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
+        let d = loadF16(block, 0)
+        for j in 0 ..< 16 {
+            let byte = block.load(fromByteOffset: 2 + j, as: UInt8.self)
+            out[j] = d * iq4Level(byte)
+            out[j + 16] = d * iq4Level(byte >> 4)
+        }
+    }
+}
+
+/// IQ4_XS: 8 sub-blocks of 32 with 6-bit signed scales, w = (d * (sc - 32)) * level[q].
+/// Block (136 bytes): d f16 @0 | scales_h u16 LE @2 (2 bits per sub-block) | scales_l[4] @4 (4 bits per
+/// sub-block, low nibble first) | qs[128] @8, where sub-block s takes qs[16 s ..< 16 s + 16]: low nibbles
+/// are weights 0..<16, high nibbles weights 16..<32.
+enum BlockIQ4_XS: BlockDecoder {
+    static let blockElements = 256, blockBytes = 136
+
+    static func decode(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
+        let d = loadF16(block, 0)
+        let scalesHigh = UInt16(littleEndian: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+        for s in 0 ..< 8 {
+            let low = (block.load(fromByteOffset: 4 + (s >> 1), as: UInt8.self) >> UInt8(4 * (s & 1))) & 0x0f
+            let high = UInt8(truncatingIfNeeded: scalesHigh >> UInt16(2 * s)) & 0x03
+            let dl = d * Float(Int8(low | high << 4) - 32)
+            let qs = block + 8 + 16 * s
+            let o = out + 32 * s
+            for k in 0 ..< 16 {
+                let byte = qs.load(fromByteOffset: k, as: UInt8.self)
+                o[k] = dl * iq4Level(byte)
+                o[k + 16] = dl * iq4Level(byte >> 4)
+            }
+        }
+    }
+}
