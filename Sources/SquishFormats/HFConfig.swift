@@ -1,8 +1,14 @@
 import Foundation
+import SquishCore
 
-/// A Hugging Face `config.json` for Llama-family checkpoints (Llama 2/3, SmolLM2, Qwen2, Mistral).
+/// A Hugging Face `config.json` for Llama-family checkpoints (Llama 2/3, SmolLM2, Qwen2, Mistral): the fields of
+/// transformers' LlamaConfig / Qwen2Config as written. Absent optional fields keep nil here; the accessors below
+/// apply transformers' defaults (`num_key_value_heads` = heads, `head_dim` = hidden / heads, untied embeddings).
+/// `load(path:)` validates the sizes; every error names the file and the field.
 public struct HFConfig: Codable, Sendable, Equatable {
+    /// `rope_scaling`, e.g. Llama 3.1's `{"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, ...}`.
     public struct RopeScaling: Codable, Sendable, Equatable {
+        /// The older key for the kind of scaling.
         public var type: String?
         public var ropeType: String?
         public var factor: Double?
@@ -26,11 +32,11 @@ public struct HFConfig: Codable, Sendable, Equatable {
             self.originalMaxPositionEmbeddings = originalMaxPositionEmbeddings
         }
 
-        /// "linear", "llama3", "dynamic", ...
+        /// "linear", "llama3", "dynamic", "yarn", ... ("default" when neither key is given).
         public var kind: String { ropeType ?? type ?? "default" }
     }
 
-    /// An int or a list of ints (e.g. `eos_token_id`).
+    /// An int or a list of ints (e.g. Llama 3 instruct's three `eos_token_id`s).
     public enum TokenIDs: Codable, Sendable, Equatable {
         case one(Int)
         case many([Int])
@@ -53,7 +59,9 @@ public struct HFConfig: Codable, Sendable, Equatable {
         }
     }
 
+    /// e.g. ["LlamaForCausalLM"]
     public var architectures: [String]?
+    /// "llama", "qwen2" or "mistral"
     public var modelType: String
     public var hiddenSize: Int
     public var intermediateSize: Int
@@ -62,6 +70,7 @@ public struct HFConfig: Codable, Sendable, Equatable {
     public var numKeyValueHeads: Int?
     public var headDim: Int?
     public var rmsNormEps: Double?
+    /// `rope_theta` (or, in newer transformers, `rope_parameters.rope_theta`).
     public var ropeTheta: Double?
     public var ropeScaling: RopeScaling?
     public var maxPositionEmbeddings: Int?
@@ -69,8 +78,12 @@ public struct HFConfig: Codable, Sendable, Equatable {
     public var tieWordEmbeddings: Bool?
     public var bosTokenID: TokenIDs?
     public var eosTokenID: TokenIDs?
+    /// `torch_dtype` (or the newer key `dtype`): "bfloat16", "float16", "float32".
     public var torchDtype: String?
     public var attentionBias: Bool?
+    public var mlpBias: Bool?
+    /// e.g. "silu"
+    public var hiddenAct: String?
 
     enum CodingKeys: String, CodingKey {
         case architectures
@@ -80,12 +93,24 @@ public struct HFConfig: Codable, Sendable, Equatable {
         case ropeTheta = "rope_theta", ropeScaling = "rope_scaling", maxPositionEmbeddings = "max_position_embeddings"
         case vocabSize = "vocab_size", tieWordEmbeddings = "tie_word_embeddings", bosTokenID = "bos_token_id"
         case eosTokenID = "eos_token_id", torchDtype = "torch_dtype", attentionBias = "attention_bias"
+        case mlpBias = "mlp_bias", hiddenAct = "hidden_act"
+    }
+
+    /// Keys read only as fallbacks (never written).
+    private enum FallbackKeys: String, CodingKey {
+        case dtype, ropeParameters = "rope_parameters"
+    }
+
+    private struct RopeParameters: Decodable {
+        let ropeTheta: Double?
+        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta" }
     }
 
     public init(architectures: [String]?, modelType: String, hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int,
                 numAttentionHeads: Int, numKeyValueHeads: Int?, headDim: Int?, rmsNormEps: Double?, ropeTheta: Double?,
                 ropeScaling: RopeScaling?, maxPositionEmbeddings: Int?, vocabSize: Int, tieWordEmbeddings: Bool?,
-                bosTokenID: TokenIDs?, eosTokenID: TokenIDs?, torchDtype: String?, attentionBias: Bool?) {
+                bosTokenID: TokenIDs?, eosTokenID: TokenIDs?, torchDtype: String?, attentionBias: Bool?,
+                mlpBias: Bool? = nil, hiddenAct: String? = nil) {
         self.architectures = architectures
         self.modelType = modelType
         self.hiddenSize = hiddenSize
@@ -104,59 +129,161 @@ public struct HFConfig: Codable, Sendable, Equatable {
         self.eosTokenID = eosTokenID
         self.torchDtype = torchDtype
         self.attentionBias = attentionBias
+        self.mlpBias = mlpBias
+        self.hiddenAct = hiddenAct
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        // Foundation reports a number that does not fit the type (2.5 or 1e300 for an Int) with an internal error
+        // that reaches the caller as "not valid JSON" without the field's name: name the field.
+        func field<T: Decodable>(_ type: T.Type, _ key: CodingKeys) throws -> T? {
+            do {
+                return try c.decodeIfPresent(T.self, forKey: key)
+            } catch let error as DecodingError {
+                throw error
+            } catch {
+                throw DecodingError.typeMismatch(T.self, .init(codingPath: c.codingPath + [key], debugDescription: "\(error)"))
+            }
+        }
+        func required<T: Decodable>(_ type: T.Type, _ key: CodingKeys) throws -> T {
+            guard let v = try field(T.self, key) else {
+                throw DecodingError.keyNotFound(key, .init(codingPath: c.codingPath, debugDescription: "required"))
+            }
+            return v
+        }
+        let fallback = try decoder.container(keyedBy: FallbackKeys.self)
+        architectures = try field([String].self, .architectures)
+        modelType = try required(String.self, .modelType)
+        hiddenSize = try required(Int.self, .hiddenSize)
+        intermediateSize = try required(Int.self, .intermediateSize)
+        numHiddenLayers = try required(Int.self, .numHiddenLayers)
+        numAttentionHeads = try required(Int.self, .numAttentionHeads)
+        numKeyValueHeads = try field(Int.self, .numKeyValueHeads)
+        headDim = try field(Int.self, .headDim)
+        rmsNormEps = try field(Double.self, .rmsNormEps)
+        ropeTheta = try field(Double.self, .ropeTheta)
+            ?? (try fallback.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters))?.ropeTheta
+        ropeScaling = try field(RopeScaling.self, .ropeScaling)
+        maxPositionEmbeddings = try field(Int.self, .maxPositionEmbeddings)
+        vocabSize = try required(Int.self, .vocabSize)
+        tieWordEmbeddings = try field(Bool.self, .tieWordEmbeddings)
+        bosTokenID = try field(TokenIDs.self, .bosTokenID)
+        eosTokenID = try field(TokenIDs.self, .eosTokenID)
+        torchDtype = try field(String.self, .torchDtype) ?? fallback.decodeIfPresent(String.self, forKey: .dtype)
+        attentionBias = try field(Bool.self, .attentionBias)
+        mlpBias = try field(Bool.self, .mlpBias)
+        hiddenAct = try field(String.self, .hiddenAct)
     }
 
     public static let supportedModelTypes = ["llama", "qwen2", "mistral"]
+    /// Largest config.json accepted (real ones are a few KB).
+    public static let maxFileBytes = 16 << 20
 
     /// Reads and validates `config.json`; errors name the file and the field.
     public static func load(path: String) throws -> HFConfig {
-        guard let data = FileManager.default.contents(atPath: path) else { throw FormatError.missing(path: path, what: "a readable config.json") }
+        let mapped: MappedFile
+        do {
+            mapped = try MappedFile(path: path)
+        } catch {
+            throw FormatError.missing(path: path, what: "a readable config.json (\(error))")
+        }
+        guard mapped.count <= maxFileBytes else {
+            throw FormatError.implausible(path: path, offset: 0, what: "config.json size", value: String(mapped.count))
+        }
+        return try decode(Data(mapped.bytes), path: path)
+    }
+
+    /// Decodes and validates config JSON; `path` names it in errors.
+    public static func decode(_ data: Data, path: String = "config.json") throws -> HFConfig {
         let config: HFConfig
         do {
             config = try JSONDecoder().decode(HFConfig.self, from: data)
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw FormatError.missing(path: path, what: "field '\(key.stringValue)'")
-        } catch let DecodingError.typeMismatch(_, ctx) {
-            throw FormatError.invalid(path: path, offset: nil, reason: "field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
-        } catch {
-            throw FormatError.invalid(path: path, offset: nil, reason: "not a valid config.json (\(error))")
+        } catch let error as DecodingError {
+            throw formatError(error, path: path)
         }
         try config.validate(path: path)
         return config
     }
 
+    private static func formatError(_ error: DecodingError, path: String) -> FormatError {
+        func field(_ codingPath: [CodingKey]) -> String {
+            codingPath.isEmpty ? "(top level)" : codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let ctx):
+            return .missing(path: path, what: "field '\(field(ctx.codingPath + [key]))'")
+        case .typeMismatch(let type, let ctx):
+            return .invalid(path: path, offset: nil, reason: "field '\(field(ctx.codingPath))' is not of type \(type)")
+        case .valueNotFound(let type, let ctx):
+            return .invalid(path: path, offset: nil, reason: "field '\(field(ctx.codingPath))' is null, expected \(type)")
+        case .dataCorrupted(let ctx):
+            let at = ctx.codingPath.isEmpty ? "" : "field '\(field(ctx.codingPath))': "
+            return .invalid(path: path, offset: nil, reason: "\(at)not valid JSON for a config (\(ctx.debugDescription))")
+        @unknown default:
+            return .invalid(path: path, offset: nil, reason: "\(error)")
+        }
+    }
+
     public var kvHeads: Int { numKeyValueHeads ?? numAttentionHeads }
     public var resolvedHeadDim: Int { headDim ?? hiddenSize / max(numAttentionHeads, 1) }
     public var tied: Bool { tieWordEmbeddings ?? false }
-    /// Qwen2 always has q/k/v biases; Llama has them when `attention_bias` is true.
+    /// Whether q/k/v projections carry biases: Qwen2 always; Llama when `attention_bias` is true.
     public var hasAttentionBias: Bool { attentionBias ?? (modelType == "qwen2") }
+    /// Whether the output projection carries a bias: Llama's `attention_bias` covers o_proj too; Qwen2's o_proj has none.
+    public var hasOutputProjectionBias: Bool { modelType == "qwen2" ? false : (attentionBias ?? false) }
 
+    /// Checks that sizes are positive and the attention heads fit together; errors name `path` and the field.
     public func validate(path: String) throws {
         func bad(_ field: String, _ r: String) -> FormatError { .invalid(path: path, offset: nil, reason: "field '\(field)': \(r)") }
         guard Self.supportedModelTypes.contains(modelType) else {
             throw bad("model_type", "'\(modelType)' is not a supported Llama-family type (\(Self.supportedModelTypes.joined(separator: ", ")))")
         }
         for (f, v) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize), ("num_hidden_layers", numHiddenLayers),
-                       ("num_attention_heads", numAttentionHeads), ("vocab_size", vocabSize), ("num_key_value_heads", kvHeads)] where v <= 0 {
+                       ("num_attention_heads", numAttentionHeads), ("vocab_size", vocabSize), ("num_key_value_heads", kvHeads),
+                       ("max_position_embeddings", maxPositionEmbeddings ?? 1)] where v <= 0 {
             throw bad(f, "must be positive, found \(v)")
         }
-        if headDim == nil, hiddenSize % numAttentionHeads != 0 {
-            throw bad("num_attention_heads", "\(numAttentionHeads) does not divide hidden_size \(hiddenSize)")
+        if let h = headDim {
+            guard h > 0, h % 2 == 0, Checked.mul(h, numAttentionHeads) != nil else { throw bad("head_dim", "must be positive and even, found \(h)") }
+        } else if hiddenSize % numAttentionHeads != 0 {
+            throw bad("num_attention_heads", "\(numAttentionHeads) does not divide hidden_size \(hiddenSize) (and head_dim is absent)")
         }
-        if let h = headDim, h <= 0 || h % 2 != 0 { throw bad("head_dim", "must be positive and even, found \(h)") }
         guard numAttentionHeads % kvHeads == 0 else {
             throw bad("num_key_value_heads", "\(kvHeads) does not divide num_attention_heads \(numAttentionHeads)")
         }
         if let e = rmsNormEps, !(e > 0 && e < 1) { throw bad("rms_norm_eps", "must be in (0, 1), found \(e)") }
-        if let t = ropeTheta, !(t > 0) { throw bad("rope_theta", "must be positive") }
+        if let t = ropeTheta, !(t > 0 && t.isFinite) { throw bad("rope_theta", "must be positive, found \(t)") }
+        if let s = ropeScaling {
+            if let f = s.factor, !(f > 0 && f.isFinite) { throw bad("rope_scaling.factor", "must be positive, found \(f)") }
+            if let n = s.originalMaxPositionEmbeddings, n <= 0 {
+                throw bad("rope_scaling.original_max_position_embeddings", "must be positive, found \(n)")
+            }
+            if s.kind == "llama3" {
+                // Llama 3.1 frequency scaling needs all four parameters (transformers' _compute_llama3_parameters).
+                guard s.factor != nil, let low = s.lowFreqFactor, let high = s.highFreqFactor, s.originalMaxPositionEmbeddings != nil else {
+                    throw bad("rope_scaling", "type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings")
+                }
+                guard low > 0, high > low else { throw bad("rope_scaling", "needs 0 < low_freq_factor < high_freq_factor, found \(low), \(high)") }
+            }
+        }
+        for (f, ids) in [("bos_token_id", bosTokenID?.all ?? []), ("eos_token_id", eosTokenID?.all ?? [])] {
+            if let id = ids.first(where: { $0 < 0 || $0 >= vocabSize }) { throw bad(f, "token id \(id) outside the vocabulary (\(vocabSize))") }
+        }
     }
 
-    /// Writes the configuration as `config.json` (pretty-printed, sorted keys).
-    public func write(to path: String) throws {
+    /// Pretty-printed JSON with sorted keys and a final newline, as config.json files are usually written.
+    public func jsonData() throws -> Data {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFileWriter.write(Array(try encoder.encode(self)), to: path)
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        var data = try encoder.encode(self)
+        data.append(UInt8(ascii: "\n"))
+        return data
+    }
+
+    /// Validates, then writes the configuration as `config.json` atomically.
+    public func write(to path: String) throws {
+        try validate(path: path)
+        try AtomicFileWriter.write([UInt8](try jsonData()), to: path)
     }
 }
-
-import SquishCore
