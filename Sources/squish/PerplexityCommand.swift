@@ -16,6 +16,9 @@ struct PerplexityCommand: ParsableCommand {
     @Option(help: "UTF-8 text file to score.")
     var text: String
 
+    @Option(help: "Score only the first N bytes of the file (must end on a UTF-8 character boundary).")
+    var bytes: Int?
+
     @Option(help: "Tokens per chunk/window.")
     var context = 512
 
@@ -33,11 +36,13 @@ struct PerplexityCommand: ParsableCommand {
 
     func validate() throws {
         guard context >= 4 else { throw ValidationError("--context must be at least 4") }
+        if let bytes, bytes <= 0 { throw ValidationError("--bytes must be positive") }
     }
 
     func run() throws {
         let loaded = try LoadedModel(path: try resolveModelPath(model))
-        guard let data = FileManager.default.contents(atPath: text) else { throw CLIError("\(text): cannot read the file") }
+        guard var data = FileManager.default.contents(atPath: text) else { throw CLIError("\(text): cannot read the file") }
+        if let bytes, bytes < data.count { data = data.prefix(bytes) }
         guard !data.isEmpty else { throw CLIError("\(text): the file is empty") }
         guard let string = String(data: data, encoding: .utf8) else { throw CLIError("\(text): not valid UTF-8") }
         let tokens = loaded.tokenizer.encode(string)
