@@ -7,6 +7,7 @@
 // With activations x ≈ d_a * qa (sq_block_q8), a block's contribution to a dot product is
 //   Σ w x = d * d_a * Σ q qa  (+ m * s_a, or − offset * d * s_a)     where s_a = d_a * Σ qa.
 #include "squish_kernels.h"
+#include "kernels_ext.h"
 
 #include <math.h>
 #include <string.h>
@@ -50,7 +51,7 @@ static inline uint32_t sq_load_u32(const uint8_t *p) {
 int sq_type_has_q8_kernel(int type) {
     switch (type) {
     case SQ_TYPE_Q4_0: case SQ_TYPE_Q4_1: case SQ_TYPE_Q5_0: case SQ_TYPE_Q5_1: case SQ_TYPE_Q8_0: return 1;
-    default: return 0;
+    default: return sq_kquants_has_type(type) || sq_iqtq_has_type(type);
     }
 }
 
@@ -427,8 +428,16 @@ int sq_kernels_have_avx2(void) { return use_avx2(); }
 
 void sq_quantize_q8_portable(const float *x, sq_block_q8 *y, int64_t n) { quantize_q8_portable(x, y, n); }
 
+static int ext_matmul(int type, int avx2, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+                      const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
+    if (sq_kquants_has_type(type)) { sq_kquants_matmul(type, avx2, w, row_bytes, r0, r1, a, nb, nt, y, ldy); return 1; }
+    if (sq_iqtq_has_type(type)) { sq_iqtq_matmul(type, avx2, w, row_bytes, r0, r1, a, nb, nt, y, ldy); return 1; }
+    return 0;
+}
+
 void sq_matmul_q8_portable(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
                            const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
+    if (ext_matmul(type, 0, w, row_bytes, r0, r1, a, nb, nt, y, ldy)) return;
     matmul_q8_portable(type, w, row_bytes, r0, r1, a, nb, nt, y, ldy);
 }
 
@@ -446,6 +455,7 @@ void sq_quantize_q8(const float *x, sq_block_q8 *y, int64_t n) {
 
 void sq_matmul_q8(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
                   const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
+    if (ext_matmul(type, use_avx2(), w, row_bytes, r0, r1, a, nb, nt, y, ldy)) return;
 #ifdef SQ_X86
     if (use_avx2()) { matmul_q8_avx2(type, w, row_bytes, r0, r1, a, nb, nt, y, ldy); return; }
 #endif
@@ -478,6 +488,8 @@ void sq_dequantize_row(int type, const void *src, float *dst, int64_t n) {
     const uint8_t *p = (const uint8_t *)src;
     if (type == SQ_TYPE_F32) { memcpy(dst, src, (size_t)n * 4); return; }
     if (type == SQ_TYPE_F16) { for (int64_t i = 0; i < n; i++) dst[i] = sq_f16_to_f32(sq_load_u16(p + 2 * i)); return; }
+    if (sq_kquants_has_type(type)) { sq_kquants_dequantize_row(type, src, dst, n); return; }
+    if (sq_iqtq_has_type(type)) { sq_iqtq_dequantize_row(type, src, dst, n); return; }
     const size_t bb = block_bytes(type);
     int8_t q[32];
     for (int64_t b = 0; b < n / 32; b++) {
