@@ -6,7 +6,26 @@ import SquishKernels
 /// Random weights in every integer-kernel block type: the AVX2 and portable kernels agree with each other and
 /// with dequantize-then-f32 dot products on quantized activations, for many shapes.
 @Suite(.serialized) struct KernelTests {
-    static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .f16, .f32]
+    static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .f16, .f32, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K]
+    static let kQuants: [GGMLType] = [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K]
+
+    /// Byte offsets of the f16 super-block factors (d, then dmin where the type has one) in K-quant blocks.
+    static func kQuantScaleOffsets(_ type: GGMLType) -> [Int] {
+        switch type {
+        case .q2_K: return [80, 82]
+        case .q3_K: return [108]
+        case .q4_K, .q5_K: return [0, 2]
+        default: return [208]  // Q6_K
+        }
+    }
+
+    /// (rows, columns, tokens): columns a multiple of the block size (256 for K-quants).
+    static func shapes(_ type: GGMLType) -> [(Int, Int, Int)] {
+        if kQuants.contains(type) {
+            return [(1, 256, 1), (5, 512, 1), (7, 768, 3), (33, 256, 4), (8, 2048, 5), (19, 1536, 70)]
+        }
+        return [(1, 32, 1), (5, 64, 1), (7, 96, 3), (33, 128, 4), (64, 576, 9), (19, 1536, 70)]
+    }
 
     /// Valid random blocks: f16 scales in a sane range, random quant bytes.
     func randomWeights(_ type: GGMLType, rows: Int, columns: Int, rng: inout SplitMix64) -> [UInt8] {
@@ -24,6 +43,13 @@ import SquishKernels
             }
         case .f16:
             for i in 0 ..< rows * columns { (bytes[2 * i], bytes[2 * i + 1]) = f16(Float.random(in: -1 ... 1, using: &rng)) }
+        case _ where Self.kQuants.contains(type):
+            let bb = type.blockBytes
+            for b in 0 ..< rows * columns / 256 {
+                for o in Self.kQuantScaleOffsets(type) {
+                    (bytes[b * bb + o], bytes[b * bb + o + 1]) = f16(Float.random(in: 0.001 ... 0.05, using: &rng))
+                }
+            }
         default:
             let bb = type.blockBytes
             for b in 0 ..< rows * columns / 32 {
@@ -41,7 +67,7 @@ import SquishKernels
         let matmul = Matmul(pool: pool)
         let portableMatmul = Matmul(pool: pool)
         portableMatmul.portable = true
-        for (rows, columns, tokens) in [(1, 32, 1), (5, 64, 1), (7, 96, 3), (33, 128, 4), (64, 576, 9), (19, 1536, 70)] {
+        for (rows, columns, tokens) in Self.shapes(type) {
             let bytes = randomWeights(type, rows: rows, columns: columns, rng: &rng)
             let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
             try bytes.withUnsafeBytes { raw in
@@ -66,6 +92,32 @@ import SquishKernels
                         #expect(abs(Double(fast[t * rows + r]) - ref) <= tol, "\(type) \(rows)x\(columns) t\(t) r\(r)")
                         #expect(abs(Double(portable[t * rows + r]) - ref) <= tol, "portable \(type) \(rows)x\(columns) t\(t) r\(r)")
                     }
+                }
+            }
+        }
+    }
+
+    /// The C dequantizer behind `WeightMatrix.dequantizeRow` equals the Swift codec bit for bit on random blocks
+    /// (every byte random, so scales include subnormals, infinities and NaNs).
+    @Test(arguments: kQuants)
+    func kQuantRowsMatchCodec(type: GGMLType) throws {
+        var rng = SplitMix64(seed: UInt64(type.rawValue) + 99)
+        let rows = 16, columns = 1024
+        for pass in 0 ..< 2 {
+            var bytes = randomWeights(type, rows: rows, columns: columns, rng: &rng)
+            if pass == 1 { for i in bytes.indices { bytes[i] = UInt8.random(in: 0 ... 255, using: &rng) } }
+            try bytes.withUnsafeBytes { raw in
+                let w = try WeightMatrix(name: "w", type: type, data: raw, rows: rows, columns: columns)
+                #expect(w.usesQ8Kernel)
+                var row = [Float](repeating: 0, count: columns)
+                for r in 0 ..< rows {
+                    try row.withUnsafeMutableBufferPointer { try w.dequantizeRow(r, into: $0.baseAddress!) }
+                    let reference = try Codecs.dequantize(type, UnsafeRawBufferPointer(rebasing: raw[r * w.rowBytes ..< (r + 1) * w.rowBytes]),
+                                                          count: columns)
+                    let mismatches = (0 ..< columns).filter { k in
+                        !(row[k].bitPattern == reference[k].bitPattern || (row[k].isNaN && reference[k].isNaN))
+                    }
+                    #expect(mismatches.isEmpty, "\(type) pass \(pass) row \(r): \(mismatches.count) values differ, first at \(mismatches.first ?? -1)")
                 }
             }
         }
