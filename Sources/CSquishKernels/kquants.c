@@ -85,15 +85,19 @@ static inline void kq_scale_min_k4(const uint8_t *b, uint64_t *sc, uint64_t *m) 
 }
 
 /// Q3_K: the 16 six-bit scales (still biased by 32) from 12 bytes: low 4 bits = b[s % 8] >> 4 (s / 8),
-/// high 2 bits = b[8 + s % 4] >> 2 (s / 4). out[s] for s in 0..15.
-static inline void kq_scales_q3(const uint8_t *b, uint8_t out[16]) {
+/// high 2 bits = b[8 + s % 4] >> 2 (s / 4). Byte k of v[i] is scale 4 i + k.
+static inline void kq_scales_q3_words(const uint8_t *b, uint32_t v[4]) {
     const uint32_t a0 = kq_u32(b), a1 = kq_u32(b + 4), a2 = kq_u32(b + 8);
-    const uint32_t v[4] = {
-        (a0 & 0x0f0f0f0fu) | ((a2 & 0x03030303u) << 4),
-        (a1 & 0x0f0f0f0fu) | (((a2 >> 2) & 0x03030303u) << 4),
-        ((a0 >> 4) & 0x0f0f0f0fu) | (((a2 >> 4) & 0x03030303u) << 4),
-        ((a1 >> 4) & 0x0f0f0f0fu) | (((a2 >> 6) & 0x03030303u) << 4),
-    };
+    v[0] = (a0 & 0x0f0f0f0fu) | ((a2 & 0x03030303u) << 4);
+    v[1] = (a1 & 0x0f0f0f0fu) | (((a2 >> 2) & 0x03030303u) << 4);
+    v[2] = ((a0 >> 4) & 0x0f0f0f0fu) | (((a2 >> 4) & 0x03030303u) << 4);
+    v[3] = ((a1 >> 4) & 0x0f0f0f0fu) | (((a2 >> 6) & 0x03030303u) << 4);
+}
+
+/// The same as out[s] for s in 0..15.
+static inline void kq_scales_q3(const uint8_t *b, uint8_t out[16]) {
+    uint32_t v[4];
+    kq_scales_q3_words(b, v);
     for (int i = 0; i < 4; i++)
         for (int k = 0; k < 4; k++) out[4 * i + k] = (uint8_t)(v[i] >> (8 * k));
 }
@@ -353,11 +357,11 @@ KQ_AVX2 KQ_INLINE void kq_unpack(const int type, const uint8_t *blk, kq_sb *o) {
         break;
     }
     case KQ_Q3_K: {
-        uint8_t s6[16];
-        kq_scales_q3(blk + 96, s6);
+        uint32_t s6[4];
+        kq_scales_q3_words(blk + 96, s6);
         o->d = _cvtsh_ss((unsigned short)(blk[108] | (blk[109] << 8)));
         o->coef = -4.0f * o->d;
-        const __m128i s8 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)s6), _mm_set1_epi8(32));
+        const __m128i s8 = _mm_sub_epi8(_mm_setr_epi32((int)s6[0], (int)s6[1], (int)s6[2], (int)s6[3]), _mm_set1_epi8(32));
         o->c16 = _mm256_cvtepi8_epi16(s8);
         kq_spread16(o->c16, o->sc);
         const __m256i h = _mm256_loadu_si256((const __m256i *)blk);
