@@ -167,7 +167,9 @@ static void matmul_portable(int type, const void *w, size_t row_bytes, int64_t r
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// AVX2 + FMA + F16C
+// AVX2 + FMA + F16C. The weights are taken in groups of 256 (one super-block; 8 IQ4_NL blocks), i.e. 8 activation
+// blocks: the 8 per-block int32 dot products are reduced to one vector with lane s = block s, converted once and
+// scaled by the vector of (weight scale × activation scale) per block.
 
 #ifdef SQ_X86
 #define SQ_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -180,12 +182,21 @@ SQ_AVX2 static inline float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/// One unit unpacked: q[s] holds the 32 weights of sub-block s as bytes (IQ4: signed levels; TQ: unsigned t),
-/// sc[s] its float scale; for TQ, the Σ t·qa dot is corrected by − d·s_a per activation block.
+/// 256 weights unpacked: q[s] the 32 weights of activation block s as bytes (IQ4: signed levels; TQ: unsigned t),
+/// lane s of sc their float scale, d the TQ super-block scale (for the offset correction − d · Σ s_a).
 typedef struct {
     __m256i q[8];
-    float sc[8];
-} unit_avx2;
+    __m256 sc;
+    float d;
+} group_avx2;
+
+/// The activation side of one group: lane s = scale of block s; s = Σ of the 8 blocks' s (TQ only).
+typedef struct {
+    __m256 d;
+    float s;
+} act_avx2;
+
+static inline size_t group_bytes(int type) { return type == T_IQ4_NL ? 8 * 18 : unit_bytes(type); }
 
 /// 16 packed nibbles → 32 signed IQ4 levels in element order (low nibbles first).
 SQ_AVX2 SQ_INLINE __m256i iq4_levels_32(const uint8_t *qs) {
@@ -201,99 +212,141 @@ SQ_AVX2 SQ_INLINE __m256i iq4_levels_32(const uint8_t *qs) {
 /// share the power): (u8)(b·3^j) goes to the high byte of a 16-bit lane, where mulhi by 3 gives (m·3) >> 8.
 SQ_AVX2 SQ_INLINE __m256i tq1_digits(__m256i bytes, __m256i pow3) {
     const __m256i three = _mm256_set1_epi16(3);
-    const __m256i lo = _mm256_mullo_epi16(_mm256_slli_epi16(bytes, 8), pow3);                       // (b_lo·p mod 256) << 8
+    const __m256i lo = _mm256_mullo_epi16(_mm256_slli_epi16(bytes, 8), pow3);                               // (b_lo·p mod 256) << 8
     const __m256i hi = _mm256_mullo_epi16(_mm256_and_si256(bytes, _mm256_set1_epi16((short)0xFF00)), pow3);  // (b_hi·p mod 256) << 8
     return _mm256_or_si256(_mm256_mulhi_epu16(lo, three), _mm256_slli_epi16(_mm256_mulhi_epu16(hi, three), 8));
 }
 
-SQ_AVX2 SQ_INLINE void unpack_unit_avx2(const int type, const uint8_t *blk, unit_avx2 *u) {
+SQ_AVX2 SQ_INLINE void unpack_group(const int type, const uint8_t *blk, group_avx2 *g) {
     switch (type) {
-    case T_IQ4_NL:
-        u->sc[0] = _cvtsh_ss(load_u16(blk));
-        u->q[0] = iq4_levels_32(blk + 2);
+    case T_IQ4_NL: {  // 8 blocks of 18 bytes
+        for (int s = 0; s < 8; s++) g->q[s] = iq4_levels_32(blk + 18 * s + 2);
+        const __m128i d = _mm_setr_epi16((short)load_u16(blk), (short)load_u16(blk + 18), (short)load_u16(blk + 36),
+                                         (short)load_u16(blk + 54), (short)load_u16(blk + 72), (short)load_u16(blk + 90),
+                                         (short)load_u16(blk + 108), (short)load_u16(blk + 126));
+        g->sc = _mm256_cvtph_ps(d);
+        g->d = 0.0f;
         break;
+    }
     case T_IQ4_XS: {
-        const float d = _cvtsh_ss(load_u16(blk));
-        const unsigned sh = load_u16(blk + 2);
-        for (int s = 0; s < 8; s++) {
-            const int ls = (int)(((blk[4 + (s >> 1)] >> (4 * (s & 1))) & 15) | (((sh >> (2 * s)) & 3) << 4)) - 32;
-            u->sc[s] = d * (float)ls;
-            u->q[s] = iq4_levels_32(blk + 8 + 16 * s);
-        }
+        for (int s = 0; s < 8; s++) g->q[s] = iq4_levels_32(blk + 8 + 16 * s);
+        // ls_s = (bits 4s..4s+3 of scales_l as a u32 LE) | (bits 2s, 2s+1 of scales_h) << 4, minus 32.
+        uint32_t scl;
+        memcpy(&scl, blk + 4, 4);
+        const __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)scl), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                                            _mm256_set1_epi32(15));
+        const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(load_u16(blk + 2)), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                            _mm256_set1_epi32(3));
+        const __m256i ls = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+        g->sc = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(blk))), _mm256_cvtepi32_ps(ls));
+        g->d = 0.0f;
         break;
     }
     case T_TQ1_0: {
-        const float d = _cvtsh_ss(load_u16(blk + 52));
-        for (int s = 0; s < 8; s++) u->sc[s] = d;
+        g->d = _cvtsh_ss(load_u16(blk + 52));
+        g->sc = _mm256_set1_ps(g->d);
         const __m256i b0 = _mm256_loadu_si256((const __m256i *)blk);                                  // qs[0..32)
-        u->q[0] = tq1_digits(b0, _mm256_set1_epi16(1));
-        u->q[1] = tq1_digits(b0, _mm256_set1_epi16(3));
-        u->q[2] = tq1_digits(b0, _mm256_set1_epi16(9));
-        u->q[3] = tq1_digits(b0, _mm256_set1_epi16(27));
-        u->q[4] = tq1_digits(b0, _mm256_set1_epi16(81));
+        g->q[0] = tq1_digits(b0, _mm256_set1_epi16(1));
+        g->q[1] = tq1_digits(b0, _mm256_set1_epi16(3));
+        g->q[2] = tq1_digits(b0, _mm256_set1_epi16(9));
+        g->q[3] = tq1_digits(b0, _mm256_set1_epi16(27));
+        g->q[4] = tq1_digits(b0, _mm256_set1_epi16(81));
         const __m256i b1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 32)));  // qs[32..48) twice
-        u->q[5] = tq1_digits(b1, _mm256_setr_epi16(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3));    // weights 160..191
-        u->q[6] = tq1_digits(b1, _mm256_setr_epi16(9, 9, 9, 9, 9, 9, 9, 9, 27, 27, 27, 27, 27, 27, 27, 27));  // 192..223
+        g->q[5] = tq1_digits(b1, _mm256_setr_epi16(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3));    // weights 160..191
+        g->q[6] = tq1_digits(b1, _mm256_setr_epi16(9, 9, 9, 9, 9, 9, 9, 9, 27, 27, 27, 27, 27, 27, 27, 27));  // 192..223
         int32_t qh;
         memcpy(&qh, blk + 48, 4);
         // Weights 224..239 (digit 4 of qs[32..48)) in the low half, 240..255 (qh[k] digit j at 4 j + k) in the high half.
         const __m256i b2 = _mm256_inserti128_si256(b1, _mm_set1_epi32(qh), 1);
-        u->q[7] = tq1_digits(b2, _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27));
+        g->q[7] = tq1_digits(b2, _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27));
         break;
     }
     default: {  // TQ2_0
-        const float d = _cvtsh_ss(load_u16(blk + 64));
-        for (int s = 0; s < 8; s++) u->sc[s] = d;
+        g->d = _cvtsh_ss(load_u16(blk + 64));
+        g->sc = _mm256_set1_ps(g->d);
         const __m256i three = _mm256_set1_epi8(3);
-        for (int g = 0; g < 2; g++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 32 * g));
-            u->q[4 * g + 0] = _mm256_and_si256(v, three);
-            u->q[4 * g + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 2), three);
-            u->q[4 * g + 2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), three);
-            u->q[4 * g + 3] = _mm256_and_si256(_mm256_srli_epi16(v, 6), three);
+        for (int h = 0; h < 2; h++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 32 * h));
+            g->q[4 * h + 0] = _mm256_and_si256(v, three);
+            g->q[4 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 2), three);
+            g->q[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), three);
+            g->q[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(v, 6), three);
         }
         break;
     }
     }
 }
 
-/// Σ over 32 byte pairs as 8 float lanes (exact int32 sums converted): q signed (IQ4, via |q| and sign transfer)
-/// or unsigned (TQ).
-SQ_AVX2 SQ_INLINE __m256 dot32(const int is_signed, __m256i q, const int8_t *xq) {
+SQ_AVX2 SQ_INLINE act_avx2 load_act(const int type, const sq_block_q8 *x) {
+    act_avx2 a;
+    a.d = _mm256_setr_ps(x[0].d, x[1].d, x[2].d, x[3].d, x[4].d, x[5].d, x[6].d, x[7].d);
+    a.s = (type == T_TQ1_0 || type == T_TQ2_0)
+        ? ((x[0].s + x[1].s) + (x[2].s + x[3].s)) + ((x[4].s + x[5].s) + (x[6].s + x[7].s)) : 0.0f;
+    return a;
+}
+
+/// Σ over 32 byte pairs as 8 int32 lanes (exact): q signed (IQ4, via |q| and sign transfer) or unsigned (TQ).
+SQ_AVX2 SQ_INLINE __m256i dot32_i32(const int is_signed, __m256i q, const int8_t *xq) {
     const __m256i x = _mm256_loadu_si256((const __m256i *)xq);
     const __m256i p = is_signed ? _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q))
                                 : _mm256_maddubs_epi16(q, x);
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-/// Adds one unit's contribution for one token: float lanes to *acc, the TQ offset correction to *corr.
-SQ_AVX2 SQ_INLINE void unit_dot(const int type, const unit_avx2 *u, const sq_block_q8 *x, __m256 *acc, float *corr) {
-    const int sub = type == T_IQ4_NL ? 1 : 8;
+/// One group against one token: *acc += lanes whose sum is Σ_s sc_s · d_s · Σ q qa; *corr += d · Σ s (TQ).
+SQ_AVX2 SQ_INLINE void group_dot(const int type, const group_avx2 *g, const sq_block_q8 *x, const act_avx2 *act,
+                                 __m256 *acc, float *corr) {
     const int is_signed = type == T_IQ4_NL || type == T_IQ4_XS;
-    for (int s = 0; s < sub; s++) *acc = _mm256_fmadd_ps(_mm256_set1_ps(u->sc[s] * x[s].d), dot32(is_signed, u->q[s], x[s].qs), *acc);
-    if (!is_signed) {
-        *corr += u->sc[0] * (((x[0].s + x[1].s) + (x[2].s + x[3].s)) + ((x[4].s + x[5].s) + (x[6].s + x[7].s)));
-    }
+    __m256i m[8];
+    for (int s = 0; s < 8; s++) m[s] = dot32_i32(is_signed, g->q[s], x[s].qs);
+    // Horizontal sums: after two rounds of hadd, lane k of 128-bit half h holds half h of block k (k < 4) or
+    // block 4 + k; the 128-bit permutes line the halves up so that lane s = block s.
+    const __m256i h0123 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+    const __m256i h4567 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[4], m[5]), _mm256_hadd_epi32(m[6], m[7]));
+    const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
+                                         _mm256_permute2x128_si256(h0123, h4567, 0x31));
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(g->sc, act->d), *acc);
+    if (!is_signed) *corr += g->d * act->s;
 }
 
-/// One token against four consecutive rows (decode): independent accumulators and a prefetch ahead.
+/// One IQ4_NL block (the tail of a row whose block count is not a multiple of 8) against one token.
+SQ_AVX2 SQ_INLINE __m256 iq4nl_block(const uint8_t *blk, const sq_block_q8 *x, __m256 acc) {
+    const __m256i m = dot32_i32(1, iq4_levels_32(blk + 2), x->qs);
+    return _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(blk)) * x->d), _mm256_cvtepi32_ps(m), acc);
+}
+
+/// One token against four consecutive rows (decode): independent accumulators, the activation side of each group
+/// built once for the four rows, and prefetches for the next four rows.
 SQ_AVX2 SQ_INLINE void rows4_token1(const int type, const uint8_t *row, size_t row_bytes, const sq_block_q8 *x,
-                                    int64_t nu, float out[4]) {
-    const size_t ub = unit_bytes(type);
-    const int sub = type == T_IQ4_NL ? 1 : 8;
+                                    int64_t nb, float out[4]) {
+    const size_t gb = group_bytes(type);
+    const int64_t ng = nb / 8;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
     float c0 = 0, c1 = 0, c2 = 0, c3 = 0;
     const uint8_t *w0 = row, *w1 = row + row_bytes, *w2 = w1 + row_bytes, *w3 = w2 + row_bytes;
-    for (int64_t i = 0; i < nu; i++) {
-        const size_t o = (size_t)i * ub;
-        const sq_block_q8 *xu = x + i * sub;
-        _mm_prefetch((const char *)(w0 + o + 4 * row_bytes), _MM_HINT_T0);
-        _mm_prefetch((const char *)(w3 + o + 4 * row_bytes), _MM_HINT_T0);
-        unit_avx2 u;
-        unpack_unit_avx2(type, w0 + o, &u); unit_dot(type, &u, xu, &acc0, &c0);
-        unpack_unit_avx2(type, w1 + o, &u); unit_dot(type, &u, xu, &acc1, &c1);
-        unpack_unit_avx2(type, w2 + o, &u); unit_dot(type, &u, xu, &acc2, &c2);
-        unpack_unit_avx2(type, w3 + o, &u); unit_dot(type, &u, xu, &acc3, &c3);
+    for (int64_t i = 0; i < ng; i++) {
+        const size_t o = (size_t)i * gb;
+        const sq_block_q8 *xg = x + 8 * i;
+        for (size_t l = 0; l < gb; l += 64) {
+            _mm_prefetch((const char *)(w0 + 4 * row_bytes + o + l), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w1 + 4 * row_bytes + o + l), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w2 + 4 * row_bytes + o + l), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w3 + 4 * row_bytes + o + l), _MM_HINT_T0);
+        }
+        const act_avx2 act = load_act(type, xg);
+        group_avx2 g;
+        unpack_group(type, w0 + o, &g); group_dot(type, &g, xg, &act, &acc0, &c0);
+        unpack_group(type, w1 + o, &g); group_dot(type, &g, xg, &act, &acc1, &c1);
+        unpack_group(type, w2 + o, &g); group_dot(type, &g, xg, &act, &acc2, &c2);
+        unpack_group(type, w3 + o, &g); group_dot(type, &g, xg, &act, &acc3, &c3);
+    }
+    if (type == T_IQ4_NL) {
+        for (int64_t b = 8 * ng; b < nb; b++) {
+            acc0 = iq4nl_block(w0 + 18 * b, x + b, acc0);
+            acc1 = iq4nl_block(w1 + 18 * b, x + b, acc1);
+            acc2 = iq4nl_block(w2 + 18 * b, x + b, acc2);
+            acc3 = iq4nl_block(w3 + 18 * b, x + b, acc3);
+        }
     }
     out[0] = hsum_ps(acc0) - c0;
     out[1] = hsum_ps(acc1) - c1;
@@ -303,29 +356,53 @@ SQ_AVX2 SQ_INLINE void rows4_token1(const int type, const uint8_t *row, size_t r
 
 SQ_AVX2 SQ_INLINE void matmul_avx2_typed(const int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
                                          const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
-    const size_t ub = unit_bytes(type);
-    const int sub = type == T_IQ4_NL ? 1 : 8;
-    const int64_t nu = nb / sub;
-    // Tokens in tiles of four against one row: each unit is unpacked once and used four times.
+    const size_t gb = group_bytes(type);
+    const int64_t ng = nb / 8;
+    // Tokens in tiles of four against one row: each group is unpacked once and used four times. The activation side
+    // of the groups is built once per tile for up to TILE_GROUPS groups (columns beyond that in further passes, which
+    // add to y).
+    enum { TILE_GROUPS = 64 };
+    act_avx2 acts[4][TILE_GROUPS];  // [token in tile][group in pass]
     int64_t t = 0;
     for (; t + 4 <= nt; t += 4) {
         const sq_block_q8 *x0 = a + t * nb, *x1 = x0 + nb, *x2 = x1 + nb, *x3 = x2 + nb;
-        for (int64_t r = r0; r < r1; r++) {
-            const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
-            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-            float c0 = 0, c1 = 0, c2 = 0, c3 = 0;
-            for (int64_t i = 0; i < nu; i++) {
-                unit_avx2 u;
-                unpack_unit_avx2(type, row + (size_t)i * ub, &u);
-                unit_dot(type, &u, x0 + i * sub, &acc0, &c0);
-                unit_dot(type, &u, x1 + i * sub, &acc1, &c1);
-                unit_dot(type, &u, x2 + i * sub, &acc2, &c2);
-                unit_dot(type, &u, x3 + i * sub, &acc3, &c3);
+        for (int64_t p0 = 0; p0 == 0 || p0 < ng; p0 += TILE_GROUPS) {
+            const int64_t p1 = p0 + TILE_GROUPS < ng ? p0 + TILE_GROUPS : ng;
+            const int last = p1 == ng;
+            for (int64_t i = p0; i < p1; i++) {
+                acts[0][i - p0] = load_act(type, x0 + 8 * i);
+                acts[1][i - p0] = load_act(type, x1 + 8 * i);
+                acts[2][i - p0] = load_act(type, x2 + 8 * i);
+                acts[3][i - p0] = load_act(type, x3 + 8 * i);
             }
-            y[(t + 0) * ldy + r] = hsum_ps(acc0) - c0;
-            y[(t + 1) * ldy + r] = hsum_ps(acc1) - c1;
-            y[(t + 2) * ldy + r] = hsum_ps(acc2) - c2;
-            y[(t + 3) * ldy + r] = hsum_ps(acc3) - c3;
+            for (int64_t r = r0; r < r1; r++) {
+                const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
+                __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+                float c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+                for (int64_t i = p0; i < p1; i++) {
+                    group_avx2 g;
+                    unpack_group(type, row + (size_t)i * gb, &g);
+                    const int64_t b = 8 * i;
+                    group_dot(type, &g, x0 + b, &acts[0][i - p0], &acc0, &c0);
+                    group_dot(type, &g, x1 + b, &acts[1][i - p0], &acc1, &c1);
+                    group_dot(type, &g, x2 + b, &acts[2][i - p0], &acc2, &c2);
+                    group_dot(type, &g, x3 + b, &acts[3][i - p0], &acc3, &c3);
+                }
+                if (type == T_IQ4_NL && last) {
+                    for (int64_t b = 8 * ng; b < nb; b++) {
+                        acc0 = iq4nl_block(row + 18 * b, x0 + b, acc0);
+                        acc1 = iq4nl_block(row + 18 * b, x1 + b, acc1);
+                        acc2 = iq4nl_block(row + 18 * b, x2 + b, acc2);
+                        acc3 = iq4nl_block(row + 18 * b, x3 + b, acc3);
+                    }
+                }
+                const float v0 = hsum_ps(acc0) - c0, v1 = hsum_ps(acc1) - c1, v2 = hsum_ps(acc2) - c2, v3 = hsum_ps(acc3) - c3;
+                if (p0 == 0) {
+                    y[(t + 0) * ldy + r] = v0; y[(t + 1) * ldy + r] = v1; y[(t + 2) * ldy + r] = v2; y[(t + 3) * ldy + r] = v3;
+                } else {
+                    y[(t + 0) * ldy + r] += v0; y[(t + 1) * ldy + r] += v1; y[(t + 2) * ldy + r] += v2; y[(t + 3) * ldy + r] += v3;
+                }
+            }
         }
     }
     // Remaining tokens (all of them in decode): four rows at a time, then single rows.
@@ -334,18 +411,21 @@ SQ_AVX2 SQ_INLINE void matmul_avx2_typed(const int type, const void *w, size_t r
         int64_t r = r0;
         for (; r + 4 <= r1; r += 4) {
             float out[4];
-            rows4_token1(type, (const uint8_t *)w + (size_t)r * row_bytes, row_bytes, x, nu, out);
+            rows4_token1(type, (const uint8_t *)w + (size_t)r * row_bytes, row_bytes, x, nb, out);
             y[t * ldy + r] = out[0]; y[t * ldy + r + 1] = out[1]; y[t * ldy + r + 2] = out[2]; y[t * ldy + r + 3] = out[3];
         }
         for (; r < r1; r++) {
             const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
             __m256 acc = _mm256_setzero_ps();
             float c = 0;
-            for (int64_t i = 0; i < nu; i++) {
-                unit_avx2 u;
-                unpack_unit_avx2(type, row + (size_t)i * ub, &u);
-                unit_dot(type, &u, x + i * sub, &acc, &c);
+            for (int64_t i = 0; i < ng; i++) {
+                group_avx2 g;
+                unpack_group(type, row + (size_t)i * gb, &g);
+                const act_avx2 act = load_act(type, x + 8 * i);
+                group_dot(type, &g, x + 8 * i, &act, &acc, &c);
             }
+            if (type == T_IQ4_NL)
+                for (int64_t b = 8 * ng; b < nb; b++) acc = iq4nl_block(row + 18 * b, x + b, acc);
             y[t * ldy + r] = hsum_ps(acc) - c;
         }
     }

@@ -18,12 +18,14 @@ import SquishKernels
         }
     }
 
-    /// (rows, columns, tokens): columns a multiple of the block size; rows and tokens off the kernels' tiles of 4.
+    /// (rows, columns, tokens): columns a multiple of the block size; rows and tokens off the kernels' tiles of 4;
+    /// the widest shape has more than 64 groups of 256 columns (the AVX2 prefill tile splits it in passes) and, for
+    /// IQ4_NL, blocks past the last whole group of 8.
     static func shapes(_ type: GGMLType) -> [(Int, Int, Int)] {
         if type.blockElements == 32 {
-            return [(1, 32, 1), (5, 64, 1), (7, 96, 3), (33, 128, 4), (64, 576, 9), (19, 1536, 70)]
+            return [(1, 32, 1), (5, 64, 1), (7, 96, 3), (33, 128, 4), (64, 576, 9), (19, 1536, 70), (3, 16_672, 5)]
         }
-        return [(1, 256, 1), (5, 512, 1), (7, 768, 3), (33, 256, 4), (64, 512, 9), (19, 1536, 70)]
+        return [(1, 256, 1), (5, 512, 1), (7, 768, 3), (33, 256, 4), (64, 512, 9), (19, 1536, 70), (3, 16_896, 5)]
     }
 
     /// Valid random blocks. Even rows: random quant bytes with f16 scales in 0.001...0.05 (every byte value has a
