@@ -81,8 +81,8 @@ static inline int tq1_digit(uint8_t b, int j) {
     return (((unsigned)(uint8_t)(b * pow3[j])) * 3) >> 8;
 }
 
-/// Integer weights of one unit, in element order: IQ4 levels (-127..113) or ternary t (0..3; t - 1 is the weight),
-/// and one float scale per 32 weights (IQ4_NL: 1 scale, others: 8).
+/// Integer weights of one unit, in element order: IQ4 levels (-127..113) or ternary t - 1 (-1..1; TQ2_0's unused
+/// code 3 gives 2, as in gguf-py), and one float scale per 32 weights (IQ4_NL: 1 scale, others: 8).
 static inline void unpack_unit(int type, const uint8_t *blk, int8_t *q, float *scale) {
     switch (type) {
     case T_IQ4_NL:
@@ -102,17 +102,19 @@ static inline void unpack_unit(int type, const uint8_t *blk, int8_t *q, float *s
         const float d = f16_to_f32(load_u16(blk + 52));
         for (int s = 0; s < 8; s++) scale[s] = d;
         for (int j = 0; j < 5; j++) {
-            for (int k = 0; k < 32; k++) q[32 * j + k] = (int8_t)tq1_digit(blk[k], j);
-            for (int k = 0; k < 16; k++) q[160 + 16 * j + k] = (int8_t)tq1_digit(blk[32 + k], j);
+            for (int k = 0; k < 32; k++) q[32 * j + k] = (int8_t)(tq1_digit(blk[k], j) - 1);
+            for (int k = 0; k < 16; k++) q[160 + 16 * j + k] = (int8_t)(tq1_digit(blk[32 + k], j) - 1);
         }
         for (int j = 0; j < 4; j++)
-            for (int k = 0; k < 4; k++) q[240 + 4 * j + k] = (int8_t)tq1_digit(blk[48 + k], j);
+            for (int k = 0; k < 4; k++) q[240 + 4 * j + k] = (int8_t)(tq1_digit(blk[48 + k], j) - 1);
         break;
     }
     default: {  // TQ2_0
         const float d = f16_to_f32(load_u16(blk + 64));
         for (int s = 0; s < 8; s++) scale[s] = d;
-        for (int i = 0; i < 256; i++) q[i] = (int8_t)((blk[32 * (i >> 7) + (i & 31)] >> (2 * ((i >> 5) & 3))) & 3);
+        for (int g = 0; g < 2; g++)
+            for (int j = 0; j < 4; j++)
+                for (int k = 0; k < 32; k++) q[128 * g + 32 * j + k] = (int8_t)(((blk[32 * g + k] >> (2 * j)) & 3) - 1);
         break;
     }
     }
@@ -128,11 +130,7 @@ void sq_iqtq_dequantize_row(int type, const void *src, float *dst, int64_t n) {
         unpack_unit(type, p + (size_t)u * ub, q, scale);
         float *out = dst + u * uw;
         // Same float operations as gguf-py: (d [* ls]) * level, or d * (t - 1).
-        if (type == T_IQ4_NL || type == T_IQ4_XS) {
-            for (int i = 0; i < uw; i++) out[i] = scale[i >> 5] * (float)q[i];
-        } else {
-            for (int i = 0; i < uw; i++) out[i] = scale[0] * (float)(q[i] - 1);
-        }
+        for (int i = 0; i < uw; i++) out[i] = scale[i >> 5] * (float)q[i];
     }
 }
 
@@ -143,25 +141,26 @@ static void matmul_portable(int type, const void *w, size_t row_bytes, int64_t r
                             const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
     const int uw = unit_weights(type), sub = uw / 32;
     const size_t ub = unit_bytes(type);
-    const int offset = (type == T_TQ1_0 || type == T_TQ2_0) ? 1 : 0;  // weight = q - offset
     const int64_t nu = nb / sub;
     int8_t q[256];
     float scale[8];
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
-        for (int64_t t = 0; t < nt; t++) {
-            const sq_block_q8 *x = a + t * nb;
-            float acc = 0.0f;
-            for (int64_t u = 0; u < nu; u++) {
-                unpack_unit(type, row + (size_t)u * ub, q, scale);
+        for (int64_t t = 0; t < nt; t++) y[t * ldy + r] = 0.0f;
+        // Each unit is unpacked once and used for every token.
+        for (int64_t u = 0; u < nu; u++) {
+            unpack_unit(type, row + (size_t)u * ub, q, scale);
+            for (int64_t t = 0; t < nt; t++) {
+                const sq_block_q8 *x = a + t * nb + u * sub;
+                float acc = 0.0f;
                 for (int s = 0; s < sub; s++) {
-                    const sq_block_q8 *xb = &x[u * sub + s];
+                    const int8_t *qs = q + 32 * s, *xq = x[s].qs;
                     int isum = 0;
-                    for (int i = 0; i < 32; i++) isum += ((int)q[32 * s + i] - offset) * (int)xb->qs[i];
-                    acc += scale[s] * xb->d * (float)isum;
+                    for (int i = 0; i < 32; i++) isum += (int)qs[i] * (int)xq[i];
+                    acc += scale[s] * x[s].d * (float)isum;
                 }
+                y[t * ldy + r] += acc;
             }
-            y[t * ldy + r] = acc;
         }
     }
 }
