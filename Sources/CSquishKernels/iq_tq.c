@@ -216,9 +216,27 @@ SQ_AVX2 SQ_INLINE __m256i tq1_digits(__m256i bytes, __m256i pow3) {
     return _mm256_or_si256(_mm256_mulhi_epu16(lo, three), _mm256_slli_epi16(_mm256_mulhi_epu16(hi, three), 8));
 }
 
-SQ_AVX2 SQ_INLINE void unpack_group(const int type, const uint8_t *blk, group_avx2 *g) {
+/// Unpacks 256 weights. With `paired` (IQ4 types, decode), blocks 2k and 2k + 1 are unpacked together: q[2k] holds
+/// the first 16 weights of both (block 2k in the low 128 bits), q[2k + 1] their last 16, and lane l of sc is the
+/// scale of block (0, 2, 4, 6, 1, 3, 5, 7)[l], the order in which group_dot_paired's reduction leaves the blocks.
+SQ_AVX2 SQ_INLINE void unpack_group(const int type, const int paired, const uint8_t *blk, group_avx2 *g) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4_levels));
+    const __m256i low4 = _mm256_set1_epi8(15);
     switch (type) {
     case T_IQ4_NL: {  // 8 blocks of 18 bytes
+        if (paired) {
+            for (int k = 0; k < 4; k++) {
+                const __m256i v = _mm256_loadu2_m128i((const __m128i *)(blk + 18 * (2 * k + 1) + 2), (const __m128i *)(blk + 18 * (2 * k) + 2));
+                g->q[2 * k] = _mm256_shuffle_epi8(table, _mm256_and_si256(v, low4));
+                g->q[2 * k + 1] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+            }
+            const __m128i d = _mm_setr_epi16((short)load_u16(blk), (short)load_u16(blk + 36), (short)load_u16(blk + 72),
+                                             (short)load_u16(blk + 108), (short)load_u16(blk + 18), (short)load_u16(blk + 54),
+                                             (short)load_u16(blk + 90), (short)load_u16(blk + 126));
+            g->sc = _mm256_cvtph_ps(d);
+            g->d = 0.0f;
+            break;
+        }
         for (int s = 0; s < 8; s++) g->q[s] = iq4_levels_32(blk + 18 * s + 2);
         const __m128i d = _mm_setr_epi16((short)load_u16(blk), (short)load_u16(blk + 18), (short)load_u16(blk + 36),
                                          (short)load_u16(blk + 54), (short)load_u16(blk + 72), (short)load_u16(blk + 90),
@@ -228,14 +246,23 @@ SQ_AVX2 SQ_INLINE void unpack_group(const int type, const uint8_t *blk, group_av
         break;
     }
     case T_IQ4_XS: {
-        for (int s = 0; s < 8; s++) g->q[s] = iq4_levels_32(blk + 8 + 16 * s);
-        // ls_s = (bits 4s..4s+3 of scales_l as a u32 LE) | (bits 2s, 2s+1 of scales_h) << 4, minus 32.
+        if (paired) {
+            for (int k = 0; k < 4; k++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 8 + 32 * k));  // sub-blocks 2k, 2k + 1
+                g->q[2 * k] = _mm256_shuffle_epi8(table, _mm256_and_si256(v, low4));
+                g->q[2 * k + 1] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+            }
+        } else {
+            for (int s = 0; s < 8; s++) g->q[s] = iq4_levels_32(blk + 8 + 16 * s);
+        }
+        // ls_s = (bits 4s..4s+3 of scales_l as a u32 LE) | (bits 2s, 2s+1 of scales_h) << 4, minus 32; lane l takes
+        // s = l, or s = (0, 2, 4, 6, 1, 3, 5, 7)[l] when paired.
         uint32_t scl;
         memcpy(&scl, blk + 4, 4);
-        const __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)scl), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
-                                            _mm256_set1_epi32(15));
-        const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(load_u16(blk + 2)), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
-                                            _mm256_set1_epi32(3));
+        const __m256i shl = paired ? _mm256_setr_epi32(0, 8, 16, 24, 4, 12, 20, 28) : _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+        const __m256i shh = paired ? _mm256_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14) : _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+        const __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)scl), shl), _mm256_set1_epi32(15));
+        const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(load_u16(blk + 2)), shh), _mm256_set1_epi32(3));
         const __m256i ls = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
         g->sc = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(blk))), _mm256_cvtepi32_ps(ls));
         g->d = 0.0f;
@@ -308,6 +335,37 @@ SQ_AVX2 SQ_INLINE void group_dot(const int type, const group_avx2 *g, const sq_b
     if (!is_signed) *corr += g->d * act->s;
 }
 
+/// The activation side of one group in the paired layout (see unpack_group): xq[2k] = first halves of blocks 2k and
+/// 2k + 1, xq[2k + 1] = their second halves; lane l of d = scale of block (0, 2, 4, 6, 1, 3, 5, 7)[l].
+typedef struct {
+    __m256i xq[8];
+    __m256 d;
+} act_paired_avx2;
+
+SQ_AVX2 SQ_INLINE void load_act_paired(const sq_block_q8 *x, act_paired_avx2 *a) {
+    for (int k = 0; k < 4; k++) {
+        const int8_t *e = x[2 * k].qs, *o = x[2 * k + 1].qs;
+        a->xq[2 * k] = _mm256_loadu2_m128i((const __m128i *)o, (const __m128i *)e);
+        a->xq[2 * k + 1] = _mm256_loadu2_m128i((const __m128i *)(o + 16), (const __m128i *)(e + 16));
+    }
+    a->d = _mm256_setr_ps(x[0].d, x[2].d, x[4].d, x[6].d, x[1].d, x[3].d, x[5].d, x[7].d);
+}
+
+/// IQ4 group (paired layout) against one token: m[k] has block 2k's partial sums in its low half, 2k + 1's in its
+/// high half; two rounds of hadd leave lane l = block (0, 2, 4, 6, 1, 3, 5, 7)[l].
+SQ_AVX2 SQ_INLINE void group_dot_paired(const group_avx2 *g, const act_paired_avx2 *a, __m256 *acc) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i m[4];
+    for (int k = 0; k < 4; k++) {
+        const __m256i q0 = g->q[2 * k], q1 = g->q[2 * k + 1];
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q0, q0), _mm256_sign_epi8(a->xq[2 * k], q0)), ones);
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q1, q1), _mm256_sign_epi8(a->xq[2 * k + 1], q1)), ones);
+        m[k] = _mm256_add_epi32(p0, p1);
+    }
+    const __m256i sum = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(g->sc, a->d), *acc);
+}
+
 /// One IQ4_NL block (the tail of a row whose block count is not a multiple of 8) against one token.
 SQ_AVX2 SQ_INLINE __m256 iq4nl_block(const uint8_t *blk, const sq_block_q8 *x, __m256 acc) {
     const __m256i m = dot32_i32(1, iq4_levels_32(blk + 2), x->qs);
@@ -332,12 +390,22 @@ SQ_AVX2 SQ_INLINE void rows4_token1(const int type, const uint8_t *row, size_t r
             _mm_prefetch((const char *)(w2 + 4 * row_bytes + o + l), _MM_HINT_T0);
             _mm_prefetch((const char *)(w3 + 4 * row_bytes + o + l), _MM_HINT_T0);
         }
-        const act_avx2 act = load_act(type, xg);
         group_avx2 g;
-        unpack_group(type, w0 + o, &g); group_dot(type, &g, xg, &act, &acc0, &c0);
-        unpack_group(type, w1 + o, &g); group_dot(type, &g, xg, &act, &acc1, &c1);
-        unpack_group(type, w2 + o, &g); group_dot(type, &g, xg, &act, &acc2, &c2);
-        unpack_group(type, w3 + o, &g); group_dot(type, &g, xg, &act, &acc3, &c3);
+        if (type == T_IQ4_NL || type == T_IQ4_XS) {
+            // Paired layout: the activations are rearranged once for the four rows instead of the weights per row.
+            act_paired_avx2 ap;
+            load_act_paired(xg, &ap);
+            unpack_group(type, 1, w0 + o, &g); group_dot_paired(&g, &ap, &acc0);
+            unpack_group(type, 1, w1 + o, &g); group_dot_paired(&g, &ap, &acc1);
+            unpack_group(type, 1, w2 + o, &g); group_dot_paired(&g, &ap, &acc2);
+            unpack_group(type, 1, w3 + o, &g); group_dot_paired(&g, &ap, &acc3);
+        } else {
+            const act_avx2 act = load_act(type, xg);
+            unpack_group(type, 0, w0 + o, &g); group_dot(type, &g, xg, &act, &acc0, &c0);
+            unpack_group(type, 0, w1 + o, &g); group_dot(type, &g, xg, &act, &acc1, &c1);
+            unpack_group(type, 0, w2 + o, &g); group_dot(type, &g, xg, &act, &acc2, &c2);
+            unpack_group(type, 0, w3 + o, &g); group_dot(type, &g, xg, &act, &acc3, &c3);
+        }
     }
     if (type == T_IQ4_NL) {
         for (int64_t b = 8 * ng; b < nb; b++) {
@@ -380,7 +448,7 @@ SQ_AVX2 SQ_INLINE void matmul_avx2_typed(const int type, const void *w, size_t r
                 float c0 = 0, c1 = 0, c2 = 0, c3 = 0;
                 for (int64_t i = p0; i < p1; i++) {
                     group_avx2 g;
-                    unpack_group(type, row + (size_t)i * gb, &g);
+                    unpack_group(type, 0, row + (size_t)i * gb, &g);
                     const int64_t b = 8 * i;
                     group_dot(type, &g, x0 + b, &acts[0][i - p0], &acc0, &c0);
                     group_dot(type, &g, x1 + b, &acts[1][i - p0], &acc1, &c1);
@@ -419,7 +487,7 @@ SQ_AVX2 SQ_INLINE void matmul_avx2_typed(const int type, const void *w, size_t r
             float c = 0;
             for (int64_t i = 0; i < ng; i++) {
                 group_avx2 g;
-                unpack_group(type, row + (size_t)i * gb, &g);
+                unpack_group(type, 0, row + (size_t)i * gb, &g);
                 const act_avx2 act = load_act(type, x + 8 * i);
                 group_dot(type, &g, x + 8 * i, &act, &acc, &c);
             }
