@@ -426,21 +426,33 @@ SQ_AVX2 SQ_INLINE void matmul_avx2_typed(const int type, const void *w, size_t r
     const size_t gb = group_bytes(type);
     const int64_t ng = nb / 8;
     // Tokens in tiles of four against one row: each group is unpacked once and used four times. The activation side
-    // of the groups is built once per tile for up to TILE_GROUPS groups (columns beyond that in further passes, which
-    // add to y).
-    enum { TILE_GROUPS = 64 };
-    act_avx2 acts[4][TILE_GROUPS];  // [token in tile][group in pass]
+    // of the groups is built once per tile for up to `pass` groups (columns beyond that in further passes, which add
+    // to y); IQ4 types use the paired layout (see unpack_group), whose activation side is larger.
+    enum { TILE_GROUPS = 64, TILE_GROUPS_PAIRED = 16 };
+    const int paired = type == T_IQ4_NL || type == T_IQ4_XS;
+    const int64_t pass = paired ? TILE_GROUPS_PAIRED : TILE_GROUPS;
+    union {
+        act_avx2 plain[4][TILE_GROUPS];                 // [token in tile][group in pass]
+        act_paired_avx2 paired[4][TILE_GROUPS_PAIRED];  // [token in tile][group in pass]
+    } acts;
     int64_t t = 0;
     for (; t + 4 <= nt; t += 4) {
         const sq_block_q8 *x0 = a + t * nb, *x1 = x0 + nb, *x2 = x1 + nb, *x3 = x2 + nb;
-        for (int64_t p0 = 0; p0 == 0 || p0 < ng; p0 += TILE_GROUPS) {
-            const int64_t p1 = p0 + TILE_GROUPS < ng ? p0 + TILE_GROUPS : ng;
+        for (int64_t p0 = 0; p0 == 0 || p0 < ng; p0 += pass) {
+            const int64_t p1 = p0 + pass < ng ? p0 + pass : ng;
             const int last = p1 == ng;
             for (int64_t i = p0; i < p1; i++) {
-                acts[0][i - p0] = load_act(type, x0 + 8 * i);
-                acts[1][i - p0] = load_act(type, x1 + 8 * i);
-                acts[2][i - p0] = load_act(type, x2 + 8 * i);
-                acts[3][i - p0] = load_act(type, x3 + 8 * i);
+                if (paired) {
+                    load_act_paired(x0 + 8 * i, &acts.paired[0][i - p0]);
+                    load_act_paired(x1 + 8 * i, &acts.paired[1][i - p0]);
+                    load_act_paired(x2 + 8 * i, &acts.paired[2][i - p0]);
+                    load_act_paired(x3 + 8 * i, &acts.paired[3][i - p0]);
+                } else {
+                    acts.plain[0][i - p0] = load_act(type, x0 + 8 * i);
+                    acts.plain[1][i - p0] = load_act(type, x1 + 8 * i);
+                    acts.plain[2][i - p0] = load_act(type, x2 + 8 * i);
+                    acts.plain[3][i - p0] = load_act(type, x3 + 8 * i);
+                }
             }
             for (int64_t r = r0; r < r1; r++) {
                 const uint8_t *row = (const uint8_t *)w + (size_t)r * row_bytes;
@@ -448,12 +460,19 @@ SQ_AVX2 SQ_INLINE void matmul_avx2_typed(const int type, const void *w, size_t r
                 float c0 = 0, c1 = 0, c2 = 0, c3 = 0;
                 for (int64_t i = p0; i < p1; i++) {
                     group_avx2 g;
-                    unpack_group(type, 0, row + (size_t)i * gb, &g);
-                    const int64_t b = 8 * i;
-                    group_dot(type, &g, x0 + b, &acts[0][i - p0], &acc0, &c0);
-                    group_dot(type, &g, x1 + b, &acts[1][i - p0], &acc1, &c1);
-                    group_dot(type, &g, x2 + b, &acts[2][i - p0], &acc2, &c2);
-                    group_dot(type, &g, x3 + b, &acts[3][i - p0], &acc3, &c3);
+                    unpack_group(type, paired, row + (size_t)i * gb, &g);
+                    if (paired) {
+                        group_dot_paired(&g, &acts.paired[0][i - p0], &acc0);
+                        group_dot_paired(&g, &acts.paired[1][i - p0], &acc1);
+                        group_dot_paired(&g, &acts.paired[2][i - p0], &acc2);
+                        group_dot_paired(&g, &acts.paired[3][i - p0], &acc3);
+                    } else {
+                        const int64_t b = 8 * i;
+                        group_dot(type, &g, x0 + b, &acts.plain[0][i - p0], &acc0, &c0);
+                        group_dot(type, &g, x1 + b, &acts.plain[1][i - p0], &acc1, &c1);
+                        group_dot(type, &g, x2 + b, &acts.plain[2][i - p0], &acc2, &c2);
+                        group_dot(type, &g, x3 + b, &acts.plain[3][i - p0], &acc3, &c3);
+                    }
                 }
                 if (type == T_IQ4_NL && last) {
                     for (int64_t b = 8 * ng; b < nb; b++) {
