@@ -167,8 +167,10 @@ static void matmul_portable(int type, const void *w, size_t row_bytes, int64_t r
 
 // ---------------------------------------------------------------------------------------------------------------
 // AVX2 + FMA + F16C. The weights are taken in groups of 256 (one super-block; 8 IQ4_NL blocks), i.e. 8 activation
-// blocks: the 8 per-block int32 dot products are reduced to one vector with lane s = block s, converted once and
-// scaled by the vector of (weight scale × activation scale) per block.
+// blocks: the 8 per-block int32 dot products are reduced to one vector with one lane per block, converted once and
+// scaled by the vector of (weight scale × activation scale) per block. IQ4 types mostly use a "paired" layout, where
+// one register holds halves of two blocks, which shortens that reduction; the side that is shared (activations
+// across 4 rows in decode, across all rows of a 4-token tile in prefill) is the one rearranged.
 
 #ifdef SQ_X86
 #define SQ_AVX2 __attribute__((target("avx2,fma,f16c")))
