@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "SquishFormats", targets: ["SquishFormats"]),
         .library(name: "SquishTokenizer", targets: ["SquishTokenizer"]),
         .library(name: "SquishData", targets: ["SquishData"]),
+        .library(name: "SquishQuantize", targets: ["SquishQuantize"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,14 +38,18 @@ let package = Package(
         .target(name: "SquishModel", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishTokenizer"]),
         // Measuring models: perplexity protocols (later KL divergence, tasks, reports).
         .target(name: "SquishEval", dependencies: ["SquishCore", "SquishModel", "SquishTokenizer"]),
+        // Model in, model out: calibration, quantizers (RTN, GPTQ), packing into block types, GGUF output.
+        .target(name: "SquishQuantize", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishModel", "SquishTokenizer"]),
         .executableTarget(name: "squish", dependencies: [
             "SquishCore", "SquishFormats", "SquishTokenizer", "SquishData", "SquishKernels", "SquishModel", "SquishEval",
+            "SquishQuantize",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "SquishCoreTests", dependencies: ["SquishCore"]),
         .testTarget(name: "SquishFormatsTests", dependencies: ["SquishFormats", "SquishCore", "SquishData"]),
         .testTarget(name: "SquishTokenizerTests", dependencies: ["SquishTokenizer", "SquishFormats", "SquishCore", "SquishData"]),
         .testTarget(name: "SquishModelTests", dependencies: ["SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer", "SquishEval"]),
+        .testTarget(name: "SquishQuantizeTests", dependencies: ["SquishQuantize", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer", "SquishEval"]),
         .testTarget(name: "SquishDataTests", dependencies: ["SquishData", "SquishCore", .product(name: "Crypto", package: "swift-crypto")]),
     ],
     swiftLanguageModes: [.v5]

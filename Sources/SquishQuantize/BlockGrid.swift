@@ -1,0 +1,171 @@
+import SquishCore
+import SquishFormats
+
+/// The parameters of one block as the block stores them: already rounded to f16, so `value(code)` is exactly what
+/// a decoder will produce.
+public struct BlockParameters: Equatable, Sendable {
+    public var scale: Float
+    public var minimum: Float  // 0 for the symmetric formats
+    public init(scale: Float, minimum: Float = 0) {
+        self.scale = scale
+        self.minimum = minimum
+    }
+}
+
+/// The quantization grid of one ggml block format of 32 weights: how a block's parameters follow from its weights,
+/// which code each weight gets given those parameters, and how codes and parameters are packed into the block.
+///
+/// Splitting "parameters" from "code" is what error-compensating quantizers (GPTQ) need: they fix a block's
+/// parameters when they reach its first column and then round one column at a time. RTN is the special case that
+/// rounds every weight of the block with its own parameters.
+public enum BlockGrid: Sendable, Equatable {
+    case q4_0, q4_1, q5_0, q5_1, q8_0, iq4_NL
+
+    public init?(_ type: GGMLType) {
+        switch type {
+        case .q4_0: self = .q4_0
+        case .q4_1: self = .q4_1
+        case .q5_0: self = .q5_0
+        case .q5_1: self = .q5_1
+        case .q8_0: self = .q8_0
+        case .iq4_NL: self = .iq4_NL
+        default: return nil
+        }
+    }
+
+    public var type: GGMLType {
+        switch self {
+        case .q4_0: return .q4_0
+        case .q4_1: return .q4_1
+        case .q5_0: return .q5_0
+        case .q5_1: return .q5_1
+        case .q8_0: return .q8_0
+        case .iq4_NL: return .iq4_NL
+        }
+    }
+
+    public static let blockElements = 32
+
+    /// Bits per code.
+    public var bits: Int {
+        switch self {
+        case .q4_0, .q4_1, .iq4_NL: return 4
+        case .q5_0, .q5_1: return 5
+        case .q8_0: return 8
+        }
+    }
+
+    /// True when the block stores a float minimum (w = d·q + m) rather than being symmetric around zero.
+    public var hasMinimum: Bool { self == .q4_1 || self == .q5_1 }
+
+    // MARK: parameters
+
+    /// The block's parameters from its (current) 32 weights, computed as the format's reference quantizer does:
+    /// d = x[argmax |x|] / -2^(b-1) for Q4_0/Q5_0; d = (max - min) / (2^b - 1), m = min for Q4_1/Q5_1;
+    /// d = max |x| / 127 for Q8_0; a scale search for IQ4_NL (see `IQ4NLScale`).
+    public func parameters(_ x: UnsafePointer<Float>) -> BlockParameters {
+        let n = Self.blockElements
+        switch self {
+        case .q4_0, .q5_0:
+            var best: Float = 0
+            for i in 0 ..< n where abs(x[i]) > abs(best) { best = x[i] }
+            return BlockParameters(scale: f16(best / (self == .q4_0 ? -8 : -16)))
+        case .q4_1, .q5_1:
+            var lo = x[0], hi = x[0]
+            for i in 1 ..< n { lo = min(lo, x[i]); hi = max(hi, x[i]) }
+            return BlockParameters(scale: f16((hi - lo) / (self == .q4_1 ? 15 : 31)), minimum: f16(lo))
+        case .q8_0:
+            var amax: Float = 0
+            for i in 0 ..< n { amax = max(amax, abs(x[i])) }
+            return BlockParameters(scale: f16(amax / 127))
+        case .iq4_NL:
+            return BlockParameters(scale: IQ4NLScale.search(x, importance: nil))
+        }
+    }
+
+    // MARK: codes
+
+    /// Range of codes: 0 ..< levels (Q8_0 codes are offset by 128 here: code 128 means q = 0).
+    @inline(__always)
+    public func code(_ x: Float, _ p: BlockParameters) -> UInt8 {
+        let d = p.scale
+        switch self {
+        case .q4_0: return d == 0 ? 8 : UInt8(clamp((x / d).rounded() + 8, 0, 15))
+        case .q5_0: return d == 0 ? 16 : UInt8(clamp((x / d).rounded() + 16, 0, 31))
+        case .q4_1: return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, 15))
+        case .q5_1: return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, 31))
+        case .q8_0: return d == 0 ? 128 : UInt8(clamp((x / d).rounded(), -127, 127) + 128)
+        case .iq4_NL: return d == 0 ? IQ4NLScale.zeroIndex : IQ4NLScale.nearest(x / d)
+        }
+    }
+
+    /// The weight a decoder reproduces from `code` (same f32 expression as the SquishFormats codecs).
+    @inline(__always)
+    public func value(_ code: UInt8, _ p: BlockParameters) -> Float {
+        switch self {
+        case .q4_0: return p.scale * Float(Int(code) - 8)
+        case .q5_0: return p.scale * Float(Int(code) - 16)
+        case .q4_1, .q5_1: return p.scale * Float(code) + p.minimum
+        case .q8_0: return Float(Int(code) - 128) * p.scale
+        case .iq4_NL: return p.scale * IQ4NLScale.levels[Int(code)]
+        }
+    }
+
+    /// Rounds `x` to the grid: the code's value.
+    @inline(__always)
+    public func round(_ x: Float, _ p: BlockParameters) -> Float { value(code(x, p), p) }
+
+    // MARK: packing
+
+    /// Bytes of one block.
+    public var blockBytes: Int { type.blockBytes }
+
+    /// Writes one block from its parameters and 32 codes (layouts as documented in the SquishFormats codecs).
+    public func pack(_ codes: UnsafePointer<UInt8>, _ p: BlockParameters, into block: UnsafeMutableRawPointer) {
+        func store16(_ v: Float, _ at: Int) { block.storeBytes(of: HalfFloat.fromFloat(v).littleEndian, toByteOffset: at, as: UInt16.self) }
+        func nibbles(at offset: Int) {
+            for j in 0 ..< 16 {
+                block.storeBytes(of: (codes[j] & 0x0f) | (codes[j + 16] & 0x0f) << 4, toByteOffset: offset + j, as: UInt8.self)
+            }
+        }
+        func highBits(at offset: Int) {
+            var qh: UInt32 = 0
+            for j in 0 ..< 32 { qh |= UInt32(codes[j] >> 4 & 1) << UInt32(j) }
+            block.storeBytes(of: qh.littleEndian, toByteOffset: offset, as: UInt32.self)
+        }
+        switch self {
+        case .q4_0, .iq4_NL:
+            store16(p.scale, 0); nibbles(at: 2)
+        case .q4_1:
+            store16(p.scale, 0); store16(p.minimum, 2); nibbles(at: 4)
+        case .q5_0:
+            store16(p.scale, 0); highBits(at: 2); nibbles(at: 6)
+        case .q5_1:
+            store16(p.scale, 0); store16(p.minimum, 2); highBits(at: 4); nibbles(at: 8)
+        case .q8_0:
+            store16(p.scale, 0)
+            for j in 0 ..< 32 { block.storeBytes(of: codes[j] &- 128, toByteOffset: 2 + j, as: UInt8.self) }
+        }
+    }
+
+    /// Round-to-nearest of one block: parameters from the block, every weight rounded with them, packed.
+    /// `rounded` (optional) receives the 32 dequantized values.
+    public func quantizeBlock(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer,
+                              rounded: UnsafeMutablePointer<Float>? = nil) {
+        let p = parameters(x)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { codes in
+            for j in 0 ..< 32 {
+                codes[j] = code(x[j], p)
+                rounded?[j] = value(codes[j], p)
+            }
+            pack(codes.baseAddress!, p, into: block)
+        }
+    }
+}
+
+/// f32 rounded to the nearest f16 value (the precision a block stores its scale and minimum in).
+@inline(__always)
+func f16(_ x: Float) -> Float { HalfFloat.toFloat(HalfFloat.fromFloat(x)) }
+
+@inline(__always)
+func clamp(_ x: Float, _ lo: Float, _ hi: Float) -> Float { x.isNaN ? lo : min(max(x, lo), hi) }

@@ -1,0 +1,63 @@
+/// Choosing the scale of an IQ4_NL block (32 weights, w = d · level[q] with 16 fixed non-uniform levels).
+///
+/// Because the levels are not evenly spaced, the best d is not simply max|x| / 127. The search:
+///  1. Let s be the weight of largest magnitude. Candidate scales map s onto (or near) one of the two extreme
+///     levels: d₀ = s / T with T in {-127 + 2k} and {113 + 2k}, k = -2 ... 2 (ten candidates; s may land on
+///     either end of the asymmetric grid).
+///  2. For each candidate, give every weight its nearest level l_i = level[nearest(x_i / d₀)], then refit the
+///     scale by weighted least squares with those levels fixed: d = Σ wᵢ xᵢ lᵢ / Σ wᵢ lᵢ², rounded to f16.
+///  3. Score the candidate by its weighted squared error Σ wᵢ (xᵢ − d lᵢ)² = Σwx² − 2dΣwxl + d²Σwl² and keep the best.
+/// The caller then assigns each weight its nearest level under the chosen d (which can only lower the error further).
+/// Weights wᵢ default to 1 (plain squared error); an importance vector (e.g. Σx² of the activations) can be given.
+public enum IQ4NLScale {
+    /// ggml's `kvalues_iq4nl`, ascending.
+    public static let levels: [Float] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
+    /// Index of the level nearest 0 (level 1).
+    public static let zeroIndex: UInt8 = 8
+
+    /// Nearest level for t in [-128, 128) by half-unit bins: every midpoint between two adjacent levels is a
+    /// multiple of 0.5, so the nearest level is constant on each bin [k/2, (k+1)/2).
+    private static let nearestTable: [UInt8] = (0 ..< 512).map { bin in
+        let t = (Float(bin) + 0.5) / 2 - 128  // centre of the bin
+        var best = 0
+        for i in 1 ..< 16 where abs(levels[i] - t) < abs(levels[best] - t) { best = i }
+        return UInt8(best)
+    }
+
+    @inline(__always)
+    public static func nearest(_ t: Float) -> UInt8 {
+        let bin = (2 * t + 256).rounded(.down)
+        guard bin > 0 else { return 0 }  // also catches NaN
+        guard bin < 511 else { return 15 }
+        return nearestTable.withUnsafeBufferPointer { $0[Int(bin)] }
+    }
+
+    /// The f16-representable scale for 32 weights `x`, with optional per-weight importance.
+    public static func search(_ x: UnsafePointer<Float>, importance: UnsafePointer<Float>?) -> Float {
+        var s: Float = 0
+        for i in 0 ..< 32 where abs(x[i]) > abs(s) { s = x[i] }
+        guard s != 0, s.isFinite else { return 0 }
+        var best: Float = 0
+        var bestError = Float.infinity
+        levels.withUnsafeBufferPointer { lv in
+            for end: Float in [-127, 113] {
+                for k in -2 ... 2 {
+                    let inv = (end + 2 * Float(k)) / s  // 1 / d₀
+                    var sxl: Float = 0, sll: Float = 0, sxx: Float = 0
+                    for i in 0 ..< 32 {
+                        let w = importance?[i] ?? 1
+                        let l = lv[Int(nearest(x[i] * inv))]
+                        sxl += w * x[i] * l
+                        sll += w * l * l
+                        sxx += w * x[i] * x[i]
+                    }
+                    guard sll > 0 else { continue }
+                    let d = f16(sxl / sll)
+                    let err = sxx - 2 * d * sxl + d * d * sll
+                    if err < bestError { bestError = err; best = d }
+                }
+            }
+        }
+        return best
+    }
+}

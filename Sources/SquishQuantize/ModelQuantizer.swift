@@ -1,0 +1,123 @@
+import Foundation
+import SquishCore
+import SquishFormats
+import SquishKernels
+
+public enum QuantizationMethod: String, Sendable, Codable, CaseIterable {
+    /// Round to nearest, per block.
+    case rtn
+}
+
+public struct QuantizeOptions: Sendable {
+    public var method: QuantizationMethod
+    public var target: QuantizationTarget
+    /// Decode and re-encode tensors that are already in the type they would get (default: copy them unchanged).
+    public var requantize = false
+
+    public init(method: QuantizationMethod, target: QuantizationTarget) {
+        self.method = method
+        self.target = target
+    }
+}
+
+/// The closing summary of a quantization run (`--json` prints it).
+public struct QuantizeReport: Codable, Sendable {
+    public var input: String
+    public var output: String
+    public var method: String
+    public var type: String
+    /// Size of the output file.
+    public var bytes: Int
+    /// Tensor data bits over all tensor elements (as llama.cpp reports a model's bits per weight).
+    public var bitsPerWeight: Double
+    public var seconds: Double
+    public var tensorsQuantized: Int
+    public var tensorsCopied: Int
+    public var calibrationTokens: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case input, output, method, type, bytes, seconds
+        case bitsPerWeight = "bits_per_weight", tensorsQuantized = "tensors_quantized", tensorsCopied = "tensors_copied"
+        case calibrationTokens = "calibration_tokens"
+    }
+}
+
+/// Model in, model out: reads a GGUF file, quantizes its matrices as planned and writes a new GGUF file atomically
+/// (metadata and untouched tensors copied; the input is only read).
+public enum ModelQuantizer {
+    /// Rejects an output that cannot be written or would overwrite the input, before any work is done.
+    public static func checkOutput(_ output: String, input: String) throws {
+        let dir = (output as NSString).deletingLastPathComponent
+        let directory = dir.isEmpty ? "." : dir
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
+            throw QuantizeError.badOutput(path: output, reason: "directory '\(directory)' does not exist")
+        }
+        let a = URL(fileURLWithPath: output).resolvingSymlinksInPath().standardizedFileURL.path
+        let b = URL(fileURLWithPath: input).resolvingSymlinksInPath().standardizedFileURL.path
+        var sameFile = a == b
+        if !sameFile, let x = try? FileManager.default.attributesOfItem(atPath: output),
+           let y = try? FileManager.default.attributesOfItem(atPath: input),
+           let nx = x[.systemFileNumber] as? Int, let ny = y[.systemFileNumber] as? Int,
+           let dx = x[.systemNumber] as? Int, let dy = y[.systemNumber] as? Int {
+            sameFile = nx == ny && dx == dy
+        }
+        guard !sameFile else { throw QuantizeError.badOutput(path: output, reason: "the output is the input file; choose another path") }
+        if FileManager.default.fileExists(atPath: output, isDirectory: &isDir), isDir.boolValue {
+            throw QuantizeError.badOutput(path: output, reason: "is a directory")
+        }
+    }
+
+    public static func quantize(input: String, output: String, options: QuantizeOptions, pool: WorkerPool,
+                                log: @escaping (String) -> Void = { _ in }) throws -> QuantizeReport {
+        let start = Date()
+        try checkOutput(output, input: input)
+        let file = try GGUFFile(path: input)
+        let plan = try QuantizationPlanner.plan(file, target: options.target, requantize: options.requantize)
+
+        // Calibrated methods quantize the transformer blocks' linear layers up front, block by block.
+        var calibrated: [String: [UInt8]] = [:]
+        let calibrationTokens: Int? = nil
+
+        var writer = GGUFWriter(copying: file)
+        writer.set("general.file_type", .uint32(options.target.fileType))
+        writer.set("general.quantization_version", .uint32(2))
+        let toQuantize = plan.filter { if case .quantize = $0.action { return true } else { return false } }.count
+        var quantized = 0, copied = 0
+        var totalBits = 0.0, totalElements = 0.0
+        for p in plan {
+            let t = p.info
+            let rows = t.rowCount, columns = t.shape[0]
+            totalElements += Double(t.elementCount)
+            totalBits += Double(p.outputType.rowBytes(elements: columns)! * rows * 8)
+            switch p.action {
+            case .copy:
+                copied += 1
+            case .toF32:
+                writer.replaceTensor(name: t.name, shape: t.shape, type: .f32, source: .producer {
+                    let v = try Codecs.dequantize(t.type, file.data(for: t), count: t.elementCount)
+                    return v.withUnsafeBytes { Array($0) }
+                })
+            case .quantize(let grid, _):
+                quantized += 1
+                if let bytes = calibrated[t.name] {
+                    writer.replaceTensor(name: t.name, shape: t.shape, type: grid.type, source: .bytes(bytes))
+                    calibrated[t.name] = nil
+                } else {
+                    let index = quantized, total = toQuantize
+                    writer.replaceTensor(name: t.name, shape: t.shape, type: grid.type, source: .producer {
+                        log("rtn \(t.name) \(t.type.name) -> \(grid.type.name) (\(index)/\(total) tensors)")
+                        return try RTNQuantizer.quantizeTensor(file.data(for: t), type: t.type, rows: rows, columns: columns,
+                                                               grid: grid, pool: pool)
+                    })
+                }
+            }
+        }
+        try writer.write(to: output)
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        return QuantizeReport(input: input, output: output, method: options.method.rawValue, type: options.target.type.name,
+                              bytes: bytes, bitsPerWeight: totalElements > 0 ? totalBits / totalElements : 0,
+                              seconds: Date().timeIntervalSince(start), tensorsQuantized: quantized, tensorsCopied: copied,
+                              calibrationTokens: calibrationTokens)
+    }
+}

@@ -1,0 +1,108 @@
+import SquishFormats
+
+/// What the output's weight matrices are quantized to: a llama.cpp block type (chosen by name, or by bits and
+/// group size where those map onto one).
+public struct QuantizationTarget: Sendable, Equatable {
+    public let grid: BlockGrid
+    public var type: GGMLType { grid.type }
+
+    public init(grid: BlockGrid) { self.grid = grid }
+
+    /// `--type NAME`, or `--bits B --group G` (asymmetric, i.e. with a float minimum, unless `symmetric`).
+    /// Only combinations that are native llama.cpp block types are accepted.
+    public static func resolve(type name: String?, bits: Int?, group: Int?, symmetric: Bool) throws -> QuantizationTarget {
+        if let name {
+            guard bits == nil, group == nil else { throw QuantizeError.unsupportedTarget("--type together with --bits/--group") }
+            guard let t = GGMLType(name: name) else { throw QuantizeError.unsupportedTarget("unknown type '\(name)'") }
+            guard let g = BlockGrid(t) else {
+                throw QuantizeError.unsupportedTarget("\(t.name) (supported: \(supportedNames))")
+            }
+            return QuantizationTarget(grid: g)
+        }
+        guard let bits else { throw QuantizeError.unsupportedTarget("nothing: give --type or --bits") }
+        let group = group ?? 32
+        let grid: BlockGrid?
+        switch (bits, group, symmetric) {
+        case (4, 32, false): grid = .q4_1
+        case (4, 32, true): grid = .q4_0
+        case (5, 32, false): grid = .q5_1
+        case (5, 32, true): grid = .q5_0
+        case (8, 32, _): grid = .q8_0
+        default: grid = nil
+        }
+        guard let grid else {
+            throw QuantizeError.unsupportedTarget(
+                "\(bits)-bit groups of \(group)\(symmetric ? " (symmetric)" : ""): no llama.cpp block type has that layout "
+                    + "(native: 4, 5 or 8 bits in groups of 32)")
+        }
+        return QuantizationTarget(grid: grid)
+    }
+
+    public static let supportedNames = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL"
+
+    /// llama.cpp's `general.file_type` (enum llama_ftype) for a file mostly of this type.
+    public var fileType: UInt32 {
+        switch grid {
+        case .q4_0: return 2
+        case .q4_1: return 3
+        case .q8_0: return 7
+        case .q5_0: return 8
+        case .q5_1: return 9
+        case .iq4_NL: return 25
+        }
+    }
+}
+
+/// What happens to one tensor of the input.
+public enum TensorAction: Equatable, Sendable {
+    /// Bytes copied unchanged.
+    case copy
+    /// Dequantized to f32 (1-D tensors: norms, biases).
+    case toF32
+    /// Quantized into `grid`'s block type. `calibrated`: a linear layer of a transformer block, which calibrated
+    /// methods (GPTQ) quantize with its input statistics; everything else is rounded to nearest.
+    case quantize(BlockGrid, calibrated: Bool)
+}
+
+public struct TensorPlan: Sendable {
+    public let info: GGUFTensorInfo
+    public let action: TensorAction
+    public var outputType: GGMLType {
+        switch action {
+        case .copy: return info.type
+        case .toF32: return .f32
+        case .quantize(let g, _): return g.type
+        }
+    }
+}
+
+/// Per-tensor choices, made like llama-quantize's defaults for the legacy types:
+/// - 1-D tensors (norms, biases) are stored as F32;
+/// - the token embedding and output matrix keep 8 bits (Q8_0; llama.cpp would choose Q6_K, which needs rows of
+///   256 and falls back to Q8_0 for the default model's rows of 576), or the target when it has 8 bits itself;
+/// - every other matrix gets the target type;
+/// - a tensor already in the type it would get is copied unchanged (lossless) unless `requantize` is set.
+public enum QuantizationPlanner {
+    public static let linearSuffixes = ["attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight",
+                                        "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]
+
+    public static func plan(_ file: GGUFFile, target: QuantizationTarget, requantize: Bool) throws -> [TensorPlan] {
+        try file.tensors.map { t in
+            let isMatrix = t.shape.count >= 2 && t.shape.dropFirst().contains { $0 > 1 }
+            guard isMatrix else {
+                return TensorPlan(info: t, action: t.type == .f32 ? .copy : .toF32)
+            }
+            guard Codecs.canDequantize(t.type) else {
+                throw QuantizeError.badModel(path: file.path, reason: "tensor '\(t.name)' has type \(t.type.name), which Squish cannot decode")
+            }
+            let isEdge = t.name == "token_embd.weight" || t.name == "output.weight"
+            let grid: BlockGrid = isEdge ? (target.grid.bits >= 8 ? target.grid : .q8_0) : target.grid
+            guard t.shape[0] % grid.type.blockElements == 0 else {
+                throw QuantizeError.rowLength(tensor: t.name, rowLength: t.shape[0], type: grid.type)
+            }
+            if t.type == grid.type && !requantize { return TensorPlan(info: t, action: .copy) }
+            let calibrated = t.name.hasPrefix("blk.") && linearSuffixes.contains { t.name.hasSuffix("." + $0) }
+            return TensorPlan(info: t, action: .quantize(grid, calibrated: calibrated))
+        }
+    }
+}
