@@ -6,6 +6,8 @@ import SquishKernels
 public enum QuantizationMethod: String, Sendable, Codable, CaseIterable {
     /// Round to nearest, per block.
     case rtn
+    /// GPTQ (Frantar et al. 2022): error-compensated rounding with calibration statistics, block by block.
+    case gptq
 }
 
 public struct QuantizeOptions: Sendable {
@@ -13,6 +15,9 @@ public struct QuantizeOptions: Sendable {
     public var target: QuantizationTarget
     /// Decode and re-encode tensors that are already in the type they would get (default: copy them unchanged).
     public var requantize = false
+    /// Calibration text and size (calibrated methods).
+    public var calibration = CalibrationOptions()
+    public var gptq = GPTQOptions()
 
     public init(method: QuantizationMethod, target: QuantizationTarget) {
         self.method = method
@@ -77,7 +82,12 @@ public enum ModelQuantizer {
 
         // Calibrated methods quantize the transformer blocks' linear layers up front, block by block.
         var calibrated: [String: [UInt8]] = [:]
-        let calibrationTokens: Int? = nil
+        var calibrationTokens: Int?
+        if options.method == .gptq {
+            let result = try GPTQModelQuantizer.run(file: file, plan: plan, options: options, pool: pool, log: log)
+            calibrated = result.tensors
+            calibrationTokens = result.tokens
+        }
 
         var writer = GGUFWriter(copying: file)
         writer.set("general.file_type", .uint32(options.target.fileType))

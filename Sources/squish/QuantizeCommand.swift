@@ -1,18 +1,19 @@
 import ArgumentParser
 import Foundation
 import SquishCore
+import SquishData
 import SquishKernels
 import SquishQuantize
 
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quantize",
-        abstract: "Quantize a GGUF model into llama.cpp block types (round-to-nearest), written atomically.")
+        abstract: "Quantize a GGUF model into llama.cpp block types (round-to-nearest or GPTQ), written atomically.")
 
     @Option(help: "Model file (default: the cached default model). It is only read.")
     var model: String?
 
-    @Option(help: "Quantization method: rtn.")
+    @Option(help: "Quantization method: rtn (round to nearest) or gptq (calibrated, error-compensating).")
     var method: QuantizationMethod = .rtn
 
     @Option(help: "Output block type: \(QuantizationTarget.supportedNames).")
@@ -30,6 +31,18 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Re-encode tensors already in their output type instead of copying them unchanged.")
     var requantize = false
 
+    @Option(help: "Calibration text for gptq (default: the first 200,000 bytes of Austen's Emma from the cached corpora).")
+    var calib: String?
+
+    @Option(help: "Calibration tokens for gptq (whole sequences of 512).")
+    var calibTokens = 8192
+
+    @Flag(help: "GPTQ: quantize columns in order of decreasing activation energy (static groups).")
+    var actOrder = false
+
+    @Option(help: "GPTQ: damping as a fraction of the mean diagonal of H.")
+    var damp: Float = 0.01
+
     @Option(help: "Output GGUF file (replaced atomically; must differ from the input).")
     var out: String
 
@@ -39,11 +52,25 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
+    func validate() throws {
+        guard calibTokens > 0 else { throw ValidationError("--calib-tokens must be positive") }
+        guard damp > 0, damp < 1 else { throw ValidationError("--damp must be in (0, 1)") }
+    }
+
     func run() throws {
         let input = try resolveModelPath(model)
         let target = try QuantizationTarget.resolve(type: type, bits: bits, group: group, symmetric: symmetric)
         var options = QuantizeOptions(method: method, target: target)
         options.requantize = requantize
+        options.gptq.actOrder = actOrder
+        options.gptq.dampPercent = damp
+        options.calibration.tokens = calibTokens
+        if let calib {
+            options.calibration.textPath = calib
+        } else {
+            options.calibration.textPath = Corpora.austenPath("emma")
+            options.calibration.textBytes = 200_000
+        }
         let quiet = json
         let report = try ModelQuantizer.quantize(input: input, output: out, options: options, pool: WorkerPool(threads: threads),
                                                  log: { if !quiet { printError($0) } })

@@ -93,4 +93,39 @@ struct QuantizeFileTests {
         print("perplexity on 384 tokens of Emma: Q4_1 \(ppl[0]), RTN Q4_0 \(ppl[1])")
         #expect(ppl[1].isFinite && ppl[1] > ppl[0] * 0.9 && ppl[1] < ppl[0] * 1.5)
     }
+
+    /// GPTQ end to end on the default model with a tiny calibration set (2 sequences of 64 tokens, to stay fast):
+    /// every block's linear layers come out in the target type and the model runs with a finite perplexity.
+    /// A calibration text too short for the requested tokens is a typed error before anything is written.
+    @Test func gptqOnTheDefaultModelRuns() throws {
+        let input = try TestSupport.defaultModelPath()
+        let dir = try TestSupport.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let pool = WorkerPool(threads: 2)
+        var options = QuantizeOptions(method: .gptq, target: try .resolve(type: "Q4_0", bits: nil, group: nil, symmetric: false))
+        options.calibration.textPath = try TestSupport.austenPath("emma")
+        options.calibration.textBytes = 20_000
+        options.calibration.sequenceLength = 64
+        options.calibration.tokens = 128
+        let report = try ModelQuantizer.quantize(input: input, output: dir + "/gptq.gguf", options: options, pool: pool)
+        #expect(report.calibrationTokens == 128)
+        let file = try GGUFFile(path: dir + "/gptq.gguf")
+        #expect(file.tensors.filter { $0.name.hasPrefix("blk.") && $0.shape.count == 2 }.allSatisfy { $0.type == .q4_0 })
+        let model = try LlamaModel(gguf: file)
+        let tokenizer = try Tokenizer(gguf: file)
+        let text = try String(contentsOfFile: TestSupport.austenPath("persuasion"), encoding: .utf8).prefix(2000)
+        let session = LlamaSession(model: model, pool: pool, contextLength: 128)
+        let r = try Perplexity.evaluate(session: session, tokens: Array(tokenizer.encode(String(text)).prefix(256)), context: 128,
+                                        protocol: .llamacpp, bos: tokenizer.bosID)
+        print("GPTQ Q4_0 (128 calibration tokens): perplexity \(r.perplexity) on 256 tokens of Persuasion")
+        #expect(r.perplexity.isFinite && r.perplexity < 100)
+
+        try "A short text.".write(toFile: dir + "/short.txt", atomically: true, encoding: .utf8)
+        options.calibration.textPath = dir + "/short.txt"
+        options.calibration.textBytes = nil
+        #expect(throws: QuantizeError.self) {
+            try ModelQuantizer.quantize(input: input, output: dir + "/short.gguf", options: options, pool: pool)
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/short.gguf"))
+    }
 }

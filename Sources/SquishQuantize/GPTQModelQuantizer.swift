@@ -1,0 +1,117 @@
+import Foundation
+import SquishCore
+import SquishFormats
+import SquishKernels
+import SquishModel
+import SquishTokenizer
+
+/// GPTQ over a whole model, one transformer block at a time (GPTQ §5 setup): the calibration sequences' residual
+/// stream enters block i; a pass with the block's original weights records every linear layer's input statistics
+/// H = XᵀX; the block's linear layers are quantized with GPTQ; a second pass with the quantized weights produces
+/// the input of block i + 1, so later blocks are calibrated on what the quantized model actually computes.
+/// Only one block's activations are held at a time (besides the residual stream); the weights stay memory-mapped.
+enum GPTQModelQuantizer {
+    struct Result {
+        var tensors: [String: [UInt8]]
+        var tokens: Int
+    }
+
+    /// Calibration token sequences: the text's tokens cut into sequences of `length` (BOS first when the
+    /// tokenizer adds one), as many whole sequences as fit in `options.tokens`.
+    static func sequences(_ file: GGUFFile, _ options: CalibrationOptions) throws -> [[Int]] {
+        guard let path = options.textPath else { throw QuantizeError.calibration(path: "<none>", reason: "no calibration text given") }
+        guard var data = FileManager.default.contents(atPath: path) else {
+            throw QuantizeError.calibration(path: path, reason: "cannot read the file")
+        }
+        if let limit = options.textBytes, limit < data.count {
+            var cut = limit
+            while cut > 0 && data[data.startIndex + cut] & 0xC0 == 0x80 { cut -= 1 }  // back to a character boundary
+            data = data.prefix(cut)
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw QuantizeError.calibration(path: path, reason: "not valid UTF-8") }
+        let tokenizer = try Tokenizer(gguf: file)
+        let ids = tokenizer.encode(text)
+        let length = options.sequenceLength
+        let bos = tokenizer.addBOS ? tokenizer.bosID : nil
+        let content = length - (bos == nil ? 0 : 1)
+        let count = max(1, options.tokens / length)
+        guard length >= 16, count * content <= ids.count else {
+            throw QuantizeError.calibration(path: path, reason: "\(ids.count) tokens of text, but \(count) sequences of \(length) "
+                                                + "(\(count * content) text tokens) were asked for; give a longer text or fewer --calib-tokens")
+        }
+        return (0 ..< count).map { s in (bos.map { [$0] } ?? []) + Array(ids[s * content ..< (s + 1) * content]) }
+    }
+
+    static func run(file: GGUFFile, plan: [TensorPlan], options: QuantizeOptions, pool: WorkerPool,
+                    log: (String) -> Void) throws -> Result {
+        let start = Date()
+        let model = try LlamaModel(gguf: file)
+        let c = model.config
+        let seqs = try sequences(file, options.calibration)
+        let length = options.calibration.sequenceLength
+        guard length <= c.contextLength else {
+            throw QuantizeError.calibration(path: options.calibration.textPath ?? "", reason: "sequences of \(length) exceed the context \(c.contextLength)")
+        }
+        log("gptq: \(seqs.count) calibration sequences of \(length) tokens, \(c.layers) blocks")
+        var actions: [String: TensorAction] = [:]
+        for p in plan { actions[p.info.name] = p.action }
+
+        // Residual stream of every sequence [sequences × length × dim].
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: seqs.count * length * c.dim)
+        defer { x.deallocate() }
+        for (s, ids) in seqs.enumerated() {
+            for (t, id) in ids.enumerated() { try model.embedding.dequantizeRow(id, into: x + (s * length + t) * c.dim) }
+        }
+        let runner = BlockRunner(model: model, pool: pool, length: length)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: length * c.dim)
+        defer { scratch.deallocate() }
+        var out: [String: [UInt8]] = [:]
+
+        for (li, layer) in model.layers.enumerated() {
+            let blockStart = Date()
+            var weights = BlockWeights(layer)
+            let stats = BlockStatistics(c)
+            for s in 0 ..< seqs.count {
+                scratch.update(from: x + s * length * c.dim, count: length * c.dim)
+                try runner.forward(weights, scratch, tokens: length, record: stats)
+            }
+            let statsTime = Date().timeIntervalSince(blockStart)
+            let hAttention = stats.attentionInput.finish(), hOutput = stats.attentionOutput.finish()
+            let hFFN = stats.ffnInput.finish(), hDown = stats.ffnHidden.finish()
+            var buffers: [UnsafeMutableRawBufferPointer] = []
+            defer { for b in buffers { b.deallocate() } }
+            func quantized(_ m: WeightMatrix, _ suffix: String, _ h: [Double]) throws -> WeightMatrix {
+                let name = "blk.\(li).\(suffix)"
+                guard case .quantize(let grid, calibrated: true)? = actions[name] else { return m }
+                var w = [Float](repeating: 0, count: m.rows * m.columns)  // [rows × columns]
+                try w.withUnsafeMutableBufferPointer { wp in
+                    for r in 0 ..< m.rows { try m.dequantizeRow(r, into: wp.baseAddress! + r * m.columns) }
+                }
+                let bytes = try w.withUnsafeMutableBufferPointer {
+                    try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: m.rows, columns: m.columns, hessian: h, grid: grid,
+                                               options: options.gptq, pool: pool, name: name)
+                }
+                out[name] = bytes
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 64)
+                bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+                buffers.append(buffer)
+                return try WeightMatrix(name: name, type: grid.type, data: UnsafeRawBufferPointer(buffer), rows: m.rows, columns: m.columns)
+            }
+            weights.wq = try quantized(layer.wq, "attn_q.weight", hAttention)
+            weights.wk = try quantized(layer.wk, "attn_k.weight", hAttention)
+            weights.wv = try quantized(layer.wv, "attn_v.weight", hAttention)
+            weights.wo = try quantized(layer.wo, "attn_output.weight", hOutput)
+            weights.gate = try quantized(layer.gate, "ffn_gate.weight", hFFN)
+            weights.up = try quantized(layer.up, "ffn_up.weight", hFFN)
+            weights.down = try quantized(layer.down, "ffn_down.weight", hDown)
+            let quantizeTime = Date().timeIntervalSince(blockStart) - statsTime
+            // The next block's input: this block with its quantized weights.
+            for s in 0 ..< seqs.count {
+                try runner.forward(weights, x + s * length * c.dim, tokens: length, record: nil)
+            }
+            log(String(format: "gptq: block %d/%d: statistics %.1f s, quantization %.1f s, total %.1f s (%.0f s so far)",
+                       li + 1, c.layers, statsTime, quantizeTime, Date().timeIntervalSince(blockStart), Date().timeIntervalSince(start)))
+        }
+        return Result(tensors: out, tokens: seqs.count * length)
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import SquishKernels
+
+public struct GPTQOptions: Sendable {
+    /// Damping added to diag(H), as a fraction of its mean (GPTQ §4 "Cholesky reformulation": 1%).
+    public var dampPercent: Float = 0.01
+    /// Columns per lazy batch update (GPTQ §4 "lazy batch-updates": 128).
+    public var blockSize = 128
+    /// Quantize columns in order of decreasing diag(H) ("act-order"), with each block's parameters fixed beforehand
+    /// from the unquantized weights ("static groups"), so the blocks stay contiguous in the stored row.
+    public var actOrder = false
+    public init() {}
+}
+
+/// GPTQ (Frantar, Ashkboos, Hoefler, Alistarh 2022, "GPTQ: Accurate Post-Training Quantization for Generative
+/// Pre-trained Transformers"), producing ggml blocks.
+///
+/// For a linear layer with weights W [rows × columns] whose inputs X have second moment H = XᵀX, it minimizes
+/// ‖WX − QX‖² one column at a time (Optimal Brain Quantization, §3): quantize column j, then spread its error
+/// over the columns not yet quantized, δW[:, j+1:] = −(w_j − q_j) / [H⁻¹]_jj · [H⁻¹]_{j, j+1:}. With U the upper
+/// Cholesky factor of H⁻¹ (§4, "Cholesky reformulation"), the rows of U give exactly those updates for the
+/// shrinking problem. Updates inside a batch of 128 columns are applied at once per column; the rest of the matrix
+/// is updated once per batch (§4, "lazy batch-updates"). Rows are independent given U, so tiles of rows run in
+/// parallel.
+///
+/// Group parameters (each block's f16 scale/minimum) are computed by the block format's own rule from the block's
+/// weights as they are when the block's first column is reached, i.e. after the error compensation so far.
+public enum GPTQQuantizer {
+    /// Quantizes `weights` ([rows × columns], row-major; overwritten with the quantized values) given `hessian`
+    /// ([columns × columns], row-major, symmetric; H = Σ xᵀx over the calibration inputs). Returns the packed blocks.
+    public static func quantize(weights w: UnsafeMutablePointer<Float>, rows: Int, columns n: Int, hessian: [Double],
+                                grid: BlockGrid, options: GPTQOptions = GPTQOptions(), pool: WorkerPool,
+                                name: String = "<matrix>") throws -> [UInt8] {
+        let groupSize = BlockGrid.blockElements
+        guard n % groupSize == 0, hessian.count == n * n else {
+            throw QuantizeError.numerical(tensor: name, reason: "GPTQ needs \(n)×\(n) statistics and whole blocks of \(groupSize)")
+        }
+        let groups = n / groupSize
+        var h = hessian.map { Float($0) }
+        // Dead inputs (never nonzero in the calibration data): no information; pin H and zero the weights (gptq.py).
+        for i in 0 ..< n where h[i * n + i] == 0 {
+            h[i * n + i] = 1
+            for r in 0 ..< rows { w[r * n + i] = 0 }
+        }
+
+        // Act-order: a column permutation, and every block's parameters fixed up front (static groups).
+        var perm = Array(0 ..< n)
+        var params = [BlockParameters](repeating: BlockParameters(scale: 0), count: rows * groups)
+        if options.actOrder {
+            perm.sort { (h[$0 * n + $0], $1) > (h[$1 * n + $1], $0) }  // decreasing diag(H), stable
+            for r in 0 ..< rows { for g in 0 ..< groups { params[r * groups + g] = grid.parameters(w + r * n + g * groupSize) } }
+            permuteColumns(w, rows: rows, n: n, perm: perm)
+            var hp = h
+            for i in 0 ..< n { for j in 0 ..< n { hp[i * n + j] = h[perm[i] * n + perm[j]] } }
+            h = hp
+        }
+
+        // Damping: λ = dampPercent · mean diag(H); retried ×10 if H is still not numerically positive definite.
+        var mean: Float = 0
+        for i in 0 ..< n { mean += h[i * n + i] }
+        mean /= Float(n)
+        var u: [Float]?
+        var damp = options.dampPercent * mean
+        for _ in 0 ..< 4 where u == nil {
+            var hd = h
+            for i in 0 ..< n { hd[i * n + i] += damp }
+            u = hd.withUnsafeBufferPointer { LinearAlgebra.upperCholeskyOfInverse($0.baseAddress!, n: n, pool: pool) }
+            damp *= 10
+        }
+        guard let u else { throw QuantizeError.numerical(tensor: name, reason: "the damped Hessian is not positive definite") }
+
+        var codes = [UInt8](repeating: 0, count: rows * n)  // in processing (possibly permuted) column order
+        let groupOfColumn = perm.map { $0 / groupSize }
+        let tile = 16, blockSize = max(1, options.blockSize)
+        let actOrder = options.actOrder
+        u.withUnsafeBufferPointer { up in
+            codes.withUnsafeMutableBufferPointer { cp in
+                params.withUnsafeMutableBufferPointer { pp in
+                    groupOfColumn.withUnsafeBufferPointer { gp in
+                        let ub = up.baseAddress!, cb = cp.baseAddress!, pb = pp.baseAddress!, gb = gp.baseAddress!
+                        let tiles = (rows + tile - 1) / tile
+                        pool.parallelFor(tiles) { range in
+                            let err = UnsafeMutablePointer<Float>.allocate(capacity: tile * blockSize)  // [tile × blockSize]
+                            defer { err.deallocate() }
+                            for t in range {
+                                let r0 = t * tile, r1 = min(rows, r0 + tile)
+                                var i1 = 0
+                                while i1 < n {
+                                    let i2 = min(n, i1 + blockSize)
+                                    for j in i1 ..< i2 {
+                                        let uj = ub + j * n
+                                        let dInv = 1 / uj[j]
+                                        for r in r0 ..< r1 {
+                                            let row = w + r * n
+                                            if !actOrder && j % groupSize == 0 { pb[r * groups + j / groupSize] = grid.parameters(row + j) }
+                                            let p = pb[r * groups + gb[j]]
+                                            let x = row[j]
+                                            let c = grid.code(x, p)
+                                            let q = grid.value(c, p)
+                                            cb[r * n + j] = c
+                                            row[j] = q
+                                            let e = (x - q) * dInv
+                                            err[(r - r0) * blockSize + (j - i1)] = e
+                                            if j + 1 < i2 { VectorOps.axpy(-e, uj + j + 1, row + j + 1, i2 - j - 1) }
+                                        }
+                                    }
+                                    if i2 < n {
+                                        for k in 0 ..< (i2 - i1) {
+                                            let uk = ub + (i1 + k) * n + i2
+                                            for r in r0 ..< r1 {
+                                                VectorOps.axpy(-err[(r - r0) * blockSize + k], uk, w + r * n + i2, n - i2)
+                                            }
+                                        }
+                                    }
+                                    i1 = i2
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        // Back to the stored column order, then pack every block with its parameters.
+        if actOrder {
+            var inverse = [Int](repeating: 0, count: n)
+            for (k, c) in perm.enumerated() { inverse[c] = k }
+            permuteColumns(w, rows: rows, n: n, perm: inverse)
+            var natural = codes
+            for r in 0 ..< rows { for c in 0 ..< n { natural[r * n + c] = codes[r * n + inverse[c]] } }
+            codes = natural
+        }
+        let bb = grid.blockBytes
+        var out = [UInt8](repeating: 0, count: rows * groups * bb)
+        out.withUnsafeMutableBytes { ob in
+            codes.withUnsafeBufferPointer { cp in
+                for r in 0 ..< rows {
+                    for g in 0 ..< groups {
+                        grid.pack(cp.baseAddress! + r * n + g * groupSize, params[r * groups + g],
+                                  into: ob.baseAddress! + (r * groups + g) * bb)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Column j of the result is column perm[j] of the input, for every row.
+    static func permuteColumns(_ w: UnsafeMutablePointer<Float>, rows: Int, n: Int, perm: [Int]) {
+        var tmp = [Float](repeating: 0, count: n)
+        for r in 0 ..< rows {
+            let row = w + r * n
+            for j in 0 ..< n { tmp[j] = row[perm[j]] }
+            for j in 0 ..< n { row[j] = tmp[j] }
+        }
+    }
+}
