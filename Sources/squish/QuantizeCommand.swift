@@ -37,8 +37,8 @@ struct Quantize: ParsableCommand {
     @Option(help: "Calibration tokens for gptq (whole sequences of 512).")
     var calibTokens = 8192
 
-    @Flag(help: "GPTQ: quantize columns in order of decreasing activation energy (static groups).")
-    var actOrder = false
+    @Flag(inversion: .prefixedNo, help: "GPTQ: quantize columns in order of decreasing activation energy (static groups).")
+    var actOrder = true
 
     @Option(help: "GPTQ: damping as a fraction of the mean diagonal of H.")
     var damp: Float = 0.01
