@@ -52,10 +52,7 @@ public struct Sampler {
             }
         }
         if settings.temperature <= 0 { return Self.argmax(logits) }
-        candidates.removeAll(keepingCapacity: true)
-        for (i, l) in logits.enumerated() { candidates.append((i, l / settings.temperature)) }
-        candidates.sort { $0.logit > $1.logit || ($0.logit == $1.logit && $0.id < $1.id) }
-        if settings.topK > 0, candidates.count > settings.topK { candidates.removeSubrange(settings.topK...) }
+        selectCandidates(logits)
         let mx = candidates[0].logit
         var probs = candidates.map { Double(expf($0.logit - mx)) }
         var total = probs.reduce(0, +)
@@ -83,6 +80,48 @@ public struct Sampler {
             if r < acc { return candidates[i].id }
         }
         return candidates[probs.count - 1].id
+    }
+}
+
+
+extension Sampler {
+    /// Fills `candidates` with what survives top-k and min-p, sorted by scaled logit (ties: lower id first) —
+    /// the same list a full sort followed by truncation gives, without sorting the whole vocabulary: min-p keeps
+    /// exactly the tokens whose weight exp(l/T − max) reaches minP, and top-k keeps a running list of the best k.
+    fileprivate mutating func selectCandidates(_ logits: [Float]) {
+        let t = settings.temperature
+        candidates.removeAll(keepingCapacity: true)
+        logits.withUnsafeBufferPointer { l in
+            var mx = -Float.infinity
+            for v in l { mx = max(mx, v / t) }
+            let minP = Double(settings.minP)
+            let k = settings.topK > 0 ? settings.topK : Int.max
+            @inline(__always) func better(_ a: (id: Int, logit: Float), _ b: (id: Int, logit: Float)) -> Bool {
+                a.logit > b.logit || (a.logit == b.logit && a.id < b.id)
+            }
+            for i in 0 ..< l.count {
+                let s = l[i] / t
+                if minP > 0 && !(Double(expf(s - mx)) >= minP) && s != mx { continue }
+                let c = (id: i, logit: s)
+                if candidates.count == k {
+                    // Full: only something better than the current worst gets in.
+                    guard better(c, candidates[k - 1]) else { continue }
+                    candidates.removeLast()
+                }
+                if k == Int.max {
+                    candidates.append(c)
+                } else {
+                    // Binary search for the insertion point in the sorted (best-first) list.
+                    var lo = 0, hi = candidates.count
+                    while lo < hi {
+                        let mid = (lo + hi) / 2
+                        if better(candidates[mid], c) { lo = mid + 1 } else { hi = mid }
+                    }
+                    candidates.insert(c, at: lo)
+                }
+            }
+        }
+        if settings.topK <= 0 { candidates.sort { $0.logit > $1.logit || ($0.logit == $1.logit && $0.id < $1.id) } }
     }
 }
 

@@ -127,6 +127,42 @@ struct ModelReferenceTests {
         for _ in 0 ..< 50 { #expect(s.sample(logits) == Sampler.argmax(logits)) }
     }
 
+    /// The sampler selects candidates without sorting the vocabulary; it must draw exactly what the plain
+    /// definition (sort everything, truncate to top-k, then min-p, then top-p) draws from the same random stream.
+    @Test(arguments: [(40, Float(0.95), Float(0.05)), (0, 0.9, 0), (5, 1, 0), (0, 1, 0.2), (1, 1, 0), (0, 1, 0)])
+    func selectionMatchesFullSort(topK: Int, topP: Float, minP: Float) {
+        var gen = Xoshiro256(seed: 7)
+        // Many ties (quantized logits) to exercise the tie-break on ids.
+        let big: [Float] = (0 ..< 5000).map { _ in Float(Int(gen.next() % 400)) / 40 - 5 }
+        var settings = SamplerSettings()
+        settings.temperature = 0.7
+        settings.topK = topK
+        settings.topP = topP
+        settings.minP = minP
+        settings.seed = 3
+        var fast = Sampler(settings)
+        var rng = Xoshiro256(seed: 3)
+        for _ in 0 ..< 200 {
+            var c = big.enumerated().map { (id: $0.offset, logit: $0.element / settings.temperature) }
+            c.sort { $0.logit > $1.logit || ($0.logit == $1.logit && $0.id < $1.id) }
+            if topK > 0 { c = Array(c.prefix(topK)) }
+            let mx = c[0].logit
+            var probs = c.map { Double(expf($0.logit - mx)) }
+            if minP > 0 { probs = Array(probs.prefix(max(1, probs.prefix { $0 >= Double(minP) }.count))) }
+            var total = probs.reduce(0, +)
+            if topP < 1 {
+                var mass = 0.0, keep = probs.count
+                for (i, p) in probs.enumerated() { mass += p / total; if mass >= Double(topP) { keep = i + 1; break } }
+                probs = Array(probs.prefix(keep))
+                total = probs.reduce(0, +)
+            }
+            let r = Double(rng.next() >> 11) / Double(1 << 53) * total
+            var acc = 0.0, expected = c[probs.count - 1].id
+            for (i, p) in probs.enumerated() { acc += p; if r < acc { expected = c[i].id; break } }
+            #expect(fast.sample(big) == expected)
+        }
+    }
+
     @Test func repetitionPenaltyDemotesSeenTokens() {
         var settings = SamplerSettings.greedy
         settings.repetitionPenalty = 100
