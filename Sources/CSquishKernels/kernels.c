@@ -500,21 +500,3 @@ void sq_dequantize_row(int type, const void *src, float *dst, int64_t n) {
     }
 }
 
-void sq_attention_head(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
-                       int64_t head_dim, float scale, float *scores, float *out) {
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n; j++) {
-        const float s = sq_dot_f32(q, keys + j * stride, head_dim) * scale;
-        scores[j] = s;
-        if (s > mx) mx = s;
-    }
-    float sum = 0.0f;
-    for (int64_t j = 0; j < n; j++) {
-        const float e = expf(scores[j] - mx);
-        scores[j] = e;
-        sum += e;
-    }
-    const float inv = 1.0f / sum;
-    for (int64_t i = 0; i < head_dim; i++) out[i] = 0.0f;
-    for (int64_t j = 0; j < n; j++) sq_axpy_f32(scores[j] * inv, values + j * stride, out, head_dim);
-}

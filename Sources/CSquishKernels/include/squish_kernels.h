@@ -61,6 +61,9 @@ float sq_dot_f32(const float *a, const float *b, int64_t n);
 /// y[i] += alpha * x[i].
 void sq_axpy_f32(float alpha, const float *x, float *y, int64_t n);
 
+/// The portable version of sq_attention_head (tests compare the two).
+void sq_attention_head_portable(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
+                                int64_t head_dim, float scale, float *scores, float *out);
 /// One attention head over n cached positions: out = softmax(scale · K q) · V.
 /// keys/values: n rows of `stride` floats (the head's slice starts at the pointer); scores: n floats of scratch.
 void sq_attention_head(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
