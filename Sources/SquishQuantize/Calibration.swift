@@ -90,6 +90,10 @@ final class BlockStatistics {
     }
 }
 
+/// Where a linear layer's input is seen in a block: q/k/v read the normed attention input, o the attention
+/// output, gate/up the normed FFN input, down the SwiGLU hidden state.
+enum InputSite: CaseIterable { case attentionInput, attentionOutput, ffnInput, ffnHidden }
+
 /// One transformer block's forward pass over one calibration sequence, mirroring `LlamaSession` (RMSNorm, RoPE,
 /// GQA attention causal within the sequence, SwiGLU), with optional recording of every linear layer's input.
 final class BlockRunner {
@@ -176,10 +180,12 @@ final class BlockRunner {
     }
 
     /// Runs block `w` on the residual stream `x` [n × dim] (n ≤ length, positions 0 ..< n), updating it in place.
-    func forward(_ w: BlockWeights, _ x: UnsafeMutablePointer<Float>, tokens n: Int, record: BlockStatistics?) throws {
+    func forward(_ w: BlockWeights, _ x: UnsafeMutablePointer<Float>, tokens n: Int, record: BlockStatistics?,
+                 capture: ((InputSite, UnsafePointer<Float>, Int) -> Void)? = nil) throws {
         let c = config
         rmsNorm(x, w.attentionNorm, xb, rows: n)
         try record?.attentionInput.add(xb, tokens: n, matmul: matmul)
+        capture?(.attentionInput, xb, n)
         try matmul(w.wq, xb, tokens: n, q)
         try matmul(w.wk, xb, tokens: n, k)
         try matmul(w.wv, xb, tokens: n, v)
@@ -211,10 +217,12 @@ final class BlockRunner {
             }
         }
         try record?.attentionOutput.add(att, tokens: n, matmul: matmul)
+        capture?(.attentionOutput, att, n)
         try matmul(w.wo, att, tokens: n, xb)
         for i in 0 ..< n * c.dim { x[i] += xb[i] }
         rmsNorm(x, w.ffnNorm, xb, rows: n)
         try record?.ffnInput.add(xb, tokens: n, matmul: matmul)
+        capture?(.ffnInput, xb, n)
         try matmul(w.gate, xb, tokens: n, hb)
         try matmul(w.up, xb, tokens: n, hb2)
         let (hb, hb2, hidden) = (self.hb, self.hb2, c.hiddenDim)
@@ -225,6 +233,7 @@ final class BlockRunner {
             }
         }
         try record?.ffnHidden.add(hb, tokens: n, matmul: matmul)
+        capture?(.ffnHidden, hb, n)
         try matmul(w.down, hb, tokens: n, xb)
         for i in 0 ..< n * c.dim { x[i] += xb[i] }
     }

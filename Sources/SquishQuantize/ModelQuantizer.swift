@@ -8,6 +8,9 @@ public enum QuantizationMethod: String, Sendable, Codable, CaseIterable {
     case rtn
     /// GPTQ (Frantar et al. 2022): error-compensated rounding with calibration statistics, block by block.
     case gptq
+    /// AWQ (Lin et al. 2023): activation-aware per-channel scales folded into the preceding norm or layer, then
+    /// rounding to nearest, block by block.
+    case awq
 }
 
 public struct QuantizeOptions: Sendable {
@@ -18,6 +21,7 @@ public struct QuantizeOptions: Sendable {
     /// Calibration text and size (calibrated methods).
     public var calibration = CalibrationOptions()
     public var gptq = GPTQOptions()
+    public var awq = AWQOptions()
 
     public init(method: QuantizationMethod, target: QuantizationTarget) {
         self.method = method
@@ -83,10 +87,19 @@ public enum ModelQuantizer {
         // Calibrated methods quantize the transformer blocks' linear layers up front, block by block.
         var calibrated: [String: [UInt8]] = [:]
         var calibrationTokens: Int?
-        if options.method == .gptq {
+        var foldedNorms: [String: [Float]] = [:]
+        switch options.method {
+        case .gptq:
             let result = try GPTQModelQuantizer.run(file: file, plan: plan, options: options, pool: pool, log: log)
             calibrated = result.tensors
             calibrationTokens = result.tokens
+        case .awq:
+            let result = try AWQModelQuantizer.run(file: file, plan: plan, options: options, pool: pool, log: log)
+            calibrated = result.tensors
+            foldedNorms = result.norms
+            calibrationTokens = result.tokens
+        case .rtn:
+            break
         }
 
         var writer = GGUFWriter(copying: file)
@@ -100,6 +113,11 @@ public enum ModelQuantizer {
             let rows = t.rowCount, columns = t.shape[0]
             totalElements += Double(t.elementCount)
             totalBits += Double(p.outputType.rowBytes(elements: columns)! * rows * 8)
+            if let values = foldedNorms[t.name] {
+                // A norm with AWQ's scales folded in.
+                writer.replaceTensor(name: t.name, shape: t.shape, type: .f32, source: .bytes(values.withUnsafeBytes { Array($0) }))
+                continue
+            }
             switch p.action {
             case .copy:
                 copied += 1

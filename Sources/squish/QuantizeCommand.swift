@@ -8,12 +8,12 @@ import SquishQuantize
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quantize",
-        abstract: "Quantize a GGUF model into llama.cpp block types (round-to-nearest or GPTQ), written atomically.")
+        abstract: "Quantize a GGUF model into llama.cpp block types (round-to-nearest, GPTQ or AWQ), written atomically.")
 
     @Option(help: "Model file (default: the cached default model). It is only read.")
     var model: String?
 
-    @Option(help: "Quantization method: rtn (round to nearest) or gptq (calibrated, error-compensating).")
+    @Option(help: "Quantization method: rtn (round to nearest), gptq (calibrated, error-compensating) or awq (calibrated, activation-aware scales).")
     var method: QuantizationMethod = .rtn
 
     @Option(help: "Output block type: \(QuantizationTarget.supportedNames).")
@@ -31,10 +31,10 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Re-encode tensors already in their output type instead of copying them unchanged.")
     var requantize = false
 
-    @Option(help: "Calibration text for gptq (default: the first 200,000 bytes of Austen's Emma from the cached corpora).")
+    @Option(help: "Calibration text for gptq/awq (default: the first 200,000 bytes of Austen's Emma from the cached corpora).")
     var calib: String?
 
-    @Option(help: "Calibration tokens for gptq (whole sequences of 512).")
+    @Option(help: "Calibration tokens for gptq/awq (whole sequences of 512).")
     var calibTokens = 8192
 
     @Flag(inversion: .prefixedNo, help: "GPTQ: quantize columns in order of decreasing activation energy (static groups).")
@@ -42,6 +42,12 @@ struct Quantize: ParsableCommand {
 
     @Option(help: "GPTQ: damping as a fraction of the mean diagonal of H.")
     var damp: Float = 0.01
+
+    @Option(help: "AWQ: number of exponents α = i/N searched in s = mean|x|^α.")
+    var awqGrid = 20
+
+    @Option(help: "AWQ: calibration tokens whose outputs score each α (mean |x| uses all tokens).")
+    var awqTokens = 512
 
     @Option(help: "Output GGUF file (replaced atomically; must differ from the input).")
     var out: String
@@ -55,6 +61,7 @@ struct Quantize: ParsableCommand {
     func validate() throws {
         guard calibTokens > 0 else { throw ValidationError("--calib-tokens must be positive") }
         guard damp > 0, damp < 1 else { throw ValidationError("--damp must be in (0, 1)") }
+        guard awqGrid >= 1, awqTokens >= 1 else { throw ValidationError("--awq-grid and --awq-tokens must be positive") }
     }
 
     func run() throws {
@@ -64,6 +71,8 @@ struct Quantize: ParsableCommand {
         options.requantize = requantize
         options.gptq.actOrder = actOrder
         options.gptq.dampPercent = damp
+        options.awq.gridSize = awqGrid
+        options.awq.searchTokens = awqTokens
         options.calibration.tokens = calibTokens
         if let calib {
             options.calibration.textPath = calib
