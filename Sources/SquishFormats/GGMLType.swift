@@ -1,4 +1,6 @@
-/// ggml tensor types as numbered in GGUF files (ggml.h `enum ggml_type`), with their block layout.
+/// ggml tensor types as numbered in GGUF files (ggml.h `enum ggml_type`), with their block layout, plus Squish's own
+/// block types (`SQ<bits>_G<group>`, numbered 0x5351_0000 + bits · 256 + group, far from ggml's range), which
+/// llama.cpp cannot load.
 public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConvertible {
     case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3
     case q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9
@@ -6,6 +8,10 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
     case iq2_XXS = 16, iq2_XS = 17, iq3_XXS = 18, iq1_S = 19, iq4_NL = 20, iq3_S = 21, iq2_S = 22, iq4_XS = 23
     case i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, iq1_M = 29, bf16 = 30
     case tq1_0 = 34, tq2_0 = 35, mxfp4 = 39
+    // Squish affine types (see `SquishAffineBlock`): b-bit codes in groups of g with an f16 scale and f16 minimum.
+    case sq2_G32 = 0x5351_0220, sq2_G64 = 0x5351_0240, sq3_G32 = 0x5351_0320, sq3_G64 = 0x5351_0340
+    case sq4_G32 = 0x5351_0420, sq4_G64 = 0x5351_0440, sq5_G64 = 0x5351_0540, sq6_G64 = 0x5351_0640
+    case sq8_G64 = 0x5351_0840
 
     /// Elements per block and bytes per block (ggml's type traits).
     public var blockLayout: (elements: Int, bytes: Int) {
@@ -40,6 +46,9 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
         case .tq1_0: return (256, 54)
         case .tq2_0: return (256, 66)
         case .mxfp4: return (32, 17)
+        default:
+            let (bits, group) = squishAffine!
+            return (group, 4 + group * bits / 8)
         }
     }
 
@@ -62,10 +71,28 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
         case .iq1_S: return "IQ1_S"; case .iq4_NL: return "IQ4_NL"; case .iq3_S: return "IQ3_S"; case .iq2_S: return "IQ2_S"
         case .iq4_XS: return "IQ4_XS"; case .iq1_M: return "IQ1_M"
         case .tq1_0: return "TQ1_0"; case .tq2_0: return "TQ2_0"; case .mxfp4: return "MXFP4"
+        default:
+            let (bits, group) = squishAffine!
+            return "SQ\(bits)_G\(group)"
         }
     }
 
     public var description: String { name }
+
+    /// Bits per code and group size of a Squish affine type; nil for ggml's own types.
+    public var squishAffine: (bits: Int, group: Int)? {
+        guard rawValue & 0xffff_0000 == 0x5351_0000 else { return nil }
+        return (Int(rawValue >> 8 & 0xff), Int(rawValue & 0xff))
+    }
+
+    /// The Squish affine type with `bits` per code in groups of `group`, if Squish defines one.
+    public static func squishAffine(bits: Int, group: Int) -> GGMLType? {
+        guard (1 ... 8).contains(bits), (1 ... 255).contains(group) else { return nil }
+        return GGMLType(rawValue: 0x5351_0000 | UInt32(bits) << 8 | UInt32(group))
+    }
+
+    /// True for the types llama.cpp can load (everything but Squish's own).
+    public var isGGMLNative: Bool { squishAffine == nil }
 
     /// Parses a name as printed by `name` (case-insensitive).
     public init?(name: String) {

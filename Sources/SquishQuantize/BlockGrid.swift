@@ -12,16 +12,24 @@ public struct BlockParameters: Equatable, Sendable {
     }
 }
 
-/// The quantization grid of one ggml block format of 32 weights: how a block's parameters follow from its weights,
-/// which code each weight gets given those parameters, and how codes and parameters are packed into the block.
+/// The quantization grid of one block format (a ggml type of 32 weights, or a Squish affine type of `groupSize`
+/// weights): how a block's parameters follow from its weights, which code each weight gets given those parameters,
+/// and how codes and parameters are packed into the block.
 ///
 /// Splitting "parameters" from "code" is what error-compensating quantizers (GPTQ) need: they fix a block's
 /// parameters when they reach its first column and then round one column at a time. RTN is the special case that
 /// rounds every weight of the block with its own parameters.
 public enum BlockGrid: Sendable, Equatable {
     case q4_0, q4_1, q5_0, q5_1, q8_0, iq4_NL
+    /// A Squish affine type: `bits`-bit codes, w = d · q + m, one f16 d and m per group (SquishFormats `SquishAffineBlock`).
+    case affine(bits: Int, group: Int)
+    /// Ternary weights (BitNet b1.58, Ma et al. 2024, eq. 1-3): per block γ = mean |w| and w ≈ γ · t with
+    /// t = clamp(round(w / γ), −1, 1), stored as TQ1_0/TQ2_0 (blocks of 256) or as a Squish 2-bit affine type with
+    /// m = −γ (codes 0, 1, 2) where rows are not multiples of 256.
+    case ternary(GGMLType)
 
     public init?(_ type: GGMLType) {
+        if let (bits, group) = type.squishAffine { self = .affine(bits: bits, group: group); return }
         switch type {
         case .q4_0: self = .q4_0
         case .q4_1: self = .q4_1
@@ -41,10 +49,28 @@ public enum BlockGrid: Sendable, Equatable {
         case .q5_1: return .q5_1
         case .q8_0: return .q8_0
         case .iq4_NL: return .iq4_NL
+        case .affine(let bits, let group): return GGMLType.squishAffine(bits: bits, group: group)!
+        case .ternary(let type): return type
         }
     }
 
-    public static let blockElements = 32
+    /// True where `parameters` differs from the format's reference encoder in SquishFormats (which RTN then uses
+    /// to stay bit-identical with llama-quantize).
+    public var usesParameterSearch: Bool {
+        switch self {
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return false
+        case .iq4_NL, .affine, .ternary: return true
+        }
+    }
+
+    /// Weights per block (one set of parameters).
+    public var groupSize: Int {
+        switch self {
+        case .affine(_, let group): return group
+        case .ternary(let type): return type.blockElements
+        default: return 32
+        }
+    }
 
     /// Bits per code.
     public var bits: Int {
@@ -52,19 +78,27 @@ public enum BlockGrid: Sendable, Equatable {
         case .q4_0, .q4_1, .iq4_NL: return 4
         case .q5_0, .q5_1: return 5
         case .q8_0: return 8
+        case .affine(let bits, _): return bits
+        case .ternary: return 2
         }
     }
 
     /// True when the block stores a float minimum (w = d·q + m) rather than being symmetric around zero.
-    public var hasMinimum: Bool { self == .q4_1 || self == .q5_1 }
+    public var hasMinimum: Bool {
+        switch self {
+        case .q4_1, .q5_1, .affine: return true
+        default: return false
+        }
+    }
 
     // MARK: parameters
 
     /// The block's parameters from its (current) 32 weights, computed as the format's reference quantizer does:
     /// d = x[argmax |x|] / -2^(b-1) for Q4_0/Q5_0; d = (max - min) / (2^b - 1), m = min for Q4_1/Q5_1;
-    /// d = max |x| / 127 for Q8_0; a scale search for IQ4_NL (see `IQ4NLScale`).
+    /// d = max |x| / 127 for Q8_0; a scale search for IQ4_NL (see `IQ4NLScale`); a least-squares search over
+    /// clipped ranges for the Squish affine types (see `AffineFit`).
     public func parameters(_ x: UnsafePointer<Float>) -> BlockParameters {
-        let n = Self.blockElements
+        let n = groupSize
         switch self {
         case .q4_0, .q5_0:
             var best: Float = 0
@@ -80,6 +114,13 @@ public enum BlockGrid: Sendable, Equatable {
             return BlockParameters(scale: f16(amax / 127))
         case .iq4_NL:
             return BlockParameters(scale: IQ4NLScale.search(x, importance: nil))
+        case .affine(let bits, let group):
+            return AffineFit.search(x, count: group, levels: (1 << bits) - 1)
+        case .ternary:
+            var sum: Float = 0
+            for i in 0 ..< n { sum += abs(x[i]) }
+            let gamma = f16(sum / Float(n))
+            return BlockParameters(scale: gamma, minimum: -gamma)
         }
     }
 
@@ -96,6 +137,9 @@ public enum BlockGrid: Sendable, Equatable {
         case .q5_1: return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, 31))
         case .q8_0: return d == 0 ? 128 : UInt8(clamp((x / d).rounded(), -127, 127) + 128)
         case .iq4_NL: return d == 0 ? IQ4NLScale.zeroIndex : IQ4NLScale.nearest(x / d)
+        case .affine(let bits, _):
+            return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, Float((1 << bits) - 1)))
+        case .ternary: return d == 0 ? 1 : UInt8(clamp((x / d).rounded(), -1, 1) + 1)
         }
     }
 
@@ -105,9 +149,10 @@ public enum BlockGrid: Sendable, Equatable {
         switch self {
         case .q4_0: return p.scale * Float(Int(code) - 8)
         case .q5_0: return p.scale * Float(Int(code) - 16)
-        case .q4_1, .q5_1: return p.scale * Float(code) + p.minimum
+        case .q4_1, .q5_1, .affine: return p.scale * Float(code) + p.minimum
         case .q8_0: return Float(Int(code) - 128) * p.scale
         case .iq4_NL: return p.scale * IQ4NLScale.levels[Int(code)]
+        case .ternary: return p.scale * Float(Int(code) - 1)
         }
     }
 
@@ -145,16 +190,32 @@ public enum BlockGrid: Sendable, Equatable {
         case .q8_0:
             store16(p.scale, 0)
             for j in 0 ..< 32 { block.storeBytes(of: codes[j] &- 128, toByteOffset: 2 + j, as: UInt8.self) }
+        case .affine(let bits, let group):
+            store16(p.scale, 0); store16(p.minimum, 2)
+            packCodes(codes, bits: bits, count: group, into: block + 4)
+        case .ternary(let type):
+            if let (bits, group) = type.squishAffine {
+                // m = −γ turns codes 0, 1, 2 into −γ, 0, γ.
+                store16(p.scale, 0); store16(-p.scale, 2)
+                packCodes(codes, bits: bits, count: group, into: block + 4)
+            } else {
+                // TQ1_0/TQ2_0: the values −γ, 0, γ re-encode exactly (the codec's scale max |w| is γ, an f16 value).
+                let n = groupSize
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { v in
+                    for j in 0 ..< n { v[j] = value(codes[j], p) }
+                    try? Codecs.quantize(type, UnsafeBufferPointer(v), into: UnsafeMutableRawBufferPointer(start: block, count: blockBytes))
+                }
+            }
         }
     }
 
     /// Round-to-nearest of one block: parameters from the block, every weight rounded with them, packed.
-    /// `rounded` (optional) receives the 32 dequantized values.
+    /// `rounded` (optional) receives the `groupSize` dequantized values.
     public func quantizeBlock(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer,
                               rounded: UnsafeMutablePointer<Float>? = nil) {
         let p = parameters(x)
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { codes in
-            for j in 0 ..< 32 {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: groupSize) { codes in
+            for j in 0 ..< groupSize {
                 codes[j] = code(x[j], p)
                 rounded?[j] = value(codes[j], p)
             }

@@ -32,7 +32,7 @@ public enum GPTQQuantizer {
     public static func quantize(weights w: UnsafeMutablePointer<Float>, rows: Int, columns n: Int, hessian: [Double],
                                 grid: BlockGrid, options: GPTQOptions = GPTQOptions(), pool: WorkerPool,
                                 name: String = "<matrix>") throws -> [UInt8] {
-        let groupSize = BlockGrid.blockElements
+        let groupSize = grid.groupSize
         guard n % groupSize == 0, hessian.count == n * n else {
             throw QuantizeError.numerical(tensor: name, reason: "GPTQ needs \(n)×\(n) statistics and whole blocks of \(groupSize)")
         }

@@ -11,6 +11,8 @@ public enum QuantizationMethod: String, Sendable, Codable, CaseIterable {
     /// AWQ (Lin et al. 2023): activation-aware per-channel scales folded into the preceding norm or layer, then
     /// rounding to nearest, block by block.
     case awq
+    /// Ternary weights by absmean rounding (BitNet b1.58), no calibration; for experiments at ~1.7-2.5 bits.
+    case ternary
 }
 
 public struct QuantizeOptions: Sendable {
@@ -98,7 +100,7 @@ public enum ModelQuantizer {
             calibrated = result.tensors
             foldedNorms = result.norms
             calibrationTokens = result.tokens
-        case .rtn:
+        case .rtn, .ternary:
             break
         }
 

@@ -1,7 +1,8 @@
 import SquishFormats
 
 /// What the output's weight matrices are quantized to: a llama.cpp block type (chosen by name, or by bits and
-/// group size where those map onto one).
+/// group size where those map onto one), or else a Squish affine type (`SQ3_G32`: 3-bit codes in groups of 32 with an
+/// f16 scale and minimum), which Squish runs and llama.cpp cannot load.
 public struct QuantizationTarget: Sendable, Equatable {
     public let grid: BlockGrid
     public var type: GGMLType { grid.type }
@@ -9,7 +10,7 @@ public struct QuantizationTarget: Sendable, Equatable {
     public init(grid: BlockGrid) { self.grid = grid }
 
     /// `--type NAME`, or `--bits B --group G` (asymmetric, i.e. with a float minimum, unless `symmetric`).
-    /// Only combinations that are native llama.cpp block types are accepted.
+    /// A native llama.cpp block type is preferred; otherwise the Squish affine type with those bits and group.
     public static func resolve(type name: String?, bits: Int?, group: Int?, symmetric: Bool) throws -> QuantizationTarget {
         if let name {
             guard bits == nil, group == nil else { throw QuantizeError.unsupportedTarget("--type together with --bits/--group") }
@@ -28,17 +29,29 @@ public struct QuantizationTarget: Sendable, Equatable {
         case (5, 32, false): grid = .q5_1
         case (5, 32, true): grid = .q5_0
         case (8, 32, _): grid = .q8_0
+        case (_, _, false): grid = GGMLType.squishAffine(bits: bits, group: group).flatMap(BlockGrid.init)
         default: grid = nil
         }
         guard let grid else {
             throw QuantizeError.unsupportedTarget(
-                "\(bits)-bit groups of \(group)\(symmetric ? " (symmetric)" : ""): no llama.cpp block type has that layout "
-                    + "(native: 4, 5 or 8 bits in groups of 32)")
+                "\(bits)-bit groups of \(group)\(symmetric ? " (symmetric)" : ""): no block type has that layout "
+                    + "(llama.cpp: 4, 5 or 8 bits in groups of 32; Squish: \(squishNames))")
         }
         return QuantizationTarget(grid: grid)
     }
 
-    public static let supportedNames = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL"
+    /// Ternary weights (`--method ternary`): TQ2_0 by default, also TQ1_0 or a Squish 2-bit type (SQ2_G32, SQ2_G64).
+    /// Rows that are not multiples of 256 fall back from TQ1_0/TQ2_0 to SQ2_G64 (see `QuantizationPlanner`).
+    public static func ternary(type name: String?) throws -> QuantizationTarget {
+        let name = name ?? "TQ2_0"
+        guard let t = GGMLType(name: name), [.tq1_0, .tq2_0, .sq2_G32, .sq2_G64].contains(t) else {
+            throw QuantizeError.unsupportedTarget("ternary weights in '\(name)' (supported: TQ1_0, TQ2_0, SQ2_G32, SQ2_G64)")
+        }
+        return QuantizationTarget(grid: .ternary(t))
+    }
+
+    public static let squishNames = GGMLType.allCases.filter { $0.squishAffine != nil }.map(\.name).joined(separator: ", ")
+    public static let supportedNames = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, " + squishNames
 
     /// llama.cpp's `general.file_type` (enum llama_ftype) for a file mostly of this type.
     public var fileType: UInt32 {
@@ -49,6 +62,8 @@ public struct QuantizationTarget: Sendable, Equatable {
         case .q5_0: return 8
         case .q5_1: return 9
         case .iq4_NL: return 25
+        case .affine: return 1024  // LLAMA_FTYPE_GUESSED: no llama.cpp file type describes a Squish type
+        case .ternary(let t): return t == .tq1_0 ? 36 : t == .tq2_0 ? 37 : 1024
         }
     }
 }
@@ -96,7 +111,8 @@ public enum QuantizationPlanner {
                 throw QuantizeError.badModel(path: file.path, reason: "tensor '\(t.name)' has type \(t.type.name), which Squish cannot decode")
             }
             let isEdge = t.name == "token_embd.weight" || t.name == "output.weight"
-            let grid: BlockGrid = isEdge ? (target.grid.bits >= 8 ? target.grid : .q8_0) : target.grid
+            var grid: BlockGrid = isEdge ? (target.grid.bits >= 8 ? target.grid : .q8_0) : target.grid
+            if case .ternary(let type) = grid, type.blockElements == 256, t.shape[0] % 256 != 0 { grid = .ternary(.sq2_G64) }
             guard t.shape[0] % grid.type.blockElements == 0 else {
                 throw QuantizeError.rowLength(tensor: t.name, rowLength: t.shape[0], type: grid.type)
             }

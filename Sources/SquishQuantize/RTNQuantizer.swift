@@ -1,16 +1,17 @@
 import SquishFormats
 import SquishKernels
 
-/// Round-to-nearest: every block of 32 weights gets its own parameters from its own weights and every weight the
-/// nearest grid point. For Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 the SquishFormats encoders are used, which reproduce
-/// the reference quantizers (gguf-py, and llama-quantize without an importance matrix) bit for bit; IQ4_NL uses
-/// `BlockGrid`'s scale search.
+/// Round-to-nearest: every block gets its own parameters from its own weights and every weight the nearest grid
+/// point. For Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 the SquishFormats encoders are used, which reproduce the reference
+/// quantizers (gguf-py, and llama-quantize without an importance matrix) bit for bit; IQ4_NL and the Squish affine
+/// types use `BlockGrid`'s parameter searches.
 public enum RTNQuantizer {
-    /// Quantizes `count` floats (whole blocks) into `dst` (`count / 32` blocks of the grid's type).
+    /// Quantizes `count` floats (whole blocks) into `dst` (`count / grid.groupSize` blocks of the grid's type).
     public static func quantize(_ x: UnsafePointer<Float>, count: Int, grid: BlockGrid, into dst: UnsafeMutableRawPointer) {
-        let blocks = count / BlockGrid.blockElements
-        if grid == .iq4_NL {
-            for b in 0 ..< blocks { grid.quantizeBlock(x + 32 * b, into: dst + grid.blockBytes * b) }
+        let g = grid.groupSize
+        let blocks = count / g
+        if grid.usesParameterSearch {
+            for b in 0 ..< blocks { grid.quantizeBlock(x + g * b, into: dst + grid.blockBytes * b) }
         } else {
             // Sizes are whole blocks by construction, so the codec cannot reject them.
             try? Codecs.quantize(grid.type, UnsafeBufferPointer(start: x, count: blocks * 32),

@@ -8,18 +8,18 @@ import SquishQuantize
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quantize",
-        abstract: "Quantize a GGUF model into llama.cpp block types (round-to-nearest, GPTQ or AWQ), written atomically.")
+        abstract: "Quantize a GGUF model into llama.cpp block types or Squish affine types (round-to-nearest, GPTQ or AWQ), written atomically.")
 
     @Option(help: "Model file (default: the cached default model). It is only read.")
     var model: String?
 
-    @Option(help: "Quantization method: rtn (round to nearest), gptq (calibrated, error-compensating) or awq (calibrated, activation-aware scales).")
+    @Option(help: "Quantization method: rtn (round to nearest), gptq (calibrated, error-compensating), awq (calibrated, activation-aware scales) or ternary (BitNet b1.58 absmean; --type TQ2_0 (default), TQ1_0, SQ2_G32 or SQ2_G64).")
     var method: QuantizationMethod = .rtn
 
     @Option(help: "Output block type: \(QuantizationTarget.supportedNames).")
     var type: String?
 
-    @Option(help: "Bits per weight (with --group), mapped onto a native type: 4 -> Q4_1, 5 -> Q5_1, 8 -> Q8_0.")
+    @Option(help: "Bits per weight (with --group): a native type where one fits (4 -> Q4_1, 5 -> Q5_1, 8 -> Q8_0 in groups of 32), else the Squish affine type SQ<bits>_G<group>.")
     var bits: Int?
 
     @Option(help: "Group size for --bits (default 32).")
@@ -62,11 +62,16 @@ struct Quantize: ParsableCommand {
         guard calibTokens > 0 else { throw ValidationError("--calib-tokens must be positive") }
         guard damp > 0, damp < 1 else { throw ValidationError("--damp must be in (0, 1)") }
         guard awqGrid >= 1, awqTokens >= 1 else { throw ValidationError("--awq-grid and --awq-tokens must be positive") }
+        if method == .ternary, bits != nil || group != nil || symmetric {
+            throw ValidationError("--method ternary takes --type (TQ2_0, TQ1_0, SQ2_G32, SQ2_G64), not --bits/--group/--symmetric")
+        }
     }
 
     func run() throws {
         let input = try resolveModelPath(model)
-        let target = try QuantizationTarget.resolve(type: type, bits: bits, group: group, symmetric: symmetric)
+        let target = method == .ternary
+            ? try QuantizationTarget.ternary(type: type)
+            : try QuantizationTarget.resolve(type: type, bits: bits, group: group, symmetric: symmetric)
         var options = QuantizeOptions(method: method, target: target)
         options.requantize = requantize
         options.gptq.actOrder = actOrder

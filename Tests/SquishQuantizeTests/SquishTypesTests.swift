@@ -1,0 +1,153 @@
+import Foundation
+import Testing
+import SquishCore
+import SquishFormats
+import SquishKernels
+import SquishQuantize
+
+/// Squish's own affine block types (SQ<bits>_G<group>) and the ternary grids.
+@Suite("Squish block types and ternary weights")
+struct SquishTypesTests {
+    static let affineTypes = GGMLType.allCases.filter { $0.squishAffine != nil }
+
+    /// Independent reading of the documented layout, one bit at a time: d f16 @0, m f16 @2, then code j in bits
+    /// [j·b, j·b + b) of the byte stream (bit i is bit i mod 8 of byte i / 8).
+    func referenceDecode(_ block: [UInt8], bits: Int, group: Int) -> [Float] {
+        let d = HalfFloat.toFloat(UInt16(block[0]) | UInt16(block[1]) << 8)
+        let m = HalfFloat.toFloat(UInt16(block[2]) | UInt16(block[3]) << 8)
+        return (0 ..< group).map { j in
+            var q = 0
+            for k in 0 ..< bits {
+                let bit = j * bits + k
+                q |= Int(block[4 + bit / 8] >> UInt8(bit % 8) & 1) << k
+            }
+            return d * Float(q) + m
+        }
+    }
+
+    @Test(arguments: affineTypes)
+    func decoderReadsTheDocumentedLayout(type: GGMLType) throws {
+        let (bits, group) = type.squishAffine!
+        #expect(type.blockElements == group && type.blockBytes == 4 + group * bits / 8)
+        #expect(GGMLType(name: type.name) == type && type.name == "SQ\(bits)_G\(group)" && !type.isGGMLNative)
+        var rng = SplitMix64(seed: UInt64(type.rawValue))
+        for _ in 0 ..< 100 {
+            var block = (0 ..< type.blockBytes).map { _ in UInt8.random(in: 0 ... 255, using: &rng) }
+            let d = HalfFloat.fromFloat(Float.random(in: 0.001 ... 0.1, using: &rng))
+            let m = HalfFloat.fromFloat(Float.random(in: -1 ... 0, using: &rng))
+            block[0] = UInt8(d & 0xff); block[1] = UInt8(d >> 8); block[2] = UInt8(m & 0xff); block[3] = UInt8(m >> 8)
+            let decoded = try block.withUnsafeBytes { try Codecs.dequantize(type, $0, count: group) }
+            #expect(decoded == referenceDecode(block, bits: bits, group: group))
+        }
+    }
+
+    /// The format's own encoder: every value within half a step of its input (plus the f16 rounding of m), and the
+    /// grid's parameter search never worse than it.
+    @Test(arguments: affineTypes)
+    func encoderAndSearchRoundToTheGrid(type: GGMLType) throws {
+        let (bits, group) = type.squishAffine!
+        let grid = try #require(BlockGrid(type))
+        #expect(grid == .affine(bits: bits, group: group) && grid.groupSize == group)
+        var rng = SplitMix64(seed: 21)
+        var plainTotal: Float = 0, searchTotal: Float = 0
+        for _ in 0 ..< 100 {
+            let x = (0 ..< group).map { _ in Float.random(in: -1 ... 1, using: &rng) * Float.random(in: 0 ... 1, using: &rng) }
+            let plain = try Codecs.dequantize(type, UnsafeRawBufferPointer(start: try Codecs.quantize(type, x), count: type.blockBytes), count: group)
+            let bytes = try Codecs.quantize(type, x)
+            let step = HalfFloat.toFloat(UInt16(bytes[0]) | UInt16(bytes[1]) << 8)
+            for i in 0 ..< group { #expect(abs(plain[i] - x[i]) <= step / 2 * 1.001 + 2e-3) }
+            var block = [UInt8](repeating: 0, count: type.blockBytes)
+            var rounded = [Float](repeating: 0, count: group)
+            x.withUnsafeBufferPointer { xs in
+                block.withUnsafeMutableBytes { b in rounded.withUnsafeMutableBufferPointer { grid.quantizeBlock(xs.baseAddress!, into: b.baseAddress!, rounded: $0.baseAddress!) } }
+            }
+            #expect(try block.withUnsafeBytes { try Codecs.dequantize(type, $0, count: group) } == rounded)
+            func sse(_ v: [Float]) -> Float { zip(v, x).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } }
+            #expect(sse(rounded) <= sse(plain) * 1.0001 + 1e-9)
+            plainTotal += sse(plain)
+            searchTotal += sse(rounded)
+        }
+        #expect(searchTotal < plainTotal)
+    }
+
+    /// Ternary (BitNet b1.58 absmean): γ = f16(mean |w|) per block, codes decode to −γ, 0 or γ, each weight to the
+    /// nearest of the three; TQ1_0 and TQ2_0 (blocks of 256) and SQ2_G64 (m = −γ) all decode to the same values.
+    @Test(arguments: [GGMLType.tq1_0, .tq2_0, .sq2_G32, .sq2_G64])
+    func ternaryBlocks(type: GGMLType) throws {
+        let grid = BlockGrid.ternary(type)
+        let n = grid.groupSize
+        var rng = SplitMix64(seed: 33)
+        for _ in 0 ..< 50 {
+            let x = (0 ..< n).map { _ in Float.random(in: -1 ... 1, using: &rng) * Float.random(in: 0 ... 1, using: &rng) }
+            let gamma = HalfFloat.toFloat(HalfFloat.fromFloat(x.reduce(0) { $0 + abs($1) } / Float(n)))
+            var block = [UInt8](repeating: 0, count: grid.blockBytes)
+            var rounded = [Float](repeating: 0, count: n)
+            x.withUnsafeBufferPointer { xs in
+                block.withUnsafeMutableBytes { b in rounded.withUnsafeMutableBufferPointer { grid.quantizeBlock(xs.baseAddress!, into: b.baseAddress!, rounded: $0.baseAddress!) } }
+            }
+            let decoded = try block.withUnsafeBytes { try Codecs.dequantize(type, $0, count: n) }
+            #expect(decoded == rounded)
+            for i in 0 ..< n {
+                let expected: Float = abs(x[i]) < gamma / 2 ? 0 : (x[i] < 0 ? -gamma : gamma)
+                // Exactly at ±γ/2 either neighbour is nearest.
+                #expect(decoded[i] == expected || abs(abs(x[i]) - gamma / 2) < 1e-6)
+            }
+        }
+    }
+
+    /// The matmul on a Squish type gives what dequantize-then-f32 gives (the generic kernel path).
+    @Test func matmulOnAffineWeights() throws {
+        var rng = SplitMix64(seed: 5)
+        let rows = 13, columns = 192, tokens = 3
+        let w = (0 ..< rows * columns).map { _ in Float.random(in: -1 ... 1, using: &rng) }
+        let x = (0 ..< tokens * columns).map { _ in Float.random(in: -1 ... 1, using: &rng) }
+        for type in [GGMLType.sq3_G32, .sq4_G64, .sq2_G64] {
+            let bytes = try Codecs.quantize(type, w)
+            let dq = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: rows * columns) }
+            var y = [Float](repeating: 0, count: tokens * rows)
+            try bytes.withUnsafeBytes { b in
+                let m = try WeightMatrix(name: "w", type: type, data: b, rows: rows, columns: columns)
+                try x.withUnsafeBufferPointer { xs in try y.withUnsafeMutableBufferPointer { try Matmul(pool: WorkerPool(threads: 2))(m, xs.baseAddress!, tokens: tokens, $0.baseAddress!) } }
+            }
+            for t in 0 ..< tokens {
+                for r in 0 ..< rows {
+                    var ref = 0.0
+                    for k in 0 ..< columns { ref += Double(dq[r * columns + k]) * Double(x[t * columns + k]) }
+                    #expect(abs(Double(y[t * rows + r]) - ref) <= 1e-4 * max(1, abs(ref)), "\(type) row \(r) token \(t)")
+                }
+            }
+        }
+    }
+
+    /// Whole files: --bits 3 --group 32 writes SQ3_G32 for the block's matrices; ternary into TQ2_0 falls back to
+    /// SQ2_G64 for rows that are not multiples of 256; both read back through the codecs.
+    @Test func filesWithSquishTypes() throws {
+        let dir = try TestSupport.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var rng = SplitMix64(seed: 2)
+        var w = GGUFWriter()
+        w.set("general.architecture", .string("llama"))
+        for (name, columns) in [("blk.0.attn_q.weight", 256), ("blk.0.ffn_down.weight", 64)] {
+            let m = (0 ..< columns * 4).map { _ in Float.random(in: -1 ... 1, using: &rng) }
+            w.addTensor(name: name, shape: [columns, 4], type: .f32, source: .bytes(m.withUnsafeBytes { Array($0) }))
+        }
+        try w.write(to: dir + "/in.gguf")
+        let pool = WorkerPool(threads: 1)
+        let sq3 = QuantizeOptions(method: .rtn, target: try .resolve(type: nil, bits: 3, group: 32, symmetric: false))
+        _ = try ModelQuantizer.quantize(input: dir + "/in.gguf", output: dir + "/sq3.gguf", options: sq3, pool: pool)
+        let a = try GGUFFile(path: dir + "/sq3.gguf")
+        #expect(a.tensors.allSatisfy { $0.type == .sq3_G32 })
+        #expect(a["general.file_type"]?.int == 1024)
+        let ternary = QuantizeOptions(method: .ternary, target: try .ternary(type: nil))
+        let report = try ModelQuantizer.quantize(input: dir + "/in.gguf", output: dir + "/t.gguf", options: ternary, pool: pool)
+        let b = try GGUFFile(path: dir + "/t.gguf")
+        #expect(b.tensor(named: "blk.0.attn_q.weight")?.type == .tq2_0)
+        #expect(b.tensor(named: "blk.0.ffn_down.weight")?.type == .sq2_G64)
+        #expect(report.bitsPerWeight < 2.6)
+        for (f, t) in a.tensors.map({ (a, $0) }) + b.tensors.map({ (b, $0) }) {
+            let v = try Codecs.dequantize(t.type, f.data(for: t), count: t.elementCount)
+            #expect(v.allSatisfy { $0.isFinite })
+        }
+        #expect(throws: QuantizeError.self) { try QuantizationTarget.ternary(type: "Q4_0") }
+    }
+}
