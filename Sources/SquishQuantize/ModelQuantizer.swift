@@ -145,7 +145,7 @@ public enum ModelQuantizer {
         }
         try writer.write(to: output)
         let bytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
-        return QuantizeReport(input: input, output: output, method: options.method.rawValue, type: options.target.type.name,
+        return QuantizeReport(input: input, output: output, method: options.method.rawValue, type: options.target.name,
                               bytes: bytes, bitsPerWeight: totalElements > 0 ? totalBits / totalElements : 0,
                               seconds: Date().timeIntervalSince(start), tensorsQuantized: quantized, tensorsCopied: copied,
                               calibrationTokens: calibrationTokens)

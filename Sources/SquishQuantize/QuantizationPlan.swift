@@ -5,15 +5,26 @@ import SquishFormats
 /// f16 scale and minimum), which Squish runs and llama.cpp cannot load.
 public struct QuantizationTarget: Sendable, Equatable {
     public let grid: BlockGrid
+    /// A llama.cpp preset name (`Q4_K_M`, ...): types chosen per tensor within llama.cpp's bytes (see
+    /// `QuantizationPreset`); `grid` is then only the preset's nominal type.
+    public let preset: QuantizationPreset?
     public var type: GGMLType { grid.type }
+    /// What the report calls the target: the preset's or the type's name.
+    public var name: String { preset?.rawValue ?? grid.type.name }
 
-    public init(grid: BlockGrid) { self.grid = grid }
+    public init(grid: BlockGrid, preset: QuantizationPreset? = nil) {
+        self.grid = grid
+        self.preset = preset
+    }
 
     /// `--type NAME`, or `--bits B --group G` (asymmetric, i.e. with a float minimum, unless `symmetric`).
     /// A native llama.cpp block type is preferred; otherwise the Squish affine type with those bits and group.
     public static func resolve(type name: String?, bits: Int?, group: Int?, symmetric: Bool) throws -> QuantizationTarget {
         if let name {
             guard bits == nil, group == nil else { throw QuantizeError.unsupportedTarget("--type together with --bits/--group") }
+            if let preset = QuantizationPreset(name: name) {
+                return QuantizationTarget(grid: BlockGrid(GGMLType.squishAffine(bits: preset.nominalBits, group: 64)!)!, preset: preset)
+            }
             guard let t = GGMLType(name: name) else { throw QuantizeError.unsupportedTarget("unknown type '\(name)'") }
             guard let g = BlockGrid(t) else {
                 throw QuantizeError.unsupportedTarget("\(t.name) (supported: \(supportedNames))")
@@ -51,10 +62,12 @@ public struct QuantizationTarget: Sendable, Equatable {
     }
 
     public static let squishNames = GGMLType.allCases.filter { $0.squishAffine != nil }.map(\.name).joined(separator: ", ")
-    public static let supportedNames = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, " + squishNames
+    public static let supportedNames = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, " + squishNames + "; presets "
+        + QuantizationPreset.allCases.map(\.rawValue).joined(separator: ", ")
 
     /// llama.cpp's `general.file_type` (enum llama_ftype) for a file mostly of this type.
     public var fileType: UInt32 {
+        if preset != nil { return 1024 }  // per-tensor Squish types: no llama.cpp file type describes the mix
         switch grid {
         case .q4_0: return 2
         case .q4_1: return 3
@@ -102,7 +115,13 @@ public enum QuantizationPlanner {
                                         "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]
 
     public static func plan(_ file: GGUFFile, target: QuantizationTarget, requantize: Bool) throws -> [TensorPlan] {
-        try file.tensors.map { t in
+        var presetTypes: [String: GGMLType] = [:]
+        if let preset = target.preset {
+            let matrices = file.tensors.filter { $0.shape.count >= 2 && $0.shape.dropFirst().contains { $0 > 1 } }
+                .map { (name: $0.name, rowLength: $0.shape[0], rows: $0.rowCount) }
+            for c in try preset.allocate(file, matrices: matrices) { presetTypes[c.name] = c.type }
+        }
+        return try file.tensors.map { t in
             let isMatrix = t.shape.count >= 2 && t.shape.dropFirst().contains { $0 > 1 }
             guard isMatrix else {
                 return TensorPlan(info: t, action: t.type == .f32 ? .copy : .toF32)
@@ -112,6 +131,7 @@ public enum QuantizationPlanner {
             }
             let isEdge = t.name == "token_embd.weight" || t.name == "output.weight"
             var grid: BlockGrid = isEdge ? (target.grid.bits >= 8 ? target.grid : .q8_0) : target.grid
+            if let type = presetTypes[t.name], let g = BlockGrid(type) { grid = g }
             if case .ternary(let type) = grid, type.blockElements == 256, t.shape[0] % 256 != 0 { grid = .ternary(.sq2_G64) }
             guard t.shape[0] % grid.type.blockElements == 0 else {
                 throw QuantizeError.rowLength(tensor: t.name, rowLength: t.shape[0], type: grid.type)
