@@ -1,4 +1,9 @@
 import CSquishKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import SquishCore
 import SquishFormats
 
@@ -11,6 +16,9 @@ public struct WeightMatrix: @unchecked Sendable {
     public let rows: Int
     public let columns: Int
     public let rowBytes: Int
+    /// The same weights repacked into groups of 8 interleaved rows (see repack.c), used by the int8 kernels in place
+    /// of `data` when present; `data` stays valid for row look-ups (embeddings) and writers.
+    public private(set) var packed: PackedWeights?
 
     public init(name: String, type: GGMLType, data: UnsafeRawBufferPointer, rows: Int, columns: Int) throws {
         guard let rb = type.rowBytes(elements: columns), let total = Checked.mul(rb, rows), total == data.count else {
@@ -25,8 +33,43 @@ public struct WeightMatrix: @unchecked Sendable {
         rowBytes = rb
     }
 
+    /// True when `repacked()` would give a row-interleaved copy: Q4_0, Q4_1, Q8_0 with a multiple of 8 rows.
+    public var canRepack: Bool { sq_repack_supported(Int32(type.rawValue)) != 0 && rows % 8 == 0 && rows > 0 && columns % 32 == 0 }
+
+    /// This matrix with its weights also in the row-interleaved layout (a new anonymous allocation of the same size).
+    /// `releaseSource` then tells the kernel the original pages (a read-only file mapping) are no longer needed, so
+    /// that only one layout stays resident; they are read back from the file if a row is looked up later.
+    public func repacked(releaseSource: Bool = false) -> WeightMatrix {
+        guard canRepack, packed == nil else { return self }
+        var m = self
+        let p = PackedWeights(bytes: rows * rowBytes)
+        sq_repack_rows8(Int32(type.rawValue), data, rowBytes, Int64(rows), Int64(columns / 32), p.base)
+        m.packed = p
+        if releaseSource { PackedWeights.releasePages(data, count: rows * rowBytes) }
+        return m
+    }
+
     /// True when the integer (int8-activation) kernels handle this type.
     public var usesQ8Kernel: Bool { sq_type_has_q8_kernel(Int32(type.rawValue)) != 0 }
+}
+
+/// Owner of a repacked weight buffer (64-byte aligned).
+public final class PackedWeights: @unchecked Sendable {
+    public let base: UnsafeMutableRawPointer
+    public let bytes: Int
+    init(bytes: Int) {
+        self.bytes = bytes
+        base = .allocate(byteCount: max(bytes, 1), alignment: 64)
+    }
+    deinit { base.deallocate() }
+
+    /// Drops the whole pages inside [p, p + count) from this process (they come back from the file on access).
+    static func releasePages(_ p: UnsafeRawPointer, count: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: p) + page - 1) / page * page, end = (Int(bitPattern: p) + count) / page * page
+        guard end > start, let sp = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(sp, end - start, MADV_DONTNEED)
+    }
 }
 
 public enum MatmulError: Error, CustomStringConvertible {
@@ -98,6 +141,19 @@ public final class Matmul {
                 }
             }
             let tile = Self.tokenTile
+            if let packed = w.packed {
+                let kernel = portable ? sq_matmul_packed_portable : sq_matmul_packed
+                pool.parallelFor(w.rows / 8) { groups in
+                    var t0 = 0
+                    while t0 < tokens {
+                        let nt = min(tile, tokens - t0)
+                        kernel(type, packed.base, Int64(groups.lowerBound), Int64(groups.upperBound),
+                               q8 + t0 * nb, Int64(nb), Int64(nt), y + t0 * ldy, Int64(ldy))
+                        t0 += nt
+                    }
+                }
+                return
+            }
             pool.parallelFor(w.rows, granularity: 8) { rows in
                 var t0 = 0
                 while t0 < tokens {
