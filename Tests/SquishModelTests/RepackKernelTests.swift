@@ -65,4 +65,46 @@ import SquishKernels
             #expect(!w.canRepack)
         }
     }
+
+    /// The fused calls (one quantization, one job) give the same numbers as one call per matrix, and the paired
+    /// form's rowsDone sees every row once, after both outputs for those rows are written.
+    @Test func fusedMatchesSeparateCalls() throws {
+        var rng = SplitMix64(seed: 77)
+        let helper = KernelTests()
+        let pool = WorkerPool(threads: 2)
+        let matmul = Matmul(pool: pool)
+        let (columns, tokens) = (96, 6)
+        let shapes: [(GGMLType, Int)] = [(.q4_1, 40), (.q4_0, 16), (.q8_0, 24)]
+        let blobs = shapes.map { helper.randomWeights($0.0, rows: $0.1, columns: columns, rng: &rng) }
+        let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
+        try blobs[0].withUnsafeBytes { r0 in try blobs[1].withUnsafeBytes { r1 in try blobs[2].withUnsafeBytes { r2 in
+            let ws = try [r0, r1, r2].enumerated().map { i, raw in
+                try WeightMatrix(name: "w\(i)", type: shapes[i].0, data: raw, rows: shapes[i].1, columns: columns).repacked()
+            }
+            var separate = ws.map { [Float](repeating: 0, count: tokens * $0.rows) }
+            var (f0, f1, f2) = (separate[0], separate[1], separate[2])
+            try x.withUnsafeBufferPointer { xp in
+                for i in 0 ..< 3 { try separate[i].withUnsafeMutableBufferPointer { try matmul(ws[i], xp.baseAddress!, tokens: tokens, $0.baseAddress!) } }
+                try f0.withUnsafeMutableBufferPointer { y0 in try f1.withUnsafeMutableBufferPointer { y1 in
+                    try f2.withUnsafeMutableBufferPointer { y2 in
+                        try matmul.fused(ws[0], y0.baseAddress!, ws[1], y1.baseAddress!, ws[2], y2.baseAddress!, input: xp.baseAddress!, tokens: tokens)
+                    } } }
+            }
+            #expect([f0, f1, f2] == separate)
+            // Paired: a and b with equal rows; rowsDone sums a + b into a for its rows.
+            var ya = [Float](repeating: 0, count: tokens * 40), yb = ya
+            var seen = [Int](repeating: 0, count: 40)
+            try x.withUnsafeBufferPointer { xp in
+                try ya.withUnsafeMutableBufferPointer { pa in try yb.withUnsafeMutableBufferPointer { pb in
+                    let (a, b) = (pa.baseAddress!, pb.baseAddress!)
+                    try matmul.fused(ws[0], a, ws[0], b, input: xp.baseAddress!, tokens: tokens) { rows in
+                        for r in rows { seen[r] += 1 }
+                        for t in 0 ..< tokens { for r in rows { a[t * 40 + r] += b[t * 40 + r] } }
+                    }
+                } }
+            }
+            #expect(seen == [Int](repeating: 1, count: 40))
+            #expect(ya == separate[0].map { $0 + $0 })
+        } } }
+    }
 }
