@@ -45,6 +45,8 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     public var count: Int { bytes.count }
+    /// True when `bytes` is a read-only file mapping (pages can be dropped and are read back from the file).
+    public var isMemoryMapped: Bool { isMapped }
 
     deinit {
         guard let base = bytes.baseAddress else { return }

@@ -1,4 +1,9 @@
 import CSquishKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import SquishCore
 import SquishFormats
 
@@ -11,6 +16,9 @@ public struct WeightMatrix: @unchecked Sendable {
     public let rows: Int
     public let columns: Int
     public let rowBytes: Int
+    /// The same weights repacked into groups of 8 interleaved rows (see repack.c), used by the int8 kernels in place
+    /// of `data` when present; `data` stays valid for row look-ups (embeddings) and writers.
+    public private(set) var packed: PackedWeights?
 
     public init(name: String, type: GGMLType, data: UnsafeRawBufferPointer, rows: Int, columns: Int) throws {
         guard let rb = type.rowBytes(elements: columns), let total = Checked.mul(rb, rows), total == data.count else {
@@ -25,8 +33,43 @@ public struct WeightMatrix: @unchecked Sendable {
         rowBytes = rb
     }
 
+    /// True when `repacked()` would give a row-interleaved copy: Q4_0, Q4_1, Q8_0 with a multiple of 8 rows.
+    public var canRepack: Bool { sq_repack_supported(Int32(type.rawValue)) != 0 && rows % 8 == 0 && rows > 0 && columns % 32 == 0 }
+
+    /// This matrix with its weights also in the row-interleaved layout (a new anonymous allocation of the same size).
+    /// `releaseSource` then tells the kernel the original pages (a read-only file mapping) are no longer needed, so
+    /// that only one layout stays resident; they are read back from the file if a row is looked up later.
+    public func repacked(releaseSource: Bool = false) -> WeightMatrix {
+        guard canRepack, packed == nil else { return self }
+        var m = self
+        let p = PackedWeights(bytes: rows * rowBytes)
+        sq_repack_rows8(Int32(type.rawValue), data, rowBytes, Int64(rows), Int64(columns / 32), p.base)
+        m.packed = p
+        if releaseSource { PackedWeights.releasePages(data, count: rows * rowBytes) }
+        return m
+    }
+
     /// True when the integer (int8-activation) kernels handle this type.
     public var usesQ8Kernel: Bool { sq_type_has_q8_kernel(Int32(type.rawValue)) != 0 }
+}
+
+/// Owner of a repacked weight buffer (64-byte aligned).
+public final class PackedWeights: @unchecked Sendable {
+    public let base: UnsafeMutableRawPointer
+    public let bytes: Int
+    init(bytes: Int) {
+        self.bytes = bytes
+        base = .allocate(byteCount: max(bytes, 1), alignment: 64)
+    }
+    deinit { base.deallocate() }
+
+    /// Drops the whole pages inside [p, p + count) from this process (they come back from the file on access).
+    static func releasePages(_ p: UnsafeRawPointer, count: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: p) + page - 1) / page * page, end = (Int(bitPattern: p) + count) / page * page
+        guard end > start, let sp = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(sp, end - start, MADV_DONTNEED)
+    }
 }
 
 public enum MatmulError: Error, CustomStringConvertible {
@@ -59,6 +102,29 @@ public final class Matmul {
 
     deinit { q8.deallocate() }
 
+    /// x [tokens × columns] rounded to 8 bits per block of 32 into the scratch space: [tokens × columns / 32] blocks.
+    func quantizedActivations(_ x: UnsafePointer<Float>, columns: Int, tokens: Int) -> UnsafeMutablePointer<sq_block_q8> {
+        let nb = columns / 32
+        let needed = nb * tokens
+        if needed > q8Capacity {
+            q8.deallocate()
+            q8Capacity = needed
+            q8 = .allocate(capacity: needed)
+        }
+        let q8 = self.q8
+        let portable = self.portable
+        pool.parallelFor(tokens) { range in
+            for t in range {
+                if portable {
+                    sq_quantize_q8_portable(x + t * columns, q8 + t * nb, Int64(columns))
+                } else {
+                    sq_quantize_q8(x + t * columns, q8 + t * nb, Int64(columns))
+                }
+            }
+        }
+        return q8
+    }
+
     /// Every type a codec can dequantize: the int8 kernels, f32/f16, and a dequantize-row-then-f32 path for the rest.
     public static func supports(_ type: GGMLType) -> Bool { Codecs.canDequantize(type) }
 
@@ -80,24 +146,22 @@ public final class Matmul {
             }
         } else if w.usesQ8Kernel {
             let nb = w.columns / 32
-            let needed = nb * tokens
-            if needed > q8Capacity {
-                q8.deallocate()
-                q8Capacity = needed
-                q8 = .allocate(capacity: needed)
-            }
-            let q8 = self.q8
+            let q8 = quantizedActivations(x, columns: w.columns, tokens: tokens)
             let portable = self.portable
-            pool.parallelFor(tokens) { range in
-                for t in range {
-                    if portable {
-                        sq_quantize_q8_portable(x + t * w.columns, q8 + t * nb, Int64(w.columns))
-                    } else {
-                        sq_quantize_q8(x + t * w.columns, q8 + t * nb, Int64(w.columns))
+            let tile = Self.tokenTile
+            if let packed = w.packed {
+                let kernel = portable ? sq_matmul_packed_portable : sq_matmul_packed
+                pool.parallelFor(w.rows / 8) { groups in
+                    var t0 = 0
+                    while t0 < tokens {
+                        let nt = min(tile, tokens - t0)
+                        kernel(type, packed.base, Int64(groups.lowerBound), Int64(groups.upperBound),
+                               q8 + t0 * nb, Int64(nb), Int64(nt), y + t0 * ldy, Int64(ldy))
+                        t0 += nt
                     }
                 }
+                return
             }
-            let tile = Self.tokenTile
             pool.parallelFor(w.rows, granularity: 8) { rows in
                 var t0 = 0
                 while t0 < tokens {
@@ -126,6 +190,72 @@ public final class Matmul {
             }
         } else {
             throw MatmulError.unsupported(tensor: w.name, type: w.type)
+        }
+    }
+}
+
+extension Matmul {
+    /// Several matrices applied to the same input in one parallel job, the activations quantized once:
+    /// ya = X Waᵀ, yb = X Wbᵀ and, when given, yc = X Wcᵀ (each y: [tokens × W.rows]).
+    /// With `rowsDone`, a and b must have the same rows: each worker computes the same row range of both and then
+    /// calls rowsDone(range) for it (e.g. SwiGLU over those rows of every token) before the job ends.
+    /// Falls back to one call per matrix (and one rowsDone over all rows) where the packed kernels do not apply.
+    public func fused(_ a: WeightMatrix, _ ya: UnsafeMutablePointer<Float>, _ b: WeightMatrix, _ yb: UnsafeMutablePointer<Float>,
+                      _ c: WeightMatrix? = nil, _ yc: UnsafeMutablePointer<Float>? = nil,
+                      input x: UnsafePointer<Float>, tokens: Int) throws {
+        try fused(a, ya, b, yb, c, yc, input: x, tokens: tokens, paired: false) { _ in }
+    }
+
+    /// a and b (same rows) in one job, then rowsDone(range) by the worker that computed those rows of both.
+    public func fused(_ a: WeightMatrix, _ ya: UnsafeMutablePointer<Float>, _ b: WeightMatrix, _ yb: UnsafeMutablePointer<Float>,
+                      input x: UnsafePointer<Float>, tokens: Int, rowsDone: (Range<Int>) -> Void) throws {
+        try fused(a, ya, b, yb, nil, nil, input: x, tokens: tokens, paired: true, rowsDone)
+    }
+
+    private func fused(_ a: WeightMatrix, _ ya: UnsafeMutablePointer<Float>, _ b: WeightMatrix, _ yb: UnsafeMutablePointer<Float>,
+                       _ c: WeightMatrix?, _ yc: UnsafeMutablePointer<Float>?,
+                       input x: UnsafePointer<Float>, tokens: Int, paired: Bool, _ rowsDone: (Range<Int>) -> Void) throws {
+        let columns = a.columns
+        let fusable = !exactActivations && a.packed != nil && b.packed != nil && b.columns == columns
+            && (c == nil || (c!.packed != nil && c!.columns == columns && yc != nil))
+            && (!paired || (a.rows == b.rows && c == nil))
+        guard fusable else {
+            try self(a, x, tokens: tokens, ya)
+            try self(b, x, tokens: tokens, yb)
+            if let c, let yc { try self(c, x, tokens: tokens, yc) }
+            if paired { rowsDone(0 ..< a.rows) }
+            return
+        }
+        let nb = columns / 32
+        let q8 = quantizedActivations(x, columns: columns, tokens: tokens)
+        let tile = Self.tokenTile
+        let kernel = portable ? sq_matmul_packed_portable : sq_matmul_packed
+        // Groups [g0, g1) of one matrix, all tokens in tiles.
+        func run(_ w: WeightMatrix, _ y: UnsafeMutablePointer<Float>, _ g0: Int, _ g1: Int) {
+            guard g0 < g1, let packed = w.packed else { return }
+            var t0 = 0
+            while t0 < tokens {
+                let nt = min(tile, tokens - t0)
+                kernel(Int32(w.type.rawValue), packed.base, Int64(g0), Int64(g1), q8 + t0 * nb, Int64(nb), Int64(nt),
+                       y + t0 * w.rows, Int64(w.rows))
+                t0 += nt
+            }
+        }
+        let ga = a.rows / 8, gb = b.rows / 8, gc = (c?.rows ?? 0) / 8
+        if paired {
+            pool.parallelFor(ga) { groups in
+                run(a, ya, groups.lowerBound, groups.upperBound)
+                run(b, yb, groups.lowerBound, groups.upperBound)
+                rowsDone(groups.lowerBound * 8 ..< groups.upperBound * 8)
+            }
+        } else {
+            // One index space over the groups of a, then b, then c.
+            pool.parallelFor(ga + gb + gc) { groups in
+                let lo = groups.lowerBound, hi = groups.upperBound
+                run(a, ya, lo, min(hi, ga))
+                run(b, yb, max(lo, ga) - ga, min(hi, ga + gb) - ga)
+                if let c, let yc { run(c, yc, max(lo, ga + gb) - ga - gb, hi - ga - gb) }
+            }
         }
     }
 }

@@ -70,7 +70,12 @@ public final class WorkerPool: @unchecked Sendable {
             pending.store(threadCount - 1, ordering: .releasing)
             generation.add(1, ordering: .releasing)
             escaping(0)
-            while pending.load(ordering: .acquiring) > 0 { spinHint() }
+            // Spin (the usual wait is microseconds); on a busy machine, give the core to the late worker now and then.
+            var spins = 0
+            while pending.load(ordering: .acquiring) > 0 {
+                spins += 1
+                if spins & 4095 == 0 { sched_yield() } else { spinHint() }
+            }
             job.pointee = { _ in }
         }
     }

@@ -67,6 +67,10 @@ public final class LlamaModel: @unchecked Sendable {
         storage = source
         path = source.path
         let path = source.path
+        // Q4_0/Q4_1/Q8_0 matrices are repacked into 8-row interleaved blocks for the int8 kernels; the mapped
+        // originals are released (read back from the file for embedding look-ups). SQUISH_NO_REPACK=1 turns it off.
+        let repack = ProcessInfo.processInfo.environment["SQUISH_NO_REPACK"] == nil
+        let releaseSource = (source as? GGUFFile)?.file.isMemoryMapped == true
         func view(_ name: String) throws -> TensorView {
             guard let t = source.tensor(name) else { throw ModelError.missingTensor(path: path, tensor: name) }
             return t
@@ -79,7 +83,8 @@ public final class LlamaModel: @unchecked Sendable {
             guard Matmul.supports(t.type) else {
                 throw ModelError.invalidConfiguration(path: path, reason: "tensor '\(name)': block type \(t.type.name) has no kernel yet")
             }
-            return try WeightMatrix(name: name, type: t.type, data: t.data, rows: rows, columns: columns)
+            let m = try WeightMatrix(name: name, type: t.type, data: t.data, rows: rows, columns: columns)
+            return repack ? m.repacked(releaseSource: releaseSource) : m
         }
         func vector(_ name: String, _ n: Int) throws -> [Float] {
             let t = try view(name)

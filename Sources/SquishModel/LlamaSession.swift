@@ -154,9 +154,7 @@ public final class LlamaSession {
         let group = c.heads / c.kvHeads
         for (li, layer) in model.layers.enumerated() {
             rmsNorm(x, layer.attentionNorm, xb, rows: n)
-            try matmul(layer.wq, xb, tokens: n, q)
-            try matmul(layer.wk, xb, tokens: n, k)
-            try matmul(layer.wv, xb, tokens: n, v)
+            try matmul.fused(layer.wq, q, layer.wk, k, layer.wv, v, input: xb, tokens: n)
             if let bq = layer.bq, let bk = layer.bk, let bv = layer.bv {
                 for t in 0 ..< n {
                     for i in 0 ..< c.qDim { q[t * c.qDim + i] += bq[i] }
@@ -187,13 +185,14 @@ public final class LlamaSession {
             try matmul(layer.wo, att, tokens: n, xb)
             for i in 0 ..< n * c.dim { x[i] += xb[i] }
             rmsNorm(x, layer.ffnNorm, xb, rows: n)
-            try matmul(layer.gate, xb, tokens: n, hb)
-            try matmul(layer.up, xb, tokens: n, hb2)
             let (hb, hb2, hidden) = (self.hb, self.hb2, c.hiddenDim)
-            pool.parallelFor(n) { range in
-                for i in range.lowerBound * hidden ..< range.upperBound * hidden {
-                    let g = hb[i]
-                    hb[i] = g / (1 + expf(-g)) * hb2[i]  // SwiGLU: silu(gate) · up
+            // gate and up in one job; each worker applies SwiGLU, silu(gate) · up, to the rows it computed.
+            try matmul.fused(layer.gate, hb, layer.up, hb2, input: xb, tokens: n) { rows in
+                for t in 0 ..< n {
+                    for i in t * hidden + rows.lowerBound ..< t * hidden + rows.upperBound {
+                        let g = hb[i]
+                        hb[i] = g / (1 + expf(-g)) * hb2[i]
+                    }
                 }
             }
             try matmul(layer.down, hb, tokens: n, xb)

@@ -69,6 +69,20 @@ void sq_attention_head_portable(const float *q, const float *keys, const float *
 void sq_attention_head(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
                        int64_t head_dim, float scale, float *scores, float *out);
 
+/// Row-interleaved ("repacked") weights, see repack.c: 1 for Q4_0, Q4_1 and Q8_0.
+int sq_repack_supported(int type);
+/// Bytes of one packed group-block (8 rows × 32 columns); 0 for unsupported types.
+size_t sq_repack_group_bytes(int type);
+/// Repacks `rows` rows (a multiple of 8) of nb blocks each from the ggml layout (rows of `row_bytes`) into dst
+/// (rows / 8 × nb × sq_repack_group_bytes(type) bytes).
+void sq_repack_rows8(int type, const void *src, size_t row_bytes, int64_t rows, int64_t nb, void *dst);
+/// y[t * ldy + r] = Σ_k W[r, k] * x_t[k] for rows r in [8 g0, 8 g1) and tokens t in [0, nt), W repacked.
+void sq_matmul_packed(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb, int64_t nt,
+                      float *y, int64_t ldy);
+/// The portable version of sq_matmul_packed (bit-identical results).
+void sq_matmul_packed_portable(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
+                               int64_t nt, float *y, int64_t ldy);
+
 #ifdef __cplusplus
 }
 #endif

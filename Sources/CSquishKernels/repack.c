@@ -1,0 +1,232 @@
+// Q4_0 / Q4_1 / Q8_0 weights repacked at load time into groups of 8 output rows, so that one 256-bit register
+// holds 4 consecutive quant bytes of each of the 8 rows and one maddubs + madd gives int32 partial sums for all
+// 8 rows at once (the activation's 4 bytes broadcast to every lane). Scales stay per row (a vector of 8), sums
+// need no horizontal reduction, and the 8 results are stored with one instruction. The idea of interleaving rows
+// for SIMD dot products is the one llama.cpp's AVX2 "repack" path uses for Q4_0; the layout below is our own.
+//
+// Packed matrix: rows/8 groups, each nb group-blocks (one per 32-column block), group g block b at
+// (g * nb + b) * sq_repack_group_bytes(type). A group-block:
+//   Q4_0: f16 d[8]            | u8 qs[128]   (144 bytes = 8 × 18)
+//   Q4_1: f16 d[8], f16 m[8]  | u8 qs[128]   (160 bytes = 8 × 20)
+//   Q8_0: f16 d[8]            | i8 qs[256]   (272 bytes = 8 × 34)
+// with qs[c * 32 + r * 4 + i] = qs_r[4 * c + i] (row r's own block bytes, chunk c of 4 bytes). For Q4 a byte holds
+// element j (low nibble) and element j + 16 (high nibble), as in the ggml block.
+//
+// Per row and block the result is accumulated as acc = fma(d * d_a, Σ q qa, acc), then
+// acc = fma(d, −8 s_a, acc) (Q4_0) or acc = fma(m, s_a, acc) (Q4_1), where s_a = d_a Σ qa; the portable version
+// does exactly these float operations (fmaf), so both give bit-identical results.
+#include "squish_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define SQ_X86 1
+#include <immintrin.h>
+#endif
+
+static inline float rp_f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    const uint32_t exp = (h >> 10) & 0x1F;
+    const uint32_t man = h & 0x3FF;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {
+            float f = (float)man * 0x1p-24f;
+            memcpy(&bits, &f, 4);
+            bits |= sign;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7F800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t rp_load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+/// Bytes of one ggml block, of the per-row header (scale, min), and of the quants.
+static int rp_layout(int type, size_t *block, size_t *header, size_t *quants) {
+    switch (type) {
+    case SQ_TYPE_Q4_0: *block = 18; *header = 2; *quants = 16; return 1;
+    case SQ_TYPE_Q4_1: *block = 20; *header = 4; *quants = 16; return 1;
+    case SQ_TYPE_Q8_0: *block = 34; *header = 2; *quants = 32; return 1;
+    default: return 0;
+    }
+}
+
+int sq_repack_supported(int type) {
+    size_t b, h, q;
+    return rp_layout(type, &b, &h, &q);
+}
+
+size_t sq_repack_group_bytes(int type) {
+    size_t b, h, q;
+    return rp_layout(type, &b, &h, &q) ? 8 * b : 0;
+}
+
+void sq_repack_rows8(int type, const void *src, size_t row_bytes, int64_t rows, int64_t nb, void *dst) {
+    size_t bb, hb, qb;
+    if (!rp_layout(type, &bb, &hb, &qb)) return;
+    const size_t gb = 8 * bb;
+    const uint8_t *s = (const uint8_t *)src;
+    uint8_t *d = (uint8_t *)dst;
+    for (int64_t g = 0; g < rows / 8; g++) {
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *o = d + (size_t)(g * nb + b) * gb;
+            for (int r = 0; r < 8; r++) {
+                const uint8_t *blk = s + (size_t)(g * 8 + r) * row_bytes + (size_t)b * bb;
+                memcpy(o + 2 * r, blk, 2);                                  // d
+                if (hb == 4) memcpy(o + 16 + 2 * r, blk + 2, 2);            // m (Q4_1)
+                for (size_t c = 0; c < qb / 4; c++) memcpy(o + 8 * hb + c * 32 + r * 4, blk + hb + 4 * c, 4);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Portable
+
+static void packed_portable(int type, const uint8_t *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
+                            int64_t nt, float *y, int64_t ldy) {
+    size_t bb, hb, qb;
+    rp_layout(type, &bb, &hb, &qb);
+    const size_t gb = 8 * bb;
+    for (int64_t g = g0; g < g1; g++) {
+        for (int64_t t = 0; t < nt; t++) {
+            const sq_block_q8 *x = a + t * nb;
+            float acc[8] = {0};
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = wp + (size_t)(g * nb + b) * gb;
+                const uint8_t *qs = blk + 8 * hb;
+                for (int r = 0; r < 8; r++) {
+                    const float d = rp_f16_to_f32(rp_load_u16(blk + 2 * r));
+                    int isum = 0;
+                    for (size_t c = 0; c < qb / 4; c++) {
+                        for (int i = 0; i < 4; i++) {
+                            const uint8_t v = qs[c * 32 + r * 4 + i];
+                            const int e = (int)(4 * c) + i;
+                            if (type == SQ_TYPE_Q8_0) {
+                                isum += (int)(int8_t)v * x[b].qs[e];
+                            } else {
+                                isum += (int)(v & 15) * x[b].qs[e] + (int)(v >> 4) * x[b].qs[e + 16];
+                            }
+                        }
+                    }
+                    const float dx = d * x[b].d;
+                    acc[r] = fmaf(dx, (float)isum, acc[r]);
+                    if (type == SQ_TYPE_Q4_0) acc[r] = fmaf(d, -8.0f * x[b].s, acc[r]);
+                    if (type == SQ_TYPE_Q4_1) acc[r] = fmaf(rp_f16_to_f32(rp_load_u16(blk + 16 + 2 * r)), x[b].s, acc[r]);
+                }
+            }
+            for (int r = 0; r < 8; r++) y[t * ldy + g * 8 + r] = acc[r];
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// AVX2 + FMA + F16C
+
+#ifdef SQ_X86
+#define RP_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define RP_INLINE __attribute__((always_inline)) static inline
+
+RP_AVX2 RP_INLINE __m256i rp_bcast4(const int8_t *p) {
+    int v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/// 8 rows × NT tokens over all nb blocks of one group. x[t]: token t's nb activation blocks.
+RP_AVX2 RP_INLINE void rp_group(const int type, const int NT, const uint8_t *gp, int64_t nb, const sq_block_q8 *const *x,
+                                float *y, int64_t ldy) {
+    const size_t gb = type == SQ_TYPE_Q4_0 ? 144 : type == SQ_TYPE_Q4_1 ? 160 : 272;
+    const size_t qo = type == SQ_TYPE_Q4_1 ? 32 : 16;
+    const __m256i low4 = _mm256_set1_epi8(15);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = gp + (size_t)b * gb;
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+        if (type == SQ_TYPE_Q8_0) {
+            __m256i w[8], ws[8];
+            for (int c = 0; c < 8; c++) {
+                w[c] = _mm256_loadu_si256((const __m256i *)(blk + qo + 32 * c));
+                ws[c] = _mm256_sign_epi8(w[c], w[c]);  // |w| (−128 → 128 as unsigned)
+            }
+            for (int t = 0; t < NT; t++) {
+                const sq_block_q8 *xb = x[t] + b;
+                __m256i s32 = _mm256_setzero_si256();
+                for (int c = 0; c < 8; c++) {
+                    const __m256i p = _mm256_maddubs_epi16(ws[c], _mm256_sign_epi8(rp_bcast4(xb->qs + 4 * c), w[c]));
+                    s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, ones));
+                }
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb->d)), _mm256_cvtepi32_ps(s32), acc[t]);
+            }
+        } else {
+            __m256i lo[4], hi[4];
+            for (int c = 0; c < 4; c++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(blk + qo + 32 * c));
+                lo[c] = _mm256_and_si256(raw, low4);
+                hi[c] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+            }
+            const __m256 m = type == SQ_TYPE_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16))) : d;
+            for (int t = 0; t < NT; t++) {
+                const sq_block_q8 *xb = x[t] + b;
+                // |lane| ≤ 2·15·127 per maddubs, eight of them ≤ 30480: the int16 sums cannot overflow.
+                __m256i s16 = _mm256_maddubs_epi16(lo[0], rp_bcast4(xb->qs));
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi[0], rp_bcast4(xb->qs + 16)));
+                for (int c = 1; c < 4; c++) {
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo[c], rp_bcast4(xb->qs + 4 * c)));
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi[c], rp_bcast4(xb->qs + 16 + 4 * c)));
+                }
+                const __m256 isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb->d)), isum, acc[t]);
+                acc[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(type == SQ_TYPE_Q4_0 ? -8.0f * xb->s : xb->s), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
+RP_AVX2 RP_INLINE void packed_avx2_typed(const int type, const uint8_t *wp, int64_t g0, int64_t g1,
+                                         const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
+    const size_t gb = type == SQ_TYPE_Q4_0 ? 144 : type == SQ_TYPE_Q4_1 ? 160 : 272;
+    int64_t t = 0;
+    for (; t + 4 <= nt; t += 4) {
+        const sq_block_q8 *x[4] = {a + t * nb, a + (t + 1) * nb, a + (t + 2) * nb, a + (t + 3) * nb};
+        for (int64_t g = g0; g < g1; g++) rp_group(type, 4, wp + (size_t)g * nb * gb, nb, x, y + t * ldy + g * 8, ldy);
+    }
+    for (; t < nt; t++) {
+        const sq_block_q8 *x[1] = {a + t * nb};
+        for (int64_t g = g0; g < g1; g++) rp_group(type, 1, wp + (size_t)g * nb * gb, nb, x, y + t * ldy + g * 8, ldy);
+    }
+}
+
+RP_AVX2 static void packed_avx2(int type, const uint8_t *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
+                                int64_t nt, float *y, int64_t ldy) {
+    switch (type) {
+    case SQ_TYPE_Q4_0: packed_avx2_typed(SQ_TYPE_Q4_0, wp, g0, g1, a, nb, nt, y, ldy); break;
+    case SQ_TYPE_Q4_1: packed_avx2_typed(SQ_TYPE_Q4_1, wp, g0, g1, a, nb, nt, y, ldy); break;
+    default: packed_avx2_typed(SQ_TYPE_Q8_0, wp, g0, g1, a, nb, nt, y, ldy); break;
+    }
+}
+#endif
+
+void sq_matmul_packed_portable(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
+                               int64_t nt, float *y, int64_t ldy) {
+    packed_portable(type, (const uint8_t *)wp, g0, g1, a, nb, nt, y, ldy);
+}
+
+void sq_matmul_packed(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb, int64_t nt,
+                      float *y, int64_t ldy) {
+#ifdef SQ_X86
+    if (sq_kernels_have_avx2()) { packed_avx2(type, (const uint8_t *)wp, g0, g1, a, nb, nt, y, ldy); return; }
+#endif
+    packed_portable(type, (const uint8_t *)wp, g0, g1, a, nb, nt, y, ldy);
+}

@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+import SquishFormats
+import SquishKernels
+
+/// Row-interleaved (repacked) Q4_0/Q4_1/Q8_0 weights: the AVX2 and portable packed kernels agree bit for bit, and
+/// both agree with the unpacked kernel and with dequantize-then-Double dot products on the rounded activations.
+@Suite(.serialized) struct RepackKernelTests {
+    static let types: [GGMLType] = [.q4_0, .q4_1, .q8_0]
+    /// (rows, columns, tokens): rows a multiple of 8; odd token counts exercise the 4-token tile and its remainder.
+    static let shapes = [(8, 32, 1), (16, 64, 3), (24, 96, 5), (64, 576, 9), (40, 1536, 70), (192, 576, 1)]
+
+    @Test(arguments: types)
+    func packedAgreesWithUnpackedAndReference(type: GGMLType) throws {
+        var rng = SplitMix64(seed: UInt64(type.rawValue) + 1234)
+        let helper = KernelTests()
+        let pool = WorkerPool(threads: 2)
+        let matmul = Matmul(pool: pool)
+        let portableMatmul = Matmul(pool: pool)
+        portableMatmul.portable = true
+        for (rows, columns, tokens) in Self.shapes {
+            let bytes = helper.randomWeights(type, rows: rows, columns: columns, rng: &rng)
+            let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
+            try bytes.withUnsafeBytes { raw in
+                let plain = try WeightMatrix(name: "w", type: type, data: raw, rows: rows, columns: columns)
+                #expect(plain.canRepack)
+                let packed = plain.repacked()
+                #expect(packed.packed != nil)
+                var fast = [Float](repeating: 0, count: tokens * rows)
+                var portable = fast, unpacked = fast
+                try x.withUnsafeBufferPointer { xp in
+                    try fast.withUnsafeMutableBufferPointer { try matmul(packed, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
+                    try portable.withUnsafeMutableBufferPointer { try portableMatmul(packed, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
+                    try unpacked.withUnsafeMutableBufferPointer { try matmul(plain, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
+                }
+                let differing = (0 ..< fast.count).filter { fast[$0].bitPattern != portable[$0].bitPattern }
+                #expect(differing.isEmpty, "\(type) \(rows)x\(columns)x\(tokens): AVX2 and portable differ at \(differing.prefix(4))")
+                var wf = [Float](repeating: 0, count: columns)
+                for r in 0 ..< rows {
+                    try wf.withUnsafeMutableBufferPointer { try packed.dequantizeRow(r, into: $0.baseAddress!) }
+                    for t in 0 ..< tokens {
+                        let xq = helper.quantized(Array(x[t * columns ..< (t + 1) * columns]))
+                        var ref = 0.0, magnitude = 0.0
+                        for k in 0 ..< columns { ref += Double(wf[k]) * Double(xq[k]); magnitude += abs(Double(wf[k]) * Double(xq[k])) }
+                        let tol = 1e-4 * magnitude + 1e-6
+                        #expect(abs(Double(fast[t * rows + r]) - ref) <= tol, "\(type) \(rows)x\(columns) t\(t) r\(r)")
+                        #expect(abs(Double(unpacked[t * rows + r]) - Double(fast[t * rows + r])) <= tol, "\(type) vs unpacked t\(t) r\(r)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func onlyWholeGroupsOfEightRowsAreRepacked() throws {
+        var rng = SplitMix64(seed: 5)
+        let bytes = KernelTests().randomWeights(.q4_0, rows: 7, columns: 64, rng: &rng)
+        try bytes.withUnsafeBytes { raw in
+            let w = try WeightMatrix(name: "w", type: .q4_0, data: raw, rows: 7, columns: 64)
+            #expect(!w.canRepack)
+            #expect(w.repacked().packed == nil)
+        }
+        let f16 = [UInt8](repeating: 0, count: 8 * 32 * 2)
+        try f16.withUnsafeBytes { raw in
+            let w = try WeightMatrix(name: "w", type: .f16, data: raw, rows: 8, columns: 32)
+            #expect(!w.canRepack)
+        }
+    }
+
+    /// The fused calls (one quantization, one job) give the same numbers as one call per matrix, and the paired
+    /// form's rowsDone sees every row once, after both outputs for those rows are written.
+    @Test func fusedMatchesSeparateCalls() throws {
+        var rng = SplitMix64(seed: 77)
+        let helper = KernelTests()
+        let pool = WorkerPool(threads: 2)
+        let matmul = Matmul(pool: pool)
+        let (columns, tokens) = (96, 6)
+        let shapes: [(GGMLType, Int)] = [(.q4_1, 40), (.q4_0, 16), (.q8_0, 24)]
+        let blobs = shapes.map { helper.randomWeights($0.0, rows: $0.1, columns: columns, rng: &rng) }
+        let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
+        try blobs[0].withUnsafeBytes { r0 in try blobs[1].withUnsafeBytes { r1 in try blobs[2].withUnsafeBytes { r2 in
+            let ws = try [r0, r1, r2].enumerated().map { i, raw in
+                try WeightMatrix(name: "w\(i)", type: shapes[i].0, data: raw, rows: shapes[i].1, columns: columns).repacked()
+            }
+            var separate = ws.map { [Float](repeating: 0, count: tokens * $0.rows) }
+            var (f0, f1, f2) = (separate[0], separate[1], separate[2])
+            try x.withUnsafeBufferPointer { xp in
+                for i in 0 ..< 3 { try separate[i].withUnsafeMutableBufferPointer { try matmul(ws[i], xp.baseAddress!, tokens: tokens, $0.baseAddress!) } }
+                try f0.withUnsafeMutableBufferPointer { y0 in try f1.withUnsafeMutableBufferPointer { y1 in
+                    try f2.withUnsafeMutableBufferPointer { y2 in
+                        try matmul.fused(ws[0], y0.baseAddress!, ws[1], y1.baseAddress!, ws[2], y2.baseAddress!, input: xp.baseAddress!, tokens: tokens)
+                    } } }
+            }
+            #expect([f0, f1, f2] == separate)
+            // Paired: a and b with equal rows; rowsDone sums a + b into a for its rows.
+            var ya = [Float](repeating: 0, count: tokens * 40), yb = ya
+            var seen = [Int](repeating: 0, count: 40)
+            try x.withUnsafeBufferPointer { xp in
+                try ya.withUnsafeMutableBufferPointer { pa in try yb.withUnsafeMutableBufferPointer { pb in
+                    let (a, b) = (pa.baseAddress!, pb.baseAddress!)
+                    try matmul.fused(ws[0], a, ws[0], b, input: xp.baseAddress!, tokens: tokens) { rows in
+                        for r in rows { seen[r] += 1 }
+                        for t in 0 ..< tokens { for r in rows { a[t * 40 + r] += b[t * 40 + r] } }
+                    }
+                } }
+            }
+            #expect(seen == [Int](repeating: 1, count: 40))
+            #expect(ya == separate[0].map { $0 + $0 })
+        } } }
+    }
+}
