@@ -51,6 +51,8 @@ public struct EvalOptions: Sendable {
     public var context = 512
     /// Reference tokens kept per position for KL (see `TopKDistribution`).
     public var topK = 256
+    /// Reference tail tokens sampled per position for KL (see `TopKDistribution`).
+    public var tailSamples = 64
     public var tasks: [String] = EvalOptions.allTasks
     public var lastWordItems = 80
     public var clozeItems = 60
@@ -167,8 +169,9 @@ public struct ModelEvalResult: Codable, Sendable {
     public var bitsPerByte: Double
     public var referenceBitsPerByte: Double
     public var klPositions: Int
-    /// Reference tokens per position used for KL.
+    /// Reference tokens per position used for KL, and tail tokens sampled per position.
     public var klTopK: Int
+    public var klTailSamples: Int
     /// Mean tail mass outside the reference's top-k (the part of the distribution KL sees as one bucket).
     public var klMeanTailMass: Double
     public var tasks: [String: TaskResult]
@@ -183,7 +186,7 @@ public struct ModelEvalResult: Codable, Sendable {
         case perplexityWindows = "perplexity_windows", referencePerplexityWindows = "reference_perplexity_windows"
         case klDivergence = "kl_divergence", top1Agreement = "top1_agreement", top1AgreementStderr = "top1_agreement_stderr"
         case deltaP = "delta_p", bitsPerByte = "bits_per_byte", referenceBitsPerByte = "reference_bits_per_byte"
-        case klPositions = "kl_positions", klTopK = "kl_top_k", klMeanTailMass = "kl_mean_tail_mass"
+        case klPositions = "kl_positions", klTopK = "kl_top_k", klTailSamples = "kl_tail_samples", klMeanTailMass = "kl_mean_tail_mass"
         case referenceTasks = "reference_tasks", referenceCached = "reference_cached"
     }
 }
@@ -229,7 +232,8 @@ public final class CompressionEvaluator {
 
     public func referenceCachePath() throws -> String {
         options.cacheDirectory + "/" + ReferenceLogits.fileName(modelHash: try referenceModelHash(), textHash: text.hash,
-                                                                context: options.context, k: options.topK)
+                                                                context: options.context, k: options.topK,
+                                                                tailSamples: options.tailSamples)
     }
 
     /// The cached reference logits, or computes and caches them. A corrupt cache file is reported through `log`
@@ -279,6 +283,8 @@ public final class CompressionEvaluator {
         var acc = NLLAccumulator()
         var running: [Double] = []
         var targets: [Int32] = [], targetLogProbs: [Float] = [], tail: [Double] = [], ids: [Int32] = [], logProbs: [Float] = []
+        var tailIDs: [Int32] = [], tailLogProbs: [Float] = []
+        let m = k < vocab ? options.tailSamples : 0
         var top1Correct = 0
         for chunk in chunks {
             session.reset()
@@ -290,12 +296,16 @@ public final class CompressionEvaluator {
                     acc.add(logits: row, vocab: vocab, target: target)
                     let norm = Divergence.normalizer(row, vocab: vocab)
                     let lse = norm.logSumExp
-                    let d = Divergence.topK(row, vocab: vocab, k: k, normalizer: norm)
+                    // A different systematic-sampling offset at each position (golden-ratio sequence).
+                    let offset = (Double(targets.count) * 0.6180339887498949).truncatingRemainder(dividingBy: 1)
+                    let d = Divergence.topK(row, vocab: vocab, k: k, normalizer: norm, tailSamples: m, offset: offset)
                     targets.append(Int32(target))
                     targetLogProbs.append(Divergence.logProb(row[target], lse))
                     tail.append(d.tailMass)
                     ids += d.ids
                     logProbs += d.logProbs
+                    tailIDs += d.tailIDs
+                    tailLogProbs += d.tailLogProbs
                     if Int(d.ids[0]) == target { top1Correct += 1 }
                 }
             }
@@ -309,11 +319,11 @@ public final class CompressionEvaluator {
                                               progress: progress)
         progress.finish()
         let header = ReferenceLogits.Header(version: ReferenceLogits.version, modelHash: try referenceModelHash(),
-                                            textHash: text.hash, context: context, k: k, vocab: vocab,
+                                            textHash: text.hash, context: context, k: k, tailSamples: m, vocab: vocab,
                                             positions: targets.count, llamacpp: llama, windows: windows,
                                             top1Accuracy: Double(top1Correct) / Double(max(1, targets.count)))
         return ReferenceLogits(header: header, targets: targets, targetLogProbs: targetLogProbs, tailMass: tail, ids: ids,
-                               logProbs: logProbs)
+                               logProbs: logProbs, tailIDs: tailIDs, tailLogProbs: tailLogProbs)
     }
 
     /// Task results of the reference, cached next to the logits (keyed by model hash and the items' hash).
@@ -403,7 +413,7 @@ public final class CompressionEvaluator {
             klDivergence: SampleSummary(kl), top1Agreement: top1,
             top1AgreementStderr: position > 1 ? (top1 * (1 - top1) / (n - 1)).squareRoot() : 0,
             deltaP: SampleSummary(deltaP), bitsPerByte: bitsPerByte(windows), referenceBitsPerByte: bitsPerByte(ref.header.windows),
-            klPositions: position, klTopK: k, klMeanTailMass: ref.tailMass.reduce(0, +) / n,
+            klPositions: position, klTopK: k, klTailSamples: ref.header.tailSamples, klMeanTailMass: ref.tailMass.reduce(0, +) / n,
             tasks: taskResults, referenceTasks: referenceTasks, seconds: Date().timeIntervalSince(start),
             referenceCached: referenceCached)
     }

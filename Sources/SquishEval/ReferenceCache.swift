@@ -44,6 +44,8 @@ public struct ReferenceLogits {
         public var textHash: String
         public var context: Int
         public var k: Int
+        /// Tail samples per position (see `TopKDistribution`).
+        public var tailSamples: Int
         public var vocab: Int
         /// Scored positions (llama.cpp protocol).
         public var positions: Int
@@ -52,13 +54,14 @@ public struct ReferenceLogits {
         /// Top-1 token of the reference at each position equals the correct token (fraction).
         public var top1Accuracy: Double
 
-        public init(version: Int, modelHash: String, textHash: String, context: Int, k: Int, vocab: Int, positions: Int,
+        public init(version: Int, modelHash: String, textHash: String, context: Int, k: Int, tailSamples: Int, vocab: Int, positions: Int,
                     llamacpp: PerplexityResult, windows: PerplexityResult, top1Accuracy: Double) {
             self.version = version
             self.modelHash = modelHash
             self.textHash = textHash
             self.context = context
             self.k = k
+            self.tailSamples = tailSamples
             self.vocab = vocab
             self.positions = positions
             self.llamacpp = llamacpp
@@ -73,34 +76,41 @@ public struct ReferenceLogits {
     public var tailMass: [Double]  // [positions]
     public var ids: [Int32]  // [positions × k], row-major, most likely first
     public var logProbs: [Float]  // [positions × k]
+    public var tailIDs: [Int32]  // [positions × tailSamples]
+    public var tailLogProbs: [Float]  // [positions × tailSamples]
 
-    public init(header: Header, targets: [Int32], targetLogProbs: [Float], tailMass: [Double], ids: [Int32], logProbs: [Float]) {
+    public init(header: Header, targets: [Int32], targetLogProbs: [Float], tailMass: [Double], ids: [Int32], logProbs: [Float],
+                tailIDs: [Int32], tailLogProbs: [Float]) {
         self.header = header
         self.targets = targets
         self.targetLogProbs = targetLogProbs
         self.tailMass = tailMass
         self.ids = ids
         self.logProbs = logProbs
+        self.tailIDs = tailIDs
+        self.tailLogProbs = tailLogProbs
     }
 
     public func distribution(at i: Int) -> TopKDistribution {
-        let k = header.k
+        let k = header.k, m = header.tailSamples
         return TopKDistribution(ids: Array(ids[i * k ..< (i + 1) * k]), logProbs: Array(logProbs[i * k ..< (i + 1) * k]),
-                                tailMass: tailMass[i])
+                                tailMass: tailMass[i], tailIDs: Array(tailIDs[i * m ..< (i + 1) * m]),
+                                tailLogProbs: Array(tailLogProbs[i * m ..< (i + 1) * m]))
     }
 
-    static let magic: [UInt8] = Array("SQREFLG2".utf8)
-    public static let version = 2
+    static let magic: [UInt8] = Array("SQREFLG3".utf8)
+    public static let version = 3
 
     /// The cache file name for a model/text/settings combination.
-    public static func fileName(modelHash: String, textHash: String, context: Int, k: Int) -> String {
-        "reference-\(modelHash)-\(textHash)-c\(context)-k\(k).bin"
+    public static func fileName(modelHash: String, textHash: String, context: Int, k: Int, tailSamples: Int) -> String {
+        "reference-\(modelHash)-\(textHash)-c\(context)-k\(k)-t\(tailSamples).bin"
     }
 
     public static var defaultDirectory: String { squishCacheDirectory() + "/eval" }
 
     /// Layout: magic (8) | header length UInt64 LE | header JSON | targets Int32 | targetLogProbs Float32 |
-    /// tailMass Float64 | ids Int32 | logProbs Float32 | FNV-1a 64 of everything before, UInt64 LE.
+    /// tailMass Float64 | ids Int32 | logProbs Float32 | tailIDs Int32 | tailLogProbs Float32 |
+    /// FNV-1a 64 of everything before, UInt64 LE.
     public func write(to path: String) throws {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
@@ -119,6 +129,8 @@ public struct ReferenceLogits {
         try tailMass.withUnsafeBytes(put)
         try ids.withUnsafeBytes(put)
         try logProbs.withUnsafeBytes(put)
+        try tailIDs.withUnsafeBytes(put)
+        try tailLogProbs.withUnsafeBytes(put)
         try withUnsafeBytes(of: hash.value.littleEndian) { try writer.write($0) }
         try writer.commit()
     }
@@ -147,10 +159,10 @@ public struct ReferenceLogits {
                 throw corrupt("unreadable header: \(error)")
             }
             guard header.version == version else { throw corrupt("version \(header.version), expected \(version)") }
-            let n = header.positions, k = header.k
-            let expected = 16 + headerLength + n * (4 + 4 + 8) + n * k * (4 + 4)
-            guard n >= 0, k > 0, expected == body.count else {
-                throw corrupt("size \(body.count) bytes does not match \(n) positions × top-\(k) (\(expected) bytes)")
+            let n = header.positions, k = header.k, m = header.tailSamples
+            let expected = 16 + headerLength + n * (4 + 4 + 8) + n * k * (4 + 4) + n * m * (4 + 4)
+            guard n >= 0, k > 0, m >= 0, expected == body.count else {
+                throw corrupt("size \(body.count) bytes does not match \(n) positions × (top-\(k) + \(m) tail samples) (\(expected) bytes)")
             }
             var offset = 16 + headerLength
             func array<T>(_ count: Int, _ type: T.Type) -> [T] {
@@ -164,7 +176,8 @@ public struct ReferenceLogits {
             }
             return ReferenceLogits(header: header, targets: array(n, Int32.self), targetLogProbs: array(n, Float.self),
                                    tailMass: array(n, Double.self), ids: array(n * k, Int32.self),
-                                   logProbs: array(n * k, Float.self))
+                                   logProbs: array(n * k, Float.self), tailIDs: array(n * m, Int32.self),
+                                   tailLogProbs: array(n * m, Float.self))
         }
     }
 }

@@ -15,8 +15,8 @@ public enum EvalReport {
         lines.append(String(format: "  perplexity (windows):          %.4f            reference %.4f", r.perplexityWindows, r.referencePerplexityWindows))
         lines.append(String(format: "  bits per byte:                 %.4f            reference %.4f", r.bitsPerByte, r.referenceBitsPerByte))
         let k = r.klDivergence
-        lines.append(String(format: "  KL divergence: mean %.6f ± %.6f  median %.6f  p99 %.6f  max %.6f  (%d positions, top-%d + tail)",
-                            k.mean, k.meanStderr, k.median, k.p99, k.max, r.klPositions, r.klTopK))
+        lines.append(String(format: "  KL divergence: mean %.6f ± %.6f  median %.6f  p99 %.6f  max %.6f  (%d positions, top-%d + %d tail samples)",
+                            k.mean, k.meanStderr, k.median, k.p99, k.max, r.klPositions, r.klTopK, r.klTailSamples))
         lines.append(String(format: "  top-1 agreement: %.3f%% ± %.3f%%", r.top1Agreement * 100, r.top1AgreementStderr * 100))
         lines.append(String(format: "  Δp: mean %.3f%%  rms %.3f%%  p1 %.3f%%  p99 %.3f%%", r.deltaP.mean * 100, r.deltaP.rms * 100,
                             r.deltaP.p1 * 100, r.deltaP.p99 * 100))
@@ -77,7 +77,7 @@ public enum EvalReport {
         for key in groups.keys.sorted() {
             let rows = groups[key]!.sorted { $0.modelBytes > $1.modelBytes }
             let r0 = rows[0]
-            s += "Reference `\(short(r0.reference))` (\(r0.referenceBytes) bytes), text \(r0.text) (\(r0.textBytes) bytes, \(r0.textTokens) tokens), context \(r0.context); KL over \(r0.klPositions) positions with the reference's top-\(r0.klTopK) + tail.\n\n"
+            s += "Reference `\(short(r0.reference))` (\(r0.referenceBytes) bytes), text \(r0.text) (\(r0.textBytes) bytes, \(r0.textTokens) tokens), context \(r0.context); KL over \(r0.klPositions) positions with the reference's top-\(r0.klTopK) and \(r0.klTailSamples) tail samples.\n\n"
             let taskNames = Array(Set(rows.flatMap { $0.tasks.keys })).sorted()
             var header = "| model | MB | PPL (llamacpp) | PPL (windows) | bits/byte | KL mean | KL median | KL p99 | KL max | top-1 | Δp mean |"
             var rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -10,7 +10,7 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "What compression cost: perplexity, KL divergence, top-1 agreement, bits per byte and tasks against a reference.",
         discussion: """
-        The reference's logits are computed once per text and cached (top-k + tail mass per position) in \
+        The reference's logits are computed once per text and cached (top-k, tail mass and a few tail tokens sampled in proportion to their probability, per position) in \
         $SQUISH_CACHE/eval, so evaluating more candidates against one reference costs one reference pass. \
         Tasks (built deterministically from the Austen and Shakespeare corpora): last_word (LAMBADA-style greedy \
         exact match), cloze (4-way multiple choice by log-likelihood per byte), retrieval (a planted fact asked for \
@@ -32,8 +32,11 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Tokens per chunk/window for perplexity and KL.")
     var context = 512
 
-    @Option(name: .customLong("top-k"), help: "Reference tokens cached per position for KL (the rest is one tail bucket).")
+    @Option(name: .customLong("top-k"), help: "Reference tokens cached per position for KL.")
     var topK = 256
+
+    @Option(help: "Tail tokens (outside the top-k) sampled per position for KL; 0 treats the tail as one bucket (a lower bound).")
+    var tailSamples = 64
 
     @Option(help: "Comma-separated tasks: last_word, cloze, retrieval, all or none.")
     var tasks = "all"
@@ -65,6 +68,7 @@ struct EvalCommand: ParsableCommand {
     func validate() throws {
         guard context >= 4 else { throw ValidationError("--context must be at least 4") }
         guard topK >= 1 else { throw ValidationError("--top-k must be at least 1") }
+        guard tailSamples >= 0 else { throw ValidationError("--tail-samples must be at least 0") }
         if let bytes, bytes <= 0 { throw ValidationError("--bytes must be positive") }
         guard !models.isEmpty else { throw ValidationError("give at least one --model") }
         _ = try taskList()
@@ -122,6 +126,7 @@ struct EvalCommand: ParsableCommand {
         var options = EvalOptions()
         options.context = context
         options.topK = topK
+        options.tailSamples = tailSamples
         options.tasks = try taskList()
         options.lastWordItems = lastWordItems
         options.clozeItems = clozeItems

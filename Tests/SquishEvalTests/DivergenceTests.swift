@@ -30,8 +30,10 @@ struct DivergenceTests {
             let logits = (0 ..< vocab).map { _ in 3 * gaussian(&rng) }
             logits.withUnsafeBufferPointer { l in
                 let d = Divergence.topK(l.baseAddress!, vocab: vocab, k: 64)
-                let lse = Divergence.logSumExp(l.baseAddress!, vocab: vocab)
                 #expect(Divergence.klDivergence(reference: d, candidate: l.baseAddress!, vocab: vocab) == 0)
+                let sampled = Divergence.topK(l.baseAddress!, vocab: vocab, k: 64, tailSamples: 32, offset: 0.3)
+                #expect(sampled.tailIDs.count == 32 && Set(sampled.tailIDs).isDisjoint(with: Set(sampled.ids)))
+                #expect(Divergence.klDivergence(reference: sampled, candidate: l.baseAddress!, vocab: vocab) == 0)
                 #expect(Divergence.argmax(l.baseAddress!, vocab: vocab) == Int(d.ids[0]))
                 #expect(abs(Divergence.exactKL(reference: l.baseAddress!, candidate: l.baseAddress!, vocab: vocab)) < 1e-12)
             }
@@ -58,7 +60,7 @@ struct DivergenceTests {
     @Test func topKPlusTailAgreesWithExactKL() {
         var rng = SplitMix64(seed: 3)
         let vocab = 8192
-        var exactSum = 0.0, approxSum = 0.0
+        var exactSum = 0.0, approxSum = 0.0, sampledSum = 0.0
         for trial in 0 ..< 40 {
             // Zipf-like reference logits: log-probabilities falling with log rank, plus noise.
             let ref = (0 ..< vocab).map { i in -1.3 * Float(log(Double(i + 1))) * 1.5 + 0.5 * gaussian(&rng) }
@@ -73,6 +75,10 @@ struct DivergenceTests {
                     let full = Divergence.klDivergence(reference: Divergence.topK(r.baseAddress!, vocab: vocab, k: vocab),
                                                        candidate: c.baseAddress!, vocab: vocab)
                     #expect(approx <= exact * (1 + 1e-5) + 1e-9)
+                    let withSamples = Divergence.klDivergence(
+                        reference: Divergence.topK(r.baseAddress!, vocab: vocab, k: 64, tailSamples: 64, offset: Double(trial) * 0.618),
+                        candidate: c.baseAddress!, vocab: vocab)
+                    sampledSum += withSamples
                     #expect(abs(full - exact) <= exact * 1e-3 + 1e-7)
                     exactSum += exact
                     approxSum += approx
@@ -80,6 +86,8 @@ struct DivergenceTests {
             }
         }
         #expect(abs(approxSum - exactSum) / exactSum < 0.02, "top-k mean \(approxSum / 40), exact \(exactSum / 40)")
+        // With only the top-64 the bucket misses more; 64 tail samples recover it.
+        #expect(abs(sampledSum - exactSum) / exactSum < 0.02, "top-64 + samples mean \(sampledSum / 40), exact \(exactSum / 40)")
     }
 
     @Test func sampleSummaryPercentiles() {

@@ -11,12 +11,14 @@ struct ReferenceCacheTests {
         let ppl = PerplexityResult(perplexity: 12.5, stderr: 0.25, tokens: n, textTokens: 100, chunks: 1, context: 64,
                                    protocol: .llamacpp, runningPerplexity: [12.5], meanNLL: log(12.5))
         let header = ReferenceLogits.Header(version: ReferenceLogits.version, modelHash: "00ff", textHash: "abcd", context: 64, k: k,
-                                            vocab: 500, positions: n, llamacpp: ppl, windows: ppl, top1Accuracy: 0.25)
+                                            tailSamples: 3, vocab: 500, positions: n, llamacpp: ppl, windows: ppl, top1Accuracy: 0.25)
         return ReferenceLogits(header: header, targets: (0 ..< n).map { _ in Int32.random(in: 0 ..< 500, using: &rng) },
                                targetLogProbs: (0 ..< n).map { _ in -Float.random(in: 0 ..< 10, using: &rng) },
                                tailMass: (0 ..< n).map { _ in Double.random(in: 0 ..< 1, using: &rng) },
                                ids: (0 ..< n * k).map { _ in Int32.random(in: 0 ..< 500, using: &rng) },
-                               logProbs: (0 ..< n * k).map { _ in -Float.random(in: 0 ..< 10, using: &rng) })
+                               logProbs: (0 ..< n * k).map { _ in -Float.random(in: 0 ..< 10, using: &rng) },
+                               tailIDs: (0 ..< n * 3).map { _ in Int32.random(in: 0 ..< 500, using: &rng) },
+                               tailLogProbs: (0 ..< n * 3).map { _ in -Float.random(in: 10 ..< 20, using: &rng) })
     }
 
     func scratch() throws -> String {
@@ -37,6 +39,8 @@ struct ReferenceCacheTests {
         #expect(back.tailMass == r.tailMass)
         #expect(back.ids == r.ids)
         #expect(back.logProbs == r.logProbs)
+        #expect(back.tailIDs == r.tailIDs && back.tailLogProbs == r.tailLogProbs)
+        #expect(back.distribution(at: 3).tailIDs == Array(r.tailIDs[9 ..< 12]))
         #expect(back.header.llamacpp.perplexity == 12.5 && back.header.k == 8 && back.header.modelHash == "00ff")
         #expect(back.distribution(at: 3).ids == Array(r.ids[24 ..< 32]))
         // Only the destination is left: the atomic writer's temporary file is gone.
