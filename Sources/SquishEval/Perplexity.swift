@@ -27,6 +27,19 @@ public struct PerplexityResult: Codable, Sendable {
     /// Mean negative log-likelihood (nats per scored token).
     public let meanNLL: Double
 
+    public init(perplexity: Double, stderr: Double, tokens: Int, textTokens: Int, chunks: Int, context: Int,
+                protocol proto: PerplexityProtocol, runningPerplexity: [Double], meanNLL: Double) {
+        self.perplexity = perplexity
+        self.stderr = stderr
+        self.tokens = tokens
+        self.textTokens = textTokens
+        self.chunks = chunks
+        self.context = context
+        self.protocol = proto
+        self.runningPerplexity = runningPerplexity
+        self.meanNLL = meanNLL
+    }
+
     enum CodingKeys: String, CodingKey {
         case perplexity, stderr, tokens, chunks, context, `protocol`
         case textTokens = "text_tokens", runningPerplexity = "running_perplexity", meanNLL = "mean_nll"
@@ -36,10 +49,18 @@ public struct PerplexityResult: Codable, Sendable {
 public enum EvalError: Error, CustomStringConvertible {
     case textTooShort(tokens: Int, needed: Int)
     case invalidArgument(String)
+    case io(path: String, reason: String)
+    /// A reference-logits cache file that is truncated, altered or of another version.
+    case corruptCache(path: String, reason: String)
+    /// A candidate that cannot be compared with the reference (other vocabulary, other tokenization).
+    case incompatible(String)
     public var description: String {
         switch self {
         case .textTooShort(let t, let n): return "the text has \(t) tokens; at least \(n) are needed for one chunk"
         case .invalidArgument(let s): return s
+        case .io(let path, let reason): return "\(path): \(reason)"
+        case .corruptCache(let path, let reason): return "\(path): corrupt reference cache: \(reason)"
+        case .incompatible(let s): return s
         }
     }
 }

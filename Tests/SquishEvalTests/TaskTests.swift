@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+import SquishData
+import SquishFormats
+import SquishTokenizer
+import SquishEval
+
+enum EvalTestSupport {
+    static func novel(_ name: String) throws -> CorpusText {
+        let path = Corpora.austenPath(name)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw SetupError("the corpora are not cached at \(path): run `squish fetch` first")
+        }
+        return CorpusText(name: name, text: String(decoding: data, as: UTF8.self))
+    }
+
+    static func defaultModelPath() throws -> String {
+        guard FileManager.default.fileExists(atPath: DefaultModel.path) else {
+            throw SetupError("the default model is not cached at \(DefaultModel.path): run `squish fetch` first")
+        }
+        return DefaultModel.path
+    }
+
+    /// Collapses whitespace, as the tasks do, so items can be found in the original text.
+    static func normalized(_ s: String) -> String { s.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\r" }).joined(separator: " ") }
+}
+
+struct SetupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+@Suite("Tasks built from the corpora")
+struct TaskTests {
+    @Test func lastWordItemsAreDeterministicAndReal() throws {
+        let texts = [try EvalTestSupport.novel("emma"), try EvalTestSupport.novel("persuasion")]
+        let a = LastWordTask.items(from: texts, count: 40), b = LastWordTask.items(from: texts, count: 40)
+        #expect(a.count == 40)
+        #expect(a == b)
+        let whole = texts.map { EvalTestSupport.normalized($0.text) }
+        for item in a {
+            #expect(item.word.count >= 3 && item.word.allSatisfy { $0.isLetter })
+            // The passage and its final word are a verbatim piece of the novel (up to whitespace).
+            #expect(whole.contains { $0.contains(item.context + " " + item.word) })
+            #expect(item.context.contains(item.word))
+            #expect(item.context.split(separator: " ").count <= 59)
+        }
+        #expect(Set(a.map { $0.source }) == ["emma", "persuasion"])
+    }
+
+    @Test func clozeItemsHaveOneTrueContinuation() throws {
+        let texts = [try EvalTestSupport.novel("mansfieldpark")]
+        let items = ClozeTask.items(from: texts, count: 24)
+        #expect(items == ClozeTask.items(from: texts, count: 24))
+        #expect(items.count == 24)
+        let whole = EvalTestSupport.normalized(texts[0].text)
+        for (i, item) in items.enumerated() {
+            #expect(item.choices.count == 4 && item.answer == i % 4)
+            #expect(whole.contains(item.context + " " + item.choices[item.answer]))
+            #expect(Set(item.choices).count == 4)
+            for c in item.choices { #expect(c.split(separator: " ").count == 12) }
+        }
+    }
+
+    @Test func retrievalItemsPlantTheFact() throws {
+        let texts = [try EvalTestSupport.novel("sensesensibility")]
+        let items = RetrievalTask.items(from: texts, lengths: [64, 256], depths: [0.1, 0.9], perCell: 3, tokensPerWord: 1.3)
+        #expect(items == RetrievalTask.items(from: texts, lengths: [64, 256], depths: [0.1, 0.9], perCell: 3, tokensPerWord: 1.3))
+        #expect(items.count == 12)
+        for item in items {
+            #expect(item.prompt.hasSuffix(RetrievalTask.question))
+            let fact = "The secret word is \(item.word)."
+            let range = try #require(item.prompt.range(of: fact))
+            let depth = Double(item.prompt.distance(from: item.prompt.startIndex, to: range.lowerBound)) / Double(item.prompt.count)
+            #expect(abs(depth - item.depth) < 0.3, "fact at \(depth), asked for \(item.depth)")
+            #expect(texts[0].text.contains(item.word))
+        }
+        // Longer contexts have longer passages.
+        #expect(items.last!.prompt.count > 2 * items.first!.prompt.count)
+    }
+}
