@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 import SquishCore
 import SquishFormats
@@ -80,6 +83,23 @@ struct ModelEvalTests {
         #expect(q8.klDivergence.median < q4.klDivergence.median)
         #expect(q8.top1Agreement > q4.top1Agreement)
         #expect(abs(q8.perplexity - q8.referencePerplexity) < abs(q4.perplexity - q4.referencePerplexity))
+
+        // The report: results accumulate across runs (a rerun replaces its entry), the Markdown table has a row per
+        // model plus the reference, and every chart is a well-formed SVG document.
+        let report = dir + "/report"
+        try EvalReport.write([q8], to: report)
+        let written = try EvalReport.write([q4, q8], to: report)
+        let all = try JSONDecoder().decode([ModelEvalResult].self, from: FileManager.default.contents(atPath: report + "/results.json")!)
+        #expect(all.count == 2)
+        let md = try String(contentsOfFile: report + "/report.md", encoding: .utf8)
+        #expect(md.contains("Q8_0.gguf") && md.contains("Q4_0.gguf") && md.contains("(reference)"))
+        let svgs = written.filter { $0.hasSuffix(".svg") }
+        #expect(!svgs.isEmpty)
+        for svg in svgs {
+            let parser = XMLParser(data: FileManager.default.contents(atPath: svg)!)
+            #expect(parser.parse(), "\(svg) is not well-formed XML")
+        }
+        #expect(!FileManager.default.subpaths(atPath: report)!.contains { $0.contains(".tmp") })
     }
 
     /// On real logits (default model vs its Q4_0 requantization, one 128-token chunk) the cached top-k + tail KL is
