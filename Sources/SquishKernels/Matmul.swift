@@ -19,6 +19,9 @@ public struct WeightMatrix: @unchecked Sendable {
     /// The same weights repacked into groups of 8 interleaved rows (see repack.c), used by the int8 kernels in place
     /// of `data` when present; `data` stays valid for row look-ups (embeddings) and writers.
     public private(set) var packed: PackedWeights?
+    /// Owner of `data` when the weights were converted at load (see `convertedForKernels`); nil when `data` is the
+    /// model file's mapping.
+    public private(set) var converted: PackedWeights?
 
     public init(name: String, type: GGMLType, data: UnsafeRawBufferPointer, rows: Int, columns: Int) throws {
         guard let rb = type.rowBytes(elements: columns), let total = Checked.mul(rb, rows), total == data.count else {
@@ -46,6 +49,22 @@ public struct WeightMatrix: @unchecked Sendable {
         sq_repack_rows8(Int32(type.rawValue), data, rowBytes, Int64(rows), Int64(columns / 32), p.base)
         m.packed = p
         if releaseSource { PackedWeights.releasePages(data, count: rows * rowBytes) }
+        return m
+    }
+
+    /// Squish affine types of 2-5 bits re-encoded losslessly as Q4_1/Q5_1 (see `SquishAffineConversion`) so that
+    /// the int8 kernels (and the repacking) apply; any other matrix is returned unchanged.
+    public func convertedForKernels() -> WeightMatrix {
+        guard let native = SquishAffineConversion.nativeEquivalent(of: type), let rb = native.rowBytes(elements: columns)
+        else { return self }
+        let owner = PackedWeights(bytes: rows * rb)
+        for r in 0 ..< rows {
+            SquishAffineConversion.convert(type, data + r * rowBytes, into: owner.base + r * rb, count: columns)
+        }
+        // Sizes match by construction (whole groups of 32 or 64 per row).
+        var m = try! WeightMatrix(name: name, type: native, data: UnsafeRawBufferPointer(start: owner.base, count: rows * rb),
+                                  rows: rows, columns: columns)
+        m.converted = owner
         return m
     }
 

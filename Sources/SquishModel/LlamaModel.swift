@@ -83,8 +83,9 @@ public final class LlamaModel: @unchecked Sendable {
             guard Matmul.supports(t.type) else {
                 throw ModelError.invalidConfiguration(path: path, reason: "tensor '\(name)': block type \(t.type.name) has no kernel yet")
             }
-            let m = try WeightMatrix(name: name, type: t.type, data: t.data, rows: rows, columns: columns)
-            return repack ? m.repacked(releaseSource: releaseSource) : m
+            let m = try WeightMatrix(name: name, type: t.type, data: t.data, rows: rows, columns: columns).convertedForKernels()
+            // A converted matrix owns its memory: releasing those pages would lose the weights.
+            return repack ? m.repacked(releaseSource: releaseSource && m.converted == nil) : m
         }
         func vector(_ name: String, _ n: Int) throws -> [Float] {
             let t = try view(name)

@@ -78,3 +78,53 @@ enum BlockSQ4_G64: SquishAffineBlock { static let bits = 4, blockElements = 64 }
 enum BlockSQ5_G64: SquishAffineBlock { static let bits = 5, blockElements = 64 }
 enum BlockSQ6_G64: SquishAffineBlock { static let bits = 6, blockElements = 64 }
 enum BlockSQ8_G64: SquishAffineBlock { static let bits = 8, blockElements = 64 }
+
+/// Lossless re-encoding of Squish affine blocks with at most 5 bits into the llama.cpp block with the same
+/// arithmetic (w = d · q + m, d and m in f16): Q4_1 for 2-4 bits, Q5_1 for 5 bits; a group of 64 becomes two blocks
+/// of 32 that share d and m. The runtime does this at load so these types run on the int8 kernels.
+public enum SquishAffineConversion {
+    /// The ggml type that holds `type`'s values exactly, if any.
+    public static func nativeEquivalent(of type: GGMLType) -> GGMLType? {
+        guard let (bits, group) = type.squishAffine, group % 32 == 0 else { return nil }
+        return bits <= 4 ? .q4_1 : bits == 5 ? .q5_1 : nil
+    }
+
+    /// Converts `count` values (whole groups) from `src` (Squish blocks) into `dst` (blocks of the native type).
+    public static func convert(_ type: GGMLType, _ src: UnsafeRawPointer, into dst: UnsafeMutableRawPointer, count: Int) {
+        guard let (bits, group) = type.squishAffine, let native = nativeEquivalent(of: type) else { return }
+        let inBytes = type.blockBytes, outBytes = native.blockBytes
+        let mask = UInt32(1) << UInt32(bits) - 1
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: group) { q in
+            for g in 0 ..< count / group {
+                let block = src + g * inBytes
+                let d = block.loadUnaligned(fromByteOffset: 0, as: UInt16.self)
+                let m = block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)
+                var acc: UInt32 = 0, have = 0, byte = 4
+                for j in 0 ..< group {
+                    while have < bits {
+                        acc |= UInt32(block.load(fromByteOffset: byte, as: UInt8.self)) << UInt32(have)
+                        byte += 1
+                        have += 8
+                    }
+                    q[j] = UInt8(acc & mask)
+                    acc >>= UInt32(bits)
+                    have -= bits
+                }
+                for h in 0 ..< group / 32 {
+                    let out = dst + (g * group / 32 + h) * outBytes
+                    let c = q.baseAddress! + 32 * h
+                    out.storeBytes(of: d, toByteOffset: 0, as: UInt16.self)
+                    out.storeBytes(of: m, toByteOffset: 2, as: UInt16.self)
+                    if native == .q4_1 {
+                        for j in 0 ..< 16 { out.storeBytes(of: c[j] | c[j + 16] << 4, toByteOffset: 4 + j, as: UInt8.self) }
+                    } else {  // Q5_1: qh (bit 4 of each code) @4, low nibbles @8
+                        var qh: UInt32 = 0
+                        for j in 0 ..< 32 { qh |= UInt32(c[j] >> 4 & 1) << UInt32(j) }
+                        out.storeBytes(of: qh.littleEndian, toByteOffset: 4, as: UInt32.self)
+                        for j in 0 ..< 16 { out.storeBytes(of: (c[j] & 0x0f) | (c[j + 16] & 0x0f) << 4, toByteOffset: 8 + j, as: UInt8.self) }
+                    }
+                }
+            }
+        }
+    }
+}
