@@ -39,6 +39,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("memory-mib"), help: "Buffer size for --memory, MiB (far beyond the caches).")
     var memoryMiB = 512
 
+    @Flag(help: "After the model benchmark, also measure the memory read bandwidth and report the generation's weights GB/s as a fraction of it.")
+    var vsMemory = false
+
     @Flag(help: "Benchmark the matmul kernels instead: GEMV and GEMM per block type on the default model's and TinyLlama-1.1B's shapes.")
     var kernels = false
 
@@ -79,8 +82,24 @@ struct Bench: ParsableCommand {
         let r = try ModelBench.run(session: session, promptTokens: promptTokens, generatedTokens: generatedTokens,
                                    repetitions: repetitions, progress: progress)
         progress.finish()
+        // Measured right after the model, so that both see the same load on the machine.
+        var bandwidth: MemoryBandwidthResult?
+        if vsMemory && generatedTokens > 0 {
+            let counts = pool.threadCount > 1 ? [1, pool.threadCount] : [1]
+            let mp = ProgressBar(total: counts.count * (repetitions + 1), label: "memory", quiet: json)
+            bandwidth = MemoryBench.run(bytes: memoryMiB << 20, threadCounts: counts, repetitions: repetitions, progress: mp)
+            mp.finish()
+        }
         if json {
-            print(try jsonString(r))
+            if let bandwidth {
+                struct Combined: Encodable {
+                    let bench: BenchResult, memory: MemoryBandwidthResult, weights_fraction_of_bandwidth: Double
+                }
+                print(try jsonString(Combined(bench: r, memory: bandwidth,
+                                              weights_fraction_of_bandwidth: r.weightsGigabytesPerSecond / bandwidth.best)))
+            } else {
+                print(try jsonString(r))
+            }
         } else {
             let name = URL(fileURLWithPath: path).lastPathComponent
             print("model: \(name)   threads: \(r.threads)   repetitions: \(r.repetitions)")
@@ -91,6 +110,11 @@ struct Bench: ParsableCommand {
                 print(String(format: "tg%-5d %8.2f ± %.2f tokens/s   weights %.1f MB/token, %.2f GB/s", generatedTokens,
                              r.generationTokensPerSecond, r.generationTokensPerSecondSD, Double(r.weightBytesPerToken) / 1e6,
                              r.weightsGigabytesPerSecond))
+            }
+            if let bandwidth {
+                let per = bandwidth.results.map { String(format: "%.2f GB/s with %d", $0.gigabytesPerSecond, $0.threads) }
+                print(String(format: "memory read bandwidth %@ threads: weights read at %.0f%% of the best", per.joined(separator: ", "),
+                             100 * r.weightsGigabytesPerSecond / bandwidth.best))
             }
         }
     }
