@@ -14,6 +14,10 @@ public struct SyntheticModelShape: Codable, Sendable, Equatable {
     public let heads: Int
     public let kvHeads: Int
     public let contextLength: Int
+    enum CodingKeys: String, CodingKey {
+        case name, dim, layers, heads
+        case hiddenDim = "hidden_dim", kvHeads = "kv_heads", contextLength = "context_length"
+    }
     public init(name: String, dim: Int, hiddenDim: Int, layers: Int, heads: Int, kvHeads: Int, contextLength: Int = 2048) {
         self.name = name
         self.dim = dim
