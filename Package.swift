@@ -36,8 +36,8 @@ let package = Package(
         .target(name: "SquishKernels", dependencies: ["SquishCore", "SquishFormats", "CSquishKernels"]),
         // Llama-family models: configuration, forward pass, KV cache, sampling, generation.
         .target(name: "SquishModel", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishTokenizer"]),
-        // Measuring models: perplexity protocols, KL divergence against a cached reference, tasks, reports and charts.
-        .target(name: "SquishEval", dependencies: ["SquishCore", "SquishModel", "SquishTokenizer"]),
+        // Measuring models: perplexity protocols, KL divergence against a cached reference, tasks, reports and charts; speed (model, kernels, memory bandwidth), synthetic models.
+        .target(name: "SquishEval", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "CSquishKernels", "SquishModel", "SquishTokenizer"]),
         // Model in, model out: calibration, quantizers (RTN, GPTQ), packing into block types, GGUF output.
         .target(name: "SquishQuantize", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishModel", "SquishTokenizer"]),
         .executableTarget(name: "squish", dependencies: [
@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "SquishCoreTests", dependencies: ["SquishCore"]),
         .testTarget(name: "SquishFormatsTests", dependencies: ["SquishFormats", "SquishCore", "SquishData"]),
         .testTarget(name: "SquishTokenizerTests", dependencies: ["SquishTokenizer", "SquishFormats", "SquishCore", "SquishData"]),
-        .testTarget(name: "SquishModelTests", dependencies: ["SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer", "SquishEval"]),
+        .testTarget(name: "SquishModelTests", dependencies: ["SquishModel", "SquishKernels", "CSquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer", "SquishEval"]),
         .testTarget(name: "SquishQuantizeTests", dependencies: ["SquishQuantize", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer", "SquishEval"]),
         .testTarget(name: "SquishEvalTests", dependencies: ["SquishEval", "SquishQuantize", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
         .testTarget(name: "SquishDataTests", dependencies: ["SquishData", "SquishCore", .product(name: "Crypto", package: "swift-crypto")]),

@@ -1,5 +1,6 @@
 import Foundation
 import SquishCore
+import SquishKernels
 import SquishModel
 
 /// llama-bench style throughput: prompt processing (one batch of `promptTokens` from an empty cache) and text
@@ -15,6 +16,10 @@ public struct BenchResult: Codable, Sendable {
     public let generationTokensPerSecondSD: Double
     public let promptSamples: [Double]
     public let generationSamples: [Double]
+    /// Bytes of all weight matrices one decoded token reads (every layer's seven, and the output matrix).
+    public let weightBytesPerToken: Int
+    /// weightBytesPerToken × generation tokens/s: the effective bandwidth at which decode streams the weights.
+    public let weightsGigabytesPerSecond: Double
 
     enum CodingKeys: String, CodingKey {
         case promptTokens = "prompt_tokens", generatedTokens = "generated_tokens", threads, repetitions
@@ -22,6 +27,7 @@ public struct BenchResult: Codable, Sendable {
         case generationTokensPerSecond = "generation_tokens_per_second"
         case generationTokensPerSecondSD = "generation_tokens_per_second_sd"
         case promptSamples = "prompt_samples", generationSamples = "generation_samples"
+        case weightBytesPerToken = "weight_bytes_per_token", weightsGigabytesPerSecond = "weights_gigabytes_per_second"
     }
 }
 
@@ -65,6 +71,16 @@ public enum ModelBench {
         return BenchResult(promptTokens: promptTokens, generatedTokens: generatedTokens, threads: session.pool.threadCount,
                            repetitions: repetitions, promptTokensPerSecond: ppm, promptTokensPerSecondSD: pps,
                            generationTokensPerSecond: tgm, generationTokensPerSecondSD: tgs,
-                           promptSamples: pp, generationSamples: tg)
+                           promptSamples: pp, generationSamples: tg, weightBytesPerToken: session.model.matrixBytesPerToken,
+                           weightsGigabytesPerSecond: Double(session.model.matrixBytesPerToken) * tgm / 1e9)
+    }
+}
+
+extension LlamaModel {
+    /// Stored bytes of the matrices one decoded token multiplies: every layer's Q, K, V, O, gate, up and down, and the
+    /// output matrix (the embedding contributes one row, left out).
+    public var matrixBytesPerToken: Int {
+        func b(_ m: WeightMatrix) -> Int { m.rows * m.rowBytes }
+        return layers.reduce(b(output)) { $0 + b($1.wq) + b($1.wk) + b($1.wv) + b($1.wo) + b($1.gate) + b($1.up) + b($1.down) }
     }
 }

@@ -33,6 +33,27 @@ struct Bench: ParsableCommand {
     @Option(help: "Text for --tokenizer (default: all six Austen novels).")
     var text: String?
 
+    @Flag(help: "Measure the machine's DRAM read bandwidth instead: GB/s with 1 thread and with all threads (median of -r runs).")
+    var memory = false
+
+    @Option(name: .customLong("memory-mib"), help: "Buffer size for --memory, MiB (far beyond the caches).")
+    var memoryMiB = 512
+
+    @Flag(help: "After the model benchmark, also measure the memory read bandwidth and report the generation's weights GB/s as a fraction of it.")
+    var vsMemory = false
+
+    @Flag(help: "Benchmark the matmul kernels instead: GEMV and GEMM per block type on the default model's and TinyLlama-1.1B's shapes.")
+    var kernels = false
+
+    @Option(help: "Block types for --kernels, comma-separated (default: Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,IQ4_NL,Q2_K..Q6_K,TQ1_0,TQ2_0,SQ3_G32,SQ4_G64).")
+    var types: String?
+
+    @Option(help: "Shapes for --kernels: all, 135m, 1.1b, or ROWSxCOLUMNS[,ROWSxCOLUMNS...].")
+    var shapes = "all"
+
+    @Option(help: "Tokens of the GEMM case of --kernels (the GEMV case is 1 token).")
+    var gemmTokens = 64
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -42,9 +63,15 @@ struct Bench: ParsableCommand {
         }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard memoryMiB >= 1, gemmTokens >= 1 else { throw ValidationError("--memory-mib and --gemm-tokens must be at least 1") }
+        guard [memory, kernels, tokenizer].filter({ $0 }).count <= 1 else {
+            throw ValidationError("--memory, --kernels and --tokenizer are separate benchmarks: give one")
+        }
     }
 
     func run() throws {
+        if memory { return runMemory() }
+        if kernels { return try runKernels() }
         let path = try resolveModelPath(model)
         if tokenizer { return try runTokenizer(path: path) }
         let llama = try LlamaModel(path: path)
@@ -55,8 +82,24 @@ struct Bench: ParsableCommand {
         let r = try ModelBench.run(session: session, promptTokens: promptTokens, generatedTokens: generatedTokens,
                                    repetitions: repetitions, progress: progress)
         progress.finish()
+        // Measured right after the model, so that both see the same load on the machine.
+        var bandwidth: MemoryBandwidthResult?
+        if vsMemory && generatedTokens > 0 {
+            let counts = pool.threadCount > 1 ? [1, pool.threadCount] : [1]
+            let mp = ProgressBar(total: counts.count * (repetitions + 1), label: "memory", quiet: json)
+            bandwidth = MemoryBench.run(bytes: memoryMiB << 20, threadCounts: counts, repetitions: repetitions, progress: mp)
+            mp.finish()
+        }
         if json {
-            print(try jsonString(r))
+            if let bandwidth {
+                struct Combined: Encodable {
+                    let bench: BenchResult, memory: MemoryBandwidthResult, weights_fraction_of_bandwidth: Double
+                }
+                print(try jsonString(Combined(bench: r, memory: bandwidth,
+                                              weights_fraction_of_bandwidth: r.weightsGigabytesPerSecond / bandwidth.best)))
+            } else {
+                print(try jsonString(r))
+            }
         } else {
             let name = URL(fileURLWithPath: path).lastPathComponent
             print("model: \(name)   threads: \(r.threads)   repetitions: \(r.repetitions)")
@@ -64,8 +107,14 @@ struct Bench: ParsableCommand {
                 print(String(format: "pp%-5d %8.2f ± %.2f tokens/s", promptTokens, r.promptTokensPerSecond, r.promptTokensPerSecondSD))
             }
             if generatedTokens > 0 {
-                print(String(format: "tg%-5d %8.2f ± %.2f tokens/s", generatedTokens, r.generationTokensPerSecond,
-                             r.generationTokensPerSecondSD))
+                print(String(format: "tg%-5d %8.2f ± %.2f tokens/s   weights %.1f MB/token, %.2f GB/s", generatedTokens,
+                             r.generationTokensPerSecond, r.generationTokensPerSecondSD, Double(r.weightBytesPerToken) / 1e6,
+                             r.weightsGigabytesPerSecond))
+            }
+            if let bandwidth {
+                let per = bandwidth.results.map { String(format: "%.2f GB/s with %d", $0.gigabytesPerSecond, $0.threads) }
+                print(String(format: "memory read bandwidth %@ threads: weights read at %.0f%% of the best", per.joined(separator: ", "),
+                             100 * r.weightsGigabytesPerSecond / bandwidth.best))
             }
         }
     }
@@ -105,5 +154,74 @@ extension Bench {
         } else {
             print(String(format: "tokenizer: %d bytes -> %d tokens, %.2f MB/s on one core (median of %d)", bytes, tokens, median, speeds.count))
         }
+    }
+}
+
+extension Bench {
+    /// DRAM read bandwidth with 1 thread and with the pool's threads.
+    func runMemory() {
+        let all = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let counts = all > 1 ? [1, all] : [1]
+        let progress = ProgressBar(total: counts.count * (repetitions + 1), label: "memory", quiet: json)
+        let r = MemoryBench.run(bytes: memoryMiB << 20, threadCounts: counts, repetitions: repetitions, progress: progress)
+        progress.finish()
+        if json {
+            print((try? jsonString(r)) ?? "{}")
+        } else {
+            print(String(format: "memory read bandwidth, %d MiB buffer, median of %d (%@):", r.bufferBytes >> 20, r.repetitions,
+                         r.usesAVX2 ? "AVX2" : "portable"))
+            for e in r.results { print(String(format: "  %2d thread%@ %8.2f GB/s", e.threads, e.threads == 1 ? " " : "s", e.gigabytesPerSecond)) }
+        }
+    }
+
+    func kernelShapes() throws -> [KernelShape] {
+        switch shapes.lowercased() {
+        case "all": return KernelShape.smollm2 + KernelShape.tinyllama
+        case "135m": return KernelShape.smollm2
+        case "1.1b": return KernelShape.tinyllama
+        default:
+            return try shapes.split(separator: ",").map { item in
+                let parts = item.lowercased().split(separator: "x")
+                guard parts.count == 2, let r = Int(parts[0]), let c = Int(parts[1]), r > 0, c > 0 else {
+                    throw ValidationError("--shapes: '\(item)' is not ROWSxCOLUMNS")
+                }
+                return KernelShape(name: "\(r)x\(c)", rows: r, columns: c)
+            }
+        }
+    }
+
+    /// GEMV and GEMM throughput per block type through the model's Matmul.
+    func runKernels() throws {
+        let list = try types.map { s in
+            try s.split(separator: ",").map { name -> GGMLType in
+                guard let t = GGMLType(name: String(name).trimmingCharacters(in: .whitespaces)), RandomWeights.supports(t),
+                      Matmul.supports(t) else { throw ValidationError("--types: no benchmark for '\(name)'") }
+                return t
+            }
+        } ?? KernelBench.defaultTypes
+        let shapeList = try kernelShapes()
+        let pool = WorkerPool(threads: threads)
+        let progress = ProgressBar(total: list.count * shapeList.count, label: "kernels", quiet: json)
+        let r = try KernelBench.run(types: list, shapes: shapeList, tokens: [1, gemmTokens], pool: pool, repetitions: repetitions) { _ in
+            progress.advance()
+        }
+        progress.finish()
+        if json {
+            print(try jsonString(r))
+            return
+        }
+        print("matmul through Matmul, \(r.threads) threads, \(r.usesAVX2 ? "AVX2" : "portable"), median of \(r.repetitions); GEMV = 1 token, GEMM = \(gemmTokens) tokens")
+        print("type     shape              rows x cols   path        MB  copies | GEMV GFLOP/s   GB/s | GEMM GFLOP/s   GB/s")
+        var i = 0
+        while i < r.rows.count {
+            let a = r.rows[i]
+            let b = i + 1 < r.rows.count && r.rows[i + 1].type == a.type && r.rows[i + 1].shape == a.shape ? r.rows[i + 1] : nil
+            func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+            print(pad(a.type, 8) + " " + pad(a.shape, 16) + String(format: " %6d x %-5d ", a.rows, a.columns) + pad(a.path, 10)
+                  + String(format: " %6.2f %6d | %12.2f %6.2f | %12.2f %6.2f", Double(a.weightBytes) / 1e6, a.copies,
+                         a.gflops, a.weightGigabytesPerSecond, b?.gflops ?? .nan, b?.weightGigabytesPerSecond ?? .nan))
+            i += b == nil ? 1 : 2
+        }
+        if !r.skipped.isEmpty { print("skipped (rows not whole blocks): " + r.skipped.joined(separator: ", ")) }
     }
 }

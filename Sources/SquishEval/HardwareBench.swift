@@ -1,0 +1,218 @@
+import CSquishKernels
+import Foundation
+import SquishCore
+import SquishFormats
+import SquishKernels
+
+/// Median of a non-empty sample.
+func median(_ v: [Double]) -> Double {
+    guard !v.isEmpty else { return 0 }
+    let s = v.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+@inline(__always) func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+// MARK: - DRAM read bandwidth
+
+public struct MemoryBandwidthResult: Codable, Sendable {
+    public struct Entry: Codable, Sendable {
+        public let threads: Int
+        /// Median over the repetitions, 10^9 bytes per second.
+        public let gigabytesPerSecond: Double
+        public let samples: [Double]
+        enum CodingKeys: String, CodingKey { case threads, gigabytesPerSecond = "gigabytes_per_second", samples }
+    }
+    public let bufferBytes: Int
+    public let repetitions: Int
+    public let usesAVX2: Bool
+    public let results: [Entry]
+    enum CodingKeys: String, CodingKey { case bufferBytes = "buffer_bytes", repetitions, usesAVX2 = "uses_avx2", results }
+
+    /// The best median over the thread counts (what a memory-bound kernel can hope for).
+    public var best: Double { results.map(\.gigabytesPerSecond).max() ?? 0 }
+}
+
+/// Reads a buffer far larger than the caches with every thread of a worker pool (each its own contiguous part,
+/// 32-byte loads summed so that none can be skipped): one warm-up pass, then `repetitions` timed passes per thread
+/// count; the median is reported.
+public enum MemoryBench {
+    public static func run(bytes: Int = 512 << 20, threadCounts: [Int], repetitions: Int = 7,
+                           progress: ProgressBar? = nil) -> MemoryBandwidthResult {
+        let n = max(bytes / 4096, 1) * 4096
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 4096)  // [n bytes]
+        defer { buffer.deallocate() }
+        // Touch every page (and give the words values) so that the timed passes read real, resident memory.
+        let words = buffer.bindMemory(to: UInt64.self, capacity: n / 8)
+        for i in 0 ..< n / 8 { words[i] = UInt64(i) }
+        var entries: [MemoryBandwidthResult.Entry] = []
+        var sink: UInt64 = 0
+        for t in threadCounts {
+            let pool = WorkerPool(threads: t)
+            let parts = pool.threadCount
+            let chunk = n / parts / 128 * 128
+            let sums = UnsafeMutablePointer<UInt64>.allocate(capacity: parts)
+            defer { sums.deallocate() }
+            sums.initialize(repeating: 0, count: parts)
+            var samples: [Double] = []
+            for rep in 0 ... repetitions {  // rep 0 is the warm-up
+                let t0 = now()
+                pool.run { w in
+                    guard w < parts else { return }
+                    sums[w] = sq_read_sum(buffer + w * chunk, chunk)
+                }
+                let dt = Double(now() - t0) / 1e9
+                for w in 0 ..< parts { sink &+= sums[w] }
+                if rep > 0 { samples.append(Double(chunk * parts) / dt / 1e9) }
+                progress?.advance()
+            }
+            entries.append(.init(threads: parts, gigabytesPerSecond: median(samples), samples: samples))
+        }
+        if sink == 42 { FileHandle.standardError.write(Data()) }  // keeps the sums observable
+        return MemoryBandwidthResult(bufferBytes: n, repetitions: repetitions, usesAVX2: VectorOps.usesAVX2, results: entries)
+    }
+}
+
+// MARK: - Matmul throughput per block type
+
+/// One weight shape: `rows` output channels × `columns` inputs, named after the model matrix it stands for.
+public struct KernelShape: Codable, Sendable, Equatable {
+    public let name: String
+    public let rows: Int
+    public let columns: Int
+    public init(name: String, rows: Int, columns: Int) {
+        self.name = name
+        self.rows = rows
+        self.columns = columns
+    }
+
+    /// SmolLM2-135M (the default model): dim 576, FFN 1536, vocab 49152.
+    public static let smollm2: [KernelShape] = [
+        .init(name: "135M attn_q/o", rows: 576, columns: 576), .init(name: "135M ffn_gate/up", rows: 1536, columns: 576),
+        .init(name: "135M ffn_down", rows: 576, columns: 1536), .init(name: "135M output", rows: 49152, columns: 576),
+    ]
+    /// TinyLlama-1.1B: dim 2048, FFN 5632, 32 heads / 4 KV heads of 64 (K/V 256 rows), vocab 32000.
+    public static let tinyllama: [KernelShape] = [
+        .init(name: "1.1B attn_q/o", rows: 2048, columns: 2048), .init(name: "1.1B attn_k/v", rows: 256, columns: 2048),
+        .init(name: "1.1B ffn_gate/up", rows: 5632, columns: 2048), .init(name: "1.1B ffn_down", rows: 2048, columns: 5632),
+        .init(name: "1.1B output", rows: 32000, columns: 2048),
+    ]
+}
+
+public struct KernelBenchRow: Codable, Sendable {
+    public let type: String
+    public let shape: String
+    public let rows: Int
+    public let columns: Int
+    public let tokens: Int
+    /// Which Matmul path ran: "packed" (8-row interleaved int8), "int8", "float", "dequantize".
+    public let path: String
+    public let weightBytes: Int
+    /// Distinct copies of the matrix cycled through, so that together they exceed the last-level cache.
+    public let copies: Int
+    public let secondsPerCall: Double
+    public let gflops: Double
+    public let weightGigabytesPerSecond: Double
+    enum CodingKeys: String, CodingKey {
+        case type, shape, rows, columns, tokens, path, copies
+        case weightBytes = "weight_bytes", secondsPerCall = "seconds_per_call", gflops
+        case weightGigabytesPerSecond = "weight_gigabytes_per_second"
+    }
+}
+
+public struct KernelBenchResult: Codable, Sendable {
+    public let threads: Int
+    public let repetitions: Int
+    public let usesAVX2: Bool
+    public let rows: [KernelBenchRow]
+    /// Type × shape pairs left out because the row length is not whole blocks of the type.
+    public let skipped: [String]
+    enum CodingKeys: String, CodingKey { case threads, repetitions, usesAVX2 = "uses_avx2", rows, skipped }
+}
+
+/// GEMV (1 token) and GEMM (`tokens` tokens) through `Matmul`, the same call the model makes, on weights laid out
+/// the way the model holds them (Q4_0/Q4_1/Q8_0 repacked into 8 interleaved rows, unless SQUISH_NO_REPACK is set).
+/// Each measurement: one warm-up call, then `repetitions` samples of enough calls for ~`sampleSeconds`; the median
+/// time per call gives GFLOP/s (2 · rows · columns · tokens) and weight GB/s (stored matrix bytes per call).
+public enum KernelBench {
+    public static let defaultTypes: [GGMLType] = [
+        .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .tq1_0, .tq2_0, .sq3_G32, .sq4_G64,
+    ]
+
+    public static func run(types: [GGMLType], shapes: [KernelShape], tokens: [Int] = [1, 64], pool: WorkerPool,
+                           repetitions: Int = 5, sampleSeconds: Double = 0.05, coldBytes: Int = 64 << 20,
+                           repack: Bool = ProcessInfo.processInfo.environment["SQUISH_NO_REPACK"] == nil,
+                           progress: ((String) -> Void)? = nil) throws -> KernelBenchResult {
+        let matmul = Matmul(pool: pool)
+        var rows: [KernelBenchRow] = []
+        var skipped: [String] = []
+        for type in types {
+            for shape in shapes {
+                guard let rowBytes = type.rowBytes(elements: shape.columns), RandomWeights.supports(type) else {
+                    skipped.append("\(type.name) \(shape.rows)x\(shape.columns)")
+                    continue
+                }
+                progress?("\(type.name) \(shape.name) \(shape.rows)x\(shape.columns)")
+                let bytes = rowBytes * shape.rows
+                let base = try RandomWeights.bytes(type: type, rows: shape.rows, columns: shape.columns,
+                                                   seed: UInt64(type.rawValue) &* 1_000_003 &+ UInt64(shape.rows * shape.columns))
+                let copies = max(1, min(256, (coldBytes + bytes - 1) / bytes))
+                // The copies' storage: one buffer per copy ([rows × rowBytes] each), or repacked copies of one.
+                var buffers: [UnsafeMutableRawPointer] = []
+                defer { for b in buffers { b.deallocate() } }
+                var matrices: [WeightMatrix] = []
+                let copy = { () -> UnsafeMutableRawPointer in
+                    let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+                    base.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: bytes) }
+                    buffers.append(p)
+                    return p
+                }
+                let first = try WeightMatrix(name: "bench", type: type, data: UnsafeRawBufferPointer(start: copy(), count: bytes),
+                                             rows: shape.rows, columns: shape.columns)
+                if repack && first.canRepack {
+                    for _ in 0 ..< copies { matrices.append(first.repacked()) }
+                } else {
+                    matrices.append(first)
+                    for _ in 1 ..< copies {
+                        matrices.append(try WeightMatrix(name: "bench", type: type, data: UnsafeRawBufferPointer(start: copy(), count: bytes),
+                                                         rows: shape.rows, columns: shape.columns))
+                    }
+                }
+                let path = matrices[0].packed != nil ? "packed" : matrices[0].usesQ8Kernel ? "int8"
+                    : (type == .f32 || type == .f16) ? "float" : "dequantize"
+                for nt in tokens {
+                    var rng = SplitMix(seed: 7)
+                    let x = (0 ..< nt * shape.columns).map { _ in rng.gaussian() }  // [nt × columns]
+                    var y = [Float](repeating: 0, count: nt * shape.rows)  // [nt × rows]
+                    var next = 0
+                    func call() throws {
+                        try x.withUnsafeBufferPointer { xb in
+                            try y.withUnsafeMutableBufferPointer { yb in
+                                try matmul(matrices[next], xb.baseAddress!, tokens: nt, yb.baseAddress!)
+                            }
+                        }
+                        next = (next + 1) % matrices.count
+                    }
+                    var t0 = now()
+                    try call()  // warm-up, and a first estimate of the time per call
+                    let estimate = max(Double(now() - t0) / 1e9, 1e-7)
+                    let calls = max(1, Int(sampleSeconds / estimate))
+                    var samples: [Double] = []
+                    for _ in 0 ..< repetitions {
+                        t0 = now()
+                        for _ in 0 ..< calls { try call() }
+                        samples.append(Double(now() - t0) / 1e9 / Double(calls))
+                    }
+                    let s = median(samples)
+                    rows.append(KernelBenchRow(
+                        type: type.name, shape: shape.name, rows: shape.rows, columns: shape.columns, tokens: nt, path: path,
+                        weightBytes: bytes, copies: matrices.count, secondsPerCall: s,
+                        gflops: 2 * Double(shape.rows * shape.columns * nt) / s / 1e9,
+                        weightGigabytesPerSecond: Double(bytes) / s / 1e9))
+                }
+            }
+        }
+        return KernelBenchResult(threads: pool.threadCount, repetitions: repetitions, usesAVX2: VectorOps.usesAVX2,
+                                 rows: rows, skipped: skipped)
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import SquishCore
+import SquishFormats
+
+/// A Llama-architecture GGUF with random weights and a real model's shapes, for speed measurements on models that
+/// are not downloaded (e.g. how decode of a 1B model uses the memory bandwidth). The tokenizer (all `tokenizer.*`
+/// metadata) is copied from another GGUF, so the vocabulary — and the embedding and output rows — are that
+/// tokenizer's. The output of such a model is noise; only its speed means anything.
+public struct SyntheticModelShape: Codable, Sendable, Equatable {
+    public let name: String
+    public let dim: Int
+    public let hiddenDim: Int
+    public let layers: Int
+    public let heads: Int
+    public let kvHeads: Int
+    public let contextLength: Int
+    enum CodingKeys: String, CodingKey {
+        case name, dim, layers, heads
+        case hiddenDim = "hidden_dim", kvHeads = "kv_heads", contextLength = "context_length"
+    }
+    public init(name: String, dim: Int, hiddenDim: Int, layers: Int, heads: Int, kvHeads: Int, contextLength: Int = 2048) {
+        self.name = name
+        self.dim = dim
+        self.hiddenDim = hiddenDim
+        self.layers = layers
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.contextLength = contextLength
+    }
+
+    /// TinyLlama-1.1B (config.json of TinyLlama/TinyLlama-1.1B-Chat-v1.0): 22 layers, width 2048, FFN 5632,
+    /// 32 query heads and 4 KV heads of 64.
+    public static let tinyllama = SyntheticModelShape(name: "tinyllama-1.1b", dim: 2048, hiddenDim: 5632, layers: 22,
+                                                      heads: 32, kvHeads: 4)
+    /// SmolLM2-135M (the default model): 30 layers, width 576, FFN 1536, 9 query heads and 3 KV heads of 64.
+    public static let smollm2 = SyntheticModelShape(name: "smollm2-135m", dim: 576, hiddenDim: 1536, layers: 30,
+                                                    heads: 9, kvHeads: 3)
+    public static let known = [tinyllama, smollm2]
+}
+
+public struct SyntheticModelSummary: Codable, Sendable {
+    public let path: String
+    public let shape: SyntheticModelShape
+    public let type: String
+    public let vocabSize: Int
+    public let tensors: Int
+    public let parameters: Int
+    public let fileBytes: Int
+    enum CodingKeys: String, CodingKey {
+        case path, shape, type, tensors, parameters
+        case vocabSize = "vocab_size", fileBytes = "file_bytes"
+    }
+}
+
+public enum SyntheticModel {
+    /// Writes the model atomically to `path`: every matrix (embedding and output included) in `type`, norms f32 ones.
+    /// Tensor names, shapes and metadata keys as llama.cpp's converter writes a Llama model.
+    public static func write(shape s: SyntheticModelShape, type: GGMLType, tokenizerFrom tokenizerFile: GGUFFile,
+                             to path: String, seed: UInt64 = 1, progress: ProgressBar? = nil) throws -> SyntheticModelSummary {
+        guard RandomWeights.supports(type) else { throw FormatError.unsupportedType(type, operation: "synthetic weights") }
+        guard s.heads > 0, s.dim % s.heads == 0, s.heads % max(s.kvHeads, 1) == 0 else {
+            throw FormatError.shapeMismatch(path: path, tensor: "<config>", expected: "width a multiple of the heads, heads of the KV heads",
+                                            found: "width \(s.dim), \(s.heads) heads, \(s.kvHeads) KV heads")
+        }
+        guard case .array(_, let tokens)? = tokenizerFile["tokenizer.ggml.tokens"], !tokens.isEmpty else {
+            throw FormatError.shapeMismatch(path: tokenizerFile.path, tensor: "tokenizer.ggml.tokens", expected: "a token list",
+                                            found: "none")
+        }
+        let vocab = tokens.count
+        let headDim = s.dim / s.heads, kvDim = s.kvHeads * headDim
+        var w = GGUFWriter()
+        w.set("general.architecture", .string("llama"))
+        w.set("general.name", .string("synthetic \(s.name) \(type.name) (random weights)"))
+        w.set("llama.context_length", .uint32(UInt32(s.contextLength)))
+        w.set("llama.embedding_length", .uint32(UInt32(s.dim)))
+        w.set("llama.feed_forward_length", .uint32(UInt32(s.hiddenDim)))
+        w.set("llama.block_count", .uint32(UInt32(s.layers)))
+        w.set("llama.attention.head_count", .uint32(UInt32(s.heads)))
+        w.set("llama.attention.head_count_kv", .uint32(UInt32(s.kvHeads)))
+        w.set("llama.attention.layer_norm_rms_epsilon", .float32(1e-5))
+        w.set("llama.rope.freq_base", .float32(10000))
+        w.set("llama.rope.dimension_count", .uint32(UInt32(headDim)))
+        w.set("llama.vocab_size", .uint32(UInt32(vocab)))
+        for (key, value) in tokenizerFile.metadata where key.hasPrefix("tokenizer.") { w.set(key, value) }
+
+        var counter: UInt64 = 0
+        var parameters = 0
+        func matrix(_ name: String, rows: Int, columns: Int) {
+            counter += 1
+            let tensorSeed = seed &* 0x9E37_79B9 &+ counter
+            parameters += rows * columns
+            w.addTensor(name: name, shape: [columns, rows], type: type, source: .producer {
+                defer { progress?.advance() }
+                return try RandomWeights.bytes(type: type, rows: rows, columns: columns, seed: tensorSeed)
+            })
+        }
+        func ones(_ name: String, _ n: Int) {
+            parameters += n
+            var b = [UInt8](repeating: 0, count: 4 * n)
+            b.withUnsafeMutableBytes { p in for i in 0 ..< n { p.storeBytes(of: Float(1).bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) } }
+            w.addTensor(name: name, shape: [n], type: .f32, source: .bytes(b))
+        }
+        matrix("token_embd.weight", rows: vocab, columns: s.dim)
+        for i in 0 ..< s.layers {
+            let p = "blk.\(i)."
+            ones(p + "attn_norm.weight", s.dim)
+            matrix(p + "attn_q.weight", rows: s.dim, columns: s.dim)
+            matrix(p + "attn_k.weight", rows: kvDim, columns: s.dim)
+            matrix(p + "attn_v.weight", rows: kvDim, columns: s.dim)
+            matrix(p + "attn_output.weight", rows: s.dim, columns: s.dim)
+            ones(p + "ffn_norm.weight", s.dim)
+            matrix(p + "ffn_gate.weight", rows: s.hiddenDim, columns: s.dim)
+            matrix(p + "ffn_up.weight", rows: s.hiddenDim, columns: s.dim)
+            matrix(p + "ffn_down.weight", rows: s.dim, columns: s.hiddenDim)
+        }
+        ones("output_norm.weight", s.dim)
+        matrix("output.weight", rows: vocab, columns: s.dim)
+        try w.write(to: path)
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        return SyntheticModelSummary(path: path, shape: s, type: type.name, vocabSize: vocab, tensors: w.tensors.count,
+                                     parameters: parameters, fileBytes: size ?? 0)
+    }
+
+    /// Matrices written by `write` (for a progress bar's total).
+    public static func matrixCount(_ s: SyntheticModelShape) -> Int { 2 + 7 * s.layers }
+}
