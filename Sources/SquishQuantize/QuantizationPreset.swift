@@ -107,8 +107,10 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
         }
     }
 
-    /// The Squish levels a tensor can take, smallest first.
-    static let levels: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4_G64, .sq5_G64, .sq6_G64, .q8_0]
+    /// The Squish levels a tensor can take, smallest first. All of them run on the int8 kernels (2-5-bit affine
+    /// types are loaded as Q4_1/Q5_1); 6 bits would not, so llama.cpp's Q6_K choices start at 5 bits and may rise
+    /// to Q8_0 where bytes are left.
+    static let levels: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4_G64, .sq5_G64, .q8_0]
 
     /// The level with the bit width of llama.cpp's type.
     static func level(of t: GGMLType) -> Int {
@@ -116,9 +118,8 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
         case .q2_K, .iq2_S, .iq2_XS, .iq2_XXS: return 0
         case .q3_K, .iq3_S, .iq3_XXS: return 1
         case .q4_K, .iq4_XS, .iq4_NL, .q4_0, .q4_1: return 2
-        case .q5_K, .q5_0, .q5_1: return 3
-        case .q6_K: return 4
-        default: return 5
+        case .q5_K, .q5_0, .q5_1, .q6_K: return 3
+        default: return 4
         }
     }
 

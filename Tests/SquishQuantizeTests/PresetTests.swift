@@ -28,7 +28,7 @@ struct PresetTests {
         let others = file.tensors.filter { sizes[$0.name] == nil }.reduce(0) { $0 + $1.elementCount * 4 }  // norms as F32
         #expect(llama + others == Self.llamaTensorBytes[name]!)
         #expect(ours <= llama)
-        #expect(Double(ours) > 0.99 * Double(llama))
+        #expect(Double(ours) > 0.95 * Double(llama))  // the last step (5 bits to Q8_0) is coarse
         #expect(choices.allSatisfy { $0.type.squishAffine != nil || $0.type == .q8_0 })
     }
 
