@@ -95,6 +95,39 @@ struct SquishTypesTests {
         }
     }
 
+    /// 2-5-bit Squish blocks re-encoded as Q4_1/Q5_1 decode to exactly the same values; the loaded matrix runs on
+    /// the int8 kernels (repacked where possible) and matches the reference within int8-activation rounding.
+    @Test func conversionToNativeTypesIsLossless() throws {
+        var rng = SplitMix64(seed: 9)
+        let rows = 16, columns = 192
+        let w = (0 ..< rows * columns).map { _ in Float.random(in: -1 ... 1, using: &rng) }
+        let x = (0 ..< 2 * columns).map { _ in Float.random(in: -1 ... 1, using: &rng) }
+        for type in Self.affineTypes {
+            let bytes = try Codecs.quantize(type, w)
+            let values = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: rows * columns) }
+            // The conversion copies the weights into memory the matrix owns, so it may outlive `bytes`.
+            let c = try bytes.withUnsafeBytes { try WeightMatrix(name: "w", type: type, data: $0, rows: rows, columns: columns).convertedForKernels() }
+            guard let native = SquishAffineConversion.nativeEquivalent(of: type) else {
+                #expect(type.squishAffine!.bits > 5)
+                continue
+            }
+            #expect(c.type == native && c.usesQ8Kernel)
+            let back = try Codecs.dequantize(native, UnsafeRawBufferPointer(start: c.data, count: rows * c.rowBytes), count: rows * columns)
+            let bad = (0 ..< values.count).first { back[$0] != values[$0] }
+            #expect(bad == nil, "\(type) first difference at \(bad ?? -1): \(bad.map { "\(back[$0]) vs \(values[$0])" } ?? "")")
+            var y = [Float](repeating: 0, count: 2 * rows)
+            try x.withUnsafeBufferPointer { xs in try y.withUnsafeMutableBufferPointer { try Matmul(pool: WorkerPool(threads: 2))(c.repacked(), xs.baseAddress!, tokens: 2, $0.baseAddress!) } }
+            for t in 0 ..< 2 {
+                for r in 0 ..< rows {
+                    var ref = 0.0, scale = 0.0
+                    for k in 0 ..< columns { ref += Double(values[r * columns + k]) * Double(x[t * columns + k]); scale += abs(Double(values[r * columns + k])) }
+                    // Activations rounded to 8 bits per block of 32: error at most Σ|w| · max|x| / 254.
+                    #expect(abs(Double(y[t * rows + r]) - ref) <= scale / 254 + 1e-4, "\(type) row \(r)")
+                }
+            }
+        }
+    }
+
     /// The matmul on a Squish type gives what dequantize-then-f32 gives (the generic kernel path).
     @Test func matmulOnAffineWeights() throws {
         var rng = SplitMix64(seed: 5)
