@@ -32,30 +32,7 @@ int sq_iqtq_has_type(int type) {
     return type == T_IQ4_NL || type == T_IQ4_XS || type == T_TQ1_0 || type == T_TQ2_0;
 }
 
-static inline float f16_to_f32(uint16_t h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    const uint32_t exp = (h >> 10) & 0x1F;
-    const uint32_t man = h & 0x3FF;
-    uint32_t bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else {  // subnormal: man * 2^-24
-            float f = (float)man * 0x1p-24f;
-            memcpy(&bits, &f, 4);
-            bits |= sign;
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7F800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 112) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
 
-static inline uint16_t load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
 /// Weights per unit (one weight block) and bytes per unit.
 static inline int unit_weights(int type) { return type == T_IQ4_NL ? 32 : 256; }
@@ -71,7 +48,7 @@ static inline size_t unit_bytes(int type) {
 /// IQ4_XS sub-block scale ls in -32..31.
 static inline int iq4xs_scale(const uint8_t *blk, int s) {
     const int low = (blk[4 + (s >> 1)] >> (4 * (s & 1))) & 15;
-    const int high = (load_u16(blk + 2) >> (2 * s)) & 3;
+    const int high = (sq_load_u16(blk + 2) >> (2 * s)) & 3;
     return (low | (high << 4)) - 32;
 }
 
@@ -86,11 +63,11 @@ static inline int tq1_digit(uint8_t b, int j) {
 static inline void unpack_unit(int type, const uint8_t *blk, int8_t *q, float *scale) {
     switch (type) {
     case T_IQ4_NL:
-        scale[0] = f16_to_f32(load_u16(blk));
+        scale[0] = sq_f16_to_f32(sq_load_u16(blk));
         for (int k = 0; k < 16; k++) { q[k] = iq4_levels[blk[2 + k] & 15]; q[k + 16] = iq4_levels[blk[2 + k] >> 4]; }
         break;
     case T_IQ4_XS: {
-        const float d = f16_to_f32(load_u16(blk));
+        const float d = sq_f16_to_f32(sq_load_u16(blk));
         for (int s = 0; s < 8; s++) {
             scale[s] = d * (float)iq4xs_scale(blk, s);
             const uint8_t *qs = blk + 8 + 16 * s;
@@ -99,7 +76,7 @@ static inline void unpack_unit(int type, const uint8_t *blk, int8_t *q, float *s
         break;
     }
     case T_TQ1_0: {
-        const float d = f16_to_f32(load_u16(blk + 52));
+        const float d = sq_f16_to_f32(sq_load_u16(blk + 52));
         for (int s = 0; s < 8; s++) scale[s] = d;
         for (int j = 0; j < 5; j++) {
             for (int k = 0; k < 32; k++) q[32 * j + k] = (int8_t)(tq1_digit(blk[k], j) - 1);
@@ -110,7 +87,7 @@ static inline void unpack_unit(int type, const uint8_t *blk, int8_t *q, float *s
         break;
     }
     default: {  // TQ2_0
-        const float d = f16_to_f32(load_u16(blk + 64));
+        const float d = sq_f16_to_f32(sq_load_u16(blk + 64));
         for (int s = 0; s < 8; s++) scale[s] = d;
         for (int g = 0; g < 2; g++)
             for (int j = 0; j < 4; j++)
@@ -232,17 +209,17 @@ SQ_AVX2 SQ_INLINE void unpack_group(const int type, const int paired, const uint
                 g->q[2 * k] = _mm256_shuffle_epi8(table, _mm256_and_si256(v, low4));
                 g->q[2 * k + 1] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
             }
-            const __m128i d = _mm_setr_epi16((short)load_u16(blk), (short)load_u16(blk + 36), (short)load_u16(blk + 72),
-                                             (short)load_u16(blk + 108), (short)load_u16(blk + 18), (short)load_u16(blk + 54),
-                                             (short)load_u16(blk + 90), (short)load_u16(blk + 126));
+            const __m128i d = _mm_setr_epi16((short)sq_load_u16(blk), (short)sq_load_u16(blk + 36), (short)sq_load_u16(blk + 72),
+                                             (short)sq_load_u16(blk + 108), (short)sq_load_u16(blk + 18), (short)sq_load_u16(blk + 54),
+                                             (short)sq_load_u16(blk + 90), (short)sq_load_u16(blk + 126));
             g->sc = _mm256_cvtph_ps(d);
             g->d = 0.0f;
             break;
         }
         for (int s = 0; s < 8; s++) g->q[s] = iq4_levels_32(blk + 18 * s + 2);
-        const __m128i d = _mm_setr_epi16((short)load_u16(blk), (short)load_u16(blk + 18), (short)load_u16(blk + 36),
-                                         (short)load_u16(blk + 54), (short)load_u16(blk + 72), (short)load_u16(blk + 90),
-                                         (short)load_u16(blk + 108), (short)load_u16(blk + 126));
+        const __m128i d = _mm_setr_epi16((short)sq_load_u16(blk), (short)sq_load_u16(blk + 18), (short)sq_load_u16(blk + 36),
+                                         (short)sq_load_u16(blk + 54), (short)sq_load_u16(blk + 72), (short)sq_load_u16(blk + 90),
+                                         (short)sq_load_u16(blk + 108), (short)sq_load_u16(blk + 126));
         g->sc = _mm256_cvtph_ps(d);
         g->d = 0.0f;
         break;
@@ -264,14 +241,14 @@ SQ_AVX2 SQ_INLINE void unpack_group(const int type, const int paired, const uint
         const __m256i shl = paired ? _mm256_setr_epi32(0, 8, 16, 24, 4, 12, 20, 28) : _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
         const __m256i shh = paired ? _mm256_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14) : _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
         const __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)scl), shl), _mm256_set1_epi32(15));
-        const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(load_u16(blk + 2)), shh), _mm256_set1_epi32(3));
+        const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(sq_load_u16(blk + 2)), shh), _mm256_set1_epi32(3));
         const __m256i ls = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
-        g->sc = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(blk))), _mm256_cvtepi32_ps(ls));
+        g->sc = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(sq_load_u16(blk))), _mm256_cvtepi32_ps(ls));
         g->d = 0.0f;
         break;
     }
     case T_TQ1_0: {
-        g->d = _cvtsh_ss(load_u16(blk + 52));
+        g->d = _cvtsh_ss(sq_load_u16(blk + 52));
         g->sc = _mm256_set1_ps(g->d);
         const __m256i b0 = _mm256_loadu_si256((const __m256i *)blk);                                  // qs[0..32)
         g->q[0] = tq1_digits(b0, _mm256_set1_epi16(1));
@@ -290,7 +267,7 @@ SQ_AVX2 SQ_INLINE void unpack_group(const int type, const int paired, const uint
         break;
     }
     default: {  // TQ2_0
-        g->d = _cvtsh_ss(load_u16(blk + 64));
+        g->d = _cvtsh_ss(sq_load_u16(blk + 64));
         g->sc = _mm256_set1_ps(g->d);
         const __m256i three = _mm256_set1_epi8(3);
         for (int h = 0; h < 2; h++) {
@@ -371,7 +348,7 @@ SQ_AVX2 SQ_INLINE void group_dot_paired(const group_avx2 *g, const act_paired_av
 /// One IQ4_NL block (the tail of a row whose block count is not a multiple of 8) against one token.
 SQ_AVX2 SQ_INLINE __m256 iq4nl_block(const uint8_t *blk, const sq_block_q8 *x, __m256 acc) {
     const __m256i m = dot32_i32(1, iq4_levels_32(blk + 2), x->qs);
-    return _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(blk)) * x->d), _mm256_cvtepi32_ps(m), acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(sq_load_u16(blk)) * x->d), _mm256_cvtepi32_ps(m), acc);
 }
 
 /// One token against four consecutive rows (decode): independent accumulators, the activation side of each group

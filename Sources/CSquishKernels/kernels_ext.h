@@ -5,6 +5,36 @@
 
 #include "squish_kernels.h"
 
+#include <stdint.h>
+#include <string.h>
+
+/// IEEE half to float, exact (subnormals, infinities and NaN payloads kept); shared by every kernel file.
+static inline float sq_f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    const uint32_t exp = (h >> 10) & 0x1F;
+    const uint32_t man = h & 0x3FF;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {  // subnormal: man * 2^-24, exact in f32
+            float f = (float)man * 0x1p-24f;
+            memcpy(&bits, &f, 4);
+            bits |= sign;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7F800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/// Little-endian u16 at any alignment.
+static inline uint16_t sq_load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
 /// Each family answers for the types it knows and returns 0 for the others.
 int sq_kquants_has_type(int type);
 int sq_iqtq_has_type(int type);

@@ -16,6 +16,7 @@
 // acc = fma(d, −8 s_a, acc) (Q4_0) or acc = fma(m, s_a, acc) (Q4_1), where s_a = d_a Σ qa; the portable version
 // does exactly these float operations (fmaf), so both give bit-identical results.
 #include "squish_kernels.h"
+#include "kernels_ext.h"
 
 #include <math.h>
 #include <string.h>
@@ -25,30 +26,7 @@
 #include <immintrin.h>
 #endif
 
-static inline float rp_f16_to_f32(uint16_t h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    const uint32_t exp = (h >> 10) & 0x1F;
-    const uint32_t man = h & 0x3FF;
-    uint32_t bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else {
-            float f = (float)man * 0x1p-24f;
-            memcpy(&bits, &f, 4);
-            bits |= sign;
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7F800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 112) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
 
-static inline uint16_t rp_load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
 /// Bytes of one ggml block, of the per-row header (scale, min), and of the quants.
 static int rp_layout(int type, size_t *block, size_t *header, size_t *quants) {
@@ -105,7 +83,7 @@ static void packed_portable(int type, const uint8_t *wp, int64_t g0, int64_t g1,
                 const uint8_t *blk = wp + (size_t)(g * nb + b) * gb;
                 const uint8_t *qs = blk + 8 * hb;
                 for (int r = 0; r < 8; r++) {
-                    const float d = rp_f16_to_f32(rp_load_u16(blk + 2 * r));
+                    const float d = sq_f16_to_f32(sq_load_u16(blk + 2 * r));
                     int isum = 0;
                     for (size_t c = 0; c < qb / 4; c++) {
                         for (int i = 0; i < 4; i++) {
@@ -121,7 +99,7 @@ static void packed_portable(int type, const uint8_t *wp, int64_t g0, int64_t g1,
                     const float dx = d * x[b].d;
                     acc[r] = fmaf(dx, (float)isum, acc[r]);
                     if (type == SQ_TYPE_Q4_0) acc[r] = fmaf(d, -8.0f * x[b].s, acc[r]);
-                    if (type == SQ_TYPE_Q4_1) acc[r] = fmaf(rp_f16_to_f32(rp_load_u16(blk + 16 + 2 * r)), x[b].s, acc[r]);
+                    if (type == SQ_TYPE_Q4_1) acc[r] = fmaf(sq_f16_to_f32(sq_load_u16(blk + 16 + 2 * r)), x[b].s, acc[r]);
                 }
             }
             for (int r = 0; r < 8; r++) y[t * ldy + g * 8 + r] = acc[r];

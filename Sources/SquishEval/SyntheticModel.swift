@@ -118,7 +118,7 @@ public enum SyntheticModel {
         try w.write(to: path)
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         return SyntheticModelSummary(path: path, shape: s, type: type.name, vocabSize: vocab, tensors: w.tensors.count,
-                                     parameters: parameters, fileBytes: size ?? 0)
+                                     parameters: parameters, fileBytes: size)
     }
 
     /// Matrices written by `write` (for a progress bar's total).
