@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "SquishTokenizer", targets: ["SquishTokenizer"]),
         .library(name: "SquishData", targets: ["SquishData"]),
         .library(name: "SquishQuantize", targets: ["SquishQuantize"]),
+        .library(name: "SquishCompress", targets: ["SquishCompress"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -40,9 +41,11 @@ let package = Package(
         .target(name: "SquishEval", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "CSquishKernels", "SquishModel", "SquishTokenizer"]),
         // Model in, model out: calibration, quantizers (RTN, GPTQ), packing into block types, GGUF output.
         .target(name: "SquishQuantize", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishModel", "SquishTokenizer"]),
+        // Size budgets: level databases, importance signals, evolutionary search over per-tensor levels.
+        .target(name: "SquishCompress", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishModel", "SquishTokenizer", "SquishQuantize", "SquishEval"]),
         .executableTarget(name: "squish", dependencies: [
             "SquishCore", "SquishFormats", "SquishTokenizer", "SquishData", "SquishKernels", "SquishModel", "SquishEval",
-            "SquishQuantize",
+            "SquishQuantize", "SquishCompress",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "SquishCoreTests", dependencies: ["SquishCore"]),
@@ -51,6 +54,7 @@ let package = Package(
         .testTarget(name: "SquishModelTests", dependencies: ["SquishModel", "SquishKernels", "CSquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer", "SquishEval"]),
         .testTarget(name: "SquishQuantizeTests", dependencies: ["SquishQuantize", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer", "SquishEval"]),
         .testTarget(name: "SquishEvalTests", dependencies: ["SquishEval", "SquishQuantize", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
+        .testTarget(name: "SquishCompressTests", dependencies: ["SquishCompress", "SquishQuantize", "SquishEval", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
         .testTarget(name: "SquishDataTests", dependencies: ["SquishData", "SquishCore", .product(name: "Crypto", package: "swift-crypto")]),
     ],
     swiftLanguageModes: [.v5]

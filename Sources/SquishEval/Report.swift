@@ -162,7 +162,7 @@ public enum EvalReport {
 
     /// Converts an SVG file to PNG with rsvg-convert or ImageMagick when one is installed (atomically: into a
     /// temporary name, then renamed). Returns the PNG path, or nil.
-    static func convertToPNG(svg: String, png: String) -> String? {
+    @discardableResult public static func convertToPNG(svg: String, png: String) -> String? {
         let temp = (png as NSString).deletingLastPathComponent + "/." + (png as NSString).lastPathComponent + ".tmp.png"
         let candidates: [[String]] = [["rsvg-convert", "-o", temp, svg], ["convert", svg, temp]]
         for argv in candidates {

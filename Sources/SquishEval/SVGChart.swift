@@ -8,10 +8,17 @@ public struct SVGChart {
         public var points: [(x: Double, y: Double)]
         /// Optional error bars: (low, high) per point.
         public var intervals: [(Double, Double)]?
-        public init(name: String, points: [(x: Double, y: Double)], intervals: [(Double, Double)]? = nil) {
+        /// Join the points with a line (off: a scatter of dots).
+        public var connected: Bool
+        /// Dot radius in pixels.
+        public var radius: Double
+        public init(name: String, points: [(x: Double, y: Double)], intervals: [(Double, Double)]? = nil, connected: Bool = true,
+                    radius: Double = 4) {
             self.name = name
             self.points = points
             self.intervals = intervals
+            self.connected = connected
+            self.radius = radius
         }
     }
 
@@ -108,12 +115,12 @@ public struct SVGChart {
         for (i, ser) in series.enumerated() {
             let c = Self.colors[i % Self.colors.count]
             let pts = ser.points.map { "\(px($0.x)),\(py($0.y))" }.joined(separator: " ")
-            if ser.points.count > 1 { s += "<polyline points=\"\(pts)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"/>\n" }
+            if ser.connected && ser.points.count > 1 { s += "<polyline points=\"\(pts)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"/>\n" }
             for (j, p) in ser.points.enumerated() {
                 if let iv = ser.intervals?[j] {
                     s += "<line x1=\"\(px(p.x))\" y1=\"\(py(iv.0))\" x2=\"\(px(p.x))\" y2=\"\(py(iv.1))\" stroke=\"\(c)\"/>"
                 }
-                s += "<circle cx=\"\(px(p.x))\" cy=\"\(py(p.y))\" r=\"4\" fill=\"\(c)\"/>"
+                s += "<circle cx=\"\(px(p.x))\" cy=\"\(py(p.y))\" r=\"\(ser.radius)\" fill=\"\(c)\"/>"
                 if let labels = pointLabels, i < labels.count, j < labels[i].count {
                     s += "<text x=\"\(px(p.x) + 6)\" y=\"\(py(p.y) - 6)\" font-size=\"10\">\(Self.escape(labels[i][j]))</text>"
                 }

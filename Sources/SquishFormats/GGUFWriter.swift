@@ -78,8 +78,8 @@ public struct GGUFWriter {
         return n
     }
 
-    /// Writes the file atomically: `path` is replaced only once everything has been written.
-    public func write(to path: String) throws {
+    /// The header (metadata and tensor table, padded to the alignment) and each tensor's byte count.
+    private func layout(path: String) throws -> (header: [UInt8], sizes: [Int], dataBytes: Int) {
         let align = alignment
         var names = Set<String>()
         var sizes: [Int] = []
@@ -110,9 +110,21 @@ public struct GGUFWriter {
             header.u64(UInt64(offsets[i]))
         }
         header.pad(to: align)
+        return (header.bytes, sizes, offset)
+    }
 
+    /// The exact size in bytes of the file `write` would produce (nothing is produced or written).
+    public func fileSize() throws -> Int {
+        let l = try layout(path: "<size>")
+        return l.header.count + l.dataBytes
+    }
+
+    /// Writes the file atomically: `path` is replaced only once everything has been written.
+    public func write(to path: String) throws {
+        let align = alignment
+        let (header, sizes, _) = try layout(path: path)
         let out = try AtomicFileWriter(destination: path)
-        try out.write(header.bytes)
+        try out.write(header)
         let zeros = [UInt8](repeating: 0, count: align)
         for (i, t) in tensors.enumerated() {
             let written: Int

@@ -54,6 +54,35 @@ public final class LlamaModel: @unchecked Sendable {
     /// Llama 3 style per-frequency divisors (`rope_freqs.weight`), [ropeDimensions / 2].
     public let ropeFrequencyFactors: [Float]?
 
+    /// `base` with some weight matrices replaced (by GGUF tensor name; anything else shared with `base`), e.g. to
+    /// score one candidate mix of quantization levels without reloading the model. The replacements must have the
+    /// shapes of the matrices they replace.
+    public init(base: LlamaModel, replacing replacements: [String: WeightMatrix]) throws {
+        config = base.config
+        storage = base.storage
+        path = base.path
+        outputNorm = base.outputNorm
+        ropeFrequencyFactors = base.ropeFrequencyFactors
+        func pick(_ m: WeightMatrix, _ name: String) throws -> WeightMatrix {
+            guard let r = replacements[name] else { return m }
+            guard r.rows == m.rows, r.columns == m.columns else {
+                throw ModelError.shapeMismatch(path: base.path, tensor: name, expected: [m.columns, m.rows], found: [r.columns, r.rows])
+            }
+            return r
+        }
+        let tied = base.output.data == base.embedding.data && base.output.name == base.embedding.name
+        embedding = try pick(base.embedding, "token_embd.weight")
+        output = tied ? embedding : try pick(base.output, "output.weight")
+        layers = try base.layers.enumerated().map { i, l in
+            let p = "blk.\(i)."
+            return Layer(attentionNorm: l.attentionNorm, wq: try pick(l.wq, p + "attn_q.weight"), wk: try pick(l.wk, p + "attn_k.weight"),
+                         wv: try pick(l.wv, p + "attn_v.weight"), wo: try pick(l.wo, p + "attn_output.weight"),
+                         bq: l.bq, bk: l.bk, bv: l.bv, ffnNorm: l.ffnNorm,
+                         gate: try pick(l.gate, p + "ffn_gate.weight"), up: try pick(l.up, p + "ffn_up.weight"),
+                         down: try pick(l.down, p + "ffn_down.weight"))
+        }
+    }
+
     public convenience init(gguf file: GGUFFile) throws {
         try self.init(config: try LlamaConfig(gguf: file), source: file)
     }

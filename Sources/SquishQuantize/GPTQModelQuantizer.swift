@@ -10,7 +10,7 @@ import SquishTokenizer
 /// H = XᵀX; the block's linear layers are quantized with GPTQ; a second pass with the quantized weights produces
 /// the input of block i + 1, so later blocks are calibrated on what the quantized model actually computes.
 /// Only one block's activations are held at a time (besides the residual stream); the weights stay memory-mapped.
-enum GPTQModelQuantizer {
+public enum GPTQModelQuantizer {
     struct Result {
         var tensors: [String: [UInt8]]
         var tokens: Int
@@ -18,7 +18,7 @@ enum GPTQModelQuantizer {
 
     /// Calibration token sequences: the text's tokens cut into sequences of `length` (BOS first when the
     /// tokenizer adds one), as many whole sequences as fit in `options.tokens`.
-    static func sequences(_ file: GGUFFile, _ options: CalibrationOptions) throws -> [[Int]] {
+    public static func sequences(_ file: GGUFFile, _ options: CalibrationOptions) throws -> [[Int]] {
         guard let path = options.textPath else { throw QuantizeError.calibration(path: "<none>", reason: "no calibration text given") }
         guard var data = FileManager.default.contents(atPath: path) else {
             throw QuantizeError.calibration(path: path, reason: "cannot read the file")

@@ -27,35 +27,36 @@ public struct GPTQOptions: Sendable {
 /// Group parameters (each block's f16 scale/minimum) are computed by the block format's own rule from the block's
 /// weights as they are when the block's first column is reached, i.e. after the error compensation so far.
 public enum GPTQQuantizer {
-    /// Quantizes `weights` ([rows × columns], row-major; overwritten with the quantized values) given `hessian`
-    /// ([columns × columns], row-major, symmetric; H = Σ xᵀx over the calibration inputs). Returns the packed blocks.
-    public static func quantize(weights w: UnsafeMutablePointer<Float>, rows: Int, columns n: Int, hessian: [Double],
-                                grid: BlockGrid, options: GPTQOptions = GPTQOptions(), pool: WorkerPool,
-                                name: String = "<matrix>") throws -> [UInt8] {
-        let groupSize = grid.groupSize
-        guard n % groupSize == 0, hessian.count == n * n else {
-            throw QuantizeError.numerical(tensor: name, reason: "GPTQ needs \(n)×\(n) statistics and whole blocks of \(groupSize)")
-        }
-        let groups = n / groupSize
+    /// What GPTQ derives from the statistics alone, shareable by every matrix that reads the same input (q/k/v,
+    /// gate/up) and by every block type tried on one matrix: dead columns, the act-order permutation and the upper
+    /// Cholesky factor of the damped, permuted H⁻¹.
+    public struct Prepared: Sendable {
+        public let n: Int
+        let dead: [Int]
+        let perm: [Int]
+        let u: [Float]  // [n × n], in permuted order
+        let actOrder: Bool
+    }
+
+    /// Prepares the statistics `hessian` ([n × n], row-major, symmetric; H = Σ xᵀx over the calibration inputs).
+    public static func prepare(hessian: [Double], n: Int, options: GPTQOptions = GPTQOptions(), pool: WorkerPool,
+                               name: String = "<matrix>") throws -> Prepared {
+        guard hessian.count == n * n else { throw QuantizeError.numerical(tensor: name, reason: "GPTQ needs \(n)×\(n) statistics") }
         var h = hessian.map { Float($0) }
-        // Dead inputs (never nonzero in the calibration data): no information; pin H and zero the weights (gptq.py).
+        // Dead inputs (never nonzero in the calibration data): no information; pin H (the weights are zeroed later).
+        var dead: [Int] = []
         for i in 0 ..< n where h[i * n + i] == 0 {
             h[i * n + i] = 1
-            for r in 0 ..< rows { w[r * n + i] = 0 }
+            dead.append(i)
         }
-
-        // Act-order: a column permutation, and every block's parameters fixed up front (static groups).
+        // Act-order: quantize columns in order of decreasing diag(H) (stable).
         var perm = Array(0 ..< n)
-        var params = [BlockParameters](repeating: BlockParameters(scale: 0), count: rows * groups)
         if options.actOrder {
-            perm.sort { (h[$0 * n + $0], $1) > (h[$1 * n + $1], $0) }  // decreasing diag(H), stable
-            for r in 0 ..< rows { for g in 0 ..< groups { params[r * groups + g] = grid.parameters(w + r * n + g * groupSize) } }
-            permuteColumns(w, rows: rows, n: n, perm: perm)
+            perm.sort { (h[$0 * n + $0], $1) > (h[$1 * n + $1], $0) }
             var hp = h
             for i in 0 ..< n { for j in 0 ..< n { hp[i * n + j] = h[perm[i] * n + perm[j]] } }
             h = hp
         }
-
         // Damping: λ = dampPercent · mean diag(H); retried ×10 if H is still not numerically positive definite.
         var mean: Float = 0
         for i in 0 ..< n { mean += h[i * n + i] }
@@ -69,11 +70,44 @@ public enum GPTQQuantizer {
             damp *= 10
         }
         guard let u else { throw QuantizeError.numerical(tensor: name, reason: "the damped Hessian is not positive definite") }
+        return Prepared(n: n, dead: dead, perm: perm, u: u, actOrder: options.actOrder)
+    }
+
+    /// Quantizes `weights` ([rows × columns], row-major; overwritten with the quantized values) given `hessian`
+    /// ([columns × columns], row-major, symmetric; H = Σ xᵀx over the calibration inputs). Returns the packed blocks.
+    public static func quantize(weights w: UnsafeMutablePointer<Float>, rows: Int, columns n: Int, hessian: [Double],
+                                grid: BlockGrid, options: GPTQOptions = GPTQOptions(), pool: WorkerPool,
+                                name: String = "<matrix>") throws -> [UInt8] {
+        guard n % grid.groupSize == 0 else {
+            throw QuantizeError.numerical(tensor: name, reason: "GPTQ needs whole blocks of \(grid.groupSize)")
+        }
+        let prepared = try prepare(hessian: hessian, n: n, options: options, pool: pool, name: name)
+        return try quantize(weights: w, rows: rows, prepared: prepared, grid: grid, options: options, pool: pool, name: name)
+    }
+
+    /// Quantizes `weights` ([rows × prepared.n], row-major; overwritten with the quantized values) with prepared
+    /// statistics. Returns the packed blocks.
+    public static func quantize(weights w: UnsafeMutablePointer<Float>, rows: Int, prepared: Prepared, grid: BlockGrid,
+                                options: GPTQOptions = GPTQOptions(), pool: WorkerPool, name: String = "<matrix>") throws -> [UInt8] {
+        let n = prepared.n
+        let groupSize = grid.groupSize
+        guard n % groupSize == 0 else {
+            throw QuantizeError.numerical(tensor: name, reason: "GPTQ needs whole blocks of \(groupSize)")
+        }
+        let groups = n / groupSize
+        for i in prepared.dead { for r in 0 ..< rows { w[r * n + i] = 0 } }
+        let perm = prepared.perm, u = prepared.u
+        // Act-order with static groups: every block's parameters fixed up front from the unquantized weights.
+        var params = [BlockParameters](repeating: BlockParameters(scale: 0), count: rows * groups)
+        if prepared.actOrder {
+            for r in 0 ..< rows { for g in 0 ..< groups { params[r * groups + g] = grid.parameters(w + r * n + g * groupSize) } }
+            permuteColumns(w, rows: rows, n: n, perm: perm)
+        }
 
         var codes = [UInt8](repeating: 0, count: rows * n)  // in processing (possibly permuted) column order
         let groupOfColumn = perm.map { $0 / groupSize }
         let tile = 16, blockSize = max(1, options.blockSize)
-        let actOrder = options.actOrder
+        let actOrder = prepared.actOrder
         u.withUnsafeBufferPointer { up in
             codes.withUnsafeMutableBufferPointer { cp in
                 params.withUnsafeMutableBufferPointer { pp in

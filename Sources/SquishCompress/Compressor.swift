@@ -1,0 +1,377 @@
+import Foundation
+import SquishCore
+import SquishEval
+import SquishFormats
+import SquishKernels
+import SquishModel
+import SquishQuantize
+import SquishTokenizer
+
+/// `squish compress`: the best model under a size budget by per-tensor levels (mixed precision) chosen by an
+/// importance-based start and an evolutionary search on KL against the uncompressed model.
+public struct CompressOptions: Sendable {
+    public enum Target: Sendable, Equatable {
+        /// Bytes of the output file (10^6 per MB).
+        case fileBytes(Int)
+        /// All tensor bytes × 8 / all parameters.
+        case bitsPerWeight(Double)
+    }
+
+    public var target: Target
+    /// Calibration text (the level database's GPTQ statistics and the search's fitness).
+    public var calibration = CalibrationOptions()
+    public var ladder = LevelDatabaseOptions().ladder
+    public var gptq = GPTQOptions()
+    /// Sequences (and their length) the search scores candidates on; taken from the calibration text after the
+    /// level database's tokens when the text is long enough.
+    public var searchSequences = 8
+    public var searchLength = 256
+    public var search = EvolutionarySearch.Options()
+    /// Tokens of the first sequence each tensor's sensitivity is measured on.
+    public var sensitivityTokens = 128
+    /// Wall-clock budget of the whole run (level database, sensitivity, search, writing, held-out evaluation).
+    public var budgetSeconds: Double = 15 * 60
+    /// Time kept for writing the output and the held-out evaluation.
+    public var reserveSeconds: Double = 75
+    /// Where level databases are cached (`$SQUISH_CACHE/compress`).
+    public var cacheDirectory = squishCacheDirectory() + "/compress"
+    public var rebuildDatabase = false
+
+    public init(target: Target) { self.target = target }
+}
+
+/// One tensor's signals and choice (for `--explain` and the report).
+public struct TensorChoice: Codable, Sendable {
+    public var name: String
+    public var kind: String
+    public var layer: Int?
+    public var parameters: Int
+    public var type: String
+    public var bitsPerWeight: Double
+    public var outlierShare: Double
+    /// KL of the model with only this tensor one level below its top, on the sensitivity tokens.
+    public var sensitivity: Double
+    public var sensitivityLevel: String
+
+    enum CodingKeys: String, CodingKey {
+        case name, kind, layer, parameters, type, sensitivity
+        case bitsPerWeight = "bits_per_weight", outlierShare = "outlier_share", sensitivityLevel = "sensitivity_level"
+    }
+}
+
+/// A reference point of the size-quality chart: an allocation scored on the search's last-stage tokens.
+public struct ComparisonPoint: Codable, Sendable {
+    public var name: String
+    public var bytes: Int
+    public var fitness: Double
+}
+
+public struct CompressResult: Codable, Sendable {
+    public var input: String
+    public var output: String
+    public var bytes: Int
+    public var targetBytes: Int
+    public var bitsPerWeight: Double
+    public var parameters: Int
+    /// Mean KL on the held-out text (filled in by the evaluation; nil when it was skipped).
+    public var klDivergence: Double?
+    public var perplexity: Double?
+    public var referencePerplexity: Double?
+    public var top1Agreement: Double?
+    public var heldOutText: String?
+    /// Fitness (mean KL on the search tokens) of the importance-based start and of the result.
+    public var startFitness: Double
+    public var searchFitness: Double
+    public var generations: Int
+    public var candidatesScored: Int
+    public var seconds: Double
+    public var databaseSeconds: Double
+    public var databaseCached: Bool
+    public var searchTokens: Int
+    public var calibrationTokens: Int
+    public var seed: UInt64
+    public var tensors: [String: String]
+    public var choices: [TensorChoice]
+    public var layers: [LayerSignal]
+    public var history: [EvolutionarySearch.Generation]
+    public var comparisons: [ComparisonPoint]
+    public var candidates: [ComparisonPoint]
+
+    enum CodingKeys: String, CodingKey {
+        case input, output, bytes, parameters, perplexity, generations, seconds, seed, tensors, choices, layers, history, comparisons
+        case candidates
+        case targetBytes = "target_bytes", bitsPerWeight = "bits_per_weight", klDivergence = "kl_divergence"
+        case referencePerplexity = "reference_perplexity", top1Agreement = "top1_agreement", heldOutText = "held_out_text"
+        case startFitness = "start_fitness", searchFitness = "search_fitness", candidatesScored = "candidates_scored"
+        case databaseSeconds = "database_seconds", databaseCached = "database_cached", searchTokens = "search_tokens"
+        case calibrationTokens = "calibration_tokens"
+    }
+}
+
+public enum Compressor {
+    /// Parses `60MB`, `57.5 MB`, `60M`, `55MiB`, `0.06GB`, `60000000` into bytes (MB = 10^6 bytes).
+    public static func parseSize(_ s: String) -> Int? {
+        let t = s.trimmingCharacters(in: .whitespaces).uppercased().replacingOccurrences(of: " ", with: "")
+        let units: [(String, Double)] = [("GIB", 1_073_741_824), ("MIB", 1_048_576), ("KIB", 1024), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3),
+                                         ("G", 1e9), ("M", 1e6), ("K", 1e3), ("B", 1)]
+        for (u, f) in units where t.hasSuffix(u) {
+            guard let v = Double(t.dropLast(u.count)), v > 0, v.isFinite else { return nil }
+            return Int((v * f).rounded(.down))
+        }
+        guard let v = Double(t), v > 0, v.isFinite else { return nil }
+        return Int(v)
+    }
+
+    /// The cache key of a level database: model content, calibration text and size, ladder, GPTQ settings.
+    static func databaseKey(model: String, options: CompressOptions) throws -> String {
+        var h = FNV1a64()
+        h.update("squish-level-database-\(LevelDatabase.version)")
+        h.update(try FNV1a64.file(model))
+        if let calib = options.calibration.textPath { h.update(try FNV1a64.file(calib)) }
+        h.update("\(options.calibration.textBytes ?? -1)/\(options.calibration.tokens)/\(options.calibration.sequenceLength)")
+        h.update(options.ladder.map(\.name).joined(separator: ","))
+        h.update("\(options.gptq.dampPercent)/\(options.gptq.blockSize)/\(options.gptq.actOrder)")
+        return h.hex
+    }
+
+    public static func compress(input: String, output: String, options: CompressOptions, pool: WorkerPool, quiet: Bool,
+                                log: @escaping (String) -> Void) throws -> CompressResult {
+        let start = Date()
+        let deadline = start.addingTimeInterval(options.budgetSeconds - options.reserveSeconds)
+        try ModelQuantizer.checkOutput(output, input: input)
+        guard options.budgetSeconds > 0 else { throw CompressError.invalidArgument("the time budget must be positive") }
+        let source = try GGUFFile(path: input)
+        let parameters = source.tensors.reduce(0) { $0 + $1.elementCount }
+
+        // 1. The level database, from the cache or built now.
+        let key = try databaseKey(model: input, options: options)
+        try FileManager.default.createDirectory(atPath: options.cacheDirectory, withIntermediateDirectories: true)
+        let dbPath = options.cacheDirectory + "/levels-\(key).gguf"
+        var dbFile: GGUFFile?
+        var database: LevelDatabase?
+        var cached = false
+        if !options.rebuildDatabase, FileManager.default.fileExists(atPath: dbPath) {
+            do {
+                let f = try GGUFFile(path: dbPath)
+                let d = try LevelDatabase.describe(f)
+                if d.key == key { (dbFile, database, cached) = (f, d, true) }
+            } catch {
+                log("\(dbPath): \(error); building it again")
+            }
+        }
+        let dbStart = Date()
+        if database == nil {
+            var dbOptions = LevelDatabaseOptions()
+            dbOptions.calibration = options.calibration
+            dbOptions.gptq = options.gptq
+            dbOptions.ladder = options.ladder
+            let bar = ProgressBar(total: 1, label: "level database", quiet: quiet)
+            database = try LevelDatabase.build(file: source, key: key, options: dbOptions, output: dbPath, pool: pool,
+                                               progress: { done, total in
+                                                   if bar.total != total { bar.update(done * bar.total / max(1, total)) } else { bar.update(done) }
+                                               }, log: quiet ? { _ in } : log)
+            bar.finish()
+            dbFile = try GGUFFile(path: dbPath)
+        }
+        let databaseSeconds = Date().timeIntervalSince(dbStart)
+        let db = database!
+        let base = try LlamaModel(gguf: source)
+        let store = try LevelStore(database: db, file: dbFile!, source: source, base: base)
+        let tensors = store.tensors
+
+        // 2. The budget for the matrices' bytes.
+        let levelNames = Set(tensors.map(\.name))
+        let otherTensorBytes = source.tensors.filter { !levelNames.contains($0.name) }.reduce(0) { $0 + $1.byteCount }
+        func writer(_ a: Allocation) -> GGUFWriter {
+            var w = GGUFWriter(copying: source)
+            var native = true
+            for (t, l) in a.levels.enumerated() where !tensors[t].levels[l].isSource {
+                let entry = tensors[t], level = entry.levels[l]
+                let type = GGMLType(name: level.type)!
+                native = native && type.isGGMLNative
+                let info = store.file.tensor(named: LevelDatabase.dataName(tensor: entry.name, type: level.type))!
+                w.replaceTensor(name: entry.name, shape: [entry.rowLength, entry.rows], type: type,
+                                source: .mapped(store.file.data(for: info), owner: store.file))
+            }
+            if !native { w.set("general.file_type", .uint32(1024)) }  // a mix no llama.cpp file type describes
+            return w
+        }
+        let smallest = Allocation(levels: tensors.map { _ in 0 })
+        let overhead = try writer(smallest).fileSize() - store.matrixBytes(smallest)  // header, other tensors, padding
+        let matrixBudget: Int, targetBytes: Int
+        switch options.target {
+        case .fileBytes(let b):
+            // Alignment padding differs by at most (alignment − 1) bytes per tensor between allocations.
+            matrixBudget = b - overhead - tensors.count * 32
+            targetBytes = b
+        case .bitsPerWeight(let bpw):
+            let tensorBytes = Int((bpw * Double(parameters) / 8).rounded(.down))
+            matrixBudget = tensorBytes - otherTensorBytes
+            targetBytes = matrixBudget + overhead
+        }
+        let minimum = store.matrixBytes(smallest)
+        guard matrixBudget >= minimum else {
+            let smallestFile = minimum + overhead
+            throw CompressError.budget(String(format: "the smallest levels (%@) give a file of %.2f MB (%.3f bits per weight); asked for %@",
+                                              options.ladder.first?.name ?? "?", Double(smallestFile) / 1e6,
+                                              Double(minimum + otherTensorBytes) * 8 / Double(parameters), describe(options.target)))
+        }
+
+        // 3. Search sequences and the reference's distributions.
+        var calib = options.calibration
+        calib.sequenceLength = options.searchLength
+        calib.tokens = (options.searchSequences + db.calibrationTokens / max(1, options.searchLength) + 1) * options.searchLength
+        let all = (try? GPTQModelQuantizer.sequences(source, calib)) ?? []
+        let skip = db.calibrationTokens / options.searchLength + 1
+        let searchSeqs: [[Int]]
+        if all.count >= skip + options.searchSequences {
+            searchSeqs = Array(all[skip ..< skip + options.searchSequences])  // text the level database did not see
+        } else {
+            calib.tokens = options.searchSequences * options.searchLength
+            searchSeqs = try GPTQModelQuantizer.sequences(source, calib)
+        }
+        let refBar = ProgressBar(total: searchSeqs.count, label: "reference", quiet: quiet)
+        let scorer = try KLScorer(reference: base, sequences: searchSeqs, pool: pool, progress: { d, _ in refBar.update(d) })
+        refBar.finish()
+        var scoreCache: [Allocation: [String: Double]] = [:]
+        func score(_ a: Allocation, _ stage: EvolutionarySearch.Stage) throws -> Double {
+            let k = "\(stage.sequences)/\(stage.tokens ?? -1)"
+            if let s = scoreCache[a]?[k] { return s }
+            let s = try scorer.score(store.model(a), sequences: stage.sequences, tokens: stage.tokens)
+            scoreCache[a, default: [:]][k] = s
+            return s
+        }
+
+        // 4. Sensitivity of every tensor one level below its top, then the importance-based start.
+        let top = store.topAllocation
+        let probeStage = EvolutionarySearch.Stage(sequences: 1, tokens: options.sensitivityTokens, survivors: 1)
+        let topScore = try score(top, probeStage)
+        var sensitivity = [Double](repeating: 0, count: tensors.count)
+        var measured = tensors.map { [Double?](repeating: nil, count: $0.levels.count) }
+        let totalParameters = tensors.reduce(0) { $0 + $1.parameters }
+        // Large tensors (the embedding) are measured at every level: their share of the budget is large and their
+        // cost far from the probe level is not well predicted by the weight error.
+        let large = tensors.indices.filter { tensors[$0].parameters * 50 >= totalParameters }
+        let probes = tensors.indices.reduce(0) { $0 + (large.contains($1) ? top.levels[$1] : min(1, top.levels[$1])) }
+        let sensStart = Date()
+        let sensBar = ProgressBar(total: probes, label: "sensitivity", quiet: quiet)
+        for t in tensors.indices where top.levels[t] > 0 {
+            for l in stride(from: top.levels[t] - 1, through: large.contains(t) ? 0 : top.levels[t] - 1, by: -1) {
+                var a = top
+                a.levels[t] = l
+                let kl = max(0, try score(a, probeStage) - topScore)
+                measured[t][l] = kl
+                if l == top.levels[t] - 1 { sensitivity[t] = kl }
+                sensBar.advance()
+                scoreCache[a] = nil
+            }
+        }
+        sensBar.finish()
+        if !quiet { log(String(format: "sensitivity: %d tensors, %d forward passes of %d tokens, %.0f s", tensors.count, probes,
+                               options.sensitivityTokens, Date().timeIntervalSince(sensStart))) }
+        let costs = ImportanceAllocation.costs(tensors, sensitivity: sensitivity, measured: measured)
+        let startAllocation = try ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget)
+
+        // 5. Evolutionary search from there, until the deadline.
+        let search = EvolutionarySearch(tensors: tensors, budget: matrixBudget, options: options.search)
+        let lastStage = options.search.stages.last!
+        let startFitness = try score(startAllocation, lastStage)
+        if !quiet { log(String(format: "search: start (importance-based) KL %.5f on %d tokens; searching until %@", startFitness,
+                               lastStage.tokens ?? lastStage.sequences * options.searchLength, clock(deadline))) }
+        let searchBar = ProgressBar(total: max(1, Int(deadline.timeIntervalSinceNow)), label: "search", quiet: quiet)
+        let searchStart = Date()
+        let outcome = try search.run(start: startAllocation, deadline: deadline, score: { a, stage in
+            let s = try score(a, stage)
+            searchBar.update(Int(Date().timeIntervalSince(searchStart)))
+            return s
+        }, report: { g in
+            if !quiet && (g.improved || g.generation % 5 == 0) {
+                log(String(format: "search: generation %d: best KL %.5f%@ (%.1f s)", g.generation, g.fitness, g.improved ? " (improved)" : "", g.seconds))
+            }
+            // Keep only the parent's scores: candidates are never revisited.
+            scoreCache = scoreCache.filter { $0.key == startAllocation }
+        })
+        searchBar.finish()
+        let best = outcome.best
+        store.trim(keeping: [best])
+
+        // 6. Comparison points (uniform levels) on the same tokens, for the report.
+        var comparisons: [ComparisonPoint] = []
+        for type in options.ladder {
+            let a = Allocation(levels: tensors.map { entry in
+                let limit = type.rowBytes(elements: entry.rowLength).map { $0 * entry.rows } ?? .max
+                return entry.levels.lastIndex { $0.type == type.name || $0.bytes <= limit } ?? 0
+            })
+            guard !comparisons.contains(where: { $0.bytes == store.matrixBytes(a) + overhead }) else { continue }
+            comparisons.append(ComparisonPoint(name: "uniform " + type.name, bytes: store.matrixBytes(a) + overhead,
+                                               fitness: try score(a, lastStage)))
+            store.trim(keeping: [best])
+        }
+        comparisons.append(ComparisonPoint(name: "input", bytes: store.matrixBytes(top) + overhead, fitness: try score(top, lastStage)))
+
+        // 7. The output file.
+        let w = writer(best)
+        let size = try w.fileSize()
+        if case .fileBytes(let b) = options.target, size > b {
+            throw CompressError.budget("internal: the chosen levels give \(size) bytes, more than the \(b) asked for")
+        }
+        try w.write(to: output)
+        var tensorTypes: [String: String] = [:]
+        var choices: [TensorChoice] = []
+        for (t, l) in best.levels.enumerated() {
+            let e = tensors[t]
+            tensorTypes[e.name] = e.levels[l].type
+            choices.append(TensorChoice(name: e.name, kind: e.kind, layer: e.layer, parameters: e.parameters, type: e.levels[l].type,
+                                        bitsPerWeight: Double(e.levels[l].bytes * 8) / Double(e.parameters), outlierShare: e.outlierShare,
+                                        sensitivity: sensitivity[t],
+                                        sensitivityLevel: e.levels[max(0, top.levels[t] - 1)].type))
+        }
+        let outBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? size
+        let tensorBytes = store.matrixBytes(best) + otherTensorBytes
+        return CompressResult(
+            input: input, output: output, bytes: outBytes, targetBytes: targetBytes,
+            bitsPerWeight: Double(tensorBytes) * 8 / Double(parameters), parameters: parameters,
+            klDivergence: nil, perplexity: nil, referencePerplexity: nil, top1Agreement: nil, heldOutText: nil,
+            startFitness: startFitness, searchFitness: outcome.fitness, generations: outcome.history.count,
+            candidatesScored: scorer.evaluations, seconds: Date().timeIntervalSince(start), databaseSeconds: databaseSeconds,
+            databaseCached: cached, searchTokens: searchSeqs.count * options.searchLength, calibrationTokens: db.calibrationTokens,
+            seed: options.search.seed, tensors: tensorTypes, choices: choices, layers: db.layers, history: outcome.history,
+            comparisons: comparisons,
+            candidates: outcome.candidates.map { ComparisonPoint(name: "candidate", bytes: $0.bytes + overhead, fitness: $0.fitness) })
+    }
+
+    static func describe(_ t: CompressOptions.Target) -> String {
+        switch t {
+        case .fileBytes(let b): return String(format: "%.2f MB", Double(b) / 1e6)
+        case .bitsPerWeight(let v): return String(format: "%.3f bits per weight", v)
+        }
+    }
+
+    static func clock(_ d: Date) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "HH:mm:ss"
+        return f.string(from: d)
+    }
+}
+
+extension Compressor {
+    /// Scores the written output against the input on a held-out text with `squish eval`'s machinery (llama.cpp
+    /// protocol perplexity and KL against the cached reference; no tasks), and fills in the result's figures.
+    public static func evaluate(_ result: inout CompressResult, text: EvalText, pool: WorkerPool, quiet: Bool,
+                                log: @escaping (String) -> Void) throws {
+        let inputFile = try GGUFFile(path: result.input)
+        let reference = EvalModel(path: result.input, model: try LlamaModel(gguf: inputFile), tokenizer: try Tokenizer(gguf: inputFile))
+        let outputFile = try GGUFFile(path: result.output)
+        let candidate = EvalModel(path: result.output, model: try LlamaModel(gguf: outputFile), tokenizer: try Tokenizer(gguf: outputFile))
+        var options = EvalOptions()
+        options.tasks = []
+        let evaluator = try CompressionEvaluator(reference: reference, text: text, options: options, pool: pool, quiet: quiet, log: log)
+        let (ref, cached) = try evaluator.referenceLogits()
+        let r = try evaluator.evaluate(candidate, reference: ref, referenceCached: cached, tasks: TaskSet(), referenceTasks: [:])
+        result.klDivergence = r.klDivergence.mean
+        result.perplexity = r.perplexity
+        result.referencePerplexity = r.referencePerplexity
+        result.top1Agreement = r.top1Agreement
+        result.heldOutText = text.name
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import SquishQuantize
+
+/// A small deterministic generator (SplitMix64, Steele et al. 2014), so a search is reproducible under its seed.
+public struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The starting allocation: the best one under the budget by a separable estimate of each tensor's cost,
+/// cost(t, l) = sensitivity_t · error(t, l) / error(t, l_probe), where sensitivity_t is the measured KL of the model
+/// with only tensor t one level below its top (l_probe) and error(t, l) the database's relative output error of
+/// level l. Greedy on the lower convex hull: starting from every tensor's smallest level, repeatedly take the
+/// upgrade with the largest cost reduction per byte that still fits (a Lagrangian relaxation of the knapsack).
+public enum ImportanceAllocation {
+    /// `measured[t][l]`, where given, replaces the estimate (the KL measured with only tensor t at level l).
+    public static func costs(_ tensors: [LevelTensor], sensitivity: [Double], measured: [[Double?]]? = nil) -> [[Double]] {
+        tensors.enumerated().map { t, entry in
+            let top = entry.levels.count - 1
+            let probe = max(0, top - 1)
+            let probeError = entry.levels[probe].error
+            return entry.levels.enumerated().map { l, level in
+                if let m = measured?[t][l] { return max(0, m) }
+                if level.isSource { return 0 }
+                if l == top { return 0 }  // the best available level: nothing better to compare with
+                guard probeError > 0 else { return sensitivity[t] }
+                return max(0, sensitivity[t]) * level.error / probeError
+            }
+        }
+    }
+
+    public static func allocate(_ tensors: [LevelTensor], costs: [[Double]], budget: Int) throws -> Allocation {
+        var levels = [Int](repeating: 0, count: tensors.count)
+        var used = tensors.reduce(0) { $0 + $1.levels[0].bytes }
+        guard used <= budget else {
+            throw CompressError.budget("even the smallest level of every tensor takes \(used) bytes, more than the \(budget) available")
+        }
+        while true {
+            var best: (t: Int, l: Int, ratio: Double)?
+            for t in tensors.indices {
+                let cur = levels[t]
+                let lv = tensors[t].levels
+                for l in (cur + 1) ..< lv.count {
+                    let extra = lv[l].bytes - lv[cur].bytes
+                    guard extra > 0, used + extra <= budget else { continue }
+                    let ratio = (costs[t][cur] - costs[t][l]) / Double(extra)
+                    if best == nil || ratio > best!.ratio { best = (t, l, ratio) }
+                }
+            }
+            guard let b = best, b.ratio > 0 else { break }
+            used += tensors[b.t].levels[b.l].bytes - tensors[b.t].levels[levels[b.t]].bytes
+            levels[b.t] = b.l
+        }
+        // Whatever bytes remain go to the cheapest remaining upgrades even if their estimated gain is zero.
+        var changed = true
+        while changed {
+            changed = false
+            for t in tensors.indices where levels[t] + 1 < tensors[t].levels.count {
+                let extra = tensors[t].levels[levels[t] + 1].bytes - tensors[t].levels[levels[t]].bytes
+                if used + extra <= budget { used += extra; levels[t] += 1; changed = true }
+            }
+        }
+        return Allocation(levels: levels)
+    }
+}
+
+/// EvoPress-style search (Sieberling, Kuznedelev, Kurtic, Alistarh 2024, "EvoPress: Towards Optimal Dynamic Model
+/// Compression via Evolutionary Search"): a (1 + λ) evolutionary algorithm over per-tensor levels.
+/// - Mutation ("level switch"): raise one tensor by a level, lower randomly chosen other tensors until the total fits
+///   the budget again, then spend any slack on random upgrades that fit, so every candidate stays within the budget.
+/// - Multi-stage selection: all λ offspring are scored on a few tokens, the best few on more, and the best of those
+///   replaces the parent only if it beats it on the last stage's tokens (elitism; the parent's scores are cached).
+/// Deterministic under the seed (the scores themselves are deterministic).
+public struct EvolutionarySearch {
+    public struct Stage: Sendable {
+        /// Calibration sequences (or, when `tokens` is set, positions of the first sequence) a candidate is scored on.
+        public var sequences: Int
+        public var tokens: Int?
+        /// Candidates kept for the next stage.
+        public var survivors: Int
+        public init(sequences: Int = 1, tokens: Int? = nil, survivors: Int) {
+            self.sequences = sequences
+            self.tokens = tokens
+            self.survivors = survivors
+        }
+    }
+
+    public struct Options: Sendable {
+        public var seed: UInt64 = 1
+        public var offspring = 12
+        public var stages: [Stage] = [Stage(sequences: 1, tokens: 128, survivors: 3), Stage(sequences: 4, survivors: 1)]
+        /// Most level switches in one mutation.
+        public var maxSwitches = 3
+        public var maxGenerations = 10_000
+        public init() {}
+    }
+
+    public struct Generation: Codable, Sendable {
+        public var generation: Int
+        /// The parent's fitness on the last stage's tokens after this generation.
+        public var fitness: Double
+        public var improved: Bool
+        public var seconds: Double
+    }
+
+    /// Every candidate scored on the last stage (for the Pareto chart): bytes of its matrices and its fitness.
+    public struct Candidate: Sendable {
+        public var bytes: Int
+        public var fitness: Double
+    }
+
+    public let tensors: [LevelTensor]
+    public let budget: Int
+    public let options: Options
+
+    public init(tensors: [LevelTensor], budget: Int, options: Options) {
+        self.tensors = tensors
+        self.budget = budget
+        self.options = options
+    }
+
+    func bytes(_ a: Allocation) -> Int {
+        var total = 0
+        for (t, l) in a.levels.enumerated() { total += tensors[t].levels[l].bytes }
+        return total
+    }
+
+    /// One mutation of `parent` that stays within the budget (nil if no level can move).
+    func mutate(_ parent: Allocation, rng: inout SplitMix64) -> Allocation? {
+        var child = parent
+        var used = bytes(child)
+        let switches = 1 + Int(rng.next() % UInt64(max(1, options.maxSwitches)))
+        var touched = Set<Int>()
+        for _ in 0 ..< switches {
+            let raisable = tensors.indices.filter { child.levels[$0] + 1 < tensors[$0].levels.count && !touched.contains($0) }
+            guard let up = raisable.randomElement(using: &rng) else { break }
+            used += tensors[up].levels[child.levels[up] + 1].bytes - tensors[up].levels[child.levels[up]].bytes
+            child.levels[up] += 1
+            touched.insert(up)
+            var guardCount = 0
+            while used > budget && guardCount < 10_000 {
+                guardCount += 1
+                let lowerable = tensors.indices.filter { child.levels[$0] > 0 && $0 != up && !touched.contains($0) }
+                guard let down = lowerable.randomElement(using: &rng) else { break }
+                used -= tensors[down].levels[child.levels[down]].bytes - tensors[down].levels[child.levels[down] - 1].bytes
+                child.levels[down] -= 1
+                touched.insert(down)
+            }
+            if used > budget { return nil }
+        }
+        // Spend the slack: random upgrades of untouched tensors that fit.
+        var candidates = tensors.indices.filter { !touched.contains($0) }
+        candidates.shuffle(using: &rng)
+        for t in candidates where child.levels[t] + 1 < tensors[t].levels.count {
+            let extra = tensors[t].levels[child.levels[t] + 1].bytes - tensors[t].levels[child.levels[t]].bytes
+            if used + extra <= budget { used += extra; child.levels[t] += 1 }
+        }
+        return child == parent ? nil : child
+    }
+
+    /// Runs generations until `deadline` (or `maxGenerations`). `score(allocation, stage)` returns the fitness
+    /// (lower is better). `report` is called after every generation.
+    public func run(start: Allocation, deadline: Date, score: (Allocation, Stage) throws -> Double,
+                    report: (Generation) -> Void = { _ in }) throws -> (best: Allocation, fitness: Double, history: [Generation],
+                                                                         candidates: [Candidate]) {
+        precondition(!options.stages.isEmpty)
+        var rng = SplitMix64(seed: options.seed)
+        var parent = start
+        let last = options.stages.count - 1
+        var parentScores: [Int: Double] = [:]  // stage → parent's fitness
+        func parentScore(_ stage: Int) throws -> Double {
+            if let s = parentScores[stage] { return s }
+            let s = try score(parent, options.stages[stage])
+            parentScores[stage] = s
+            return s
+        }
+        var history: [Generation] = []
+        var candidates: [Candidate] = [Candidate(bytes: bytes(parent), fitness: try parentScore(last))]
+        var generation = 0
+        while generation < options.maxGenerations && Date() < deadline {
+            let t0 = Date()
+            generation += 1
+            var pool: [Allocation] = []
+            var seen = Set<Allocation>([parent])
+            var attempts = 0
+            while pool.count < options.offspring && attempts < options.offspring * 20 {
+                attempts += 1
+                if let c = mutate(parent, rng: &rng), seen.insert(c).inserted { pool.append(c) }
+            }
+            guard !pool.isEmpty else { break }
+            var scored: [(Allocation, Double)] = []
+            var finished = false
+            for (si, stage) in options.stages.enumerated() {
+                scored = try pool.map { ($0, try score($0, stage)) }
+                scored.sort { $0.1 < $1.1 }
+                if si == last {
+                    for (a, f) in scored { candidates.append(Candidate(bytes: bytes(a), fitness: f)) }
+                    finished = true
+                    break
+                }
+                pool = scored.prefix(max(1, stage.survivors)).map(\.0)
+                if Date() >= deadline { break }  // out of time between stages: this generation does not count
+            }
+            var improved = false
+            if finished, let (best, f) = scored.first, f < (try parentScore(last)) {
+                parent = best
+                parentScores = [last: f]
+                improved = true
+            }
+            let g = Generation(generation: generation, fitness: try parentScore(last), improved: improved,
+                               seconds: Date().timeIntervalSince(t0))
+            history.append(g)
+            report(g)
+        }
+        return (parent, try parentScore(last), history, candidates)
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import SquishCore
+import SquishFormats
+import SquishKernels
+import SquishModel
+import SquishQuantize
+
+/// A level database opened next to the model it was computed from: every (tensor, level) as a ready-to-run weight
+/// matrix (converted and repacked for the kernels on first use, then kept), and models assembled from a choice of
+/// one level per tensor without touching the files again.
+public final class LevelStore {
+    public let database: LevelDatabase
+    public let file: GGUFFile  // the database's tensors (lossy levels)
+    public let source: GGUFFile  // the model
+    public let base: LlamaModel  // the model with its own tensors (the source levels)
+    private var cache: [Int: WeightMatrix] = [:]  // key: tensor · 16 + level
+    private let repack = ProcessInfo.processInfo.environment["SQUISH_NO_REPACK"] == nil
+
+    public init(database: LevelDatabase, file: GGUFFile, source: GGUFFile, base: LlamaModel) throws {
+        guard database.tensors.allSatisfy({ $0.levels.count <= 16 && !$0.levels.isEmpty }) else {
+            throw CompressError.badDatabase(path: file.path, reason: "a tensor has no levels or more than 16")
+        }
+        self.database = database
+        self.file = file
+        self.source = source
+        self.base = base
+    }
+
+    public var tensors: [LevelTensor] { database.tensors }
+
+    /// The top level of every tensor (the model as it is, where the source type is a level).
+    public var topAllocation: Allocation { Allocation(levels: tensors.map { $0.levels.count - 1 }) }
+
+    /// Bytes of the matrices' data under `allocation`.
+    public func matrixBytes(_ allocation: Allocation) -> Int {
+        var total = 0
+        for (i, l) in allocation.levels.enumerated() { total += tensors[i].levels[l].bytes }
+        return total
+    }
+
+    /// The runnable matrix of tensor `t` at level `l`.
+    public func matrix(_ t: Int, _ l: Int) throws -> WeightMatrix {
+        let key = t * 16 + l
+        if let m = cache[key] { return m }
+        let entry = tensors[t], level = entry.levels[l]
+        let m: WeightMatrix
+        if level.isSource {
+            m = try baseMatrix(entry.name)
+        } else {
+            let name = LevelDatabase.dataName(tensor: entry.name, type: level.type)
+            guard let info = file.tensor(named: name) else { throw CompressError.badDatabase(path: file.path, reason: "no tensor '\(name)'") }
+            let raw = try WeightMatrix(name: entry.name, type: info.type, data: file.data(for: info), rows: entry.rows, columns: entry.rowLength)
+                .convertedForKernels()
+            m = repack ? raw.repacked() : raw
+        }
+        cache[key] = m
+        return m
+    }
+
+    func baseMatrix(_ name: String) throws -> WeightMatrix {
+        if name == "token_embd.weight" { return base.embedding }
+        if name == "output.weight" { return base.output }
+        guard let (kind, layer) = LevelStore.split(name), layer < base.layers.count else {
+            throw CompressError.badDatabase(path: file.path, reason: "tensor '\(name)' is not in the model")
+        }
+        let l = base.layers[layer]
+        switch kind {
+        case "attn_q": return l.wq
+        case "attn_k": return l.wk
+        case "attn_v": return l.wv
+        case "attn_output": return l.wo
+        case "ffn_gate": return l.gate
+        case "ffn_up": return l.up
+        case "ffn_down": return l.down
+        default: throw CompressError.badDatabase(path: file.path, reason: "tensor '\(name)' is not a linear layer")
+        }
+    }
+
+    static func split(_ name: String) -> (String, Int)? {
+        let parts = name.split(separator: ".")
+        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]) else { return nil }
+        return (String(parts[2]), layer)
+    }
+
+    /// The model with every tensor at its level in `allocation`.
+    public func model(_ allocation: Allocation) throws -> LlamaModel {
+        var replacements: [String: WeightMatrix] = [:]
+        for (t, l) in allocation.levels.enumerated() where !tensors[t].levels[l].isSource {
+            replacements[tensors[t].name] = try matrix(t, l)
+        }
+        return try LlamaModel(base: base, replacing: replacements)
+    }
+
+    /// Drops the cached matrices (memory) of levels `allocation`s never use.
+    public func trim(keeping allocations: [Allocation]) {
+        var keep = Set<Int>()
+        for a in allocations { for (t, l) in a.levels.enumerated() { keep.insert(t * 16 + l) } }
+        cache = cache.filter { keep.contains($0.key) }
+    }
+}
+
+/// One level per tensor (indices into each `LevelTensor.levels`, in the database's tensor order).
+public struct Allocation: Hashable, Sendable {
+    public var levels: [Int]
+    public init(levels: [Int]) { self.levels = levels }
+}
+
+public enum CompressError: Error, CustomStringConvertible, Equatable {
+    case invalidArgument(String)
+    case badDatabase(path: String, reason: String)
+    /// The requested size or bits per weight is below what the smallest levels can reach (or above the model).
+    case budget(String)
+
+    public var description: String {
+        switch self {
+        case .invalidArgument(let s): return s
+        case .badDatabase(let path, let reason): return "\(path): level database: \(reason)"
+        case .budget(let s): return "size budget: \(s)"
+        }
+    }
+}

@@ -1,0 +1,310 @@
+import Foundation
+import SquishCore
+import SquishFormats
+import SquishKernels
+import SquishModel
+
+/// What a level database holds for each matrix, and how it was made.
+public struct LevelDatabaseOptions: Sendable {
+    public var calibration = CalibrationOptions()
+    public var gptq = GPTQOptions()
+    /// Block types tried for every matrix, smallest first. Only those smaller than the matrix's stored type are
+    /// kept; the stored type itself is always the top level (a lossless copy) when it has at most 8.5 bits.
+    public var ladder: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4_G64, .sq5_G64, .q8_0]
+    /// GPTQ for the transformer blocks' linear layers (else round to nearest everywhere).
+    public var gptqBlocks = true
+    public init() {}
+}
+
+/// One matrix of the model and the levels it can take, smallest first.
+public struct LevelTensor: Codable, Sendable, Equatable {
+    public struct Level: Codable, Sendable, Equatable {
+        /// Block type name (`SQ3_G64`, `Q4_1`, ...).
+        public var type: String
+        /// Bytes of the tensor's data in this type.
+        public var bytes: Int
+        /// The input's own bytes, unchanged (no quantization error).
+        public var isSource: Bool
+        /// Relative output error estimate: Σ_j H_jj Σ_r (W − Q)²_rj / Σ_j H_jj Σ_r W²_rj, with H_jj the mean squared
+        /// input of column j on the calibration text (the diagonal of GPTQ's H; unweighted for the embedding).
+        public var error: Double
+    }
+
+    public var name: String
+    /// `attn_q`, `attn_k`, `attn_v`, `attn_output`, `ffn_gate`, `ffn_up`, `ffn_down`, `token_embd`, `output`.
+    public var kind: String
+    /// Transformer block, nil for the embedding and output matrices.
+    public var layer: Int?
+    public var rowLength: Int
+    public var rows: Int
+    public var sourceType: String
+    /// Share of weights more than 3 standard deviations from the tensor's mean (0.27% for a Gaussian).
+    public var outlierShare: Double
+    public var levels: [Level]
+
+    public var parameters: Int { rowLength * rows }
+}
+
+/// Per-block signal: how much block i changes its input, 1 − cos(x_in, x_out) of the residual stream averaged over
+/// the calibration tokens (layer importance as in "ShortGPT"/layer-wise quantization by input-output similarity).
+public struct LayerSignal: Codable, Sendable, Equatable {
+    public var layer: Int
+    public var cosineDistance: Double
+}
+
+/// Every quantizable matrix of a model quantized once at several levels (block types), so that a search over
+/// per-tensor levels never quantizes again. The level data lives in a GGUF file (tensor `<type>/<name>` per lossy
+/// level; the lossless top level is the model's own tensor), the description in its metadata.
+public struct LevelDatabase: Sendable {
+    public static let version = 2
+    public var tensors: [LevelTensor]
+    public var layers: [LayerSignal]
+    public var calibrationTokens: Int
+    /// Identifies the inputs the database was computed from (model, calibration, ladder, method).
+    public var key: String
+
+    public static func dataName(tensor: String, type: String) -> String { type + "/" + tensor }
+
+    /// Reads the description back from a database file written by `build`.
+    public static func describe(_ file: GGUFFile) throws -> LevelDatabase {
+        guard case .string(let json)? = file["squish.level_database"],
+              case .uint32(let v)? = file["squish.level_database.version"], Int(v) == version else {
+            throw QuantizeError.badModel(path: file.path, reason: "not a Squish level database of version \(version)")
+        }
+        struct Stored: Codable { var tensors: [LevelTensor]; var layers: [LayerSignal]; var calibrationTokens: Int; var key: String }
+        let s: Stored
+        do { s = try JSONDecoder().decode(Stored.self, from: Data(json.utf8)) } catch {
+            throw QuantizeError.badModel(path: file.path, reason: "level database description: \(error)")
+        }
+        for t in s.tensors {
+            for l in t.levels where !l.isSource {
+                guard let info = file.tensor(named: dataName(tensor: t.name, type: l.type)), info.type.name == l.type,
+                      info.shape == [t.rowLength, t.rows] else {
+                    throw QuantizeError.badModel(path: file.path, reason: "level \(l.type) of '\(t.name)' is missing or malformed")
+                }
+            }
+        }
+        return LevelDatabase(tensors: s.tensors, layers: s.layers, calibrationTokens: s.calibrationTokens, key: s.key)
+    }
+
+    /// Matrices of the model that get levels: every transformer-block linear layer, the embedding and the output.
+    static func kind(of name: String) -> (kind: String, layer: Int?)? {
+        if name == "token_embd.weight" { return ("token_embd", nil) }
+        if name == "output.weight" { return ("output", nil) }
+        let parts = name.split(separator: ".")
+        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]), parts[3] == "weight",
+              QuantizationPlanner.linearSuffixes.contains(parts[2] + ".weight") else { return nil }
+        return (String(parts[2]), layer)
+    }
+
+    /// Quantizes every matrix of `file` at every level of `options.ladder` and writes the database to `output`
+    /// (atomically). Calibration runs the original model block by block (every block sees the original model's
+    /// activations, so the levels of different tensors are independent of each other); GPTQ's statistics are
+    /// prepared once per input and shared by all levels and by the matrices reading the same input.
+    public static func build(file: GGUFFile, key: String, options: LevelDatabaseOptions, output: String, pool: WorkerPool,
+                             progress: ((Int, Int) -> Void)? = nil, log: (String) -> Void = { _ in }) throws -> LevelDatabase {
+        let start = Date()
+        let model = try LlamaModel(gguf: file)
+        let c = model.config
+        var tensors: [LevelTensor] = []
+        var blobs: [String: [UInt8]] = [:]
+
+        func levels(for info: GGUFTensorInfo) -> [GGMLType] {
+            let source = info.type.rowBytes(elements: info.shape[0]) ?? .max
+            return options.ladder.filter { t in
+                guard let b = t.rowBytes(elements: info.shape[0]) else { return false }
+                return b < source
+            }
+        }
+        func describe(_ info: GGUFTensorInfo, _ w: UnsafePointer<Float>, levelTypes: [GGMLType]) -> LevelTensor {
+            let (kind, layer) = kind(of: info.name)!
+            let n = info.elementCount
+            var mean = 0.0, sq = 0.0
+            for i in 0 ..< n { mean += Double(w[i]) }
+            mean /= Double(n)
+            for i in 0 ..< n { let d = Double(w[i]) - mean; sq += d * d }
+            let limit = 3 * (sq / Double(n)).squareRoot()
+            var outliers = 0
+            for i in 0 ..< n where abs(Double(w[i]) - mean) > limit { outliers += 1 }
+            var lv = levelTypes.map { LevelTensor.Level(type: $0.name, bytes: $0.rowBytes(elements: info.shape[0])! * info.rowCount,
+                                                         isSource: false, error: 0) }
+            let sourceBits = info.type.bitsPerWeight
+            if sourceBits <= 8.5 + 1e-9 && Matmul.supports(info.type) {
+                lv.append(LevelTensor.Level(type: info.type.name, bytes: info.byteCount, isSource: true, error: 0))
+            }
+            return LevelTensor(name: info.name, kind: kind, layer: layer, rowLength: info.shape[0], rows: info.rowCount,
+                               sourceType: info.type.name, outlierShare: Double(outliers) / Double(n), levels: lv)
+        }
+        /// Σ_j d_j Σ_r (a − b)²_rj / Σ_j d_j Σ_r a²_rj over [rows × n].
+        func relativeError(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, rows: Int, n: Int, weights d: [Double]) -> Double {
+            var num = 0.0, den = 0.0
+            for r in 0 ..< rows {
+                let ar = a + r * n, br = b + r * n
+                for j in 0 ..< n {
+                    let e = Double(ar[j] - br[j]), x = Double(ar[j])
+                    num += d[j] * e * e
+                    den += d[j] * x * x
+                }
+            }
+            return den > 0 ? num / den : 0
+        }
+        func dequantized(_ info: GGUFTensorInfo) throws -> [Float] {
+            try Codecs.dequantize(info.type, file.data(for: info), count: info.elementCount)
+        }
+
+        // Transformer blocks, on the original model's activations.
+        let seqs = try GPTQModelQuantizer.sequences(file, options.calibration)
+        let length = options.calibration.sequenceLength
+        guard length <= c.contextLength else {
+            throw QuantizeError.calibration(path: options.calibration.textPath ?? "", reason: "sequences of \(length) exceed the context \(c.contextLength)")
+        }
+        log("level database: \(seqs.count) calibration sequences of \(length) tokens, \(c.layers) blocks, ladder "
+            + options.ladder.map(\.name).joined(separator: ","))
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: seqs.count * length * c.dim)  // [sequences × length × dim]
+        defer { x.deallocate() }
+        for (s, ids) in seqs.enumerated() {
+            for (t, id) in ids.enumerated() { try model.embedding.dequantizeRow(id, into: x + (s * length + t) * c.dim) }
+        }
+        let runner = BlockRunner(model: model, pool: pool, length: length)
+        let before = UnsafeMutablePointer<Float>.allocate(capacity: length * c.dim)
+        defer { before.deallocate() }
+        var layerSignals: [LayerSignal] = []
+        let steps = c.layers + 1
+        for (li, layer) in model.layers.enumerated() {
+            let blockStart = Date()
+            let stats = BlockStatistics(c)
+            var cosine = 0.0
+            for s in 0 ..< seqs.count {
+                let xs = x + s * length * c.dim
+                before.update(from: xs, count: length * c.dim)
+                try runner.forward(BlockWeights(layer), xs, tokens: length, record: stats)
+                for t in 0 ..< length {
+                    let a = before + t * c.dim, b = xs + t * c.dim
+                    var ab = 0.0, aa = 0.0, bb = 0.0
+                    for i in 0 ..< c.dim { ab += Double(a[i] * b[i]); aa += Double(a[i] * a[i]); bb += Double(b[i] * b[i]) }
+                    cosine += 1 - ab / max((aa * bb).squareRoot(), 1e-30)
+                }
+            }
+            layerSignals.append(LayerSignal(layer: li, cosineDistance: cosine / Double(seqs.count * length)))
+            let statsTime = Date().timeIntervalSince(blockStart)
+            let sites: [(h: [Double], names: [String])] = [
+                (stats.attentionInput.finish(), ["attn_q", "attn_k", "attn_v"]),
+                (stats.attentionOutput.finish(), ["attn_output"]),
+                (stats.ffnInput.finish(), ["ffn_gate", "ffn_up"]),
+                (stats.ffnHidden.finish(), ["ffn_down"]),
+            ]
+            for site in sites {
+                let n = Int(Double(site.h.count).squareRoot())
+                let diag = (0 ..< n).map { site.h[$0 * n + $0] }
+                let prepared = options.gptqBlocks
+                    ? try GPTQQuantizer.prepare(hessian: site.h, n: n, options: options.gptq, pool: pool, name: "blk.\(li).\(site.names[0])")
+                    : nil
+                for kind in site.names {
+                    let name = "blk.\(li).\(kind).weight"
+                    guard let info = file.tensor(named: name) else { throw QuantizeError.badModel(path: file.path, reason: "no tensor '\(name)'") }
+                    guard info.shape.count == 2, info.shape[0] == n else {
+                        throw QuantizeError.badModel(path: file.path, reason: "tensor '\(name)' has shape \(info.shape), its input has \(n) features")
+                    }
+                    let w = try dequantized(info)  // [rows × n]
+                    let types = levels(for: info)
+                    var entry = w.withUnsafeBufferPointer { describe(info, $0.baseAddress!, levelTypes: types) }
+                    for (k, type) in types.enumerated() {
+                        guard let grid = BlockGrid(type), n % grid.groupSize == 0 else {
+                            throw QuantizeError.rowLength(tensor: name, rowLength: n, type: type)
+                        }
+                        var q = w
+                        let bytes: [UInt8]
+                        if let prepared {
+                            bytes = try q.withUnsafeMutableBufferPointer {
+                                try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: info.rowCount, prepared: prepared, grid: grid,
+                                                           options: options.gptq, pool: pool, name: name)
+                            }
+                        } else {
+                            bytes = try RTNQuantizer.quantizeTensor(file.data(for: info), type: info.type, rows: info.rowCount,
+                                                                    columns: n, grid: grid, pool: pool)
+                            q = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: info.elementCount) }
+                        }
+                        entry.levels[k].error = w.withUnsafeBufferPointer { a in
+                            q.withUnsafeBufferPointer { b in relativeError(a.baseAddress!, b.baseAddress!, rows: info.rowCount, n: n, weights: diag) }
+                        }
+                        blobs[dataName(tensor: name, type: type.name)] = bytes
+                    }
+                    tensors.append(entry)
+                }
+            }
+            log(String(format: "level database: block %d/%d: statistics %.1f s, levels %.1f s (%.0f s so far)", li + 1, c.layers,
+                       statsTime, Date().timeIntervalSince(blockStart) - statsTime, Date().timeIntervalSince(start)))
+            progress?(li + 1, steps)
+        }
+
+        // The embedding and the output matrix (often the same, tied): GPTQ with the statistics of the output's input,
+        // the final normed hidden state, since the logits are where their error shows (the embedding's other role, a
+        // row look-up, is followed by the first block's norm). Error weighted by the same statistics' diagonal.
+        let finalStats = HessianAccumulator(n: c.dim)
+        let normed = UnsafeMutablePointer<Float>.allocate(capacity: length * c.dim)  // [length × dim]
+        defer { normed.deallocate() }
+        let matmul = Matmul(pool: pool)
+        for s in 0 ..< seqs.count {
+            for t in 0 ..< length {
+                let row = x + (s * length + t) * c.dim, out = normed + t * c.dim
+                var ss = 0.0
+                for j in 0 ..< c.dim { ss += Double(row[j]) * Double(row[j]) }
+                let scale = Float(1 / (ss / Double(c.dim) + Double(c.normEpsilon)).squareRoot())
+                for j in 0 ..< c.dim { out[j] = row[j] * scale * model.outputNorm[j] }
+            }
+            try finalStats.add(normed, tokens: length, matmul: matmul)
+        }
+        let hFinal = finalStats.finish()
+        let finalDiag = (0 ..< c.dim).map { hFinal[$0 * c.dim + $0] }
+        let finalPrepared = options.gptqBlocks
+            ? try GPTQQuantizer.prepare(hessian: hFinal, n: c.dim, options: options.gptq, pool: pool, name: "output")
+            : nil
+        for name in ["token_embd.weight", "output.weight"] {
+            guard let info = file.tensor(named: name) else { continue }
+            let n = info.shape[0]
+            guard n == c.dim else { throw QuantizeError.badModel(path: file.path, reason: "tensor '\(name)' has rows of \(n), not \(c.dim)") }
+            let w = try dequantized(info)
+            let types = levels(for: info)
+            var entry = w.withUnsafeBufferPointer { describe(info, $0.baseAddress!, levelTypes: types) }
+            for (k, type) in types.enumerated() {
+                guard let grid = BlockGrid(type), n % grid.groupSize == 0 else { throw QuantizeError.rowLength(tensor: name, rowLength: n, type: type) }
+                var q = w
+                let bytes: [UInt8]
+                if let finalPrepared {
+                    bytes = try q.withUnsafeMutableBufferPointer {
+                        try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: info.rowCount, prepared: finalPrepared, grid: grid,
+                                                   options: options.gptq, pool: pool, name: name)
+                    }
+                } else {
+                    bytes = try RTNQuantizer.quantizeTensor(file.data(for: info), type: info.type, rows: info.rowCount, columns: n,
+                                                            grid: grid, pool: pool)
+                    q = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: info.elementCount) }
+                }
+                entry.levels[k].error = w.withUnsafeBufferPointer { a in
+                    q.withUnsafeBufferPointer { b in relativeError(a.baseAddress!, b.baseAddress!, rows: info.rowCount, n: n, weights: finalDiag) }
+                }
+                blobs[dataName(tensor: name, type: type.name)] = bytes
+            }
+            tensors.append(entry)
+            log(String(format: "level database: %@ (%.0f s so far)", name, Date().timeIntervalSince(start)))
+        }
+        progress?(steps, steps)
+
+        let db = LevelDatabase(tensors: tensors, layers: layerSignals, calibrationTokens: seqs.count * length, key: key)
+        var writer = GGUFWriter()
+        struct Stored: Codable { var tensors: [LevelTensor]; var layers: [LayerSignal]; var calibrationTokens: Int; var key: String }
+        let json = try JSONEncoder().encode(Stored(tensors: tensors, layers: layerSignals, calibrationTokens: db.calibrationTokens, key: key))
+        writer.set("general.architecture", .string("squish-level-database"))
+        writer.set("squish.level_database.version", .uint32(UInt32(version)))
+        writer.set("squish.level_database", .string(String(decoding: json, as: UTF8.self)))
+        for t in tensors {
+            for l in t.levels where !l.isSource {
+                let name = dataName(tensor: t.name, type: l.type)
+                writer.addTensor(name: name, shape: [t.rowLength, t.rows], type: GGMLType(name: l.type)!, source: .bytes(blobs[name]!))
+            }
+        }
+        try writer.write(to: output)
+        log(String(format: "level database: %d tensors, %.0f s", tensors.count, Date().timeIntervalSince(start)))
+        return db
+    }
+}

@@ -1,0 +1,158 @@
+import ArgumentParser
+import Foundation
+import SquishCompress
+import SquishCore
+import SquishData
+import SquishEval
+import SquishFormats
+import SquishKernels
+import SquishQuantize
+
+struct Compress: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compress",
+        abstract: "The best model under a size budget: per-tensor levels chosen by importance, then an evolutionary search on KL; written atomically.")
+
+    @Option(help: "Model file (default: the cached default model). It is only read.")
+    var model: String?
+
+    @Option(help: "Output file size: 60MB, 57.5MB, 55MiB, 60000000 (MB = 10^6 bytes).")
+    var targetSize: String?
+
+    @Option(help: "Average bits per weight instead (all tensor bytes × 8 / all parameters).")
+    var targetBpw: Double?
+
+    @Option(help: "Calibration text (default: the first 200,000 bytes of Austen's Emma from the cached corpora).")
+    var calib: String?
+
+    @Option(help: "Calibration tokens for the level database's GPTQ statistics (whole sequences of 512).")
+    var calibTokens = 4096
+
+    @Option(help: "Levels every matrix may take, smallest first (only those smaller than its stored type are used; the stored type is the top level).")
+    var ladder = "SQ2_G64,SQ3_G64,SQ4_G64,SQ5_G64,Q8_0"
+
+    @Option(help: "Wall-clock budget of the whole run in minutes (level database, search, writing, evaluation).")
+    var budgetMinutes: Double = 15
+
+    @Option(help: "Seed of the search (the same seed, inputs and budget give the same file).")
+    var seed: UInt64 = 1
+
+    @Option(help: "Candidates per generation.")
+    var offspring = 12
+
+    @Option(help: "Calibration sequences of 256 tokens the search scores on.")
+    var searchSequences = 8
+
+    @Option(help: "Held-out text the result is evaluated on (default: the first 60,000 bytes of Pride and Prejudice).")
+    var evalText: String?
+
+    @Option(help: "Use only the first N bytes of --eval-text.")
+    var evalBytes: Int?
+
+    @Flag(help: "Skip the held-out evaluation.")
+    var noEval = false
+
+    @Flag(help: "Print every tensor's importance signals and chosen type.")
+    var explain = false
+
+    @Flag(help: "Build the level database again even if a cached one matches.")
+    var rebuildDatabase = false
+
+    @Option(help: "Write report.md, result.json and SVG (PNG) charts into this directory.")
+    var report: String?
+
+    @Option(help: "Output GGUF file (replaced atomically; must differ from the input).")
+    var out: String
+
+    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard (targetSize == nil) != (targetBpw == nil) else { throw ValidationError("give exactly one of --target-size and --target-bpw") }
+        if let s = targetSize, Compressor.parseSize(s) == nil { throw ValidationError("--target-size '\(s)': expected e.g. 60MB, 55MiB or a byte count") }
+        if let b = targetBpw { guard b > 0, b < 32 else { throw ValidationError("--target-bpw must be between 0 and 32") } }
+        guard calibTokens > 0, budgetMinutes > 0, offspring > 0, searchSequences > 0 else {
+            throw ValidationError("--calib-tokens, --budget-minutes, --offspring and --search-sequences must be positive")
+        }
+        if let b = evalBytes { guard b > 0 else { throw ValidationError("--eval-bytes must be positive") } }
+    }
+
+    func run() throws {
+        let input = try resolveModelPath(model)
+        let target: CompressOptions.Target = targetSize.flatMap(Compressor.parseSize).map { .fileBytes($0) } ?? .bitsPerWeight(targetBpw!)
+        var options = CompressOptions(target: target)
+        options.ladder = try ladder.split(separator: ",").map { name in
+            guard let t = GGMLType(name: String(name)), BlockGrid(t) != nil else {
+                throw ValidationError("--ladder: '\(name)' is not a block type Squish quantizes to (\(QuantizationTarget.supportedNames))")
+            }
+            return t
+        }
+        options.calibration.tokens = calibTokens
+        if let calib {
+            options.calibration.textPath = calib
+        } else {
+            options.calibration.textPath = Corpora.austenPath("emma")
+            options.calibration.textBytes = 200_000
+        }
+        options.budgetSeconds = budgetMinutes * 60
+        options.reserveSeconds = noEval ? 15 : 75
+        options.search.seed = seed
+        options.search.offspring = offspring
+        options.searchSequences = searchSequences
+        options.rebuildDatabase = rebuildDatabase
+        let quiet = json
+        let pool = WorkerPool(threads: threads)
+        var result = try Compressor.compress(input: input, output: out, options: options, pool: pool, quiet: quiet,
+                                             log: { if !quiet { printError($0) } })
+        if !noEval {
+            let path = evalText ?? Corpora.austenPath("prideprejudice")
+            guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot read the held-out text") }
+            var bytes = [UInt8](data)
+            let limit = evalBytes ?? (evalText == nil ? 60_000 : bytes.count)
+            if limit < bytes.count {
+                var cut = limit
+                while cut > 0 && bytes[cut] & 0xC0 == 0x80 { cut -= 1 }
+                bytes = Array(bytes.prefix(cut))
+            }
+            let name = (path as NSString).lastPathComponent + (limit < data.count ? " (first \(bytes.count) bytes)" : "")
+            try Compressor.evaluate(&result, text: try EvalText(name: name, bytes: bytes), pool: pool, quiet: quiet,
+                                    log: { if !quiet { printError($0) } })
+        }
+        if let report { try CompressReport.write(result, to: report) }
+        if json {
+            print(try jsonString(result))
+            return
+        }
+        if explain { printExplain(result) }
+        print(String(format: "wrote %@: %.2f MB (budget %.2f MB), %.3f bits per weight, %.0f s (level database %.0f s%@)", result.output,
+                     Double(result.bytes) / 1e6, Double(result.targetBytes) / 1e6, result.bitsPerWeight, result.seconds,
+                     result.databaseSeconds, result.databaseCached ? ", cached" : ""))
+        print(String(format: "search: KL %.5f at the importance-based start, %.5f after %d generations (%d forward passes)",
+                     result.startFitness, result.searchFitness, result.generations, result.candidatesScored))
+        if let kl = result.klDivergence, let ppl = result.perplexity, let ref = result.referencePerplexity {
+            print("")
+            print("| model | MB | bits/weight | perplexity | KL mean | top-1 |")
+            print("|---|---|---|---|---|---|")
+            let inputBytes = (try? FileManager.default.attributesOfItem(atPath: result.input)[.size] as? Int) ?? 0
+            print(String(format: "| input | %.2f | | %.3f | 0 | 100%% |", Double(inputBytes) / 1e6, ref))
+            print(String(format: "| compressed | %.2f | %.3f | %.3f | %.4f | %.1f%% |", Double(result.bytes) / 1e6, result.bitsPerWeight, ppl, kl,
+                         (result.top1Agreement ?? 0) * 100))
+            print("held out: \(result.heldOutText ?? "")")
+        }
+    }
+
+    func printExplain(_ r: CompressResult) {
+        print("layer  1-cos(in,out)")
+        for l in r.layers { print(String(format: "%5d  %.5f", l.layer, l.cosineDistance)) }
+        print("")
+        print("tensor                      params   outliers  probe     sensitivity  chosen")
+        for c in r.choices {
+            print(String(format: "%-26@ %8d  %7.3f%%  %-8@ %11.6f  %@ (%.2f bits)", c.name, c.parameters, c.outlierShare * 100,
+                         c.sensitivityLevel, c.sensitivity, c.type, c.bitsPerWeight))
+        }
+        print("")
+    }
+}
