@@ -269,13 +269,50 @@ public enum Compressor {
         sensBar.finish()
         if !quiet { log(String(format: "sensitivity: %d tensors, %d forward passes of %d tokens, %.0f s", tensors.count, probes,
                                options.sensitivityTokens, Date().timeIntervalSince(sensStart))) }
-        let costs = ImportanceAllocation.costs(tensors, sensitivity: sensitivity, measured: measured)
-        let startAllocation = try ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget)
+        var costs = ImportanceAllocation.costs(tensors, sensitivity: sensitivity, measured: measured)
+        // Refinement: tensors the greedy puts below their probe level are measured at that level too (the weight-error
+        // extrapolation is least reliable far from the probe), and the costs recomputed.
+        let refineStart = Date()
+        let first = try ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget)
+        let refine = tensors.indices.filter { measured[$0][first.levels[$0]] == nil && !tensors[$0].levels[first.levels[$0]].isSource }
+        let refineBar = ProgressBar(total: refine.count, label: "refine", quiet: quiet)
+        for t in refine {
+            var a = top
+            a.levels[t] = first.levels[t]
+            measured[t][first.levels[t]] = max(0, try score(a, probeStage) - topScore)
+            scoreCache[a] = nil
+            refineBar.advance()
+        }
+        refineBar.finish()
+        costs = ImportanceAllocation.costs(tensors, sensitivity: sensitivity, measured: measured)
+        if !quiet { log(String(format: "sensitivity: %d tensors measured again at their chosen level, %.0f s", refine.count,
+                               Date().timeIntervalSince(refineStart))) }
+        for t in large where !quiet {
+            log("sensitivity: \(tensors[t].name): " + tensors[t].levels.indices.map { l in
+                "\(tensors[t].levels[l].type) " + (measured[t][l].map { String(format: "%.5f", $0) } ?? "0") }.joined(separator: ", "))
+        }
+        // The start: the greedy allocation on the separable costs, and the same with each large tensor pinned to each of
+        // its levels (their cost interacts with everything else, so the pinned variants are measured, not estimated);
+        // the best on the last stage's tokens.
+        let lastStage = options.search.stages.last!
+        var starts: [Allocation] = [try ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget)]
+        for t in large {
+            for l in tensors[t].levels.indices {
+                if let a = try? ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget, fixed: [t: l]), !starts.contains(a) {
+                    starts.append(a)
+                }
+            }
+        }
+        var startAllocation = starts[0]
+        var startFitness = Double.infinity
+        for a in starts {
+            let f = try score(a, lastStage)
+            if f < startFitness { (startAllocation, startFitness) = (a, f) }
+        }
+        if !quiet { log(String(format: "start: %d importance-based candidates, best KL %.5f", starts.count, startFitness)) }
 
         // 5. Evolutionary search from there, until the deadline.
         let search = EvolutionarySearch(tensors: tensors, budget: matrixBudget, options: options.search)
-        let lastStage = options.search.stages.last!
-        let startFitness = try score(startAllocation, lastStage)
         if !quiet { log(String(format: "search: start (importance-based) KL %.5f on %d tokens; searching until %@", startFitness,
                                lastStage.tokens ?? lastStage.sequences * options.searchLength, clock(deadline))) }
         let searchBar = ProgressBar(total: max(1, Int(deadline.timeIntervalSinceNow)), label: "search", quiet: quiet)
@@ -302,7 +339,7 @@ public enum Compressor {
                 let limit = type.rowBytes(elements: entry.rowLength).map { $0 * entry.rows } ?? .max
                 return entry.levels.lastIndex { $0.type == type.name || $0.bytes <= limit } ?? 0
             })
-            guard !comparisons.contains(where: { $0.bytes == store.matrixBytes(a) + overhead }) else { continue }
+            guard a != top, !comparisons.contains(where: { $0.bytes == store.matrixBytes(a) + overhead }) else { continue }
             comparisons.append(ComparisonPoint(name: "uniform " + type.name, bytes: store.matrixBytes(a) + overhead,
                                                fitness: try score(a, lastStage)))
             store.trim(keeping: [best])

@@ -20,31 +20,39 @@ public struct SplitMix64: RandomNumberGenerator {
 /// level l. Greedy on the lower convex hull: starting from every tensor's smallest level, repeatedly take the
 /// upgrade with the largest cost reduction per byte that still fits (a Lagrangian relaxation of the knapsack).
 public enum ImportanceAllocation {
-    /// `measured[t][l]`, where given, replaces the estimate (the KL measured with only tensor t at level l).
+    /// `measured[t][l]`, where given, replaces the estimate (the KL measured with only tensor t at level l); an
+    /// unmeasured lossy level is extrapolated from the nearest measured one by the ratio of their weight errors.
     public static func costs(_ tensors: [LevelTensor], sensitivity: [Double], measured: [[Double?]]? = nil) -> [[Double]] {
         tensors.enumerated().map { t, entry in
             let top = entry.levels.count - 1
             let probe = max(0, top - 1)
-            let probeError = entry.levels[probe].error
             return entry.levels.enumerated().map { l, level in
                 if let m = measured?[t][l] { return max(0, m) }
                 if level.isSource { return 0 }
                 if l == top { return 0 }  // the best available level: nothing better to compare with
-                guard probeError > 0 else { return sensitivity[t] }
-                return max(0, sensitivity[t]) * level.error / probeError
+                // The nearest measured lossy level (ties: the lower one), else the probe with the sensitivity.
+                var anchor = (level: probe, cost: sensitivity[t])
+                if let m = measured?[t] {
+                    let candidates = m.indices.filter { m[$0] != nil && !entry.levels[$0].isSource && entry.levels[$0].error > 0 }
+                    if let near = candidates.min(by: { (abs($0 - l), $0) < (abs($1 - l), $1) }) { anchor = (near, m[near]!) }
+                }
+                let anchorError = entry.levels[anchor.level].error
+                guard anchorError > 0 else { return max(0, anchor.cost) }
+                return max(0, anchor.cost) * level.error / anchorError
             }
         }
     }
 
-    public static func allocate(_ tensors: [LevelTensor], costs: [[Double]], budget: Int) throws -> Allocation {
-        var levels = [Int](repeating: 0, count: tensors.count)
-        var used = tensors.reduce(0) { $0 + $1.levels[0].bytes }
+    /// `fixed`: tensors whose level is given (tensor index → level), the rest chosen.
+    public static func allocate(_ tensors: [LevelTensor], costs: [[Double]], budget: Int, fixed: [Int: Int] = [:]) throws -> Allocation {
+        var levels = tensors.indices.map { fixed[$0] ?? 0 }
+        var used = tensors.indices.reduce(0) { $0 + tensors[$1].levels[levels[$1]].bytes }
         guard used <= budget else {
             throw CompressError.budget("even the smallest level of every tensor takes \(used) bytes, more than the \(budget) available")
         }
         while true {
             var best: (t: Int, l: Int, ratio: Double)?
-            for t in tensors.indices {
+            for t in tensors.indices where fixed[t] == nil {
                 let cur = levels[t]
                 let lv = tensors[t].levels
                 for l in (cur + 1) ..< lv.count {
@@ -62,7 +70,7 @@ public enum ImportanceAllocation {
         var changed = true
         while changed {
             changed = false
-            for t in tensors.indices where levels[t] + 1 < tensors[t].levels.count {
+            for t in tensors.indices where fixed[t] == nil && levels[t] + 1 < tensors[t].levels.count {
                 let extra = tensors[t].levels[levels[t] + 1].bytes - tensors[t].levels[levels[t]].bytes
                 if used + extra <= budget { used += extra; levels[t] += 1; changed = true }
             }
@@ -126,14 +134,14 @@ public struct EvolutionarySearch {
         self.options = options
     }
 
-    func bytes(_ a: Allocation) -> Int {
+    public func bytes(_ a: Allocation) -> Int {
         var total = 0
         for (t, l) in a.levels.enumerated() { total += tensors[t].levels[l].bytes }
         return total
     }
 
     /// One mutation of `parent` that stays within the budget (nil if no level can move).
-    func mutate(_ parent: Allocation, rng: inout SplitMix64) -> Allocation? {
+    public func mutate(_ parent: Allocation, rng: inout SplitMix64) -> Allocation? {
         var child = parent
         var used = bytes(child)
         let switches = 1 + Int(rng.next() % UInt64(max(1, options.maxSwitches)))

@@ -28,6 +28,13 @@ public struct LevelTensor: Codable, Sendable, Equatable {
         /// Relative output error estimate: Σ_j H_jj Σ_r (W − Q)²_rj / Σ_j H_jj Σ_r W²_rj, with H_jj the mean squared
         /// input of column j on the calibration text (the diagonal of GPTQ's H; unweighted for the embedding).
         public var error: Double
+
+        public init(type: String, bytes: Int, isSource: Bool, error: Double) {
+            self.type = type
+            self.bytes = bytes
+            self.isSource = isSource
+            self.error = error
+        }
     }
 
     public var name: String
@@ -43,6 +50,18 @@ public struct LevelTensor: Codable, Sendable, Equatable {
     public var levels: [Level]
 
     public var parameters: Int { rowLength * rows }
+
+    public init(name: String, kind: String, layer: Int?, rowLength: Int, rows: Int, sourceType: String, outlierShare: Double,
+                levels: [Level]) {
+        self.name = name
+        self.kind = kind
+        self.layer = layer
+        self.rowLength = rowLength
+        self.rows = rows
+        self.sourceType = sourceType
+        self.outlierShare = outlierShare
+        self.levels = levels
+    }
 }
 
 /// Per-block signal: how much block i changes its input, 1 − cos(x_in, x_out) of the residual stream averaged over
