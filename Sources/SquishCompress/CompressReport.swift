@@ -97,16 +97,20 @@ public enum CompressReport {
     }
 
     public static func pareto(_ r: CompressResult) -> String {
+        // Points far above the search's range (e.g. uniform 2-bit) would flatten the chart: they are left to the table.
+        let yMax = max((r.candidates.map(\.fitness) + [r.searchFitness, r.startFitness]).max() ?? 0, 1e-6) * 3
+        func keep(_ p: [ComparisonPoint]) -> [ComparisonPoint] { p.filter { $0.fitness <= yMax } }
         var series: [SVGChart.Series] = []
-        series.append(SVGChart.Series(name: "search candidates", points: r.candidates.map { (Double($0.bytes) / 1e6, $0.fitness) },
+        series.append(SVGChart.Series(name: "search candidates", points: keep(r.candidates).map { (Double($0.bytes) / 1e6, $0.fitness) },
                                       connected: false, radius: 2))
-        let uniform = r.comparisons.sorted { $0.bytes < $1.bytes }
+        let uniform = keep(r.comparisons.filter { $0.name.hasPrefix("uniform") || $0.name == "input" }).sorted { $0.bytes < $1.bytes }
+        let others = keep(r.comparisons.filter { !($0.name.hasPrefix("uniform") || $0.name == "input") }).sorted { $0.bytes < $1.bytes }
         series.append(SVGChart.Series(name: "uniform levels", points: uniform.map { (Double($0.bytes) / 1e6, $0.fitness) }))
         series.append(SVGChart.Series(name: "result", points: [(Double(r.bytes) / 1e6, r.searchFitness)], connected: false, radius: 6))
+        series.append(SVGChart.Series(name: "other files", points: others.map { (Double($0.bytes) / 1e6, $0.fitness) }, connected: false))
         var chart = SVGChart(title: "Size against KL on the search tokens", xLabel: "file size (MB)", yLabel: "mean KL (nats)", series: series)
-        chart.pointLabels = [[], uniform.map(\.name), ["result"]]
-        let ys = (r.candidates.map(\.fitness) + [r.searchFitness]).sorted()
-        if let hiY = ys.last { chart.yRange = 0 ... max(hiY * 1.5, ys.first ?? 0 + 1e-6) }
+        chart.pointLabels = [[], uniform.map(\.name), ["result"], others.map(\.name)]
+        chart.yRange = 0 ... yMax
         return chart.render()
     }
 }

@@ -36,6 +36,8 @@ public struct CompressOptions: Sendable {
     /// Where level databases are cached (`$SQUISH_CACHE/compress`).
     public var cacheDirectory = squishCacheDirectory() + "/compress"
     public var rebuildDatabase = false
+    /// Other models of the same vocabulary (e.g. llama-quantize's presets) scored on the same tokens for the report.
+    public var compare: [String] = []
 
     public init(target: Target) { self.target = target }
 }
@@ -345,6 +347,15 @@ public enum Compressor {
             store.trim(keeping: [best])
         }
         comparisons.append(ComparisonPoint(name: "input", bytes: store.matrixBytes(top) + overhead, fitness: try score(top, lastStage)))
+        for path in options.compare {
+            let other = try LlamaModel(path: path)
+            guard other.config.vocabSize == base.config.vocabSize else {
+                throw CompressError.invalidArgument("\(path): its vocabulary (\(other.config.vocabSize)) differs from the model's")
+            }
+            let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            comparisons.append(ComparisonPoint(name: (path as NSString).lastPathComponent, bytes: bytes,
+                                               fitness: try scorer.score(other, sequences: lastStage.sequences, tokens: lastStage.tokens)))
+        }
 
         // 7. The output file.
         let w = writer(best)

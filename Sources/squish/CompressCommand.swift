@@ -55,6 +55,9 @@ struct Compress: ParsableCommand {
     @Flag(help: "Print every tensor's importance signals and chosen type.")
     var explain = false
 
+    @Option(help: "Other models (same vocabulary, e.g. llama-quantize outputs) to score on the search tokens for the report's size-KL chart.")
+    var compare: [String] = []
+
     @Flag(help: "Build the level database again even if a cached one matches.")
     var rebuildDatabase = false
 
@@ -103,6 +106,7 @@ struct Compress: ParsableCommand {
         options.search.offspring = offspring
         options.searchSequences = searchSequences
         options.rebuildDatabase = rebuildDatabase
+        options.compare = compare
         let quiet = json
         let pool = WorkerPool(threads: threads)
         var result = try Compressor.compress(input: input, output: out, options: options, pool: pool, quiet: quiet,
