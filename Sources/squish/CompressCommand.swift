@@ -37,6 +37,9 @@ struct Compress: ParsableCommand {
     @Option(help: "Seed of the search (the same seed, inputs and budget give the same file).")
     var seed: UInt64 = 1
 
+    @Option(help: "Stop the search after this many generations (with the seed, a run that is not cut short by --budget-minutes is reproducible exactly).")
+    var generations: Int?
+
     @Option(help: "Candidates per generation.")
     var offspring = 12
 
@@ -77,6 +80,7 @@ struct Compress: ParsableCommand {
         guard (targetSize == nil) != (targetBpw == nil) else { throw ValidationError("give exactly one of --target-size and --target-bpw") }
         if let s = targetSize, Compressor.parseSize(s) == nil { throw ValidationError("--target-size '\(s)': expected e.g. 60MB, 55MiB or a byte count") }
         if let b = targetBpw { guard b > 0, b < 32 else { throw ValidationError("--target-bpw must be between 0 and 32") } }
+        if let g = generations { guard g >= 0 else { throw ValidationError("--generations must not be negative") } }
         guard calibTokens > 0, budgetMinutes > 0, offspring > 0, searchSequences > 0 else {
             throw ValidationError("--calib-tokens, --budget-minutes, --offspring and --search-sequences must be positive")
         }
@@ -104,6 +108,7 @@ struct Compress: ParsableCommand {
         options.reserveSeconds = noEval ? 15 : 75
         options.search.seed = seed
         options.search.offspring = offspring
+        if let generations { options.search.maxGenerations = generations }
         options.searchSequences = searchSequences
         options.rebuildDatabase = rebuildDatabase
         options.compare = compare
