@@ -145,6 +145,29 @@ public enum Compressor {
         let source = try GGUFFile(path: input)
         let parameters = source.tensors.reduce(0) { $0 + $1.elementCount }
 
+        // A budget below the smallest levels fails now, before any quantization.
+        do {
+            let matrices = source.tensors.filter { LevelDatabase.kind(of: $0.name) != nil }
+            let smallest = matrices.reduce(0) { sum, t in
+                let bytes = options.ladder.compactMap { $0.rowBytes(elements: t.shape[0]).map { $0 * t.rowCount } }.filter { $0 < t.byteCount }
+                return sum + (bytes.min() ?? t.byteCount)
+            }
+            let tensorBytes = source.tensors.reduce(0) { $0 + $1.byteCount }
+            let fileBytes = (try? FileManager.default.attributesOfItem(atPath: input)[.size] as? Int) ?? tensorBytes
+            let matrixBytes = matrices.reduce(0) { $0 + $1.byteCount }
+            let possible: Bool
+            switch options.target {
+            case .fileBytes(let b): possible = smallest + (fileBytes - matrixBytes) <= b
+            case .bitsPerWeight(let bpw): possible = Double(smallest + tensorBytes - matrixBytes) * 8 / Double(parameters) <= bpw
+            }
+            guard possible else {
+                throw CompressError.budget(String(format: "%@ is below what the smallest levels (%@) can reach: a file of about %.2f MB, %.3f bits per weight",
+                                                  describe(options.target), options.ladder.first?.name ?? "?",
+                                                  Double(smallest + fileBytes - matrixBytes) / 1e6,
+                                                  Double(smallest + tensorBytes - matrixBytes) * 8 / Double(parameters)))
+            }
+        }
+
         // 1. The level database, from the cache or built now.
         let key = try databaseKey(model: input, options: options)
         try FileManager.default.createDirectory(atPath: options.cacheDirectory, withIntermediateDirectories: true)

@@ -9,6 +9,8 @@ public final class WorkerPool: @unchecked Sendable {
     private let generation = Atomic<Int>(0)
     private let pending = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    /// Workers that have left their loop (the pool's memory must outlive every worker that can still touch it).
+    private let exited = Atomic<Int>(0)
     /// The current job; written by `run` before `generation` is bumped, read by workers after they see the bump.
     private var job: UnsafeMutablePointer<(Int) -> Void>
     private var workerThreads: [Thread] = []
@@ -20,7 +22,10 @@ public final class WorkerPool: @unchecked Sendable {
         job = .allocate(capacity: 1)
         job.initialize(to: { _ in })
         for index in 1 ..< n {
-            let t = Thread { [unowned self] in self.workerLoop(index) }
+            // Not retained by the thread (the pool would never be freed) and not `unowned` (a thread that starts or
+            // wakes while the pool is deinitializing would trap): `deinit` waits until every worker has exited.
+            let pool = Unmanaged.passUnretained(self)
+            let t = Thread { pool._withUnsafeGuaranteedRef { $0.workerLoop(index) } }
             t.stackSize = 1 << 20
             t.start()
             workerThreads.append(t)
@@ -30,9 +35,8 @@ public final class WorkerPool: @unchecked Sendable {
     deinit {
         stopping.store(true, ordering: .releasing)
         generation.add(1, ordering: .releasing)
-        // Workers exit on their own; give them a moment before the job storage goes away.
-        while pending.load(ordering: .acquiring) > 0 { sched_yield() }
-        usleep(1000)
+        // Every worker sees the stop and leaves its loop before the pool's memory goes away.
+        while exited.load(ordering: .acquiring) < threadCount - 1 { sched_yield() }
         job.deinitialize(count: 1)
         job.deallocate()
     }
@@ -49,7 +53,10 @@ public final class WorkerPool: @unchecked Sendable {
             }
             seen = g
             spins = 0
-            if stopping.load(ordering: .acquiring) { return }
+            if stopping.load(ordering: .acquiring) {
+                exited.add(1, ordering: .releasing)
+                return
+            }
             job.pointee(index)
             pending.subtract(1, ordering: .releasing)
         }

@@ -107,7 +107,7 @@ public struct LevelDatabase: Sendable {
     }
 
     /// Matrices of the model that get levels: every transformer-block linear layer, the embedding and the output.
-    static func kind(of name: String) -> (kind: String, layer: Int?)? {
+    public static func kind(of name: String) -> (kind: String, layer: Int?)? {
         if name == "token_embd.weight" { return ("token_embd", nil) }
         if name == "output.weight" { return ("output", nil) }
         let parts = name.split(separator: ".")
