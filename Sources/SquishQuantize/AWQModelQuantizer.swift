@@ -7,9 +7,12 @@ import SquishModel
 /// AWQ over a whole model, one transformer block at a time, like `GPTQModelQuantizer`: the calibration residual
 /// stream enters block i; a pass with the original weights records each input's mean |x| and a sample of its rows;
 /// the scales are searched (see `AWQScaleSearch`) and folded in — q/k/v's into attn_norm, gate/up's into
-/// ffn_norm, down's into the rows of up — then every linear layer is rounded to nearest; a pass with the quantized
-/// block produces block i + 1's input. The attention output projection keeps plain rounding: with grouped-query
-/// attention its input channels do not map one-to-one onto rows of v, so there is nothing to fold its scales into.
+/// ffn_norm, down's into the rows of up — then every linear layer is rounded with each block's range clipped by
+/// output error (`AWQClip`, from block-diagonal Gram matrices of the inputs gathered in the same pass; plain
+/// rounding with `AWQOptions.clip` off); a pass with the quantized
+/// block produces block i + 1's input. The attention output projection gets no scales (clipping only): with
+/// grouped-query attention its input channels do not map one-to-one onto rows of v, so there is nothing to fold
+/// scales into.
 /// Sites where a consumer is not being quantized (e.g. copied unchanged) keep scale 1.
 enum AWQModelQuantizer {
     struct Result {
