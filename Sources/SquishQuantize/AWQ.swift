@@ -9,6 +9,11 @@ public struct AWQOptions: Sendable {
     public var gridSize = 20
     /// Calibration tokens whose activations the scale search multiplies (the mean |x| uses all tokens).
     public var searchTokens = 512
+    /// Weight clipping after the scales (see `AWQClip`): each block's range searched by output error.
+    public var clip = true
+    /// Clipping ratios r = 1 − i (1 − clipMinRatio) / clipSteps for i in 0 ..< clipSteps.
+    public var clipSteps = 20
+    public var clipMinRatio: Float = 0.5
     public init() {}
 }
 

@@ -7,9 +7,12 @@ import SquishModel
 /// AWQ over a whole model, one transformer block at a time, like `GPTQModelQuantizer`: the calibration residual
 /// stream enters block i; a pass with the original weights records each input's mean |x| and a sample of its rows;
 /// the scales are searched (see `AWQScaleSearch`) and folded in — q/k/v's into attn_norm, gate/up's into
-/// ffn_norm, down's into the rows of up — then every linear layer is rounded to nearest; a pass with the quantized
-/// block produces block i + 1's input. The attention output projection keeps plain rounding: with grouped-query
-/// attention its input channels do not map one-to-one onto rows of v, so there is nothing to fold its scales into.
+/// ffn_norm, down's into the rows of up — then every linear layer is rounded with each block's range clipped by
+/// output error (`AWQClip`, from block-diagonal Gram matrices of the inputs gathered in the same pass; plain
+/// rounding with `AWQOptions.clip` off); a pass with the quantized
+/// block produces block i + 1's input. The attention output projection gets no scales (clipping only): with
+/// grouped-query attention its input channels do not map one-to-one onto rows of v, so there is nothing to fold
+/// scales into.
 /// Sites where a consumer is not being quantized (e.g. copied unchanged) keep scale 1.
 enum AWQModelQuantizer {
     struct Result {
@@ -53,17 +56,31 @@ enum AWQModelQuantizer {
                 .attentionInput: ActivationSample(n: c.dim, keep: keep), .ffnInput: ActivationSample(n: c.dim, keep: keep),
                 .ffnHidden: ActivationSample(n: c.hiddenDim, keep: keep),
             ]
-            for s in 0 ..< seqs.count {
-                scratch.update(from: x + s * length * c.dim, count: length * c.dim)
-                try runner.forward(BlockWeights(layer), scratch, tokens: length, record: nil) { site, v, n in
-                    samples[site]?.add(v, tokens: n)
-                }
-            }
-            // 2. f32 weights of the linear layers that will be quantized.
             func grid(_ suffix: String) -> BlockGrid? {
                 if case .quantize(let g, calibrated: true)? = actions[p + suffix] { return g }
                 return nil
             }
+            // Block-diagonal input Gram matrices for clipping, where every quantized consumer of a site has one group size.
+            let consumers: [InputSite: [String]] = [
+                .attentionInput: ["attn_q.weight", "attn_k.weight", "attn_v.weight"], .attentionOutput: ["attn_output.weight"],
+                .ffnInput: ["ffn_gate.weight", "ffn_up.weight"], .ffnHidden: ["ffn_down.weight"],
+            ]
+            var grams: [InputSite: GroupGram] = [:]
+            if options.awq.clip {
+                for (site, names) in consumers {
+                    let sizes = Set(names.compactMap(grid).map(\.groupSize))
+                    let n = site == .ffnHidden ? c.hiddenDim : site == .attentionOutput ? c.qDim : c.dim
+                    if sizes.count == 1, let g = sizes.first, n % g == 0 { grams[site] = GroupGram(n: n, g: g) }
+                }
+            }
+            for s in 0 ..< seqs.count {
+                scratch.update(from: x + s * length * c.dim, count: length * c.dim)
+                try runner.forward(BlockWeights(layer), scratch, tokens: length, record: nil) { site, v, n in
+                    samples[site]?.add(v, tokens: n)
+                    grams[site]?.add(v, tokens: n, pool: pool)
+                }
+            }
+            // 2. f32 weights of the linear layers that will be quantized.
             func f32(_ m: WeightMatrix) throws -> [Float] {
                 var w = [Float](repeating: 0, count: m.rows * m.columns)
                 try w.withUnsafeMutableBufferPointer { wp in
@@ -115,7 +132,11 @@ enum AWQModelQuantizer {
                 for r in 0 ..< c.hiddenDim { for j in 0 ..< c.dim { up[r * c.dim + j] /= s[r] } }
                 w["ffn_up.weight"] = up
             }
-            // 4. Round every quantized linear layer; the block runs on the result.
+            // 4. Round every quantized linear layer (with clipping where there are Gram matrices); the block runs on the result.
+            var scaledGrams: [InputSite: [Float]] = [:]
+            let siteScales: [InputSite: [Float]?] = [.attentionInput: sAttn, .attentionOutput: nil, .ffnInput: sFFN, .ffnHidden: sDown]
+            for (site, gram) in grams { scaledGrams[site] = gram.scaled(siteScales[site] ?? nil) }
+            var clipStats = AWQClip.Stats()
             var weights = BlockWeights(layer)
             weights.attentionNorm = attnNorm
             weights.ffnNorm = ffnNorm
@@ -125,11 +146,19 @@ enum AWQModelQuantizer {
                 guard let g = grid(suffix), let values = w[suffix] else { return m }
                 let rowBytes = g.type.rowBytes(elements: m.columns)!
                 var bytes = [UInt8](repeating: 0, count: rowBytes * m.rows)
+                let site = consumers.first { $0.value.contains(suffix) }?.key
                 values.withUnsafeBufferPointer { vp in
                     bytes.withUnsafeMutableBytes { bp in
                         let (src, dst) = (vp.baseAddress!, bp.baseAddress!)
-                        pool.parallelFor(m.rows, granularity: 8) { range in
-                            for r in range { RTNQuantizer.quantize(src + r * m.columns, count: m.columns, grid: g, into: dst + r * rowBytes) }
+                        if let site, let gram = scaledGrams[site] {
+                            let stats = AWQClip.quantize(src, rows: m.rows, n: m.columns, grid: g, gram: gram, steps: options.awq.clipSteps,
+                                                         minRatio: options.awq.clipMinRatio, into: dst, pool: pool)
+                            clipStats.plainError += stats.plainError
+                            clipStats.clippedError += stats.clippedError
+                        } else {
+                            pool.parallelFor(m.rows, granularity: 8) { range in
+                                for r in range { RTNQuantizer.quantize(src + r * m.columns, count: m.columns, grid: g, into: dst + r * rowBytes) }
+                            }
                         }
                     }
                 }
@@ -148,6 +177,9 @@ enum AWQModelQuantizer {
             weights.down = try quantized(layer.down, "ffn_down.weight")
             for s in 0 ..< seqs.count {
                 try runner.forward(weights, x + s * length * c.dim, tokens: length, record: nil)
+            }
+            if clipStats.plainError > 0 {
+                notes.append(String(format: "clip err %.3g→%.3g", clipStats.plainError, clipStats.clippedError))
             }
             log(String(format: "awq: block %d/%d: %@; %.1f s (%.0f s so far)", li + 1, c.layers, notes.joined(separator: ", "),
                        Date().timeIntervalSince(blockStart), Date().timeIntervalSince(start)))

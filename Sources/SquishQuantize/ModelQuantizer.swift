@@ -45,11 +45,18 @@ public struct QuantizeReport: Codable, Sendable {
     public var tensorsQuantized: Int
     public var tensorsCopied: Int
     public var calibrationTokens: Int?
+    /// The closing check against the input on a short text (filled in by the caller, which owns the evaluation):
+    /// mean KL(input ‖ output) per position in nats, top-1 agreement, positions scored, and the text's name.
+    public var klDivergence: Double?
+    public var top1Agreement: Double?
+    public var klPositions: Int?
+    public var klText: String?
 
     enum CodingKeys: String, CodingKey {
         case input, output, method, type, bytes, seconds
         case bitsPerWeight = "bits_per_weight", tensorsQuantized = "tensors_quantized", tensorsCopied = "tensors_copied"
         case calibrationTokens = "calibration_tokens"
+        case klDivergence = "kl_divergence", top1Agreement = "top1_agreement", klPositions = "kl_positions", klText = "kl_text"
     }
 }
 

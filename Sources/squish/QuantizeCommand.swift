@@ -2,8 +2,12 @@ import ArgumentParser
 import Foundation
 import SquishCore
 import SquishData
+import SquishEval
+import SquishFormats
 import SquishKernels
+import SquishModel
 import SquishQuantize
+import SquishTokenizer
 
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,6 +53,24 @@ struct Quantize: ParsableCommand {
     @Option(help: "AWQ: calibration tokens whose outputs score each α (mean |x| uses all tokens).")
     var awqTokens = 512
 
+    @Flag(inversion: .prefixedNo, help: "AWQ: clip each block's range by output error on the calibration inputs after the scales (AWQ §3.3).")
+    var awqClip = true
+
+    @Option(help: "AWQ: number of clipping ratios searched, from 1 down towards 0.5 of max |w|.")
+    var awqClipGrid = 20
+
+    @Flag(inversion: .prefixedNo, help: "Close with KL(input ‖ output) and top-1 agreement on a short text (both models run on it).")
+    var kl = true
+
+    @Option(help: "Text for the closing KL check (default: Pride and Prejudice from the cached corpora).")
+    var klText: String?
+
+    @Option(help: "Use the first N bytes of the KL text.")
+    var klBytes = 8000
+
+    @Option(help: "Window length in tokens for the KL check.")
+    var klContext = 512
+
     @Option(help: "Output GGUF file (replaced atomically; must differ from the input).")
     var out: String
 
@@ -61,7 +83,8 @@ struct Quantize: ParsableCommand {
     func validate() throws {
         guard calibTokens > 0 else { throw ValidationError("--calib-tokens must be positive") }
         guard damp > 0, damp < 1 else { throw ValidationError("--damp must be in (0, 1)") }
-        guard awqGrid >= 1, awqTokens >= 1 else { throw ValidationError("--awq-grid and --awq-tokens must be positive") }
+        guard awqGrid >= 1, awqTokens >= 1, awqClipGrid >= 1 else { throw ValidationError("--awq-grid, --awq-tokens and --awq-clip-grid must be positive") }
+        guard klBytes > 0, klContext >= 2 else { throw ValidationError("--kl-bytes must be positive and --kl-context at least 2") }
         if method == .ternary, bits != nil || group != nil || symmetric {
             throw ValidationError("--method ternary takes --type (TQ2_0, TQ1_0, SQ2_G32, SQ2_G64), not --bits/--group/--symmetric")
         }
@@ -78,6 +101,8 @@ struct Quantize: ParsableCommand {
         options.gptq.dampPercent = damp
         options.awq.gridSize = awqGrid
         options.awq.searchTokens = awqTokens
+        options.awq.clip = awqClip
+        options.awq.clipSteps = awqClipGrid
         options.calibration.tokens = calibTokens
         if let calib {
             options.calibration.textPath = calib
@@ -86,15 +111,53 @@ struct Quantize: ParsableCommand {
             options.calibration.textBytes = 200_000
         }
         let quiet = json
-        let report = try ModelQuantizer.quantize(input: input, output: out, options: options, pool: WorkerPool(threads: threads),
+        let pool = WorkerPool(threads: threads)
+        var report = try ModelQuantizer.quantize(input: input, output: out, options: options, pool: pool,
                                                  log: { if !quiet { printError($0) } })
+        if kl {
+            let (name, bytes) = try loadKLText()
+            let a = try GGUFFile(path: input), b = try GGUFFile(path: out)
+            let tokenizer = try Tokenizer(gguf: a)
+            let tokens = tokenizer.encode(String(decoding: bytes, as: UTF8.self))
+            let bos = tokenizer.addBOS ? tokenizer.bosID : nil
+            let step = klContext - (bos == nil ? 0 : 1)
+            let progress = ProgressBar(total: (tokens.count + step - 1) / max(1, step), label: "kl", quiet: quiet)
+            let agreement = try ModelAgreement.measure(reference: try LlamaModel(gguf: a), candidate: try LlamaModel(gguf: b),
+                                                       tokens: tokens, bos: bos, context: klContext, pool: pool, progress: progress)
+            progress.finish()
+            report.klDivergence = agreement.klDivergence
+            report.top1Agreement = agreement.top1Agreement
+            report.klPositions = agreement.positions
+            report.klText = name
+        }
         if json {
             print(try jsonString(report))
         } else {
             print(String(format: "wrote %@: %.2f MB, %.3f bits per weight, %d tensors quantized to %@ (%@), %d copied, %.1f s",
                          report.output, Double(report.bytes) / 1e6, report.bitsPerWeight, report.tensorsQuantized, report.type,
                          report.method, report.tensorsCopied, report.seconds))
+            if let kl = report.klDivergence, let top1 = report.top1Agreement, let n = report.klPositions, let text = report.klText {
+                print(String(format: "vs input on %@ (%d positions): mean KL %.5f nats, top-1 agreement %.2f%%", text, n, kl, 100 * top1))
+            }
         }
+    }
+
+    /// The KL check's text: `--kl-text` or Pride and Prejudice, cut to `--kl-bytes` at a character boundary.
+    func loadKLText() throws -> (String, [UInt8]) {
+        let path = klText ?? Corpora.austenPath("prideprejudice")
+        guard let d = FileManager.default.contents(atPath: path) else {
+            throw CLIError(klText == nil ? "\(path): the corpora are not cached; run `squish fetch` first (or pass --no-kl)"
+                                         : "\(path): cannot read the file")
+        }
+        var bytes = Array(d.prefix(klBytes))
+        // Drop a character cut in half: find its lead byte and compare its length with what is left.
+        var lead = bytes.count - 1
+        while lead > 0, lead >= bytes.count - 4, bytes[lead] & 0xC0 == 0x80 { lead -= 1 }
+        if lead >= 0, bytes[lead] >= 0xC0 {
+            let length = bytes[lead] >= 0xF0 ? 4 : bytes[lead] >= 0xE0 ? 3 : 2
+            if lead + length > bytes.count { bytes.removeSubrange(lead...) }
+        }
+        return ("\((path as NSString).lastPathComponent)[0..<\(bytes.count)]", bytes)
     }
 }
 
