@@ -1,4 +1,4 @@
-// Q4_0 / Q4_1 / Q8_0 weights repacked at load time into groups of 8 output rows, so that one 256-bit register
+// Q4_0 / Q4_1 / Q8_0 / IQ4_NL weights repacked at load time into groups of 8 output rows, so that one 256-bit register
 // holds 4 consecutive quant bytes of each of the 8 rows and one maddubs + madd gives int32 partial sums for all
 // 8 rows at once (the activation's 4 bytes broadcast to every lane). Scales stay per row (a vector of 8), sums
 // need no horizontal reduction, and the 8 results are stored with one instruction. The idea of interleaving rows
@@ -9,12 +9,18 @@
 //   Q4_0: f16 d[8]            | u8 qs[128]   (144 bytes = 8 × 18)
 //   Q4_1: f16 d[8], f16 m[8]  | u8 qs[128]   (160 bytes = 8 × 20)
 //   Q8_0: f16 d[8]            | i8 qs[256]   (272 bytes = 8 × 34)
+//   IQ4_NL: as Q4_0 (144 bytes); a nibble q stands for the level L[q] of ggml's kvalues_iq4nl table
 // with qs[c * 32 + r * 4 + i] = qs_r[4 * c + i] (row r's own block bytes, chunk c of 4 bytes). For Q4 a byte holds
 // element j (low nibble) and element j + 16 (high nibble), as in the ggml block.
 //
 // Per row and block the result is accumulated as acc = fma(d * d_a, Σ q qa, acc), then
 // acc = fma(d, −8 s_a, acc) (Q4_0) or acc = fma(m, s_a, acc) (Q4_1), where s_a = d_a Σ qa; the portable version
 // does exactly these float operations (fmaf), so both give bit-identical results.
+//
+// IQ4_NL: the AVX2 code turns nibbles into signed levels with one byte shuffle (pshufb) against the 16-entry
+// table, then multiplies as Q8_0 does: maddubs(|w|, sign(qa, w)) (|w|, |qa| ≤ 127, so the int16 pair sums cannot
+// saturate) and madd with ones to int32 per 4-byte chunk; Σ L[q] qa is exact in both versions, and the float
+// steps are Q8_0's (no offset term).
 #include "squish_kernels.h"
 #include "kernels_ext.h"
 
@@ -34,6 +40,7 @@ static int rp_layout(int type, size_t *block, size_t *header, size_t *quants) {
     case SQ_TYPE_Q4_0: *block = 18; *header = 2; *quants = 16; return 1;
     case SQ_TYPE_Q4_1: *block = 20; *header = 4; *quants = 16; return 1;
     case SQ_TYPE_Q8_0: *block = 34; *header = 2; *quants = 32; return 1;
+    case SQ_TYPE_IQ4_NL: *block = 18; *header = 2; *quants = 16; return 1;
     default: return 0;
     }
 }
@@ -67,6 +74,9 @@ void sq_repack_rows8(int type, const void *src, size_t row_bytes, int64_t rows, 
     }
 }
 
+/// ggml's kvalues_iq4nl: the 16 non-uniform IQ4 levels (also in iq_tq.c).
+static const int8_t rp_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+
 // ---------------------------------------------------------------------------------------------------------------
 // Portable
 
@@ -91,6 +101,8 @@ static void packed_portable(int type, const uint8_t *wp, int64_t g0, int64_t g1,
                             const int e = (int)(4 * c) + i;
                             if (type == SQ_TYPE_Q8_0) {
                                 isum += (int)(int8_t)v * x[b].qs[e];
+                            } else if (type == SQ_TYPE_IQ4_NL) {
+                                isum += (int)rp_iq4_levels[v & 15] * x[b].qs[e] + (int)rp_iq4_levels[v >> 4] * x[b].qs[e + 16];
                             } else {
                                 isum += (int)(v & 15) * x[b].qs[e] + (int)(v >> 4) * x[b].qs[e + 16];
                             }
@@ -123,7 +135,7 @@ RP_AVX2 RP_INLINE __m256i rp_bcast4(const int8_t *p) {
 /// 8 rows × NT tokens over all nb blocks of one group. x[t]: token t's nb activation blocks.
 RP_AVX2 RP_INLINE void rp_group(const int type, const int NT, const uint8_t *gp, int64_t nb, const sq_block_q8 *const *x,
                                 float *y, int64_t ldy) {
-    const size_t gb = type == SQ_TYPE_Q4_0 ? 144 : type == SQ_TYPE_Q4_1 ? 160 : 272;
+    const size_t gb = type == SQ_TYPE_Q4_0 || type == SQ_TYPE_IQ4_NL ? 144 : type == SQ_TYPE_Q4_1 ? 160 : 272;
     const size_t qo = type == SQ_TYPE_Q4_1 ? 32 : 16;
     const __m256i low4 = _mm256_set1_epi8(15);
     const __m256i ones = _mm256_set1_epi16(1);
@@ -146,6 +158,24 @@ RP_AVX2 RP_INLINE void rp_group(const int type, const int NT, const uint8_t *gp,
                 }
                 acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb->d)), _mm256_cvtepi32_ps(s32), acc[t]);
             }
+        } else if (type == SQ_TYPE_IQ4_NL) {
+            const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)rp_iq4_levels));
+            __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            // Chunk by chunk (4 columns and the 4 columns 16 further on), so that few registers hold weights.
+            for (int c = 0; c < 4; c++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(blk + qo + 32 * c));
+                const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(raw, low4));
+                const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4));
+                const __m256i alo = _mm256_abs_epi8(lo), ahi = _mm256_abs_epi8(hi);
+                for (int t = 0; t < NT; t++) {
+                    const int8_t *xq = x[t][b].qs;
+                    const __m256i plo = _mm256_maddubs_epi16(alo, _mm256_sign_epi8(rp_bcast4(xq + 4 * c), lo));
+                    const __m256i phi = _mm256_maddubs_epi16(ahi, _mm256_sign_epi8(rp_bcast4(xq + 16 + 4 * c), hi));
+                    s32[t] = _mm256_add_epi32(s32[t], _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones)));
+                }
+            }
+            for (int t = 0; t < NT; t++)
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(x[t][b].d)), _mm256_cvtepi32_ps(s32[t]), acc[t]);
         } else {
             __m256i lo[4], hi[4];
             for (int c = 0; c < 4; c++) {
@@ -174,7 +204,7 @@ RP_AVX2 RP_INLINE void rp_group(const int type, const int NT, const uint8_t *gp,
 
 RP_AVX2 RP_INLINE void packed_avx2_typed(const int type, const uint8_t *wp, int64_t g0, int64_t g1,
                                          const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
-    const size_t gb = type == SQ_TYPE_Q4_0 ? 144 : type == SQ_TYPE_Q4_1 ? 160 : 272;
+    const size_t gb = type == SQ_TYPE_Q4_0 || type == SQ_TYPE_IQ4_NL ? 144 : type == SQ_TYPE_Q4_1 ? 160 : 272;
     int64_t t = 0;
     for (; t + 4 <= nt; t += 4) {
         const sq_block_q8 *x[4] = {a + t * nb, a + (t + 1) * nb, a + (t + 2) * nb, a + (t + 3) * nb};
@@ -191,6 +221,7 @@ RP_AVX2 static void packed_avx2(int type, const uint8_t *wp, int64_t g0, int64_t
     switch (type) {
     case SQ_TYPE_Q4_0: packed_avx2_typed(SQ_TYPE_Q4_0, wp, g0, g1, a, nb, nt, y, ldy); break;
     case SQ_TYPE_Q4_1: packed_avx2_typed(SQ_TYPE_Q4_1, wp, g0, g1, a, nb, nt, y, ldy); break;
+    case SQ_TYPE_IQ4_NL: packed_avx2_typed(SQ_TYPE_IQ4_NL, wp, g0, g1, a, nb, nt, y, ldy); break;
     default: packed_avx2_typed(SQ_TYPE_Q8_0, wp, g0, g1, a, nb, nt, y, ldy); break;
     }
 }
