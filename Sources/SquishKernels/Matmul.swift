@@ -36,7 +36,7 @@ public struct WeightMatrix: @unchecked Sendable {
         rowBytes = rb
     }
 
-    /// True when `repacked()` would give a row-interleaved copy: Q4_0, Q4_1, Q8_0, IQ4_NL with a multiple of 8 rows.
+    /// True when `repacked()` would give a row-interleaved copy: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL with a multiple of 8 rows.
     public var canRepack: Bool { sq_repack_supported(Int32(type.rawValue)) != 0 && rows % 8 == 0 && rows > 0 && columns % 32 == 0 }
 
     /// This matrix with its weights also in the row-interleaved layout (a new anonymous allocation of the same size).

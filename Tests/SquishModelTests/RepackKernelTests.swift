@@ -3,11 +3,11 @@ import Testing
 import SquishFormats
 import SquishKernels
 
-/// Row-interleaved (repacked) Q4_0/Q4_1/Q8_0/IQ4_NL weights: the AVX2 and portable packed kernels agree bit for bit,
+/// Row-interleaved (repacked) Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL weights: the AVX2 and portable packed kernels agree bit for bit,
 /// and both agree with the unpacked kernel and with dot products, in Double, of the weights as the Swift codecs
 /// dequantize them (independent of the C code) with the rounded activations.
 @Suite(.serialized) struct RepackKernelTests {
-    static let types: [GGMLType] = [.q4_0, .q4_1, .q8_0, .iq4_NL]
+    static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL]
     /// (rows, columns, tokens): rows a multiple of 8; odd token counts exercise the 4-token tile and its remainder.
     static let shapes = [(8, 32, 1), (16, 64, 3), (24, 96, 5), (8, 288, 4), (64, 576, 9), (40, 1536, 70), (192, 576, 1),
                          (576, 64, 2), (32, 1536, 1)]
