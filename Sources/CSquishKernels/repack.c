@@ -54,14 +54,49 @@ static int rp_layout(int type, size_t *block, size_t *header, size_t *high, size
     }
 }
 
+enum { RP_Q3_K = 11, RP_Q3K_SB = 1168 };
+
 int sq_repack_supported(int type) {
     size_t b, h, hi, q;
-    return rp_layout(type, &b, &h, &hi, &q);
+    return type == RP_Q3_K || rp_layout(type, &b, &h, &hi, &q);
 }
 
 size_t sq_repack_group_bytes(int type) {
     size_t b, h, hi, q;
+    if (type == RP_Q3_K) return RP_Q3K_SB / 8;  // 146: one 8-row super-block group per 8 blocks of 32
     return rp_layout(type, &b, &h, &hi, &q) ? 8 * b : 0;
+}
+
+/// Q3_K rows repacked: per 8 rows and super-block (256 columns), RP_Q3K_SB bytes:
+///   f16 d[8] @0 | i8 sc[8 blocks][2 halves][8 rows] @16 (sub-block scale − 32) | u8 qs[8 blocks][128] @144
+/// where block b's qs are in Q4_0's packed order with nibble u = q + 4 hbit (0..7; the weight is d·sc·(u − 4)):
+/// the low nibble is element 32 b + 4 c + i (sub-block 2 b), the high nibble element 32 b + 16 + 4 c + i.
+static void rp_repack_q3k(const uint8_t *s, size_t row_bytes, int64_t rows, int64_t nb, uint8_t *d) {
+    const int64_t nsb = nb / 8;
+    for (int64_t g = 0; g < rows / 8; g++) {
+        for (int64_t i = 0; i < nsb; i++) {
+            uint8_t *o = d + (size_t)(g * nsb + i) * RP_Q3K_SB;
+            for (int r = 0; r < 8; r++) {
+                const uint8_t *blk = s + (size_t)(g * 8 + r) * row_bytes + (size_t)i * 110;
+                memcpy(o + 2 * r, blk + 108, 2);
+                // Six-bit scales (ggml's Q3_K packing): low 4 bits from byte s % 8 (nibble s / 8), high 2 bits from
+                // byte 8 + s % 4 (bits 2 (s / 4)).
+                for (int sb = 0; sb < 16; sb++) {
+                    const int lo = (blk[96 + sb % 8] >> (4 * (sb / 8))) & 15, hi = (blk[104 + sb % 4] >> (2 * (sb / 4))) & 3;
+                    o[16 + (sb / 2) * 16 + (sb % 2) * 8 + r] = (uint8_t)(int8_t)((lo | (hi << 4)) - 32);
+                }
+                uint8_t u[256];
+                for (int e = 0; e < 256; e++) {
+                    const int gg = e >> 7, j = (e >> 5) & 3, k = e & 31;
+                    u[e] = (uint8_t)(((blk[32 + 32 * gg + k] >> (2 * j)) & 3) | (((blk[k] >> (4 * gg + j)) & 1) << 2));
+                }
+                for (int b = 0; b < 8; b++)
+                    for (int c = 0; c < 4; c++)
+                        for (int k = 0; k < 4; k++)
+                            o[144 + b * 128 + c * 32 + r * 4 + k] = (uint8_t)(u[32 * b + 4 * c + k] | (u[32 * b + 16 + 4 * c + k] << 4));
+            }
+        }
+    }
 }
 
 /// A Q5 block's qh (bit j: element j) rearranged for the packed layout (see the top of the file).
@@ -77,6 +112,7 @@ static uint32_t rp_q5_high(uint32_t qh) {
 
 void sq_repack_rows8(int type, const void *src, size_t row_bytes, int64_t rows, int64_t nb, void *dst) {
     size_t bb, hb, hib, qb;
+    if (type == RP_Q3_K) { rp_repack_q3k((const uint8_t *)src, row_bytes, rows, nb, (uint8_t *)dst); return; }
     if (!rp_layout(type, &bb, &hb, &hib, &qb)) return;
     const size_t gb = 8 * bb;
     const size_t qo = 8 * (hb + hib);  // offset of the quants in a group-block
@@ -106,8 +142,42 @@ static const int8_t rp_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -
 // ---------------------------------------------------------------------------------------------------------------
 // Portable
 
+/// Q3_K packed, portable: per block b and row, acc = fma(d sc_lo d_a, Σ_lo (u − 4) qa, acc), then the same for the
+/// high half (d sc computed first, as the AVX2 code does).
+static void packed_q3k_portable(const uint8_t *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb, int64_t nt,
+                                float *y, int64_t ldy) {
+    const int64_t nsb = nb / 8;
+    for (int64_t g = g0; g < g1; g++) {
+        for (int64_t t = 0; t < nt; t++) {
+            float acc[8] = {0};
+            for (int64_t i = 0; i < nsb; i++) {
+                const uint8_t *sb = wp + (size_t)(g * nsb + i) * RP_Q3K_SB;
+                for (int b = 0; b < 8; b++) {
+                    const sq_block_q8 *x = a + t * nb + 8 * i + b;
+                    const uint8_t *qs = sb + 144 + b * 128;
+                    for (int r = 0; r < 8; r++) {
+                        const float d = sq_f16_to_f32(sq_load_u16(sb + 2 * r));
+                        int lo = 0, hi = 0;
+                        for (int c = 0; c < 4; c++)
+                            for (int k = 0; k < 4; k++) {
+                                const uint8_t v = qs[c * 32 + r * 4 + k];
+                                lo += ((int)(v & 15) - 4) * x->qs[4 * c + k];
+                                hi += ((int)(v >> 4) - 4) * x->qs[16 + 4 * c + k];
+                            }
+                        const float dl = d * (float)(int8_t)sb[16 + b * 16 + r], dh = d * (float)(int8_t)sb[16 + b * 16 + 8 + r];
+                        acc[r] = fmaf(dl * x->d, (float)lo, acc[r]);
+                        acc[r] = fmaf(dh * x->d, (float)hi, acc[r]);
+                    }
+                }
+            }
+            for (int r = 0; r < 8; r++) y[t * ldy + g * 8 + r] = acc[r];
+        }
+    }
+}
+
 static void packed_portable(int type, const uint8_t *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
                             int64_t nt, float *y, int64_t ldy) {
+    if (type == RP_Q3_K) { packed_q3k_portable(wp, g0, g1, a, nb, nt, y, ldy); return; }
     size_t bb, hb, hib, qb;
     rp_layout(type, &bb, &hb, &hib, &qb);
     const size_t gb = 8 * bb;
@@ -167,6 +237,7 @@ RP_INLINE size_t rp_gb(const int type) {
     case SQ_TYPE_Q5_0: return 176;
     case SQ_TYPE_Q5_1: return 192;
     case SQ_TYPE_Q8_0: return 272;
+    case RP_Q3_K: return RP_Q3K_SB / 8;
     default: return 144;  // Q4_0, IQ4_NL
     }
 }
@@ -275,17 +346,62 @@ RP_AVX2 RP_INLINE void rp_group(const int type, const int NT, const uint8_t *gp,
     for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
+/// Q3_K: 8 rows × NT tokens over the nb / 8 super-blocks of one group.
+RP_AVX2 RP_INLINE void rp_group_q3k(const int NT, const uint8_t *gp, int64_t nb, const sq_block_q8 *const *x, float *y,
+                                    int64_t ldy) {
+    static const int8_t levels[16] = { -4, -3, -2, -1, 0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0 };
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)levels));
+    const __m256i low4 = _mm256_set1_epi8(15);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < nb / 8; i++) {
+        const uint8_t *sb = gp + (size_t)i * RP_Q3K_SB;
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)sb));
+        for (int b = 0; b < 8; b++) {
+            const uint8_t *qs = sb + 144 + b * 128;
+            const __m128i sc = _mm_loadu_si128((const __m128i *)(sb + 16 + b * 16));
+            const __m256 dl = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
+            const __m256 dh = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))));
+            __m256i slo[4], shi[4];
+            for (int t = 0; t < NT; t++) slo[t] = shi[t] = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(raw, low4));
+                const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4));
+                const __m256i alo = _mm256_abs_epi8(lo), ahi = _mm256_abs_epi8(hi);
+                for (int t = 0; t < NT; t++) {
+                    const int8_t *xq = x[t][8 * i + b].qs;
+                    slo[t] = _mm256_add_epi32(slo[t], _mm256_madd_epi16(_mm256_maddubs_epi16(alo, _mm256_sign_epi8(rp_bcast4(xq + 4 * c), lo)), ones));
+                    shi[t] = _mm256_add_epi32(shi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(ahi, _mm256_sign_epi8(rp_bcast4(xq + 16 + 4 * c), hi)), ones));
+                }
+            }
+            for (int t = 0; t < NT; t++) {
+                const __m256 dx = _mm256_set1_ps(x[t][8 * i + b].d);
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dl, dx), _mm256_cvtepi32_ps(slo[t]), acc[t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dh, dx), _mm256_cvtepi32_ps(shi[t]), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
 RP_AVX2 RP_INLINE void packed_avx2_typed(const int type, const uint8_t *wp, int64_t g0, int64_t g1,
                                          const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
     const size_t gb = rp_gb(type);
     int64_t t = 0;
     for (; t + 4 <= nt; t += 4) {
         const sq_block_q8 *x[4] = {a + t * nb, a + (t + 1) * nb, a + (t + 2) * nb, a + (t + 3) * nb};
-        for (int64_t g = g0; g < g1; g++) rp_group(type, 4, wp + (size_t)g * nb * gb, nb, x, y + t * ldy + g * 8, ldy);
+        for (int64_t g = g0; g < g1; g++) {
+            if (type == RP_Q3_K) rp_group_q3k(4, wp + (size_t)g * nb * gb, nb, x, y + t * ldy + g * 8, ldy);
+            else rp_group(type, 4, wp + (size_t)g * nb * gb, nb, x, y + t * ldy + g * 8, ldy);
+        }
     }
     for (; t < nt; t++) {
         const sq_block_q8 *x[1] = {a + t * nb};
-        for (int64_t g = g0; g < g1; g++) rp_group(type, 1, wp + (size_t)g * nb * gb, nb, x, y + t * ldy + g * 8, ldy);
+        for (int64_t g = g0; g < g1; g++) {
+            if (type == RP_Q3_K) rp_group_q3k(1, wp + (size_t)g * nb * gb, nb, x, y + t * ldy + g * 8, ldy);
+            else rp_group(type, 1, wp + (size_t)g * nb * gb, nb, x, y + t * ldy + g * 8, ldy);
+        }
     }
 }
 
@@ -294,6 +410,7 @@ RP_AVX2 static void packed_avx2(int type, const uint8_t *wp, int64_t g0, int64_t
     switch (type) {
     case SQ_TYPE_Q4_0: packed_avx2_typed(SQ_TYPE_Q4_0, wp, g0, g1, a, nb, nt, y, ldy); break;
     case SQ_TYPE_Q4_1: packed_avx2_typed(SQ_TYPE_Q4_1, wp, g0, g1, a, nb, nt, y, ldy); break;
+    case RP_Q3_K: packed_avx2_typed(RP_Q3_K, wp, g0, g1, a, nb, nt, y, ldy); break;
     case SQ_TYPE_Q5_0: packed_avx2_typed(SQ_TYPE_Q5_0, wp, g0, g1, a, nb, nt, y, ldy); break;
     case SQ_TYPE_Q5_1: packed_avx2_typed(SQ_TYPE_Q5_1, wp, g0, g1, a, nb, nt, y, ldy); break;
     case SQ_TYPE_IQ4_NL: packed_avx2_typed(SQ_TYPE_IQ4_NL, wp, g0, g1, a, nb, nt, y, ldy); break;

@@ -3,14 +3,17 @@ import Testing
 import SquishFormats
 import SquishKernels
 
-/// Row-interleaved (repacked) Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL weights: the AVX2 and portable packed kernels agree bit for bit,
+/// Row-interleaved (repacked) Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/Q3_K weights: the AVX2 and portable packed kernels agree bit for bit,
 /// and both agree with the unpacked kernel and with dot products, in Double, of the weights as the Swift codecs
 /// dequantize them (independent of the C code) with the rounded activations.
 @Suite(.serialized) struct RepackKernelTests {
-    static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL]
+    static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL, .q3_K]
     /// (rows, columns, tokens): rows a multiple of 8; odd token counts exercise the 4-token tile and its remainder.
     static let shapes = [(8, 32, 1), (16, 64, 3), (24, 96, 5), (8, 288, 4), (64, 576, 9), (40, 1536, 70), (192, 576, 1),
                          (576, 64, 2), (32, 1536, 1)]
+    /// The same for super-block types (256 columns per block).
+    static let superBlockShapes = [(8, 256, 1), (16, 512, 3), (24, 1536, 5), (64, 256, 9), (40, 1536, 70), (576, 256, 2)]
+    static func shapes(_ type: GGMLType) -> [(Int, Int, Int)] { type == .q3_K ? superBlockShapes : shapes }
 
     @Test(arguments: types)
     func packedAgreesWithUnpackedAndReference(type: GGMLType) throws {
@@ -20,7 +23,7 @@ import SquishKernels
         let matmul = Matmul(pool: pool)
         let portableMatmul = Matmul(pool: pool)
         portableMatmul.portable = true
-        for (rows, columns, tokens) in Self.shapes {
+        for (rows, columns, tokens) in Self.shapes(type) {
             let bytes = helper.randomWeights(type, rows: rows, columns: columns, rng: &rng)
             let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
             try bytes.withUnsafeBytes { raw in
@@ -61,7 +64,9 @@ import SquishKernels
         var rng = SplitMix64(seed: 5 + UInt64(type.rawValue))
         let helper = KernelTests()
         let matmul = Matmul(pool: WorkerPool(threads: 2))
-        for (rows, columns, tokens) in [(7, 64, 1), (1, 32, 3), (12, 576, 5), (20, 96, 2), (577, 64, 1)] {
+        let shapes = type == .q3_K ? [(7, 256, 1), (1, 512, 3), (12, 1536, 5), (577, 256, 1)]
+                                   : [(7, 64, 1), (1, 32, 3), (12, 576, 5), (20, 96, 2), (577, 64, 1)]
+        for (rows, columns, tokens) in shapes {
             let bytes = helper.randomWeights(type, rows: rows, columns: columns, rng: &rng)
             let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
             try bytes.withUnsafeBytes { raw in
