@@ -1,4 +1,5 @@
-// Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / IQ4_NL weights repacked at load time into groups of 8 output rows, so that one 256-bit register
+// Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / IQ4_NL (and Q3_K, see rp_repack_q3k) weights repacked at load time into
+// groups of 8 output rows, so that one 256-bit register
 // holds 4 consecutive quant bytes of each of the 8 rows and one maddubs + madd gives int32 partial sums for all
 // 8 rows at once (the activation's 4 bytes broadcast to every lane). Scales stay per row (a vector of 8), sums
 // need no horizontal reduction, and the 8 results are stored with one instruction. The idea of interleaving rows
