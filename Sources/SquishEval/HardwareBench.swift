@@ -131,7 +131,7 @@ public struct KernelBenchResult: Codable, Sendable {
 }
 
 /// GEMV (1 token) and GEMM (`tokens` tokens) through `Matmul`, the same call the model makes, on weights laid out
-/// the way the model holds them (Q4_0/Q4_1/Q8_0 repacked into 8 interleaved rows, unless SQUISH_NO_REPACK is set).
+/// the way the model holds them (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/Q3_K repacked into 8 interleaved rows, unless SQUISH_NO_REPACK is set).
 /// Each measurement: one warm-up call, then `repetitions` samples of enough calls for ~`sampleSeconds`; the median
 /// time per call gives GFLOP/s (2 · rows · columns · tokens) and weight GB/s (stored matrix bytes per call).
 public enum KernelBench {

@@ -96,7 +96,7 @@ public final class LlamaModel: @unchecked Sendable {
         storage = source
         path = source.path
         let path = source.path
-        // Q4_0/Q4_1/Q8_0 matrices are repacked into 8-row interleaved blocks for the int8 kernels; the mapped
+        // Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/Q3_K matrices are repacked into 8-row interleaved blocks for the int8 kernels; the mapped
         // originals are released (read back from the file for embedding look-ups). SQUISH_NO_REPACK=1 turns it off.
         let repack = ProcessInfo.processInfo.environment["SQUISH_NO_REPACK"] == nil
         let releaseSource = (source as? GGUFFile)?.file.isMemoryMapped == true

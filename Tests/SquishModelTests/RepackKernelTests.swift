@@ -3,12 +3,17 @@ import Testing
 import SquishFormats
 import SquishKernels
 
-/// Row-interleaved (repacked) Q4_0/Q4_1/Q8_0 weights: the AVX2 and portable packed kernels agree bit for bit, and
-/// both agree with the unpacked kernel and with dequantize-then-Double dot products on the rounded activations.
+/// Row-interleaved (repacked) Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/Q3_K weights: the AVX2 and portable packed kernels agree bit for bit,
+/// and both agree with the unpacked kernel and with dot products, in Double, of the weights as the Swift codecs
+/// dequantize them (independent of the C code) with the rounded activations.
 @Suite(.serialized) struct RepackKernelTests {
-    static let types: [GGMLType] = [.q4_0, .q4_1, .q8_0]
+    static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL, .q3_K]
     /// (rows, columns, tokens): rows a multiple of 8; odd token counts exercise the 4-token tile and its remainder.
-    static let shapes = [(8, 32, 1), (16, 64, 3), (24, 96, 5), (64, 576, 9), (40, 1536, 70), (192, 576, 1)]
+    static let shapes = [(8, 32, 1), (16, 64, 3), (24, 96, 5), (8, 288, 4), (64, 576, 9), (40, 1536, 70), (192, 576, 1),
+                         (576, 64, 2), (32, 1536, 1)]
+    /// The same for super-block types (256 columns per block).
+    static let superBlockShapes = [(8, 256, 1), (16, 512, 3), (24, 1536, 5), (64, 256, 9), (40, 1536, 70), (576, 256, 2)]
+    static func shapes(_ type: GGMLType) -> [(Int, Int, Int)] { type == .q3_K ? superBlockShapes : shapes }
 
     @Test(arguments: types)
     func packedAgreesWithUnpackedAndReference(type: GGMLType) throws {
@@ -18,7 +23,7 @@ import SquishKernels
         let matmul = Matmul(pool: pool)
         let portableMatmul = Matmul(pool: pool)
         portableMatmul.portable = true
-        for (rows, columns, tokens) in Self.shapes {
+        for (rows, columns, tokens) in Self.shapes(type) {
             let bytes = helper.randomWeights(type, rows: rows, columns: columns, rng: &rng)
             let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
             try bytes.withUnsafeBytes { raw in
@@ -35,11 +40,12 @@ import SquishKernels
                 }
                 let differing = (0 ..< fast.count).filter { fast[$0].bitPattern != portable[$0].bitPattern }
                 #expect(differing.isEmpty, "\(type) \(rows)x\(columns)x\(tokens): AVX2 and portable differ at \(differing.prefix(4))")
-                var wf = [Float](repeating: 0, count: columns)
+                let xqs = (0 ..< tokens).map { t in helper.quantized(Array(x[t * columns ..< (t + 1) * columns])) }
                 for r in 0 ..< rows {
-                    try wf.withUnsafeMutableBufferPointer { try packed.dequantizeRow(r, into: $0.baseAddress!) }
+                    let wf = try Codecs.dequantize(type, UnsafeRawBufferPointer(rebasing: raw[r * plain.rowBytes ..< (r + 1) * plain.rowBytes]),
+                                                   count: columns)
                     for t in 0 ..< tokens {
-                        let xq = helper.quantized(Array(x[t * columns ..< (t + 1) * columns]))
+                        let xq = xqs[t]
                         var ref = 0.0, magnitude = 0.0
                         for k in 0 ..< columns { ref += Double(wf[k]) * Double(xq[k]); magnitude += abs(Double(wf[k]) * Double(xq[k])) }
                         let tol = 1e-4 * magnitude + 1e-6
@@ -51,13 +57,38 @@ import SquishKernels
         }
     }
 
-    @Test func onlyWholeGroupsOfEightRowsAreRepacked() throws {
-        var rng = SplitMix64(seed: 5)
-        let bytes = KernelTests().randomWeights(.q4_0, rows: 7, columns: 64, rng: &rng)
-        try bytes.withUnsafeBytes { raw in
-            let w = try WeightMatrix(name: "w", type: .q4_0, data: raw, rows: 7, columns: 64)
-            #expect(!w.canRepack)
-            #expect(w.repacked().packed == nil)
+    /// Row counts that are not a multiple of 8 keep the plain layout, and the matrix still multiplies correctly
+    /// (against the Swift codecs' weights, in Double).
+    @Test(arguments: types)
+    func onlyWholeGroupsOfEightRowsAreRepacked(type: GGMLType) throws {
+        var rng = SplitMix64(seed: 5 + UInt64(type.rawValue))
+        let helper = KernelTests()
+        let matmul = Matmul(pool: WorkerPool(threads: 2))
+        let shapes = type == .q3_K ? [(7, 256, 1), (1, 512, 3), (12, 1536, 5), (577, 256, 1)]
+                                   : [(7, 64, 1), (1, 32, 3), (12, 576, 5), (20, 96, 2), (577, 64, 1)]
+        for (rows, columns, tokens) in shapes {
+            let bytes = helper.randomWeights(type, rows: rows, columns: columns, rng: &rng)
+            let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
+            try bytes.withUnsafeBytes { raw in
+                let w = try WeightMatrix(name: "w", type: type, data: raw, rows: rows, columns: columns)
+                #expect(!w.canRepack)
+                let r = w.repacked()
+                #expect(r.packed == nil)
+                var y = [Float](repeating: 0, count: tokens * rows)
+                try x.withUnsafeBufferPointer { xp in
+                    try y.withUnsafeMutableBufferPointer { try matmul(r, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
+                }
+                for t in 0 ..< tokens {
+                    let xq = helper.quantized(Array(x[t * columns ..< (t + 1) * columns]))
+                    for row in 0 ..< rows {
+                        let wf = try Codecs.dequantize(type, UnsafeRawBufferPointer(rebasing: raw[row * w.rowBytes ..< (row + 1) * w.rowBytes]),
+                                                       count: columns)
+                        var ref = 0.0, magnitude = 0.0
+                        for k in 0 ..< columns { ref += Double(wf[k]) * Double(xq[k]); magnitude += abs(Double(wf[k]) * Double(xq[k])) }
+                        #expect(abs(Double(y[t * rows + row]) - ref) <= 1e-4 * magnitude + 1e-6, "\(type) \(rows)x\(columns) t\(t) r\(row)")
+                    }
+                }
+            }
         }
         let f16 = [UInt8](repeating: 0, count: 8 * 32 * 2)
         try f16.withUnsafeBytes { raw in
@@ -74,7 +105,7 @@ import SquishKernels
         let pool = WorkerPool(threads: 2)
         let matmul = Matmul(pool: pool)
         let (columns, tokens) = (96, 6)
-        let shapes: [(GGMLType, Int)] = [(.q4_1, 40), (.q4_0, 16), (.q8_0, 24)]
+        let shapes: [(GGMLType, Int)] = [(.q4_1, 40), (.iq4_NL, 16), (.q8_0, 24)]
         let blobs = shapes.map { helper.randomWeights($0.0, rows: $0.1, columns: columns, rng: &rng) }
         let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
         try blobs[0].withUnsafeBytes { r0 in try blobs[1].withUnsafeBytes { r1 in try blobs[2].withUnsafeBytes { r2 in

@@ -27,6 +27,7 @@ enum {
     SQ_TYPE_Q5_0 = 6,
     SQ_TYPE_Q5_1 = 7,
     SQ_TYPE_Q8_0 = 8,
+    SQ_TYPE_IQ4_NL = 20,
 };
 
 /// 1 when the AVX2+FMA+F16C kernels are in use, 0 for the portable ones.
@@ -69,9 +70,10 @@ void sq_attention_head_portable(const float *q, const float *keys, const float *
 void sq_attention_head(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
                        int64_t head_dim, float scale, float *scores, float *out);
 
-/// Row-interleaved ("repacked") weights, see repack.c: 1 for Q4_0, Q4_1 and Q8_0.
+/// Row-interleaved ("repacked") weights, see repack.c: 1 for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL and Q3_K.
 int sq_repack_supported(int type);
-/// Bytes of one packed group-block (8 rows × 32 columns); 0 for unsupported types.
+/// Bytes of one packed group-block (8 rows × 32 columns; for Q3_K an eighth of an 8-row super-block group, 146);
+/// 0 for unsupported types. A packed matrix takes rows / 8 × nb × this.
 size_t sq_repack_group_bytes(int type);
 /// Repacks `rows` rows (a multiple of 8) of nb blocks each from the ggml layout (rows of `row_bytes`) into dst
 /// (rows / 8 × nb × sq_repack_group_bytes(type) bytes).
