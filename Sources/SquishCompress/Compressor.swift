@@ -31,8 +31,11 @@ public struct CompressOptions: Sendable {
     public var sensitivityTokens = 128
     /// Wall-clock budget of the whole run (level database, sensitivity, search, writing, held-out evaluation).
     public var budgetSeconds: Double = 15 * 60
-    /// Time kept for writing the output and the held-out evaluation.
-    public var reserveSeconds: Double = 75
+    /// Time kept for writing the output (the held-out evaluation's time is added from `evaluationTokens`).
+    public var reserveSeconds: Double = 20
+    /// Tokens the held-out evaluation after `compress` will run through the model (0: none); the search stops early
+    /// enough for them at the measured forward speed, so that the whole run keeps to `budgetSeconds`.
+    public var evaluationTokens = 0
     /// Where level databases are cached (`$SQUISH_CACHE/compress`).
     public var cacheDirectory = squishCacheDirectory() + "/compress"
     public var rebuildDatabase = false
@@ -139,7 +142,7 @@ public enum Compressor {
     public static func compress(input: String, output: String, options: CompressOptions, pool: WorkerPool, quiet: Bool,
                                 log: @escaping (String) -> Void) throws -> CompressResult {
         let start = Date()
-        let deadline = start.addingTimeInterval(options.budgetSeconds - options.reserveSeconds)
+        var deadline = start.addingTimeInterval(options.budgetSeconds - options.reserveSeconds)
         try ModelQuantizer.checkOutput(output, input: input)
         guard options.budgetSeconds > 0 else { throw CompressError.invalidArgument("the time budget must be positive") }
         let source = try GGUFFile(path: input)
@@ -335,6 +338,14 @@ public enum Compressor {
             if f < startFitness { (startAllocation, startFitness) = (a, f) }
         }
         if !quiet { log(String(format: "start: %d importance-based candidates, best KL %.5f", starts.count, startFitness)) }
+
+        // What must still fit after the search, at the forward speed measured so far: the comparison points and the
+        // held-out evaluation.
+        if let speed = scorer.tokensPerSecond {
+            let stageTokens = lastStage.tokens ?? lastStage.sequences * options.searchLength
+            let after = Double(options.evaluationTokens + (options.ladder.count + 1 + options.compare.count) * stageTokens) / speed
+            deadline = min(deadline, start.addingTimeInterval(options.budgetSeconds - options.reserveSeconds - after * 1.15))
+        }
 
         // 5. Evolutionary search from there, until the deadline.
         let search = EvolutionarySearch(tensors: tensors, budget: matrixBudget, options: options.search)

@@ -18,6 +18,9 @@ public final class KLScorer {
     /// Forward passes run (for the log), and tokens scored.
     public private(set) var evaluations = 0
     public private(set) var tokensScored = 0
+    /// Seconds spent scoring, and the resulting forward speed (tokens per second; nil before any scoring).
+    public private(set) var secondsScoring = 0.0
+    public var tokensPerSecond: Double? { secondsScoring > 0 && tokensScored > 0 ? Double(tokensScored) / secondsScoring : nil }
 
     public init(reference model: LlamaModel, sequences: [[Int]], topK: Int = 128, tailSamples: Int = 32, pool: WorkerPool,
                 progress: ((Int, Int) -> Void)? = nil) throws {
@@ -47,6 +50,8 @@ public final class KLScorer {
     /// Mean KL over the first `sequences` sequences (all positions), or over the first `tokens` positions of the
     /// first sequence when `tokens` is given.
     public func score(_ model: LlamaModel, sequences count: Int = 1, tokens: Int? = nil) throws -> Double {
+        let started = Date()
+        defer { secondsScoring += Date().timeIntervalSince(started) }
         let n = min(max(1, count), sequences.count)
         let positions = tokens.map { min(max(1, $0), length) } ?? length
         let session = LlamaSession(model: model, pool: pool, contextLength: length, maxBatch: length)

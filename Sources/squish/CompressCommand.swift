@@ -105,7 +105,13 @@ struct Compress: ParsableCommand {
             options.calibration.textBytes = 200_000
         }
         options.budgetSeconds = budgetMinutes * 60
-        options.reserveSeconds = noEval ? 15 : 75
+        if !noEval {
+            // Both perplexity protocols run over the held-out text: about two passes of its tokens (4 bytes per token
+            // is typical of English with these tokenizers; the estimate only sizes the time kept for it).
+            let path = evalText ?? Corpora.austenPath("prideprejudice")
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 60_000
+            options.evaluationTokens = 2 * min(size, evalBytes ?? (evalText == nil ? 60_000 : size)) / 4
+        }
         options.search.seed = seed
         options.search.offspring = offspring
         if let generations { options.search.maxGenerations = generations }
