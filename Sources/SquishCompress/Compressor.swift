@@ -297,24 +297,7 @@ public enum Compressor {
         sensBar.finish()
         if !quiet { log(String(format: "sensitivity: %d tensors, %d forward passes of %d tokens, %.0f s", tensors.count, probes,
                                options.sensitivityTokens, Date().timeIntervalSince(sensStart))) }
-        var costs = ImportanceAllocation.costs(tensors, sensitivity: sensitivity, measured: measured)
-        // Refinement: tensors the greedy puts below their probe level are measured at that level too (the weight-error
-        // extrapolation is least reliable far from the probe), and the costs recomputed.
-        let refineStart = Date()
-        let first = try ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget)
-        let refine = tensors.indices.filter { measured[$0][first.levels[$0]] == nil && !tensors[$0].levels[first.levels[$0]].isSource }
-        let refineBar = ProgressBar(total: refine.count, label: "refine", quiet: quiet)
-        for t in refine {
-            var a = top
-            a.levels[t] = first.levels[t]
-            measured[t][first.levels[t]] = max(0, try score(a, probeStage) - topScore)
-            scoreCache[a] = nil
-            refineBar.advance()
-        }
-        refineBar.finish()
-        costs = ImportanceAllocation.costs(tensors, sensitivity: sensitivity, measured: measured)
-        if !quiet { log(String(format: "sensitivity: %d tensors measured again at their chosen level, %.0f s", refine.count,
-                               Date().timeIntervalSince(refineStart))) }
+        let costs = ImportanceAllocation.costs(tensors, sensitivity: sensitivity, measured: measured)
         for t in large where !quiet {
             log("sensitivity: \(tensors[t].name): " + tensors[t].levels.indices.map { l in
                 "\(tensors[t].levels[l].type) " + (measured[t][l].map { String(format: "%.5f", $0) } ?? "0") }.joined(separator: ", "))
