@@ -105,23 +105,7 @@ struct Compress: ParsableCommand {
             options.calibration.textBytes = 200_000
         }
         options.budgetSeconds = budgetMinutes * 60
-        if !noEval {
-            // Both perplexity protocols run over the held-out text: about two passes of its tokens (4 bytes per token
-            // is typical of English with these tokenizers; the estimate only sizes the time kept for it).
-            let path = evalText ?? Corpora.austenPath("prideprejudice")
-            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 60_000
-            options.evaluationTokens = 2 * min(size, evalBytes ?? (evalText == nil ? 60_000 : size)) / 4
-        }
-        options.search.seed = seed
-        options.search.offspring = offspring
-        if let generations { options.search.maxGenerations = generations }
-        options.searchSequences = searchSequences
-        options.rebuildDatabase = rebuildDatabase
-        options.compare = compare
-        let quiet = json
-        let pool = WorkerPool(threads: threads)
-        var result = try Compressor.compress(input: input, output: out, options: options, pool: pool, quiet: quiet,
-                                             log: { if !quiet { printError($0) } })
+        var heldOut: EvalText?
         if !noEval {
             let path = evalText ?? Corpora.austenPath("prideprejudice")
             guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot read the held-out text") }
@@ -133,8 +117,29 @@ struct Compress: ParsableCommand {
                 bytes = Array(bytes.prefix(cut))
             }
             let name = (path as NSString).lastPathComponent + (limit < data.count ? " (first \(bytes.count) bytes)" : "")
-            try Compressor.evaluate(&result, text: try EvalText(name: name, bytes: bytes), pool: pool, quiet: quiet,
-                                    log: { if !quiet { printError($0) } })
+            let text = try EvalText(name: name, bytes: bytes)
+            heldOut = text
+            // Both perplexity protocols run over the held-out text: about two passes of its tokens (4 bytes per token
+            // is typical of English with these tokenizers; the estimate only sizes the time kept for it), and two
+            // more when the input's reference logits for that text are not cached yet.
+            let defaults = EvalOptions()
+            let cached = FileManager.default.fileExists(atPath: defaults.cacheDirectory + "/" + ReferenceLogits.fileName(
+                modelHash: try FNV1a64.file(input), textHash: text.hash, context: defaults.context, k: defaults.topK,
+                tailSamples: defaults.tailSamples))
+            options.evaluationTokens = (cached ? 2 : 4) * bytes.count / 4
+        }
+        options.search.seed = seed
+        options.search.offspring = offspring
+        if let generations { options.search.maxGenerations = generations }
+        options.searchSequences = searchSequences
+        options.rebuildDatabase = rebuildDatabase
+        options.compare = compare
+        let quiet = json
+        let pool = WorkerPool(threads: threads)
+        var result = try Compressor.compress(input: input, output: out, options: options, pool: pool, quiet: quiet,
+                                             log: { if !quiet { printError($0) } })
+        if let heldOut {
+            try Compressor.evaluate(&result, text: heldOut, pool: pool, quiet: quiet, log: { if !quiet { printError($0) } })
         }
         if let report { try CompressReport.write(result, to: report) }
         if json {
