@@ -1,18 +1,6 @@
 import Foundation
+import SquishEval
 import SquishQuantize
-
-/// A small deterministic generator (SplitMix64, Steele et al. 2014), so a search is reproducible under its seed.
-public struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// The starting allocation: the best one under the budget by a separable estimate of each tensor's cost,
 /// cost(t, l) = sensitivity_t · error(t, l) / error(t, l_probe), where sensitivity_t is the measured KL of the model
@@ -141,7 +129,7 @@ public struct EvolutionarySearch {
     }
 
     /// One mutation of `parent` that stays within the budget (nil if no level can move).
-    public func mutate(_ parent: Allocation, rng: inout SplitMix64) -> Allocation? {
+    public func mutate(_ parent: Allocation, rng: inout SplitMix) -> Allocation? {
         var child = parent
         var used = bytes(child)
         let switches = 1 + Int(rng.next() % UInt64(max(1, options.maxSwitches)))
@@ -179,7 +167,7 @@ public struct EvolutionarySearch {
                     report: (Generation) -> Void = { _ in }) throws -> (best: Allocation, fitness: Double, history: [Generation],
                                                                          candidates: [Candidate]) {
         precondition(!options.stages.isEmpty)
-        var rng = SplitMix64(seed: options.seed)
+        var rng = SplitMix(seed: options.seed)
         var parent = start
         let last = options.stages.count - 1
         var parentScores: [Int: Double] = [:]  // stage → parent's fitness

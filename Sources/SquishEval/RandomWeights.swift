@@ -64,10 +64,11 @@ public enum RandomWeights {
 }
 
 /// SplitMix64 (Steele, Lea, Flood 2014), with an approximately normal draw (sum of four uniforms, Irwin–Hall).
-struct SplitMix: RandomNumberGenerator {
+/// Deterministic under its seed; also the search generator of `squish compress`.
+public struct SplitMix: RandomNumberGenerator {
     var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

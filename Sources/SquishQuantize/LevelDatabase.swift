@@ -171,6 +171,34 @@ public struct LevelDatabase: Sendable {
             try Codecs.dequantize(info.type, file.data(for: info), count: info.elementCount)
         }
 
+        /// Every level of one matrix ([rows × n] f32 `w`): GPTQ with `prepared` statistics, else round to nearest; the
+        /// error of each level weighted by `diag`. Stores the blocks and appends the description.
+        func quantizeLevels(_ info: GGUFTensorInfo, _ w: [Float], prepared: GPTQQuantizer.Prepared?, diag: [Double]) throws {
+            let name = info.name, n = info.shape[0]
+            let types = levels(for: info)
+            var entry = w.withUnsafeBufferPointer { describe(info, $0.baseAddress!, levelTypes: types) }
+            for (k, type) in types.enumerated() {
+                guard let grid = BlockGrid(type), n % grid.groupSize == 0 else { throw QuantizeError.rowLength(tensor: name, rowLength: n, type: type) }
+                var q = w
+                let bytes: [UInt8]
+                if let prepared {
+                    bytes = try q.withUnsafeMutableBufferPointer {
+                        try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: info.rowCount, prepared: prepared, grid: grid,
+                                                   options: options.gptq, pool: pool, name: name)
+                    }
+                } else {
+                    bytes = try RTNQuantizer.quantizeTensor(file.data(for: info), type: info.type, rows: info.rowCount, columns: n,
+                                                            grid: grid, pool: pool)
+                    q = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: info.elementCount) }
+                }
+                entry.levels[k].error = w.withUnsafeBufferPointer { a in
+                    q.withUnsafeBufferPointer { b in relativeError(a.baseAddress!, b.baseAddress!, rows: info.rowCount, n: n, weights: diag) }
+                }
+                blobs[dataName(tensor: name, type: type.name)] = bytes
+            }
+            tensors.append(entry)
+        }
+
         // Transformer blocks, on the original model's activations.
         let seqs = try GPTQModelQuantizer.sequences(file, options.calibration)
         let length = options.calibration.sequenceLength
@@ -224,31 +252,7 @@ public struct LevelDatabase: Sendable {
                     guard info.shape.count == 2, info.shape[0] == n else {
                         throw QuantizeError.badModel(path: file.path, reason: "tensor '\(name)' has shape \(info.shape), its input has \(n) features")
                     }
-                    let w = try dequantized(info)  // [rows × n]
-                    let types = levels(for: info)
-                    var entry = w.withUnsafeBufferPointer { describe(info, $0.baseAddress!, levelTypes: types) }
-                    for (k, type) in types.enumerated() {
-                        guard let grid = BlockGrid(type), n % grid.groupSize == 0 else {
-                            throw QuantizeError.rowLength(tensor: name, rowLength: n, type: type)
-                        }
-                        var q = w
-                        let bytes: [UInt8]
-                        if let prepared {
-                            bytes = try q.withUnsafeMutableBufferPointer {
-                                try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: info.rowCount, prepared: prepared, grid: grid,
-                                                           options: options.gptq, pool: pool, name: name)
-                            }
-                        } else {
-                            bytes = try RTNQuantizer.quantizeTensor(file.data(for: info), type: info.type, rows: info.rowCount,
-                                                                    columns: n, grid: grid, pool: pool)
-                            q = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: info.elementCount) }
-                        }
-                        entry.levels[k].error = w.withUnsafeBufferPointer { a in
-                            q.withUnsafeBufferPointer { b in relativeError(a.baseAddress!, b.baseAddress!, rows: info.rowCount, n: n, weights: diag) }
-                        }
-                        blobs[dataName(tensor: name, type: type.name)] = bytes
-                    }
-                    tensors.append(entry)
+                    try quantizeLevels(info, try dequantized(info), prepared: prepared, diag: diag)
                 }
             }
             log(String(format: "level database: block %d/%d: statistics %.1f s, levels %.1f s (%.0f s so far)", li + 1, c.layers,
@@ -282,29 +286,7 @@ public struct LevelDatabase: Sendable {
             guard let info = file.tensor(named: name) else { continue }
             let n = info.shape[0]
             guard n == c.dim else { throw QuantizeError.badModel(path: file.path, reason: "tensor '\(name)' has rows of \(n), not \(c.dim)") }
-            let w = try dequantized(info)
-            let types = levels(for: info)
-            var entry = w.withUnsafeBufferPointer { describe(info, $0.baseAddress!, levelTypes: types) }
-            for (k, type) in types.enumerated() {
-                guard let grid = BlockGrid(type), n % grid.groupSize == 0 else { throw QuantizeError.rowLength(tensor: name, rowLength: n, type: type) }
-                var q = w
-                let bytes: [UInt8]
-                if let finalPrepared {
-                    bytes = try q.withUnsafeMutableBufferPointer {
-                        try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: info.rowCount, prepared: finalPrepared, grid: grid,
-                                                   options: options.gptq, pool: pool, name: name)
-                    }
-                } else {
-                    bytes = try RTNQuantizer.quantizeTensor(file.data(for: info), type: info.type, rows: info.rowCount, columns: n,
-                                                            grid: grid, pool: pool)
-                    q = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: info.elementCount) }
-                }
-                entry.levels[k].error = w.withUnsafeBufferPointer { a in
-                    q.withUnsafeBufferPointer { b in relativeError(a.baseAddress!, b.baseAddress!, rows: info.rowCount, n: n, weights: finalDiag) }
-                }
-                blobs[dataName(tensor: name, type: type.name)] = bytes
-            }
-            tensors.append(entry)
+            try quantizeLevels(info, try dequantized(info), prepared: finalPrepared, diag: finalDiag)
             log(String(format: "level database: %@ (%.0f s so far)", name, Date().timeIntervalSince(start)))
         }
         progress?(steps, steps)

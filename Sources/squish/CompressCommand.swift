@@ -98,12 +98,7 @@ struct Compress: ParsableCommand {
             return t
         }
         options.calibration.tokens = calibTokens
-        if let calib {
-            options.calibration.textPath = calib
-        } else {
-            options.calibration.textPath = Corpora.austenPath("emma")
-            options.calibration.textBytes = 200_000
-        }
+        calibrationText(calib, into: &options.calibration)
         options.budgetSeconds = budgetMinutes * 60
         var heldOut: EvalText?
         if !noEval {

@@ -1,6 +1,7 @@
 import Foundation
 import SquishCore
 import SquishData
+import SquishQuantize
 
 /// Resolves a model path given on the command line; with none, the cached default model.
 func resolveModelPath(_ path: String?) throws -> String {
@@ -21,4 +22,15 @@ struct CLIError: Error, CustomStringConvertible {
 /// Writes a line to stderr.
 func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// `--calib FILE`, or by default the first 200,000 bytes of Austen's Emma from the cached corpora (no evaluation
+/// text comes from Emma).
+func calibrationText(_ calib: String?, into options: inout CalibrationOptions) {
+    if let calib {
+        options.textPath = calib
+    } else {
+        options.textPath = Corpora.austenPath("emma")
+        options.textBytes = 200_000
+    }
 }

@@ -104,12 +104,7 @@ struct Quantize: ParsableCommand {
         options.awq.clip = awqClip
         options.awq.clipSteps = awqClipGrid
         options.calibration.tokens = calibTokens
-        if let calib {
-            options.calibration.textPath = calib
-        } else {
-            options.calibration.textPath = Corpora.austenPath("emma")
-            options.calibration.textBytes = 200_000
-        }
+        calibrationText(calib, into: &options.calibration)
         let quiet = json
         let pool = WorkerPool(threads: threads)
         var report = try ModelQuantizer.quantize(input: input, output: out, options: options, pool: pool,

@@ -71,7 +71,7 @@ struct AllocationTests {
         let tensors = syntheticTensors(steps, errors: steps.map { $0.map { _ in 1.0 } })
         let budget = 1900
         let search = EvolutionarySearch(tensors: tensors, budget: budget, options: EvolutionarySearch.Options())
-        var rng = SplitMix64(seed: 7)
+        var rng = SplitMix(seed: 7)
         var parent = Allocation(levels: [1, 1, 0, 1, 2])
         #expect(search.bytes(parent) <= budget)
         var changed = 0
@@ -89,7 +89,7 @@ struct AllocationTests {
     @Test func searchImprovesASeparableFitnessAndIsDeterministicUnderItsSeed() throws {
         // 12 tensors with random level costs; the fitness is their sum (so the optimum is known by brute force on
         // the greedy's terms). Start from the worst feasible allocation; the search must improve it a lot.
-        var rng = SplitMix64(seed: 3)
+        var rng = SplitMix(seed: 3)
         let steps = (0 ..< 12).map { _ in [10, 20, 30, 40].map { $0 * (1 + Int(rng.next() % 3)) } }
         let costs: [[Double]] = (0 ..< 12).map { _ in
             let s = Double(rng.next() % 1000) / 100 + 0.1
