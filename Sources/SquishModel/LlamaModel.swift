@@ -100,7 +100,7 @@ public final class LlamaModel: @unchecked Sendable {
         // originals are released (read back from the file for embedding look-ups). SQUISH_NO_REPACK=1 turns it off.
         let repack = ProcessInfo.processInfo.environment["SQUISH_NO_REPACK"] == nil
         let releaseSource = (source as? GGUFFile)?.file.isMemoryMapped == true
-        // SQ2-SQ4 and TQ1_0/TQ2_0 matrices get a bit-plane copy for the lookup-table kernels; SQUISH_NO_LUT=1 turns it off.
+        // SQ2-SQ4 matrices get a bit-plane copy for the lookup-table kernels; SQUISH_NO_LUT=1 turns it off.
         let lookupTables = ProcessInfo.processInfo.environment["SQUISH_NO_LUT"] == nil
         func view(_ name: String) throws -> TensorView {
             guard let t = source.tensor(name) else { throw ModelError.missingTensor(path: path, tensor: name) }
@@ -115,9 +115,10 @@ public final class LlamaModel: @unchecked Sendable {
                 throw ModelError.invalidConfiguration(path: path, reason: "tensor '\(name)': block type \(t.type.name) has no kernel yet")
             }
             let raw = try WeightMatrix(name: name, type: t.type, data: t.data, rows: rows, columns: columns)
-            // Low-bit matrices also get the bit-plane layout of the lookup-table kernels (decoding; prefill stays on the
-            // int8 kernels, see Matmul.lookupTableMaxTokens). Made from the stored blocks before any conversion.
-            let lut = lookupTables ? raw.withLookupTable() : raw
+            // SQ2-SQ4 matrices also get the bit-plane layout of the lookup-table kernels (decoding; prefill stays on the
+            // int8 kernels, see Matmul.lookupTableMaxTokens), made from the stored blocks before any conversion. Ternary
+            // types could too, but their bit planes read more bytes than their blocks and measured no faster (README).
+            let lut = lookupTables && t.type.squishAffine != nil ? raw.withLookupTable() : raw
             let m = raw.convertedForKernels()
             // A converted matrix owns its memory: releasing those pages would lose the weights (and a TQ matrix keeps
             // its mapped blocks for prefill).
