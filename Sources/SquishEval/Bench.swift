@@ -77,10 +77,11 @@ public enum ModelBench {
 }
 
 extension LlamaModel {
-    /// Stored bytes of the matrices one decoded token multiplies: every layer's Q, K, V, O, gate, up and down, and the
-    /// output matrix (the embedding contributes one row, left out).
+    /// Bytes of the matrices one decoded token multiplies, as the decode kernels read them: every layer's Q, K, V, O,
+    /// gate, up and down, and the output matrix (the embedding contributes one row, left out); the bit-plane layout
+    /// where the lookup tables run, the (possibly converted) blocks otherwise.
     public var matrixBytesPerToken: Int {
-        func b(_ m: WeightMatrix) -> Int { m.rows * m.rowBytes }
+        func b(_ m: WeightMatrix) -> Int { m.lut?.bytes ?? m.rows * m.rowBytes }
         return layers.reduce(b(output)) { $0 + b($1.wq) + b($1.wk) + b($1.wv) + b($1.wo) + b($1.gate) + b($1.up) + b($1.down) }
     }
 }

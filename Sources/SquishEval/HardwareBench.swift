@@ -105,7 +105,8 @@ public struct KernelBenchRow: Codable, Sendable {
     public let rows: Int
     public let columns: Int
     public let tokens: Int
-    /// Which Matmul path ran: "packed" (8-row interleaved int8), "int8", "float", "dequantize".
+    /// Which Matmul path ran: "packed" (8-row interleaved int8), "int8", "float", "dequantize", "lut" (bit-plane
+    /// lookup tables; `weight_bytes` is then the bit-plane layout's size, for converted types the converted blocks').
     public let path: String
     public let weightBytes: Int
     /// Distinct copies of the matrix cycled through, so that together they exceed the last-level cache.
@@ -136,14 +137,51 @@ public struct KernelBenchResult: Codable, Sendable {
 /// time per call gives GFLOP/s (2 · rows · columns · tokens) and weight GB/s (stored matrix bytes per call).
 public enum KernelBench {
     public static let defaultTypes: [GGMLType] = [
-        .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .tq1_0, .tq2_0, .sq3_G32, .sq4_G64,
+        .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .tq1_0, .tq2_0, .sq2_G64, .sq3_G32,
+        .sq3_G64, .sq4_G64,
     ]
+
+    /// Median seconds per call of y = X Wᵀ for `tokens` rows of X, cycling through `matrices` (cold caches).
+    static func measure(_ matmul: Matmul, _ matrices: [WeightMatrix], tokens nt: Int, type: GGMLType, shape: KernelShape,
+                        path: String, bytes: Int, repetitions: Int, sampleSeconds: Double) throws -> KernelBenchRow {
+        var rng = SplitMix(seed: 7)
+        let x = (0 ..< nt * shape.columns).map { _ in rng.gaussian() }  // [nt × columns]
+        var y = [Float](repeating: 0, count: nt * shape.rows)  // [nt × rows]
+        var next = 0
+        func call() throws {
+            try x.withUnsafeBufferPointer { xb in
+                try y.withUnsafeMutableBufferPointer { yb in
+                    try matmul(matrices[next], xb.baseAddress!, tokens: nt, yb.baseAddress!)
+                }
+            }
+            next = (next + 1) % matrices.count
+        }
+        var t0 = now()
+        try call()  // warm-up, and a first estimate of the time per call
+        let estimate = max(Double(now() - t0) / 1e9, 1e-7)
+        let calls = max(1, Int(sampleSeconds / estimate))
+        var samples: [Double] = []
+        for _ in 0 ..< repetitions {
+            t0 = now()
+            for _ in 0 ..< calls { try call() }
+            samples.append(Double(now() - t0) / 1e9 / Double(calls))
+        }
+        let s = median(samples)
+        return KernelBenchRow(
+            type: type.name, shape: shape.name, rows: shape.rows, columns: shape.columns, tokens: nt, path: path,
+            weightBytes: bytes, copies: matrices.count, secondsPerCall: s,
+            gflops: 2 * Double(shape.rows * shape.columns * nt) / s / 1e9,
+            weightGigabytesPerSecond: Double(bytes) / s / 1e9)
+    }
 
     public static func run(types: [GGMLType], shapes: [KernelShape], tokens: [Int] = [1, 64], pool: WorkerPool,
                            repetitions: Int = 5, sampleSeconds: Double = 0.05, coldBytes: Int = 64 << 20,
                            repack: Bool = ProcessInfo.processInfo.environment["SQUISH_NO_REPACK"] == nil,
                            progress: ((String) -> Void)? = nil) throws -> KernelBenchResult {
         let matmul = Matmul(pool: pool)
+        matmul.lookupTableMaxTokens = 0
+        let lutMatmul = Matmul(pool: pool)
+        lutMatmul.lookupTableMaxTokens = Int.max
         var rows: [KernelBenchRow] = []
         var skipped: [String] = []
         for type in types {
@@ -167,48 +205,41 @@ public enum KernelBench {
                     buffers.append(p)
                     return p
                 }
+                // As the model holds it: Squish affine types converted to Q4_1/Q5_1 for the int8 kernels.
                 let first = try WeightMatrix(name: "bench", type: type, data: UnsafeRawBufferPointer(start: copy(), count: bytes),
-                                             rows: shape.rows, columns: shape.columns)
+                                             rows: shape.rows, columns: shape.columns).convertedForKernels()
+                let converted = first.converted != nil
                 if repack && first.canRepack {
                     for _ in 0 ..< copies { matrices.append(first.repacked()) }
                 } else {
                     matrices.append(first)
                     for _ in 1 ..< copies {
-                        matrices.append(try WeightMatrix(name: "bench", type: type, data: UnsafeRawBufferPointer(start: copy(), count: bytes),
-                                                         rows: shape.rows, columns: shape.columns))
+                        let m = try WeightMatrix(name: "bench", type: type, data: UnsafeRawBufferPointer(start: copy(), count: bytes),
+                                                 rows: shape.rows, columns: shape.columns)
+                        matrices.append(converted ? m.convertedForKernels() : m)
                     }
                 }
                 let path = matrices[0].packed != nil ? "packed" : matrices[0].usesQ8Kernel ? "int8"
                     : (type == .f32 || type == .f16) ? "float" : "dequantize"
+                // Bytes the kernel reads per call: the converted blocks where the type was converted.
+                let readBytes = converted ? (first.type.rowBytes(elements: shape.columns) ?? rowBytes) * shape.rows : bytes
                 for nt in tokens {
-                    var rng = SplitMix(seed: 7)
-                    let x = (0 ..< nt * shape.columns).map { _ in rng.gaussian() }  // [nt × columns]
-                    var y = [Float](repeating: 0, count: nt * shape.rows)  // [nt × rows]
-                    var next = 0
-                    func call() throws {
-                        try x.withUnsafeBufferPointer { xb in
-                            try y.withUnsafeMutableBufferPointer { yb in
-                                try matmul(matrices[next], xb.baseAddress!, tokens: nt, yb.baseAddress!)
-                            }
-                        }
-                        next = (next + 1) % matrices.count
+                    rows.append(try measure(matmul, matrices, tokens: nt, type: type, shape: shape, path: path, bytes: readBytes,
+                                            repetitions: repetitions, sampleSeconds: sampleSeconds))
+                }
+                // The lookup-table kernel on the same weights, for every token count (the model uses it for decoding).
+                let raw = try WeightMatrix(name: "bench", type: type, data: UnsafeRawBufferPointer(start: buffers[0], count: bytes),
+                                           rows: shape.rows, columns: shape.columns)
+                if raw.canUseLookupTable {
+                    matrices = []  // frees the int8 copies first
+                    let one = raw.withLookupTable()
+                    let lutBytes = one.lut!.bytes
+                    let lutCopies = max(1, min(256, (coldBytes + lutBytes - 1) / lutBytes))
+                    matrices = [one] + (1 ..< lutCopies).map { _ in raw.withLookupTable() }
+                    for nt in tokens {
+                        rows.append(try measure(lutMatmul, matrices, tokens: nt, type: type, shape: shape, path: "lut", bytes: lutBytes,
+                                                repetitions: repetitions, sampleSeconds: sampleSeconds))
                     }
-                    var t0 = now()
-                    try call()  // warm-up, and a first estimate of the time per call
-                    let estimate = max(Double(now() - t0) / 1e9, 1e-7)
-                    let calls = max(1, Int(sampleSeconds / estimate))
-                    var samples: [Double] = []
-                    for _ in 0 ..< repetitions {
-                        t0 = now()
-                        for _ in 0 ..< calls { try call() }
-                        samples.append(Double(now() - t0) / 1e9 / Double(calls))
-                    }
-                    let s = median(samples)
-                    rows.append(KernelBenchRow(
-                        type: type.name, shape: shape.name, rows: shape.rows, columns: shape.columns, tokens: nt, path: path,
-                        weightBytes: bytes, copies: matrices.count, secondsPerCall: s,
-                        gflops: 2 * Double(shape.rows * shape.columns * nt) / s / 1e9,
-                        weightGigabytesPerSecond: Double(bytes) / s / 1e9))
                 }
             }
         }

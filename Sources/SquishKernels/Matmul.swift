@@ -69,6 +69,54 @@ public struct WeightMatrix: @unchecked Sendable {
         return m
     }
 
+    /// The same weights split into bit planes for the lookup-table kernels (see lut.c), used for decoding (few tokens)
+    /// when present: `lutBits` planes, d and m per row and group of `lutGroup` columns.
+    public private(set) var lut: PackedWeights?
+    public private(set) var lutBits = 0
+    public private(set) var lutGroup = 0
+
+    /// True when `withLookupTable()` would add the bit-plane layout: SQ<b>_G<g> (b ≤ 4), TQ2_0, TQ1_0.
+    public var canUseLookupTable: Bool {
+        var bits: Int32 = 0, group: Int32 = 0
+        guard sq_lut_supported(Int32(bitPattern: type.rawValue), &bits, &group) != 0, rows > 0 else { return false }
+        return columns % Int(group) == 0 && (type.squishAffine != nil || columns % 256 == 0)
+    }
+
+    /// This matrix with its weights also in the bit-plane layout of the lookup-table kernels, made from `data` (which
+    /// must still be in `type`: call it before `convertedForKernels`, then `adoptingLookupTable(from:)`).
+    public func withLookupTable() -> WeightMatrix {
+        guard canUseLookupTable, lut == nil else { return self }
+        var bits: Int32 = 0, group: Int32 = 0
+        _ = sq_lut_supported(Int32(bitPattern: type.rawValue), &bits, &group)
+        var m = self
+        // [ceil(rows / 32) blocks × columns / group groups × (128 + 4 group bits) bytes]
+        let p = PackedWeights(bytes: sq_lut_packed_bytes(Int64(rows), Int64(columns), bits, group))
+        guard sq_lut_repack(Int32(bitPattern: type.rawValue), data, rowBytes, Int64(rows), Int64(columns), p.base) != 0 else { return self }
+        m.lut = p
+        m.lutBits = Int(bits)
+        m.lutGroup = Int(group)
+        return m
+    }
+
+    /// This matrix (e.g. converted and repacked for the int8 kernels) with `other`'s bit-plane layout (same weights).
+    public func adoptingLookupTable(from other: WeightMatrix) -> WeightMatrix {
+        guard other.rows == rows, other.columns == columns, let l = other.lut else { return self }
+        var m = self
+        m.lut = l
+        m.lutBits = other.lutBits
+        m.lutGroup = other.lutGroup
+        return m
+    }
+
+    /// This matrix without the bit-plane layout (comparisons).
+    public func droppingLookupTable() -> WeightMatrix {
+        var m = self
+        m.lut = nil
+        m.lutBits = 0
+        m.lutGroup = 0
+        return m
+    }
+
     /// True when the integer (int8-activation) kernels handle this type.
     public var usesQ8Kernel: Bool { sq_type_has_q8_kernel(Int32(type.rawValue)) != 0 }
 }
@@ -114,13 +162,59 @@ public final class Matmul {
     /// Tokens per cache tile in the matrix × matrix path.
     public static let tokenTile = 64
 
+    /// Matrices with a bit-plane layout use the lookup-table kernels for at most this many tokens (decoding; see
+    /// `WeightMatrix.lut`), the int8 kernels above it. Measured on AVX2 (bench --kernels): see README "Lookup tables".
+    public var lookupTableMaxTokens = 1
+    private var tables: UnsafeMutableRawPointer
+    private var tablesCapacity: Int
+
     public init(pool: WorkerPool) {
         self.pool = pool
         q8Capacity = 1024
         q8 = .allocate(capacity: q8Capacity)
+        tablesCapacity = 1 << 16
+        tables = .allocate(byteCount: tablesCapacity, alignment: 64)
     }
 
-    deinit { q8.deallocate() }
+    deinit {
+        q8.deallocate()
+        tables.deallocate()
+    }
+
+    /// True when `w` is multiplied through its lookup tables for `tokens` tokens.
+    @inline(__always) func usesLookupTable(_ w: WeightMatrix, tokens: Int) -> Bool {
+        w.lut != nil && !exactActivations && tokens <= lookupTableMaxTokens
+    }
+
+    /// The tables of x [tokens × columns] for groups of `group` into the scratch space: [tokens × stride] bytes.
+    /// Allocates only when a larger size than ever before is needed.
+    func lookupTables(_ x: UnsafePointer<Float>, columns: Int, group: Int, tokens: Int) -> (UnsafeMutableRawPointer, Int) {
+        let stride = sq_lut_table_bytes(Int64(columns), Int32(group))
+        if stride * tokens > tablesCapacity {
+            tables.deallocate()
+            tablesCapacity = stride * tokens
+            tables = .allocate(byteCount: tablesCapacity, alignment: 64)
+        }
+        let tables = self.tables
+        let build = portable ? sq_lut_build_tables_portable : sq_lut_build_tables
+        if tokens == 1 {
+            build(x, Int64(columns), Int32(group), tables)
+        } else {
+            pool.parallelFor(tokens) { range in
+                for t in range { build(x + t * columns, Int64(columns), Int32(group), tables + t * stride) }
+            }
+        }
+        return (tables, stride)
+    }
+
+    /// Blocks [b0, b1) of 32 rows of w (bit-plane layout) for all tokens.
+    @inline(__always) func lookupTableRows(_ w: WeightMatrix, _ b0: Int, _ b1: Int, tables: UnsafeRawPointer, stride: Int,
+                                           tokens: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int) {
+        guard b0 < b1, let l = w.lut else { return }
+        let kernel = portable ? sq_lut_gemv_portable : sq_lut_gemv
+        kernel(l.base, Int32(w.lutBits), Int32(w.lutGroup), Int64(w.rows), Int64(w.columns), Int64(b0), Int64(b1),
+               tables, stride, Int64(tokens), y, Int64(ldy))
+    }
 
     /// x [tokens × columns] rounded to 8 bits per block of 32 into the scratch space: [tokens × columns / 32] blocks.
     func quantizedActivations(_ x: UnsafePointer<Float>, columns: Int, tokens: Int) -> UnsafeMutablePointer<sq_block_q8> {
@@ -154,6 +248,13 @@ public final class Matmul {
         let ldy = ldy ?? w.rows
         let type = Int32(w.type.rawValue)
         let pool = self.pool
+        if usesLookupTable(w, tokens: tokens) {
+            let (tables, stride) = lookupTables(x, columns: w.columns, group: w.lutGroup, tokens: tokens)
+            pool.parallelFor((w.rows + 31) / 32) { blocks in
+                lookupTableRows(w, blocks.lowerBound, blocks.upperBound, tables: tables, stride: stride, tokens: tokens, y, ldy: ldy)
+            }
+            return
+        }
         if w.usesQ8Kernel && exactActivations {
             // Reference path: each weight row dequantized to f32, dotted with unrounded activations.
             pool.parallelFor(w.rows, granularity: 8) { rows in
@@ -236,6 +337,31 @@ extension Matmul {
                        _ c: WeightMatrix?, _ yc: UnsafeMutablePointer<Float>?,
                        input x: UnsafePointer<Float>, tokens: Int, paired: Bool, _ rowsDone: (Range<Int>) -> Void) throws {
         let columns = a.columns
+        if usesLookupTable(a, tokens: tokens), usesLookupTable(b, tokens: tokens), b.columns == columns, b.lutGroup == a.lutGroup,
+           c == nil || (yc != nil && usesLookupTable(c!, tokens: tokens) && c!.columns == columns && c!.lutGroup == a.lutGroup),
+           !paired || (a.rows == b.rows && c == nil) {
+            let (tables, stride) = lookupTables(x, columns: columns, group: a.lutGroup, tokens: tokens)
+            let ba = (a.rows + 31) / 32, bb = (b.rows + 31) / 32, bc = ((c?.rows ?? 0) + 31) / 32
+            if paired {
+                pool.parallelFor(ba) { blocks in
+                    let lo = blocks.lowerBound, hi = blocks.upperBound
+                    lookupTableRows(a, lo, hi, tables: tables, stride: stride, tokens: tokens, ya, ldy: a.rows)
+                    lookupTableRows(b, lo, hi, tables: tables, stride: stride, tokens: tokens, yb, ldy: b.rows)
+                    rowsDone(lo * 32 ..< min(hi * 32, a.rows))
+                }
+            } else {
+                // One index space over the blocks of a, then b, then c.
+                pool.parallelFor(ba + bb + bc) { blocks in
+                    let lo = blocks.lowerBound, hi = blocks.upperBound
+                    lookupTableRows(a, lo, min(hi, ba), tables: tables, stride: stride, tokens: tokens, ya, ldy: a.rows)
+                    lookupTableRows(b, max(lo, ba) - ba, min(hi, ba + bb) - ba, tables: tables, stride: stride, tokens: tokens, yb, ldy: b.rows)
+                    if let c, let yc {
+                        lookupTableRows(c, max(lo, ba + bb) - ba - bb, hi - ba - bb, tables: tables, stride: stride, tokens: tokens, yc, ldy: c.rows)
+                    }
+                }
+            }
+            return
+        }
         let fusable = !exactActivations && a.packed != nil && b.packed != nil && b.columns == columns
             && (c == nil || (c!.packed != nil && c!.columns == columns && yc != nil))
             && (!paired || (a.rows == b.rows && c == nil))

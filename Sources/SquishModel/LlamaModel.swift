@@ -100,6 +100,8 @@ public final class LlamaModel: @unchecked Sendable {
         // originals are released (read back from the file for embedding look-ups). SQUISH_NO_REPACK=1 turns it off.
         let repack = ProcessInfo.processInfo.environment["SQUISH_NO_REPACK"] == nil
         let releaseSource = (source as? GGUFFile)?.file.isMemoryMapped == true
+        // SQ2-SQ4 matrices get a bit-plane copy for the lookup-table kernels; SQUISH_NO_LUT=1 turns it off.
+        let lookupTables = ProcessInfo.processInfo.environment["SQUISH_NO_LUT"] == nil
         func view(_ name: String) throws -> TensorView {
             guard let t = source.tensor(name) else { throw ModelError.missingTensor(path: path, tensor: name) }
             return t
@@ -112,9 +114,16 @@ public final class LlamaModel: @unchecked Sendable {
             guard Matmul.supports(t.type) else {
                 throw ModelError.invalidConfiguration(path: path, reason: "tensor '\(name)': block type \(t.type.name) has no kernel yet")
             }
-            let m = try WeightMatrix(name: name, type: t.type, data: t.data, rows: rows, columns: columns).convertedForKernels()
-            // A converted matrix owns its memory: releasing those pages would lose the weights.
-            return repack ? m.repacked(releaseSource: releaseSource && m.converted == nil) : m
+            let raw = try WeightMatrix(name: name, type: t.type, data: t.data, rows: rows, columns: columns)
+            // SQ2-SQ4 matrices also get the bit-plane layout of the lookup-table kernels (decoding; prefill stays on the
+            // int8 kernels, see Matmul.lookupTableMaxTokens), made from the stored blocks before any conversion. Ternary
+            // types could too, but their bit planes read more bytes than their blocks and measured no faster (README).
+            let lut = lookupTables && t.type.squishAffine != nil ? raw.withLookupTable() : raw
+            let m = raw.convertedForKernels()
+            // A converted matrix owns its memory: releasing those pages would lose the weights (and a TQ matrix keeps
+            // its mapped blocks for prefill).
+            let k = repack ? m.repacked(releaseSource: releaseSource && m.converted == nil) : m
+            return k.adoptingLookupTable(from: lut)
         }
         func vector(_ name: String, _ n: Int) throws -> [Float] {
             let t = try view(name)

@@ -45,7 +45,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Benchmark the matmul kernels instead: GEMV and GEMM per block type on the default model's and TinyLlama-1.1B's shapes.")
     var kernels = false
 
-    @Option(help: "Block types for --kernels, comma-separated (default: Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,IQ4_NL,Q2_K..Q6_K,TQ1_0,TQ2_0,SQ3_G32,SQ4_G64).")
+    @Option(help: "Block types for --kernels, comma-separated (default: Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,IQ4_NL,Q2_K..Q6_K,TQ1_0,TQ2_0,SQ2_G64,SQ3_G32,SQ3_G64,SQ4_G64; SQ2-SQ4 and TQ types also through the lookup-table kernel, path 'lut').")
     var types: String?
 
     @Option(help: "Shapes for --kernels: all, 135m, 1.1b, or ROWSxCOLUMNS[,ROWSxCOLUMNS...].")
@@ -215,7 +215,8 @@ extension Bench {
         var i = 0
         while i < r.rows.count {
             let a = r.rows[i]
-            let b = i + 1 < r.rows.count && r.rows[i + 1].type == a.type && r.rows[i + 1].shape == a.shape ? r.rows[i + 1] : nil
+            let b = i + 1 < r.rows.count && r.rows[i + 1].type == a.type && r.rows[i + 1].shape == a.shape
+                && r.rows[i + 1].path == a.path ? r.rows[i + 1] : nil
             func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
             print(pad(a.type, 8) + " " + pad(a.shape, 16) + String(format: " %6d x %-5d ", a.rows, a.columns) + pad(a.path, 10)
                   + String(format: " %6.2f %6d | %12.2f %6.2f | %12.2f %6.2f", Double(a.weightBytes) / 1e6, a.copies,

@@ -62,14 +62,19 @@ import SquishTokenizer
                                     repetitions: 1, sampleSeconds: 0.001, coldBytes: 1 << 16, repack: true)
         // Q2_K needs rows of 256: its 128-column case is skipped.
         #expect(r.skipped == ["Q2_K 16x128"])
-        #expect(r.rows.count == 5 * 2)
+        // SQ4_G64 twice per shape: as the model runs prefill (converted to Q4_1, packed) and through the lookup tables.
+        #expect(r.rows.count == 5 * 2 + 2 * 2)
         for row in r.rows {
             #expect(row.gflops > 0 && row.weightGigabytesPerSecond > 0 && row.copies >= 1)
-            #expect(row.weightBytes == row.rows * GGMLType(name: row.type)!.rowBytes(elements: row.columns)!)
+            // Bytes read: the stored rows, the Q4_1 blocks for a converted type, the bit-plane layout for 'lut'.
+            let type = GGMLType(name: row.type)!
+            let expected = row.path == "lut" ? sq_lut_packed_bytes(Int64(row.rows), Int64(row.columns), 4, 64)
+                : row.rows * (type == .sq4_G64 ? GGMLType.q4_1 : type).rowBytes(elements: row.columns)!
+            #expect(row.weightBytes == expected, "\(row.type) \(row.path)")
         }
         #expect(r.rows.first { $0.type == "Q4_0" }?.path == "packed")
         #expect(r.rows.first { $0.type == "Q2_K" }?.path == "int8")
-        #expect(r.rows.first { $0.type == "SQ4_G64" }?.path == "dequantize")
+        #expect(r.rows.filter { $0.type == "SQ4_G64" }.map(\.path) == ["packed", "packed", "lut", "lut", "packed", "packed", "lut", "lut"])
         let json = try jsonString(r)
         for key in ["\"gflops\"", "\"weight_gigabytes_per_second\"", "\"seconds_per_call\"", "\"tokens\"", "\"skipped\""] {
             #expect(json.contains(key), "missing \(key)")

@@ -85,6 +85,27 @@ void sq_matmul_packed(int type, const void *wp, int64_t g0, int64_t g1, const sq
 void sq_matmul_packed_portable(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
                                int64_t nt, float *y, int64_t ldy);
 
+/// Lookup-table (T-MAC style) kernels for bit-plane weights, see lut.c. 1 when `type` (a ggml/Squish type id) can be
+/// repacked: SQ<b>_G<g> with b ≤ 4 and g = 32 or 64, TQ2_0, TQ1_0; sets the planes and group of the packed layout.
+int sq_lut_supported(int type, int *bits, int *group);
+/// Bytes of one packed group of 32 rows (128 + 4 · group · bits) and of a whole packed matrix (rows rounded up to 32).
+size_t sq_lut_group_bytes(int bits, int group);
+size_t sq_lut_packed_bytes(int64_t rows, int64_t columns, int bits, int group);
+/// Repacks rows (of row_bytes bytes in `type`) into dst (sq_lut_packed_bytes); 0 when unsupported (nothing written).
+int sq_lut_repack(int type, const void *src, size_t row_bytes, int64_t rows, int64_t columns, void *dst);
+/// Bytes of one token's tables for `columns` activations (int8 [columns / 4][16], then f32 scales and sums per group).
+size_t sq_lut_table_bytes(int64_t columns, int group);
+/// Builds one token's tables from x[columns] (columns a multiple of group) into `tables`.
+void sq_lut_build_tables(const float *x, int64_t columns, int group, void *tables);
+/// The portable version of sq_lut_build_tables (bit-identical tables).
+void sq_lut_build_tables_portable(const float *x, int64_t columns, int group, void *tables);
+/// y[t * ldy + r] for rows r of the 32-row blocks [b0, b1) (r < rows) and tokens t < nt (tables t · table_stride apart).
+void sq_lut_gemv(const void *wp, int bits, int group, int64_t rows, int64_t columns, int64_t b0, int64_t b1,
+                 const void *tables, size_t table_stride, int64_t nt, float *y, int64_t ldy);
+/// The portable version of sq_lut_gemv (bit-identical results).
+void sq_lut_gemv_portable(const void *wp, int bits, int group, int64_t rows, int64_t columns, int64_t b0, int64_t b1,
+                          const void *tables, size_t table_stride, int64_t nt, float *y, int64_t ldy);
+
 #ifdef __cplusplus
 }
 #endif
