@@ -2,17 +2,24 @@
 """Reference checks for Squish's K-quant encoders (gguf-py 0.19.0 can decode K-quants but not encode them).
 
 usage: kquant_reference.py DIR
+       kquant_reference.py model GGUF OUTDIR [MAX]
 
 DIR/manifest.json lists cases {"name", "type" (ggml name), "count", "input" (f32 file), "bytes" (Squish's blocks)}.
 For every case writes DIR/<name>.gguf.f32 = gguf.quants.dequantize(bytes) and DIR/<name>.naive.f32, the
 dequantized output of a naive K-quant encoder written here: per sub-block min/max (or max |x|) scale, sub-block
 scales quantized to the format's integers relative to an f16 super-block d (and dmin), weights rounded again.
+
+model: for up to MAX (default 3) K-quant tensors of GGUF, writes OUTDIR/<name>.bytes (raw rows) and
+OUTDIR/<name>.out.f32 (gguf.quants.dequantize of them) and OUTDIR/manifest.json [{"name", "type", "count",
+"bytes", "output"}]. The header is parsed here because gguf-py's reader rejects Squish's own block types.
 """
 import json
+import struct
 import os
 import sys
 
 import numpy as np
+import gguf
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
 
@@ -75,8 +82,80 @@ def main(d):
         naive(x, c["type"]).tofile(os.path.join(d, c["name"] + ".naive.f32"))
 
 
+def gguf_tensors(path):
+    """(name, ggml type id, shape, absolute byte offset) of every tensor, from the GGUF header (spec: ggml docs/gguf.md)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        v = struct.unpack_from("<" + fmt, data, pos)
+        pos += struct.calcsize("<" + fmt)
+        return v[0]
+
+    def string():
+        nonlocal pos
+        n = take("Q")
+        s = data[pos:pos + n].decode("utf-8")
+        pos += n
+        return s
+
+    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+    def value(t):
+        if t == 8:
+            return string()
+        if t == 9:
+            et, n = take("I"), take("Q")
+            return [value(et) for _ in range(n)]
+        return take(scalar[t])
+
+    assert data[:4] == b"GGUF"
+    pos = 4
+    take("I")
+    n_tensors, n_kv = take("Q"), take("Q")
+    alignment = 32
+    for _ in range(n_kv):
+        key = string()
+        v = value(take("I"))
+        if key == "general.alignment":
+            alignment = v
+    infos = []
+    for _ in range(n_tensors):
+        name = string()
+        shape = [take("Q") for _ in range(take("I"))]
+        infos.append((name, take("I"), shape, take("Q")))
+    start = (pos + alignment - 1) // alignment * alignment
+    return data, [(n, t, s, start + o) for n, t, s, o in infos]
+
+
+def model(path, outdir, limit):
+    os.makedirs(outdir, exist_ok=True)
+    data, infos = gguf_tensors(path)
+    cases = []
+    for name, type_id, shape, offset in infos:
+        if len(cases) >= limit:
+            break
+        qtype = next((k for k in FORMATS if T[k].value == type_id), None)
+        if qtype is None:
+            continue
+        count = int(np.prod(shape))
+        nbytes = count // 256 * gguf.GGML_QUANT_SIZES[T[qtype]][1]
+        raw = np.frombuffer(data, dtype=np.uint8, count=nbytes, offset=offset)
+        out = dequantize(raw, T[qtype]).reshape(-1).astype(np.float32)
+        raw.tofile(os.path.join(outdir, name + ".bytes"))
+        out.tofile(os.path.join(outdir, name + ".out.f32"))
+        cases.append({"name": name, "type": qtype, "count": count, "bytes": name + ".bytes", "output": name + ".out.f32"})
+    with open(os.path.join(outdir, "manifest.json"), "w") as f:
+        json.dump(cases, f)
+
+
 if __name__ == "__main__":
     np.seterr(all="ignore")
-    if len(sys.argv) != 2:
+    if len(sys.argv) == 2:
+        main(sys.argv[1])
+    elif len(sys.argv) in (4, 5) and sys.argv[1] == "model":
+        model(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) == 5 else 3)
+    else:
         sys.exit(__doc__)
-    main(sys.argv[1])
