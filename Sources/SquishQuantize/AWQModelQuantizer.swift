@@ -70,7 +70,9 @@ enum AWQModelQuantizer {
                 for (site, names) in consumers {
                     let sizes = Set(names.compactMap(grid).map(\.groupSize))
                     let n = site == .ffnHidden ? c.hiddenDim : site == .attentionOutput ? c.qDim : c.dim
-                    if sizes.count == 1, let g = sizes.first, n % g == 0 { grams[site] = GroupGram(n: n, g: g) }
+                    // K-quant blocks fit 8-16 sub-blocks jointly: no clipping search for them (they are rounded by their fit).
+                    let kQuant = names.compactMap(grid).contains { $0.isKQuant }
+                    if !kQuant, sizes.count == 1, let g = sizes.first, n % g == 0 { grams[site] = GroupGram(n: n, g: g) }
                 }
             }
             for s in 0 ..< seqs.count {

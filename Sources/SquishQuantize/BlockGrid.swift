@@ -27,9 +27,14 @@ public enum BlockGrid: Sendable, Equatable {
     /// t = clamp(round(w / γ), −1, 1), stored as TQ1_0/TQ2_0 (blocks of 256) or as a Squish 2-bit affine type with
     /// m = −γ (codes 0, 1, 2) where rows are not multiples of 256.
     case ternary(GGMLType)
+    /// A K-quant (Q2_K ... Q6_K): blocks of 256 whose sub-blocks of 16 or 32 each get their own step and offset, the
+    /// sub-block scales stored as small integers relative to the block's f16 d / dmin (see SquishFormats
+    /// `KQuantFormat`). A block's `parameters(_:into:)` are one `BlockParameters` per sub-block (`codeGroupSize`).
+    case kQuant(KQuantFormat)
 
     public init?(_ type: GGMLType) {
         if let (bits, group) = type.squishAffine { self = .affine(bits: bits, group: group); return }
+        if let format = KQuantFormat(type) { self = .kQuant(format); return }
         switch type {
         case .q4_0: self = .q4_0
         case .q4_1: self = .q4_1
@@ -51,7 +56,13 @@ public enum BlockGrid: Sendable, Equatable {
         case .iq4_NL: return .iq4_NL
         case .affine(let bits, let group): return GGMLType.squishAffine(bits: bits, group: group)!
         case .ternary(let type): return type
+        case .kQuant(let format): return format.type
         }
+    }
+
+    public var isKQuant: Bool {
+        if case .kQuant = self { return true }
+        return false
     }
 
     /// True where `parameters` differs from the format's reference encoder in SquishFormats (which RTN then uses
@@ -59,17 +70,24 @@ public enum BlockGrid: Sendable, Equatable {
     public var usesParameterSearch: Bool {
         switch self {
         case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return false
-        case .iq4_NL, .affine, .ternary: return true
+        case .iq4_NL, .affine, .ternary, .kQuant: return true
         }
     }
 
-    /// Weights per block (one set of parameters).
+    /// Weights per block (one set of parameters, fitted together).
     public var groupSize: Int {
         switch self {
         case .affine(_, let group): return group
         case .ternary(let type): return type.blockElements
+        case .kQuant: return 256
         default: return 32
         }
+    }
+
+    /// Weights sharing one `BlockParameters`: a K-quant's sub-block (16 or 32), else the whole block.
+    public var codeGroupSize: Int {
+        if case .kQuant(let format) = self { return format.subBlockSize }
+        return groupSize
     }
 
     /// Bits per code.
@@ -80,6 +98,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .q8_0: return 8
         case .affine(let bits, _): return bits
         case .ternary: return 2
+        case .kQuant(let format): return (format.codeRange.upperBound - format.codeRange.lowerBound + 1).trailingZeroBitCount
         }
     }
 
@@ -87,6 +106,7 @@ public enum BlockGrid: Sendable, Equatable {
     public var hasMinimum: Bool {
         switch self {
         case .q4_1, .q5_1, .affine: return true
+        case .kQuant(let format): return format.hasMinimum
         default: return false
         }
     }
@@ -97,9 +117,12 @@ public enum BlockGrid: Sendable, Equatable {
     /// d = x[argmax |x|] / -2^(b-1) for Q4_0/Q5_0; d = (max - min) / (2^b - 1), m = min for Q4_1/Q5_1;
     /// d = max |x| / 127 for Q8_0; a scale search for IQ4_NL (see `IQ4NLScale`); a least-squares search over
     /// clipped ranges for the Squish affine types (see `AffineFit`).
+    /// K-quants have one set of parameters per sub-block: use `parameters(_:into:)`.
     public func parameters(_ x: UnsafePointer<Float>) -> BlockParameters {
         let n = groupSize
         switch self {
+        case .kQuant:
+            preconditionFailure("K-quant blocks have parameters per sub-block: use parameters(_:into:)")
         case .q4_0, .q5_0:
             var best: Float = 0
             for i in 0 ..< n where abs(x[i]) > abs(best) { best = x[i] }
@@ -124,6 +147,20 @@ public enum BlockGrid: Sendable, Equatable {
         }
     }
 
+    /// The parameters of one block (`groupSize` weights at `x`) as `groupSize / codeGroupSize` entries of `p`, one per
+    /// code group. For K-quants, also the block's stored parameters (integer sub-block scales, d, dmin), which `pack`
+    /// needs; nil for the other grids.
+    public func parameters(_ x: UnsafePointer<Float>, into p: UnsafeMutablePointer<BlockParameters>) -> KQuantParameters? {
+        guard case .kQuant(let format) = self else {
+            p[0] = parameters(x)
+            return nil
+        }
+        let k = format.fit(x)
+        // value = step · q − offset, written as scale · q + minimum with minimum = −offset (the same f32 result).
+        for s in 0 ..< format.subBlocks { p[s] = BlockParameters(scale: k.step(s), minimum: -k.offset(s)) }
+        return k
+    }
+
     // MARK: codes
 
     /// Range of codes: 0 ..< levels (Q8_0 codes are offset by 128 here: code 128 means q = 0).
@@ -140,6 +177,10 @@ public enum BlockGrid: Sendable, Equatable {
         case .affine(let bits, _):
             return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, Float((1 << bits) - 1)))
         case .ternary: return d == 0 ? 1 : UInt8(clamp((x / d).rounded(), -1, 1) + 1)
+        case .kQuant(let f):
+            // Codes are offset by the lowest code (Q3_K: q + 4, Q6_K: q + 32).
+            let lo = Float(f.codeRange.lowerBound)
+            return d == 0 ? UInt8(-lo) : UInt8(clamp(((x - p.minimum) / d).rounded(), lo, Float(f.codeRange.upperBound)) - lo)
         }
     }
 
@@ -153,6 +194,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .q8_0: return Float(Int(code) - 128) * p.scale
         case .iq4_NL: return p.scale * IQ4NLScale.levels[Int(code)]
         case .ternary: return p.scale * Float(Int(code) - 1)
+        case .kQuant(let f): return p.scale * Float(Int32(code) + f.codeRange.lowerBound) + p.minimum
         }
     }
 
@@ -206,6 +248,21 @@ public enum BlockGrid: Sendable, Equatable {
                     try? Codecs.quantize(type, UnsafeBufferPointer(v), into: UnsafeMutableRawBufferPointer(start: block, count: blockBytes))
                 }
             }
+        case .kQuant:
+            preconditionFailure("K-quant blocks are packed with their stored parameters: use pack(_:_:superBlock:into:)")
+        }
+    }
+
+    /// Writes one block from its `groupSize` codes and its parameters as `parameters(_:into:)` gave them.
+    public func pack(_ codes: UnsafePointer<UInt8>, _ p: UnsafePointer<BlockParameters>, superBlock: KQuantParameters?,
+                     into block: UnsafeMutableRawPointer) {
+        guard case .kQuant(let format) = self, let superBlock else {
+            pack(codes, p[0], into: block)
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 256) { q in
+            for i in 0 ..< 256 { q[i] = Int32(codes[i]) + format.codeRange.lowerBound }
+            format.pack(superBlock, codes: q.baseAddress!, into: block)
         }
     }
 
@@ -213,6 +270,10 @@ public enum BlockGrid: Sendable, Equatable {
     /// `rounded` (optional) receives the `groupSize` dequantized values.
     public func quantizeBlock(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer,
                               rounded: UnsafeMutablePointer<Float>? = nil) {
+        if case .kQuant(let format) = self {
+            format.encode(x, into: block, rounded: rounded)
+            return
+        }
         let p = parameters(x)
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: groupSize) { codes in
             for j in 0 ..< groupSize {

@@ -1,4 +1,5 @@
 import Foundation
+import SquishFormats
 import SquishKernels
 
 public struct GPTQOptions: Sendable {
@@ -26,6 +27,9 @@ public struct GPTQOptions: Sendable {
 ///
 /// Group parameters (each block's f16 scale/minimum) are computed by the block format's own rule from the block's
 /// weights as they are when the block's first column is reached, i.e. after the error compensation so far.
+/// K-quants fit a whole super-block of 256 there (or up front with act-order's static groups): every sub-block's
+/// step and offset, with the sub-block scales already quantized to the format's integers, so the per-column rounding
+/// uses exactly the grid the stored block will decode to.
 public enum GPTQQuantizer {
     /// What GPTQ derives from the statistics alone, shareable by every matrix that reads the same input (q/k/v,
     /// gate/up) and by every block type tried on one matrix: dead columns, the act-order permutation and the upper
@@ -95,24 +99,38 @@ public enum GPTQQuantizer {
             throw QuantizeError.numerical(tensor: name, reason: "GPTQ needs whole blocks of \(groupSize)")
         }
         let groups = n / groupSize
+        // A block's parameters are one entry per code group (K-quants: per sub-block; otherwise per block).
+        let codeGroup = grid.codeGroupSize, codeGroups = n / codeGroup, perBlock = groupSize / codeGroup
         for i in prepared.dead { for r in 0 ..< rows { w[r * n + i] = 0 } }
         let perm = prepared.perm, u = prepared.u
+        var params = [BlockParameters](repeating: BlockParameters(scale: 0), count: rows * codeGroups)
+        // K-quants: each block's stored parameters (integer sub-block scales, d, dmin), for packing.
+        var superBlocks = [KQuantParameters](repeating: KQuantParameters(), count: grid.isKQuant ? rows * groups : 0)
         // Act-order with static groups: every block's parameters fixed up front from the unquantized weights.
-        var params = [BlockParameters](repeating: BlockParameters(scale: 0), count: rows * groups)
         if prepared.actOrder {
-            for r in 0 ..< rows { for g in 0 ..< groups { params[r * groups + g] = grid.parameters(w + r * n + g * groupSize) } }
+            for r in 0 ..< rows {
+                for g in 0 ..< groups {
+                    let k = params.withUnsafeMutableBufferPointer {
+                        grid.parameters(w + r * n + g * groupSize, into: $0.baseAddress! + r * codeGroups + g * perBlock)
+                    }
+                    if let k { superBlocks[r * groups + g] = k }
+                }
+            }
             permuteColumns(w, rows: rows, n: n, perm: perm)
         }
 
         var codes = [UInt8](repeating: 0, count: rows * n)  // in processing (possibly permuted) column order
-        let groupOfColumn = perm.map { $0 / groupSize }
+        let groupOfColumn = perm.map { $0 / codeGroup }
         let tile = 16, blockSize = max(1, options.blockSize)
         let actOrder = prepared.actOrder
+        let kQuant = grid.isKQuant
         u.withUnsafeBufferPointer { up in
             codes.withUnsafeMutableBufferPointer { cp in
                 params.withUnsafeMutableBufferPointer { pp in
+                  superBlocks.withUnsafeMutableBufferPointer { kp in
                     groupOfColumn.withUnsafeBufferPointer { gp in
                         let ub = up.baseAddress!, cb = cp.baseAddress!, pb = pp.baseAddress!, gb = gp.baseAddress!
+                        let kb = kp.baseAddress
                         let tiles = (rows + tile - 1) / tile
                         pool.parallelFor(tiles) { range in
                             let err = UnsafeMutablePointer<Float>.allocate(capacity: tile * blockSize)  // [tile × blockSize]
@@ -127,8 +145,14 @@ public enum GPTQQuantizer {
                                         let dInv = 1 / uj[j]
                                         for r in r0 ..< r1 {
                                             let row = w + r * n
-                                            if !actOrder && j % groupSize == 0 { pb[r * groups + j / groupSize] = grid.parameters(row + j) }
-                                            let p = pb[r * groups + gb[j]]
+                                            if !actOrder && j % groupSize == 0 {
+                                                if kQuant {
+                                                    kb![r * groups + j / groupSize] = grid.parameters(row + j, into: pb + r * codeGroups + j / codeGroup)!
+                                                } else {
+                                                    pb[r * groups + j / groupSize] = grid.parameters(row + j)
+                                                }
+                                            }
+                                            let p = pb[r * codeGroups + gb[j]]
                                             let x = row[j]
                                             let c = grid.code(x, p)
                                             let q = grid.value(c, p)
@@ -152,6 +176,7 @@ public enum GPTQQuantizer {
                             }
                         }
                     }
+                  }
                 }
             }
         }
@@ -169,10 +194,13 @@ public enum GPTQQuantizer {
         var out = [UInt8](repeating: 0, count: rows * groups * bb)
         out.withUnsafeMutableBytes { ob in
             codes.withUnsafeBufferPointer { cp in
-                for r in 0 ..< rows {
-                    for g in 0 ..< groups {
-                        grid.pack(cp.baseAddress! + r * n + g * groupSize, params[r * groups + g],
-                                  into: ob.baseAddress! + (r * groups + g) * bb)
+                params.withUnsafeBufferPointer { pp in
+                    for r in 0 ..< rows {
+                        for g in 0 ..< groups {
+                            grid.pack(cp.baseAddress! + r * n + g * groupSize, pp.baseAddress! + r * codeGroups + g * perBlock,
+                                      superBlock: kQuant ? superBlocks[r * groups + g] : nil,
+                                      into: ob.baseAddress! + (r * groups + g) * bb)
+                        }
                     }
                 }
             }

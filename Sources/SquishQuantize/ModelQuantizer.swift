@@ -45,6 +45,9 @@ public struct QuantizeReport: Codable, Sendable {
     public var tensorsQuantized: Int
     public var tensorsCopied: Int
     public var calibrationTokens: Int?
+    /// Quantized tensors per output type (a K-quant or preset target mixes types: rows that are not multiples of
+    /// 256 cannot take a K-quant).
+    public var tensorTypes: [String: Int] = [:]
     /// The closing check against the input on a short text (filled in by the caller, which owns the evaluation):
     /// mean KL(input ‖ output) per position in nats, top-1 agreement, positions scored, and the text's name.
     public var klDivergence: Double?
@@ -55,7 +58,7 @@ public struct QuantizeReport: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case input, output, method, type, bytes, seconds
         case bitsPerWeight = "bits_per_weight", tensorsQuantized = "tensors_quantized", tensorsCopied = "tensors_copied"
-        case calibrationTokens = "calibration_tokens"
+        case calibrationTokens = "calibration_tokens", tensorTypes = "tensor_types"
         case klDivergence = "kl_divergence", top1Agreement = "top1_agreement", klPositions = "kl_positions", klText = "kl_text"
     }
 }
@@ -116,6 +119,7 @@ public enum ModelQuantizer {
         writer.set("general.quantization_version", .uint32(2))
         let toQuantize = plan.filter { if case .quantize = $0.action { return true } else { return false } }.count
         var quantized = 0, copied = 0
+        var tensorTypes: [String: Int] = [:]
         var totalBits = 0.0, totalElements = 0.0
         for p in plan {
             let t = p.info
@@ -137,6 +141,7 @@ public enum ModelQuantizer {
                 })
             case .quantize(let grid, _):
                 quantized += 1
+                tensorTypes[grid.type.name, default: 0] += 1
                 if let bytes = calibrated[t.name] {
                     writer.replaceTensor(name: t.name, shape: t.shape, type: grid.type, source: .bytes(bytes))
                     calibrated[t.name] = nil
@@ -155,6 +160,6 @@ public enum ModelQuantizer {
         return QuantizeReport(input: input, output: output, method: options.method.rawValue, type: options.target.name,
                               bytes: bytes, bitsPerWeight: totalElements > 0 ? totalBits / totalElements : 0,
                               seconds: Date().timeIntervalSince(start), tensorsQuantized: quantized, tensorsCopied: copied,
-                              calibrationTokens: calibrationTokens)
+                              calibrationTokens: calibrationTokens, tensorTypes: tensorTypes)
     }
 }

@@ -19,9 +19,15 @@ public struct QuantizationTarget: Sendable, Equatable {
 
     /// `--type NAME`, or `--bits B --group G` (asymmetric, i.e. with a float minimum, unless `symmetric`).
     /// A native llama.cpp block type is preferred; otherwise the Squish affine type with those bits and group.
-    public static func resolve(type name: String?, bits: Int?, group: Int?, symmetric: Bool) throws -> QuantizationTarget {
+    /// `pure` (llama-quantize's `--pure`): a preset name means its nominal type for every tensor (Q2_K, Q6_K and
+    /// Q4_K_M then mean the single types Q2_K, Q6_K and Q4_K).
+    public static func resolve(type name: String?, bits: Int?, group: Int?, symmetric: Bool,
+                               pure: Bool = false) throws -> QuantizationTarget {
         if let name {
             guard bits == nil, group == nil else { throw QuantizeError.unsupportedTarget("--type together with --bits/--group") }
+            if let preset = QuantizationPreset(name: name), pure, let g = BlockGrid(preset.defaultType) {
+                return QuantizationTarget(grid: g)
+            }
             if let preset = QuantizationPreset(name: name) {
                 return QuantizationTarget(grid: BlockGrid(GGMLType.squishAffine(bits: preset.nominalBits, group: 64)!)!, preset: preset)
             }
@@ -62,7 +68,8 @@ public struct QuantizationTarget: Sendable, Equatable {
     }
 
     public static let squishNames = GGMLType.allCases.filter { $0.squishAffine != nil }.map(\.name).joined(separator: ", ")
-    public static let supportedNames = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, " + squishNames + "; presets "
+    public static let supportedNames = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (rows that are not "
+        + "multiples of 256 get the Squish affine type of the same bits, SQ<bits>_G64), " + squishNames + "; presets "
         + QuantizationPreset.allCases.map(\.rawValue).joined(separator: ", ")
 
     /// llama.cpp's `general.file_type` (enum llama_ftype) for a file mostly of this type.
@@ -77,6 +84,8 @@ public struct QuantizationTarget: Sendable, Equatable {
         case .iq4_NL: return 25
         case .affine: return 1024  // LLAMA_FTYPE_GUESSED: no llama.cpp file type describes a Squish type
         case .ternary(let t): return t == .tq1_0 ? 36 : t == .tq2_0 ? 37 : 1024
+        // MOSTLY_Q2_K, Q3_K_S, Q4_K_S, Q5_K_S, Q6_K (a single K type throughout).
+        case .kQuant(let f): return [GGMLType.q2_K: 10, .q3_K: 11, .q4_K: 14, .q5_K: 16, .q6_K: 18][f.type] ?? 1024
         }
     }
 }
@@ -108,7 +117,7 @@ public struct TensorPlan: Sendable {
 /// - 1-D tensors (norms, biases) are stored as F32;
 /// - the token embedding and output matrix keep 8 bits (Q8_0; llama.cpp would choose Q6_K, which needs rows of
 ///   256 and falls back to Q8_0 for the default model's rows of 576), or the target when it has 8 bits itself;
-/// - every other matrix gets the target type;
+/// - every other matrix gets the target type (a K-quant target: rows that are not multiples of 256 get SQ<bits>_G64);
 /// - a tensor already in the type it would get is copied unchanged (lossless) unless `requantize` is set.
 public enum QuantizationPlanner {
     public static let linearSuffixes = ["attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight",
@@ -133,6 +142,8 @@ public enum QuantizationPlanner {
             var grid: BlockGrid = isEdge ? (target.grid.bits >= 8 ? target.grid : .q8_0) : target.grid
             if let type = presetTypes[t.name], let g = BlockGrid(type) { grid = g }
             if case .ternary(let type) = grid, type.blockElements == 256, t.shape[0] % 256 != 0 { grid = .ternary(.sq2_G64) }
+            // K-quants need rows of whole 256-weight super-blocks; other rows get the Squish affine type of the same bits.
+            if case .kQuant = grid, t.shape[0] % 256 != 0 { grid = .affine(bits: grid.bits, group: 64) }
             guard t.shape[0] % grid.type.blockElements == 0 else {
                 throw QuantizeError.rowLength(tensor: t.name, rowLength: t.shape[0], type: grid.type)
             }

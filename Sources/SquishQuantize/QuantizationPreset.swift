@@ -6,7 +6,8 @@ import SquishFormats
 /// `_M`/`_L` variants), then falls back to IQ4_NL, Q5_0, Q5_1 or Q8_0 wherever a row is not a multiple of the
 /// K-quants' 256. On a model with 576-wide rows nearly every tensor falls back, so a "Q2_K" file is really 4.5 bits.
 /// Squish starts from the same per-tensor choice, expressed in its affine types of the same bit width (groups of 64,
-/// which fit any row that is a multiple of 64), then spends whatever is left of the bytes llama.cpp's file would
+/// which fit any row that is a multiple of 64; rows that are multiples of 256 take the real K-quants Q2_K ... Q6_K,
+/// which Squish encodes itself), then spends whatever is left of the bytes llama.cpp's file would
 /// take: one level at a time to the tensor with the fewest bits (ties: attn_v, ffn_down, attn_output, attn_k,
 /// attn_q, ffn_gate, ffn_up, then the output matrix; within a kind, the layers llama.cpp's `use_more_bits` favours
 /// first). The output is therefore never larger than llama-quantize's file of the same preset.
@@ -111,6 +112,20 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
     /// types are loaded as Q4_1/Q5_1); 6 bits would not, so llama.cpp's Q6_K choices start at 5 bits and may rise
     /// to Q8_0 where bytes are left.
     static let levels: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4_G64, .sq5_G64, .q8_0]
+    /// Rows that are multiples of 256 take llama.cpp's own K-quants (Squish encodes them, see `BlockGrid.kQuant`).
+    static let kLevels: [GGMLType] = [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_0]
+
+    /// The levels a row of `rowLength` weights can take.
+    static func ladder(rowLength: Int) -> [GGMLType] { rowLength % 256 == 0 ? kLevels : levels }
+
+    /// A tensor's starting level on its ladder: llama.cpp's type itself on the K ladder, else its bit width.
+    static func startLevel(of t: GGMLType, ladder: [GGMLType]) -> Int {
+        if ladder == kLevels {
+            if let i = kLevels.firstIndex(of: t) { return i }
+            return min(level(of: t), 4)
+        }
+        return level(of: t)
+    }
 
     /// The level with the bit width of llama.cpp's type.
     static func level(of t: GGMLType) -> Int {
@@ -146,6 +161,7 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
         let tied = file.tensor(named: "output.weight") == nil
         var choices: [Choice] = []
         var budget = 0
+        let rows = Dictionary(uniqueKeysWithValues: matrices.map { ($0.name, ($0.rowLength, $0.rows)) })
         for m in matrices {
             let parts = m.name.split(separator: ".")
             var kind = parts.count >= 2 ? String(parts[parts.count - 2]) : m.name
@@ -158,29 +174,31 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
                 throw QuantizeError.rowLength(tensor: m.name, rowLength: m.rowLength, type: llama)
             }
             budget += bytes * m.rows
-            var level = Self.level(of: wanted)
-            while level < Self.levels.count - 1, Self.levels[level].rowBytes(elements: m.rowLength) == nil { level += 1 }
-            guard Self.levels[level].rowBytes(elements: m.rowLength) != nil else {
-                throw QuantizeError.rowLength(tensor: m.name, rowLength: m.rowLength, type: Self.levels[level])
+            let ladder = Self.ladder(rowLength: m.rowLength)
+            var level = Self.startLevel(of: wanted, ladder: ladder)
+            while level < ladder.count - 1, ladder[level].rowBytes(elements: m.rowLength) == nil { level += 1 }
+            guard ladder[level].rowBytes(elements: m.rowLength) != nil else {
+                throw QuantizeError.rowLength(tensor: m.name, rowLength: m.rowLength, type: ladder[level])
             }
-            choices.append(Choice(name: m.name, kind: kind, layer: layer, llamaType: llama, type: Self.levels[level]))
+            choices.append(Choice(name: m.name, kind: kind, layer: layer, llamaType: llama, type: ladder[level]))
         }
-        let rows = Dictionary(uniqueKeysWithValues: matrices.map { ($0.name, ($0.rowLength, $0.rows)) })
+        func ladder(_ c: Choice) -> [GGMLType] { Self.ladder(rowLength: rows[c.name]!.0) }
         func size(_ t: GGMLType, _ name: String) -> Int? {
             let (len, r) = rows[name]!
             return t.rowBytes(elements: len).map { $0 * r }
         }
         var used = choices.reduce(0) { $0 + size($1.type, $1.name)! }
-        func order(_ a: Choice) -> (Int, Int, Int, Int) {
-            (Self.levels.firstIndex(of: a.type)!, Self.kindPriority.firstIndex(of: a.kind) ?? Self.kindPriority.count,
+        // Fewest bits first (the two ladders interleave: Q2_K 2.6, SQ2_G64 2.5, Q3_K 3.4, SQ3_G64 3.5, ... bits).
+        func order(_ a: Choice) -> (Double, Int, Int, Int) {
+            (a.type.bitsPerWeight, Self.kindPriority.firstIndex(of: a.kind) ?? Self.kindPriority.count,
              Self.useMoreBits(a.layer, n) ? 0 : 1, a.layer)
         }
         // Over budget (rows where llama.cpp's K-quant is a little smaller than the Squish type): take levels back from
         // the tensors with the most bits, least important first.
         while used > budget {
-            guard let i = choices.indices.filter({ Self.levels.firstIndex(of: choices[$0].type)! > 0 })
+            guard let i = choices.indices.filter({ ladder(choices[$0]).firstIndex(of: choices[$0].type)! > 0 })
                 .max(by: { order(choices[$0]) < order(choices[$1]) }) else { break }
-            let down = Self.levels[Self.levels.firstIndex(of: choices[i].type)! - 1]
+            let down = ladder(choices[i])[ladder(choices[i]).firstIndex(of: choices[i].type)! - 1]
             guard let s = size(down, choices[i].name) else { break }
             used += s - size(choices[i].type, choices[i].name)!
             choices[i].type = down
@@ -188,12 +206,12 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
         // Spend the rest: one level at a time to the tensor with the fewest bits that still fits.
         while true {
             let candidates = choices.indices.filter { i in
-                let l = Self.levels.firstIndex(of: choices[i].type)!
-                guard l + 1 < Self.levels.count, let s = size(Self.levels[l + 1], choices[i].name) else { return false }
+                let steps = ladder(choices[i]), l = steps.firstIndex(of: choices[i].type)!
+                guard l + 1 < steps.count, let s = size(steps[l + 1], choices[i].name) else { return false }
                 return used + s - size(choices[i].type, choices[i].name)! <= budget
             }
             guard let i = candidates.min(by: { order(choices[$0]) < order(choices[$1]) }) else { break }
-            let up = Self.levels[Self.levels.firstIndex(of: choices[i].type)! + 1]
+            let up = ladder(choices[i])[ladder(choices[i]).firstIndex(of: choices[i].type)! + 1]
             used += size(up, choices[i].name)! - size(choices[i].type, choices[i].name)!
             choices[i].type = up
         }

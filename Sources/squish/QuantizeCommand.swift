@@ -32,6 +32,9 @@ struct Quantize: ParsableCommand {
     @Flag(help: "With --bits: symmetric blocks without a minimum (4 -> Q4_0, 5 -> Q5_0).")
     var symmetric = false
 
+    @Flag(help: "With a preset name (Q2_K, Q4_K_M, Q6_K, ...): its nominal type for every tensor instead of the per-tensor mix (as llama-quantize --pure); K-quant rows that are not multiples of 256 still get SQ<bits>_G64.")
+    var pure = false
+
     @Flag(help: "Re-encode tensors already in their output type instead of copying them unchanged.")
     var requantize = false
 
@@ -94,7 +97,7 @@ struct Quantize: ParsableCommand {
         let input = try resolveModelPath(model)
         let target = method == .ternary
             ? try QuantizationTarget.ternary(type: type)
-            : try QuantizationTarget.resolve(type: type, bits: bits, group: group, symmetric: symmetric)
+            : try QuantizationTarget.resolve(type: type, bits: bits, group: group, symmetric: symmetric, pure: pure)
         var options = QuantizeOptions(method: method, target: target)
         options.requantize = requantize
         options.gptq.actOrder = actOrder
@@ -131,6 +134,10 @@ struct Quantize: ParsableCommand {
             print(String(format: "wrote %@: %.2f MB, %.3f bits per weight, %d tensors quantized to %@ (%@), %d copied, %.1f s",
                          report.output, Double(report.bytes) / 1e6, report.bitsPerWeight, report.tensorsQuantized, report.type,
                          report.method, report.tensorsCopied, report.seconds))
+            if report.tensorTypes.count > 1 {
+                print("quantized tensors by type: " + report.tensorTypes.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
+                    .map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            }
             if let kl = report.klDivergence, let top1 = report.top1Agreement, let n = report.klPositions, let text = report.klText {
                 print(String(format: "vs input on %@ (%d positions): mean KL %.5f nats, top-1 agreement %.2f%%", text, n, kl, 100 * top1))
             }

@@ -76,6 +76,23 @@ struct GPTQTests {
         #expect(lossGPTQ < 0.8 * lossRTN)
     }
 
+    /// K-quants: super-blocks of 256 with sub-block grids fixed at the super-block's first column (or up front with
+    /// act-order); GPTQ's output error is below RTN's with the same K-quant fit, and the blocks decode to GPTQ's values.
+    @Test(arguments: [GGMLType.q2_K, .q3_K, .q4_K, .q5_K, .q6_K], [false, true])
+    func kQuantsLowerTheProxyLossBelowRTN(type: GGMLType, actOrder: Bool) throws {
+        let grid = try #require(BlockGrid(type))
+        #expect(grid.groupSize == 256 && grid.isKQuant)
+        let (w, h) = problem(seed: 7)
+        let (q, bytes) = try gptq(w, h, grid, actOrder: actOrder)
+        #expect(try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: rows * cols) } == q)
+        // RTN: the codec's own encoding of every row.
+        let rtnBytes = try Codecs.quantize(type, w)
+        let r = try rtnBytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: w.count) }
+        let lossRTN = proxyLoss(w, r, h), lossGPTQ = proxyLoss(w, q, h)
+        print("\(type) act-order \(actOrder): proxy loss RTN \(lossRTN), GPTQ \(lossGPTQ)")
+        #expect(lossGPTQ < 0.8 * lossRTN)
+    }
+
     /// With H = I no error is spread to other columns, so GPTQ is RTN with the same grid.
     @Test func identityHessianIsRTN() throws {
         let (w, _) = problem(seed: 1)

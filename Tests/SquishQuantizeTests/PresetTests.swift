@@ -29,7 +29,19 @@ struct PresetTests {
         #expect(llama + others == Self.llamaTensorBytes[name]!)
         #expect(ours <= llama)
         #expect(Double(ours) > 0.95 * Double(llama))  // the last step (5 bits to Q8_0) is coarse
-        #expect(choices.allSatisfy { $0.type.squishAffine != nil || $0.type == .q8_0 })
+        // Rows that are multiples of 256 (ffn_down's 1536) take real K-quants (or Q8_0), the others Squish affine types.
+        let kTypes: Set<GGMLType> = [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_0]
+        for c in choices {
+            if sizes[c.name]!.0 % 256 == 0 {
+                #expect(kTypes.contains(c.type), "\(c.name): \(c.type)")
+            } else {
+                #expect(c.type.squishAffine != nil || c.type == .q8_0, "\(c.name): \(c.type)")
+            }
+        }
+        // Never below llama.cpp's own K type on those rows.
+        for c in choices where sizes[c.name]!.0 % 256 == 0 && c.llamaType.blockElements == 256 {
+            #expect(c.type.bitsPerWeight >= c.llamaType.bitsPerWeight, "\(c.name): \(c.type) below \(c.llamaType)")
+        }
     }
 
     @Test func presetNamesResolve() throws {

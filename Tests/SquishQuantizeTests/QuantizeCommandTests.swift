@@ -61,6 +61,72 @@ struct QuantizeFileTests {
         #expect(Set(entries(dir)) == ["in.gguf", "ok.gguf"])
     }
 
+    /// K-quant targets with every method on a tiny file: rows of 512 get the K type, rows of 320 (not a multiple of
+    /// 256) the Squish affine type of the same bits in groups of 64, as the report says.
+    @Test(arguments: [("Q2_K", GGMLType.sq2_G64), ("Q3_K", .sq3_G64), ("Q4_K", .sq4_G64), ("Q5_K", .sq5_G64), ("Q6_K", .sq6_G64)])
+    func kQuantTargetsFallBackOnShortRows(name: String, fallback: GGMLType) throws {
+        let dir = try TestSupport.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let pool = WorkerPool(threads: 1)
+        let target = try QuantizationTarget.resolve(type: name, bits: nil, group: nil, symmetric: false, pure: true)
+        for (columns, expected) in [(512, GGMLType(name: name)!), (320, fallback)] {
+            try tinyModel(dir + "/in.gguf", columns: columns)
+            let report = try ModelQuantizer.quantize(input: dir + "/in.gguf", output: dir + "/out.gguf",
+                                                     options: QuantizeOptions(method: .rtn, target: target), pool: pool)
+            let out = try GGUFFile(path: dir + "/out.gguf")
+            let t = try #require(out.tensor(named: "blk.0.attn_q.weight"))
+            #expect(t.type == expected)
+            #expect(report.tensorTypes == [expected.name: 1])
+            // RTN into a K type is the codec's encoding of the input rows.
+            let input = try GGUFFile(path: dir + "/in.gguf")
+            let x = try Codecs.dequantize(.f32, input.data(for: input.tensor(named: "blk.0.attn_q.weight")!), count: 4 * columns)
+            if expected.blockElements == 256 { #expect(Array(out.data(for: t)) == (try Codecs.quantize(expected, x))) }
+        }
+    }
+
+    /// GPTQ into Q4_K on the default model (tiny calibration set): ffn_down (rows of 1536) takes Q4_K, the other linear
+    /// layers (rows of 576) SQ4_G64; the Q4_K tensors decode identically with gguf-py; the model runs.
+    @Test func gptqQ4_KOnTheDefaultModel() throws {
+        let input = try TestSupport.defaultModelPath()
+        let dir = try TestSupport.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let pool = WorkerPool(threads: 2)
+        var options = QuantizeOptions(method: .gptq, target: try .resolve(type: "Q4_K", bits: nil, group: nil, symmetric: false))
+        options.calibration.textPath = try TestSupport.austenPath("emma")
+        options.calibration.textBytes = 20_000
+        options.calibration.sequenceLength = 64
+        options.calibration.tokens = 128
+        let report = try ModelQuantizer.quantize(input: input, output: dir + "/q4k.gguf", options: options, pool: pool)
+        let file = try GGUFFile(path: dir + "/q4k.gguf")
+        let linear = file.tensors.filter { $0.name.hasPrefix("blk.") && $0.shape.count == 2 }
+        #expect(linear.allSatisfy { $0.type == ($0.name.hasSuffix("ffn_down.weight") ? .q4_K : .sq4_G64) })
+        #expect(report.tensorTypes["Q4_K"] == linear.filter { $0.name.hasSuffix("ffn_down.weight") }.count)
+
+        // gguf-py decodes the written Q4_K tensors to exactly our values.
+        let ref = try TestSupport.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: ref) }
+        try TestSupport.runPython("kquant_reference.py", ["model", dir + "/q4k.gguf", ref])
+        struct Entry: Decodable { let name: String, type: String, count: Int, bytes: String, output: String }
+        let manifest = try JSONDecoder().decode([Entry].self, from: Data(contentsOf: URL(fileURLWithPath: ref + "/manifest.json")))
+        let kCases = manifest.filter { $0.type == "Q4_K" }
+        #expect(!kCases.isEmpty)
+        for e in kCases {
+            let raw = try Data(contentsOf: URL(fileURLWithPath: ref + "/" + e.bytes))
+            let expected = try Data(contentsOf: URL(fileURLWithPath: ref + "/" + e.output)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            let ours = try raw.withUnsafeBytes { try Codecs.dequantize(.q4_K, $0, count: e.count) }
+            #expect(ours == expected, "\(e.name)")
+        }
+
+        let model = try LlamaModel(gguf: file)
+        let tokenizer = try Tokenizer(gguf: file)
+        let text = try String(contentsOfFile: TestSupport.austenPath("persuasion"), encoding: .utf8).prefix(2000)
+        let session = LlamaSession(model: model, pool: pool, contextLength: 128)
+        let r = try Perplexity.evaluate(session: session, tokens: Array(tokenizer.encode(String(text)).prefix(256)), context: 128,
+                                        protocol: .llamacpp, bos: tokenizer.bosID)
+        print("GPTQ Q4_K (128 calibration tokens): perplexity \(r.perplexity) on 256 tokens of Persuasion")
+        #expect(r.perplexity.isFinite && r.perplexity < 100)
+    }
+
     /// Default model (Q4_1): re-quantizing Q4_1 -> Q4_1 through dequantize and re-encode reproduces every tensor's
     /// bytes (lossless), and an RTN Q4_0 model loads and has a finite perplexity close to the original's.
     @Test func defaultModelRequantizesLosslesslyAndQ4_0Runs() throws {
