@@ -53,3 +53,49 @@ public enum AffineFit {
         return best
     }
 }
+
+/// Chooses the scale d of one symmetric block (w ≈ d · q, q in −top ... top − 1: Q4_0 with top 8, Q5_0 with 16) by
+/// importance-weighted least squares.
+///
+/// The reference rule maps the weight of largest magnitude to −top. The search also tries that weight at other
+/// code magnitudes around it (top − 1 ± ½ on either sign, in quarter steps); each candidate fixes the codes, the
+/// weighted least-squares scale for those codes is d = Σ wᵢ qᵢ xᵢ / Σ wᵢ qᵢ², rounded to f16, the codes are
+/// re-derived from it, and the candidate with the smallest Σ wᵢ (xᵢ − d qᵢ)² wins (the reference rule included, so
+/// the result is never worse than it under the weights).
+public enum SymmetricFit {
+    public static func search(_ x: UnsafePointer<Float>, count n: Int, top: Int, importance: UnsafePointer<Float>?) -> BlockParameters {
+        var v: Float = 0
+        for i in 0 ..< n where abs(x[i]) > abs(v) { v = x[i] }
+        let lo = Float(-top), hi = Float(top - 1)
+        @inline(__always) func weight(_ i: Int) -> Float { importance?[i] ?? 1 }
+        func error(_ d: Float) -> Float {
+            guard d != 0, d.isFinite else { return .infinity }
+            var e: Float = 0
+            for i in 0 ..< n {
+                let r = d * clamp((x[i] / d).rounded(), lo, hi) - x[i]
+                e += weight(i) * r * r
+            }
+            return e
+        }
+        let reference = f16(v / lo)
+        guard v != 0, v.isFinite else { return BlockParameters(scale: reference.isFinite ? reference : 0) }
+        var best = reference, bestError = error(reference)
+        for step in 0 ... 8 {
+            for sign: Float in [-1, 1] {
+                let c = sign * (Float(top) - 1.5 + Float(step) * 0.25)  // the largest weight's code, before refitting
+                let d0 = v / c
+                var sqx: Float = 0, sqq: Float = 0
+                for i in 0 ..< n {
+                    let q = clamp((x[i] / d0).rounded(), lo, hi)
+                    sqx += weight(i) * q * x[i]
+                    sqq += weight(i) * q * q
+                }
+                guard sqq > 0 else { continue }
+                let d = f16(sqx / sqq)
+                let e = error(d)
+                if e < bestError { best = d; bestError = e }
+            }
+        }
+        return BlockParameters(scale: best)
+    }
+}

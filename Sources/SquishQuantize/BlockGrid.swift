@@ -118,8 +118,22 @@ public enum BlockGrid: Sendable, Equatable {
     /// d = max |x| / 127 for Q8_0; a scale search for IQ4_NL (see `IQ4NLScale`); a least-squares search over
     /// clipped ranges for the Squish affine types (see `AffineFit`).
     /// K-quants have one set of parameters per sub-block: use `parameters(_:into:)`.
-    public func parameters(_ x: UnsafePointer<Float>) -> BlockParameters {
+    ///
+    /// `importance` (optional, `groupSize` non-negative weights, imatrix style): the parameters then minimize the
+    /// importance-weighted squared error Σ wᵢ (xᵢ − x̂ᵢ)² instead (a weighted scale search for Q4_0/Q5_0, the weighted
+    /// least-squares range search `AffineFit` for Q4_1/Q5_1 and the affine types, IQ4_NL's weighted scale search);
+    /// Q8_0 and ternary blocks ignore it.
+    public func parameters(_ x: UnsafePointer<Float>, importance: UnsafePointer<Float>? = nil) -> BlockParameters {
         let n = groupSize
+        if let importance {
+            switch self {
+            case .q4_0: return SymmetricFit.search(x, count: n, top: 8, importance: importance)
+            case .q5_0: return SymmetricFit.search(x, count: n, top: 16, importance: importance)
+            case .q4_1: return AffineFit.search(x, count: n, levels: 15, importance: importance)
+            case .q5_1: return AffineFit.search(x, count: n, levels: 31, importance: importance)
+            default: break
+            }
+        }
         switch self {
         case .kQuant:
             preconditionFailure("K-quant blocks have parameters per sub-block: use parameters(_:into:)")
@@ -136,9 +150,9 @@ public enum BlockGrid: Sendable, Equatable {
             for i in 0 ..< n { amax = max(amax, abs(x[i])) }
             return BlockParameters(scale: f16(amax / 127))
         case .iq4_NL:
-            return BlockParameters(scale: IQ4NLScale.search(x, importance: nil))
+            return BlockParameters(scale: IQ4NLScale.search(x, importance: importance))
         case .affine(let bits, let group):
-            return AffineFit.search(x, count: group, levels: (1 << bits) - 1)
+            return AffineFit.search(x, count: group, levels: (1 << bits) - 1, importance: importance)
         case .ternary:
             var sum: Float = 0
             for i in 0 ..< n { sum += abs(x[i]) }
@@ -150,12 +164,13 @@ public enum BlockGrid: Sendable, Equatable {
     /// The parameters of one block (`groupSize` weights at `x`) as `groupSize / codeGroupSize` entries of `p`, one per
     /// code group. For K-quants, also the block's stored parameters (integer sub-block scales, d, dmin), which `pack`
     /// needs; nil for the other grids.
-    public func parameters(_ x: UnsafePointer<Float>, into p: UnsafeMutablePointer<BlockParameters>) -> KQuantParameters? {
+    public func parameters(_ x: UnsafePointer<Float>, into p: UnsafeMutablePointer<BlockParameters>,
+                           importance: UnsafePointer<Float>? = nil) -> KQuantParameters? {
         guard case .kQuant(let format) = self else {
-            p[0] = parameters(x)
+            p[0] = parameters(x, importance: importance)
             return nil
         }
-        let k = format.fit(x)
+        let k = format.fit(x, weights: importance)
         // value = step · q − offset, written as scale · q + minimum with minimum = −offset (the same f32 result).
         for s in 0 ..< format.subBlocks { p[s] = BlockParameters(scale: k.step(s), minimum: -k.offset(s)) }
         return k
@@ -268,13 +283,14 @@ public enum BlockGrid: Sendable, Equatable {
 
     /// Round-to-nearest of one block: parameters from the block, every weight rounded with them, packed.
     /// `rounded` (optional) receives the `groupSize` dequantized values.
+    /// `importance`: as for `parameters(_:importance:)`.
     public func quantizeBlock(_ x: UnsafePointer<Float>, into block: UnsafeMutableRawPointer,
-                              rounded: UnsafeMutablePointer<Float>? = nil) {
+                              rounded: UnsafeMutablePointer<Float>? = nil, importance: UnsafePointer<Float>? = nil) {
         if case .kQuant(let format) = self {
-            format.encode(x, into: block, rounded: rounded)
+            format.encode(x, weights: importance, into: block, rounded: rounded)
             return
         }
-        let p = parameters(x)
+        let p = parameters(x, importance: importance)
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: groupSize) { codes in
             for j in 0 ..< groupSize {
                 codes[j] = code(x[j], p)

@@ -10,6 +10,7 @@ import SquishTokenizer
 /// H = XᵀX; the block's linear layers are quantized with GPTQ; a second pass with the quantized weights produces
 /// the input of block i + 1, so later blocks are calibrated on what the quantized model actually computes.
 /// Only one block's activations are held at a time (besides the residual stream); the weights stay memory-mapped.
+/// With `--method rtn --importance` the same pipeline feeds importance-weighted RTN (`RTNQuantizer`) instead of GPTQ.
 public enum GPTQModelQuantizer {
     struct Result {
         var tensors: [String: [UInt8]]
@@ -52,7 +53,8 @@ public enum GPTQModelQuantizer {
         guard length <= c.contextLength else {
             throw QuantizeError.calibration(path: options.calibration.textPath ?? "", reason: "sequences of \(length) exceed the context \(c.contextLength)")
         }
-        log("gptq: \(seqs.count) calibration sequences of \(length) tokens, \(c.layers) blocks")
+        let label = options.method == .rtn ? "rtn (importance)" : "gptq"
+        log("\(label): \(seqs.count) calibration sequences of \(length) tokens, \(c.layers) blocks")
         var actions: [String: TensorAction] = [:]
         for p in plan { actions[p.info.name] = p.action }
 
@@ -87,9 +89,26 @@ public enum GPTQModelQuantizer {
                 try w.withUnsafeMutableBufferPointer { wp in
                     for r in 0 ..< m.rows { try m.dequantizeRow(r, into: wp.baseAddress! + r * m.columns) }
                 }
-                let bytes = try w.withUnsafeMutableBufferPointer {
-                    try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: m.rows, columns: m.columns, hessian: h, grid: grid,
-                                               options: options.gptq, pool: pool, name: name)
+                let bytes: [UInt8]
+                if options.method == .rtn {
+                    // Importance-weighted RTN: the weights are diag(H) = Σ x² per input channel, plus 1% of their mean
+                    // (as GPTQ's damping) so that channels the calibration never excited still count a little.
+                    let n = m.columns
+                    var mean = 0.0
+                    for j in 0 ..< n { mean += h[j * n + j] }
+                    mean /= Double(n)
+                    let importance = (0 ..< n).map { Float(h[$0 * n + $0] + 0.01 * mean) }
+                    bytes = w.withUnsafeBufferPointer { wp in
+                        importance.withUnsafeBufferPointer {
+                            RTNQuantizer.quantize(weights: wp.baseAddress!, rows: m.rows, columns: n, grid: grid,
+                                                  importance: $0.baseAddress!, pool: pool)
+                        }
+                    }
+                } else {
+                    bytes = try w.withUnsafeMutableBufferPointer {
+                        try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: m.rows, columns: m.columns, hessian: h, grid: grid,
+                                                   options: options.gptq, pool: pool, name: name)
+                    }
                 }
                 out[name] = bytes
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 64)
@@ -109,8 +128,8 @@ public enum GPTQModelQuantizer {
             for s in 0 ..< seqs.count {
                 try runner.forward(weights, x + s * length * c.dim, tokens: length, record: nil)
             }
-            log(String(format: "gptq: block %d/%d: statistics %.1f s, quantization %.1f s, total %.1f s (%.0f s so far)",
-                       li + 1, c.layers, statsTime, quantizeTime, Date().timeIntervalSince(blockStart), Date().timeIntervalSince(start)))
+            log(String(format: "%@: block %d/%d: statistics %.1f s, quantization %.1f s, total %.1f s (%.0f s so far)",
+                       label, li + 1, c.layers, statsTime, quantizeTime, Date().timeIntervalSince(blockStart), Date().timeIntervalSince(start)))
         }
         return Result(tensors: out, tokens: seqs.count * length)
     }

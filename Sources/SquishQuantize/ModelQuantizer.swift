@@ -24,6 +24,9 @@ public struct QuantizeOptions: Sendable {
     public var calibration = CalibrationOptions()
     public var gptq = GPTQOptions()
     public var awq = AWQOptions()
+    /// RTN only: weight each block's rounding by the calibration inputs' Σ x² per channel (imatrix style); the
+    /// transformer blocks are then calibrated one at a time like GPTQ.
+    public var importance = false
 
     public init(method: QuantizationMethod, target: QuantizationTarget) {
         self.method = method
@@ -110,6 +113,10 @@ public enum ModelQuantizer {
             calibrated = result.tensors
             foldedNorms = result.norms
             calibrationTokens = result.tokens
+        case .rtn where options.importance:
+            let result = try GPTQModelQuantizer.run(file: file, plan: plan, options: options, pool: pool, log: log)
+            calibrated = result.tensors
+            calibrationTokens = result.tokens
         case .rtn, .ternary:
             break
         }
@@ -157,7 +164,7 @@ public enum ModelQuantizer {
         }
         try writer.write(to: output)
         let bytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
-        return QuantizeReport(input: input, output: output, method: options.method.rawValue, type: options.target.name,
+        return QuantizeReport(input: input, output: output, method: options.method.rawValue + (options.method == .rtn && options.importance ? "+importance" : ""), type: options.target.name,
                               bytes: bytes, bitsPerWeight: totalElements > 0 ? totalBits / totalElements : 0,
                               seconds: Date().timeIntervalSince(start), tensorsQuantized: quantized, tensorsCopied: copied,
                               calibrationTokens: calibrationTokens, tensorTypes: tensorTypes)

@@ -19,6 +19,27 @@ public enum RTNQuantizer {
         }
     }
 
+    /// Importance-weighted round-to-nearest (as llama.cpp does with an importance matrix): quantizes `weights`
+    /// ([rows × columns] floats, whole blocks per row) into `grid`, each block's parameters chosen to minimize
+    /// Σ importance[j] · (w[j] − ŵ[j])² (`importance`: one non-negative weight per column; with the calibration
+    /// inputs' Σ x² per channel this is the diagonal of GPTQ's objective ‖(W − Ŵ) X‖²). Returns the packed rows.
+    public static func quantize(weights w: UnsafePointer<Float>, rows: Int, columns: Int, grid: BlockGrid,
+                                importance: UnsafePointer<Float>, pool: WorkerPool) -> [UInt8] {
+        let g = grid.groupSize, blocks = columns / g, bb = grid.blockBytes
+        var out = [UInt8](repeating: 0, count: rows * blocks * bb)
+        out.withUnsafeMutableBytes { dst in
+            let d = dst.baseAddress!
+            pool.parallelFor(rows, granularity: 4) { range in
+                for r in range {
+                    for b in 0 ..< blocks {
+                        grid.quantizeBlock(w + r * columns + b * g, into: d + (r * blocks + b) * bb, importance: importance + b * g)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     /// Quantizes a stored tensor ([rows × columns] in block type `type`) row by row on `pool`: each row is decoded
     /// to f32 by its codec (the input is never modified), then rounded into `grid`.
     public static func quantizeTensor(_ data: UnsafeRawBufferPointer, type: GGMLType, rows: Int, columns: Int,

@@ -44,6 +44,9 @@ struct Quantize: ParsableCommand {
     @Option(help: "Calibration tokens for gptq/awq (whole sequences of 512).")
     var calibTokens = 8192
 
+    @Flag(help: "rtn: weight each block's rounding by the calibration inputs' Σx² per channel (an importance matrix, as llama-quantize --imatrix); calibrates block by block like gptq.")
+    var importance = false
+
     @Flag(inversion: .prefixedNo, help: "GPTQ: quantize columns in order of decreasing activation energy (static groups).")
     var actOrder = true
 
@@ -88,6 +91,7 @@ struct Quantize: ParsableCommand {
         guard damp > 0, damp < 1 else { throw ValidationError("--damp must be in (0, 1)") }
         guard awqGrid >= 1, awqTokens >= 1, awqClipGrid >= 1 else { throw ValidationError("--awq-grid, --awq-tokens and --awq-clip-grid must be positive") }
         guard klBytes > 0, klContext >= 2 else { throw ValidationError("--kl-bytes must be positive and --kl-context at least 2") }
+        if importance, method != .rtn { throw ValidationError("--importance applies to --method rtn (gptq and awq use the calibration statistics already)") }
         if method == .ternary, bits != nil || group != nil || symmetric {
             throw ValidationError("--method ternary takes --type (TQ2_0, TQ1_0, SQ2_G32, SQ2_G64), not --bits/--group/--symmetric")
         }
@@ -100,6 +104,7 @@ struct Quantize: ParsableCommand {
             : try QuantizationTarget.resolve(type: type, bits: bits, group: group, symmetric: symmetric, pure: pure)
         var options = QuantizeOptions(method: method, target: target)
         options.requantize = requantize
+        options.importance = importance
         options.gptq.actOrder = actOrder
         options.gptq.dampPercent = damp
         options.awq.gridSize = awqGrid
