@@ -72,11 +72,7 @@ struct AWQTests {
         let dir = try TestSupport.scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let pool = WorkerPool(threads: 2)
-        var options = QuantizeOptions(method: .awq, target: try .resolve(type: "Q4_0", bits: nil, group: nil, symmetric: false))
-        options.calibration.textPath = try TestSupport.austenPath("emma")
-        options.calibration.textBytes = 20_000
-        options.calibration.sequenceLength = 64
-        options.calibration.tokens = 128
+        var options = try TestSupport.tinyCalibration(.awq, type: "Q4_0")
         options.awq.gridSize = 5
         options.awq.searchTokens = 64
         let report = try ModelQuantizer.quantize(input: input, output: dir + "/awq.gguf", options: options, pool: pool)

@@ -91,11 +91,7 @@ struct QuantizeFileTests {
         let dir = try TestSupport.scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let pool = WorkerPool(threads: 2)
-        var options = QuantizeOptions(method: .gptq, target: try .resolve(type: "Q4_K", bits: nil, group: nil, symmetric: false))
-        options.calibration.textPath = try TestSupport.austenPath("emma")
-        options.calibration.textBytes = 20_000
-        options.calibration.sequenceLength = 64
-        options.calibration.tokens = 128
+        let options = try TestSupport.tinyCalibration(.gptq, type: "Q4_K")
         let report = try ModelQuantizer.quantize(input: input, output: dir + "/q4k.gguf", options: options, pool: pool)
         let file = try GGUFFile(path: dir + "/q4k.gguf")
         let linear = file.tensors.filter { $0.name.hasPrefix("blk.") && $0.shape.count == 2 }
@@ -168,11 +164,7 @@ struct QuantizeFileTests {
         let dir = try TestSupport.scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let pool = WorkerPool(threads: 2)
-        var options = QuantizeOptions(method: .gptq, target: try .resolve(type: "Q4_0", bits: nil, group: nil, symmetric: false))
-        options.calibration.textPath = try TestSupport.austenPath("emma")
-        options.calibration.textBytes = 20_000
-        options.calibration.sequenceLength = 64
-        options.calibration.tokens = 128
+        var options = try TestSupport.tinyCalibration(.gptq, type: "Q4_0")
         let report = try ModelQuantizer.quantize(input: input, output: dir + "/gptq.gguf", options: options, pool: pool)
         #expect(report.calibrationTokens == 128)
         let file = try GGUFFile(path: dir + "/gptq.gguf")

@@ -1,4 +1,5 @@
 import Foundation
+import SquishQuantize
 import SquishCore
 import SquishData
 
@@ -71,5 +72,16 @@ extension TestSupport {
             throw TestSetupError("the corpora are not cached at \(path): run `squish fetch` first")
         }
         return path
+    }
+
+    /// Options for a calibrated method on the default model with a tiny calibration set (2 sequences of 64 tokens
+    /// from the first 20 kB of Emma), so that model-level tests stay fast.
+    static func tinyCalibration(_ method: QuantizationMethod, type: String) throws -> QuantizeOptions {
+        var options = QuantizeOptions(method: method, target: try .resolve(type: type, bits: nil, group: nil, symmetric: false))
+        options.calibration.textPath = try austenPath("emma")
+        options.calibration.textBytes = 20_000
+        options.calibration.sequenceLength = 64
+        options.calibration.tokens = 128
+        return options
     }
 }
