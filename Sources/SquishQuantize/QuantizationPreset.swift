@@ -10,7 +10,9 @@ import SquishFormats
 /// which Squish encodes itself), then spends whatever is left of the bytes llama.cpp's file would
 /// take: one level at a time to the tensor with the fewest bits (ties: attn_v, ffn_down, attn_output, attn_k,
 /// attn_q, ffn_gate, ffn_up, then the output matrix; within a kind, the layers llama.cpp's `use_more_bits` favours
-/// first). The output is therefore never larger than llama-quantize's file of the same preset.
+/// first). The output is therefore never larger than llama-quantize's file of the same preset. A tensor never gets
+/// more bits than it has in the input: its own blocks are the top of its ladder and are copied unchanged, so a preset
+/// whose bytes exceed a quantized input's (Q4_K_M of a Q4_1 file) keeps the input's blocks wherever it can.
 public enum QuantizationPreset: String, CaseIterable, Sendable {
     case q2_K = "Q2_K", q3_K_S = "Q3_K_S", q3_K_M = "Q3_K_M", q3_K_L = "Q3_K_L"
     case q4_K_S = "Q4_K_S", q4_K_M = "Q4_K_M", q5_K_S = "Q5_K_S", q5_K_M = "Q5_K_M", q6_K = "Q6_K"
@@ -118,6 +120,16 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
     /// The levels a row of `rowLength` weights can take.
     static func ladder(rowLength: Int) -> [GGMLType] { rowLength % 256 == 0 ? kLevels : levels }
 
+    /// The levels a tensor stored as `source` can take: the row's levels with fewer bits per weight than the source,
+    /// then the source type itself, which is copied unchanged (lossless, and smaller than any level above it: a
+    /// Q4_1 matrix re-encoded as 5.5-bit blocks would only approximate its own values with more bytes). Float
+    /// sources keep the whole ladder.
+    public static func ladder(rowLength: Int, source: GGMLType?) -> [GGMLType] {
+        let base = ladder(rowLength: rowLength)
+        guard let source, source.blockElements > 1, source.rowBytes(elements: rowLength) != nil else { return base }
+        return base.filter { $0 != source && $0.bitsPerWeight < source.bitsPerWeight } + [source]
+    }
+
     /// A tensor's starting level on its ladder: llama.cpp's type itself on the K ladder, else its bit width.
     static func startLevel(of t: GGMLType, ladder: [GGMLType]) -> Int {
         if ladder == kLevels {
@@ -161,6 +173,7 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
         let tied = file.tensor(named: "output.weight") == nil
         var choices: [Choice] = []
         var budget = 0
+        var ladders: [String: [GGMLType]] = [:]
         let rows = Dictionary(uniqueKeysWithValues: matrices.map { ($0.name, ($0.rowLength, $0.rows)) })
         for m in matrices {
             let parts = m.name.split(separator: ".")
@@ -174,15 +187,19 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
                 throw QuantizeError.rowLength(tensor: m.name, rowLength: m.rowLength, type: llama)
             }
             budget += bytes * m.rows
-            let ladder = Self.ladder(rowLength: m.rowLength)
-            var level = Self.startLevel(of: wanted, ladder: ladder)
-            while level < ladder.count - 1, ladder[level].rowBytes(elements: m.rowLength) == nil { level += 1 }
-            guard ladder[level].rowBytes(elements: m.rowLength) != nil else {
-                throw QuantizeError.rowLength(tensor: m.name, rowLength: m.rowLength, type: ladder[level])
+            let base = Self.ladder(rowLength: m.rowLength)
+            var level = Self.startLevel(of: wanted, ladder: base)
+            while level < base.count - 1, base[level].rowBytes(elements: m.rowLength) == nil { level += 1 }
+            guard base[level].rowBytes(elements: m.rowLength) != nil else {
+                throw QuantizeError.rowLength(tensor: m.name, rowLength: m.rowLength, type: base[level])
             }
-            choices.append(Choice(name: m.name, kind: kind, layer: layer, llamaType: llama, type: ladder[level]))
+            // On the tensor's own ladder: the same level, or the source type where that level has as many bits or more.
+            let own = Self.ladder(rowLength: m.rowLength, source: file.tensor(named: m.name)?.type)
+            ladders[m.name] = own
+            let start = own.firstIndex(of: base[level]) ?? own.count - 1
+            choices.append(Choice(name: m.name, kind: kind, layer: layer, llamaType: llama, type: own[start]))
         }
-        func ladder(_ c: Choice) -> [GGMLType] { Self.ladder(rowLength: rows[c.name]!.0) }
+        func ladder(_ c: Choice) -> [GGMLType] { ladders[c.name]! }
         func size(_ t: GGMLType, _ name: String) -> Int? {
             let (len, r) = rows[name]!
             return t.rowBytes(elements: len).map { $0 * r }
