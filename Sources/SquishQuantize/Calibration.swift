@@ -61,6 +61,31 @@ final class HessianAccumulator {
     }
 }
 
+extension HessianAccumulator {
+    /// H of the output matrix's input: the final RMS-normed hidden state of every calibration token, from the
+    /// residual stream `x` [sequences × length × dim] after the last block. The token embedding of a tied model is
+    /// quantized with these statistics too, since the logits are where its error shows (its other role, a row
+    /// look-up, is followed by the first block's norm).
+    static func finalNorm(model: LlamaModel, x: UnsafePointer<Float>, sequences: Int, length: Int, pool: WorkerPool) throws -> [Double] {
+        let c = model.config
+        let acc = HessianAccumulator(n: c.dim)
+        let normed = UnsafeMutablePointer<Float>.allocate(capacity: length * c.dim)  // [length × dim]
+        defer { normed.deallocate() }
+        let matmul = Matmul(pool: pool)
+        for s in 0 ..< sequences {
+            for t in 0 ..< length {
+                let row = x + (s * length + t) * c.dim, out = normed + t * c.dim
+                var ss = 0.0
+                for j in 0 ..< c.dim { ss += Double(row[j]) * Double(row[j]) }
+                let scale = Float(1 / (ss / Double(c.dim) + Double(c.normEpsilon)).squareRoot())
+                for j in 0 ..< c.dim { out[j] = row[j] * scale * model.outputNorm[j] }
+            }
+            try acc.add(normed, tokens: length, matmul: matmul)
+        }
+        return acc.finish()
+    }
+}
+
 /// The weights of one transformer block as the calibration forward uses them.
 struct BlockWeights {
     var attentionNorm: [Float], ffnNorm: [Float]

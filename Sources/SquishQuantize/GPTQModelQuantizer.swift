@@ -11,6 +11,8 @@ import SquishTokenizer
 /// the input of block i + 1, so later blocks are calibrated on what the quantized model actually computes.
 /// Only one block's activations are held at a time (besides the residual stream); the weights stay memory-mapped.
 /// With `--method rtn --importance` the same pipeline feeds importance-weighted RTN (`RTNQuantizer`) instead of GPTQ.
+/// After the last block, the output matrix and the token embedding (where the plan quantizes them) get the same
+/// treatment with the statistics of the final normed hidden state.
 public enum GPTQModelQuantizer {
     struct Result {
         var tensors: [String: [UInt8]]
@@ -41,6 +43,29 @@ public enum GPTQModelQuantizer {
                                                 + "(\(count * content) text tokens) were asked for; give a longer text or fewer --calib-tokens")
         }
         return (0 ..< count).map { s in (bos.map { [$0] } ?? []) + Array(ids[s * content ..< (s + 1) * content]) }
+    }
+
+    /// One matrix `w` [rows × columns] with its input statistics `h` [columns × columns]: GPTQ, or importance-weighted
+    /// RTN for `--method rtn --importance`.
+    static func quantizeMatrix(_ w: inout [Float], rows: Int, columns n: Int, h: [Double], grid: BlockGrid, name: String,
+                               options: QuantizeOptions, pool: WorkerPool) throws -> [UInt8] {
+        if options.method == .rtn {
+            // Importance-weighted RTN: the weights are diag(H) = Σ x² per input channel, plus 1% of their mean
+            // (as GPTQ's damping) so that channels the calibration never excited still count a little.
+            var mean = 0.0
+            for j in 0 ..< n { mean += h[j * n + j] }
+            mean /= Double(n)
+            let importance = (0 ..< n).map { Float(h[$0 * n + $0] + 0.01 * mean) }
+            return w.withUnsafeBufferPointer { wp in
+                importance.withUnsafeBufferPointer {
+                    RTNQuantizer.quantize(weights: wp.baseAddress!, rows: rows, columns: n, grid: grid, importance: $0.baseAddress!, pool: pool)
+                }
+            }
+        }
+        return try w.withUnsafeMutableBufferPointer {
+            try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: rows, columns: n, hessian: h, grid: grid,
+                                       options: options.gptq, pool: pool, name: name)
+        }
     }
 
     static func run(file: GGUFFile, plan: [TensorPlan], options: QuantizeOptions, pool: WorkerPool,
@@ -89,27 +114,8 @@ public enum GPTQModelQuantizer {
                 try w.withUnsafeMutableBufferPointer { wp in
                     for r in 0 ..< m.rows { try m.dequantizeRow(r, into: wp.baseAddress! + r * m.columns) }
                 }
-                let bytes: [UInt8]
-                if options.method == .rtn {
-                    // Importance-weighted RTN: the weights are diag(H) = Σ x² per input channel, plus 1% of their mean
-                    // (as GPTQ's damping) so that channels the calibration never excited still count a little.
-                    let n = m.columns
-                    var mean = 0.0
-                    for j in 0 ..< n { mean += h[j * n + j] }
-                    mean /= Double(n)
-                    let importance = (0 ..< n).map { Float(h[$0 * n + $0] + 0.01 * mean) }
-                    bytes = w.withUnsafeBufferPointer { wp in
-                        importance.withUnsafeBufferPointer {
-                            RTNQuantizer.quantize(weights: wp.baseAddress!, rows: m.rows, columns: n, grid: grid,
-                                                  importance: $0.baseAddress!, pool: pool)
-                        }
-                    }
-                } else {
-                    bytes = try w.withUnsafeMutableBufferPointer {
-                        try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: m.rows, columns: m.columns, hessian: h, grid: grid,
-                                                   options: options.gptq, pool: pool, name: name)
-                    }
-                }
+                let bytes = try quantizeMatrix(&w, rows: m.rows, columns: m.columns, h: h, grid: grid, name: name,
+                                               options: options, pool: pool)
                 out[name] = bytes
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 64)
                 bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
@@ -130,6 +136,27 @@ public enum GPTQModelQuantizer {
             }
             log(String(format: "%@: block %d/%d: statistics %.1f s, quantization %.1f s, total %.1f s (%.0f s so far)",
                        label, li + 1, c.layers, statsTime, quantizeTime, Date().timeIntervalSince(blockStart), Date().timeIntervalSince(start)))
+        }
+
+        // The output matrix and the token embedding (tied or not), where the plan quantizes them: the same method with
+        // the statistics of the output's input, the final normed hidden state of the quantized model.
+        let edges = ["output.weight", "token_embd.weight"].compactMap { name -> (GGUFTensorInfo, BlockGrid)? in
+            guard case .quantize(let grid, _)? = actions[name], let info = file.tensor(named: name) else { return nil }
+            return (info, grid)
+        }
+        if !edges.isEmpty {
+            let h = try HessianAccumulator.finalNorm(model: model, x: x, sequences: seqs.count, length: length, pool: pool)
+            for (info, grid) in edges {
+                let edgeStart = Date()
+                guard info.shape.count == 2, info.shape[0] == c.dim else {
+                    throw QuantizeError.badModel(path: file.path, reason: "tensor '\(info.name)' has rows of \(info.shape[0]), not \(c.dim)")
+                }
+                var w = try Codecs.dequantize(info.type, file.data(for: info), count: info.elementCount)  // [rows × dim]
+                out[info.name] = try quantizeMatrix(&w, rows: info.rowCount, columns: c.dim, h: h, grid: grid, name: info.name,
+                                                    options: options, pool: pool)
+                log(String(format: "%@: %@: %.1f s (%.0f s so far)", label, info.name, Date().timeIntervalSince(edgeStart),
+                           Date().timeIntervalSince(start)))
+            }
         }
         return Result(tensors: out, tokens: seqs.count * length)
     }

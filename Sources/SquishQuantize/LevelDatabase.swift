@@ -260,24 +260,9 @@ public struct LevelDatabase: Sendable {
             progress?(li + 1, steps)
         }
 
-        // The embedding and the output matrix (often the same, tied): GPTQ with the statistics of the output's input,
-        // the final normed hidden state, since the logits are where their error shows (the embedding's other role, a
-        // row look-up, is followed by the first block's norm). Error weighted by the same statistics' diagonal.
-        let finalStats = HessianAccumulator(n: c.dim)
-        let normed = UnsafeMutablePointer<Float>.allocate(capacity: length * c.dim)  // [length × dim]
-        defer { normed.deallocate() }
-        let matmul = Matmul(pool: pool)
-        for s in 0 ..< seqs.count {
-            for t in 0 ..< length {
-                let row = x + (s * length + t) * c.dim, out = normed + t * c.dim
-                var ss = 0.0
-                for j in 0 ..< c.dim { ss += Double(row[j]) * Double(row[j]) }
-                let scale = Float(1 / (ss / Double(c.dim) + Double(c.normEpsilon)).squareRoot())
-                for j in 0 ..< c.dim { out[j] = row[j] * scale * model.outputNorm[j] }
-            }
-            try finalStats.add(normed, tokens: length, matmul: matmul)
-        }
-        let hFinal = finalStats.finish()
+        // The embedding and the output matrix (often the same, tied): GPTQ with the statistics of the output's input
+        // (see `HessianAccumulator.finalNorm`). Error weighted by the same statistics' diagonal.
+        let hFinal = try HessianAccumulator.finalNorm(model: model, x: x, sequences: seqs.count, length: length, pool: pool)
         let finalDiag = (0 ..< c.dim).map { hFinal[$0 * c.dim + $0] }
         let finalPrepared = options.gptqBlocks
             ? try GPTQQuantizer.prepare(hessian: hFinal, n: c.dim, options: options.gptq, pool: pool, name: "output")

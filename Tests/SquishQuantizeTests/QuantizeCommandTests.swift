@@ -84,14 +84,15 @@ struct QuantizeFileTests {
         }
     }
 
-    /// GPTQ into Q4_K on the default model (tiny calibration set): ffn_down (rows of 1536) takes Q4_K, the other linear
-    /// layers (rows of 576) SQ4_G64; the Q4_K tensors decode identically with gguf-py; the model runs.
-    @Test func gptqQ4_KOnTheDefaultModel() throws {
+    /// GPTQ and AWQ into Q4_K on the default model (tiny calibration set): ffn_down (rows of 1536) takes Q4_K, the
+    /// other linear layers (rows of 576) SQ4_G64; the Q4_K tensors decode identically with gguf-py; the model runs.
+    @Test(arguments: [QuantizationMethod.gptq, .awq])
+    func calibratedQ4_KOnTheDefaultModel(method: QuantizationMethod) throws {
         let input = try TestSupport.defaultModelPath()
         let dir = try TestSupport.scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let pool = WorkerPool(threads: 2)
-        let options = try TestSupport.tinyCalibration(.gptq, type: "Q4_K")
+        let options = try TestSupport.tinyCalibration(method, type: "Q4_K")
         let report = try ModelQuantizer.quantize(input: input, output: dir + "/q4k.gguf", options: options, pool: pool)
         let file = try GGUFFile(path: dir + "/q4k.gguf")
         let linear = file.tensors.filter { $0.name.hasPrefix("blk.") && $0.shape.count == 2 }
@@ -119,8 +120,37 @@ struct QuantizeFileTests {
         let session = LlamaSession(model: model, pool: pool, contextLength: 128)
         let r = try Perplexity.evaluate(session: session, tokens: Array(tokenizer.encode(String(text)).prefix(256)), context: 128,
                                         protocol: .llamacpp, bos: tokenizer.bosID)
-        print("GPTQ Q4_K (128 calibration tokens): perplexity \(r.perplexity) on 256 tokens of Persuasion")
+        print("\(method) Q4_K (128 calibration tokens): perplexity \(r.perplexity) on 256 tokens of Persuasion")
         #expect(r.perplexity.isFinite && r.perplexity < 100)
+    }
+
+    /// The Q3_K_S preset on the default model keeps every linear layer's Q4_1 blocks (its bytes allow no more and
+    /// need no less) and quantizes only the tied embedding/output matrix, to SQ5_G64. GPTQ fits it with the final
+    /// normed hidden state's statistics, so the logits follow the original more closely than with plain RTN.
+    @Test func gptqFitsTheTiedEmbeddingToTheLogits() throws {
+        let input = try TestSupport.defaultModelPath()
+        let dir = try TestSupport.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let pool = WorkerPool(threads: 2)
+        let gptq = try ModelQuantizer.quantize(input: input, output: dir + "/gptq.gguf",
+                                               options: try TestSupport.tinyCalibration(.gptq, type: "Q3_K_S"), pool: pool)
+        let rtn = try ModelQuantizer.quantize(input: input, output: dir + "/rtn.gguf",
+                                              options: QuantizeOptions(method: .rtn, target: try .resolve(type: "Q3_K_S", bits: nil, group: nil, symmetric: false)),
+                                              pool: pool)
+        #expect(gptq.tensorTypes == ["SQ5_G64": 1] && rtn.tensorTypes == ["SQ5_G64": 1])
+        let original = try GGUFFile(path: input), a = try GGUFFile(path: dir + "/gptq.gguf"), b = try GGUFFile(path: dir + "/rtn.gguf")
+        let embd = try #require(a.tensor(named: "token_embd.weight"))
+        #expect(embd.type == .sq5_G64 && !a.data(for: embd).elementsEqual(b.data(for: b.tensor(named: "token_embd.weight")!)))
+        let tokenizer = try Tokenizer(gguf: original)
+        let text = try String(contentsOfFile: TestSupport.austenPath("persuasion"), encoding: .utf8).prefix(3000)
+        let tokens = Array(tokenizer.encode(String(text)).prefix(384))
+        let reference = try LlamaModel(gguf: original)
+        let kl = try [a, b].map {
+            try ModelAgreement.measure(reference: reference, candidate: try LlamaModel(gguf: $0), tokens: tokens, bos: tokenizer.bosID,
+                                       context: 128, pool: pool).klDivergence
+        }
+        print("Q3_K_S tied embedding SQ5_G64: KL \(kl[0]) (GPTQ, 128 calibration tokens), \(kl[1]) (RTN)")
+        #expect(kl[0] < 0.8 * kl[1])
     }
 
     /// Default model (Q4_1): re-quantizing Q4_1 -> Q4_1 through dequantize and re-encode reproduces every tensor's
