@@ -147,31 +147,9 @@ struct SquishFamilyTests {
         #expect(ppl[1].isFinite && ppl[1] > ppl[0] && ppl[1] < original * 2)
     }
 
-    /// GPTQ and AWQ write symmetric types too: on the default model with a tiny calibration set the linear layers come
-    /// out in SQ3S_G64 (GPTQ) and SQ4S_G16 (AWQ), decode, and run with a finite perplexity.
-    @Test func calibratedMethodsWriteSymmetricTypes() throws {
-        let input = try TestSupport.defaultModelPath()
-        let dir = try TestSupport.scratchDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let pool = WorkerPool(threads: 2)
-        let text = try String(contentsOfFile: TestSupport.austenPath("persuasion"), encoding: .utf8).prefix(2000)
-        for (method, type) in [(QuantizationMethod.gptq, GGMLType.sq3s_G64), (.awq, .sq4s_G16)] {
-            var options = try TestSupport.tinyCalibration(method, type: type.name)
-            options.awq.gridSize = 5
-            options.awq.searchTokens = 64
-            let path = dir + "/\(type.name).gguf"
-            _ = try ModelQuantizer.quantize(input: input, output: path, options: options, pool: pool)
-            let file = try GGUFFile(path: path)
-            #expect(file.tensors.filter { $0.name.hasPrefix("blk.") && $0.shape.count == 2 }.allSatisfy { $0.type == type })
-            let model = try LlamaModel(gguf: file)
-            let tokenizer = try Tokenizer(gguf: file)
-            let session = LlamaSession(model: model, pool: pool, contextLength: 128)
-            let r = try Perplexity.evaluate(session: session, tokens: Array(tokenizer.encode(String(text)).prefix(256)), context: 128,
-                                            protocol: .llamacpp, bos: tokenizer.bosID)
-            print("\(method) \(type) (128 calibration tokens): perplexity \(r.perplexity) on 256 tokens of Persuasion")
-            #expect(r.perplexity.isFinite && r.perplexity < 100)
-        }
-    }
+    // GPTQ and AWQ on the new grids: GPTQTests.squishFamilyLowersTheProxyLossBelowRTN and
+    // AWQClipTests.clippingLowersTheOutputError (the model quantizers are grid-generic; whole-model runs are too slow
+    // for the test suite).
 }
 
 extension QuantizationTarget {
