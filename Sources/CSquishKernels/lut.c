@@ -44,7 +44,10 @@ enum { LUT_TQ1_0 = 34, LUT_TQ2_0 = 35 };
 
 static int lut_source_params(int type, int *bits, int *group) {
     if ((type & 0xffff0000) == 0x53510000) {
-        const int b = (type >> 8) & 0xff, g = type & 0xff;
+        // Affine SQ<b>_G<g> only: bit 15 marks the symmetric Squish types (w = d·(q − 2^(b−1)), no m), which this
+        // layout does not describe; groups other than 32 and 64 (16, 128, 256 = low byte 0) have no kernel here.
+        if (type & 0x8000) return 0;
+        const int b = (type >> 8) & 0x7f, g = type & 0xff;
         if (b < 1 || b > 4 || (g != 32 && g != 64)) return 0;
         *bits = b;
         *group = g;

@@ -1,6 +1,10 @@
 /// ggml tensor types as numbered in GGUF files (ggml.h `enum ggml_type`), with their block layout, plus Squish's own
-/// block types (`SQ<bits>_G<group>`, numbered 0x5351_0000 + bits · 256 + group, far from ggml's range), which
-/// llama.cpp cannot load.
+/// block types, which llama.cpp cannot load, for every bits b in 2 ... 8 and group g in {16, 32, 64, 128, 256}:
+/// - affine `SQ<b>_G<g>` (w = d · q + m), numbered 0x5351_0000 + b · 256 + (g mod 256);
+/// - symmetric `SQ<b>S_G<g>` (w = d · (q − 2^(b−1))), numbered 0x5351_8000 + b · 256 + (g mod 256).
+/// The low byte is the group size, with 0 meaning 256 (the only group that does not fit a byte); bit 15 marks the
+/// symmetric types. All of these are far from ggml's range; the ids of the first Squish types (SQ2_G32 ... SQ8_G64)
+/// are unchanged, so files written before the family grew still load.
 public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConvertible {
     case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3
     case q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9
@@ -9,9 +13,21 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
     case i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, iq1_M = 29, bf16 = 30
     case tq1_0 = 34, tq2_0 = 35, mxfp4 = 39
     // Squish affine types (see `SquishAffineBlock`): b-bit codes in groups of g with an f16 scale and f16 minimum.
-    case sq2_G32 = 0x5351_0220, sq2_G64 = 0x5351_0240, sq3_G32 = 0x5351_0320, sq3_G64 = 0x5351_0340
-    case sq4_G32 = 0x5351_0420, sq4_G64 = 0x5351_0440, sq5_G64 = 0x5351_0540, sq6_G64 = 0x5351_0640
-    case sq8_G64 = 0x5351_0840
+    case sq2_G16 = 0x5351_0210, sq2_G32 = 0x5351_0220, sq2_G64 = 0x5351_0240, sq2_G128 = 0x5351_0280, sq2_G256 = 0x5351_0200
+    case sq3_G16 = 0x5351_0310, sq3_G32 = 0x5351_0320, sq3_G64 = 0x5351_0340, sq3_G128 = 0x5351_0380, sq3_G256 = 0x5351_0300
+    case sq4_G16 = 0x5351_0410, sq4_G32 = 0x5351_0420, sq4_G64 = 0x5351_0440, sq4_G128 = 0x5351_0480, sq4_G256 = 0x5351_0400
+    case sq5_G16 = 0x5351_0510, sq5_G32 = 0x5351_0520, sq5_G64 = 0x5351_0540, sq5_G128 = 0x5351_0580, sq5_G256 = 0x5351_0500
+    case sq6_G16 = 0x5351_0610, sq6_G32 = 0x5351_0620, sq6_G64 = 0x5351_0640, sq6_G128 = 0x5351_0680, sq6_G256 = 0x5351_0600
+    case sq7_G16 = 0x5351_0710, sq7_G32 = 0x5351_0720, sq7_G64 = 0x5351_0740, sq7_G128 = 0x5351_0780, sq7_G256 = 0x5351_0700
+    case sq8_G16 = 0x5351_0810, sq8_G32 = 0x5351_0820, sq8_G64 = 0x5351_0840, sq8_G128 = 0x5351_0880, sq8_G256 = 0x5351_0800
+    // Squish symmetric types (see `SquishSymmetricBlock`): b-bit codes in groups of g with an f16 scale only.
+    case sq2s_G16 = 0x5351_8210, sq2s_G32 = 0x5351_8220, sq2s_G64 = 0x5351_8240, sq2s_G128 = 0x5351_8280, sq2s_G256 = 0x5351_8200
+    case sq3s_G16 = 0x5351_8310, sq3s_G32 = 0x5351_8320, sq3s_G64 = 0x5351_8340, sq3s_G128 = 0x5351_8380, sq3s_G256 = 0x5351_8300
+    case sq4s_G16 = 0x5351_8410, sq4s_G32 = 0x5351_8420, sq4s_G64 = 0x5351_8440, sq4s_G128 = 0x5351_8480, sq4s_G256 = 0x5351_8400
+    case sq5s_G16 = 0x5351_8510, sq5s_G32 = 0x5351_8520, sq5s_G64 = 0x5351_8540, sq5s_G128 = 0x5351_8580, sq5s_G256 = 0x5351_8500
+    case sq6s_G16 = 0x5351_8610, sq6s_G32 = 0x5351_8620, sq6s_G64 = 0x5351_8640, sq6s_G128 = 0x5351_8680, sq6s_G256 = 0x5351_8600
+    case sq7s_G16 = 0x5351_8710, sq7s_G32 = 0x5351_8720, sq7s_G64 = 0x5351_8740, sq7s_G128 = 0x5351_8780, sq7s_G256 = 0x5351_8700
+    case sq8s_G16 = 0x5351_8810, sq8s_G32 = 0x5351_8820, sq8s_G64 = 0x5351_8840, sq8s_G128 = 0x5351_8880, sq8s_G256 = 0x5351_8800
 
     /// Elements per block and bytes per block (ggml's type traits).
     public var blockLayout: (elements: Int, bytes: Int) {
@@ -47,8 +63,8 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
         case .tq2_0: return (256, 66)
         case .mxfp4: return (32, 17)
         default:
-            let (bits, group) = squishAffine!
-            return (group, 4 + group * bits / 8)
+            let (bits, group, symmetric) = squishBlock!
+            return (group, (symmetric ? 2 : 4) + group * bits / 8)
         }
     }
 
@@ -72,27 +88,52 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
         case .iq4_XS: return "IQ4_XS"; case .iq1_M: return "IQ1_M"
         case .tq1_0: return "TQ1_0"; case .tq2_0: return "TQ2_0"; case .mxfp4: return "MXFP4"
         default:
-            let (bits, group) = squishAffine!
-            return "SQ\(bits)_G\(group)"
+            let (bits, group, symmetric) = squishBlock!
+            return "SQ\(bits)\(symmetric ? "S" : "")_G\(group)"
         }
     }
 
     public var description: String { name }
 
-    /// Bits per code and group size of a Squish affine type; nil for ggml's own types.
-    public var squishAffine: (bits: Int, group: Int)? {
+    /// Bits per code, group size and kind of a Squish block type (`SquishAffineBlock` or `SquishSymmetricBlock`);
+    /// nil for ggml's own types.
+    public var squishBlock: (bits: Int, group: Int, symmetric: Bool)? {
         guard rawValue & 0xffff_0000 == 0x5351_0000 else { return nil }
-        return (Int(rawValue >> 8 & 0xff), Int(rawValue & 0xff))
+        let low = Int(rawValue & 0xff)
+        return (Int(rawValue >> 8 & 0x7f), low == 0 ? 256 : low, rawValue & 0x8000 != 0)
+    }
+
+    /// Bits per code and group size of a Squish affine type; nil for ggml's own types and the symmetric Squish types.
+    public var squishAffine: (bits: Int, group: Int)? {
+        guard let (bits, group, symmetric) = squishBlock, !symmetric else { return nil }
+        return (bits, group)
+    }
+
+    /// Bits per code and group size of a Squish symmetric type; nil for every other type.
+    public var squishSymmetric: (bits: Int, group: Int)? {
+        guard let (bits, group, symmetric) = squishBlock, symmetric else { return nil }
+        return (bits, group)
+    }
+
+    /// Bit widths and group sizes the Squish block types exist for.
+    public static let squishBits = 2 ... 8
+    public static let squishGroups = [16, 32, 64, 128, 256]
+
+    /// The Squish affine (or, with `symmetric`, symmetric) type with `bits` per code in groups of `group`, if Squish
+    /// defines one.
+    public static func squishType(bits: Int, group: Int, symmetric: Bool) -> GGMLType? {
+        guard squishBits.contains(bits), squishGroups.contains(group) else { return nil }
+        return GGMLType(rawValue: 0x5351_0000 | (symmetric ? 0x8000 : 0) | UInt32(bits) << 8 | UInt32(group & 0xff))
     }
 
     /// The Squish affine type with `bits` per code in groups of `group`, if Squish defines one.
-    public static func squishAffine(bits: Int, group: Int) -> GGMLType? {
-        guard (1 ... 8).contains(bits), (1 ... 255).contains(group) else { return nil }
-        return GGMLType(rawValue: 0x5351_0000 | UInt32(bits) << 8 | UInt32(group))
-    }
+    public static func squishAffine(bits: Int, group: Int) -> GGMLType? { squishType(bits: bits, group: group, symmetric: false) }
+
+    /// The Squish symmetric type with `bits` per code in groups of `group`, if Squish defines one.
+    public static func squishSymmetric(bits: Int, group: Int) -> GGMLType? { squishType(bits: bits, group: group, symmetric: true) }
 
     /// True for the types llama.cpp can load (everything but Squish's own).
-    public var isGGMLNative: Bool { squishAffine == nil }
+    public var isGGMLNative: Bool { squishBlock == nil }
 
     /// Parses a name as printed by `name` (case-insensitive).
     public init?(name: String) {

@@ -32,6 +32,11 @@ public enum AffineFit {
         }
         var best = BlockParameters(scale: f16((hi - lo) / top), minimum: f16(lo))
         var bestError = error(best)
+        // The codec's min/max rule takes the step from the f16-rounded minimum; with many levels (7-8 bits) the f16
+        // rounding of m is a sizeable part of a step, so that variant can beat both the one above and the refits.
+        let codec = BlockParameters(scale: f16((hi - f16(lo)) / top), minimum: f16(lo))
+        let codecError = error(codec)  // infinite when the step rounds to 0
+        if codecError < bestError { best = codec; bestError = codecError }
         for delta in deltas {
             let inverse = (top + delta) / (hi - lo)
             // Least squares for d, m given codes q: minimize Σ w (d q + m − x)².

@@ -23,6 +23,9 @@ public enum BlockGrid: Sendable, Equatable {
     case q4_0, q4_1, q5_0, q5_1, q8_0, iq4_NL
     /// A Squish affine type: `bits`-bit codes, w = d · q + m, one f16 d and m per group (SquishFormats `SquishAffineBlock`).
     case affine(bits: Int, group: Int)
+    /// A Squish symmetric type: `bits`-bit codes, w = d · (q − 2^(bits−1)), one f16 d per group (SquishFormats
+    /// `SquishSymmetricBlock`).
+    case symmetric(bits: Int, group: Int)
     /// Ternary weights (BitNet b1.58, Ma et al. 2024, eq. 1-3): per block γ = mean |w| and w ≈ γ · t with
     /// t = clamp(round(w / γ), −1, 1), stored as TQ1_0/TQ2_0 (blocks of 256) or as a Squish 2-bit affine type with
     /// m = −γ (codes 0, 1, 2) where rows are not multiples of 256.
@@ -34,6 +37,7 @@ public enum BlockGrid: Sendable, Equatable {
 
     public init?(_ type: GGMLType) {
         if let (bits, group) = type.squishAffine { self = .affine(bits: bits, group: group); return }
+        if let (bits, group) = type.squishSymmetric { self = .symmetric(bits: bits, group: group); return }
         if let format = KQuantFormat(type) { self = .kQuant(format); return }
         switch type {
         case .q4_0: self = .q4_0
@@ -55,6 +59,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .q8_0: return .q8_0
         case .iq4_NL: return .iq4_NL
         case .affine(let bits, let group): return GGMLType.squishAffine(bits: bits, group: group)!
+        case .symmetric(let bits, let group): return GGMLType.squishSymmetric(bits: bits, group: group)!
         case .ternary(let type): return type
         case .kQuant(let format): return format.type
         }
@@ -70,14 +75,14 @@ public enum BlockGrid: Sendable, Equatable {
     public var usesParameterSearch: Bool {
         switch self {
         case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return false
-        case .iq4_NL, .affine, .ternary, .kQuant: return true
+        case .iq4_NL, .affine, .symmetric, .ternary, .kQuant: return true
         }
     }
 
     /// Weights per block (one set of parameters, fitted together).
     public var groupSize: Int {
         switch self {
-        case .affine(_, let group): return group
+        case .affine(_, let group), .symmetric(_, let group): return group
         case .ternary(let type): return type.blockElements
         case .kQuant: return 256
         default: return 32
@@ -96,7 +101,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .q4_0, .q4_1, .iq4_NL: return 4
         case .q5_0, .q5_1: return 5
         case .q8_0: return 8
-        case .affine(let bits, _): return bits
+        case .affine(let bits, _), .symmetric(let bits, _): return bits
         case .ternary: return 2
         case .kQuant(let format): return (format.codeRange.upperBound - format.codeRange.lowerBound + 1).trailingZeroBitCount
         }
@@ -116,7 +121,8 @@ public enum BlockGrid: Sendable, Equatable {
     /// The block's parameters from its (current) 32 weights, computed as the format's reference quantizer does:
     /// d = x[argmax |x|] / -2^(b-1) for Q4_0/Q5_0; d = (max - min) / (2^b - 1), m = min for Q4_1/Q5_1;
     /// d = max |x| / 127 for Q8_0; a scale search for IQ4_NL (see `IQ4NLScale`); a least-squares search over
-    /// clipped ranges for the Squish affine types (see `AffineFit`).
+    /// clipped ranges for the Squish affine types (see `AffineFit`), a least-squares scale search for the Squish
+    /// symmetric types (see `SymmetricFit`; never worse than the codec's max-magnitude rule).
     /// K-quants have one set of parameters per sub-block: use `parameters(_:into:)`.
     ///
     /// `importance` (optional, `groupSize` non-negative weights, imatrix style): the parameters then minimize the
@@ -153,6 +159,8 @@ public enum BlockGrid: Sendable, Equatable {
             return BlockParameters(scale: IQ4NLScale.search(x, importance: importance))
         case .affine(let bits, let group):
             return AffineFit.search(x, count: group, levels: (1 << bits) - 1, importance: importance)
+        case .symmetric(let bits, let group):
+            return SymmetricFit.search(x, count: group, top: 1 << (bits - 1), importance: importance)
         case .ternary:
             var sum: Float = 0
             for i in 0 ..< n { sum += abs(x[i]) }
@@ -191,6 +199,9 @@ public enum BlockGrid: Sendable, Equatable {
         case .iq4_NL: return d == 0 ? IQ4NLScale.zeroIndex : IQ4NLScale.nearest(x / d)
         case .affine(let bits, _):
             return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, Float((1 << bits) - 1)))
+        case .symmetric(let bits, _):
+            let half = Float(1 << (bits - 1))
+            return d == 0 ? UInt8(half) : UInt8(clamp((x / d).rounded() + half, 0, 2 * half - 1))
         case .ternary: return d == 0 ? 1 : UInt8(clamp((x / d).rounded(), -1, 1) + 1)
         case .kQuant(let f):
             // Codes are offset by the lowest code (Q3_K: q + 4, Q6_K: q + 32).
@@ -206,6 +217,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .q4_0: return p.scale * Float(Int(code) - 8)
         case .q5_0: return p.scale * Float(Int(code) - 16)
         case .q4_1, .q5_1, .affine: return p.scale * Float(code) + p.minimum
+        case .symmetric(let bits, _): return p.scale * Float(Int32(code) - Int32(1) << Int32(bits - 1))
         case .q8_0: return Float(Int(code) - 128) * p.scale
         case .iq4_NL: return p.scale * IQ4NLScale.levels[Int(code)]
         case .ternary: return p.scale * Float(Int(code) - 1)
@@ -250,6 +262,9 @@ public enum BlockGrid: Sendable, Equatable {
         case .affine(let bits, let group):
             store16(p.scale, 0); store16(p.minimum, 2)
             packCodes(codes, bits: bits, count: group, into: block + 4)
+        case .symmetric(let bits, let group):
+            store16(p.scale, 0)
+            packCodes(codes, bits: bits, count: group, into: block + 2)
         case .ternary(let type):
             if let (bits, group) = type.squishAffine {
                 // m = −γ turns codes 0, 1, 2 into −γ, 0, γ.

@@ -1,8 +1,9 @@
 import SquishFormats
 
 /// What the output's weight matrices are quantized to: a llama.cpp block type (chosen by name, or by bits and
-/// group size where those map onto one), or else a Squish affine type (`SQ3_G32`: 3-bit codes in groups of 32 with an
-/// f16 scale and minimum), which Squish runs and llama.cpp cannot load.
+/// group size where those map onto one), or else a Squish type (`SQ3_G32`: 3-bit codes in groups of 32 with an f16
+/// scale and minimum; `SQ3S_G32`: the same, symmetric, with an f16 scale only), which Squish runs and llama.cpp cannot
+/// load.
 public struct QuantizationTarget: Sendable, Equatable {
     public let grid: BlockGrid
     /// A llama.cpp preset name (`Q4_K_M`, ...): types chosen per tensor within llama.cpp's bytes (see
@@ -17,8 +18,10 @@ public struct QuantizationTarget: Sendable, Equatable {
         self.preset = preset
     }
 
-    /// `--type NAME`, or `--bits B --group G` (asymmetric, i.e. with a float minimum, unless `symmetric`).
-    /// A native llama.cpp block type is preferred; otherwise the Squish affine type with those bits and group.
+    /// `--type NAME`, or `--bits B --group G` (asymmetric, i.e. with a float minimum, unless `symmetric`; B in 2 ... 8,
+    /// G in 16, 32, 64, 128, 256). A native llama.cpp block type is preferred (4 bits in groups of 32: Q4_1, or Q4_0
+    /// symmetric; 5 bits: Q5_1 / Q5_0; 8 bits: Q8_0 either way); otherwise the Squish affine type SQ<B>_G<G> or the
+    /// symmetric SQ<B>S_G<G>.
     /// `pure` (llama-quantize's `--pure`): a preset name means its nominal type for every tensor (Q2_K, Q6_K and
     /// Q4_K_M then mean the single types Q2_K, Q6_K and Q4_K).
     public static func resolve(type name: String?, bits: Int?, group: Int?, symmetric: Bool,
@@ -46,8 +49,7 @@ public struct QuantizationTarget: Sendable, Equatable {
         case (5, 32, false): grid = .q5_1
         case (5, 32, true): grid = .q5_0
         case (8, 32, _): grid = .q8_0
-        case (_, _, false): grid = GGMLType.squishAffine(bits: bits, group: group).flatMap(BlockGrid.init)
-        default: grid = nil
+        default: grid = GGMLType.squishType(bits: bits, group: group, symmetric: symmetric).flatMap(BlockGrid.init)
         }
         guard let grid else {
             throw QuantizeError.unsupportedTarget(
@@ -67,7 +69,10 @@ public struct QuantizationTarget: Sendable, Equatable {
         return QuantizationTarget(grid: .ternary(t))
     }
 
-    public static let squishNames = GGMLType.allCases.filter { $0.squishAffine != nil }.map(\.name).joined(separator: ", ")
+    /// The Squish family, as a pattern (70 types).
+    public static let squishNames = "SQ<b>_G<g> (affine) and SQ<b>S_G<g> (symmetric) for b in "
+        + "\(GGMLType.squishBits.lowerBound)-\(GGMLType.squishBits.upperBound), g in "
+        + GGMLType.squishGroups.map(String.init).joined(separator: "/")
     public static let supportedNames = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (rows that are not "
         + "multiples of 256 get the Squish affine type of the same bits, SQ<bits>_G64), " + squishNames + "; presets "
         + QuantizationPreset.allCases.map(\.rawValue).joined(separator: ", ")
@@ -82,7 +87,7 @@ public struct QuantizationTarget: Sendable, Equatable {
         case .q5_0: return 8
         case .q5_1: return 9
         case .iq4_NL: return 25
-        case .affine: return 1024  // LLAMA_FTYPE_GUESSED: no llama.cpp file type describes a Squish type
+        case .affine, .symmetric: return 1024  // LLAMA_FTYPE_GUESSED: no llama.cpp file type describes a Squish type
         case .ternary(let t): return t == .tq1_0 ? 36 : t == .tq2_0 ? 37 : 1024
         // MOSTLY_Q2_K, Q3_K_S, Q4_K_S, Q5_K_S, Q6_K (a single K type throughout).
         case .kQuant(let f): return [GGMLType.q2_K: 10, .q3_K: 11, .q4_K: 14, .q5_K: 16, .q6_K: 18][f.type] ?? 1024

@@ -23,13 +23,13 @@ struct Quantize: ParsableCommand {
     @Option(help: "Output block type: \(QuantizationTarget.supportedNames).")
     var type: String?
 
-    @Option(help: "Bits per weight (with --group): a native type where one fits (4 -> Q4_1, 5 -> Q5_1, 8 -> Q8_0 in groups of 32), else the Squish affine type SQ<bits>_G<group>.")
+    @Option(help: "Bits per weight, 2-8 (with --group): a native type where one fits (4 -> Q4_1, 5 -> Q5_1, 8 -> Q8_0 in groups of 32), else the Squish affine type SQ<bits>_G<group> (or symmetric SQ<bits>S_G<group> with --symmetric).")
     var bits: Int?
 
-    @Option(help: "Group size for --bits (default 32).")
+    @Option(help: "Group size for --bits: 16, 32, 64, 128 or 256 (default 32); it must divide every quantized row.")
     var group: Int?
 
-    @Flag(help: "With --bits: symmetric blocks without a minimum (4 -> Q4_0, 5 -> Q5_0).")
+    @Flag(help: "With --bits: symmetric blocks without a minimum (4 -> Q4_0, 5 -> Q5_0, 8 -> Q8_0 in groups of 32, else SQ<bits>S_G<group>).")
     var symmetric = false
 
     @Flag(help: "With a preset name (Q2_K, Q4_K_M, Q6_K, ...): its nominal type for every tensor instead of the per-tensor mix (as llama-quantize --pure); K-quant rows that are not multiples of 256 still get SQ<bits>_G64.")

@@ -117,8 +117,8 @@ func expectSameBytes(_ found: [UInt8], _ expected: [UInt8], _ label: String, blo
     @Test func supportedTypes() {
         let ggmlDecodable: Set<GGMLType> = [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K,
                                         .q5_K, .q6_K, .iq4_NL, .iq4_XS, .tq1_0, .tq2_0]
-        let squish = Set(GGMLType.allCases.filter { $0.squishAffine != nil })
-        #expect(squish.count == 9)
+        let squish = Set(GGMLType.allCases.filter { $0.squishBlock != nil })
+        #expect(squish.count == 70)  // affine and symmetric, 2-8 bits, groups 16-256
         let ggmlEncodable: Set<GGMLType> = [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .tq1_0, .tq2_0,
                                             .q2_K, .q3_K, .q4_K, .q5_K, .q6_K]
         let encodable = ggmlEncodable.union(squish)

@@ -99,7 +99,8 @@ struct AWQClipTests {
     /// Heavy-tailed weights (a few outliers per block) and inputs with uneven channels: clipping by output error
     /// beats the block format's own fit on the calibration inputs, and the reported error is the real one,
     /// Σ_t ‖x_t (Ŵ − W)ᵀ‖² / T recomputed from the decoded blocks in Double.
-    @Test(arguments: [BlockGrid.affine(bits: 4, group: 64), .affine(bits: 3, group: 32), .q4_1, .q4_0])
+    @Test(arguments: [BlockGrid.affine(bits: 4, group: 64), .affine(bits: 3, group: 32), .q4_1, .q4_0,
+                      .symmetric(bits: 3, group: 64), .symmetric(bits: 4, group: 16), .affine(bits: 6, group: 128)])
     func clippingLowersTheOutputError(grid: BlockGrid) throws {
         let rows = 32, n = 256, tokens = 200
         var rng = SplitMix64(seed: 7)

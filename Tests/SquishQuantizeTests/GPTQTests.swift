@@ -93,6 +93,26 @@ struct GPTQTests {
         #expect(lossGPTQ < 0.8 * lossRTN)
     }
 
+    /// The Squish family (symmetric and affine, groups 16-256): GPTQ's blocks decode to its values and its output
+    /// error is below RTN's with the same grid.
+    @Test(arguments: [BlockGrid.symmetric(bits: 3, group: 64), .symmetric(bits: 6, group: 128), .symmetric(bits: 2, group: 16),
+                      .affine(bits: 3, group: 16), .affine(bits: 5, group: 256)])
+    func squishFamilyLowersTheProxyLossBelowRTN(grid: BlockGrid) throws {
+        let (w, h) = problem(seed: 11)
+        let (q, bytes) = try gptq(w, h, grid)
+        #expect(try bytes.withUnsafeBytes { try Codecs.dequantize(grid.type, $0, count: rows * cols) } == q)
+        var r = w
+        var block = [UInt8](repeating: 0, count: grid.blockBytes)
+        let g = grid.groupSize
+        for b in 0 ..< w.count / g {
+            w.withUnsafeBufferPointer { wp in r.withUnsafeMutableBufferPointer { rp in block.withUnsafeMutableBytes {
+                grid.quantizeBlock(wp.baseAddress! + g * b, into: $0.baseAddress!, rounded: rp.baseAddress! + g * b) } } }
+        }
+        let lossRTN = proxyLoss(w, r, h), lossGPTQ = proxyLoss(w, q, h)
+        print("\(grid.type): proxy loss RTN \(lossRTN), GPTQ \(lossGPTQ)")
+        #expect(lossGPTQ < 0.8 * lossRTN)
+    }
+
     /// With H = I no error is spread to other columns, so GPTQ is RTN with the same grid.
     @Test func identityHessianIsRTN() throws {
         let (w, _) = problem(seed: 1)

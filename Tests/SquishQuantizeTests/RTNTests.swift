@@ -24,7 +24,7 @@ struct RTNTests {
         case .q5_1: levels = 32; p = BlockParameters(scale: d, minimum: m); extremes = [0, 31]
         case .q8_0: levels = 255; p = BlockParameters(scale: d); extremes = [1, 255]
         case .iq4_NL: levels = 16; p = BlockParameters(scale: d); extremes = [0]
-        case .affine, .ternary, .kQuant: fatalError("32-weight ggml grids only")
+        case .affine, .symmetric, .ternary, .kQuant: fatalError("32-weight ggml grids only")
         }
         var codes = (0 ..< 32).map { _ in UInt8(Int.random(in: 0 ..< levels, using: &rng) + (g == .q8_0 ? 1 : 0)) }
         for (i, e) in extremes.enumerated() { codes[i * 7] = e }
@@ -111,7 +111,7 @@ struct RTNTests {
         #expect(try QuantizationTarget.resolve(type: nil, bits: 3, group: 64, symmetric: false).type == .sq3_G64)
         #expect(try QuantizationTarget.resolve(type: nil, bits: 4, group: 64, symmetric: false).type == .sq4_G64)
         #expect(try QuantizationTarget.resolve(type: "sq3_g32", bits: nil, group: nil, symmetric: false).type == .sq3_G32)
-        #expect(throws: QuantizeError.self) { try QuantizationTarget.resolve(type: nil, bits: 3, group: 64, symmetric: true) }
+        #expect(try QuantizationTarget.resolve(type: nil, bits: 3, group: 64, symmetric: true).type == .sq3s_G64)
         #expect(throws: QuantizeError.self) { try QuantizationTarget.resolve(type: nil, bits: 3, group: 48, symmetric: false) }
         #expect(try QuantizationTarget.resolve(type: "Q4_K", bits: nil, group: nil, symmetric: false).type == .q4_K)
         #expect(try QuantizationTarget.resolve(type: "q6_k", bits: nil, group: nil, symmetric: false, pure: true).fileType == 18)

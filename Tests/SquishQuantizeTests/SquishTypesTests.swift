@@ -5,57 +5,106 @@ import SquishFormats
 import SquishKernels
 import SquishQuantize
 
-/// Squish's own affine block types (SQ<bits>_G<group>) and the ternary grids.
+/// Squish's own block types (affine SQ<bits>_G<group>, symmetric SQ<bits>S_G<group>) and the ternary grids.
 @Suite("Squish block types and ternary weights")
 struct SquishTypesTests {
-    static let affineTypes = GGMLType.allCases.filter { $0.squishAffine != nil }
+    static let squishTypes = GGMLType.allCases.filter { $0.squishBlock != nil }
 
-    /// Independent reading of the documented layout, one bit at a time: d f16 @0, m f16 @2, then code j in bits
-    /// [j·b, j·b + b) of the byte stream (bit i is bit i mod 8 of byte i / 8).
-    func referenceDecode(_ block: [UInt8], bits: Int, group: Int) -> [Float] {
+    /// Independent reading of the documented layouts, one bit at a time: d f16 @0, (affine) m f16 @2, then code j in
+    /// bits [j·b, j·b + b) of the byte stream (bit i is bit i mod 8 of byte i / 8); w = d·q + m or d·(q − 2^(b−1)).
+    func referenceDecode(_ block: [UInt8], bits: Int, group: Int, symmetric: Bool) -> [Float] {
         let d = HalfFloat.toFloat(UInt16(block[0]) | UInt16(block[1]) << 8)
-        let m = HalfFloat.toFloat(UInt16(block[2]) | UInt16(block[3]) << 8)
+        let m = symmetric ? 0 : HalfFloat.toFloat(UInt16(block[2]) | UInt16(block[3]) << 8)
+        let header = symmetric ? 2 : 4
         return (0 ..< group).map { j in
             var q = 0
             for k in 0 ..< bits {
                 let bit = j * bits + k
-                q |= Int(block[4 + bit / 8] >> UInt8(bit % 8) & 1) << k
+                q |= Int(block[header + bit / 8] >> UInt8(bit % 8) & 1) << k
             }
-            return d * Float(q) + m
+            return symmetric ? d * Float(q - (1 << (bits - 1))) : d * Float(q) + m
         }
     }
 
-    @Test(arguments: affineTypes)
+    @Test func theFamilyIsComplete() {
+        #expect(Self.squishTypes.count == 70)
+        for bits in 2 ... 8 {
+            for group in [16, 32, 64, 128, 256] {
+                let a = GGMLType.squishAffine(bits: bits, group: group), s = GGMLType.squishSymmetric(bits: bits, group: group)
+                #expect(a?.name == "SQ\(bits)_G\(group)" && a?.squishAffine?.bits == bits && a?.squishAffine?.group == group)
+                #expect(s?.name == "SQ\(bits)S_G\(group)" && s?.squishSymmetric?.bits == bits && s?.squishSymmetric?.group == group)
+                #expect(a?.squishSymmetric == nil && s?.squishAffine == nil)
+                #expect(a.map { Codecs.canQuantize($0) } == true && s.map { Codecs.canQuantize($0) } == true)
+            }
+        }
+        // Ids written before the family grew are unchanged.
+        #expect(GGMLType.sq3_G32.rawValue == 0x5351_0320 && GGMLType.sq8_G64.rawValue == 0x5351_0840)
+        #expect(GGMLType.sq4_G256.rawValue == 0x5351_0400 && GGMLType.sq3s_G64.rawValue == 0x5351_8340)
+        #expect(GGMLType.squishAffine(bits: 1, group: 32) == nil && GGMLType.squishAffine(bits: 4, group: 48) == nil)
+    }
+
+    @Test(arguments: squishTypes)
     func decoderReadsTheDocumentedLayout(type: GGMLType) throws {
-        let (bits, group) = type.squishAffine!
-        #expect(type.blockElements == group && type.blockBytes == 4 + group * bits / 8)
-        #expect(GGMLType(name: type.name) == type && type.name == "SQ\(bits)_G\(group)" && !type.isGGMLNative)
+        let (bits, group, symmetric) = type.squishBlock!
+        #expect(type.blockElements == group && type.blockBytes == (symmetric ? 2 : 4) + group * bits / 8)
+        #expect(GGMLType(name: type.name) == type && type.name == "SQ\(bits)\(symmetric ? "S" : "")_G\(group)" && !type.isGGMLNative)
         var rng = SplitMix64(seed: UInt64(type.rawValue))
-        for _ in 0 ..< 100 {
+        for _ in 0 ..< 20 {
             var block = (0 ..< type.blockBytes).map { _ in UInt8.random(in: 0 ... 255, using: &rng) }
             let d = HalfFloat.fromFloat(Float.random(in: 0.001 ... 0.1, using: &rng))
             let m = HalfFloat.fromFloat(Float.random(in: -1 ... 0, using: &rng))
-            block[0] = UInt8(d & 0xff); block[1] = UInt8(d >> 8); block[2] = UInt8(m & 0xff); block[3] = UInt8(m >> 8)
+            block[0] = UInt8(d & 0xff); block[1] = UInt8(d >> 8)
+            if !symmetric { block[2] = UInt8(m & 0xff); block[3] = UInt8(m >> 8) }
             let decoded = try block.withUnsafeBytes { try Codecs.dequantize(type, $0, count: group) }
-            #expect(decoded == referenceDecode(block, bits: bits, group: group))
+            #expect(decoded == referenceDecode(block, bits: bits, group: group, symmetric: symmetric))
         }
     }
 
-    /// The format's own encoder: every value within half a step of its input (plus the f16 rounding of m), and the
-    /// grid's parameter search never worse than it.
-    @Test(arguments: affineTypes)
+    /// Every Squish type decodes exactly as Tests/Python/squish_block_reference.py (numpy, from the documented
+    /// layout) decodes the same random blocks.
+    @Test func decoderMatchesNumpyReference() throws {
+        let dir = try TestSupport.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try TestSupport.runPython("squish_block_reference.py", [dir])
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/manifest.json"))) as! [[String: Any]]
+        #expect(manifest.count == 70)
+        var covered = Set<GGMLType>()
+        for c in manifest {
+            let type = try #require(GGMLType(name: c["type"] as! String))
+            covered.insert(type)
+            let count = c["count"] as! Int
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: dir + "/" + (c["bytes"] as! String)))
+            let expected = try Data(contentsOf: URL(fileURLWithPath: dir + "/" + (c["output"] as! String)))
+                .withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            let decoded = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: count) }
+            let bad = (0 ..< count).first { decoded[$0].bitPattern != expected[$0].bitPattern }
+            #expect(bad == nil, "\(type) first difference at \(bad ?? -1)")
+        }
+        #expect(covered == Set(Self.squishTypes))
+    }
+
+    /// The format's own encoder: every value within half a step of its input (plus the f16 rounding of m; for the
+    /// symmetric types a weight of the sign opposite to the largest one that lands beyond the top code is within a
+    /// whole step), and the grid's parameter search never worse than it (the symmetric search `SymmetricFit` against
+    /// naive max-magnitude RTN, the affine `AffineFit` against min/max RTN).
+    @Test(arguments: squishTypes)
     func encoderAndSearchRoundToTheGrid(type: GGMLType) throws {
-        let (bits, group) = type.squishAffine!
+        let (bits, group, symmetric) = type.squishBlock!
         let grid = try #require(BlockGrid(type))
-        #expect(grid == .affine(bits: bits, group: group) && grid.groupSize == group)
+        #expect(grid == (symmetric ? .symmetric(bits: bits, group: group) : .affine(bits: bits, group: group)) && grid.groupSize == group)
+        #expect(grid.hasMinimum == !symmetric && grid.bits == bits && grid.type == type)
         var rng = SplitMix64(seed: 21)
         var plainTotal: Float = 0, searchTotal: Float = 0
-        for _ in 0 ..< 100 {
+        for _ in 0 ..< 30 {
             let x = (0 ..< group).map { _ in Float.random(in: -1 ... 1, using: &rng) * Float.random(in: 0 ... 1, using: &rng) }
             let bytes = try Codecs.quantize(type, x)
             let plain = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: group) }
-            let step = HalfFloat.toFloat(UInt16(bytes[0]) | UInt16(bytes[1]) << 8)
-            for i in 0 ..< group { #expect(abs(plain[i] - x[i]) <= step / 2 * 1.001 + 2e-3) }
+            let step = abs(HalfFloat.toFloat(UInt16(bytes[0]) | UInt16(bytes[1]) << 8))
+            let top = Float((1 << (bits - 1)) - 1)
+            for i in 0 ..< group {
+                let clamped = symmetric && abs(x[i] / step) > top + 0.5
+                #expect(abs(plain[i] - x[i]) <= (clamped ? step : step / 2) * 1.001 + (symmetric ? 1e-6 : 2e-3), "\(type) \(i)")
+            }
             var block = [UInt8](repeating: 0, count: type.blockBytes)
             var rounded = [Float](repeating: 0, count: group)
             x.withUnsafeBufferPointer { xs in
@@ -67,7 +116,7 @@ struct SquishTypesTests {
             plainTotal += sse(plain)
             searchTotal += sse(rounded)
         }
-        #expect(searchTotal < plainTotal)
+        #expect(searchTotal < plainTotal, "\(type): search \(searchTotal) vs plain \(plainTotal)")
     }
 
     /// Ternary (BitNet b1.58 absmean): γ = f16(mean |w|) per block, codes decode to −γ, 0 or γ, each weight to the
@@ -95,22 +144,27 @@ struct SquishTypesTests {
         }
     }
 
-    /// 2-5-bit Squish blocks re-encoded as Q4_1/Q5_1 decode to exactly the same values; the loaded matrix runs on
-    /// the int8 kernels (repacked where possible) and matches the reference within int8-activation rounding.
+    /// Squish blocks in groups that are multiples of 32 re-encoded as Q4_1/Q5_1 (affine, 2-5 bits) or Q4_0/Q5_0/Q8_0
+    /// (symmetric) decode to exactly the same values; the loaded matrix runs on the int8 kernels (repacked where
+    /// possible) and matches the reference within int8-activation rounding. Other types stay as they are.
     @Test func conversionToNativeTypesIsLossless() throws {
         var rng = SplitMix64(seed: 9)
-        let rows = 16, columns = 192
+        let rows = 16, columns = 256
         let w = (0 ..< rows * columns).map { _ in Float.random(in: -1 ... 1, using: &rng) }
         let x = (0 ..< 2 * columns).map { _ in Float.random(in: -1 ... 1, using: &rng) }
-        for type in Self.affineTypes {
+        for type in Self.squishTypes {
             let bytes = try Codecs.quantize(type, w)
             let values = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: rows * columns) }
             // The conversion copies the weights into memory the matrix owns, so it may outlive `bytes`.
             let c = try bytes.withUnsafeBytes { try WeightMatrix(name: "w", type: type, data: $0, rows: rows, columns: columns).convertedForKernels() }
+            let (bits, group, symmetric) = type.squishBlock!
             guard let native = SquishAffineConversion.nativeEquivalent(of: type) else {
-                #expect(type.squishAffine!.bits > 5)
+                #expect(group == 16 || (!symmetric && bits > 5), "\(type)")
+                #expect(c.type == type)
                 continue
             }
+            let expected: GGMLType = symmetric ? (bits <= 4 ? .q4_0 : bits == 5 ? .q5_0 : .q8_0) : (bits <= 4 ? .q4_1 : .q5_1)
+            #expect(native == expected && group % 32 == 0)
             #expect(c.type == native && c.usesQ8Kernel)
             let back = try Codecs.dequantize(native, UnsafeRawBufferPointer(start: c.data, count: rows * c.rowBytes), count: rows * columns)
             let bad = (0 ..< values.count).first { back[$0] != values[$0] }
@@ -134,7 +188,7 @@ struct SquishTypesTests {
         let rows = 13, columns = 192, tokens = 3
         let w = (0 ..< rows * columns).map { _ in Float.random(in: -1 ... 1, using: &rng) }
         let x = (0 ..< tokens * columns).map { _ in Float.random(in: -1 ... 1, using: &rng) }
-        for type in [GGMLType.sq3_G32, .sq4_G64, .sq2_G64] {
+        for type in [GGMLType.sq3_G32, .sq4_G64, .sq2_G64, .sq3_G16, .sq6_G64, .sq7_G16, .sq6s_G16, .sq8_G16] {
             let bytes = try Codecs.quantize(type, w)
             let dq = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: rows * columns) }
             var y = [Float](repeating: 0, count: tokens * rows)

@@ -26,16 +26,7 @@ public enum Codecs {
         case .iq4_XS: return BlockIQ4_XS.self
         case .tq1_0: return BlockTQ1_0.self
         case .tq2_0: return BlockTQ2_0.self
-        case .sq2_G32: return BlockSQ2_G32.self
-        case .sq2_G64: return BlockSQ2_G64.self
-        case .sq3_G32: return BlockSQ3_G32.self
-        case .sq3_G64: return BlockSQ3_G64.self
-        case .sq4_G32: return BlockSQ4_G32.self
-        case .sq4_G64: return BlockSQ4_G64.self
-        case .sq5_G64: return BlockSQ5_G64.self
-        case .sq6_G64: return BlockSQ6_G64.self
-        case .sq8_G64: return BlockSQ8_G64.self
-        default: return nil
+        default: return squishCodec(for: type)  // every SQ<b>_G<g> and SQ<b>S_G<g> (generic, see SquishAffine.swift)
         }
     }
 

@@ -69,37 +69,137 @@ public func packCodes(_ q: UnsafePointer<UInt8>, bits: Int, count: Int, into out
 @inline(__always)
 func roundToF16(_ x: Float) -> Float { HalfFloat.toFloat(HalfFloat.fromFloat(x)) }
 
-enum BlockSQ2_G32: SquishAffineBlock { static let bits = 2, blockElements = 32 }
-enum BlockSQ2_G64: SquishAffineBlock { static let bits = 2, blockElements = 64 }
-enum BlockSQ3_G32: SquishAffineBlock { static let bits = 3, blockElements = 32 }
-enum BlockSQ3_G64: SquishAffineBlock { static let bits = 3, blockElements = 64 }
-enum BlockSQ4_G32: SquishAffineBlock { static let bits = 4, blockElements = 32 }
-enum BlockSQ4_G64: SquishAffineBlock { static let bits = 4, blockElements = 64 }
-enum BlockSQ5_G64: SquishAffineBlock { static let bits = 5, blockElements = 64 }
-enum BlockSQ6_G64: SquishAffineBlock { static let bits = 6, blockElements = 64 }
-enum BlockSQ8_G64: SquishAffineBlock { static let bits = 8, blockElements = 64 }
+/// Type-level bit widths and group sizes, so that one generic codec serves every Squish type and is specialized
+/// (constant `bits` and `blockElements`) for each of them.
+protocol SquishConstant { static var value: Int { get } }
+enum SquishBits2: SquishConstant { static let value = 2 }
+enum SquishBits3: SquishConstant { static let value = 3 }
+enum SquishBits4: SquishConstant { static let value = 4 }
+enum SquishBits5: SquishConstant { static let value = 5 }
+enum SquishBits6: SquishConstant { static let value = 6 }
+enum SquishBits7: SquishConstant { static let value = 7 }
+enum SquishBits8: SquishConstant { static let value = 8 }
+enum SquishGroup16: SquishConstant { static let value = 16 }
+enum SquishGroup32: SquishConstant { static let value = 32 }
+enum SquishGroup64: SquishConstant { static let value = 64 }
+enum SquishGroup128: SquishConstant { static let value = 128 }
+enum SquishGroup256: SquishConstant { static let value = 256 }
 
-/// Lossless re-encoding of Squish affine blocks with at most 5 bits into the llama.cpp block with the same
-/// arithmetic (w = d · q + m, d and m in f16): Q4_1 for 2-4 bits, Q5_1 for 5 bits; a group of 64 becomes two blocks
-/// of 32 that share d and m. The runtime does this at load so these types run on the int8 kernels.
+/// The affine codec with `Bits` per code in groups of `Group` (`SQ<b>_G<g>`).
+enum BlockSquishAffine<Bits: SquishConstant, Group: SquishConstant>: SquishAffineBlock {
+    static var bits: Int { Bits.value }
+    static var blockElements: Int { Group.value }
+}
+
+/// The symmetric codec with `Bits` per code in groups of `Group` (`SQ<b>S_G<g>`).
+enum BlockSquishSymmetric<Bits: SquishConstant, Group: SquishConstant>: SquishSymmetricBlock {
+    static var bits: Int { Bits.value }
+    static var blockElements: Int { Group.value }
+}
+
+/// The codec of a Squish block type (nil for ggml's own types).
+func squishCodec(for type: GGMLType) -> (any BlockEncoder.Type)? {
+    guard let (bits, group, symmetric) = type.squishBlock else { return nil }
+    func grouped<B: SquishConstant>(_: B.Type) -> (any BlockEncoder.Type)? {
+        func codec<G: SquishConstant>(_: G.Type) -> any BlockEncoder.Type {
+            symmetric ? BlockSquishSymmetric<B, G>.self : BlockSquishAffine<B, G>.self
+        }
+        switch group {
+        case 16: return codec(SquishGroup16.self)
+        case 32: return codec(SquishGroup32.self)
+        case 64: return codec(SquishGroup64.self)
+        case 128: return codec(SquishGroup128.self)
+        case 256: return codec(SquishGroup256.self)
+        default: return nil
+        }
+    }
+    switch bits {
+    case 2: return grouped(SquishBits2.self)
+    case 3: return grouped(SquishBits3.self)
+    case 4: return grouped(SquishBits4.self)
+    case 5: return grouped(SquishBits5.self)
+    case 6: return grouped(SquishBits6.self)
+    case 7: return grouped(SquishBits7.self)
+    case 8: return grouped(SquishBits8.self)
+    default: return nil
+    }
+}
+
+/// Squish's own symmetric block types: w = d · (q − 2^(b−1)) with q in 0 ... 2^b − 1, i.e. signed codes
+/// −2^(b−1) ... 2^(b−1) − 1 times one scale (Q4_0's arithmetic, for any bits and group).
+///
+/// Block of `group` weights (2 + group · bits / 8 bytes):
+///   d f16 @0 | codes @2: code j occupies bits [j·b, j·b + b) of the little-endian bit stream, i.e.
+///   bit i of the stream is bit (i mod 8) of byte i / 8 (the same packing as `SquishAffineBlock`).
+/// The encoder below is Q4_0's rule: the weight of largest magnitude v maps to code 0 (d = v / −2^(b−1), rounded to
+/// f16 first), the others to round(x / d) + 2^(b−1) clamped to the code range; the quantizers in SquishQuantize
+/// choose d better (`SymmetricFit`) and pack through the same layout.
+protocol SquishSymmetricBlock: BlockEncoder {
+    static var bits: Int { get }
+}
+
+extension SquishSymmetricBlock {
+    static var blockBytes: Int { 2 + blockElements * bits / 8 }
+
+    static func decode(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
+        let d = loadF16(block, 0)
+        let codes = block + 2
+        let b = bits, mask = UInt32(1) << UInt32(b) - 1, half = Int32(1) << Int32(b - 1)
+        var acc: UInt32 = 0, have = 0, byte = 0
+        for j in 0 ..< blockElements {
+            while have < b {
+                acc |= UInt32(codes.load(fromByteOffset: byte, as: UInt8.self)) << UInt32(have)
+                byte += 1
+                have += 8
+            }
+            out[j] = d * Float(Int32(acc & mask) - half)
+            acc >>= UInt32(b)
+            have -= b
+        }
+    }
+
+    static func encode(_ x: UnsafePointer<Float>, _ block: UnsafeMutableRawPointer) {
+        let half = Float(1 << (bits - 1))
+        let d = roundToF16(blockSignedAbsMax(x, blockElements) / -half)
+        storeF16(d, block, 0)
+        let id = inverseOrZero(d)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: blockElements) { q in
+            for j in 0 ..< blockElements {
+                let v = (x[j] * id).rounded() + half
+                q[j] = v.isNaN || id == 0 ? UInt8(half) : UInt8(v < 0 ? 0 : v > 2 * half - 1 ? 2 * half - 1 : v)
+            }
+            packCodes(q.baseAddress!, bits: bits, count: blockElements, into: block + 2)
+        }
+    }
+}
+
+/// Lossless re-encoding of Squish blocks into the llama.cpp block with the same arithmetic, so that they run on the
+/// int8 kernels (the runtime does this at load), for groups that are multiples of 32 (a group of 64, 128 or 256
+/// becomes 2, 4 or 8 blocks of 32 that share d and m):
+/// - affine (w = d · q + m, d and m in f16): Q4_1 for 2-4 bits, Q5_1 for 5 bits (codes unchanged);
+/// - symmetric (w = d · (q − 2^(b−1))): Q4_0 for 2-4 bits (q' = q − 2^(b−1) + 8, so d · (q' − 8) is the same product),
+///   Q5_0 for 5 bits (codes unchanged), Q8_0 for 6-8 bits (int8 q − 2^(b−1)).
+/// Each decodes to exactly the same floats: the same f16 d (and m) times the same small integer (plus m).
 public enum SquishAffineConversion {
     /// The ggml type that holds `type`'s values exactly, if any.
     public static func nativeEquivalent(of type: GGMLType) -> GGMLType? {
-        guard let (bits, group) = type.squishAffine, group % 32 == 0 else { return nil }
+        guard let (bits, group, symmetric) = type.squishBlock, group % 32 == 0 else { return nil }
+        if symmetric { return bits <= 4 ? .q4_0 : bits == 5 ? .q5_0 : .q8_0 }
         return bits <= 4 ? .q4_1 : bits == 5 ? .q5_1 : nil
     }
 
     /// Converts `count` values (whole groups) from `src` (Squish blocks) into `dst` (blocks of the native type).
     public static func convert(_ type: GGMLType, _ src: UnsafeRawPointer, into dst: UnsafeMutableRawPointer, count: Int) {
-        guard let (bits, group) = type.squishAffine, let native = nativeEquivalent(of: type) else { return }
+        guard let (bits, group, symmetric) = type.squishBlock, let native = nativeEquivalent(of: type) else { return }
         let inBytes = type.blockBytes, outBytes = native.blockBytes
-        let mask = UInt32(1) << UInt32(bits) - 1
+        let mask = UInt32(1) << UInt32(bits) - 1, half = UInt8(1 << (bits - 1))
+        let header = symmetric ? 2 : 4  // d (and m) before the codes, in the Squish block and in the native one
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: group) { q in
             for g in 0 ..< count / group {
                 let block = src + g * inBytes
                 let d = block.loadUnaligned(fromByteOffset: 0, as: UInt16.self)
-                let m = block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)
-                var acc: UInt32 = 0, have = 0, byte = 4
+                let m = symmetric ? 0 : block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)
+                var acc: UInt32 = 0, have = 0, byte = header
                 for j in 0 ..< group {
                     while have < bits {
                         acc |= UInt32(block.load(fromByteOffset: byte, as: UInt8.self)) << UInt32(have)
@@ -110,18 +210,29 @@ public enum SquishAffineConversion {
                     acc >>= UInt32(bits)
                     have -= bits
                 }
+                if symmetric && bits <= 4 {
+                    for j in 0 ..< group { q[j] = q[j] &- half &+ 8 }  // Q4_0's offset is 8
+                }
                 for h in 0 ..< group / 32 {
                     let out = dst + (g * group / 32 + h) * outBytes
                     let c = q.baseAddress! + 32 * h
                     out.storeBytes(of: d, toByteOffset: 0, as: UInt16.self)
-                    out.storeBytes(of: m, toByteOffset: 2, as: UInt16.self)
-                    if native == .q4_1 {
-                        for j in 0 ..< 16 { out.storeBytes(of: c[j] | c[j + 16] << 4, toByteOffset: 4 + j, as: UInt8.self) }
-                    } else {  // Q5_1: qh (bit 4 of each code) @4, low nibbles @8
+                    if !symmetric { out.storeBytes(of: m, toByteOffset: 2, as: UInt16.self) }
+                    func nibbles(at offset: Int) {
+                        for j in 0 ..< 16 { out.storeBytes(of: (c[j] & 0x0f) | (c[j + 16] & 0x0f) << 4, toByteOffset: offset + j, as: UInt8.self) }
+                    }
+                    func highBits(at offset: Int) {  // bit 4 of each code, one u32
                         var qh: UInt32 = 0
                         for j in 0 ..< 32 { qh |= UInt32(c[j] >> 4 & 1) << UInt32(j) }
-                        out.storeBytes(of: qh.littleEndian, toByteOffset: 4, as: UInt32.self)
-                        for j in 0 ..< 16 { out.storeBytes(of: (c[j] & 0x0f) | (c[j + 16] & 0x0f) << 4, toByteOffset: 8 + j, as: UInt8.self) }
+                        out.storeBytes(of: qh.littleEndian, toByteOffset: offset, as: UInt32.self)
+                    }
+                    switch native {
+                    case .q4_1: nibbles(at: 4)
+                    case .q5_1: highBits(at: 4); nibbles(at: 8)
+                    case .q4_0: nibbles(at: 2)
+                    case .q5_0: highBits(at: 2); nibbles(at: 6)
+                    default:  // Q8_0: int8 q − 2^(b−1) @2
+                        for j in 0 ..< 32 { out.storeBytes(of: c[j] &- half, toByteOffset: 2 + j, as: UInt8.self) }
                     }
                 }
             }

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Reference decoding of Squish's own block types with numpy, written from the documented layouts only.
+
+usage: squish_block_reference.py OUTDIR
+
+For every bits b in 2..8, group g in {16, 32, 64, 128, 256} and kind (affine "SQ<b>_G<g>", symmetric
+"SQ<b>S_G<g>") writes random blocks and their values:
+  affine:    d f16 @0 | m f16 @2 | codes @4,  w = d * q + m
+  symmetric: d f16 @0 | codes @2,             w = d * (q - 2^(b-1))
+codes: code j occupies bits [j*b, j*b + b) of the little-endian bit stream (bit i = bit i % 8 of byte i // 8).
+All arithmetic in float32, one rounding per operation (product, then sum).
+
+Writes OUTDIR/manifest.json, a list of {"type", "count", "bytes", "output"}: raw little-endian files.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+
+BLOCKS = 24
+
+
+def decode(raw, bits, group, symmetric):
+    header = 2 if symmetric else 4
+    nb = raw.shape[0]
+    d = raw[:, 0:2].copy().view(np.float16).astype(np.float32)  # [nb, 1]
+    bitstream = np.unpackbits(raw[:, header:], axis=1, bitorder="little")  # [nb, group * bits]
+    weights = (1 << np.arange(bits)).astype(np.int64)
+    q = (bitstream.reshape(nb, group, bits).astype(np.int64) * weights).sum(axis=2)  # [nb, group]
+    if symmetric:
+        return (d * (q - (1 << (bits - 1))).astype(np.float32)).astype(np.float32)
+    m = raw[:, 2:4].copy().view(np.float16).astype(np.float32)
+    return (d * q.astype(np.float32) + m).astype(np.float32)
+
+
+def main(outdir):
+    os.makedirs(outdir, exist_ok=True)
+    rng = np.random.default_rng(6)
+    cases = []
+    for symmetric in (False, True):
+        for bits in range(2, 9):
+            for group in (16, 32, 64, 128, 256):
+                name = "SQ%d%s_G%d" % (bits, "S" if symmetric else "", group)
+                header = 2 if symmetric else 4
+                size = header + group * bits // 8
+                raw = rng.integers(0, 256, size=(BLOCKS, size), dtype=np.uint8)
+                # Finite f16 scales (either sign) and minima.
+                raw[:, 0:2] = rng.uniform(-0.1, 0.1, size=(BLOCKS, 1)).astype(np.float16).view(np.uint8)
+                if not symmetric:
+                    raw[:, 2:4] = rng.uniform(-1, 1, size=(BLOCKS, 1)).astype(np.float16).view(np.uint8)
+                out = decode(raw, bits, group, symmetric).reshape(-1)
+                raw.tofile(os.path.join(outdir, name + ".bytes"))
+                out.astype("<f4").tofile(os.path.join(outdir, name + ".f32"))
+                cases.append({"type": name, "count": int(out.size), "bytes": name + ".bytes", "output": name + ".f32"})
+    with open(os.path.join(outdir, "manifest.json"), "w") as f:
+        json.dump(cases, f, indent=1)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])
