@@ -18,18 +18,9 @@ extension SquishAffineBlock {
     static func decode(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
         let d = loadF16(block, 0)
         let m = loadF16(block, 2)
-        let codes = block + 4
-        let b = bits, mask = UInt32(1) << UInt32(b) - 1
-        var acc: UInt32 = 0, have = 0, byte = 0
-        for j in 0 ..< blockElements {
-            while have < b {
-                acc |= UInt32(codes.load(fromByteOffset: byte, as: UInt8.self)) << UInt32(have)
-                byte += 1
-                have += 8
-            }
-            out[j] = d * Float(acc & mask) + m
-            acc >>= UInt32(b)
-            have -= b
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: blockElements) { q in
+            unpackCodes(block + 4, bits: bits, count: blockElements, into: q.baseAddress!)
+            for j in 0 ..< blockElements { out[j] = d * Float(q[j]) + m }
         }
     }
 
@@ -62,6 +53,23 @@ public func packCodes(_ q: UnsafePointer<UInt8>, bits: Int, count: Int, into out
             acc >>= 8
             have -= 8
         }
+    }
+}
+
+/// Unpacks `count` codes of `bits` bits from the LSB-first stream at `codes` (the inverse of `packCodes`).
+@inline(__always)
+func unpackCodes(_ codes: UnsafeRawPointer, bits: Int, count: Int, into q: UnsafeMutablePointer<UInt8>) {
+    let mask = UInt32(1) << UInt32(bits) - 1
+    var acc: UInt32 = 0, have = 0, byte = 0
+    for j in 0 ..< count {
+        while have < bits {
+            acc |= UInt32(codes.load(fromByteOffset: byte, as: UInt8.self)) << UInt32(have)
+            byte += 1
+            have += 8
+        }
+        q[j] = UInt8(acc & mask)
+        acc >>= UInt32(bits)
+        have -= bits
     }
 }
 
@@ -143,18 +151,10 @@ extension SquishSymmetricBlock {
 
     static func decode(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
         let d = loadF16(block, 0)
-        let codes = block + 2
-        let b = bits, mask = UInt32(1) << UInt32(b) - 1, half = Int32(1) << Int32(b - 1)
-        var acc: UInt32 = 0, have = 0, byte = 0
-        for j in 0 ..< blockElements {
-            while have < b {
-                acc |= UInt32(codes.load(fromByteOffset: byte, as: UInt8.self)) << UInt32(have)
-                byte += 1
-                have += 8
-            }
-            out[j] = d * Float(Int32(acc & mask) - half)
-            acc >>= UInt32(b)
-            have -= b
+        let half = Int32(1) << Int32(bits - 1)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: blockElements) { q in
+            unpackCodes(block + 2, bits: bits, count: blockElements, into: q.baseAddress!)
+            for j in 0 ..< blockElements { out[j] = d * Float(Int32(q[j]) - half) }
         }
     }
 
@@ -192,24 +192,14 @@ public enum SquishAffineConversion {
     public static func convert(_ type: GGMLType, _ src: UnsafeRawPointer, into dst: UnsafeMutableRawPointer, count: Int) {
         guard let (bits, group, symmetric) = type.squishBlock, let native = nativeEquivalent(of: type) else { return }
         let inBytes = type.blockBytes, outBytes = native.blockBytes
-        let mask = UInt32(1) << UInt32(bits) - 1, half = UInt8(1 << (bits - 1))
+        let half = UInt8(1 << (bits - 1))
         let header = symmetric ? 2 : 4  // d (and m) before the codes, in the Squish block and in the native one
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: group) { q in
             for g in 0 ..< count / group {
                 let block = src + g * inBytes
                 let d = block.loadUnaligned(fromByteOffset: 0, as: UInt16.self)
                 let m = symmetric ? 0 : block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)
-                var acc: UInt32 = 0, have = 0, byte = header
-                for j in 0 ..< group {
-                    while have < bits {
-                        acc |= UInt32(block.load(fromByteOffset: byte, as: UInt8.self)) << UInt32(have)
-                        byte += 1
-                        have += 8
-                    }
-                    q[j] = UInt8(acc & mask)
-                    acc >>= UInt32(bits)
-                    have -= bits
-                }
+                unpackCodes(block + header, bits: bits, count: group, into: q.baseAddress!)
                 if symmetric && bits <= 4 {
                     for j in 0 ..< group { q[j] = q[j] &- half &+ 8 }  // Q4_0's offset is 8
                 }
