@@ -15,8 +15,9 @@ func resolveModelPath(_ path: String?) throws -> String {
 
 /// A user-facing error from the CLI layer itself.
 struct CLIError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { TerminalText.escape(message) }
 }
 
 /// Writes a line to stderr.
