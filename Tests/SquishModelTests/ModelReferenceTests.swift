@@ -92,13 +92,13 @@ struct ModelReferenceTests {
 @Suite struct SamplerTests {
     let logits: [Float] = (0 ..< 100).map { Float(($0 * 37) % 100) / 10 }
 
-    @Test func greedyIsArgmax() {
+    @Test func greedyIsArgmax() throws {
         var s = Sampler(.greedy)
-        #expect(s.sample(logits) == Sampler.argmax(logits))
+        #expect(try s.sample(logits) == Sampler.argmax(logits))
         #expect(logits[Sampler.argmax(logits)] == logits.max())
     }
 
-    @Test func seededSamplingIsReproducible() {
+    @Test func seededSamplingIsReproducible() throws {
         var settings = SamplerSettings()
         settings.temperature = 1.5
         settings.topK = 0
@@ -106,13 +106,13 @@ struct ModelReferenceTests {
         settings.minP = 0
         settings.seed = 42
         var a = Sampler(settings), b = Sampler(settings)
-        let x = (0 ..< 50).map { _ in a.sample(logits) }
-        let y = (0 ..< 50).map { _ in b.sample(logits) }
+        let x = try (0 ..< 50).map { _ in try a.sample(logits) }
+        let y = try (0 ..< 50).map { _ in try b.sample(logits) }
         #expect(x == y)
         #expect(Set(x).count > 5)  // it really samples
     }
 
-    @Test func filtersRestrictTheCandidates() {
+    @Test func filtersRestrictTheCandidates() throws {
         var settings = SamplerSettings()
         settings.temperature = 1
         settings.topK = 3
@@ -120,17 +120,17 @@ struct ModelReferenceTests {
         settings.minP = 0
         var s = Sampler(settings)
         let top3 = Set(logits.enumerated().sorted { $0.element > $1.element }.prefix(3).map(\.offset))
-        for _ in 0 ..< 200 { #expect(top3.contains(s.sample(logits))) }
+        for _ in 0 ..< 200 { #expect(top3.contains(try s.sample(logits))) }
         settings.topK = 0
         settings.minP = 0.95  // the runner-up has p = e^-0.1 ≈ 0.905 · p_max, so only the best survives
         s = Sampler(settings)
-        for _ in 0 ..< 50 { #expect(s.sample(logits) == Sampler.argmax(logits)) }
+        for _ in 0 ..< 50 { #expect(try s.sample(logits) == Sampler.argmax(logits)) }
     }
 
     /// The sampler selects candidates without sorting the vocabulary; it must draw exactly what the plain
     /// definition (sort everything, truncate to top-k, then min-p, then top-p) draws from the same random stream.
     @Test(arguments: [(40, Float(0.95), Float(0.05)), (0, 0.9, 0), (5, 1, 0), (0, 1, 0.2), (1, 1, 0), (0, 1, 0)])
-    func selectionMatchesFullSort(topK: Int, topP: Float, minP: Float) {
+    func selectionMatchesFullSort(topK: Int, topP: Float, minP: Float) throws {
         var gen = Xoshiro256(seed: 7)
         // Many ties (quantized logits) to exercise the tie-break on ids.
         let big: [Float] = (0 ..< 5000).map { _ in Float(Int(gen.next() % 400)) / 40 - 5 }
@@ -159,16 +159,38 @@ struct ModelReferenceTests {
             let r = Double(rng.next() >> 11) / Double(1 << 53) * total
             var acc = 0.0, expected = c[probs.count - 1].id
             for (i, p) in probs.enumerated() { acc += p; if r < acc { expected = c[i].id; break } }
-            #expect(fast.sample(big) == expected)
+            #expect(try fast.sample(big) == expected)
         }
     }
 
-    @Test func repetitionPenaltyDemotesSeenTokens() {
+    @Test func repetitionPenaltyDemotesSeenTokens() throws {
         var settings = SamplerSettings.greedy
         settings.repetitionPenalty = 100
         var s = Sampler(settings)
         let best = Sampler.argmax(logits)
-        #expect(s.sample(logits, history: [best]) != best)
+        #expect(try s.sample(logits, history: [best]) != best)
+    }
+
+    /// NaN or +infinity anywhere, or nothing but −infinity, is a typed error in every mode: no trap on an empty
+    /// candidate list, and no silent token 0 from greedy decoding. −infinity alone masks a token.
+    @Test(arguments: [Float.nan, .infinity])
+    func nonFiniteLogitsAreATypedError(bad: Float) throws {
+        var broken = logits
+        broken[17] = bad
+        var all = SamplerSettings()
+        all.temperature = 0.8
+        all.topK = 0
+        all.topP = 1
+        all.minP = 0.05
+        for settings in [SamplerSettings.greedy, SamplerSettings(), all] {
+            var s = Sampler(settings)
+            #expect(throws: ModelError.nonFiniteLogits(count: logits.count)) { try s.sample(broken) }
+            #expect(throws: ModelError.nonFiniteLogits(count: 4)) { try s.sample([Float](repeating: .nan, count: 4)) }
+            #expect(throws: ModelError.nonFiniteLogits(count: 3)) { try s.sample([Float](repeating: -.infinity, count: 3)) }
+            var masked = logits
+            masked[Sampler.argmax(logits)] = -.infinity
+            #expect(try s.sample(masked) != Sampler.argmax(logits))
+        }
     }
 }
 
