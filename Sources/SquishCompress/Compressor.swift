@@ -115,17 +115,7 @@ public struct CompressResult: Codable, Sendable {
 
 public enum Compressor {
     /// Parses `60MB`, `57.5 MB`, `60M`, `55MiB`, `0.06GB`, `60000000` into bytes (MB = 10^6 bytes).
-    public static func parseSize(_ s: String) -> Int? {
-        let t = s.trimmingCharacters(in: .whitespaces).uppercased().replacingOccurrences(of: " ", with: "")
-        let units: [(String, Double)] = [("GIB", 1_073_741_824), ("MIB", 1_048_576), ("KIB", 1024), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3),
-                                         ("G", 1e9), ("M", 1e6), ("K", 1e3), ("B", 1)]
-        for (u, f) in units where t.hasSuffix(u) {
-            guard let v = Double(t.dropLast(u.count)), v > 0, v.isFinite else { return nil }
-            return Int((v * f).rounded(.down))
-        }
-        guard let v = Double(t), v > 0, v.isFinite else { return nil }
-        return Int(v)
-    }
+    public static func parseSize(_ s: String) -> Int? { try? ByteSize.parse(s) }
 
     /// The cache key of a level database: model content, calibration text and size, ladder, GPTQ settings.
     static func databaseKey(model: String, options: CompressOptions) throws -> String {
