@@ -349,10 +349,24 @@ struct Parser {
                     releasePassedPages()
                 }
             case .string:
-                for _ in 0 ..< n {
-                    try skipString("string element of '\(what)'")
-                    releasePassedPages()
+                // The hot loop of a file with millions of strings: lengths checked inline, the error path (which
+                // names the element) taken only for a bad one.
+                let bytes = reader.bytes
+                var offset = reader.offset
+                for i in 0 ..< n {
+                    if bytes.count - offset >= 8 {
+                        let length = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+                        if length <= UInt64(bytes.count - offset - 8) {
+                            offset += 8 + Int(length)
+                            if offset - released >= Self.releaseStep { reader.offset = offset; releasePassedPages() }
+                            continue
+                        }
+                    }
+                    reader.offset = offset
+                    try skipString("string element \(i) of '\(what)'")
                 }
+                reader.offset = offset
+                releasePassedPages()
             case .array:
                 for _ in 0 ..< n {
                     try skipValue(.array, depth: depth + 1, what: what)
