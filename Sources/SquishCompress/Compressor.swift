@@ -117,6 +117,21 @@ public enum Compressor {
     /// Parses `60MB`, `57.5 MB`, `60M`, `55MiB`, `0.06GB`, `60000000` into bytes (MB = 10^6 bytes).
     public static func parseSize(_ s: String) -> Int? { try? ByteSize.parse(s) }
 
+    /// The calibration sequences the search scores on: those after the `calibrationTokens` the level database was
+    /// fitted on (text it did not see), or the first ones when the text is too short for that.
+    public static func searchSequences(_ source: GGUFFile, options: CompressOptions, calibrationTokens: Int) throws -> [[Int]] {
+        var calib = options.calibration
+        calib.sequenceLength = options.searchLength
+        calib.tokens = (options.searchSequences + calibrationTokens / max(1, options.searchLength) + 1) * options.searchLength
+        let all = (try? GPTQModelQuantizer.sequences(source, calib)) ?? []
+        let skip = calibrationTokens / options.searchLength + 1
+        if all.count >= skip + options.searchSequences {
+            return Array(all[skip ..< skip + options.searchSequences])
+        }
+        calib.tokens = options.searchSequences * options.searchLength
+        return try GPTQModelQuantizer.sequences(source, calib)
+    }
+
     /// The cache key of a level database: model content, calibration text and size, ladder, GPTQ settings.
     static func databaseKey(model: String, options: CompressOptions) throws -> String {
         var h = FNV1a64()
@@ -236,18 +251,7 @@ public enum Compressor {
         }
 
         // 3. Search sequences and the reference's distributions.
-        var calib = options.calibration
-        calib.sequenceLength = options.searchLength
-        calib.tokens = (options.searchSequences + db.calibrationTokens / max(1, options.searchLength) + 1) * options.searchLength
-        let all = (try? GPTQModelQuantizer.sequences(source, calib)) ?? []
-        let skip = db.calibrationTokens / options.searchLength + 1
-        let searchSeqs: [[Int]]
-        if all.count >= skip + options.searchSequences {
-            searchSeqs = Array(all[skip ..< skip + options.searchSequences])  // text the level database did not see
-        } else {
-            calib.tokens = options.searchSequences * options.searchLength
-            searchSeqs = try GPTQModelQuantizer.sequences(source, calib)
-        }
+        let searchSeqs = try searchSequences(source, options: options, calibrationTokens: db.calibrationTokens)
         let refBar = ProgressBar(total: searchSeqs.count, label: "reference", quiet: quiet)
         let scorer = try KLScorer(reference: base, sequences: searchSeqs, pool: pool, progress: { d, _ in refBar.update(d) })
         refBar.finish()

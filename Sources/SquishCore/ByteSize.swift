@@ -34,6 +34,14 @@ public enum ByteSize {
         else {
             throw ParseError(text: text, reason: "not a size (expected e.g. 60MB, 57.5MB, 55MiB, 0.06GB or a byte count)")
         }
+        // Whole numbers in exact integer arithmetic (a Double would round 2^53 + 1 down into the range).
+        if number.allSatisfy({ $0.isNumber }) {
+            guard let n = Int(number), let b = Checked.mul(n, Int(factor)), b <= maximum else {
+                throw ParseError(text: text, reason: "too large: a size must be at most \(maximum) bytes (2^53, about 9 PB)")
+            }
+            guard b >= 1 else { throw ParseError(text: text, reason: "a size must be at least 1 byte") }
+            return b
+        }
         let bytes = (value * factor).rounded(.down)
         guard bytes.isFinite, bytes <= Double(maximum) else {
             throw ParseError(text: text, reason: "too large: a size must be at most \(maximum) bytes (2^53, about 9 PB)")

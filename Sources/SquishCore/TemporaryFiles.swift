@@ -52,7 +52,8 @@ public enum TemporaryFiles {
         registry.directories.removeAll()
     }
 
-    /// Installs the handlers for SIGINT, SIGTERM and SIGHUP (once; later calls do nothing). The handler itself only
+    /// Installs the handlers for SIGINT, SIGTERM and SIGHUP (once; later calls do nothing; a signal that is ignored
+    /// when the program starts stays ignored). The handler itself only
     /// writes the signal's number to a pipe (all a signal handler may safely do); a thread reading the pipe removes
     /// the registered files, restores the default action and raises the signal again.
     public static func removeOnSignals() {
@@ -71,14 +72,24 @@ public enum TemporaryFiles {
                 guard n == 1 else { return }
                 let sig = Int32(byte)
                 removeAll()
+                // Die of the same signal: default action, unblocked here, sent to the process.
                 signal(sig, SIG_DFL)
-                raise(sig)
-                _exit(128 + sig)
+                var set = sigset_t()
+                sigemptyset(&set)
+                sigaddset(&set, sig)
+                pthread_sigmask(SIG_UNBLOCK, &set, nil)
+                kill(getpid(), sig)
+                usleep(100_000)
+                _exit(128 + sig)  // only if every thread blocks the signal
             }
         }
         thread.stackSize = 1 << 18
         thread.start()
-        for sig in handledSignals { signal(sig, temporaryFilesSignalHandler) }
+        for sig in handledSignals {
+            // A signal the parent set to be ignored (nohup, background jobs of a script) stays ignored.
+            let previous = signal(sig, temporaryFilesSignalHandler)
+            if let previous, unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { signal(sig, SIG_IGN) }
+        }
     }
 
     static let handledSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP]

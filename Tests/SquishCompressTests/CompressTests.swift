@@ -178,8 +178,16 @@ struct CompressModelTests {
         for (name, type) in r1.tensors { #expect(a.tensor(named: name)?.type.name == type) }
         #expect(r1.searchFitness <= r1.startFitness)
         #expect(r1.generations == 4)
-        // Runs, and its KL on the search tokens is what the search reported.
-        _ = try LlamaModel(gguf: a)
+        // The written file runs, and its KL against the input on the search's tokens (scored the way the search's
+        // last stage scores) is what the search reported: the file is the allocation that was chosen. The search
+        // scored the same weights built from the level database, so the two agree to rounding.
+        let o = options(.bitsPerWeight(4.0), cache: dir + "/cache")
+        let sequences = try Compressor.searchSequences(input, options: o, calibrationTokens: r1.calibrationTokens)
+        let scorer = try KLScorer(reference: LlamaModel(gguf: input), sequences: sequences, pool: pool)
+        let last = o.search.stages.last!
+        let kl = try scorer.score(LlamaModel(gguf: a), sequences: last.sequences, tokens: last.tokens)
+        #expect(abs(kl - r1.searchFitness) <= 1e-6 * max(kl, 1e-3), "KL of the file \(kl), reported \(r1.searchFitness)")
+        #expect(kl > 0)  // 4 bits per weight is lossy
 
         // Same inputs and seed: the cached database, the identical file.
         let r2 = try Compressor.compress(input: model, output: dir + "/b.gguf", options: options(.bitsPerWeight(4.0), cache: dir + "/cache"),

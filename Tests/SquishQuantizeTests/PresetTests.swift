@@ -72,7 +72,9 @@ struct PresetTests {
                                               requantize: false)
         let quantized = q3.filter { if case .quantize = $0.action { return true } else { return false } }
         #expect(!quantized.isEmpty)
-        for p in q3 { #expect(p.outputType.bitsPerWeight <= max(p.info.type.bitsPerWeight, 32)) }
+        for p in q3 {
+            #expect(p.outputType.bitsPerWeight <= p.info.type.bitsPerWeight, "\(p.info.name): \(p.info.type) -> \(p.outputType)")
+        }
     }
 
     @Test func presetNamesResolve() throws {
