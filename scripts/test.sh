@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Squish's whole test suite on a fresh machine: installs the Python references the tests
-# compare against, fetches the default model and corpora into the cache, then runs `swift test`.
+# compare against, fetches the default model and corpora into the cache, runs `swift test`, then fuzzes the file
+# parsers briefly (scripts/fuzz.sh; FUZZ_SECONDS per target, default 15, 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,3 +9,5 @@ python3 -m pip install --quiet --disable-pip-version-check -r Tests/Python/requi
 swift build -c release --product squish
 .build/release/squish fetch
 swift test -c release "$@"
+seconds=${FUZZ_SECONDS:-15}
+if [ "$seconds" -gt 0 ]; then ./scripts/fuzz.sh "$seconds"; fi

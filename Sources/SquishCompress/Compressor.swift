@@ -416,14 +416,16 @@ public enum Compressor {
 extension Compressor {
     /// Scores the written output against the input on a held-out text with `squish eval`'s machinery (llama.cpp
     /// protocol perplexity and KL against the cached reference; no tasks), and fills in the result's figures.
+    /// `cacheDirectory`: where the input's reference logits are cached (`squish eval`'s cache by default).
     public static func evaluate(_ result: inout CompressResult, text: EvalText, pool: WorkerPool, quiet: Bool,
-                                log: @escaping (String) -> Void) throws {
+                                cacheDirectory: String = ReferenceLogits.defaultDirectory, log: @escaping (String) -> Void) throws {
         let inputFile = try GGUFFile(path: result.input)
         let reference = EvalModel(path: result.input, model: try LlamaModel(gguf: inputFile), tokenizer: try Tokenizer(gguf: inputFile))
         let outputFile = try GGUFFile(path: result.output)
         let candidate = EvalModel(path: result.output, model: try LlamaModel(gguf: outputFile), tokenizer: try Tokenizer(gguf: outputFile))
         var options = EvalOptions()
         options.tasks = []
+        options.cacheDirectory = cacheDirectory
         let evaluator = try CompressionEvaluator(reference: reference, text: text, options: options, pool: pool, quiet: quiet, log: log)
         let (ref, cached) = try evaluator.referenceLogits()
         let r = try evaluator.evaluate(candidate, reference: ref, referenceCached: cached, tasks: TaskSet(), referenceTasks: [:])

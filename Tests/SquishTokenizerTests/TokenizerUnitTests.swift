@@ -157,6 +157,36 @@ func fullByteTokenizer(_ pre: PreTokenizer) throws -> Tokenizer {
         #expect(nfc.encode("\u{00E9}a") == [3, 0])
     }
 
+    /// A member of the wrong type is an error naming the field, never its default: a `merges` string used to load
+    /// as a tokenizer without merges.
+    @Test func wrongTypesAreErrorsNamingTheField() throws {
+        let vocab = #""vocab": {"a": 0, "b": 1, "ab": 2}"#
+        let cases: [(String, String)] = [
+            (#"{"model": {"type": "BPE", \#(vocab), "merges": "a b"}, \#(byteLevel)}"#, "model.merges"),
+            (#"{"model": {"type": "BPE", \#(vocab), "merges": {"a": "b"}}, \#(byteLevel)}"#, "model.merges"),
+            (#"{"model": {"type": 3, \#(vocab)}, \#(byteLevel)}"#, "model.type"),
+            (#"{"model": {"type": "BPE", "vocab": ["a", "b"]}, \#(byteLevel)}"#, "model.vocab"),
+            (#"{"model": "BPE", \#(byteLevel)}"#, "model"),
+            (#"{"model": {"type": "BPE", \#(vocab)}, "added_tokens": {"id": 0}, \#(byteLevel)}"#, "added_tokens"),
+            (#"{"model": {"type": "BPE", \#(vocab)}, "added_tokens": ["<s>"], \#(byteLevel)}"#, "added_tokens[0]"),
+            (#"{"model": {"type": "BPE", \#(vocab)}, "added_tokens": [{"id": 0, "content": "a", "special": "yes"}], \#(byteLevel)}"#,
+             "added_tokens[0].special"),
+            (#"{"model": {"type": "BPE", \#(vocab), "unk_token": 5}, \#(byteLevel)}"#, "model.unk_token"),
+            (#"{"model": {"type": "BPE", \#(vocab), "byte_fallback": "true"}, \#(byteLevel)}"#, "model.byte_fallback"),
+            (#"{"model": {"type": "BPE", \#(vocab)}, "post_processor": "TemplateProcessing", \#(byteLevel)}"#, "post_processor"),
+            (#"{"model": {"type": "BPE", \#(vocab)}, "normalizer": [], \#(byteLevel)}"#, "normalizer"),
+            (#"{"model": {"type": "BPE", \#(vocab)}, "pre_tokenizer": "ByteLevel"}"#, "pre_tokenizer"),
+        ]
+        for (json, field) in cases {
+            let e = error(json)
+            guard case .invalidVocabulary(_, let reason)? = e else { Issue.record("\(field): \(String(describing: e))"); continue }
+            #expect(reason.contains("field '\(field)'"), "\(reason)")
+        }
+        // Absent and null keep their defaults.
+        let ok = try Tokenizer(huggingFaceJSON: Data(#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": null, "unk_token": null}, "added_tokens": null, "normalizer": null, \#(byteLevel)}"#.utf8))
+        #expect(ok.encode("ab") == [0, 1])
+    }
+
     /// SentencePiece-style tokenizer.json variants: Metaspace without splitting (its prepend_scheme decides the
     /// prefix), normalizer Replace without Prepend; splitting Metaspace is rejected.
     @Test func sentencePieceJSONVariants() throws {
