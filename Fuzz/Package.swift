@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
 // libFuzzer targets for Squish's parsers of untrusted files. Built by scripts/fuzz.sh with
-// `-sanitize=fuzzer,address` (kept out of the main package, which has no unsafe flags); see Fuzz/README.md.
+// `-sanitize=fuzzer,address` (kept out of the main package, which has no unsafe flags): see scripts/fuzz.sh.
 import PackageDescription
 
 let package = Package(

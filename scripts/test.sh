@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check -r Tests/Python/requirements.txt
+# GNU time measures the peak memory of the CLI tests' hostile-file runs.
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
 swift build -c release --product squish
 .build/release/squish fetch
 swift test -c release "$@"

@@ -46,11 +46,6 @@ public struct GGUFMetadataEntry: Sendable {
         return withExtendedLifetime(file) { GGUFArray.decode(type, from: &r, storage: file) } ?? .array(GGUFArray(elementType: .uint8, values: []))
     }
 
-    /// For a string value, its bytes (without the length); nil for other types.
-    public var stringBytes: UnsafeRawBufferPointer? {
-        guard type == .string, range.count >= 8 else { return nil }
-        return UnsafeRawBufferPointer(rebasing: file.bytes[range.lowerBound + 8 ..< range.upperBound])
-    }
 }
 
 /// A GGUF model file (versions 2 and 3, see ggml's docs/gguf.md), memory-mapped and fully validated on open:

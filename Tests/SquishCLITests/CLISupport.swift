@@ -16,8 +16,8 @@ struct CLIResult: CustomStringConvertible {
     let signal: Int32?
     let stdout: String
     let stderr: String
-    /// Peak resident memory of the process (kilobytes, from wait4's rusage).
-    let maxRSSKilobytes: Int
+    /// Peak resident memory of the process in kilobytes, when the run measured it (`CLI.run(measureMemory:)`).
+    var maxRSSKilobytes: Int?
 
     var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
     var description: String { "status \(status.map(String.init) ?? "-") signal \(signal.map(String.init) ?? "-")\nstdout: \(stdout.prefix(2000))\nstderr: \(stderr.prefix(2000))" }
@@ -64,6 +64,24 @@ enum CLI {
         return try p.wait(timeout: timeout)
     }
 
+    /// Runs `squish args` under GNU time (`/usr/bin/time`, Debian's `time` package) and returns its peak resident
+    /// memory too. wait4's rusage cannot tell it here: posix_spawn starts the child in the parent's address space
+    /// (CLONE_VM), and Linux carries that address space's high-water mark into the child's.
+    static func runMeasuringMemory(_ args: [String]) throws -> CLIResult {
+        let marker = "squish-test-max-rss-kb"
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/time") else {
+            throw CLISetupError("/usr/bin/time is missing (apt-get install time)")
+        }
+        var r = try start(["-f", "\(marker) %M", binary] + args, executable: "/usr/bin/time").wait()
+        let lines = r.stderrLines
+        guard let last = lines.last, last.hasPrefix(marker), let kb = Int(last.dropFirst(marker.count + 1)) else {
+            throw CLISetupError("no memory figure from /usr/bin/time: \(r)")
+        }
+        r = CLIResult(status: r.status, signal: r.signal, stdout: r.stdout,
+                      stderr: lines.dropLast().map { $0 + "\n" }.joined(), maxRSSKilobytes: kb)
+        return r
+    }
+
     /// A started process, with its output going to files.
     final class Running {
         let pid: pid_t
@@ -98,11 +116,11 @@ enum CLI {
             // <sys/wait.h>: exited when the low 7 bits are 0 (status in bits 8-15), else killed by that signal.
             let low = status & 0x7F
             return CLIResult(status: low == 0 ? (status >> 8) & 0xFF : nil, signal: low == 0 ? nil : low, stdout: out,
-                             stderr: err, maxRSSKilobytes: Int(usage.ru_maxrss))
+                             stderr: err, maxRSSKilobytes: nil)
         }
     }
 
-    static func start(_ args: [String], stdin: [UInt8] = [], env: [String: String] = [:]) throws -> Running {
+    static func start(_ args: [String], stdin: [UInt8] = [], env: [String: String] = [:], executable: String = binary) throws -> Running {
         let dir = NSTemporaryDirectory() + "squish-cli-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try Data(stdin).write(to: URL(fileURLWithPath: dir + "/stdin"))
@@ -114,7 +132,7 @@ enum CLI {
         posix_spawn_file_actions_addopen(&actions, 2, dir + "/stderr", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         var environment = ProcessInfo.processInfo.environment
         for (k, v) in env { environment[k] = v }
-        let argv = ([binary] + args).map { strdup($0) } + [nil]
+        let argv = ([executable] + args).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
             argv.forEach { free($0) }
@@ -133,8 +151,8 @@ enum CLI {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        let r = posix_spawn(&pid, binary, &actions, &attributes, argv, envp)
-        guard r == 0 else { throw CLISetupError("cannot start \(binary): \(String(cString: strerror(r)))") }
+        let r = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        guard r == 0 else { throw CLISetupError("cannot start \(executable): \(String(cString: strerror(r)))") }
         return Running(pid: pid, dir: dir)
     }
 
