@@ -39,7 +39,12 @@ public final class MappedFile: @unchecked Sendable {
         self.path = path
         let count = data.count
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 64)
-        _ = buffer.initializeMemory(as: UInt8.self, from: data)
+        // One copy for contiguous data (arrays, Data), element by element otherwise.
+        let copied: Bool? = data.withContiguousStorageIfAvailable { source in
+            if let base = source.baseAddress, count > 0 { buffer.baseAddress!.copyMemory(from: base, byteCount: count) }
+            return true
+        }
+        if copied == nil { _ = buffer.initializeMemory(as: UInt8.self, from: data) }
         bytes = UnsafeRawBufferPointer(start: buffer.baseAddress, count: count)
         isMapped = false
     }
