@@ -1,12 +1,13 @@
 import Foundation
 import SquishCore
 import SquishEval
+import SquishModel
 
 /// `squish compress --report DIR`: report.md, result.json, heatmap.svg (bits per weight, layers × tensor kinds) and
 /// pareto.svg (size against KL on the search tokens: every candidate of the search's last stage, uniform levels,
 /// the input and the result), plus PNGs when a converter is installed.
 public enum CompressReport {
-    static let kinds = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+    static let kinds = LinearKind.allCases.map(\.rawValue)
 
     public static func write(_ r: CompressResult, to directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -1,4 +1,5 @@
 import SquishFormats
+import SquishModel
 
 /// llama-quantize's presets (`Q4_K_M`, `Q3_K_S`, ...), made to fit the same bytes with Squish's types.
 ///
@@ -162,25 +163,19 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
         public var type: GGMLType
     }
 
-    /// Per-matrix types for `file` (a dense Llama-family GGUF): llama.cpp's choice, then Squish's within the same
-    /// total bytes. `matrices`: the names of the tensors to quantize with their row lengths and row counts.
-    public func allocate(_ file: GGUFFile, matrices: [(name: String, rowLength: Int, rows: Int)]) throws -> [Choice] {
-        let arch = file["general.architecture"]?.string ?? "llama"
-        let n = file["\(arch).block_count"]?.int ?? 1
-        let heads = file["\(arch).attention.head_count"]?.int ?? 1
-        let kvHeads = file["\(arch).attention.head_count_kv"]?.int ?? heads
-        let gqa = kvHeads > 0 ? heads / kvHeads : 1
-        let tied = file.tensor(named: "output.weight") == nil
+    /// Per-matrix types for the linear layers of `file` (configuration `config`): llama.cpp's choice, then Squish's
+    /// within the same total bytes.
+    public func allocate(_ file: GGUFFile, config: ModelConfig) throws -> [Choice] {
+        let n = config.layers, gqa = config.heads / max(config.kvHeads, 1), tied = config.tiedEmbeddings
+        let matrices = config.linearLayers.map { (name: $0.name, rowLength: $0.columns, rows: $0.rows, layer: $0) }
         var choices: [Choice] = []
         var budget = 0
         var ladders: [String: [GGMLType]] = [:]
         let rows = Dictionary(uniqueKeysWithValues: matrices.map { ($0.name, ($0.rowLength, $0.rows)) })
         for m in matrices {
-            let parts = m.name.split(separator: ".")
-            var kind = parts.count >= 2 ? String(parts[parts.count - 2]) : m.name
-            var layer = 0
-            if parts.first == "blk", parts.count > 1, let i = Int(parts[1]) { layer = i }
-            if m.name == "output.weight" || (tied && m.name == "token_embd.weight") { kind = "output" }
+            var kind = m.layer.kind
+            let layer = m.layer.layer ?? 0
+            if m.layer.role == .output || (tied && m.layer.role == .tokenEmbedding) { kind = "output" }
             let wanted = llamaType(kind: kind, layer: layer, layers: n, gqa: gqa)
             let llama = Self.llamaFallback(wanted, rowLength: m.rowLength)
             guard let bytes = llama.rowBytes(elements: m.rowLength) else {

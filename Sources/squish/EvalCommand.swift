@@ -136,7 +136,7 @@ struct EvalCommand: ParsableCommand {
         let log: (String) -> Void = { printError($0) }
 
         let referencePath = try resolveModelPath(reference)
-        let ref = try LoadedModel(path: referencePath)
+        let ref = try loadModel(referencePath)
         let text = try loadText()
         let evaluator = try CompressionEvaluator(reference: EvalModel(path: referencePath, model: ref.model, tokenizer: ref.tokenizer),
                                                  text: text, options: options, pool: WorkerPool(threads: threads), quiet: json, log: log)
@@ -153,7 +153,7 @@ struct EvalCommand: ParsableCommand {
 
         var results: [ModelEvalResult] = []
         for path in models {
-            let m = try LoadedModel(path: path)
+            let m = try loadModel(path)
             let r = try evaluator.evaluate(EvalModel(path: path, model: m.model, tokenizer: m.tokenizer), reference: referenceLogits,
                                            referenceCached: cached, tasks: taskSet, referenceTasks: referenceTasks)
             results.append(r)

@@ -125,7 +125,7 @@ struct Quantize: ParsableCommand {
             let bos = tokenizer.addBOS ? tokenizer.bosID : nil
             let step = klContext - (bos == nil ? 0 : 1)
             let progress = ProgressBar(total: (tokens.count + step - 1) / max(1, step), label: "kl", quiet: quiet)
-            let agreement = try ModelAgreement.measure(reference: try LlamaModel(gguf: a), candidate: try LlamaModel(gguf: b),
+            let agreement = try ModelAgreement.measure(reference: try TransformerModel(gguf: a, layout: kernelLayout), candidate: try TransformerModel(gguf: b, layout: kernelLayout),
                                                        tokens: tokens, bos: bos, context: klContext, pool: pool, progress: progress)
             progress.finish()
             report.klDivergence = agreement.klDivergence
