@@ -127,11 +127,9 @@ public struct TensorPlan: Sendable {
 /// - a tensor already in the type it would get is copied unchanged (lossless) unless `requantize` is set.
 public enum QuantizationPlanner {
     public static func plan(_ file: GGUFFile, target: QuantizationTarget, requantize: Bool) throws -> [TensorPlan] {
-        let config = try Architectures.configuration(gguf: file)
-        let linear = Dictionary(uniqueKeysWithValues: config.linearLayers.map { ($0.name, $0) })
         var presetTypes: [String: GGMLType] = [:]
         if let preset = target.preset {
-            for c in try preset.allocate(file, config: config) { presetTypes[c.name] = c.type }
+            for c in try preset.allocate(file, config: try Architectures.configuration(gguf: file)) { presetTypes[c.name] = c.type }
         }
         return try file.tensors.map { t in
             let isMatrix = t.shape.count >= 2 && t.shape.dropFirst().contains { $0 > 1 }
@@ -141,7 +139,8 @@ public enum QuantizationPlanner {
             guard Codecs.canDequantize(t.type) else {
                 throw QuantizeError.badModel(path: file.path, reason: "tensor '\(t.name)' has type \(t.type.name), which Squish cannot decode")
             }
-            let isEdge = linear[t.name].map { $0.layer == nil } ?? false
+            let role = ModelTensor(ggufName: t.name)
+            let isEdge = role == .tokenEmbedding || role == .output
             var grid: BlockGrid = isEdge ? (target.grid.bits >= 8 ? target.grid : .q8_0) : target.grid
             if let type = presetTypes[t.name], let g = BlockGrid(type) { grid = g }
             if case .ternary(let type) = grid, type.blockElements == 256, t.shape[0] % 256 != 0 { grid = .ternary(.sq2_G64) }
@@ -151,7 +150,8 @@ public enum QuantizationPlanner {
                 throw QuantizeError.rowLength(tensor: t.name, rowLength: t.shape[0], type: grid.type)
             }
             if t.type == grid.type && !requantize { return TensorPlan(info: t, action: .copy) }
-            let calibrated = linear[t.name]?.layer != nil
+            var calibrated = false
+            if case .block(_, let b)? = role, b.linear != nil { calibrated = true }
             return TensorPlan(info: t, action: .quantize(grid, calibrated: calibrated))
         }
     }

@@ -177,7 +177,7 @@ public struct GGUFConfig {
         if let k = try int("attention.key_length") {
             headDim = k
             if let v = try int("attention.value_length"), v != k {
-                throw ModelError.invalidConfiguration(path: file.path, reason: "metadata '\(arch).attention.value_length' \(v) differs from key_length \(k); not supported")
+                throw ModelError.invalidConfiguration(path: file.path, reason: "metadata '\(arch).attention.value_length' \(v) differs from '\(arch).attention.key_length' \(k); not supported")
             }
         } else {
             guard heads > 0, dim % heads == 0 else {
