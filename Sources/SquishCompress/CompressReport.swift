@@ -41,7 +41,7 @@ public enum CompressReport {
         s += "## Types by tensor kind\n\n| kind | types (count) |\n|---|---|\n"
         var byKind: [String: [String: Int]] = [:]
         for c in r.choices { byKind[c.kind, default: [:]][c.type, default: 0] += 1 }
-        for kind in kinds + ["token_embd", "output"] {
+        for kind in kinds + [LinearLayer.embeddingKind, LinearLayer.outputKind] {
             guard let m = byKind[kind] else { continue }
             s += "| \(kind) | " + m.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ") + " |\n"
         }

@@ -39,7 +39,7 @@ public final class LanguageModel {
                     throw FormatError.invalid(path: configPath, offset: nil, reason: "not valid JSON (\(error))")
                 }
             }
-            template = ChatTemplate(jinja: jinja ?? (tokenizer.id(of: "<|im_start|>") != nil ? "<|im_start|>" : nil))
+            template = ChatTemplate(jinja: jinja, architecture: hf.modelType, tokenizer: tokenizer)
         } else {
             let file = try GGUFFile(path: path)
             model = try TransformerModel(gguf: file, layout: layout)
@@ -48,7 +48,7 @@ public final class LanguageModel {
             guard tokenizer.vocabularySize == model.config.vocabSize else {
                 throw ModelError.vocabularyMismatch(path: path, reason: "tokenizer.ggml.tokens has \(tokenizer.vocabularySize) tokens, but token_embd.weight has \(model.config.vocabSize) rows")
             }
-            template = ChatTemplate(jinja: file["tokenizer.chat_template"]?.string)
+            template = ChatTemplate(jinja: file["tokenizer.chat_template"]?.string, architecture: file.architecture, tokenizer: tokenizer)
         }
     }
 

@@ -121,10 +121,11 @@ public struct LinearLayer: Sendable, Equatable {
     public var kind: String {
         switch role {
         case .block(_, let k): return k.rawValue
-        case .tokenEmbedding: return "token_embd"
-        case .output: return "output"
+        case .tokenEmbedding: return Self.embeddingKind
+        case .output: return Self.outputKind
         }
     }
+    public static let embeddingKind = "token_embd", outputKind = "output"
     public var layer: Int? { if case .block(let l, _) = role { return l } else { return nil } }
     public var linearKind: LinearKind? { if case .block(_, let k) = role { return k } else { return nil } }
 }

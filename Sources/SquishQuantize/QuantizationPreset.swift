@@ -64,10 +64,10 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
     /// "output" for the output matrix (also the token embedding when the two are tied).
     func llamaType(kind: String, layer i: Int, layers n: Int, gqa: Int) -> GGMLType {
         let d = defaultType
-        switch kind {
-        case "output": return self == .iq3_XXS ? .q5_K : .q6_K
-        case "token_embd": return self == .iq3_XXS ? .iq3_S : d
-        case "attn_v":
+        if kind == LinearLayer.outputKind { return self == .iq3_XXS ? .q5_K : .q6_K }
+        if kind == LinearLayer.embeddingKind { return self == .iq3_XXS ? .iq3_S : d }
+        switch LinearKind(rawValue: kind) {
+        case .attnV?:
             switch self {
             case .q2_K: return gqa >= 4 ? .q4_K : .q3_K
             case .iq3_XXS: return gqa >= 4 ? .q4_K : .iq3_XXS
@@ -78,8 +78,8 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
             case .q4_K_S: return i < 4 ? .q5_K : d
             default: return d
             }
-        case "attn_k", "attn_q": return self == .iq3_XXS ? .iq2_S : d
-        case "ffn_down":
+        case .attnK?, .attnQ?: return self == .iq3_XXS ? .iq2_S : d
+        case .ffnDown?:
             switch self {
             case .q2_K: return .q3_K
             case .q3_K_M: return i < n / 16 ? .q5_K : .q4_K
@@ -88,7 +88,7 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
             case .q4_K_S: return i < n / 8 ? .q5_K : d
             default: return d
             }
-        case "attn_output":
+        case .attnOutput?:
             switch self {
             case .q2_K: return .q3_K
             case .iq3_XXS: return .iq3_S
@@ -151,7 +151,8 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
         }
     }
 
-    static let kindPriority = ["attn_v", "ffn_down", "attn_output", "attn_k", "attn_q", "ffn_gate", "ffn_up", "output", "token_embd"]
+    static let kindPriority = [LinearKind.attnV, .ffnDown, .attnOutput, .attnK, .attnQ, .ffnGate, .ffnUp].map(\.rawValue)
+        + [LinearLayer.outputKind, LinearLayer.embeddingKind]
 
     /// One matrix the preset decides on.
     public struct Choice: Sendable {
@@ -175,7 +176,7 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
         for m in matrices {
             var kind = m.layer.kind
             let layer = m.layer.layer ?? 0
-            if m.layer.role == .output || (tied && m.layer.role == .tokenEmbedding) { kind = "output" }
+            if m.layer.role == .output || (tied && m.layer.role == .tokenEmbedding) { kind = LinearLayer.outputKind }
             let wanted = llamaType(kind: kind, layer: layer, layers: n, gqa: gqa)
             let llama = Self.llamaFallback(wanted, rowLength: m.rowLength)
             guard let bytes = llama.rowBytes(elements: m.rowLength) else {

@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure prompt-processing and generation speed like llama-bench (warm-up, repetitions, mean ± sd).")
 
-    @Option(help: "Model file (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model).")
     var model: String?
 
     @Option(name: [.customShort("p"), .long], help: "Prompt tokens processed in one batch.")

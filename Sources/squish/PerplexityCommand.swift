@@ -10,7 +10,7 @@ struct PerplexityCommand: ParsableCommand {
         commandName: "perplexity",
         abstract: "Perplexity of a model on a text file (llama.cpp's protocol or non-overlapping windows).")
 
-    @Option(help: "Model file (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model).")
     var model: String?
 
     @Option(help: "UTF-8 text file to score.")

@@ -14,7 +14,7 @@ struct Quantize: ParsableCommand {
         commandName: "quantize",
         abstract: "Quantize a GGUF model into llama.cpp block types or Squish affine types (round-to-nearest, GPTQ or AWQ), written atomically.")
 
-    @Option(help: "Model file (default: the cached default model). It is only read.")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model). It is only read.")
     var model: String?
 
     @Option(help: "Quantization method: rtn (round to nearest), gptq (calibrated, error-compensating), awq (calibrated, activation-aware scales) or ternary (BitNet b1.58 absmean; --type TQ2_0 (default), TQ1_0, SQ2_G32 or SQ2_G64).")

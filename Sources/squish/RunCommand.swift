@@ -9,7 +9,7 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate text from a prompt, streaming it as it is produced; a stats line goes to stderr.")
 
-    @Option(help: "Model file (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model).")
     var model: String?
 
     @Option(help: "Prompt text (taken as is; use `squish chat` for the chat template).")
@@ -83,7 +83,7 @@ struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Chat with a model interactively using its chat template; Ctrl-D exits.")
 
-    @Option(help: "Model file (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model).")
     var model: String?
 
     @Option(help: "System prompt (default: the template's own, if any).")

@@ -9,7 +9,7 @@ struct Tokenize: ParsableCommand {
         abstract: "Print the token ids (and pieces) of a text with a model's tokenizer.",
         discussion: "The text is taken byte for byte: no newline conversion, and special tokens are plain text unless --special.")
 
-    @Option(help: "Model file whose tokenizer to use (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name whose tokenizer to use (default: the cached default model).")
     var model: String?
 
     @Flag(help: "Recognize special tokens written in the text (e.g. <|im_start|>).")
