@@ -15,8 +15,9 @@ Writes, per family, Tests/Fixtures/tiny-models/<family>/:
                        attention, float32), with string metadata: family, seed, text, transformers and torch versions,
                        logits_max_abs, logits_std
 Then it checks its own output: the saved directory reloads with AutoModelForCausalLM and AutoTokenizer and gives the
-same logits bit for bit and the same tokens, and the tokenizer.json alone (the `tokenizers` package) gives the same
-tokens. Deterministic for a given seed and library versions.
+same logits bit for bit and the same tokens, the tokenizer.json alone (the `tokenizers` package) gives the same
+tokens, and tiny_model_numpy.py's forward pass (NumPy, float64, written from the families' definitions) agrees with
+the logits to 1e-4 of their largest magnitude. Deterministic for a given seed and library versions.
 """
 import argparse
 import json
@@ -393,6 +394,10 @@ def main():
     lines = training_lines(args.austen)
     for family in args.families.split(","):
         build(family, args.out, lines)
+    # The independent NumPy forward pass agrees with transformers' logits.
+    import tiny_model_numpy
+    if not all(tiny_model_numpy.check(os.path.join(args.out, f)) for f in args.families.split(",")):
+        raise SystemExit("the NumPy forward pass disagrees with transformers")
 
 
 if __name__ == "__main__":
