@@ -5,6 +5,18 @@ import SquishKernels
 /// tokens). Calibration (GPTQ's statistics, AWQ's samples, the level database) hooks the one forward pass this way.
 public typealias LinearInputObserver = (_ layer: Int, _ site: InputSite, _ input: UnsafePointer<Float>, _ tokens: Int) throws -> Void
 
+/// A run of one sequence's consecutive tokens in a batch: its KV cache and the position of its first token.
+public struct BatchSegment {
+    public let cache: KVCache
+    public let start: Int
+    public let count: Int
+    public init(cache: KVCache, start: Int, count: Int) {
+        self.cache = cache
+        self.start = start
+        self.count = count
+    }
+}
+
 /// cos/sin of RoPE's angles pos / scale · θ_i for positions 0 ..< capacity, grown on demand.
 /// θ_i = base^(−2i/d) (RoFormer, eq. 15), optionally divided by Llama 3 frequency factors.
 final class RoPETable {
@@ -63,6 +75,9 @@ public final class ForwardPass {
     private var scores: UnsafeMutablePointer<Float>  // per worker [threads × scoresPerWorker]
     private var scoresPerWorker: Int
     private var allocations: [UnsafeMutablePointer<Float>] = []
+    /// Per token of the current batch: its position and the index of its segment.
+    private var positions: [Int] = []
+    private var segmentOf: [Int] = []
     /// One table per distinct (base, scale) of the layers; `ropeOfLayer[l]` indexes it.
     private let ropeTables: [RoPETable]
     private let ropeOfLayer: [Int]
@@ -134,13 +149,30 @@ public final class ForwardPass {
     }
 
     /// Runs block `index` with weights `layer` on the residual stream x [n × dim] (n ≤ maxBatch) at positions
-    /// start ..< start + n, storing keys and values in `cache` layer `cacheLayer` and attending over what it holds
-    /// (causal; a sliding-window layer sees its window only). `observe` sees each linear layer's input.
+    /// start ..< start + n of one sequence, storing keys and values in `cache` layer `cacheLayer` and attending over
+    /// what it holds (causal; a sliding-window layer sees its window only). `observe` sees each linear layer's input.
     public func block(_ index: Int, _ layer: TransformerLayer, x: UnsafeMutablePointer<Float>, tokens n: Int, start: Int,
                       cache: KVCache, cacheLayer: Int, observe: LinearInputObserver? = nil) throws {
+        try block(index, layer, x: x, segments: [BatchSegment(cache: cache, start: start, count: n)], cacheLayer: cacheLayer,
+                  observe: observe)
+    }
+
+    /// The same for a batch that mixes sequences: x holds the segments' tokens in order, each segment a run of one
+    /// sequence's consecutive positions with its own cache (continuous batching: several decoding sequences and a
+    /// prefill chunk share one matmul per weight matrix).
+    public func block(_ index: Int, _ layer: TransformerLayer, x: UnsafeMutablePointer<Float>, segments: [BatchSegment],
+                      cacheLayer: Int, observe: LinearInputObserver? = nil) throws {
         let c = model.config
+        let n = segments.reduce(0) { $0 + $1.count }
         precondition(n >= 1 && n <= maxBatch, "batch of \(n) tokens outside 1 ... \(maxBatch)")
-        reserve(positions: start + n)
+        // Per token: its position and its segment.
+        positions.removeAll(keepingCapacity: true)
+        segmentOf.removeAll(keepingCapacity: true)
+        for (i, s) in segments.enumerated() {
+            precondition(s.count >= 0 && s.start >= 0)
+            for p in s.start ..< s.start + s.count { positions.append(p); segmentOf.append(i) }
+        }
+        reserve(positions: (positions.max() ?? 0) + 1)
         let (q, k, v, att, xb) = (self.q, self.k, self.v, self.att, self.xb)
 
         // Attention.
@@ -158,34 +190,45 @@ public final class ForwardPass {
             rmsNorm(k, kn, k, rows: n * c.kvHeads, width: c.headDim)
         }
         let table = ropeTables[ropeOfLayer[index]]
-        table.cos.withUnsafeBufferPointer { cs in
-            table.sin.withUnsafeBufferPointer { sn in
-                let (cs, sn) = (cs.baseAddress!, sn.baseAddress!)
-                pool.parallelFor(n) { range in
-                    for t in range {
-                        self.rope(q + t * c.qDim, heads: c.heads, pos: start + t, cos: cs, sin: sn)
-                        self.rope(k + t * c.kvDim, heads: c.kvHeads, pos: start + t, cos: cs, sin: sn)
+        positions.withUnsafeBufferPointer { pos in
+            let pos = pos.baseAddress!
+            table.cos.withUnsafeBufferPointer { cs in
+                table.sin.withUnsafeBufferPointer { sn in
+                    let (cs, sn) = (cs.baseAddress!, sn.baseAddress!)
+                    pool.parallelFor(n) { range in
+                        for t in range {
+                            self.rope(q + t * c.qDim, heads: c.heads, pos: pos[t], cos: cs, sin: sn)
+                            self.rope(k + t * c.kvDim, heads: c.kvHeads, pos: pos[t], cos: cs, sin: sn)
+                        }
                     }
                 }
             }
-        }
-        for t in 0 ..< n { cache.store(layer: cacheLayer, position: start + t, key: k + t * c.kvDim, value: v + t * c.kvDim) }
-        // Causal attention: token t attends to positions first ... start + t. Work items: (token, head).
-        let window = c.layerAttention[index].slidingWindow
-        let group = c.heads / c.kvHeads, scale = c.attentionScale
-        let (scores, stride) = (self.scores, scoresPerWorker)
-        pool.run { w in
-            let workers = self.pool.threadCount
-            let items = n * c.heads
-            let sc = scores + w * stride
-            var item = w
-            while item < items {
-                let t = item / c.heads, h = item % c.heads
-                let last = start + t
-                let first = window.map { max(0, last - $0 + 1) } ?? 0
-                cache.attend(layer: cacheLayer, kvHead: h / group, query: q + t * c.qDim + h * c.headDim, positions: first ..< last + 1,
-                             scale: scale, scores: sc, output: att + t * c.qDim + h * c.headDim)
-                item += workers
+            for t in 0 ..< n {
+                segments[segmentOf[t]].cache.store(layer: cacheLayer, position: pos[t], key: k + t * c.kvDim, value: v + t * c.kvDim)
+            }
+            // Causal attention: token t attends to positions first ... pos[t] of its own sequence. Work items: (token, head).
+            let window = c.layerAttention[index].slidingWindow
+            let group = c.heads / c.kvHeads, scale = c.attentionScale
+            let (scores, stride) = (self.scores, scoresPerWorker)
+            segmentOf.withUnsafeBufferPointer { seg in
+                let seg = seg.baseAddress!
+                segments.withUnsafeBufferPointer { segments in
+                    pool.run { w in
+                        let workers = self.pool.threadCount
+                        let items = n * c.heads
+                        let sc = scores + w * stride
+                        var item = w
+                        while item < items {
+                            let t = item / c.heads, h = item % c.heads
+                            let last = pos[t]
+                            let first = window.map { max(0, last - $0 + 1) } ?? 0
+                            segments[seg[t]].cache.attend(layer: cacheLayer, kvHead: h / group, query: q + t * c.qDim + h * c.headDim,
+                                                          positions: first ..< last + 1, scale: scale, scores: sc,
+                                                          output: att + t * c.qDim + h * c.headDim)
+                            item += workers
+                        }
+                    }
+                }
             }
         }
         try observe?(index, .attentionOutput, att, n)

@@ -93,4 +93,37 @@ struct FamilyReferenceTests {
         #expect("\(lm.template)".hasPrefix(expected[family]!), "\(family): \(lm.template)")
         #expect(!lm.stopTokens.isEmpty)
     }
+
+    /// One batch holding two sequences (one decoding a token at position 11, one prefilling 6 tokens from position 0)
+    /// computes what the two compute alone: per-token positions, caches and sliding windows (continuous batching).
+    @Test(arguments: ["gemma3", "qwen3"])
+    func mixedBatchMatchesSeparateSequences(family: String) throws {
+        let ref = try Self.reference(family)
+        let model = try TransformerModel(hfDirectory: Self.fixture(family))
+        let c = model.config, pool = WorkerPool(threads: 2)
+        let a = Array(ref.tokens.prefix(12)), b = Array(ref.tokens.suffix(6))
+        // Alone: a's last token decoded after its first 11; b prefilled.
+        let sa = try ModelSession(model: model, pool: pool, contextLength: 32, exactActivations: true)
+        _ = try sa.forward(Array(a.prefix(11)))
+        let aloneA = try sa.forward([a[11]])
+        let aloneB = try ModelSession(model: model, pool: pool, contextLength: 32, exactActivations: true).forward(b, logitsFor: b.count)
+        // Together: a's cache holds its first 11 tokens; one batch of [a[11]] + b.
+        let cacheA = try F32KVCache(layers: c.layers, capacity: 32, kvHeads: c.kvHeads, headDim: c.headDim)
+        let cacheB = try F32KVCache(layers: c.layers, capacity: 32, kvHeads: c.kvHeads, headDim: c.headDim)
+        let pass = ForwardPass(model: model, pool: pool, maxBatch: 16, exactActivations: true)
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: 16 * c.dim)
+        defer { x.deallocate() }
+        try pass.embed(Array(a.prefix(11)), into: x)
+        for (li, layer) in model.layers.enumerated() {
+            try pass.block(li, layer, x: x, tokens: 11, start: 0, cache: cacheA, cacheLayer: li)
+        }
+        try pass.embed([a[11]] + b, into: x)
+        let segments = [BatchSegment(cache: cacheA, start: 11, count: 1), BatchSegment(cache: cacheB, start: 0, count: b.count)]
+        for (li, layer) in model.layers.enumerated() { try pass.block(li, layer, x: x, segments: segments, cacheLayer: li) }
+        var logits = [Float](repeating: 0, count: 7 * c.vocabSize)
+        try logits.withUnsafeMutableBufferPointer { try pass.logits(x, rows: 7, into: $0.baseAddress!) }
+        let worstA = zip(logits.prefix(c.vocabSize), aloneA).map { abs($0 - $1) }.max()!
+        let worstB = zip(logits.dropFirst(c.vocabSize), aloneB).map { abs($0 - $1) }.max()!
+        #expect(worstA < 1e-5 && worstB < 1e-5, "\(family): \(worstA) \(worstB)")
+    }
 }
