@@ -17,12 +17,7 @@ public final class LanguageModel {
             model = try TransformerModel(hfDirectory: path, layout: layout)
             let hf = (model.storage as! HFCheckpoint).hfConfig
             let tokenizerPath = path + "/tokenizer.json"
-            let base = try Tokenizer(tokenizerJSON: tokenizerPath)
-            let bos = hf.bosTokenID?.all.first, eos = hf.eosTokenID?.all.first
-            for id in [bos, eos].compactMap({ $0 }) where id >= base.vocabularySize {
-                throw ModelError.vocabularyMismatch(path: path, reason: "config.json names token \(id), but \(tokenizerPath) has \(base.vocabularySize) tokens")
-            }
-            tokenizer = try Tokenizer(tokenizerJSON: tokenizerPath, bosToken: bos.map(base.piece), eosToken: eos.map(base.piece))
+            tokenizer = try Self.checkpointTokenizer(directory: path, config: hf)
             // Checkpoints often pad the embedding beyond the tokenizer (Qwen2.5: 151,936 rows for 151,665 tokens).
             guard tokenizer.vocabularySize <= model.config.vocabSize else {
                 throw ModelError.vocabularyMismatch(path: path, reason: "\(tokenizerPath) has \(tokenizer.vocabularySize) tokens, but the model's embedding has \(model.config.vocabSize) rows")
@@ -50,6 +45,23 @@ public final class LanguageModel {
             }
             template = ChatTemplate(jinja: file["tokenizer.chat_template"]?.string, architecture: file.architecture, tokenizer: tokenizer)
         }
+    }
+
+    /// The tokenizer of a GGUF file or checkpoint directory, without loading the weights.
+    public static func tokenizer(path: String) throws -> Tokenizer {
+        if isDirectory(path) { return try checkpointTokenizer(directory: path, config: try HFConfig.load(path: path + "/config.json")) }
+        return try Tokenizer(gguf: try GGUFFile(path: path))
+    }
+
+    /// `tokenizer.json` with BOS/EOS as config.json names them.
+    static func checkpointTokenizer(directory: String, config hf: HFConfig) throws -> Tokenizer {
+        let tokenizerPath = directory + "/tokenizer.json"
+        let base = try Tokenizer(tokenizerJSON: tokenizerPath)
+        let bos = hf.bosTokenID?.all.first, eos = hf.eosTokenID?.all.first
+        for id in [bos, eos].compactMap({ $0 }) where id >= base.vocabularySize {
+            throw ModelError.vocabularyMismatch(path: directory, reason: "config.json names token \(id), but \(tokenizerPath) has \(base.vocabularySize) tokens")
+        }
+        return try Tokenizer(tokenizerJSON: tokenizerPath, bosToken: bos.map(base.piece), eosToken: eos.map(base.piece))
     }
 
     /// Ids that end generation: EOS and the template's end-of-turn markers.
