@@ -2,6 +2,7 @@ import Foundation
 import SquishCore
 import SquishFormats
 import SquishKernels
+import SquishModel
 
 public enum QuantizationMethod: String, Sendable, Codable, CaseIterable {
     /// Round to nearest, per block.
@@ -92,10 +93,20 @@ public enum ModelQuantizer {
         }
     }
 
+    /// Quantizes a GGUF file or a checkpoint directory (converted to GGUF first, see `GGUFConversion`) into `output`.
     public static func quantize(input: String, output: String, options: QuantizeOptions, pool: WorkerPool,
                                 log: @escaping (String) -> Void = { _ in }) throws -> QuantizeReport {
-        let start = Date()
         try checkOutput(output, input: input)
+        var report = try GGUFConversion.withGGUF(for: input) { gguf in
+            try quantizeGGUF(input: gguf, output: output, options: options, pool: pool, log: log)
+        }
+        report.input = input
+        return report
+    }
+
+    static func quantizeGGUF(input: String, output: String, options: QuantizeOptions, pool: WorkerPool,
+                             log: @escaping (String) -> Void) throws -> QuantizeReport {
+        let start = Date()
         let file = try GGUFFile(path: input)
         let plan = try QuantizationPlanner.plan(file, target: options.target, requantize: options.requantize)
 

@@ -119,13 +119,13 @@ struct Quantize: ParsableCommand {
                                                  log: { if !quiet { printError($0) } })
         if kl {
             let (name, bytes) = try loadKLText()
-            let a = try GGUFFile(path: input), b = try GGUFFile(path: out)
-            let tokenizer = try Tokenizer(gguf: a)
+            let a = try LanguageModel(path: input, layout: kernelLayout)
+            let tokenizer = a.tokenizer
             let tokens = tokenizer.encode(String(decoding: bytes, as: UTF8.self))
             let bos = tokenizer.addBOS ? tokenizer.bosID : nil
             let step = klContext - (bos == nil ? 0 : 1)
             let progress = ProgressBar(total: (tokens.count + step - 1) / max(1, step), label: "kl", quiet: quiet)
-            let agreement = try ModelAgreement.measure(reference: try TransformerModel(gguf: a, layout: kernelLayout), candidate: try TransformerModel(gguf: b, layout: kernelLayout),
+            let agreement = try ModelAgreement.measure(reference: a.model, candidate: try TransformerModel(path: out, layout: kernelLayout),
                                                        tokens: tokens, bos: bos, context: klContext, pool: pool, progress: progress)
             progress.finish()
             report.klDivergence = agreement.klDivergence
