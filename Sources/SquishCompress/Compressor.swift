@@ -144,18 +144,29 @@ public enum Compressor {
         return h.hex
     }
 
+    /// The best model under the budget from a GGUF file or a checkpoint directory (converted to GGUF first).
     public static func compress(input: String, output: String, options: CompressOptions, pool: WorkerPool, quiet: Bool,
                                 log: @escaping (String) -> Void) throws -> CompressResult {
-        let start = Date()
-        var deadline = start.addingTimeInterval(options.budgetSeconds - options.reserveSeconds)
         try ModelQuantizer.checkOutput(output, input: input)
         guard options.budgetSeconds > 0 else { throw CompressError.invalidArgument("the time budget must be positive") }
+        return try GGUFConversion.withGGUF(for: input) { gguf in
+            var r = try compressGGUF(input: gguf, output: output, options: options, pool: pool, quiet: quiet, log: log)
+            r.input = input
+            return r
+        }
+    }
+
+    static func compressGGUF(input: String, output: String, options: CompressOptions, pool: WorkerPool, quiet: Bool,
+                             log: @escaping (String) -> Void) throws -> CompressResult {
+        let start = Date()
+        var deadline = start.addingTimeInterval(options.budgetSeconds - options.reserveSeconds)
         let source = try GGUFFile(path: input)
         let parameters = source.tensors.reduce(0) { $0 + $1.elementCount }
 
         // A budget below the smallest levels fails now, before any quantization.
         do {
-            let matrices = source.tensors.filter { LevelDatabase.kind(of: $0.name) != nil }
+            let linear = Set(try Architectures.configuration(gguf: source).linearLayers.map(\.name))
+            let matrices = source.tensors.filter { linear.contains($0.name) }
             let smallest = matrices.reduce(0) { sum, t in
                 let bytes = options.ladder.compactMap { $0.rowBytes(elements: t.shape[0]).map { $0 * t.rowCount } }.filter { $0 < t.byteCount }
                 return sum + (bytes.min() ?? t.byteCount)
@@ -208,7 +219,7 @@ public enum Compressor {
         }
         let databaseSeconds = Date().timeIntervalSince(dbStart)
         let db = database!
-        let base = try LlamaModel(gguf: source)
+        let base = try TransformerModel(gguf: source)
         let store = try LevelStore(database: db, file: dbFile!, source: source, base: base)
         let tensors = store.tensors
 
@@ -359,7 +370,7 @@ public enum Compressor {
         }
         comparisons.append(ComparisonPoint(name: "input", bytes: store.matrixBytes(top) + overhead, fitness: try score(top, lastStage)))
         for path in options.compare {
-            let other = try LlamaModel(path: path)
+            let other = try TransformerModel(path: path)
             guard other.config.vocabSize == base.config.vocabSize else {
                 throw CompressError.invalidArgument("\(path): its vocabulary (\(other.config.vocabSize)) differs from the model's")
             }
@@ -419,10 +430,9 @@ extension Compressor {
     /// `cacheDirectory`: where the input's reference logits are cached (`squish eval`'s cache by default).
     public static func evaluate(_ result: inout CompressResult, text: EvalText, pool: WorkerPool, quiet: Bool,
                                 cacheDirectory: String = ReferenceLogits.defaultDirectory, log: @escaping (String) -> Void) throws {
-        let inputFile = try GGUFFile(path: result.input)
-        let reference = EvalModel(path: result.input, model: try LlamaModel(gguf: inputFile), tokenizer: try Tokenizer(gguf: inputFile))
-        let outputFile = try GGUFFile(path: result.output)
-        let candidate = EvalModel(path: result.output, model: try LlamaModel(gguf: outputFile), tokenizer: try Tokenizer(gguf: outputFile))
+        let input = try LanguageModel(path: result.input), output = try LanguageModel(path: result.output)
+        let reference = EvalModel(path: result.input, model: input.model, tokenizer: input.tokenizer)
+        let candidate = EvalModel(path: result.output, model: output.model, tokenizer: output.tokenizer)
         var options = EvalOptions()
         options.tasks = []
         options.cacheDirectory = cacheDirectory

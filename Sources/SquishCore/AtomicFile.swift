@@ -148,3 +148,11 @@ private func Glibc_write(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
     return Darwin.write(fd, p, n)
     #endif
 }
+
+extension FileManager {
+    /// Whether `path` names a directory (following symbolic links).
+    public func isDirectory(_ path: String) -> Bool {
+        var d: ObjCBool = false
+        return fileExists(atPath: path, isDirectory: &d) && d.boolValue
+    }
+}

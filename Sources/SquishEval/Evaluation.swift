@@ -7,42 +7,20 @@ import SquishTokenizer
 /// A model to evaluate: weights, tokenizer and where they came from.
 public struct EvalModel {
     public let path: String
-    public let model: LlamaModel
+    public let model: TransformerModel
     public let tokenizer: Tokenizer
 
-    public init(path: String, model: LlamaModel, tokenizer: Tokenizer) {
+    public init(path: String, model: TransformerModel, tokenizer: Tokenizer) {
         self.path = path
         self.model = model
         self.tokenizer = tokenizer
     }
 
     /// Bytes on disk (a GGUF file, or the sum of a checkpoint directory's files).
-    public var fileBytes: Int {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return 0 }
-        if !isDirectory.boolValue {
-            return ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
-        }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        return names.reduce(0) { sum, name in
-            sum + (((try? FileManager.default.attributesOfItem(atPath: path + "/" + name))?[.size] as? NSNumber)?.intValue ?? 0)
-        }
-    }
+    public var fileBytes: Int { LanguageModel.fileBytes(path) }
 
     /// Content hash of the model (file, or the directory's files in name order).
-    public func contentHash() throws -> String {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw EvalError.io(path: path, reason: "no such file")
-        }
-        if !isDirectory.boolValue { return try FNV1a64.file(path) }
-        var h = FNV1a64()
-        for name in try FileManager.default.contentsOfDirectory(atPath: path).sorted() {
-            h.update(name)
-            h.update(try FNV1a64.file(path + "/" + name))
-        }
-        return h.hex
-    }
+    public func contentHash() throws -> String { try FNV1a64.file(path) }
 }
 
 /// What `squish eval` measures; the defaults size a full run of one candidate on the default model and a 60 kB text
@@ -259,8 +237,8 @@ public final class CompressionEvaluator {
         return (r, false)
     }
 
-    func session(for model: LlamaModel) -> LlamaSession {
-        LlamaSession(model: model, pool: pool, contextLength: options.sessionContext)
+    func session(for model: TransformerModel) throws -> ModelSession {
+        try ModelSession(model: model, pool: pool, contextLength: options.sessionContext)
     }
 
     /// llama.cpp protocol chunks: (chunk tokens, first scored index).
@@ -284,7 +262,7 @@ public final class CompressionEvaluator {
         let chunks = try llamaChunks()
         let context = options.context, first = context / 2, k = min(options.topK, vocab)
         let progress = ProgressBar(total: chunks.count + windowsCount(), label: "reference", quiet: quiet)
-        let session = session(for: reference.model)
+        let session = try session(for: reference.model)
         var acc = NLLAccumulator()
         var running: [Double] = []
         var targets: [Int32] = [], targetLogProbs: [Float] = [], tail: [Double] = [], ids: [Int32] = [], logProbs: [Float] = []
@@ -342,7 +320,7 @@ public final class CompressionEvaluator {
             return r
         }
         let progress = ProgressBar(total: set.count, label: "reference tasks", quiet: quiet)
-        let r = try set.run(scorer: TaskScorer(session: session(for: reference.model), tokenizer: reference.tokenizer),
+        let r = try set.run(scorer: TaskScorer(session: try session(for: reference.model), tokenizer: reference.tokenizer),
                             progress: progress)
         progress.finish()
         try FileManager.default.createDirectory(atPath: options.cacheDirectory, withIntermediateDirectories: true)
@@ -379,7 +357,7 @@ public final class CompressionEvaluator {
         }
         let progress = ProgressBar(total: chunks.count + windowsCount() + tasks.count,
                                    label: (candidate.path as NSString).lastPathComponent, quiet: quiet)
-        let session = session(for: candidate.model)
+        let session = try session(for: candidate.model)
         var acc = NLLAccumulator()
         var kl: [Double] = [], deltaP: [Double] = []
         kl.reserveCapacity(ref.header.positions)

@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure prompt-processing and generation speed like llama-bench (warm-up, repetitions, mean ± sd).")
 
-    @Option(help: "Model file (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model).")
     var model: String?
 
     @Option(name: [.customShort("p"), .long], help: "Prompt tokens processed in one batch.")
@@ -74,11 +74,11 @@ struct Bench: ParsableCommand {
         if kernels { return try runKernels() }
         let path = try resolveModelPath(model)
         if tokenizer { return try runTokenizer(path: path) }
-        let llama = try LlamaModel(path: path)
+        let llama = try TransformerModel.load(path: path, layout: kernelLayout)
         let pool = threading.pool(quiet: json)
         let context = max(promptTokens, generatedTokens, 1)
         try checkContext(context, for: llama, option: "-p/-n", threads: pool.threadCount)
-        let session = LlamaSession(model: llama, pool: pool, contextLength: context, maxBatch: max(1, min(promptTokens, 512)))
+        let session = try ModelSession(model: llama, pool: pool, contextLength: context, maxBatch: max(1, min(promptTokens, 512)))
         let progress = ProgressBar(total: repetitions + 1, label: "bench", quiet: json)
         let r = try ModelBench.run(session: session, promptTokens: promptTokens, generatedTokens: generatedTokens,
                                    repetitions: repetitions, progress: progress)
@@ -204,7 +204,7 @@ extension Bench {
         let shapeList = try kernelShapes()
         let pool = threading.pool(quiet: json)
         let progress = ProgressBar(total: list.count * shapeList.count, label: "kernels", quiet: json)
-        let r = try KernelBench.run(types: list, shapes: shapeList, tokens: [1, gemmTokens], pool: pool, repetitions: repetitions) { _ in
+        let r = try KernelBench.run(types: list, shapes: shapeList, tokens: [1, gemmTokens], pool: pool, repetitions: repetitions, repack: kernelLayout.repack) { _ in
             progress.advance()
         }
         progress.finish()

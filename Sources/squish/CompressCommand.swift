@@ -6,6 +6,7 @@ import SquishData
 import SquishEval
 import SquishFormats
 import SquishKernels
+import SquishModel
 import SquishQuantize
 
 struct Compress: ParsableCommand {
@@ -13,7 +14,7 @@ struct Compress: ParsableCommand {
         commandName: "compress",
         abstract: "The best model under a size budget: per-tensor levels chosen by importance, then an evolutionary search on KL; written atomically.")
 
-    @Option(help: "Model file (default: the cached default model). It is only read.")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model). It is only read.")
     var model: String?
 
     @Option(help: "Output file size: 60MB, 57.5MB, 55MiB, 60000000 (MB = 10^6 bytes).")
@@ -155,7 +156,7 @@ struct Compress: ParsableCommand {
             print("")
             print("| model | MB | bits/weight | perplexity | KL mean | top-1 |")
             print("|---|---|---|---|---|---|")
-            let inputBytes = (try? FileManager.default.attributesOfItem(atPath: result.input)[.size] as? Int) ?? 0
+            let inputBytes = LanguageModel.fileBytes(result.input)
             print(String(format: "| input | %.2f | | %.3f | 0 | 100%% |", Double(inputBytes) / 1e6, ref))
             print(String(format: "| compressed | %.2f | %.3f | %.3f | %.4f | %.1f%% |", Double(result.bytes) / 1e6, result.bitsPerWeight, ppl, kl,
                          (result.top1Agreement ?? 0) * 100))

@@ -8,7 +8,7 @@ struct Inspect: ParsableCommand {
         abstract: "Show a model file's architecture, key metadata and tensors (GGUF or safetensors).",
         discussion: "Shapes are printed as the file stores them: GGUF in ggml order (row length first), safetensors row-major (row length last). Metadata values are previews: long strings are cut and long arrays summarized; non-printing characters are escaped.")
 
-    @Argument(help: "Model file (.gguf or .safetensors). Default: the cached default model.")
+    @Argument(help: "Model file (.gguf or .safetensors) or known model name. Default: the cached default model.")
     var model: String?
 
     @Option(help: "Show at most this many tensors in the table (totals always cover all).")

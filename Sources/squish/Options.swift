@@ -50,7 +50,7 @@ struct ThreadOptions: ParsableArguments {
 /// Checks a context window against the model before anything is allocated: not beyond the model's trained context
 /// (positions past it were never trained, and RoPE tables would be extrapolated), and small enough that the session's
 /// buffers fit in memory.
-func checkContext(_ context: Int, for model: LlamaModel, option: String = "--context", threads: Int) throws {
+func checkContext(_ context: Int, for model: TransformerModel, option: String = "--context", threads: Int) throws {
     let trained = model.config.contextLength
     guard context <= trained else {
         throw CLIError("\(option) \(context) exceeds the model's trained context of \(trained) tokens (allowed: 1 to \(trained))")
@@ -65,7 +65,7 @@ func checkContext(_ context: Int, for model: LlamaModel, option: String = "--con
 
 /// Bytes a session of `context` positions allocates that grow with the context: the f32 KV cache
 /// (2 × layers × context × kvDim), RoPE tables (context × ropeDimensions) and attention scores (threads × context).
-func sessionBytes(_ c: LlamaConfig, context: Int, threads: Int) -> Double {
+func sessionBytes(_ c: ModelConfig, context: Int, threads: Int) -> Double {
     let perPosition = 2.0 * Double(c.layers) * Double(c.kvDim) + Double(c.ropeDimensions) + Double(threads)
     return 4 * perPosition * Double(context)
 }

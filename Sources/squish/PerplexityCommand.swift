@@ -10,7 +10,7 @@ struct PerplexityCommand: ParsableCommand {
         commandName: "perplexity",
         abstract: "Perplexity of a model on a text file (llama.cpp's protocol or non-overlapping windows).")
 
-    @Option(help: "Model file (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model).")
     var model: String?
 
     @Option(help: "UTF-8 text file to score.")
@@ -39,7 +39,7 @@ struct PerplexityCommand: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try LoadedModel(path: try resolveModelPath(model))
+        let loaded = try loadModel(try resolveModelPath(model))
         let pool = threading.pool(quiet: json)
         try checkContext(context, for: loaded.model, threads: pool.threadCount)
         guard var data = FileManager.default.contents(atPath: text) else { throw CLIError("\(text): cannot read the file") }
@@ -48,7 +48,7 @@ struct PerplexityCommand: ParsableCommand {
         guard let string = String(data: data, encoding: .utf8) else { throw CLIError("\(text): not valid UTF-8") }
         let tokens = loaded.tokenizer.encode(string)
         let bos = loaded.tokenizer.addBOS ? loaded.tokenizer.bosID : nil
-        let session = LlamaSession(model: loaded.model, pool: pool, contextLength: context, exactActivations: exact)
+        let session = try ModelSession(model: loaded.model, pool: pool, contextLength: context, exactActivations: exact)
         let chunks = Perplexity.chunkCount(tokens: tokens.count, context: context, protocol: `protocol`, hasBOS: bos != nil)
         let progress = ProgressBar(total: chunks, label: "perplexity", quiet: json)
         let start = Date()

@@ -14,7 +14,7 @@ struct Quantize: ParsableCommand {
         commandName: "quantize",
         abstract: "Quantize a GGUF model into llama.cpp block types or Squish affine types (round-to-nearest, GPTQ or AWQ), written atomically.")
 
-    @Option(help: "Model file (default: the cached default model). It is only read.")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model). It is only read.")
     var model: String?
 
     @Option(help: "Quantization method: rtn (round to nearest), gptq (calibrated, error-compensating), awq (calibrated, activation-aware scales) or ternary (BitNet b1.58 absmean; --type TQ2_0 (default), TQ1_0, SQ2_G32 or SQ2_G64).")
@@ -34,6 +34,9 @@ struct Quantize: ParsableCommand {
 
     @Flag(help: "With a preset name (Q2_K, Q4_K_M, Q6_K, ...): its nominal type for every tensor instead of the per-tensor mix (as llama-quantize --pure); K-quant rows that are not multiples of 256 still get SQ<bits>_G64.")
     var pure = false
+
+    @Option(help: "Block type of the token embedding and the output matrix (default: Q8_0, or the target when it has 8 bits; as llama-quantize's --token-embedding-type and --output-tensor-type).")
+    var embeddingType: String?
 
     @Flag(help: "Re-encode tensors already in their output type instead of copying them unchanged.")
     var requantize = false
@@ -108,6 +111,10 @@ struct Quantize: ParsableCommand {
             : try QuantizationTarget.resolve(type: type, bits: bits, group: group, symmetric: symmetric, pure: pure)
         var options = QuantizeOptions(method: method, target: target)
         options.requantize = requantize
+        if let embeddingType {
+            guard let t = GGMLType(name: embeddingType) else { throw ValidationError("--embedding-type: unknown type '\(embeddingType)'") }
+            options.embeddingType = t
+        }
         options.importance = importance
         options.gptq.actOrder = actOrder
         options.gptq.dampPercent = damp
@@ -119,10 +126,10 @@ struct Quantize: ParsableCommand {
         calibrationText(calib, into: &options.calibration)
         let quiet = json
         let pool = threading.pool(quiet: quiet)
-        if kl {
+        if kl, !FileManager.default.isDirectory(input) {
             // The closing KL check runs both models on windows of --kl-context: refuse a window the model was not
-            // trained for before quantizing, not after.
-            let config = try LlamaConfig(gguf: GGUFFile(path: input))
+            // trained for before quantizing, not after (a checkpoint directory's session refuses it at the end).
+            let config = try Architectures.configuration(gguf: GGUFFile(path: input))
             guard klContext <= config.contextLength else {
                 throw CLIError("--kl-context \(klContext) exceeds the model's trained context of \(config.contextLength) tokens (allowed: 2 to \(config.contextLength))")
             }
@@ -131,13 +138,13 @@ struct Quantize: ParsableCommand {
                                                  log: { if !quiet { printError($0) } })
         if kl {
             let (name, bytes) = try loadKLText()
-            let a = try GGUFFile(path: input), b = try GGUFFile(path: out)
-            let tokenizer = try Tokenizer(gguf: a)
+            let a = try LanguageModel(path: input, layout: kernelLayout)
+            let tokenizer = a.tokenizer
             let tokens = tokenizer.encode(String(decoding: bytes, as: UTF8.self))
             let bos = tokenizer.addBOS ? tokenizer.bosID : nil
             let step = klContext - (bos == nil ? 0 : 1)
             let progress = ProgressBar(total: (tokens.count + step - 1) / max(1, step), label: "kl", quiet: quiet)
-            let agreement = try ModelAgreement.measure(reference: try LlamaModel(gguf: a), candidate: try LlamaModel(gguf: b),
+            let agreement = try ModelAgreement.measure(reference: a.model, candidate: try TransformerModel(path: out, layout: kernelLayout),
                                                        tokens: tokens, bos: bos, context: klContext, pool: pool, progress: progress)
             progress.finish()
             report.klDivergence = agreement.klDivergence

@@ -9,7 +9,7 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate text from a prompt, streaming it as it is produced; a stats line goes to stderr.")
 
-    @Option(help: "Model file (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model).")
     var model: String?
 
     @Option(help: "Prompt text (taken as is; use `squish chat` for the chat template).")
@@ -37,7 +37,7 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try LoadedModel(path: try resolveModelPath(model))
+        let loaded = try loadModel(try resolveModelPath(model))
         let tokenizer = loaded.tokenizer
         let pool = threading.pool(quiet: json)
         let ctx = context ?? min(loaded.model.config.contextLength, 4096)
@@ -48,7 +48,7 @@ struct Run: ParsableCommand {
             throw CLIError("the prompt has \(ids.count) tokens; the context window is \(ctx) (raise --context)")
         }
         // Activation buffers sized for this prompt (prefill in one batch of at most 512 tokens).
-        let session = LlamaSession(model: loaded.model, pool: pool, contextLength: ctx, maxBatch: min(ids.count, 512))
+        let session = try ModelSession(model: loaded.model, pool: pool, contextLength: ctx, maxBatch: min(ids.count, 512))
         var generator = Generator(session: session, sampler: sampling.settings)
         var printer = StreamingPrinter()
         var generated: [Int] = []
@@ -82,7 +82,7 @@ struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Chat with a model interactively using its chat template; Ctrl-D exits.")
 
-    @Option(help: "Model file (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model).")
     var model: String?
 
     @Option(help: "System prompt (default: the template's own, if any).")
@@ -104,12 +104,12 @@ struct Chat: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try LoadedModel(path: try resolveModelPath(model))
+        let loaded = try loadModel(try resolveModelPath(model))
         let tokenizer = loaded.tokenizer
         let pool = threading.pool()
         let ctx = context ?? min(loaded.model.config.contextLength, 4096)
         try checkContext(ctx, for: loaded.model, threads: pool.threadCount)
-        let session = LlamaSession(model: loaded.model, pool: pool, contextLength: ctx, maxBatch: 256)
+        let session = try ModelSession(model: loaded.model, pool: pool, contextLength: ctx, maxBatch: 256)
         var generator = Generator(session: session, sampler: sampling.settings)
         var messages: [ChatMessage] = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
         let interactive = isatty(STDIN_FILENO) != 0

@@ -184,9 +184,9 @@ struct CompressModelTests {
         // scored the same weights built from the level database, so the two agree to rounding.
         let o = options(.bitsPerWeight(4.0), cache: dir + "/cache")
         let sequences = try Compressor.searchSequences(input, options: o, calibrationTokens: r1.calibrationTokens)
-        let scorer = try KLScorer(reference: LlamaModel(gguf: input), sequences: sequences, pool: pool)
+        let scorer = try KLScorer(reference: TransformerModel(gguf: input), sequences: sequences, pool: pool)
         let last = o.search.stages.last!
-        let kl = try scorer.score(LlamaModel(gguf: a), sequences: last.sequences, tokens: last.tokens)
+        let kl = try scorer.score(TransformerModel(gguf: a), sequences: last.sequences, tokens: last.tokens)
         #expect(abs(kl - r1.searchFitness) <= 1e-6 * max(kl, 1e-3), "KL of the file \(kl), reported \(r1.searchFitness)")
         #expect(kl > 0)  // 4 bits per weight is lossy
 
@@ -211,7 +211,7 @@ struct CompressModelTests {
         try Compressor.evaluate(&evaluated, text: heldOut, pool: pool, quiet: true, cacheDirectory: dir + "/eval", log: { _ in })
         func perplexity(_ file: GGUFFile) throws -> Double {
             let tokenizer = try Tokenizer(gguf: file)
-            let session = LlamaSession(model: try LlamaModel(gguf: file), pool: pool, contextLength: 512)
+            let session = try ModelSession(model: try TransformerModel(gguf: file), pool: pool, contextLength: 512)
             return try Perplexity.evaluate(session: session, tokens: tokenizer.encode(heldOut.text), context: 512, protocol: .llamacpp,
                                            bos: tokenizer.addBOS ? tokenizer.bosID : nil).perplexity
         }

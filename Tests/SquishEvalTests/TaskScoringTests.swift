@@ -13,7 +13,7 @@ import SquishTokenizer
 /// byte and counts it.
 @Suite("Task scoring with a model")
 struct TaskScoringTests {
-    static let setup: Result<(LlamaModel, Tokenizer), Error> = Result {
+    static let setup: Result<(TransformerModel, Tokenizer), Error> = Result {
         let dir = NSTemporaryDirectory() + "squish-task-scoring-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -21,19 +21,19 @@ struct TaskScoringTests {
         _ = try SyntheticModel.write(shape: shape, type: .q8_0, tokenizerFrom: GGUFFile(path: try EvalTestSupport.defaultModelPath()),
                                      to: dir + "/tiny.gguf", seed: 3)
         let file = try GGUFFile(path: dir + "/tiny.gguf")
-        return (try LlamaModel(gguf: file), try Tokenizer(gguf: file))
+        return (try TransformerModel(gguf: file), try Tokenizer(gguf: file))
     }
 
     func scorer() throws -> TaskScorer {
         let (model, tokenizer) = try Self.setup.get()
-        return TaskScorer(session: LlamaSession(model: model, pool: WorkerPool(threads: 2), contextLength: 256), tokenizer: tokenizer)
+        return TaskScorer(session: try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 256), tokenizer: tokenizer)
     }
 
     /// Σ log p(continuation | context) from one forward pass over the joined tokens.
     func plainLogLikelihood(_ context: [Int], _ continuation: [Int]) throws -> Double {
         let (model, _) = try Self.setup.get()
         let vocab = model.config.vocabSize
-        let session = LlamaSession(model: model, pool: WorkerPool(threads: 1), contextLength: 256)
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 1), contextLength: 256)
         let logits = try session.forward(context + continuation, logitsFor: continuation.count + 1)
         var ll = 0.0
         for (j, token) in continuation.enumerated() {
@@ -62,7 +62,7 @@ struct TaskScoringTests {
         let vocab = model.config.vocabSize
         let context = tokenizer.encode("She was the youngest of the two daughters of a most affectionate, indulgent")
         // The model's own greedy chain of three tokens, and what comes after it.
-        let session = LlamaSession(model: model, pool: WorkerPool(threads: 1), contextLength: 256)
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 1), contextLength: 256)
         var chain: [Int] = []
         var logits = try session.forward(context, logitsFor: 1)
         for _ in 0 ..< 4 {

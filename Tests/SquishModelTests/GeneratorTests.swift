@@ -11,21 +11,21 @@ import SquishModel
 /// stop token, caller, full context) stops where it should and says why.
 @Suite("Generator")
 struct GeneratorTests {
-    static let model: Result<LlamaModel, Error> = Result {
+    static let model: Result<TransformerModel, Error> = Result {
         let dir = NSTemporaryDirectory() + "squish-generator-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let shape = SyntheticModelShape(name: "tiny", dim: 64, hiddenDim: 128, layers: 2, heads: 4, kvHeads: 2, contextLength: 64)
         _ = try SyntheticModel.write(shape: shape, type: .q8_0, tokenizerFrom: GGUFFile(path: try TestSupport.defaultModelPath()),
                                      to: dir + "/tiny.gguf", seed: 11)
-        return try LlamaModel(path: dir + "/tiny.gguf")
+        return try TransformerModel(path: dir + "/tiny.gguf")
     }
 
     static let prompt = [1, 504, 3458, 314, 253]
 
     /// The greedy chain after `prompt`, one session step at a time (independent of the generator's loop).
-    func greedyChain(_ model: LlamaModel, count: Int) throws -> [Int] {
-        let session = LlamaSession(model: model, pool: WorkerPool(threads: 1), contextLength: 64)
+    func greedyChain(_ model: TransformerModel, count: Int) throws -> [Int] {
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 1), contextLength: 64)
         var logits = try session.forward(Self.prompt, logitsFor: 1)
         var out: [Int] = []
         for _ in 0 ..< count {
@@ -36,9 +36,9 @@ struct GeneratorTests {
         return out
     }
 
-    func generate(_ model: LlamaModel, context: Int = 64, maxTokens: Int, stop: Set<Int> = [],
+    func generate(_ model: TransformerModel, context: Int = 64, maxTokens: Int, stop: Set<Int> = [],
                   until: ((Int) -> Bool)? = nil) throws -> ([Int], GenerationStats) {
-        let session = LlamaSession(model: model, pool: WorkerPool(threads: 2), contextLength: context)
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: context)
         var g = Generator(session: session, sampler: .greedy)
         var got: [Int] = []
         let stats = try g.generate(prompt: Self.prompt, maxTokens: maxTokens, stop: stop) { t in
@@ -82,7 +82,7 @@ struct GeneratorTests {
 
     @Test func badPromptsAreTypedErrors() throws {
         let model = try Self.model.get()
-        let session = LlamaSession(model: model, pool: WorkerPool(threads: 1), contextLength: 8)
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 1), contextLength: 8)
         var g = Generator(session: session, sampler: .greedy)
         #expect(throws: ModelError.emptyInput("the prompt")) { try g.generate(prompt: [], maxTokens: 1, stop: []) { _ in true } }
         #expect(throws: ModelError.contextOverflow(tokens: 9, context: 8)) {

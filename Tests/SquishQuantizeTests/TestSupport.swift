@@ -94,10 +94,10 @@ extension TestSupport {
     /// Perplexity on the first 256 tokens of Persuasion's first 2,000 characters (llama.cpp's protocol: 2 chunks of
     /// 128 with BOS first, the second half of each scored): the quick check the quantization tests run on their outputs.
     static func persuasionPerplexity(_ file: GGUFFile, pool: WorkerPool) throws -> Double {
-        let model = try LlamaModel(gguf: file)
+        let model = try TransformerModel(gguf: file)
         let tokenizer = try Tokenizer(gguf: file)
         let text = try String(contentsOfFile: austenPath("persuasion"), encoding: .utf8).prefix(2000)
-        let session = LlamaSession(model: model, pool: pool, contextLength: 128)
+        let session = try ModelSession(model: model, pool: pool, contextLength: 128)
         return try Perplexity.evaluate(session: session, tokens: Array(tokenizer.encode(String(text)).prefix(256)), context: 128,
                                        protocol: .llamacpp, bos: tokenizer.bosID).perplexity
     }
