@@ -19,6 +19,7 @@ let package = Package(
             "FuzzSupport",
             .product(name: "SquishFormats", package: "Squish"),
             .product(name: "SquishTokenizer", package: "Squish"),
+            .product(name: "SquishModel", package: "Squish"),
         ]),
         .executableTarget(name: "FuzzSafetensors", dependencies: ["FuzzSupport", .product(name: "SquishFormats", package: "Squish")]),
         .executableTarget(name: "FuzzTokenizerJSON", dependencies: [
@@ -26,7 +27,11 @@ let package = Package(
             .product(name: "SquishFormats", package: "Squish"),
             .product(name: "SquishTokenizer", package: "Squish"),
         ]),
-        .executableTarget(name: "FuzzHFConfig", dependencies: ["FuzzSupport", .product(name: "SquishFormats", package: "Squish")]),
+        .executableTarget(name: "FuzzHFConfig", dependencies: [
+            "FuzzSupport",
+            .product(name: "SquishFormats", package: "Squish"),
+            .product(name: "SquishModel", package: "Squish"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
