@@ -47,6 +47,9 @@ public final class HFCheckpoint: ModelTensorSource {
 
     deinit { for b in owned { b.deallocate() } }
 
+    /// The safetensors files of the checkpoint, sorted (shards named by the index, or `model.safetensors`).
+    public var shardFiles: [String] { Set(weightMap.values).sorted() }
+
     /// Whether the checkpoint lists `tensor` (without reading it).
     public func has(_ tensor: ModelTensor) -> Bool {
         family.hfTensor(tensor).map { weightMap[$0.name] != nil } ?? false

@@ -2,13 +2,14 @@ import ArgumentParser
 import Foundation
 import SquishCore
 import SquishFormats
+import SquishModel
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show a model file's architecture, key metadata and tensors (GGUF or safetensors).",
-        discussion: "Shapes are printed as the file stores them: GGUF in ggml order (row length first), safetensors row-major (row length last). Metadata values are previews: long strings are cut and long arrays summarized; non-printing characters are escaped.")
+        abstract: "Show a model's architecture, key metadata and tensors (GGUF, safetensors, or a Hugging Face checkpoint directory).",
+        discussion: "The architecture line is the configuration every command runs with (from GGUF metadata or config.json, validated; a file whose configuration is invalid still shows its metadata and tensors, with the reason). Shapes are printed as the file stores them: GGUF in ggml order (row length first), safetensors row-major (row length last). Metadata values are previews: long strings are cut and long arrays summarized; non-printing characters are escaped.")
 
-    @Argument(help: "Model file (.gguf or .safetensors) or known model name. Default: the cached default model.")
+    @Argument(help: "Model file (.gguf or .safetensors), checkpoint directory or known model name. Default: the cached default model.")
     var model: String?
 
     @Option(help: "Show at most this many tensors in the table (totals always cover all).")
@@ -56,9 +57,72 @@ struct ModelSummary: Encodable {
     let metadata: [String: String]
     let tensors: [Tensor]
     let types: [String: Int]
+    /// The configuration the runtime derives (nil for a lone safetensors file, or when it is invalid).
+    var model: Structure?
+    /// Why the configuration is invalid, when it is.
+    var config_error: String?
 
-    /// A GGUF or safetensors file, told apart by their first bytes: "GGUF", or a header length followed by `{`.
+    /// A model's structure as the runtime sees it (`ModelConfig`).
+    struct Structure: Encodable {
+        let family: String
+        let layers: Int
+        let dim: Int
+        let hidden_dim: Int
+        let heads: Int
+        let kv_heads: Int
+        let head_dim: Int
+        let vocab_size: Int
+        let context_length: Int
+        let norm_epsilon: Float
+        let activation: String
+        let attention_bias: Bool
+        let qk_norm: Bool
+        let post_norms: Bool
+        let tied_embeddings: Bool
+        let embedding_scale: Float
+        let attention_scale: Float
+        /// Per layer: the sliding window (nil: global) and the RoPE base.
+        let sliding_windows: [Int?]
+        let rope_bases: [Double]
+        /// Linear layers (block matrices, embedding, output) and their parameters.
+        let linear_layers: Int
+        let linear_parameters: Int
+
+        init(_ c: ModelConfig) {
+            family = c.architecture
+            layers = c.layers; dim = c.dim; hidden_dim = c.hiddenDim; heads = c.heads; kv_heads = c.kvHeads
+            head_dim = c.headDim; vocab_size = c.vocabSize; context_length = c.contextLength; norm_epsilon = c.normEpsilon
+            activation = c.activation.rawValue; attention_bias = c.attentionBias; qk_norm = c.qkNorm; post_norms = c.postNorms
+            tied_embeddings = c.tiedEmbeddings; embedding_scale = c.embeddingScale; attention_scale = c.attentionScale
+            sliding_windows = c.layerAttention.map(\.slidingWindow)
+            rope_bases = c.layerAttention.map(\.ropeBase)
+            let linear = c.linearLayers
+            linear_layers = linear.count
+            linear_parameters = linear.reduce(0) { $0 + $1.rows * $1.columns }
+        }
+
+        /// One line: family, sizes, and the choices that differ between families.
+        var line: String {
+            var parts = ["\(family)", "\(layers) layers", "dim \(dim)", "FFN \(hidden_dim) (\(activation))",
+                         "heads \(heads) × \(head_dim), KV heads \(kv_heads)", "vocab \(vocab_size)", "context \(context_length)"]
+            let windows = sliding_windows.compactMap { $0 }
+            if let w = windows.first { parts.append("sliding window \(w) on \(windows.count) of \(layers) layers") }
+            let bases = Array(Set(rope_bases)).sorted().map { String(format: "%g", $0) }
+            parts.append("RoPE base \(bases.joined(separator: "/"))")
+            var flags: [String] = []
+            if attention_bias { flags.append("QKV bias") }
+            if qk_norm { flags.append("QK-norm") }
+            if post_norms { flags.append("post-norms") }
+            if embedding_scale != 1 { flags.append(String(format: "embedding × %g", embedding_scale)) }
+            flags.append(tied_embeddings ? "tied output" : "separate output")
+            return (parts + flags).joined(separator: " · ")
+        }
+    }
+
+    /// A GGUF or safetensors file, told apart by their first bytes: "GGUF", or a header length followed by `{`; or a
+    /// checkpoint directory.
     static func load(path: String) throws -> ModelSummary {
+        if FileManager.default.isDirectory(path) { return try checkpoint(path) }
         let mapped: MappedFile
         do {
             mapped = try MappedFile(path: path)
@@ -79,8 +143,35 @@ struct ModelSummary: Encodable {
         for entry in file.entries {
             metadata[TerminalText.escape(entry.key)] = entry.preview()
         }
-        return make(path: file.path, format: "GGUF v\(file.version)", architecture: file.architecture.map(TerminalText.escape),
-                    shapeOrder: "ggml", fileBytes: file.file.count, metadata: metadata, tensors: tensors)
+        var summary = make(path: file.path, format: "GGUF v\(file.version)", architecture: file.architecture.map(TerminalText.escape),
+                           shapeOrder: "ggml", fileBytes: file.file.count, metadata: metadata, tensors: tensors)
+        do {
+            summary.model = Structure(try Architectures.configuration(gguf: file))
+        } catch {
+            summary.config_error = TerminalText.escape("\(error)")
+        }
+        return summary
+    }
+
+    /// A Hugging Face checkpoint directory: config.json (validated as the runtime reads it) and every shard's tensors.
+    static func checkpoint(_ path: String) throws -> ModelSummary {
+        let checkpoint = try HFCheckpoint(directory: path)
+        var tensors: [Tensor] = []
+        var fileBytes = 0
+        var metadata: [String: String] = ["model_type": TerminalText.escape(checkpoint.hfConfig.modelType)]
+        for shard in checkpoint.shardFiles {
+            let file = try SafetensorsFile(path: path + "/" + shard)
+            fileBytes += file.file.count
+            tensors += safetensors(file).tensors
+            for (key, value) in file.metadata {
+                metadata[TerminalText.escape(shard + ":" + key)] = TerminalText.escape(bytes: Array(value.utf8.prefix(81)), limit: 80)
+            }
+        }
+        var summary = make(path: path, format: "Hugging Face checkpoint (\(checkpoint.shardFiles.count) safetensors file\(checkpoint.shardFiles.count == 1 ? "" : "s"))",
+                           architecture: TerminalText.escape(checkpoint.hfConfig.modelType), shapeOrder: "row-major",
+                           fileBytes: fileBytes, metadata: metadata, tensors: tensors)
+        summary.model = Structure(checkpoint.config)
+        return summary
     }
 
     static func safetensors(_ file: SafetensorsFile) -> ModelSummary {
@@ -114,6 +205,8 @@ struct ModelSummary: Encodable {
     func render(limit: Int?, _ line: (String) -> Void) {
         line(TerminalText.escape(path))
         line("format: \(format)   architecture: \(architecture ?? "unknown")   file: \(Self.formatBytes(file_bytes))")
+        if let model { line("model: " + model.line) }
+        if let config_error { line("model: cannot run: " + config_error) }
         let keys = metadata.keys.sorted().filter { !$0.hasPrefix("tokenizer.ggml.") || metadata[$0]!.count < 40 }
         line("")
         line("metadata:")

@@ -33,14 +33,47 @@ struct CLITests {
         r.expectSuccess()
         let j = try r.json()
         #expect(keys(j) == ["path", "format", "architecture", "shape_order", "file_bytes", "parameters", "bytes", "bits_per_weight",
-                            "metadata", "tensors", "types"])
+                            "metadata", "tensors", "types", "model"])
         #expect(j["architecture"] as? String == "llama" && j["shape_order"] as? String == "ggml")
+        let structure = try #require(j["model"] as? [String: Any])
+        #expect(structure["family"] as? String == "llama" && structure["layers"] as? Int == CLI.tinyShape.layers)
+        #expect(text.stdout.contains("model: llama · \(CLI.tinyShape.layers) layers"))
         let tensors = try #require(j["tensors"] as? [[String: Any]])
         #expect(tensors.count == 3 + 9 * CLI.tinyShape.layers)
         #expect(keys(tensors.first) == ["name", "type", "shape", "parameters", "bytes", "bits_per_weight"])
         #expect((j["metadata"] as? [String: String])?["llama.block_count"] == "2")
         try CLI.run(["inspect", "/nonexistent/model.gguf"]).expectError("/nonexistent/model.gguf")
         try CLI.run(["inspect", model, "--limit", "-1"]).expectUsageError("--limit")
+    }
+
+    /// A checkpoint directory (the tiny Gemma 3 reference fixture): the structure the runtime derives agrees with
+    /// its config.json as JSONSerialization reads it, and the tensors of its safetensors file are listed.
+    @Test func inspectCheckpointDirectory() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/tiny-models/gemma3").path
+        let config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) as? [String: Any])
+        let r = try CLI.run(["inspect", dir, "--json"])
+        r.expectSuccess()
+        let j = try r.json()
+        #expect(j["architecture"] as? String == "gemma3_text" && j["shape_order"] as? String == "row-major")
+        let m = try #require(j["model"] as? [String: Any])
+        #expect(m["family"] as? String == "gemma3")
+        #expect(m["layers"] as? Int == config["num_hidden_layers"] as? Int && m["dim"] as? Int == config["hidden_size"] as? Int)
+        #expect(m["heads"] as? Int == config["num_attention_heads"] as? Int && m["kv_heads"] as? Int == config["num_key_value_heads"] as? Int)
+        #expect(m["head_dim"] as? Int == config["head_dim"] as? Int && m["vocab_size"] as? Int == config["vocab_size"] as? Int)
+        let layerTypes = try #require(config["layer_types"] as? [String])
+        let windows = try #require(m["sliding_windows"] as? [Any])
+        #expect(windows.map { $0 is NSNull ? "full_attention" : "sliding_attention" } == layerTypes)
+        #expect(m["qk_norm"] as? Bool == true && m["post_norms"] as? Bool == true && m["activation"] as? String == "geluTanh")
+        let tensors = try #require(j["tensors"] as? [[String: Any]])
+        #expect(tensors.contains { $0["name"] as? String == "model.embed_tokens.weight" })
+        let text = try CLI.run(["inspect", dir])
+        text.expectSuccess()
+        #expect(text.stdout.contains("model: gemma3 · 4 layers") && text.stdout.contains("sliding window 8 on 3 of 4 layers"))
+        // A directory without config.json is an error naming the file.
+        let empty = try CLI.scratch()
+        defer { try? FileManager.default.removeItem(atPath: empty) }
+        try CLI.run(["inspect", empty]).expectError("config.json")
     }
 
     /// `inspect` says it takes safetensors: a file from our writer shows its tensors, dtypes and metadata.
