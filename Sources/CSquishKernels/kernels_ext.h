@@ -32,8 +32,22 @@ static inline float sq_f16_to_f32(uint16_t h) {
     return f;
 }
 
-/// Little-endian u16 at any alignment.
+/// Little-endian u16 / u32 at any alignment.
 static inline uint16_t sq_load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t sq_load_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/// Q4_K/Q5_K: the 8 six-bit scales and mins from 12 bytes b (as three little-endian words w0, w1, w2):
+/// s < 4: sc = b[s] & 63, m = b[s + 4] & 63; s >= 4: sc = (b[s + 4] & 15) | (b[s - 4] >> 6) << 4,
+/// m = (b[s + 4] >> 4) | (b[s] >> 6) << 4. Byte s of the results is sub-block s's value.
+static inline void sq_kquant_scale_min_k4(const uint8_t *b, uint64_t *sc, uint64_t *m) {
+    const uint32_t w0 = sq_load_u32(b), w1 = sq_load_u32(b + 4), w2 = sq_load_u32(b + 8);
+    const uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
+    const uint32_t m_hi = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
+    *sc = (uint64_t)(w0 & 0x3f3f3f3fu) | ((uint64_t)sc_hi << 32);
+    *m = (uint64_t)(w1 & 0x3f3f3f3fu) | ((uint64_t)m_hi << 32);
+}
 
 /// Each family answers for the types it knows and returns 0 for the others.
 int sq_kquants_has_type(int type);
@@ -46,6 +60,16 @@ void sq_kquants_matmul(int type, int avx2, const void *w, size_t row_bytes, int6
                        const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy);
 void sq_iqtq_matmul(int type, int avx2, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
                     const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy);
+
+/// Row-interleaved Q4_K / Q5_K / Q6_K (repack_kquants.c): 1 for those types; bytes of one packed super-block
+/// (8 rows × 256 columns); the repacking of `rows` (a multiple of 8) ggml rows of nb / 8 super-blocks; and the
+/// matmul over groups [g0, g1) with sq_matmul_packed's contract (`avx2` as for sq_kquants_matmul; both versions give
+/// bit-identical results).
+int sq_rpk_has_type(int type);
+size_t sq_rpk_superblock_bytes(int type);
+void sq_rpk_repack(int type, const void *src, size_t row_bytes, int64_t rows, int64_t nb, void *dst);
+void sq_rpk_matmul(int type, int avx2, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
+                   int64_t nt, float *y, int64_t ldy);
 
 /// One row of n weights to f32, bit-exact with the gguf package's numpy dequantizers.
 void sq_kquants_dequantize_row(int type, const void *src, float *dst, int64_t n);

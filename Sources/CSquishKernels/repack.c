@@ -1,8 +1,8 @@
-// Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / IQ4_NL (and Q3_K, see rp_repack_q3k) weights repacked at load time into
-// groups of 8 output rows, so that one 256-bit register
-// holds 4 consecutive quant bytes of each of the 8 rows and one maddubs + madd gives int32 partial sums for all
-// 8 rows at once (the activation's 4 bytes broadcast to every lane). Scales stay per row (a vector of 8), sums
-// need no horizontal reduction, and the 8 results are stored with one instruction. The idea of interleaving rows
+// Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / IQ4_NL (and Q3_K, see rp_repack_q3k; Q4_K, Q5_K, Q6_K in repack_kquants.c)
+// weights repacked at load time into groups of 8 output rows, so that one 256-bit register holds 4 consecutive
+// quant bytes of each of the 8 rows and one maddubs + madd gives int32 partial sums for all 8 rows at once (the
+// activation's 4 bytes broadcast to every lane). Scales stay per row (a vector of 8), sums need no horizontal
+// reduction, and the 8 results are stored with one instruction. The idea of interleaving rows
 // for SIMD dot products is the one llama.cpp's AVX2 "repack" path uses for Q4_0; the layout below is our own.
 //
 // Packed matrix: rows/8 groups, each nb group-blocks (one per 32-column block), group g block b at
@@ -59,12 +59,13 @@ enum { RP_Q3_K = 11, RP_Q3K_SB = 1168 };
 
 int sq_repack_supported(int type) {
     size_t b, h, hi, q;
-    return type == RP_Q3_K || rp_layout(type, &b, &h, &hi, &q);
+    return type == RP_Q3_K || sq_rpk_has_type(type) || rp_layout(type, &b, &h, &hi, &q);
 }
 
 size_t sq_repack_group_bytes(int type) {
     size_t b, h, hi, q;
     if (type == RP_Q3_K) return RP_Q3K_SB / 8;  // 146: one 8-row super-block group per 8 blocks of 32
+    if (sq_rpk_has_type(type)) return sq_rpk_superblock_bytes(type) / 8;  // Q4_K 148, Q5_K 180, Q6_K 210
     return rp_layout(type, &b, &h, &hi, &q) ? 8 * b : 0;
 }
 
@@ -114,6 +115,7 @@ static uint32_t rp_q5_high(uint32_t qh) {
 void sq_repack_rows8(int type, const void *src, size_t row_bytes, int64_t rows, int64_t nb, void *dst) {
     size_t bb, hb, hib, qb;
     if (type == RP_Q3_K) { rp_repack_q3k((const uint8_t *)src, row_bytes, rows, nb, (uint8_t *)dst); return; }
+    if (sq_rpk_has_type(type)) { sq_rpk_repack(type, src, row_bytes, rows, nb, dst); return; }
     if (!rp_layout(type, &bb, &hb, &hib, &qb)) return;
     const size_t gb = 8 * bb;
     const size_t qo = 8 * (hb + hib);  // offset of the quants in a group-block
@@ -422,11 +424,13 @@ RP_AVX2 static void packed_avx2(int type, const uint8_t *wp, int64_t g0, int64_t
 
 void sq_matmul_packed_portable(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
                                int64_t nt, float *y, int64_t ldy) {
+    if (sq_rpk_has_type(type)) { sq_rpk_matmul(type, 0, wp, g0, g1, a, nb, nt, y, ldy); return; }
     packed_portable(type, (const uint8_t *)wp, g0, g1, a, nb, nt, y, ldy);
 }
 
 void sq_matmul_packed(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb, int64_t nt,
                       float *y, int64_t ldy) {
+    if (sq_rpk_has_type(type)) { sq_rpk_matmul(type, sq_kernels_have_avx2(), wp, g0, g1, a, nb, nt, y, ldy); return; }
 #ifdef SQ_X86
     if (sq_kernels_have_avx2()) { packed_avx2(type, (const uint8_t *)wp, g0, g1, a, nb, nt, y, ldy); return; }
 #endif

@@ -36,16 +36,18 @@ public struct WeightMatrix: @unchecked Sendable {
         rowBytes = rb
     }
 
-    /// True when `repacked()` would give a row-interleaved copy: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q3_K with a multiple of 8 rows.
+    /// True when `repacked()` would give a row-interleaved copy: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K, Q6_K
+    /// with a multiple of 8 rows.
     public var canRepack: Bool { sq_repack_supported(Int32(type.rawValue)) != 0 && rows % 8 == 0 && rows > 0 && columns % 32 == 0 }
 
-    /// This matrix with its weights also in the row-interleaved layout (a new anonymous allocation of the same size; 146/110 of it for Q3_K).
+    /// This matrix with its weights also in the row-interleaved layout (a new anonymous allocation of the same size; for
+    /// the K-quants 146/110 of it for Q3_K, 148/144 for Q4_K, 180/176 for Q5_K).
     /// `releaseSource` then tells the kernel the original pages (a read-only file mapping) are no longer needed, so
     /// that only one layout stays resident; they are read back from the file if a row is looked up later.
     public func repacked(releaseSource: Bool = false) -> WeightMatrix {
         guard canRepack, packed == nil else { return self }
         var m = self
-        // [rows / 8 groups × columns / 32 blocks × group bytes]; as large as the original except for Q3_K (146 / 110).
+        // [rows / 8 groups × columns / 32 blocks × group bytes]; as large as the original except for Q3_K, Q4_K, Q5_K.
         let p = PackedWeights(bytes: rows / 8 * (columns / 32) * sq_repack_group_bytes(Int32(type.rawValue)))
         sq_repack_rows8(Int32(type.rawValue), data, rowBytes, Int64(rows), Int64(columns / 32), p.base)
         m.packed = p

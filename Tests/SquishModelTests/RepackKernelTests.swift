@@ -3,17 +3,18 @@ import Testing
 import SquishFormats
 import SquishKernels
 
-/// Row-interleaved (repacked) Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/Q3_K weights: the AVX2 and portable packed kernels agree bit for bit,
+/// Row-interleaved (repacked) Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/Q3_K/Q4_K/Q5_K/Q6_K weights: the AVX2 and portable packed kernels agree bit for bit,
 /// and both agree with the unpacked kernel and with dot products, in Double, of the weights as the Swift codecs
 /// dequantize them (independent of the C code) with the rounded activations.
 @Suite(.serialized) struct RepackKernelTests {
-    static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL, .q3_K]
+    static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL, .q3_K, .q4_K, .q5_K, .q6_K]
+    static let superBlockTypes: [GGMLType] = [.q3_K, .q4_K, .q5_K, .q6_K]
     /// (rows, columns, tokens): rows a multiple of 8; odd token counts exercise the 4-token tile and its remainder.
     static let shapes = [(8, 32, 1), (16, 64, 3), (24, 96, 5), (8, 288, 4), (64, 576, 9), (40, 1536, 70), (192, 576, 1),
                          (576, 64, 2), (32, 1536, 1)]
     /// The same for super-block types (256 columns per block).
     static let superBlockShapes = [(8, 256, 1), (16, 512, 3), (24, 1536, 5), (64, 256, 9), (40, 1536, 70), (576, 256, 2)]
-    static func shapes(_ type: GGMLType) -> [(Int, Int, Int)] { type == .q3_K ? superBlockShapes : shapes }
+    static func shapes(_ type: GGMLType) -> [(Int, Int, Int)] { superBlockTypes.contains(type) ? superBlockShapes : shapes }
 
     @Test(arguments: types)
     func packedAgreesWithUnpackedAndReference(type: GGMLType) throws {
@@ -64,7 +65,7 @@ import SquishKernels
         var rng = SplitMix64(seed: 5 + UInt64(type.rawValue))
         let helper = KernelTests()
         let matmul = Matmul(pool: WorkerPool(threads: 2))
-        let shapes = type == .q3_K ? [(7, 256, 1), (1, 512, 3), (12, 1536, 5), (577, 256, 1)]
+        let shapes = Self.superBlockTypes.contains(type) ? [(7, 256, 1), (1, 512, 3), (12, 1536, 5), (577, 256, 1)]
                                    : [(7, 64, 1), (1, 32, 3), (12, 576, 5), (20, 96, 2), (577, 64, 1)]
         for (rows, columns, tokens) in shapes {
             let bytes = helper.randomWeights(type, rows: rows, columns: columns, rng: &rng)
@@ -97,15 +98,21 @@ import SquishKernels
         }
     }
 
+    /// Three matrices of mixed types on the same input: 96 columns of 32-weight blocks, and K-quant mixes like Gemma 3's
+    /// layers on 512 columns (the first matrix, 40 rows, is also the paired form's).
+    static let fusedCases: [(Int, [GGMLType])] = [(96, [.q4_1, .iq4_NL, .q8_0]), (512, [.q4_K, .q5_0, .q6_K]), (512, [.q6_K, .q5_K, .q8_0])]
+
     /// The fused calls (one quantization, one job) give the same numbers as one call per matrix, and the paired
     /// form's rowsDone sees every row once, after both outputs for those rows are written.
-    @Test func fusedMatchesSeparateCalls() throws {
-        var rng = SplitMix64(seed: 77)
+    @Test(arguments: 0 ..< fusedCases.count)
+    func fusedMatchesSeparateCalls(caseIndex: Int) throws {
+        var rng = SplitMix64(seed: 77 + UInt64(caseIndex))
         let helper = KernelTests()
         let pool = WorkerPool(threads: 2)
         let matmul = Matmul(pool: pool)
-        let (columns, tokens) = (96, 6)
-        let shapes: [(GGMLType, Int)] = [(.q4_1, 40), (.iq4_NL, 16), (.q8_0, 24)]
+        let (columns, types) = Self.fusedCases[caseIndex]
+        let tokens = 6
+        let shapes: [(GGMLType, Int)] = [(types[0], 40), (types[1], 16), (types[2], 24)]
         let blobs = shapes.map { helper.randomWeights($0.0, rows: $0.1, columns: columns, rng: &rng) }
         let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
         try blobs[0].withUnsafeBytes { r0 in try blobs[1].withUnsafeBytes { r1 in try blobs[2].withUnsafeBytes { r2 in

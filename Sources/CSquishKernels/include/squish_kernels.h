@@ -70,9 +70,11 @@ void sq_attention_head_portable(const float *q, const float *keys, const float *
 void sq_attention_head(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
                        int64_t head_dim, float scale, float *scores, float *out);
 
-/// Row-interleaved ("repacked") weights, see repack.c: 1 for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL and Q3_K.
+/// Row-interleaved ("repacked") weights, see repack.c: 1 for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K
+/// and Q6_K.
 int sq_repack_supported(int type);
-/// Bytes of one packed group-block (8 rows × 32 columns; for Q3_K an eighth of an 8-row super-block group, 146);
+/// Bytes of one packed group-block (8 rows × 32 columns; for the K-quants an eighth of an 8-row super-block group:
+/// Q3_K 146, Q4_K 148, Q5_K 180, Q6_K 210);
 /// 0 for unsupported types. A packed matrix takes rows / 8 × nb × this.
 size_t sq_repack_group_bytes(int type);
 /// Repacks `rows` rows (a multiple of 8) of nb blocks each from the ggml layout (rows of `row_bytes`) into dst
