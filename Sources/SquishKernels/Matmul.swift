@@ -443,3 +443,34 @@ extension VectorOps {
         sq_attention_head(query, keys, values, Int64(stride), Int64(count), Int64(headDim), scale, scores, output)
     }
 }
+
+extension VectorOps {
+    /// Attention of `heads` query heads that share one KV head (multi-query / grouped-query attention) over the same
+    /// `count` positions: output + h·headDim = softmax(scale · K q_h) · V with q_h = query + h·headDim. Keys and values
+    /// are read once per four heads. scores: heads · count floats scratch.
+    @inline(__always) public static func attentionHeads(query: UnsafePointer<Float>, heads: Int, keys: UnsafePointer<Float>,
+                                                        values: UnsafePointer<Float>, stride: Int, count: Int, headDim: Int,
+                                                        scale: Float, scores: UnsafeMutablePointer<Float>,
+                                                        output: UnsafeMutablePointer<Float>) {
+        sq_attention_heads(query, Int64(heads), keys, values, Int64(stride), Int64(count), Int64(headDim), scale, scores, output)
+    }
+
+    /// The activation of a gated feed-forward layer in place: gate[i] = act(gate[i]) · up[i] for i < count.
+    public enum GatedActivation: Int32, Sendable { case silu = 0, geluTanh = 1 }
+
+    @inline(__always) public static func gatedActivation(_ act: GatedActivation, gate: UnsafeMutablePointer<Float>,
+                                                         up: UnsafePointer<Float>, count: Int) {
+        sq_gated_activation(act.rawValue, gate, up, Int64(count))
+    }
+
+    /// y = x / √(mean(x²) + ε) · w over `count` values (y may be x).
+    @inline(__always) public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                                 into y: UnsafeMutablePointer<Float>, count: Int, epsilon: Float) {
+        sq_rms_norm(x, weight, y, Int64(count), epsilon)
+    }
+
+    /// True when none of x[0 ..< count] is NaN or infinite.
+    @inline(__always) public static func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
+        sq_all_finite(x, Int64(count)) != 0
+    }
+}

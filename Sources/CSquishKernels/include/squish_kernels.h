@@ -70,6 +70,25 @@ void sq_attention_head_portable(const float *q, const float *keys, const float *
 void sq_attention_head(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
                        int64_t head_dim, float scale, float *scores, float *out);
 
+/// Several query heads sharing one KV head (multi-query / grouped-query attention): for h < nq,
+/// out + h·head_dim = softmax(scale · K q_h) · V with q_h = q + h·head_dim, over the same n positions (keys/values as for
+/// sq_attention_head). Each key and value is read once per four heads. scores: nq·n floats of scratch.
+void sq_attention_heads(const float *q, int64_t nq, const float *keys, const float *values, int64_t stride, int64_t n,
+                        int64_t head_dim, float scale, float *scores, float *out);
+/// The portable version of sq_attention_heads (one sq_attention_head_portable per head).
+void sq_attention_heads_portable(const float *q, int64_t nq, const float *keys, const float *values, int64_t stride,
+                                 int64_t n, int64_t head_dim, float scale, float *scores, float *out);
+
+/// Gated activation of a feed-forward layer in place: g[i] = act(g[i]) · u[i] for i < n, act = SiLU (gelu = 0) or GELU
+/// in its tanh form (gelu = 1). The AVX2 version computes both as g / (1 + e^z) with a vectorized exp.
+void sq_gated_activation(int gelu, float *g, const float *u, int64_t n);
+/// The portable version (expf / tanhf, the definitions).
+void sq_gated_activation_portable(int gelu, float *g, const float *u, int64_t n);
+/// y = x / √(mean(x²) + eps) · w over n values (sum of squares in double; y may be x).
+void sq_rms_norm(const float *x, const float *w, float *y, int64_t n, float eps);
+/// 1 when no x[i] (i < n) is NaN or infinite.
+int sq_all_finite(const float *x, int64_t n);
+
 /// Row-interleaved ("repacked") weights, see repack.c: 1 for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K
 /// and Q6_K.
 int sq_repack_supported(int type);
