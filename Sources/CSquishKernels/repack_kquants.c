@@ -38,8 +38,8 @@
 #include <immintrin.h>
 #endif
 
-enum { RK_Q4_K = 12, RK_Q5_K = 13, RK_Q6_K = 14 };
-enum { RK_Q4K_SB = 1184, RK_Q5K_SB = 1440, RK_Q6K_SB = 1680 };
+enum { RK_Q4_K = SQ_PK_Q4_K, RK_Q5_K = SQ_PK_Q5_K, RK_Q6_K = SQ_PK_Q6_K };
+enum { RK_Q4K_SB = SQ_PK_Q4_K_SB, RK_Q5K_SB = SQ_PK_Q5_K_SB, RK_Q6K_SB = SQ_PK_Q6_K_SB };
 
 int sq_rpk_has_type(int type) { return type == RK_Q4_K || type == RK_Q5_K || type == RK_Q6_K; }
 
@@ -77,11 +77,6 @@ static void rk_unpack_block(int type, const uint8_t *blk, uint8_t u[256], uint8_
     }
 }
 
-/// Offsets inside a packed super-block: Q4_K/Q5_K pair j's quant chunks and Q5_K's fifth bits; Q6_K pair j.
-static inline size_t rk_q45_quants(int type, int j) { return type == RK_Q4_K ? 160 + 256 * (size_t)j : 160 + 320 * (size_t)j + 64; }
-static inline size_t rk_q5_high(int j) { return 160 + 320 * (size_t)j; }
-static inline size_t rk_q6_pair(int j) { return 144 + 384 * (size_t)j; }
-
 void sq_rpk_repack(int type, const void *src, size_t row_bytes, int64_t rows, int64_t nb, void *dst) {
     const size_t bb = type == RK_Q4_K ? 144 : type == RK_Q5_K ? 176 : 210;
     const size_t sbb = sq_rpk_superblock_bytes(type);
@@ -102,7 +97,7 @@ void sq_rpk_repack(int type, const void *src, size_t row_bytes, int64_t rows, in
                         for (int c = 0; c < 8; c++)
                             for (int k = 0; k < 4; k++) {
                                 const int lo = u[64 * j + 4 * c + k], hi = u[64 * j + 32 + 4 * c + k];
-                                uint8_t *pp = o + rk_q6_pair(j) + 96 * (c / 2);
+                                uint8_t *pp = o + sq_pk_q6_pair(j) + 96 * (c / 2);
                                 pp[4 * r + k] |= (uint8_t)(((lo >> 4) | ((hi >> 4) << 2)) << (4 * (c % 2)));
                                 pp[32 + 32 * (c % 2) + 4 * r + k] = (uint8_t)((lo & 15) | ((hi & 15) << 4));
                             }
@@ -111,7 +106,7 @@ void sq_rpk_repack(int type, const void *src, size_t row_bytes, int64_t rows, in
                     memcpy(o + 16 + 2 * r, blk + 2, 2);
                     for (int b = 0; b < 8; b++) { o[32 + 8 * b + r] = sc[b]; o[96 + 8 * b + r] = m[b]; }
                     for (int j = 0; j < 4; j++) {
-                        uint8_t *qs = o + rk_q45_quants(type, j);
+                        uint8_t *qs = o + sq_pk_q45_quants(type, j);
                         for (int c = 0; c < 8; c++)
                             for (int k = 0; k < 4; k++)
                                 qs[32 * c + 4 * r + k] = (uint8_t)((u[64 * j + 4 * c + k] & 15) | ((u[64 * j + 32 + 4 * c + k] & 15) << 4));
@@ -119,7 +114,7 @@ void sq_rpk_repack(int type, const void *src, size_t row_bytes, int64_t rows, in
                             for (int h = 0; h < 2; h++)
                                 for (int c = 0; c < 8; c++)
                                     for (int k = 0; k < 4; k++)
-                                        o[rk_q5_high(j) + 32 * h + 4 * r + k] |= (uint8_t)(((u[64 * j + 32 * h + 4 * c + k] >> 4) & 1) << c);
+                                        o[sq_pk_q5_high(j) + 32 * h + 4 * r + k] |= (uint8_t)(((u[64 * j + 32 * h + 4 * c + k] >> 4) & 1) << c);
                     }
                 }
             }
@@ -127,24 +122,22 @@ void sq_rpk_repack(int type, const void *src, size_t row_bytes, int64_t rows, in
     }
 }
 
-/// Σ qa over each half of every activation block: bs[t * nb + b] = (Σ qs[0..15]) as int16 | (Σ qs[16..31]) << 16.
-static void rk_half_sums(const sq_block_q8 *a, int64_t nb, int64_t nt, int32_t *bs) {
-    for (int64_t i = 0; i < nt * nb; i++) {
-        int lo = 0, hi = 0;
-        for (int k = 0; k < 16; k++) { lo += a[i].qs[k]; hi += a[i].qs[16 + k]; }
-        bs[i] = (int32_t)(((uint32_t)(uint16_t)(int16_t)lo) | ((uint32_t)(uint16_t)(int16_t)hi << 16));
-    }
-}
-
 /// Per-thread scratch for the half sums, grown as needed (never inside the loops).
 static _Thread_local int32_t *rk_scratch;
 static _Thread_local size_t rk_scratch_count;
 
-static int32_t *rk_get_scratch(size_t count) {
+const int32_t *sq_pk_half_sums(const sq_block_q8 *a, int64_t nb, int64_t nt) {
+    const size_t count = (size_t)(nt * nb);
     if (count > rk_scratch_count) {
         free(rk_scratch);
         rk_scratch = (int32_t *)malloc(count * sizeof(int32_t));
         rk_scratch_count = rk_scratch ? count : 0;
+        if (!rk_scratch) return NULL;
+    }
+    for (size_t i = 0; i < count; i++) {
+        int lo = 0, hi = 0;
+        for (int k = 0; k < 16; k++) { lo += a[i].qs[k]; hi += a[i].qs[16 + k]; }
+        rk_scratch[i] = (int32_t)(((uint32_t)(uint16_t)(int16_t)lo) | ((uint32_t)(uint16_t)(int16_t)hi << 16));
     }
     return rk_scratch;
 }
@@ -155,13 +148,13 @@ static int32_t *rk_get_scratch(size_t count) {
 /// Row r's u of column 64 j + 4 c + k (hi = 0) or 64 j + 32 + 4 c + k (hi = 1) in a packed super-block.
 static inline int rk_u(int type, const uint8_t *sb, int r, int j, int c, int k, int hi) {
     if (type == RK_Q6_K) {
-        const uint8_t *pp = sb + rk_q6_pair(j) + 96 * (c / 2);
+        const uint8_t *pp = sb + sq_pk_q6_pair(j) + 96 * (c / 2);
         const uint8_t b = pp[32 + 32 * (c % 2) + 4 * r + k], h = pp[4 * r + k];
         return ((hi ? b >> 4 : b & 15)) | (((h >> (4 * (c % 2) + 2 * hi)) & 3) << 4);
     }
-    const uint8_t b = sb[rk_q45_quants(type, j) + 32 * c + 4 * r + k];
+    const uint8_t b = sb[sq_pk_q45_quants(type, j) + 32 * c + 4 * r + k];
     int v = hi ? b >> 4 : b & 15;
-    if (type == RK_Q5_K) v |= ((sb[rk_q5_high(j) + 32 * hi + 4 * r + k] >> c) & 1) << 4;
+    if (type == RK_Q5_K) v |= ((sb[sq_pk_q5_high(j) + 32 * hi + 4 * r + k] >> c) & 1) << 4;
     return v;
 }
 
@@ -271,9 +264,9 @@ RK_AVX2 RK_INLINE void rk_group_q45(const int type, const int NT, const uint8_t 
         const uint8_t *sb = gp + (size_t)i * sbb;
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)sb));
         for (int j = 0; j < 4; j++) {
-            const uint8_t *qs = sb + rk_q45_quants(type, j);
-            const __m256i h0 = q5 ? _mm256_loadu_si256((const __m256i *)(sb + rk_q5_high(j))) : _mm256_setzero_si256();
-            const __m256i h1 = q5 ? _mm256_loadu_si256((const __m256i *)(sb + rk_q5_high(j) + 32)) : _mm256_setzero_si256();
+            const uint8_t *qs = sb + sq_pk_q45_quants(type, j);
+            const __m256i h0 = q5 ? _mm256_loadu_si256((const __m256i *)(sb + sq_pk_q5_high(j))) : _mm256_setzero_si256();
+            const __m256i h1 = q5 ? _mm256_loadu_si256((const __m256i *)(sb + sq_pk_q5_high(j) + 32)) : _mm256_setzero_si256();
             const __m256i sclo = rk_pairs_u8(sb + 32 + 8 * (2 * j)), schi = rk_pairs_u8(sb + 32 + 8 * (2 * j + 1));
             __m256i ilo[4], ihi[4];
             // Q4: one int16 sum over the 8 chunks; Q5: one per 4 chunks, widened separately.
@@ -317,7 +310,7 @@ RK_AVX2 RK_INLINE void rk_group_q45(const int type, const int NT, const uint8_t 
     for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
-/// Q6_K: 8 rows × NT tokens over the nsb super-blocks of one group; bs[t]: token t's half sums (rk_half_sums).
+/// Q6_K: 8 rows × NT tokens over the nsb super-blocks of one group; bs[t]: token t's half sums (sq_pk_half_sums).
 RK_AVX2 RK_INLINE void rk_group_q6(const int NT, const uint8_t *gp, int64_t nsb, const sq_block_q8 *const *x,
                                    const int32_t *const *bs, float *y, int64_t ldy) {
     const __m256i m4 = _mm256_set1_epi8(15);
@@ -326,7 +319,7 @@ RK_AVX2 RK_INLINE void rk_group_q6(const int NT, const uint8_t *gp, int64_t nsb,
         const uint8_t *sb = gp + (size_t)i * RK_Q6K_SB;
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)sb));
         for (int j = 0; j < 4; j++) {
-            const uint8_t *pj = sb + rk_q6_pair(j);
+            const uint8_t *pj = sb + sq_pk_q6_pair(j);
             // Sub-blocks of block 2 j (low nibbles): 4 j, 4 j + 1; of block 2 j + 1 (high nibbles): 4 j + 2, 4 j + 3.
             const uint8_t *sc = sb + 16 + 8 * (4 * j);
             __m256i ilo[4], ihi[4];
@@ -404,11 +397,10 @@ void sq_rpk_matmul(int type, int avx2, const void *wp, int64_t g0, int64_t g1, c
                    int64_t nt, float *y, int64_t ldy) {
 #ifdef RK_X86
     if (avx2) {
-        int32_t *bs = NULL;
+        const int32_t *bs = NULL;
         if (type == RK_Q6_K) {
-            bs = rk_get_scratch((size_t)(nt * nb));
+            bs = sq_pk_half_sums(a, nb, nt);
             if (!bs) { rk_portable(type, (const uint8_t *)wp, g0, g1, a, nb, nt, y, ldy); return; }
-            rk_half_sums(a, nb, nt, bs);
         }
         rk_avx2(type, (const uint8_t *)wp, g0, g1, a, nb, nt, bs, y, ldy);
         return;

@@ -161,6 +161,15 @@ public final class Matmul {
     public var exactActivations = false
     /// Use the portable C kernels even where AVX2 is available (tests compare both).
     public var portable = false
+    /// Let the packed matmuls use AVX512-VNNI where the CPU has it (false: AVX2 at most; comparisons and tests, the
+    /// results are bit-identical).
+    public var allowVNNI = true
+
+    /// The packed-layout kernel these settings select.
+    var packedKernel: @convention(c) (Int32, UnsafeRawPointer?, Int64, Int64, UnsafePointer<sq_block_q8>?, Int64, Int64,
+                                      UnsafeMutablePointer<Float>?, Int64) -> Void {
+        portable ? sq_matmul_packed_portable : allowVNNI ? sq_matmul_packed : sq_matmul_packed_avx2
+    }
     /// Tokens per cache tile in the matrix × matrix path.
     public static let tokenTile = 64
 
@@ -273,7 +282,7 @@ public final class Matmul {
             let portable = self.portable
             let tile = Self.tokenTile
             if let packed = w.packed {
-                let kernel = portable ? sq_matmul_packed_portable : sq_matmul_packed
+                let kernel = packedKernel
                 pool.parallelFor(w.rows / 8) { groups in
                     var t0 = 0
                     while t0 < tokens {
@@ -377,7 +386,7 @@ extension Matmul {
         let nb = columns / 32
         let q8 = quantizedActivations(x, columns: columns, tokens: tokens)
         let tile = Self.tokenTile
-        let kernel = portable ? sq_matmul_packed_portable : sq_matmul_packed
+        let kernel = packedKernel
         // Groups [g0, g1) of one matrix, all tokens in tiles.
         func run(_ w: WeightMatrix, _ y: UnsafeMutablePointer<Float>, _ g0: Int, _ g1: Int) {
             guard g0 < g1, let packed = w.packed else { return }

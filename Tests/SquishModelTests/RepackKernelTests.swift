@@ -3,8 +3,9 @@ import Testing
 import SquishFormats
 import SquishKernels
 
-/// Row-interleaved (repacked) Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/Q3_K/Q4_K/Q5_K/Q6_K weights: the AVX2 and portable packed kernels agree bit for bit,
-/// and both agree with the unpacked kernel and with dot products, in Double, of the weights as the Swift codecs
+/// Row-interleaved (repacked) Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/Q3_K/Q4_K/Q5_K/Q6_K weights: the AVX512-VNNI (where the CPU
+/// has it), AVX2 and portable packed kernels agree bit for bit,
+/// and they agree with the unpacked kernel and with dot products, in Double, of the weights as the Swift codecs
 /// dequantize them (independent of the C code) with the rounded activations.
 @Suite(.serialized) struct RepackKernelTests {
     static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL, .q3_K, .q4_K, .q5_K, .q6_K]
@@ -24,6 +25,8 @@ import SquishKernels
         let matmul = Matmul(pool: pool)
         let portableMatmul = Matmul(pool: pool)
         portableMatmul.portable = true
+        let avx2Matmul = Matmul(pool: pool)
+        avx2Matmul.allowVNNI = false
         for (rows, columns, tokens) in Self.shapes(type) {
             let bytes = helper.randomWeights(type, rows: rows, columns: columns, rng: &rng)
             let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
@@ -33,14 +36,18 @@ import SquishKernels
                 let packed = plain.repacked()
                 #expect(packed.packed != nil)
                 var fast = [Float](repeating: 0, count: tokens * rows)
-                var portable = fast, unpacked = fast
+                var portable = fast, avx2 = fast, unpacked = fast
                 try x.withUnsafeBufferPointer { xp in
                     try fast.withUnsafeMutableBufferPointer { try matmul(packed, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
+                    try avx2.withUnsafeMutableBufferPointer { try avx2Matmul(packed, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
                     try portable.withUnsafeMutableBufferPointer { try portableMatmul(packed, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
                     try unpacked.withUnsafeMutableBufferPointer { try matmul(plain, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
                 }
+                // The dispatched kernel (AVX512-VNNI where the CPU has it), the AVX2 one and the portable one agree bit for bit.
                 let differing = (0 ..< fast.count).filter { fast[$0].bitPattern != portable[$0].bitPattern }
-                #expect(differing.isEmpty, "\(type) \(rows)x\(columns)x\(tokens): AVX2 and portable differ at \(differing.prefix(4))")
+                #expect(differing.isEmpty, "\(type) \(rows)x\(columns)x\(tokens): dispatched and portable differ at \(differing.prefix(4))")
+                let differingAVX2 = (0 ..< fast.count).filter { avx2[$0].bitPattern != portable[$0].bitPattern }
+                #expect(differingAVX2.isEmpty, "\(type) \(rows)x\(columns)x\(tokens): AVX2 and portable differ at \(differingAVX2.prefix(4))")
                 let xqs = (0 ..< tokens).map { t in helper.quantized(Array(x[t * columns ..< (t + 1) * columns])) }
                 for r in 0 ..< rows {
                     let wf = try Codecs.dequantize(type, UnsafeRawBufferPointer(rebasing: raw[r * plain.rowBytes ..< (r + 1) * plain.rowBytes]),

@@ -100,8 +100,14 @@ size_t sq_repack_group_bytes(int type);
 /// (rows / 8 × nb × sq_repack_group_bytes(type) bytes).
 void sq_repack_rows8(int type, const void *src, size_t row_bytes, int64_t rows, int64_t nb, void *dst);
 /// y[t * ldy + r] = Σ_k W[r, k] * x_t[k] for rows r in [8 g0, 8 g1) and tokens t in [0, nt), W repacked.
+/// Uses the AVX512-VNNI kernels where the CPU has them (see sq_kernels_have_vnni), else AVX2, else portable C.
 void sq_matmul_packed(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb, int64_t nt,
                       float *y, int64_t ldy);
+/// 1 when the CPU runs the AVX512-VNNI packed kernels (AVX2, FMA, F16C, AVX512 F/VL/BW and VNNI).
+int sq_kernels_have_vnni(void);
+/// sq_matmul_packed without AVX512-VNNI (AVX2 where available, else portable; bit-identical results).
+void sq_matmul_packed_avx2(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
+                           int64_t nt, float *y, int64_t ldy);
 /// The portable version of sq_matmul_packed (bit-identical results).
 void sq_matmul_packed_portable(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
                                int64_t nt, float *y, int64_t ldy);
