@@ -35,13 +35,16 @@ public struct MemoryBandwidthResult: Codable, Sendable {
 
 /// Reads a buffer far larger than the caches with every thread of a worker pool (each its own contiguous part,
 /// 32-byte loads summed so that none can be skipped): one warm-up pass, then `repetitions` timed passes per thread
-/// count; the median is reported.
+/// count; the median is reported. The buffer is allocated like the repacked weights (huge pages where the system
+/// grants them), so the figure is the one decoding can reach.
 public enum MemoryBench {
     public static func run(bytes: Int = 512 << 20, threadCounts: [Int], repetitions: Int = 7,
                            progress: ProgressBar? = nil) -> MemoryBandwidthResult {
         let n = max(bytes / 4096, 1) * 4096
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 4096)  // [n bytes]
-        defer { buffer.deallocate() }
+        // [n bytes], in the huge-page memory the repacked weights use.
+        let owner = PackedWeights(bytes: n)
+        defer { withExtendedLifetime(owner) {} }
+        let buffer = owner.base
         // Touch every page (and give the words values) so that the timed passes read real, resident memory.
         let words = buffer.bindMemory(to: UInt64.self, capacity: n / 8)
         for i in 0 ..< n / 8 { words[i] = UInt64(i) }

@@ -5,6 +5,7 @@ import Glibc
 import Darwin
 #endif
 import SquishCore
+import Synchronization
 import SquishFormats
 
 /// A weight matrix as stored in the model file: `rows` output channels, each a row of `columns` weights in block
@@ -123,22 +124,73 @@ public struct WeightMatrix: @unchecked Sendable {
     public var usesQ8Kernel: Bool { sq_type_has_q8_kernel(Int32(type.rawValue)) != 0 }
 }
 
-/// Owner of a repacked weight buffer (64-byte aligned).
+/// Owner of a repacked weight buffer (64-byte aligned). The memory comes from huge-page slabs (see `HugePageSlab`):
+/// decoding streams every weight byte once per token, and with 4 KB pages that costs a TLB miss per page and stops
+/// the hardware prefetchers at every page boundary.
 public final class PackedWeights: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     public let bytes: Int
-    init(bytes: Int) {
-        self.bytes = bytes
-        base = .allocate(byteCount: max(bytes, 1), alignment: 64)
-    }
-    deinit { base.deallocate() }
+    /// The slab `base` points into (kept alive as long as these weights are).
+    private let slab: HugePageSlab
 
+    /// `bytes` of uninitialized memory (also used by the memory-bandwidth benchmark, so that it reads the kind of memory
+    /// the weights live in).
+    public init(bytes: Int) {
+        self.bytes = bytes
+        (slab, base) = HugePageSlab.allocate(max(bytes, 1))
+    }
     /// Drops the whole pages inside [p, p + count) from this process (they come back from the file on access).
     static func releasePages(_ p: UnsafeRawPointer, count: Int) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (Int(bitPattern: p) + page - 1) / page * page, end = (Int(bitPattern: p) + count) / page * page
         guard end > start, let sp = UnsafeMutableRawPointer(bitPattern: start) else { return }
         _ = madvise(sp, end - start, MADV_DONTNEED)
+    }
+}
+
+/// 2 MB-aligned memory that the kernel is asked to back with transparent huge pages (madvise MADV_HUGEPAGE; where
+/// the system does not do it, ordinary pages). Small requests share a slab of `slabBytes` (bump allocation, 64-byte
+/// aligned); a slab is freed when the last weights in it are, and the allocator only holds the current one weakly.
+/// Thread-safe: concurrent model loads allocate under a lock.
+final class HugePageSlab: @unchecked Sendable {  // immutable after init; the memory is handed out once per request
+    static let hugePage = 2 << 20
+    static let slabBytes = 32 << 20
+    let base: UnsafeMutableRawPointer
+    let bytes: Int
+
+    private init(bytes: Int) {
+        let n = (bytes + Self.hugePage - 1) / Self.hugePage * Self.hugePage
+        self.bytes = n
+        base = .allocate(byteCount: n, alignment: Self.hugePage)
+        #if os(Linux)
+        _ = madvise(base, n, MADV_HUGEPAGE)
+        #endif
+    }
+    deinit { base.deallocate() }
+
+    private struct State {
+        weak var current: HugePageSlab?
+        var used = 0
+    }
+    private static let state = Mutex(State())
+
+    /// `bytes` of 64-byte aligned memory and the slab that owns it.
+    static func allocate(_ bytes: Int) -> (HugePageSlab, UnsafeMutableRawPointer) {
+        if bytes > slabBytes / 4 {
+            let s = HugePageSlab(bytes: bytes)
+            return (s, s.base)
+        }
+        return state.withLock { st in
+            let size = (bytes + 63) / 64 * 64
+            if let s = st.current, st.used + size <= s.bytes {
+                defer { st.used += size }
+                return (s, s.base + st.used)
+            }
+            let s = HugePageSlab(bytes: slabBytes)
+            st.current = s
+            st.used = size
+            return (s, s.base)
+        }
     }
 }
 
