@@ -480,6 +480,8 @@ public enum VectorOps {
     }
 
     public static var usesAVX2: Bool { sq_kernels_have_avx2() != 0 }
+    /// The packed matmuls run on AVX512-VNNI (see Matmul.allowVNNI).
+    public static var usesVNNI: Bool { sq_kernels_have_vnni() != 0 }
 }
 
 extension WeightMatrix {
