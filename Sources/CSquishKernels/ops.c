@@ -376,3 +376,43 @@ void sq_rms_norm(const float *x, const float *w, float *y, int64_t n, float eps)
     const float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
+
+#if defined(__x86_64__) || defined(_M_X64)
+/// Index of the largest of x[0 ..< n] (the first one on ties; NaN never wins): 8 lanes of running maxima and their
+/// indices, then the lanes compared in index order.
+SQ_AVX2 static int64_t argmax_avx2(const float *x, int64_t n) {
+    __m256 best = _mm256_set1_ps(-INFINITY);
+    __m256i where = _mm256_set1_epi32(-1), idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i step = _mm256_set1_epi32(8);
+    int64_t i = 0;
+    for (; i + 8 <= n && i + 8 <= 0x7fffffff; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+        best = _mm256_blendv_ps(best, v, gt);
+        where = _mm256_blendv_epi8(where, idx, _mm256_castps_si256(gt));
+        idx = _mm256_add_epi32(idx, step);
+    }
+    float bv[8];
+    int32_t bi[8];
+    _mm256_storeu_ps(bv, best);
+    _mm256_storeu_si256((__m256i *)bi, where);
+    int64_t arg = -1;
+    float mx = -INFINITY;
+    for (int l = 0; l < 8; l++)
+        if (bi[l] >= 0 && (bv[l] > mx || (bv[l] == mx && bi[l] < arg))) { mx = bv[l]; arg = bi[l]; }
+    for (; i < n; i++)
+        if (x[i] > mx) { mx = x[i]; arg = i; }
+    return arg < 0 ? 0 : arg;
+}
+#endif
+
+int64_t sq_argmax(const float *x, int64_t n) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (sq_kernels_have_avx2()) return argmax_avx2(x, n);
+#endif
+    int64_t arg = 0;
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] > mx) { mx = x[i]; arg = i; }
+    return arg;
+}

@@ -532,6 +532,12 @@ extension VectorOps {
         sq_rms_norm(x, weight, y, Int64(count), epsilon)
     }
 
+    /// Index of the largest of x[0 ..< count] (the first on ties; NaN never wins; 0 when none exceeds −∞), as a
+    /// scalar loop over the logits would pick it.
+    @inline(__always) public static func argmax(_ x: UnsafePointer<Float>, count: Int) -> Int {
+        Int(sq_argmax(x, Int64(count)))
+    }
+
     /// True when none of x[0 ..< count] is NaN or infinite.
     @inline(__always) public static func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
         sq_all_finite(x, Int64(count)) != 0

@@ -116,4 +116,18 @@ import SquishKernels
         }
         #expect(VectorOps.allFinite([Float](), count: 0))
     }
+
+    /// The vectorized argmax picks what the plain loop picks: first index on ties, NaN ignored, any length.
+    @Test func argmaxMatchesScalarLoop() {
+        var rng = SplitMix64(seed: 5)
+        for n in [1, 2, 7, 8, 9, 31, 262_144 + 3] {
+            var x = (0 ..< n).map { _ in Float(Int(rng.next() % 1000)) / 10 }  // many ties
+            if n > 20 { x[3] = .nan; x[n - 2] = .nan }
+            var best = 0, mx = -Float.infinity
+            for (i, v) in x.enumerated() where v > mx { mx = v; best = i }
+            #expect(VectorOps.argmax(x, count: n) == best, "n \(n)")
+        }
+        #expect(VectorOps.argmax([-Float.infinity, -Float.infinity], count: 2) == 0)
+        #expect(VectorOps.argmax([Float.nan, 1, 3, 3], count: 4) == 2)
+    }
 }

@@ -88,6 +88,8 @@ void sq_gated_activation_portable(int gelu, float *g, const float *u, int64_t n)
 void sq_rms_norm(const float *x, const float *w, float *y, int64_t n, float eps);
 /// 1 when no x[i] (i < n) is NaN or infinite.
 int sq_all_finite(const float *x, int64_t n);
+/// Index of the largest x[i], i < n (the first on ties; NaN never wins; 0 when none is larger than −∞).
+int64_t sq_argmax(const float *x, int64_t n);
 
 /// Row-interleaved ("repacked") weights, see repack.c: 1 for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K
 /// and Q6_K.
