@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "SquishFormats", dependencies: ["SquishCore"]),
         // Byte-level BPE and SentencePiece tokenizers, pre-tokenizers, chat templates.
         .target(name: "SquishTokenizer", dependencies: ["SquishCore", "SquishFormats"]),
-        // Fetching and caching the default model and the text corpora.
+        // Fetching and caching models (known by short name) and the text corpora.
         .target(name: "SquishData", dependencies: [
             "SquishCore", "CZlib",
             .product(name: "Crypto", package: "swift-crypto"),

@@ -1,12 +1,13 @@
 import Foundation
 import SquishCore
 import SquishEval
+import SquishModel
 
 /// `squish compress --report DIR`: report.md, result.json, heatmap.svg (bits per weight, layers × tensor kinds) and
 /// pareto.svg (size against KL on the search tokens: every candidate of the search's last stage, uniform levels,
 /// the input and the result), plus PNGs when a converter is installed.
 public enum CompressReport {
-    static let kinds = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+    static let kinds = LinearKind.allCases.map(\.rawValue)
 
     public static func write(_ r: CompressResult, to directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -40,7 +41,7 @@ public enum CompressReport {
         s += "## Types by tensor kind\n\n| kind | types (count) |\n|---|---|\n"
         var byKind: [String: [String: Int]] = [:]
         for c in r.choices { byKind[c.kind, default: [:]][c.type, default: 0] += 1 }
-        for kind in kinds + ["token_embd", "output"] {
+        for kind in kinds + [LinearLayer.embeddingKind, LinearLayer.outputKind] {
             guard let m = byKind[kind] else { continue }
             s += "| \(kind) | " + m.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ") + " |\n"
         }

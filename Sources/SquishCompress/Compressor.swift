@@ -150,7 +150,8 @@ public enum Compressor {
 
         // A budget below the smallest levels fails now, before any quantization.
         do {
-            let matrices = source.tensors.filter { LevelDatabase.kind(of: $0.name) != nil }
+            let linear = Set(try Architectures.configuration(gguf: source).linearLayers.map(\.name))
+            let matrices = source.tensors.filter { linear.contains($0.name) }
             let smallest = matrices.reduce(0) { sum, t in
                 let bytes = options.ladder.compactMap { $0.rowBytes(elements: t.shape[0]).map { $0 * t.rowCount } }.filter { $0 < t.byteCount }
                 return sum + (bytes.min() ?? t.byteCount)
@@ -203,7 +204,7 @@ public enum Compressor {
         }
         let databaseSeconds = Date().timeIntervalSince(dbStart)
         let db = database!
-        let base = try LlamaModel(gguf: source)
+        let base = try TransformerModel(gguf: source)
         let store = try LevelStore(database: db, file: dbFile!, source: source, base: base)
         let tensors = store.tensors
 
@@ -365,7 +366,7 @@ public enum Compressor {
         }
         comparisons.append(ComparisonPoint(name: "input", bytes: store.matrixBytes(top) + overhead, fitness: try score(top, lastStage)))
         for path in options.compare {
-            let other = try LlamaModel(path: path)
+            let other = try TransformerModel(path: path)
             guard other.config.vocabSize == base.config.vocabSize else {
                 throw CompressError.invalidArgument("\(path): its vocabulary (\(other.config.vocabSize)) differs from the model's")
             }
@@ -425,9 +426,9 @@ extension Compressor {
     public static func evaluate(_ result: inout CompressResult, text: EvalText, pool: WorkerPool, quiet: Bool,
                                 log: @escaping (String) -> Void) throws {
         let inputFile = try GGUFFile(path: result.input)
-        let reference = EvalModel(path: result.input, model: try LlamaModel(gguf: inputFile), tokenizer: try Tokenizer(gguf: inputFile))
+        let reference = EvalModel(path: result.input, model: try TransformerModel(gguf: inputFile), tokenizer: try Tokenizer(gguf: inputFile))
         let outputFile = try GGUFFile(path: result.output)
-        let candidate = EvalModel(path: result.output, model: try LlamaModel(gguf: outputFile), tokenizer: try Tokenizer(gguf: outputFile))
+        let candidate = EvalModel(path: result.output, model: try TransformerModel(gguf: outputFile), tokenizer: try Tokenizer(gguf: outputFile))
         var options = EvalOptions()
         options.tasks = []
         let evaluator = try CompressionEvaluator(reference: reference, text: text, options: options, pool: pool, quiet: quiet, log: log)

@@ -22,7 +22,7 @@ public final class KLScorer {
     public private(set) var secondsScoring = 0.0
     public var tokensPerSecond: Double? { secondsScoring > 0 && tokensScored > 0 ? Double(tokensScored) / secondsScoring : nil }
 
-    public init(reference model: LlamaModel, sequences: [[Int]], topK: Int = 128, tailSamples: Int = 32, pool: WorkerPool,
+    public init(reference model: TransformerModel, sequences: [[Int]], topK: Int = 128, tailSamples: Int = 32, pool: WorkerPool,
                 progress: ((Int, Int) -> Void)? = nil) throws {
         guard let first = sequences.first, !first.isEmpty, sequences.allSatisfy({ $0.count == first.count }) else {
             throw CompressError.invalidArgument("calibration sequences must be non-empty and of one length")
@@ -31,7 +31,7 @@ public final class KLScorer {
         self.pool = pool
         vocab = model.config.vocabSize
         length = first.count
-        let session = LlamaSession(model: model, pool: pool, contextLength: length, maxBatch: length)
+        let session = try ModelSession(model: model, pool: pool, contextLength: length, maxBatch: length)
         for (s, seq) in sequences.enumerated() {
             session.reset()
             let logits = try session.forward(seq, logitsFor: seq.count)  // [length × vocab]
@@ -49,12 +49,12 @@ public final class KLScorer {
 
     /// Mean KL over the first `sequences` sequences (all positions), or over the first `tokens` positions of the
     /// first sequence when `tokens` is given.
-    public func score(_ model: LlamaModel, sequences count: Int = 1, tokens: Int? = nil) throws -> Double {
+    public func score(_ model: TransformerModel, sequences count: Int = 1, tokens: Int? = nil) throws -> Double {
         let started = Date()
         defer { secondsScoring += Date().timeIntervalSince(started) }
         let n = min(max(1, count), sequences.count)
         let positions = tokens.map { min(max(1, $0), length) } ?? length
-        let session = LlamaSession(model: model, pool: pool, contextLength: length, maxBatch: length)
+        let session = try ModelSession(model: model, pool: pool, contextLength: length, maxBatch: length)
         var total = 0.0, counted = 0
         for s in 0 ..< (tokens == nil ? n : 1) {
             session.reset()

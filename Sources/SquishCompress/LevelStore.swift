@@ -12,11 +12,12 @@ public final class LevelStore {
     public let database: LevelDatabase
     public let file: GGUFFile  // the database's tensors (lossy levels)
     public let source: GGUFFile  // the model
-    public let base: LlamaModel  // the model with its own tensors (the source levels)
+    public let base: TransformerModel  // the model with its own tensors (the source levels)
+    /// How level matrices are prepared for the kernels (as the base model's were).
+    public let layout: KernelLayout
     private var cache: [Int: WeightMatrix] = [:]  // key: tensor · 16 + level
-    private let repack = ProcessInfo.processInfo.environment["SQUISH_NO_REPACK"] == nil
 
-    public init(database: LevelDatabase, file: GGUFFile, source: GGUFFile, base: LlamaModel) throws {
+    public init(database: LevelDatabase, file: GGUFFile, source: GGUFFile, base: TransformerModel, layout: KernelLayout = KernelLayout()) throws {
         guard database.tensors.allSatisfy({ $0.levels.count <= 16 && !$0.levels.isEmpty }) else {
             throw CompressError.badDatabase(path: file.path, reason: "a tensor has no levels or more than 16")
         }
@@ -24,6 +25,7 @@ public final class LevelStore {
         self.file = file
         self.source = source
         self.base = base
+        self.layout = layout
     }
 
     public var tensors: [LevelTensor] { database.tensors }
@@ -51,44 +53,26 @@ public final class LevelStore {
             guard let info = file.tensor(named: name) else { throw CompressError.badDatabase(path: file.path, reason: "no tensor '\(name)'") }
             let raw = try WeightMatrix(name: entry.name, type: info.type, data: file.data(for: info), rows: entry.rows, columns: entry.rowLength)
                 .convertedForKernels()
-            m = repack ? raw.repacked() : raw
+            m = layout.repack ? raw.repacked() : raw
         }
         cache[key] = m
         return m
     }
 
     func baseMatrix(_ name: String) throws -> WeightMatrix {
-        if name == "token_embd.weight" { return base.embedding }
-        if name == "output.weight" { return base.output }
-        guard let (kind, layer) = LevelStore.split(name), layer < base.layers.count else {
-            throw CompressError.badDatabase(path: file.path, reason: "tensor '\(name)' is not in the model")
+        guard let layer = base.linearLayers.first(where: { $0.name == name }) else {
+            throw CompressError.badDatabase(path: file.path, reason: "tensor '\(name)' is not a linear layer of the model")
         }
-        let l = base.layers[layer]
-        switch kind {
-        case "attn_q": return l.wq
-        case "attn_k": return l.wk
-        case "attn_v": return l.wv
-        case "attn_output": return l.wo
-        case "ffn_gate": return l.gate
-        case "ffn_up": return l.up
-        case "ffn_down": return l.down
-        default: throw CompressError.badDatabase(path: file.path, reason: "tensor '\(name)' is not a linear layer")
-        }
-    }
-
-    static func split(_ name: String) -> (String, Int)? {
-        let parts = name.split(separator: ".")
-        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]) else { return nil }
-        return (String(parts[2]), layer)
+        return base.matrix(layer)
     }
 
     /// The model with every tensor at its level in `allocation`.
-    public func model(_ allocation: Allocation) throws -> LlamaModel {
+    public func model(_ allocation: Allocation) throws -> TransformerModel {
         var replacements: [String: WeightMatrix] = [:]
         for (t, l) in allocation.levels.enumerated() where !tensors[t].levels[l].isSource {
             replacements[tensors[t].name] = try matrix(t, l)
         }
-        return try LlamaModel(base: base, replacing: replacements)
+        return try TransformerModel(base: base, replacing: replacements)
     }
 
     /// Drops the cached matrices (memory) of levels `allocation`s never use.

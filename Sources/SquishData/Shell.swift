@@ -50,12 +50,23 @@ enum Shell {
         }
     }
 
-    /// A fresh scratch directory next to `near` (same file system, so results can be renamed into place).
+    /// A fresh scratch directory next to `near` (same file system, so results can be renamed into place). Scratch
+    /// directories left there by fetches that were killed (their process is gone) are removed first.
     static func scratchDirectory(near directory: String) throws -> String {
         try makeDirectory(directory)
+        removeAbandonedScratch(in: directory)
         let path = directory + "/.partial-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))"
         try makeDirectory(path)
         return path
+    }
+
+    /// Removes `.partial-<pid>-*` directories whose process no longer runs.
+    static func removeAbandonedScratch(in directory: String) {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where entry.hasPrefix(".partial-") {
+            let fields = entry.split(separator: "-")
+            guard fields.count >= 3, let pid = pid_t(fields[1]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { remove(directory + "/" + entry) }
+        }
     }
 
     static func remove(_ path: String) { try? FileManager.default.removeItem(atPath: path) }

@@ -40,7 +40,7 @@ public enum ModelBench {
         return (m, s.squareRoot())
     }
 
-    public static func run(session: LlamaSession, promptTokens: Int, generatedTokens: Int, repetitions: Int,
+    public static func run(session: ModelSession, promptTokens: Int, generatedTokens: Int, repetitions: Int,
                            progress: ProgressBar? = nil) throws -> BenchResult {
         let vocab = session.model.config.vocabSize
         var rng = SystemRandomNumberGenerator()
@@ -73,15 +73,5 @@ public enum ModelBench {
                            generationTokensPerSecond: tgm, generationTokensPerSecondSD: tgs,
                            promptSamples: pp, generationSamples: tg, weightBytesPerToken: session.model.matrixBytesPerToken,
                            weightsGigabytesPerSecond: Double(session.model.matrixBytesPerToken) * tgm / 1e9)
-    }
-}
-
-extension LlamaModel {
-    /// Bytes of the matrices one decoded token multiplies, as the decode kernels read them: every layer's Q, K, V, O,
-    /// gate, up and down, and the output matrix (the embedding contributes one row, left out); the bit-plane layout
-    /// where the lookup tables run, the (possibly converted) blocks otherwise.
-    public var matrixBytesPerToken: Int {
-        func b(_ m: WeightMatrix) -> Int { m.lut?.bytes ?? m.rows * m.rowBytes }
-        return layers.reduce(b(output)) { $0 + b($1.wq) + b($1.wk) + b($1.wv) + b($1.wo) + b($1.gate) + b($1.up) + b($1.down) }
     }
 }

@@ -7,10 +7,10 @@ import SquishTokenizer
 /// A model to evaluate: weights, tokenizer and where they came from.
 public struct EvalModel {
     public let path: String
-    public let model: LlamaModel
+    public let model: TransformerModel
     public let tokenizer: Tokenizer
 
-    public init(path: String, model: LlamaModel, tokenizer: Tokenizer) {
+    public init(path: String, model: TransformerModel, tokenizer: Tokenizer) {
         self.path = path
         self.model = model
         self.tokenizer = tokenizer
@@ -254,8 +254,9 @@ public final class CompressionEvaluator {
         return (r, false)
     }
 
-    func session(for model: LlamaModel) -> LlamaSession {
-        LlamaSession(model: model, pool: pool, contextLength: max(options.context, (options.retrievalLengths.max() ?? 0) + 64))
+    func session(for model: TransformerModel) throws -> ModelSession {
+        try ModelSession(model: model, pool: pool,
+                         contextLength: min(model.config.contextLength, max(options.context, (options.retrievalLengths.max() ?? 0) + 64)))
     }
 
     /// llama.cpp protocol chunks: (chunk tokens, first scored index).
@@ -279,7 +280,7 @@ public final class CompressionEvaluator {
         let chunks = try llamaChunks()
         let context = options.context, first = context / 2, k = min(options.topK, vocab)
         let progress = ProgressBar(total: chunks.count + windowsCount(), label: "reference", quiet: quiet)
-        let session = session(for: reference.model)
+        let session = try session(for: reference.model)
         var acc = NLLAccumulator()
         var running: [Double] = []
         var targets: [Int32] = [], targetLogProbs: [Float] = [], tail: [Double] = [], ids: [Int32] = [], logProbs: [Float] = []
@@ -335,7 +336,7 @@ public final class CompressionEvaluator {
             return r
         }
         let progress = ProgressBar(total: set.count, label: "reference tasks", quiet: quiet)
-        let r = try set.run(scorer: TaskScorer(session: session(for: reference.model), tokenizer: reference.tokenizer),
+        let r = try set.run(scorer: TaskScorer(session: try session(for: reference.model), tokenizer: reference.tokenizer),
                             progress: progress)
         progress.finish()
         try FileManager.default.createDirectory(atPath: options.cacheDirectory, withIntermediateDirectories: true)
@@ -372,7 +373,7 @@ public final class CompressionEvaluator {
         }
         let progress = ProgressBar(total: chunks.count + windowsCount() + tasks.count,
                                    label: (candidate.path as NSString).lastPathComponent, quiet: quiet)
-        let session = session(for: candidate.model)
+        let session = try session(for: candidate.model)
         var acc = NLLAccumulator()
         var kl: [Double] = [], deltaP: [Double] = []
         kl.reserveCapacity(ref.header.positions)

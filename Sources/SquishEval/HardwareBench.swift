@@ -189,7 +189,7 @@ public enum KernelBench {
 
     public static func run(types: [GGMLType], shapes: [KernelShape], tokens: [Int] = [1, 64], pool: WorkerPool,
                            repetitions: Int = 5, sampleSeconds: Double = 0.05, coldBytes: Int = 64 << 20,
-                           repack: Bool = ProcessInfo.processInfo.environment["SQUISH_NO_REPACK"] == nil,
+                           repack: Bool = true,
                            progress: ((String) -> Void)? = nil) throws -> KernelBenchResult {
         let matmul = Matmul(pool: pool)
         matmul.lookupTableMaxTokens = 0

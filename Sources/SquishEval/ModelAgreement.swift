@@ -21,7 +21,7 @@ public struct ModelAgreement: Codable, Sendable, Equatable {
 
     /// `tokens`: the text without BOS; `bos`: prepended to every window when given. Windows of `context` tokens
     /// (BOS included); a last, shorter window is scored too.
-    public static func measure(reference: LlamaModel, candidate: LlamaModel, tokens: [Int], bos: Int?, context: Int,
+    public static func measure(reference: TransformerModel, candidate: TransformerModel, tokens: [Int], bos: Int?, context: Int,
                                pool: WorkerPool, progress: ProgressBar? = nil) throws -> ModelAgreement {
         let vocab = reference.config.vocabSize
         guard candidate.config.vocabSize == vocab else {
@@ -30,7 +30,7 @@ public struct ModelAgreement: Codable, Sendable, Equatable {
         let step = context - (bos == nil ? 0 : 1)
         guard step >= 1 else { throw EvalError.invalidArgument("context \(context) is too short") }
         guard !tokens.isEmpty else { throw EvalError.textTooShort(tokens: 0, needed: 1) }
-        let sessions = [reference, candidate].map { LlamaSession(model: $0, pool: pool, contextLength: context) }
+        let sessions = try [reference, candidate].map { try ModelSession(model: $0, pool: pool, contextLength: context) }
         var kl = 0.0, klMax = 0.0, same = 0, positions = 0
         var start = 0
         while start < tokens.count {

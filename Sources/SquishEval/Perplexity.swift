@@ -93,7 +93,7 @@ struct NLLAccumulator {
 public enum Perplexity {
     /// Scores `tokens` (the tokenized text, without BOS) with `session`'s model.
     /// `bos`: the BOS id when the model's tokenizer adds one, else nil.
-    public static func evaluate(session: LlamaSession, tokens: [Int], context: Int, protocol proto: PerplexityProtocol,
+    public static func evaluate(session: ModelSession, tokens: [Int], context: Int, protocol proto: PerplexityProtocol,
                                 bos: Int?, progress: ProgressBar? = nil,
                                 onChunk: ((Int, Double) -> Void)? = nil) throws -> PerplexityResult {
         guard context >= 4, context <= session.contextLength else {

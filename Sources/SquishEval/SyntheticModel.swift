@@ -1,6 +1,7 @@
 import Foundation
 import SquishCore
 import SquishFormats
+import SquishModel
 
 /// A Llama-architecture GGUF with random weights and a real model's shapes, for speed measurements on models that
 /// are not downloaded (e.g. how decode of a 1B model uses the memory bandwidth). The tokenizer (all `tokenizer.*`
@@ -67,54 +68,35 @@ public enum SyntheticModel {
                                             found: "none")
         }
         let vocab = tokens.count
-        let headDim = s.dim / s.heads, kvDim = s.kvHeads * headDim
+        let config = ModelConfig(architecture: Llama.name, dim: s.dim, hiddenDim: s.hiddenDim, layers: s.layers, heads: s.heads,
+                                 kvHeads: s.kvHeads, headDim: s.dim / s.heads, vocabSize: vocab, contextLength: s.contextLength,
+                                 normEpsilon: 1e-5, ropeBase: 10000, ropeStyle: Llama.ggufRoPEStyle, tiedEmbeddings: false)
+        try config.validate(path: path, keys: .gguf(Llama.name))
         var w = GGUFWriter()
-        w.set("general.architecture", .string("llama"))
+        for (key, value) in GGUFConfig.metadata(config, arch: Llama.name) { w.set(key, value) }
         w.set("general.name", .string("synthetic \(s.name) \(type.name) (random weights)"))
-        w.set("llama.context_length", .uint32(UInt32(s.contextLength)))
-        w.set("llama.embedding_length", .uint32(UInt32(s.dim)))
-        w.set("llama.feed_forward_length", .uint32(UInt32(s.hiddenDim)))
-        w.set("llama.block_count", .uint32(UInt32(s.layers)))
-        w.set("llama.attention.head_count", .uint32(UInt32(s.heads)))
-        w.set("llama.attention.head_count_kv", .uint32(UInt32(s.kvHeads)))
-        w.set("llama.attention.layer_norm_rms_epsilon", .float32(1e-5))
-        w.set("llama.rope.freq_base", .float32(10000))
-        w.set("llama.rope.dimension_count", .uint32(UInt32(headDim)))
-        w.set("llama.vocab_size", .uint32(UInt32(vocab)))
         for (key, value) in tokenizerFile.metadata where key.hasPrefix("tokenizer.") { w.set(key, value) }
 
         var counter: UInt64 = 0
         var parameters = 0
-        func matrix(_ name: String, rows: Int, columns: Int) {
+        for tensor in config.tensors() {
+            let shape = config.shape(of: tensor)
+            parameters += shape.reduce(1, *)
+            if shape.count == 1 {
+                // Norms: f32 ones.
+                let n = shape[0]
+                var b = [UInt8](repeating: 0, count: 4 * n)
+                b.withUnsafeMutableBytes { p in for i in 0 ..< n { p.storeBytes(of: Float(1).bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) } }
+                w.addTensor(name: tensor.ggufName, shape: shape, type: .f32, source: .bytes(b))
+                continue
+            }
             counter += 1
             let tensorSeed = seed &* 0x9E37_79B9 &+ counter
-            parameters += rows * columns
-            w.addTensor(name: name, shape: [columns, rows], type: type, source: .producer {
+            w.addTensor(name: tensor.ggufName, shape: shape, type: type, source: .producer {
                 defer { progress?.advance() }
-                return try RandomWeights.bytes(type: type, rows: rows, columns: columns, seed: tensorSeed)
+                return try RandomWeights.bytes(type: type, rows: shape[1], columns: shape[0], seed: tensorSeed)
             })
         }
-        func ones(_ name: String, _ n: Int) {
-            parameters += n
-            var b = [UInt8](repeating: 0, count: 4 * n)
-            b.withUnsafeMutableBytes { p in for i in 0 ..< n { p.storeBytes(of: Float(1).bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) } }
-            w.addTensor(name: name, shape: [n], type: .f32, source: .bytes(b))
-        }
-        matrix("token_embd.weight", rows: vocab, columns: s.dim)
-        for i in 0 ..< s.layers {
-            let p = "blk.\(i)."
-            ones(p + "attn_norm.weight", s.dim)
-            matrix(p + "attn_q.weight", rows: s.dim, columns: s.dim)
-            matrix(p + "attn_k.weight", rows: kvDim, columns: s.dim)
-            matrix(p + "attn_v.weight", rows: kvDim, columns: s.dim)
-            matrix(p + "attn_output.weight", rows: s.dim, columns: s.dim)
-            ones(p + "ffn_norm.weight", s.dim)
-            matrix(p + "ffn_gate.weight", rows: s.hiddenDim, columns: s.dim)
-            matrix(p + "ffn_up.weight", rows: s.hiddenDim, columns: s.dim)
-            matrix(p + "ffn_down.weight", rows: s.dim, columns: s.hiddenDim)
-        }
-        ones("output_norm.weight", s.dim)
-        matrix("output.weight", rows: vocab, columns: s.dim)
         try w.write(to: path)
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         return SyntheticModelSummary(path: path, shape: s, type: type.name, vocabSize: vocab, tensors: w.tensors.count,

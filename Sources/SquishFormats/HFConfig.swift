@@ -1,10 +1,11 @@
 import Foundation
 import SquishCore
 
-/// A Hugging Face `config.json` for Llama-family checkpoints (Llama 2/3, SmolLM2, Qwen2, Mistral): the fields of
-/// transformers' LlamaConfig / Qwen2Config as written. Absent optional fields keep nil here; the accessors below
-/// apply transformers' defaults (`num_key_value_heads` = heads, `head_dim` = hidden / heads, untied embeddings).
-/// `load(path:)` validates the sizes; every error names the file and the field.
+/// A Hugging Face `config.json` of a decoder-only transformer: the fields that transformers' ModelConfig, Qwen2Config,
+/// Qwen3Config and Gemma3TextConfig write. Absent optional fields keep nil here; the accessors below apply
+/// transformers' defaults (`num_key_value_heads` = heads, `head_dim` = hidden / heads, untied embeddings).
+/// `load(path:)` checks each field's type and range; every error names the file and the field. Which model types
+/// Squish runs, and what each field means for them, is the business of the architecture registry (SquishModel).
 public struct HFConfig: Codable, Sendable, Equatable {
     /// `rope_scaling`, e.g. Llama 3.1's `{"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, ...}`.
     public struct RopeScaling: Codable, Sendable, Equatable {
@@ -15,21 +16,24 @@ public struct HFConfig: Codable, Sendable, Equatable {
         public var lowFreqFactor: Double?
         public var highFreqFactor: Double?
         public var originalMaxPositionEmbeddings: Int?
+        /// The base, where transformers (5.x `rope_parameters`) keeps it beside the scaling.
+        public var ropeTheta: Double?
 
         enum CodingKeys: String, CodingKey {
             case type, factor
             case ropeType = "rope_type", lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
-            case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+            case originalMaxPositionEmbeddings = "original_max_position_embeddings", ropeTheta = "rope_theta"
         }
 
         public init(type: String? = nil, ropeType: String? = nil, factor: Double? = nil, lowFreqFactor: Double? = nil,
-                    highFreqFactor: Double? = nil, originalMaxPositionEmbeddings: Int? = nil) {
+                    highFreqFactor: Double? = nil, originalMaxPositionEmbeddings: Int? = nil, ropeTheta: Double? = nil) {
             self.type = type
             self.ropeType = ropeType
             self.factor = factor
             self.lowFreqFactor = lowFreqFactor
             self.highFreqFactor = highFreqFactor
             self.originalMaxPositionEmbeddings = originalMaxPositionEmbeddings
+            self.ropeTheta = ropeTheta
         }
 
         /// "linear", "llama3", "dynamic", "yarn", ... ("default" when neither key is given).
@@ -61,7 +65,7 @@ public struct HFConfig: Codable, Sendable, Equatable {
 
     /// e.g. ["LlamaForCausalLM"]
     public var architectures: [String]?
-    /// "llama", "qwen2" or "mistral"
+    /// e.g. "llama", "qwen2", "qwen3", "gemma3_text"
     public var modelType: String
     public var hiddenSize: Int
     public var intermediateSize: Int
@@ -84,6 +88,27 @@ public struct HFConfig: Codable, Sendable, Equatable {
     public var mlpBias: Bool?
     /// e.g. "silu"
     public var hiddenAct: String?
+    /// Gemma's name for the FFN activation, e.g. "gelu_pytorch_tanh".
+    public var hiddenActivation: String?
+    /// Gemma: queries are scaled by query_pre_attn_scalar^(-1/2) instead of head_dim^(-1/2).
+    public var queryPreAttnScalar: Double?
+    /// Gemma 3: the RoPE base of the sliding-window (local) layers.
+    public var ropeLocalBaseFreq: Double?
+    /// Positions a token attends to in a sliding-window layer, itself included.
+    public var slidingWindow: Int?
+    /// Gemma 3: every n-th layer attends globally (`sliding_window_pattern`, or `_sliding_window_pattern`).
+    public var slidingWindowPattern: Int?
+    /// Per layer "sliding_attention" or "full_attention" (newer transformers).
+    public var layerTypes: [String]?
+    /// Qwen2/Qwen3: whether `sliding_window` applies at all, and from which layer on (`max_window_layers`).
+    public var useSlidingWindow: Bool?
+    public var maxWindowLayers: Int?
+    /// Gemma 2-style soft-capping (tanh); Gemma 3 leaves both null.
+    public var attnLogitSoftcapping: Double?
+    public var finalLogitSoftcapping: Double?
+    /// RoPE parameters per layer type (transformers 5.x `rope_parameters` keyed by "full_attention" /
+    /// "sliding_attention"); a flat `rope_parameters` object is read into `ropeTheta` and `ropeScaling` instead.
+    public var ropeParametersByLayerType: [String: RopeScaling]?
 
     enum CodingKeys: String, CodingKey {
         case architectures
@@ -93,17 +118,17 @@ public struct HFConfig: Codable, Sendable, Equatable {
         case ropeTheta = "rope_theta", ropeScaling = "rope_scaling", maxPositionEmbeddings = "max_position_embeddings"
         case vocabSize = "vocab_size", tieWordEmbeddings = "tie_word_embeddings", bosTokenID = "bos_token_id"
         case eosTokenID = "eos_token_id", torchDtype = "torch_dtype", attentionBias = "attention_bias"
-        case mlpBias = "mlp_bias", hiddenAct = "hidden_act"
+        case mlpBias = "mlp_bias", hiddenAct = "hidden_act", hiddenActivation = "hidden_activation"
+        case queryPreAttnScalar = "query_pre_attn_scalar", ropeLocalBaseFreq = "rope_local_base_freq"
+        case slidingWindow = "sliding_window", slidingWindowPattern = "sliding_window_pattern", layerTypes = "layer_types"
+        case useSlidingWindow = "use_sliding_window", maxWindowLayers = "max_window_layers"
+        case attnLogitSoftcapping = "attn_logit_softcapping", finalLogitSoftcapping = "final_logit_softcapping"
+        case ropeParametersByLayerType = "rope_parameters"
     }
 
     /// Keys read only as fallbacks (never written).
     private enum FallbackKeys: String, CodingKey {
-        case dtype, ropeParameters = "rope_parameters"
-    }
-
-    private struct RopeParameters: Decodable {
-        let ropeTheta: Double?
-        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta" }
+        case dtype, ropeParameters = "rope_parameters", slidingWindowPattern = "_sliding_window_pattern"
     }
 
     public init(architectures: [String]?, modelType: String, hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int,
@@ -163,7 +188,6 @@ public struct HFConfig: Codable, Sendable, Equatable {
         headDim = try field(Int.self, .headDim)
         rmsNormEps = try field(Double.self, .rmsNormEps)
         ropeTheta = try field(Double.self, .ropeTheta)
-            ?? (try fallback.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters))?.ropeTheta
         ropeScaling = try field(RopeScaling.self, .ropeScaling)
         maxPositionEmbeddings = try field(Int.self, .maxPositionEmbeddings)
         vocabSize = try required(Int.self, .vocabSize)
@@ -174,9 +198,29 @@ public struct HFConfig: Codable, Sendable, Equatable {
         attentionBias = try field(Bool.self, .attentionBias)
         mlpBias = try field(Bool.self, .mlpBias)
         hiddenAct = try field(String.self, .hiddenAct)
+        hiddenActivation = try field(String.self, .hiddenActivation)
+        queryPreAttnScalar = try field(Double.self, .queryPreAttnScalar)
+        ropeLocalBaseFreq = try field(Double.self, .ropeLocalBaseFreq)
+        slidingWindow = try field(Int.self, .slidingWindow)
+        slidingWindowPattern = try field(Int.self, .slidingWindowPattern)
+            ?? fallback.decodeIfPresent(Int.self, forKey: .slidingWindowPattern)
+        layerTypes = try field([String].self, .layerTypes)
+        useSlidingWindow = try field(Bool.self, .useSlidingWindow)
+        maxWindowLayers = try field(Int.self, .maxWindowLayers)
+        attnLogitSoftcapping = try field(Double.self, .attnLogitSoftcapping)
+        finalLogitSoftcapping = try field(Double.self, .finalLogitSoftcapping)
+        // transformers 5.x: `rope_parameters` is either one object (base and scaling of every layer) or one per layer
+        // type. The flat form fills the older fields where they are absent.
+        if let flat = try? fallback.decodeIfPresent(RopeScaling.self, forKey: .ropeParameters), flat.ropeTheta != nil || flat.ropeType != nil {
+            ropeTheta = ropeTheta ?? flat.ropeTheta
+            if ropeScaling == nil, flat.kind != "default" { ropeScaling = flat }
+            ropeParametersByLayerType = nil
+        } else {
+            ropeParametersByLayerType = try field([String: RopeScaling].self, .ropeParametersByLayerType)
+            if ropeTheta == nil { ropeTheta = ropeParametersByLayerType?["full_attention"]?.ropeTheta }
+        }
     }
 
-    public static let supportedModelTypes = ["llama", "qwen2", "mistral"]
     /// Largest config.json accepted (real ones are a few KB).
     public static let maxFileBytes = 16 << 20
 
@@ -236,9 +280,7 @@ public struct HFConfig: Codable, Sendable, Equatable {
     /// Checks that sizes are positive and the attention heads fit together; errors name `path` and the field.
     public func validate(path: String) throws {
         func bad(_ field: String, _ r: String) -> FormatError { .invalid(path: path, offset: nil, reason: "field '\(field)': \(r)") }
-        guard Self.supportedModelTypes.contains(modelType) else {
-            throw bad("model_type", "'\(modelType)' is not a supported Llama-family type (\(Self.supportedModelTypes.joined(separator: ", ")))")
-        }
+        guard !modelType.isEmpty else { throw bad("model_type", "is empty") }
         for (f, v) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize), ("num_hidden_layers", numHiddenLayers),
                        ("num_attention_heads", numAttentionHeads), ("vocab_size", vocabSize), ("num_key_value_heads", kvHeads),
                        ("max_position_embeddings", maxPositionEmbeddings ?? 1)] where v <= 0 {
@@ -266,6 +308,27 @@ public struct HFConfig: Codable, Sendable, Equatable {
                 }
                 guard low > 0, high > low else { throw bad("rope_scaling", "needs 0 < low_freq_factor < high_freq_factor, found \(low), \(high)") }
             }
+        }
+        for (f, v) in [("query_pre_attn_scalar", queryPreAttnScalar), ("rope_local_base_freq", ropeLocalBaseFreq)] {
+            if let v, !(v > 0 && v.isFinite) { throw bad(f, "must be positive, found \(v)") }
+        }
+        for (f, v) in [("attn_logit_softcapping", attnLogitSoftcapping), ("final_logit_softcapping", finalLogitSoftcapping)] {
+            if let v, !(v > 0 && v.isFinite) { throw bad(f, "must be positive or null, found \(v)") }
+        }
+        if let w = slidingWindow, w <= 0 { throw bad("sliding_window", "must be positive, found \(w)") }
+        if let p = slidingWindowPattern, p <= 0 { throw bad("sliding_window_pattern", "must be positive, found \(p)") }
+        if let n = maxWindowLayers, n < 0 { throw bad("max_window_layers", "must not be negative, found \(n)") }
+        if let types = layerTypes {
+            guard types.count == numHiddenLayers else {
+                throw bad("layer_types", "has \(types.count) entries for \(numHiddenLayers) layers")
+            }
+            if let t = types.first(where: { $0 != "sliding_attention" && $0 != "full_attention" }) {
+                throw bad("layer_types", "unknown layer type '\(t)' (expected sliding_attention or full_attention)")
+            }
+        }
+        for (kind, p) in ropeParametersByLayerType ?? [:] {
+            if let t = p.ropeTheta, !(t > 0 && t.isFinite) { throw bad("rope_parameters.\(kind).rope_theta", "must be positive, found \(t)") }
+            if let f = p.factor, !(f > 0 && f.isFinite) { throw bad("rope_parameters.\(kind).factor", "must be positive, found \(f)") }
         }
         for (f, ids) in [("bos_token_id", bosTokenID?.all ?? []), ("eos_token_id", eosTokenID?.all ?? [])] {
             if let id = ids.first(where: { $0 < 0 || $0 >= vocabSize }) { throw bad(f, "token id \(id) outside the vocabulary (\(vocabSize))") }

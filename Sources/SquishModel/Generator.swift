@@ -22,10 +22,10 @@ public struct GenerationStats: Codable, Sendable {
 
 /// Prefill then token-by-token decode with a sampler, continuing from what the session already holds.
 public struct Generator {
-    public let session: LlamaSession
+    public let session: ModelSession
     public var sampler: Sampler
 
-    public init(session: LlamaSession, sampler: SamplerSettings) {
+    public init(session: ModelSession, sampler: SamplerSettings) {
         self.session = session
         self.sampler = Sampler(sampler)
     }

@@ -3,18 +3,25 @@ import SquishCore
 import SquishFormats
 
 /// A Hugging Face checkpoint directory: `config.json` plus `model.safetensors` or sharded
-/// `model.safetensors.index.json`. Serves tensors under GGUF names with ggml-order shapes (a row-major
-/// [out, in] matrix is the same bytes as ggml's [in, out]).
+/// `model.safetensors.index.json`. Serves tensors by their place in the model (the architecture maps them to the
+/// checkpoint's names) with ggml-order shapes (a row-major [out, in] matrix is the same bytes as ggml's [in, out]),
+/// converted to the runtime's convention where the family stores them differently (Gemma's norms: 1 + w).
 public final class HFCheckpoint: ModelTensorSource {
     public let path: String
-    public let config: HFConfig
+    public let hfConfig: HFConfig
+    public let config: ModelConfig
+    public let family: any Architecture.Type
     private var shards: [String: SafetensorsFile] = [:]
-    /// HF tensor name → shard file name.
+    /// Checkpoint tensor name → shard file name.
     private let weightMap: [String: String]
+    /// Converted copies (norms with 1 added) handed out as views; freed with the checkpoint.
+    private var owned: [UnsafeMutableRawBufferPointer] = []
 
     public init(directory: String) throws {
         path = directory
-        config = try HFConfig.load(path: directory + "/config.json")
+        hfConfig = try HFConfig.load(path: directory + "/config.json")
+        config = try Architectures.configuration(hf: hfConfig, path: directory + "/config.json")
+        family = Architectures.family(hfModelType: hfConfig.modelType)!
         let index = directory + "/model.safetensors.index.json"
         if FileManager.default.fileExists(atPath: index) {
             guard let data = FileManager.default.contents(atPath: index) else { throw FormatError.missing(path: index, what: "a readable index") }
@@ -23,7 +30,7 @@ public final class HFCheckpoint: ModelTensorSource {
             guard let map = json["weight_map"]?.object else { throw FormatError.missing(path: index, what: "weight_map") }
             var m: [String: String] = [:]
             for (k, v) in map {
-                guard let file = v.string, !file.contains("/"), !file.contains("..") else {
+                guard let file = v.string, !file.isEmpty, !file.contains("/"), !file.contains("..") else {
                     throw FormatError.invalid(path: index, offset: nil, reason: "weight_map['\(k)'] is not a file name in the directory")
                 }
                 m[k] = file
@@ -38,77 +45,61 @@ public final class HFCheckpoint: ModelTensorSource {
         }
     }
 
-    /// GGUF name → Hugging Face name for Llama-family checkpoints.
-    public static func hfName(_ gguf: String) -> String? {
-        switch gguf {
-        case "token_embd.weight": return "model.embed_tokens.weight"
-        case "output_norm.weight": return "model.norm.weight"
-        case "output.weight": return "lm_head.weight"
-        default: break
-        }
-        let parts = gguf.split(separator: ".")
-        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]) else { return nil }
-        let map = ["attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-                   "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
-                   "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"]
-        guard let m = map[String(parts[2])] else { return nil }
-        return "model.layers.\(layer).\(m).\(parts[3])"
+    deinit { for b in owned { b.deallocate() } }
+
+    /// Whether the checkpoint lists `tensor` (without reading it).
+    public func has(_ tensor: ModelTensor) -> Bool {
+        family.hfTensor(tensor).map { weightMap[$0.name] != nil } ?? false
     }
 
-    public func tensor(_ name: String) -> TensorView? {
-        guard let hf = Self.hfName(name), let shardName = weightMap[hf] else { return nil }
-        if shards[shardName] == nil { shards[shardName] = try? SafetensorsFile(path: path + "/" + shardName) }
-        guard let shard = shards[shardName], let t = shard.tensor(named: hf), let type = t.dtype.ggmlType else { return nil }
-        return TensorView(type: type, shape: Array(t.shape.reversed()), data: shard.data(for: t))
+    public func tensor(_ tensor: ModelTensor) throws -> TensorView? {
+        guard let hf = family.hfTensor(tensor), let shardName = weightMap[hf.name] else { return nil }
+        let shard: SafetensorsFile
+        if let s = shards[shardName] {
+            shard = s
+        } else {
+            shard = try SafetensorsFile(path: path + "/" + shardName)  // a corrupt shard reports its own error
+            shards[shardName] = shard
+        }
+        guard let t = shard.tensor(named: hf.name) else {
+            throw FormatError.missing(path: path + "/" + shardName, what: "tensor '\(hf.name)' (listed in the index)")
+        }
+        guard let type = t.dtype.ggmlType else {
+            throw FormatError.unsupportedType(.f32, operation: "reading \(hf.name) of dtype \(t.dtype.rawValue)")
+        }
+        let shape = Array(t.shape.reversed())
+        let data = shard.data(for: t)
+        guard hf.addsOne else { return TensorView(type: type, shape: shape, data: data) }
+        // The runtime multiplies by the stored weight: store 1 + w (in f32).
+        let n = t.shape.reduce(1, *)
+        let values = try Codecs.dequantize(type, data, count: n)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, n * 4), alignment: 64)
+        owned.append(buffer)
+        let f = buffer.bindMemory(to: Float.self)
+        for i in 0 ..< n { f[i] = values[i] + 1 }
+        return TensorView(type: .f32, shape: shape, data: UnsafeRawBufferPointer(start: buffer.baseAddress, count: n * 4))
     }
 }
 
-extension LlamaConfig {
-    /// From a Hugging Face config: RoPE rotates halves (x[i], x[i + d/2]); base from rope_theta.
-    public init(hf c: HFConfig, path: String) throws {
-        let headDim = c.resolvedHeadDim
-        self.init(architecture: c.modelType, dim: c.hiddenSize, hiddenDim: c.intermediateSize, layers: c.numHiddenLayers,
-                  heads: c.numAttentionHeads, kvHeads: c.kvHeads, headDim: headDim, vocabSize: c.vocabSize,
-                  contextLength: c.maxPositionEmbeddings ?? 2048, normEpsilon: Float(c.rmsNormEps ?? 1e-6),
-                  ropeBase: Float(c.ropeTheta ?? 10000), ropeDimensions: headDim, ropeStyle: .halfSplit,
-                  ropeLinearScale: c.ropeScaling?.kind == "linear" ? Float(c.ropeScaling?.factor ?? 1) : 1,
-                  tiedEmbeddings: c.tied, attentionBias: c.hasAttentionBias)
-        try validate(path: path)
-    }
-
-    /// Llama 3.1 frequency divisors from `rope_scaling` of type "llama3" (per rotary pair), nil otherwise.
-    static func llama3FrequencyFactors(_ c: HFConfig, headDim: Int) -> [Float]? {
-        guard let s = c.ropeScaling, s.kind == "llama3", let factor = s.factor else { return nil }
-        let low = s.lowFreqFactor ?? 1, high = s.highFreqFactor ?? 4
-        let old = Double(s.originalMaxPositionEmbeddings ?? 8192)
-        let base = c.ropeTheta ?? 10000
-        return (0 ..< headDim / 2).map { i in
-            let freq = pow(base, -2.0 * Double(i) / Double(headDim))
-            let wavelen = 2 * Double.pi / freq
-            if wavelen < old / high { return 1 }
-            if wavelen > old / low { return Float(factor) }
-            let smooth = (old / wavelen - low) / (high - low)
-            let scaled = (1 - smooth) * freq / factor + smooth * freq
-            return Float(freq / scaled)
-        }
-    }
-}
-
-extension LlamaModel {
+extension TransformerModel {
     /// Loads a Hugging Face checkpoint directory.
-    public convenience init(hfDirectory directory: String) throws {
+    public convenience init(hfDirectory directory: String, layout: KernelLayout = KernelLayout()) throws {
         let checkpoint = try HFCheckpoint(directory: directory)
-        let config = try LlamaConfig(hf: checkpoint.config, path: directory)
-        try self.init(config: config, source: checkpoint,
-                      ropeFrequencyFactors: LlamaConfig.llama3FrequencyFactors(checkpoint.config, headDim: config.headDim))
+        let factors = checkpoint.family.ropeFrequencyFactors(hf: checkpoint.hfConfig, config: checkpoint.config)
+        if !checkpoint.config.tiedEmbeddings, !checkpoint.has(.output) {
+            throw ModelError.invalidConfiguration(path: directory, reason: "config.json says tie_word_embeddings is false, but the checkpoint has no '\(checkpoint.family.hfTensor(.output)?.name ?? "output")' tensor")
+        }
+        try self.init(config: checkpoint.config, source: checkpoint, ropeFrequencyFactors: factors, layout: layout)
     }
 
     /// A model from a GGUF file or a Hugging Face checkpoint directory.
-    public static func load(path: String) throws -> LlamaModel {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            return try LlamaModel(hfDirectory: path)
-        }
-        return try LlamaModel(path: path)
+    public static func load(path: String, layout: KernelLayout = KernelLayout()) throws -> TransformerModel {
+        if isDirectory(path) { return try TransformerModel(hfDirectory: path, layout: layout) }
+        return try TransformerModel(path: path, layout: layout)
     }
+}
+
+func isDirectory(_ path: String) -> Bool {
+    var d: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &d) && d.boolValue
 }

@@ -2,58 +2,65 @@ import Foundation
 import SquishCore
 import SquishFormats
 
-/// Writes a GGUF Llama-family model as a Hugging Face checkpoint directory: `config.json`, `model.safetensors`
-/// (every tensor dequantized, stored as F16, F32 or BF16) and, for byte-level BPE vocabularies, `tokenizer.json`.
-/// Q and K projections are un-permuted back to Hugging Face's half-split RoPE layout.
+/// Writes a GGUF model of any registered architecture as a Hugging Face checkpoint directory: `config.json`,
+/// `model.safetensors` (every tensor dequantized, stored as F16, F32 or BF16, under the family's checkpoint names
+/// and conventions) and, for byte-level BPE vocabularies, `tokenizer.json`. Q and K projections of families whose
+/// GGUF files permute them (Llama) are un-permuted back to Hugging Face's half-split RoPE layout.
 public enum HFExport {
     public static func write(gguf file: GGUFFile, to directory: String, dtype: SafetensorsDType = .F16) throws {
         guard [.F16, .F32, .BF16].contains(dtype) else {
             throw FormatError.unsupportedType(dtype.ggmlType ?? .i8, operation: "export as \(dtype.rawValue)")
         }
-        let c = try LlamaConfig(gguf: file)
-        guard c.ropeStyle == .adjacentPairs else {
-            throw ModelError.invalidConfiguration(path: file.path, reason: "export supports GGUF llama/mistral layouts only")
-        }
+        let c = try Architectures.configuration(gguf: file)
+        let family = Architectures.family(named: c.architecture)!
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var writer = SafetensorsWriter()
         writer.metadata = ["format": "pt", "source": "squish export from GGUF"]
         for t in file.tensors {
-            guard let hf = HFCheckpoint.hfName(t.name) else { continue }
+            guard let tensor = ModelTensor(ggufName: t.name), let hf = family.hfTensor(tensor) else { continue }
             var values = try Codecs.dequantize(t.type, file.data(for: t), count: t.elementCount)
-            if t.name.hasSuffix("attn_q.weight") || t.name.hasSuffix("attn_k.weight") {
-                let heads = t.name.hasSuffix("attn_q.weight") ? c.heads : c.kvHeads
-                values = unpermute(values, rows: t.shape.count > 1 ? t.shape[1] : 1, columns: t.shape[0], heads: heads)
-            } else if t.name.hasSuffix("attn_q.bias") || t.name.hasSuffix("attn_k.bias") {
-                let heads = t.name.hasSuffix("attn_q.bias") ? c.heads : c.kvHeads
-                values = unpermute(values, rows: t.elementCount, columns: 1, heads: heads)
+            if hf.addsOne { for i in values.indices { values[i] -= 1 } }
+            if family.ggufRoPEStyle == .adjacentPairs, case .block(_, let b) = tensor, let heads = ropeHeads(b, c) {
+                values = unpermute(values, rows: t.shape.count > 1 ? t.shape[1] : t.elementCount, columns: t.shape.count > 1 ? t.shape[0] : 1,
+                                   heads: heads)
             }
             let g = dtype.ggmlType!
-            writer.add(hf, dtype: dtype, shape: Array(t.shape.reversed()), bytes: try Codecs.quantize(g, values))
+            writer.add(hf.name, dtype: dtype, shape: Array(t.shape.reversed()), bytes: try Codecs.quantize(g, values))
         }
         try writer.write(to: directory + "/model.safetensors")
-        var eos: HFConfig.TokenIDs?
-        var bos: HFConfig.TokenIDs?
-        if let e = file["tokenizer.ggml.eos_token_id"]?.int { eos = .one(e) }
-        if let b = file["tokenizer.ggml.bos_token_id"]?.int { bos = .one(b) }
-        let config = HFConfig(architectures: ["LlamaForCausalLM"], modelType: "llama", hiddenSize: c.dim, intermediateSize: c.hiddenDim,
-                              numHiddenLayers: c.layers, numAttentionHeads: c.heads, numKeyValueHeads: c.kvHeads,
-                              headDim: c.headDim, rmsNormEps: Double(c.normEpsilon), ropeTheta: Double(c.ropeBase),
-                              ropeScaling: nil, maxPositionEmbeddings: c.contextLength, vocabSize: c.vocabSize,
-                              tieWordEmbeddings: c.tiedEmbeddings, bosTokenID: bos, eosTokenID: eos,
-                              torchDtype: dtype == .F16 ? "float16" : dtype == .BF16 ? "bfloat16" : "float32",
-                              attentionBias: c.attentionBias)
+        let eos = file["tokenizer.ggml.eos_token_id"]?.int, bos = file["tokenizer.ggml.bos_token_id"]?.int
+        let config = family.hfConfig(c, bos: bos, eos: eos, dtype: dtype == .F16 ? "float16" : dtype == .BF16 ? "bfloat16" : "float32")
         try config.write(to: directory + "/config.json")
         if file["tokenizer.ggml.model"]?.string == "gpt2" { try writeTokenizerJSON(gguf: file, to: directory + "/tokenizer.json") }
     }
 
+    /// Heads whose rows RoPE rotates in a Q or K tensor (weights or bias), nil for other tensors.
+    static func ropeHeads(_ t: BlockTensor, _ c: ModelConfig) -> Int? {
+        switch t {
+        case .attnQ, .attnQBias: return c.heads
+        case .attnK, .attnKBias: return c.kvHeads
+        default: return nil
+        }
+    }
+
     /// Inverse of the GGUF converter's Q/K row permutation: HF row h·d + s·d/2 + i ← GGUF row h·d + 2i + s.
     static func unpermute(_ w: [Float], rows: Int, columns: Int, heads: Int) -> [Float] {
+        permuteRows(w, rows: rows, columns: columns, heads: heads, toGGUF: false)
+    }
+
+    /// The GGUF converter's Q/K row permutation (llama.cpp's `permute`): GGUF row h·d + 2i + s ← HF row h·d + s·d/2 + i.
+    static func permute(_ w: [Float], rows: Int, columns: Int, heads: Int) -> [Float] {
+        permuteRows(w, rows: rows, columns: columns, heads: heads, toGGUF: true)
+    }
+
+    private static func permuteRows(_ w: [Float], rows: Int, columns: Int, heads: Int, toGGUF: Bool) -> [Float] {
         let d = rows / heads, half = d / 2
         var out = w
         for h in 0 ..< heads {
             for s in 0 ..< 2 {
                 for i in 0 ..< half {
-                    let src = (h * d + 2 * i + s) * columns, dst = (h * d + s * half + i) * columns
+                    let gguf = (h * d + 2 * i + s) * columns, hf = (h * d + s * half + i) * columns
+                    let (src, dst) = toGGUF ? (hf, gguf) : (gguf, hf)
                     for k in 0 ..< columns { out[dst + k] = w[src + k] }
                 }
             }

@@ -1,3 +1,4 @@
+import SquishCore
 import SquishKernels
 
 /// Keys and values of past positions, per layer. The model writes each new position once and asks the cache to
@@ -7,9 +8,9 @@ public protocol KVCache: AnyObject {
     var capacity: Int { get }
     /// Stores key and value ([kvDim] each) of `position` in `layer`.
     func store(layer: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>)
-    /// out[headDim] = softmax(scale · K q) · V over positions 0 ..< count for KV head `kvHead`.
-    /// scores: scratch of at least `count` floats.
-    func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, count: Int, scale: Float,
+    /// out[headDim] = softmax(scale · K q) · V over `positions` (a causal window ending at the query's own position)
+    /// for KV head `kvHead`. scores: scratch of at least `positions.count` floats.
+    func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
                 scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>)
     /// Forgets positions from `count` on.
     func truncate(to count: Int)
@@ -24,12 +25,16 @@ public final class F32KVCache: KVCache {
     private let keys: UnsafeMutablePointer<Float>  // [layers × capacity × kvDim]
     private let values: UnsafeMutablePointer<Float>  // [layers × capacity × kvDim]
 
-    public init(layers: Int, capacity: Int, kvHeads: Int, headDim: Int) {
+    /// Refuses sizes whose bytes do not fit in an Int (the caller bounds the capacity by the model's context).
+    public init(layers: Int, capacity: Int, kvHeads: Int, headDim: Int) throws {
+        guard layers > 0, capacity > 0, kvHeads > 0, headDim > 0,
+              let n = Checked.product([layers, capacity, kvHeads, headDim]), Checked.mul(n, 8) != nil else {
+            throw ModelError.invalidArgument("a KV cache of \(layers) layers × \(capacity) positions × \(kvHeads) × \(headDim) values is not representable")
+        }
         self.layers = layers
         self.capacity = capacity
         kvDim = kvHeads * headDim
         self.headDim = headDim
-        let n = layers * capacity * kvDim
         // Not zero-filled: only positions that were stored are ever read, so untouched pages cost no memory.
         keys = .allocate(capacity: n)
         values = .allocate(capacity: n)
@@ -50,10 +55,10 @@ public final class F32KVCache: KVCache {
         (values + base).update(from: value, count: kvDim)
     }
 
-    public func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, count: Int, scale: Float,
+    public func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
                        scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
-        let base = layer * capacity * kvDim + kvHead * headDim
-        VectorOps.attentionHead(query: query, keys: keys + base, values: values + base, stride: kvDim, count: count,
+        let base = (layer * capacity + positions.lowerBound) * kvDim + kvHead * headDim
+        VectorOps.attentionHead(query: query, keys: keys + base, values: values + base, stride: kvDim, count: positions.count,
                                 headDim: headDim, scale: scale, scores: scores, output: output)
     }
 

@@ -71,7 +71,7 @@ public enum GPTQModelQuantizer {
     static func run(file: GGUFFile, plan: [TensorPlan], options: QuantizeOptions, pool: WorkerPool,
                     log: (String) -> Void) throws -> Result {
         let start = Date()
-        let model = try LlamaModel(gguf: file)
+        let model = try TransformerModel(gguf: file)
         let c = model.config
         let seqs = try sequences(file, options.calibration)
         let length = options.calibration.sequenceLength
@@ -83,69 +83,56 @@ public enum GPTQModelQuantizer {
         var actions: [String: TensorAction] = [:]
         for p in plan { actions[p.info.name] = p.action }
 
-        // Residual stream of every sequence [sequences × length × dim].
-        let x = UnsafeMutablePointer<Float>.allocate(capacity: seqs.count * length * c.dim)
-        defer { x.deallocate() }
-        for (s, ids) in seqs.enumerated() {
-            for (t, id) in ids.enumerated() { try model.embedding.dequantizeRow(id, into: x + (s * length + t) * c.dim) }
-        }
-        let runner = BlockRunner(model: model, pool: pool, length: length)
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: length * c.dim)
-        defer { scratch.deallocate() }
+        let run = try CalibrationRun(model: model, sequences: seqs, pool: pool)
         var out: [String: [UInt8]] = [:]
 
         for (li, layer) in model.layers.enumerated() {
             let blockStart = Date()
-            var weights = BlockWeights(layer)
-            let stats = BlockStatistics(c)
-            for s in 0 ..< seqs.count {
-                scratch.update(from: x + s * length * c.dim, count: length * c.dim)
-                try runner.forward(weights, scratch, tokens: length, record: stats)
-            }
+            let stats = BlockStatistics(c, pool: pool)
+            try run.block(li, layer, advance: false, observe: stats.observer)
             let statsTime = Date().timeIntervalSince(blockStart)
-            let hAttention = stats.attentionInput.finish(), hOutput = stats.attentionOutput.finish()
-            let hFFN = stats.ffnInput.finish(), hDown = stats.ffnHidden.finish()
+            var weights = layer
             var buffers: [UnsafeMutableRawBufferPointer] = []
             defer { for b in buffers { b.deallocate() } }
-            func quantized(_ m: WeightMatrix, _ suffix: String, _ h: [Double]) throws -> WeightMatrix {
-                let name = "blk.\(li).\(suffix)"
-                guard case .quantize(let grid, calibrated: true)? = actions[name] else { return m }
-                var w = [Float](repeating: 0, count: m.rows * m.columns)  // [rows × columns]
-                try w.withUnsafeMutableBufferPointer { wp in
-                    for r in 0 ..< m.rows { try m.dequantizeRow(r, into: wp.baseAddress! + r * m.columns) }
+            for site in InputSite.allCases {
+                let kinds = site.consumers.filter { k in
+                    if case .quantize(_, calibrated: true)? = actions[ModelTensor.block(li, k.tensor).ggufName] { return true }
+                    return false
                 }
-                let bytes = try quantizeMatrix(&w, rows: m.rows, columns: m.columns, h: h, grid: grid, name: name,
-                                               options: options, pool: pool)
-                out[name] = bytes
-                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 64)
-                bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
-                buffers.append(buffer)
-                return try WeightMatrix(name: name, type: grid.type, data: UnsafeRawBufferPointer(buffer), rows: m.rows, columns: m.columns)
+                guard !kinds.isEmpty else { continue }
+                let h = stats.hessian(site)
+                for kind in kinds {
+                    let name = ModelTensor.block(li, kind.tensor).ggufName
+                    guard case .quantize(let grid, calibrated: true)? = actions[name] else { continue }
+                    let m = layer[kind]
+                    var w = [Float](repeating: 0, count: m.rows * m.columns)  // [rows × columns]
+                    try w.withUnsafeMutableBufferPointer { wp in
+                        for r in 0 ..< m.rows { try m.dequantizeRow(r, into: wp.baseAddress! + r * m.columns) }
+                    }
+                    let bytes = try quantizeMatrix(&w, rows: m.rows, columns: m.columns, h: h, grid: grid, name: name,
+                                                   options: options, pool: pool)
+                    out[name] = bytes
+                    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 64)
+                    bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+                    buffers.append(buffer)
+                    weights[kind] = try WeightMatrix(name: name, type: grid.type, data: UnsafeRawBufferPointer(buffer), rows: m.rows, columns: m.columns)
+                }
             }
-            weights.wq = try quantized(layer.wq, "attn_q.weight", hAttention)
-            weights.wk = try quantized(layer.wk, "attn_k.weight", hAttention)
-            weights.wv = try quantized(layer.wv, "attn_v.weight", hAttention)
-            weights.wo = try quantized(layer.wo, "attn_output.weight", hOutput)
-            weights.gate = try quantized(layer.gate, "ffn_gate.weight", hFFN)
-            weights.up = try quantized(layer.up, "ffn_up.weight", hFFN)
-            weights.down = try quantized(layer.down, "ffn_down.weight", hDown)
             let quantizeTime = Date().timeIntervalSince(blockStart) - statsTime
             // The next block's input: this block with its quantized weights.
-            for s in 0 ..< seqs.count {
-                try runner.forward(weights, x + s * length * c.dim, tokens: length, record: nil)
-            }
+            try run.block(li, weights, advance: true)
             log(String(format: "%@: block %d/%d: statistics %.1f s, quantization %.1f s, total %.1f s (%.0f s so far)",
                        label, li + 1, c.layers, statsTime, quantizeTime, Date().timeIntervalSince(blockStart), Date().timeIntervalSince(start)))
         }
 
         // The output matrix and the token embedding (tied or not), where the plan quantizes them: the same method with
         // the statistics of the output's input, the final normed hidden state of the quantized model.
-        let edges = ["output.weight", "token_embd.weight"].compactMap { name -> (GGUFTensorInfo, BlockGrid)? in
-            guard case .quantize(let grid, _)? = actions[name], let info = file.tensor(named: name) else { return nil }
+        let edges = [ModelTensor.output, .tokenEmbedding].compactMap { t -> (GGUFTensorInfo, BlockGrid)? in
+            guard case .quantize(let grid, _)? = actions[t.ggufName], let info = file.tensor(named: t.ggufName) else { return nil }
             return (info, grid)
         }
         if !edges.isEmpty {
-            let h = try HessianAccumulator.finalNorm(model: model, x: x, sequences: seqs.count, length: length, pool: pool)
+            let h = try HessianAccumulator.finalNorm(run)
             for (info, grid) in edges {
                 let edgeStart = Date()
                 guard info.shape.count == 2, info.shape[0] == c.dim else {

@@ -106,16 +106,6 @@ public struct LevelDatabase: Sendable {
         return LevelDatabase(tensors: s.tensors, layers: s.layers, calibrationTokens: s.calibrationTokens, key: s.key)
     }
 
-    /// Matrices of the model that get levels: every transformer-block linear layer, the embedding and the output.
-    public static func kind(of name: String) -> (kind: String, layer: Int?)? {
-        if name == "token_embd.weight" { return ("token_embd", nil) }
-        if name == "output.weight" { return ("output", nil) }
-        let parts = name.split(separator: ".")
-        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]), parts[3] == "weight",
-              QuantizationPlanner.linearSuffixes.contains(parts[2] + ".weight") else { return nil }
-        return (String(parts[2]), layer)
-    }
-
     /// Quantizes every matrix of `file` at every level of `options.ladder` and writes the database to `output`
     /// (atomically). Calibration runs the original model block by block (every block sees the original model's
     /// activations, so the levels of different tensors are independent of each other); GPTQ's statistics are
@@ -123,8 +113,9 @@ public struct LevelDatabase: Sendable {
     public static func build(file: GGUFFile, key: String, options: LevelDatabaseOptions, output: String, pool: WorkerPool,
                              progress: ((Int, Int) -> Void)? = nil, log: (String) -> Void = { _ in }) throws -> LevelDatabase {
         let start = Date()
-        let model = try LlamaModel(gguf: file)
+        let model = try TransformerModel(gguf: file)
         let c = model.config
+        let linear = Dictionary(uniqueKeysWithValues: c.linearLayers.map { ($0.name, $0) })
         var tensors: [LevelTensor] = []
         var blobs: [String: [UInt8]] = [:]
 
@@ -136,7 +127,7 @@ public struct LevelDatabase: Sendable {
             }
         }
         func describe(_ info: GGUFTensorInfo, _ w: UnsafePointer<Float>, levelTypes: [GGMLType]) -> LevelTensor {
-            let (kind, layer) = kind(of: info.name)!
+            let (kind, layer) = (linear[info.name]!.kind, linear[info.name]!.layer)
             let n = info.elementCount
             var mean = 0.0, sq = 0.0
             for i in 0 ..< n { mean += Double(w[i]) }
@@ -207,26 +198,16 @@ public struct LevelDatabase: Sendable {
         }
         log("level database: \(seqs.count) calibration sequences of \(length) tokens, \(c.layers) blocks, ladder "
             + options.ladder.map(\.name).joined(separator: ","))
-        let x = UnsafeMutablePointer<Float>.allocate(capacity: seqs.count * length * c.dim)  // [sequences × length × dim]
-        defer { x.deallocate() }
-        for (s, ids) in seqs.enumerated() {
-            for (t, id) in ids.enumerated() { try model.embedding.dequantizeRow(id, into: x + (s * length + t) * c.dim) }
-        }
-        let runner = BlockRunner(model: model, pool: pool, length: length)
-        let before = UnsafeMutablePointer<Float>.allocate(capacity: length * c.dim)
-        defer { before.deallocate() }
+        let run = try CalibrationRun(model: model, sequences: seqs, pool: pool)
         var layerSignals: [LayerSignal] = []
         let steps = c.layers + 1
         for (li, layer) in model.layers.enumerated() {
             let blockStart = Date()
-            let stats = BlockStatistics(c)
+            let stats = BlockStatistics(c, pool: pool)
             var cosine = 0.0
-            for s in 0 ..< seqs.count {
-                let xs = x + s * length * c.dim
-                before.update(from: xs, count: length * c.dim)
-                try runner.forward(BlockWeights(layer), xs, tokens: length, record: stats)
+            try run.block(li, layer, advance: true, observe: stats.observer) { _, before, after in
                 for t in 0 ..< length {
-                    let a = before + t * c.dim, b = xs + t * c.dim
+                    let a = before + t * c.dim, b = after + t * c.dim
                     var ab = 0.0, aa = 0.0, bb = 0.0
                     for i in 0 ..< c.dim { ab += Double(a[i] * b[i]); aa += Double(a[i] * a[i]); bb += Double(b[i] * b[i]) }
                     cosine += 1 - ab / max((aa * bb).squareRoot(), 1e-30)
@@ -234,20 +215,16 @@ public struct LevelDatabase: Sendable {
             }
             layerSignals.append(LayerSignal(layer: li, cosineDistance: cosine / Double(seqs.count * length)))
             let statsTime = Date().timeIntervalSince(blockStart)
-            let sites: [(h: [Double], names: [String])] = [
-                (stats.attentionInput.finish(), ["attn_q", "attn_k", "attn_v"]),
-                (stats.attentionOutput.finish(), ["attn_output"]),
-                (stats.ffnInput.finish(), ["ffn_gate", "ffn_up"]),
-                (stats.ffnHidden.finish(), ["ffn_down"]),
-            ]
-            for site in sites {
-                let n = Int(Double(site.h.count).squareRoot())
-                let diag = (0 ..< n).map { site.h[$0 * n + $0] }
+            for site in InputSite.allCases {
+                let h = stats.hessian(site)
+                let n = site.width(c)
+                let diag = (0 ..< n).map { h[$0 * n + $0] }
+                let first = ModelTensor.block(li, site.consumers[0].tensor).ggufName
                 let prepared = options.gptqBlocks
-                    ? try GPTQQuantizer.prepare(hessian: site.h, n: n, options: options.gptq, pool: pool, name: "blk.\(li).\(site.names[0])")
+                    ? try GPTQQuantizer.prepare(hessian: h, n: n, options: options.gptq, pool: pool, name: first)
                     : nil
-                for kind in site.names {
-                    let name = "blk.\(li).\(kind).weight"
+                for kind in site.consumers {
+                    let name = ModelTensor.block(li, kind.tensor).ggufName
                     guard let info = file.tensor(named: name) else { throw QuantizeError.badModel(path: file.path, reason: "no tensor '\(name)'") }
                     guard info.shape.count == 2, info.shape[0] == n else {
                         throw QuantizeError.badModel(path: file.path, reason: "tensor '\(name)' has shape \(info.shape), its input has \(n) features")
@@ -262,17 +239,17 @@ public struct LevelDatabase: Sendable {
 
         // The embedding and the output matrix (often the same, tied): GPTQ with the statistics of the output's input
         // (see `HessianAccumulator.finalNorm`). Error weighted by the same statistics' diagonal.
-        let hFinal = try HessianAccumulator.finalNorm(model: model, x: x, sequences: seqs.count, length: length, pool: pool)
+        let hFinal = try HessianAccumulator.finalNorm(run)
         let finalDiag = (0 ..< c.dim).map { hFinal[$0 * c.dim + $0] }
         let finalPrepared = options.gptqBlocks
             ? try GPTQQuantizer.prepare(hessian: hFinal, n: c.dim, options: options.gptq, pool: pool, name: "output")
             : nil
-        for name in ["token_embd.weight", "output.weight"] {
-            guard let info = file.tensor(named: name) else { continue }
+        for layer in c.linearLayers where layer.layer == nil {
+            guard let info = file.tensor(named: layer.name) else { continue }
             let n = info.shape[0]
-            guard n == c.dim else { throw QuantizeError.badModel(path: file.path, reason: "tensor '\(name)' has rows of \(n), not \(c.dim)") }
+            guard n == c.dim else { throw QuantizeError.badModel(path: file.path, reason: "tensor '\(layer.name)' has rows of \(n), not \(c.dim)") }
             try quantizeLevels(info, try dequantized(info), prepared: finalPrepared, diag: finalDiag)
-            log(String(format: "level database: %@ (%.0f s so far)", name, Date().timeIntervalSince(start)))
+            log(String(format: "level database: %@ (%.0f s so far)", layer.name, Date().timeIntervalSince(start)))
         }
         progress?(steps, steps)
 

@@ -1,4 +1,5 @@
 import SquishFormats
+import SquishModel
 
 /// What the output's weight matrices are quantized to: a llama.cpp block type (chosen by name, or by bits and
 /// group size where those map onto one), or else a Squish type (`SQ3_G32`: 3-bit codes in groups of 32 with an f16
@@ -125,15 +126,10 @@ public struct TensorPlan: Sendable {
 /// - every other matrix gets the target type (a K-quant target: rows that are not multiples of 256 get SQ<bits>_G64);
 /// - a tensor already in the type it would get is copied unchanged (lossless) unless `requantize` is set.
 public enum QuantizationPlanner {
-    public static let linearSuffixes = ["attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight",
-                                        "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]
-
     public static func plan(_ file: GGUFFile, target: QuantizationTarget, requantize: Bool) throws -> [TensorPlan] {
         var presetTypes: [String: GGMLType] = [:]
         if let preset = target.preset {
-            let matrices = file.tensors.filter { $0.shape.count >= 2 && $0.shape.dropFirst().contains { $0 > 1 } }
-                .map { (name: $0.name, rowLength: $0.shape[0], rows: $0.rowCount) }
-            for c in try preset.allocate(file, matrices: matrices) { presetTypes[c.name] = c.type }
+            for c in try preset.allocate(file, config: try Architectures.configuration(gguf: file)) { presetTypes[c.name] = c.type }
         }
         return try file.tensors.map { t in
             let isMatrix = t.shape.count >= 2 && t.shape.dropFirst().contains { $0 > 1 }
@@ -143,7 +139,8 @@ public enum QuantizationPlanner {
             guard Codecs.canDequantize(t.type) else {
                 throw QuantizeError.badModel(path: file.path, reason: "tensor '\(t.name)' has type \(t.type.name), which Squish cannot decode")
             }
-            let isEdge = t.name == "token_embd.weight" || t.name == "output.weight"
+            let role = ModelTensor(ggufName: t.name)
+            let isEdge = role == .tokenEmbedding || role == .output
             var grid: BlockGrid = isEdge ? (target.grid.bits >= 8 ? target.grid : .q8_0) : target.grid
             if let type = presetTypes[t.name], let g = BlockGrid(type) { grid = g }
             if case .ternary(let type) = grid, type.blockElements == 256, t.shape[0] % 256 != 0 { grid = .ternary(.sq2_G64) }
@@ -153,7 +150,8 @@ public enum QuantizationPlanner {
                 throw QuantizeError.rowLength(tensor: t.name, rowLength: t.shape[0], type: grid.type)
             }
             if t.type == grid.type && !requantize { return TensorPlan(info: t, action: .copy) }
-            let calibrated = t.name.hasPrefix("blk.") && linearSuffixes.contains { t.name.hasSuffix("." + $0) }
+            var calibrated = false
+            if case .block(_, let b)? = role, b.linear != nil { calibrated = true }
             return TensorPlan(info: t, action: .quantize(grid, calibrated: calibrated))
         }
     }

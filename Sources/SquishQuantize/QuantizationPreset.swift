@@ -1,4 +1,5 @@
 import SquishFormats
+import SquishModel
 
 /// llama-quantize's presets (`Q4_K_M`, `Q3_K_S`, ...), made to fit the same bytes with Squish's types.
 ///
@@ -63,10 +64,10 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
     /// "output" for the output matrix (also the token embedding when the two are tied).
     func llamaType(kind: String, layer i: Int, layers n: Int, gqa: Int) -> GGMLType {
         let d = defaultType
-        switch kind {
-        case "output": return self == .iq3_XXS ? .q5_K : .q6_K
-        case "token_embd": return self == .iq3_XXS ? .iq3_S : d
-        case "attn_v":
+        if kind == LinearLayer.outputKind { return self == .iq3_XXS ? .q5_K : .q6_K }
+        if kind == LinearLayer.embeddingKind { return self == .iq3_XXS ? .iq3_S : d }
+        switch LinearKind(rawValue: kind) {
+        case .attnV?:
             switch self {
             case .q2_K: return gqa >= 4 ? .q4_K : .q3_K
             case .iq3_XXS: return gqa >= 4 ? .q4_K : .iq3_XXS
@@ -77,8 +78,8 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
             case .q4_K_S: return i < 4 ? .q5_K : d
             default: return d
             }
-        case "attn_k", "attn_q": return self == .iq3_XXS ? .iq2_S : d
-        case "ffn_down":
+        case .attnK?, .attnQ?: return self == .iq3_XXS ? .iq2_S : d
+        case .ffnDown?:
             switch self {
             case .q2_K: return .q3_K
             case .q3_K_M: return i < n / 16 ? .q5_K : .q4_K
@@ -87,7 +88,7 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
             case .q4_K_S: return i < n / 8 ? .q5_K : d
             default: return d
             }
-        case "attn_output":
+        case .attnOutput?:
             switch self {
             case .q2_K: return .q3_K
             case .iq3_XXS: return .iq3_S
@@ -150,7 +151,8 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
         }
     }
 
-    static let kindPriority = ["attn_v", "ffn_down", "attn_output", "attn_k", "attn_q", "ffn_gate", "ffn_up", "output", "token_embd"]
+    static let kindPriority = [LinearKind.attnV, .ffnDown, .attnOutput, .attnK, .attnQ, .ffnGate, .ffnUp].map(\.rawValue)
+        + [LinearLayer.outputKind, LinearLayer.embeddingKind]
 
     /// One matrix the preset decides on.
     public struct Choice: Sendable {
@@ -162,25 +164,19 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
         public var type: GGMLType
     }
 
-    /// Per-matrix types for `file` (a dense Llama-family GGUF): llama.cpp's choice, then Squish's within the same
-    /// total bytes. `matrices`: the names of the tensors to quantize with their row lengths and row counts.
-    public func allocate(_ file: GGUFFile, matrices: [(name: String, rowLength: Int, rows: Int)]) throws -> [Choice] {
-        let arch = file["general.architecture"]?.string ?? "llama"
-        let n = file["\(arch).block_count"]?.int ?? 1
-        let heads = file["\(arch).attention.head_count"]?.int ?? 1
-        let kvHeads = file["\(arch).attention.head_count_kv"]?.int ?? heads
-        let gqa = kvHeads > 0 ? heads / kvHeads : 1
-        let tied = file.tensor(named: "output.weight") == nil
+    /// Per-matrix types for the linear layers of `file` (configuration `config`): llama.cpp's choice, then Squish's
+    /// within the same total bytes.
+    public func allocate(_ file: GGUFFile, config: ModelConfig) throws -> [Choice] {
+        let n = config.layers, gqa = config.heads / max(config.kvHeads, 1), tied = config.tiedEmbeddings
+        let matrices = config.linearLayers.map { (name: $0.name, rowLength: $0.columns, rows: $0.rows, layer: $0) }
         var choices: [Choice] = []
         var budget = 0
         var ladders: [String: [GGMLType]] = [:]
         let rows = Dictionary(uniqueKeysWithValues: matrices.map { ($0.name, ($0.rowLength, $0.rows)) })
         for m in matrices {
-            let parts = m.name.split(separator: ".")
-            var kind = parts.count >= 2 ? String(parts[parts.count - 2]) : m.name
-            var layer = 0
-            if parts.first == "blk", parts.count > 1, let i = Int(parts[1]) { layer = i }
-            if m.name == "output.weight" || (tied && m.name == "token_embd.weight") { kind = "output" }
+            var kind = m.layer.kind
+            let layer = m.layer.layer ?? 0
+            if m.layer.role == .output || (tied && m.layer.role == .tokenEmbedding) { kind = LinearLayer.outputKind }
             let wanted = llamaType(kind: kind, layer: layer, layers: n, gqa: gqa)
             let llama = Self.llamaFallback(wanted, rowLength: m.rowLength)
             guard let bytes = llama.rowBytes(elements: m.rowLength) else {

@@ -131,7 +131,8 @@ extension Tokenizer {
     }
 
     /// nil for byte-level BPE; for a SentencePiece-style BPE (byte fallback, spaces as ▁), whether a ▁ is put
-    /// before the text. Recognized: normalizer Replace(" " → "▁") with an optional Prepend("▁") before it, or
+    /// before the text. Recognized: normalizer Replace(" " → "▁") with an optional Prepend("▁") before it (and no
+    /// pre-tokenizer, or Gemma's Split(" "), which has nothing left to split), or
     /// pre-tokenizer Metaspace("▁", split: false) with its prepend_scheme (text after special tokens always gets
     /// the ▁, as in llama.cpp, also under prepend_scheme "first").
     static func sentencePieceSpacePrefix(_ root: JSONValue, model: JSONValue, source: String) throws -> Bool? {
@@ -156,8 +157,12 @@ extension Tokenizer {
             if let scheme = pre?["prepend_scheme"]?.string { return scheme != "never" }
             return pre?["add_prefix_space"]?.boolValue ?? true
         }
+        // transformers' GemmaTokenizer (Gemma 3's tokenizer.json) adds a pre-tokenizer that splits at " ": after the
+        // normalizer has turned every space into ▁ it never splits.
+        let splitsAtSpace = pre?["type"]?.string == "Split" && pre?["pattern"]?["String"]?.string == " "
+            && pre?["invert"]?.boolValue != true
         let known = steps.allSatisfy { isReplaceSpace($0) || isPrepend($0) }
-        guard known, replaces, pre == nil, steps.count <= 2, steps.count == 1 || isPrepend(steps[0]) else {
+        guard known, replaces, pre == nil || splitsAtSpace, steps.count <= 2, steps.count == 1 || isPrepend(steps[0]) else {
             throw TokenizerError.unsupportedModel(
                 source: source,
                 model: "SentencePiece-style BPE with normalizer \(describe(normalizer)) and pre-tokenizer \(describe(pre))")

@@ -6,8 +6,8 @@ import SquishFormats
 /// see `init(gguf:)`), a Hugging Face `tokenizer.json` (`init(huggingFaceJSON:)`) or plain arrays (the designated
 /// initializers).
 ///
-/// Encoding works on the text's UTF-8 bytes: special tokens (control and user-defined tokens) are recognized only
-/// with `parseSpecial`, otherwise every byte of the text is encoded as text. One instance may be used from several
+/// Encoding works on the text's UTF-8 bytes: control tokens are recognized only with `parseSpecial`, user-defined
+/// tokens always; every other byte of the text is encoded as text. One instance may be used from several
 /// threads at once (the piece cache is locked).
 public final class Tokenizer: @unchecked Sendable {
     public enum Model: Sendable, Equatable {
@@ -51,10 +51,10 @@ public final class Tokenizer: @unchecked Sendable {
     let byteIDs: [Int32]
     /// [vocabularySize] SentencePiece scores (empty for BPE).
     let scores: [Float]
-    /// Special (control / user-defined) tokens matched in text when special-token parsing is on, longest first.
-    let specialTokens: [(bytes: [UInt8], id: Int)]
-    /// [256] whether some special token starts with this byte.
-    let specialFirstByte: [Bool]
+    /// Control and user-defined tokens: matched in text when special-token parsing is on.
+    let specialTokens: SpecialTokenMatcher
+    /// User-defined tokens alone: matched in text always (as llama.cpp and Hugging Face's added tokens do).
+    let userDefinedTokens: SpecialTokenMatcher
 
     /// Piece bytes → offset into `cacheIDs` of [count, id, id, ...]: pieces BPE has already encoded.
     private var cache = ByteStringTable(minimumCapacity: 1 << 14)
@@ -118,7 +118,8 @@ public final class Tokenizer: @unchecked Sendable {
         self.vocabulary = vocabulary
         self.merges = merges
         self.byteIDs = byteIDs
-        (specialTokens, specialFirstByte) = Self.specials(tokens: tokens, types: types)
+        specialTokens = SpecialTokenMatcher(tokens: tokens, types: types) { Self.isSpecialType($0) }
+        userDefinedTokens = SpecialTokenMatcher(tokens: tokens, types: types) { $0 == .userDefined }
     }
 
     /// A byte-level BPE tokenizer whose merges are "left right" strings (GGUF `tokenizer.ggml.merges`, older
@@ -181,7 +182,8 @@ public final class Tokenizer: @unchecked Sendable {
         self.vocabulary = vocabulary
         self.byteIDs = byteIDs
         merges = MergeTable(minimumCapacity: 0)
-        (specialTokens, specialFirstByte) = Self.specials(tokens: tokens, types: types)
+        specialTokens = SpecialTokenMatcher(tokens: tokens, types: types) { Self.isSpecialType($0) }
+        userDefinedTokens = SpecialTokenMatcher(tokens: tokens, types: types) { $0 == .userDefined }
     }
 
     /// A SentencePiece BPE tokenizer with a merge list (Hugging Face `tokenizer.json` files converted from
@@ -227,7 +229,8 @@ public final class Tokenizer: @unchecked Sendable {
         self.vocabulary = vocabulary
         self.byteIDs = byteIDs
         self.merges = merges
-        (specialTokens, specialFirstByte) = Self.specials(tokens: tokens, types: types)
+        specialTokens = SpecialTokenMatcher(tokens: tokens, types: types) { Self.isSpecialType($0) }
+        userDefinedTokens = SpecialTokenMatcher(tokens: tokens, types: types) { $0 == .userDefined }
     }
 
     /// The byte of a "<0xXX>" piece.
@@ -254,17 +257,6 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     @inline(__always) static func isSpecialType(_ t: TokenType) -> Bool { t == .control || t == .userDefined }
-
-    static func specials(tokens: [String], types: [TokenType]) -> ([(bytes: [UInt8], id: Int)], [Bool]) {
-        var out: [(bytes: [UInt8], id: Int)] = []
-        var first = [Bool](repeating: false, count: 256)
-        for (id, t) in tokens.enumerated() where isSpecialType(types[id]) && !t.isEmpty {
-            out.append((Array(t.utf8), id))
-            first[Int(t.utf8.first!)] = true
-        }
-        // Longest first so that a token that is a prefix of another does not hide it; ties by id.
-        return (out.sorted { ($0.bytes.count, -$0.id) > ($1.bytes.count, -$1.id) }, first)
-    }
 
     /// From GGUF metadata (`tokenizer.ggml.model` "gpt2" → byte-level BPE, "llama" → SentencePiece).
     public convenience init(gguf file: GGUFFile) throws {
@@ -317,9 +309,15 @@ public final class Tokenizer: @unchecked Sendable {
 
     // MARK: Encoding
 
-    /// Token ids of `text`, byte for byte. `parseSpecial`: recognize special tokens' text (e.g. "<|im_start|>");
-    /// `addSpecial`: add BOS/EOS as the model's metadata asks (like the references, even when the text already
-    /// starts with BOS: encode a rendered chat prompt that contains its BOS with `addSpecial: false`).
+    /// Token ids of `text`, byte for byte. `parseSpecial`: recognize control tokens' text (e.g. "<|im_start|>");
+    /// user-defined tokens' text (e.g. Gemma's "<table>" or runs of spaces) is recognized always, as llama.cpp and
+    /// Hugging Face's tokenizers do. `addSpecial`: add BOS/EOS as the model's metadata asks (like the references,
+    /// even when the text already starts with BOS: encode a rendered chat prompt that contains its BOS with
+    /// `addSpecial: false`).
+    ///
+    /// The text is cut at the leftmost, longest special token; llama.cpp instead cuts at every occurrence of each
+    /// special token in turn, longest token first, which differs only where a token's end overlaps another's start
+    /// (no real vocabulary seen so far has such a pair).
     public func encode(_ text: String, parseSpecial: Bool = false, addSpecial: Bool = false) -> [Int] {
         var out: [Int] = []
         out.reserveCapacity(text.utf8.count / 3 + 2)
@@ -327,15 +325,16 @@ public final class Tokenizer: @unchecked Sendable {
         var scratch = Scratch()
         let text = normalization == .nfc ? text.precomposedStringWithCanonicalMapping : text
         let utf8 = text.utf8.withContiguousStorageIfAvailable { Array($0) } ?? Array(text.utf8)
+        let specials = parseSpecial ? specialTokens : userDefinedTokens
         utf8.withUnsafeBufferPointer { bytes in
-            guard parseSpecial && !specialTokens.isEmpty else {
+            guard !specials.isEmpty else {
                 encodeText(bytes, scratch: &scratch, into: &out)
                 return
             }
             // Text segments lie between special tokens (so each one starts the text or follows a special token).
             var start = 0, i = 0
             while i < bytes.count {
-                if specialFirstByte[Int(bytes[i])], let (n, id) = matchSpecial(bytes, at: i) {
+                if let (n, id) = specials.match(bytes, at: i) {
                     if start < i { encodeText(UnsafeBufferPointer(rebasing: bytes[start ..< i]), scratch: &scratch, into: &out) }
                     out.append(id)
                     i += n
@@ -348,15 +347,6 @@ public final class Tokenizer: @unchecked Sendable {
         }
         if addSpecial, addEOS, let eos = eosID { out.append(eos) }
         return out
-    }
-
-    private func matchSpecial(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int) -> (Int, Int)? {
-        for (b, id) in specialTokens where b.count <= bytes.count - i && bytes[i] == b[0] {
-            var ok = true
-            for k in 1 ..< b.count where bytes[i + k] != b[k] { ok = false; break }
-            if ok { return (b.count, id) }
-        }
-        return nil
     }
 
     /// Per-call working memory, reused across the pieces of one `encode`.
@@ -693,6 +683,40 @@ struct FlatByteStrings {
     }
 
     subscript(i: Int) -> ArraySlice<UInt8> { storage[offsets[i] ..< offsets[i + 1]] }
+}
+
+/// Special tokens to find in text: for each first byte, the tokens starting with it, longest first (ties: lower
+/// id first), so that the first match at a position is the longest.
+struct SpecialTokenMatcher {
+    /// [256] (token bytes, id) for the tokens whose text starts with that byte.
+    private let buckets: [[(bytes: [UInt8], id: Int)]]
+    let isEmpty: Bool
+
+    init(tokens: [String], types: [Tokenizer.TokenType], include: (Tokenizer.TokenType) -> Bool) {
+        var buckets = [[(bytes: [UInt8], id: Int)]](repeating: [], count: 256)
+        var any = false
+        for (id, t) in tokens.enumerated() where include(types[id]) && !t.isEmpty {
+            let bytes = Array(t.utf8)
+            buckets[Int(bytes[0])].append((bytes, id))
+            any = true
+        }
+        for b in 0 ..< 256 where buckets[b].count > 1 {
+            buckets[b].sort { ($0.bytes.count, -$0.id) > ($1.bytes.count, -$1.id) }
+        }
+        self.buckets = buckets
+        isEmpty = !any
+    }
+
+    /// The longest token whose text starts at `bytes[i]`: (its length in bytes, its id).
+    @inline(__always) func match(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int) -> (Int, Int)? {
+        let remaining = bytes.count - i
+        for (b, id) in buckets[Int(bytes[i])] where b.count <= remaining {
+            var k = 1
+            while k < b.count && bytes[i + k] == b[k] { k += 1 }
+            if k == b.count { return (b.count, id) }
+        }
+        return nil
+    }
 }
 
 /// A binary min-heap of candidate pairs ordered by (priority, left position): BPE's lowest merge rank or

@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure prompt-processing and generation speed like llama-bench (warm-up, repetitions, mean ± sd).")
 
-    @Option(help: "Model file (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model).")
     var model: String?
 
     @Option(name: [.customShort("p"), .long], help: "Prompt tokens processed in one batch.")
@@ -74,10 +74,10 @@ struct Bench: ParsableCommand {
         if kernels { return try runKernels() }
         let path = try resolveModelPath(model)
         if tokenizer { return try runTokenizer(path: path) }
-        let llama = try LlamaModel(path: path)
+        let llama = try TransformerModel.load(path: path, layout: kernelLayout)
         let pool = WorkerPool(threads: threads)
         let context = max(promptTokens, generatedTokens, 1)
-        let session = LlamaSession(model: llama, pool: pool, contextLength: context, maxBatch: max(1, min(promptTokens, 512)))
+        let session = try ModelSession(model: llama, pool: pool, contextLength: context, maxBatch: max(1, min(promptTokens, 512)))
         let progress = ProgressBar(total: repetitions + 1, label: "bench", quiet: json)
         let r = try ModelBench.run(session: session, promptTokens: promptTokens, generatedTokens: generatedTokens,
                                    repetitions: repetitions, progress: progress)
@@ -203,7 +203,7 @@ extension Bench {
         let shapeList = try kernelShapes()
         let pool = WorkerPool(threads: threads)
         let progress = ProgressBar(total: list.count * shapeList.count, label: "kernels", quiet: json)
-        let r = try KernelBench.run(types: list, shapes: shapeList, tokens: [1, gemmTokens], pool: pool, repetitions: repetitions) { _ in
+        let r = try KernelBench.run(types: list, shapes: shapeList, tokens: [1, gemmTokens], pool: pool, repetitions: repetitions, repack: kernelLayout.repack) { _ in
             progress.advance()
         }
         progress.finish()

@@ -13,7 +13,7 @@ struct Compress: ParsableCommand {
         commandName: "compress",
         abstract: "The best model under a size budget: per-tensor levels chosen by importance, then an evolutionary search on KL; written atomically.")
 
-    @Option(help: "Model file (default: the cached default model). It is only read.")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model). It is only read.")
     var model: String?
 
     @Option(help: "Output file size: 60MB, 57.5MB, 55MiB, 60000000 (MB = 10^6 bytes).")

@@ -17,10 +17,10 @@ struct EvalCommand: ParsableCommand {
         at the end, by context length and depth). Accuracies come with 95% Wilson intervals.
         """)
 
-    @Option(name: .customLong("model"), help: "Candidate model (GGUF or Hugging Face directory); repeat for several.")
+    @Option(name: .customLong("model"), help: "Candidate model (GGUF, Hugging Face directory or known model name); repeat for several.")
     var models: [String]
 
-    @Option(help: "Reference model (default: the cached default model).")
+    @Option(help: "Reference model: file, directory or known model name (default: the cached default model).")
     var reference: String?
 
     @Option(name: .customLong("text"), help: "UTF-8 text to score; repeat to join several (default: the first 60,000 bytes of Pride and Prejudice).")
@@ -136,7 +136,7 @@ struct EvalCommand: ParsableCommand {
         let log: (String) -> Void = { printError($0) }
 
         let referencePath = try resolveModelPath(reference)
-        let ref = try LoadedModel(path: referencePath)
+        let ref = try loadModel(referencePath)
         let text = try loadText()
         let evaluator = try CompressionEvaluator(reference: EvalModel(path: referencePath, model: ref.model, tokenizer: ref.tokenizer),
                                                  text: text, options: options, pool: WorkerPool(threads: threads), quiet: json, log: log)
@@ -152,8 +152,9 @@ struct EvalCommand: ParsableCommand {
         let referenceTasks = try evaluator.referenceTasks(taskSet)
 
         var results: [ModelEvalResult] = []
-        for path in models {
-            let m = try LoadedModel(path: path)
+        for argument in models {
+            let path = try resolveModelPath(argument)
+            let m = try loadModel(path)
             let r = try evaluator.evaluate(EvalModel(path: path, model: m.model, tokenizer: m.tokenizer), reference: referenceLogits,
                                            referenceCached: cached, tasks: taskSet, referenceTasks: referenceTasks)
             results.append(r)

@@ -7,7 +7,7 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a model file's architecture, key metadata and tensors (GGUF or safetensors).")
 
-    @Argument(help: "Model file (.gguf or .safetensors). Default: the cached default model.")
+    @Argument(help: "Model file (.gguf or .safetensors) or known model name. Default: the cached default model.")
     var model: String?
 
     @Option(help: "Show at most this many tensors in the table (totals always cover all).")

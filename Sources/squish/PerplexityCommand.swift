@@ -10,7 +10,7 @@ struct PerplexityCommand: ParsableCommand {
         commandName: "perplexity",
         abstract: "Perplexity of a model on a text file (llama.cpp's protocol or non-overlapping windows).")
 
-    @Option(help: "Model file (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model).")
     var model: String?
 
     @Option(help: "UTF-8 text file to score.")
@@ -40,7 +40,7 @@ struct PerplexityCommand: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try LoadedModel(path: try resolveModelPath(model))
+        let loaded = try loadModel(try resolveModelPath(model))
         guard var data = FileManager.default.contents(atPath: text) else { throw CLIError("\(text): cannot read the file") }
         if let bytes, bytes < data.count { data = data.prefix(bytes) }
         guard !data.isEmpty else { throw CLIError("\(text): the file is empty") }
@@ -50,7 +50,7 @@ struct PerplexityCommand: ParsableCommand {
             throw CLIError("--context \(context) exceeds the model's context length \(loaded.model.config.contextLength)")
         }
         let bos = loaded.tokenizer.addBOS ? loaded.tokenizer.bosID : nil
-        let session = LlamaSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: context,
+        let session = try ModelSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: context,
                                    exactActivations: exact)
         let chunks = Perplexity.chunkCount(tokens: tokens.count, context: context, protocol: `protocol`, hasBOS: bos != nil)
         let progress = ProgressBar(total: chunks, label: "perplexity", quiet: json)

@@ -14,7 +14,7 @@ struct Quantize: ParsableCommand {
         commandName: "quantize",
         abstract: "Quantize a GGUF model into llama.cpp block types or Squish affine types (round-to-nearest, GPTQ or AWQ), written atomically.")
 
-    @Option(help: "Model file (default: the cached default model). It is only read.")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model). It is only read.")
     var model: String?
 
     @Option(help: "Quantization method: rtn (round to nearest), gptq (calibrated, error-compensating), awq (calibrated, activation-aware scales) or ternary (BitNet b1.58 absmean; --type TQ2_0 (default), TQ1_0, SQ2_G32 or SQ2_G64).")
@@ -125,7 +125,7 @@ struct Quantize: ParsableCommand {
             let bos = tokenizer.addBOS ? tokenizer.bosID : nil
             let step = klContext - (bos == nil ? 0 : 1)
             let progress = ProgressBar(total: (tokens.count + step - 1) / max(1, step), label: "kl", quiet: quiet)
-            let agreement = try ModelAgreement.measure(reference: try LlamaModel(gguf: a), candidate: try LlamaModel(gguf: b),
+            let agreement = try ModelAgreement.measure(reference: try TransformerModel(gguf: a, layout: kernelLayout), candidate: try TransformerModel(gguf: b, layout: kernelLayout),
                                                        tokens: tokens, bos: bos, context: klContext, pool: pool, progress: progress)
             progress.finish()
             report.klDivergence = agreement.klDivergence

@@ -9,7 +9,7 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate text from a prompt, streaming it as it is produced; a stats line goes to stderr.")
 
-    @Option(help: "Model file (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model).")
     var model: String?
 
     @Option(help: "Prompt text (taken as is; use `squish chat` for the chat template).")
@@ -39,7 +39,7 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try LoadedModel(path: try resolveModelPath(model))
+        let loaded = try loadModel(try resolveModelPath(model))
         let tokenizer = loaded.tokenizer
         let ids = tokenizer.encode(prompt, parseSpecial: special, addSpecial: true)
         guard !ids.isEmpty else { throw CLIError("the prompt is empty") }
@@ -48,7 +48,7 @@ struct Run: ParsableCommand {
             throw CLIError("the prompt has \(ids.count) tokens; the context window is \(ctx) (raise --context)")
         }
         // Activation buffers sized for this prompt (prefill in one batch of at most 512 tokens).
-        let session = LlamaSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: ctx,
+        let session = try ModelSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: ctx,
                                    maxBatch: min(ids.count, 512))
         var generator = Generator(session: session, sampler: sampling.settings)
         var printer = StreamingPrinter()
@@ -83,7 +83,7 @@ struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Chat with a model interactively using its chat template; Ctrl-D exits.")
 
-    @Option(help: "Model file (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model).")
     var model: String?
 
     @Option(help: "System prompt (default: the template's own, if any).")
@@ -101,10 +101,10 @@ struct Chat: ParsableCommand {
     var context: Int?
 
     func run() throws {
-        let loaded = try LoadedModel(path: try resolveModelPath(model))
+        let loaded = try loadModel(try resolveModelPath(model))
         let tokenizer = loaded.tokenizer
         let ctx = context ?? min(loaded.model.config.contextLength, 4096)
-        let session = LlamaSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: ctx, maxBatch: 256)
+        let session = try ModelSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: ctx, maxBatch: 256)
         var generator = Generator(session: session, sampler: sampling.settings)
         var messages: [ChatMessage] = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
         let interactive = isatty(STDIN_FILENO) != 0

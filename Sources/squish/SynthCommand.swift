@@ -15,7 +15,7 @@ struct Synth: ParsableCommand {
     @Option(help: "Block type of every matrix (e.g. Q4_0, Q8_0, Q4_K, TQ2_0, SQ4_G64).")
     var type = "Q4_0"
 
-    @Option(help: "GGUF file whose tokenizer metadata is copied (default: the cached default model).")
+    @Option(help: "GGUF file or known model name whose tokenizer metadata is copied (default: the cached default model).")
     var tokenizerFrom: String?
 
     @Option(help: "Seed of the random weights.")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SquishCore
 import SquishFormats
+import SquishModel
 import SquishTokenizer
 
 struct Tokenize: ParsableCommand {
@@ -9,7 +10,7 @@ struct Tokenize: ParsableCommand {
         abstract: "Print the token ids (and pieces) of a text with a model's tokenizer.",
         discussion: "The text is taken byte for byte: no newline conversion, and special tokens are plain text unless --special.")
 
-    @Option(help: "Model file whose tokenizer to use (default: the cached default model).")
+    @Option(help: "Model file, Hugging Face directory or known model name whose tokenizer to use (default: the cached default model).")
     var model: String?
 
     @Flag(help: "Recognize special tokens written in the text (e.g. <|im_start|>).")
@@ -26,7 +27,7 @@ struct Tokenize: ParsableCommand {
 
     func run() throws {
         let path = try resolveModelPath(model)
-        let tokenizer = try Tokenizer(gguf: try GGUFFile(path: path))
+        let tokenizer = try LanguageModel.tokenizer(path: path)
         let input: String
         if let text, text != "-" {
             input = text

@@ -179,7 +179,7 @@ struct CompressModelTests {
         #expect(r1.searchFitness <= r1.startFitness)
         #expect(r1.generations == 4)
         // Runs, and its KL on the search tokens is what the search reported.
-        _ = try LlamaModel(gguf: a)
+        _ = try TransformerModel(gguf: a)
 
         // Same inputs and seed: the cached database, the identical file.
         let r2 = try Compressor.compress(input: model, output: dir + "/b.gguf", options: options(.bitsPerWeight(4.0), cache: dir + "/cache"),

@@ -19,7 +19,7 @@ struct ModelAgreementTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let pool = WorkerPool()
         let file = try GGUFFile(path: input)
-        let reference = try LlamaModel(gguf: file)
+        let reference = try TransformerModel(gguf: file)
         let tokenizer = try Tokenizer(gguf: file)
         let novel = try EvalTestSupport.novel("prideprejudice")
         let tokens = tokenizer.encode(String(decoding: Array(novel.text.utf8)[0 ..< 600], as: UTF8.self))
@@ -36,7 +36,7 @@ struct ModelAgreementTests {
             let path = dir + "/\(type).gguf"
             let options = QuantizeOptions(method: .rtn, target: try .resolve(type: type, bits: nil, group: nil, symmetric: false))
             try ModelQuantizer.quantize(input: input, output: path, options: options, pool: pool)
-            let candidate = try LlamaModel(gguf: try GGUFFile(path: path))
+            let candidate = try TransformerModel(gguf: try GGUFFile(path: path))
             let r = try ModelAgreement.measure(reference: reference, candidate: candidate, tokens: tokens, bos: bos,
                                                context: context, pool: pool)
             // By hand: the same windows through fresh sessions, softmax and KL in Double, argmax by a plain scan.
@@ -45,8 +45,8 @@ struct ModelAgreementTests {
             var kl = 0.0, agree = 0, count = 0
             for start in stride(from: 0, to: tokens.count, by: step) {
                 let window = (bos.map { [$0] } ?? []) + tokens[start ..< min(start + step, tokens.count)]
-                let p = try LlamaSession(model: reference, pool: pool, contextLength: context).forward(window, logitsFor: window.count)
-                let q = try LlamaSession(model: candidate, pool: pool, contextLength: context).forward(window, logitsFor: window.count)
+                let p = try ModelSession(model: reference, pool: pool, contextLength: context).forward(window, logitsFor: window.count)
+                let q = try ModelSession(model: candidate, pool: pool, contextLength: context).forward(window, logitsFor: window.count)
                 for t in 0 ..< window.count {
                     let a = p[t * vocab ..< (t + 1) * vocab].map(Double.init), b = q[t * vocab ..< (t + 1) * vocab].map(Double.init)
                     let (ma, mb) = (a.max()!, b.max()!)

@@ -26,7 +26,7 @@ struct ModelEvalTests {
         }
         func load(_ path: String) throws -> EvalModel {
             let file = try GGUFFile(path: path)
-            return EvalModel(path: path, model: try LlamaModel(gguf: file), tokenizer: try Tokenizer(gguf: file))
+            return EvalModel(path: path, model: try TransformerModel(gguf: file), tokenizer: try Tokenizer(gguf: file))
         }
         let reference = try load(input)
         let novel = try EvalTestSupport.novel("prideprejudice")
@@ -114,12 +114,12 @@ struct ModelEvalTests {
         try ModelQuantizer.quantize(input: input, output: dir + "/q.gguf", options: options, pool: pool)
         let file = try GGUFFile(path: input)
         let tokenizer = try Tokenizer(gguf: file)
-        let a = try LlamaModel(gguf: file), b = try LlamaModel(path: dir + "/q.gguf")
+        let a = try TransformerModel(gguf: file), b = try TransformerModel(path: dir + "/q.gguf")
         let novel = try EvalTestSupport.novel("prideprejudice")
         let tokens = [tokenizer.bosID!] + tokenizer.encode(String(novel.text.prefix(4000))).prefix(127)
         let vocab = a.config.vocabSize
-        let la = try LlamaSession(model: a, pool: pool, contextLength: 128).forward(tokens, logitsFor: 128)
-        let lb = try LlamaSession(model: b, pool: pool, contextLength: 128).forward(tokens, logitsFor: 128)
+        let la = try ModelSession(model: a, pool: pool, contextLength: 128).forward(tokens, logitsFor: 128)
+        let lb = try ModelSession(model: b, pool: pool, contextLength: 128).forward(tokens, logitsFor: 128)
         var exact = 0.0, approx = [Int: Double](), sampled = [Int: Double]()
         var exactPer: [Double] = [], sampledPer: [Double] = []
         la.withUnsafeBufferPointer { p in

@@ -197,7 +197,6 @@ func editedConfig(_ text: String, _ key: String, _ value: Any?) throws -> String
         expectConfigRejected(try editedConfig(base, "rms_norm_eps", 0), field: "rms_norm_eps")
         expectConfigRejected(try editedConfig(base, "rope_theta", -1), field: "rope_theta")
         expectConfigRejected(try editedConfig(base, "model_type", nil), field: "model_type")
-        expectConfigRejected(try editedConfig(base, "model_type", "gpt_neox"), field: "model_type")
         expectConfigRejected(try editedConfig(base, "head_dim", 63), field: "head_dim")
         expectConfigRejected(try editedConfig(base, "eos_token_id", "2"), field: "eos_token_id")
         expectConfigRejected(try editedConfig(base, "eos_token_id", [2, 1.5]), field: "eos_token_id")

@@ -100,7 +100,7 @@ import SquishTokenizer
         // Every tokenizer key is copied unchanged.
         for (key, value) in tokenizerSource.metadata where key.hasPrefix("tokenizer.") { #expect(file[key] == value, "\(key)") }
 
-        let model = try LlamaModel(gguf: file)
+        let model = try TransformerModel(gguf: file)
         #expect(model.config.dim == 128 && model.config.hiddenDim == 256 && model.config.layers == 2)
         #expect(model.config.heads == 4 && model.config.kvHeads == 2 && model.config.headDim == 32)
         #expect(model.config.vocabSize == tokens.count && !model.config.tiedEmbeddings)
@@ -110,7 +110,7 @@ import SquishTokenizer
 
         let tokenizer = try Tokenizer(gguf: file)
         #expect(!tokenizer.encode("Hello world").isEmpty)
-        let session = LlamaSession(model: model, pool: WorkerPool(threads: 2), contextLength: 8, maxBatch: 4)
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 8, maxBatch: 4)
         let r = try ModelBench.run(session: session, promptTokens: 4, generatedTokens: 2, repetitions: 1)
         #expect(r.weightBytesPerToken == expected)
         #expect(r.weightsGigabytesPerSecond > 0)

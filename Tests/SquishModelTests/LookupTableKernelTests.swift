@@ -207,7 +207,7 @@ import SquishModel
         let shape = SyntheticModelShape(name: "test", dim: 128, hiddenDim: 320, layers: 2, heads: 4, kvHeads: 2)
         _ = try SyntheticModel.write(shape: shape, type: .sq2_G64, tokenizerFrom: tokenizerSource, to: path)
         let t1 = Date()
-        let model = try LlamaModel(path: path)
+        let model = try TransformerModel(path: path)
         print("synthetic model written in \(t1.timeIntervalSince(t0)) s, loaded in \(Date().timeIntervalSince(t1)) s")
         #expect(model.layers.allSatisfy { $0.wq.lut != nil && $0.down.lut != nil && $0.gate.lut != nil } && model.output.lut != nil)
         var replacements: [String: WeightMatrix] = ["output.weight": model.output.droppingLookupTable(),
@@ -219,12 +219,12 @@ import SquishModel
                 replacements[p + n + ".weight"] = m.droppingLookupTable()
             }
         }
-        let plain = try LlamaModel(base: model, replacing: replacements)
+        let plain = try TransformerModel(base: model, replacing: replacements)
         #expect(plain.layers.allSatisfy { $0.wq.lut == nil } && plain.output.lut == nil)
         let pool = WorkerPool(threads: 2)
-        let a = LlamaSession(model: model, pool: pool, contextLength: 32, maxBatch: 4)
-        let b = LlamaSession(model: plain, pool: pool, contextLength: 32, maxBatch: 4)
-        let exact = LlamaSession(model: plain, pool: pool, contextLength: 32, maxBatch: 4, exactActivations: true)
+        let a = try ModelSession(model: model, pool: pool, contextLength: 32, maxBatch: 4)
+        let b = try ModelSession(model: plain, pool: pool, contextLength: 32, maxBatch: 4)
+        let exact = try ModelSession(model: plain, pool: pool, contextLength: 32, maxBatch: 4, exactActivations: true)
         let prompt = [1, 200, 3000, 17]
         let start = Date()
         // Prefill runs on the int8 kernels in both (only the last position's output matrix, one token, uses tables).

@@ -25,9 +25,9 @@ struct ModelReferenceTests {
         try JSONEncoder().encode(Self.prompts).write(to: URL(fileURLWithPath: dir + "/ids.json"))
         try TestSupport.runPython("llama_reference.py", [path, dir + "/ids.json", dir + "/out.bin"])
         let reference = try Data(contentsOf: URL(fileURLWithPath: dir + "/out.bin")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let model = try LlamaModel(path: path)
+        let model = try TransformerModel(path: path)
         let vocab = model.config.vocabSize
-        let session = LlamaSession(model: model, pool: WorkerPool(threads: 2), contextLength: 64, exactActivations: exact)
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 64, exactActivations: exact)
         var offset = 0
         var worstKL = 0.0, worstRel = 0.0
         for prompt in Self.prompts {
@@ -66,8 +66,8 @@ struct ModelReferenceTests {
 
     /// Decoding token by token gives the same logits as one batched prefill.
     @Test func decodeMatchesPrefill() throws {
-        let model = try LlamaModel(path: try TestSupport.defaultModelPath())
-        let session = LlamaSession(model: model, pool: WorkerPool(threads: 2), contextLength: 32)
+        let model = try TransformerModel(path: try TestSupport.defaultModelPath())
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 32)
         let prompt = Self.prompts[0]
         let batched = try session.forward(prompt, logitsFor: prompt.count)
         session.reset()
@@ -81,8 +81,8 @@ struct ModelReferenceTests {
     }
 
     @Test func badInputIsRejected() throws {
-        let model = try LlamaModel(path: try TestSupport.defaultModelPath())
-        let session = LlamaSession(model: model, pool: WorkerPool(threads: 1), contextLength: 8)
+        let model = try TransformerModel(path: try TestSupport.defaultModelPath())
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 1), contextLength: 8)
         #expect(throws: ModelError.emptyInput("the token sequence")) { try session.forward([]) }
         #expect(throws: ModelError.invalidToken(49152, vocabulary: 49152)) { try session.forward([49152]) }
         #expect(throws: ModelError.contextOverflow(tokens: 9, context: 8)) { try session.forward(Array(repeating: 1, count: 9)) }
@@ -183,12 +183,12 @@ struct HFCheckpointTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let gguf = try GGUFFile(path: path)
         try HFExport.write(gguf: gguf, to: dir)
-        let hf = try LlamaModel(hfDirectory: dir)
+        let hf = try TransformerModel(hfDirectory: dir)
         #expect(hf.config.ropeStyle == .halfSplit && hf.config.tiedEmbeddings && hf.embedding.type == .f16)
-        let original = try LlamaModel(gguf: gguf)
+        let original = try TransformerModel(gguf: gguf)
         let pool = WorkerPool(threads: 2)
-        let a = LlamaSession(model: original, pool: pool, contextLength: 64, exactActivations: true)
-        let b = LlamaSession(model: hf, pool: pool, contextLength: 64)
+        let a = try ModelSession(model: original, pool: pool, contextLength: 64, exactActivations: true)
+        let b = try ModelSession(model: hf, pool: pool, contextLength: 64)
         let vocab = original.config.vocabSize
         // Tokenizers from GGUF metadata and from tokenizer.json agree; so does the HF package on our tokenizer.json.
         let t1 = try Tokenizer(gguf: gguf)
@@ -227,13 +227,13 @@ struct HFCheckpointTests {
         w.add("model.norm.weight", dtype: .F32, shape: [32], bytes: [UInt8](repeating: 0, count: 128))  // wrong size
         try w.write(to: dir + "/model.safetensors")
         #expect(throws: ModelError.shapeMismatch(path: dir, tensor: "output_norm.weight", expected: [64], found: [32])) {
-            try LlamaModel(hfDirectory: dir)
+            try TransformerModel(hfDirectory: dir)
         }
         var w2 = SafetensorsWriter()
         w2.add("model.embed_tokens.weight", dtype: .F32, shape: [10, 64], bytes: [UInt8](repeating: 0, count: 2560))
         w2.add("model.norm.weight", dtype: .F32, shape: [64], bytes: [UInt8](repeating: 0, count: 256))
         try w2.write(to: dir + "/model.safetensors")
-        #expect(throws: ModelError.missingTensor(path: dir, tensor: "blk.0.attn_norm.weight")) { try LlamaModel(hfDirectory: dir) }
+        #expect(throws: ModelError.missingTensor(path: dir, tensor: "blk.0.attn_norm.weight")) { try TransformerModel(hfDirectory: dir) }
     }
 }
 
@@ -247,8 +247,8 @@ struct PerplexityAcceptanceTests {
         let text = String(decoding: data, as: UTF8.self)
         let gguf = try GGUFFile(path: path)
         let tokenizer = try Tokenizer(gguf: gguf)
-        let model = try LlamaModel(gguf: gguf)
-        let session = LlamaSession(model: model, pool: WorkerPool(threads: 2), contextLength: 512)
+        let model = try TransformerModel(gguf: gguf)
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 512)
         let tokens = tokenizer.encode(text)
         #expect(tokens.count == 15223)
         let r = try Perplexity.evaluate(session: session, tokens: tokens, context: 512, protocol: .llamacpp,
@@ -261,8 +261,8 @@ struct PerplexityAcceptanceTests {
 
     @Test func windowsProtocolScoresEveryToken() throws {
         let gguf = try GGUFFile(path: try TestSupport.defaultModelPath())
-        let model = try LlamaModel(gguf: gguf)
-        let session = LlamaSession(model: model, pool: WorkerPool(threads: 2), contextLength: 64)
+        let model = try TransformerModel(gguf: gguf)
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 64)
         let tokens = try Tokenizer(gguf: gguf).encode("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. However little known the feelings or views of such a man may be on his first entering a neighbourhood, this truth is so well fixed in the minds of the surrounding families.")
         let r = try Perplexity.evaluate(session: session, tokens: tokens, context: 32, protocol: .windows, bos: nil)
         // No BOS: each window's first token is context only; every other token is scored once.

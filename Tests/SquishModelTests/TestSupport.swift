@@ -1,6 +1,9 @@
 import Foundation
 import SquishCore
 import SquishData
+import SquishFormats
+import SquishModel
+import Testing
 
 /// Shared helpers for the format tests.
 enum TestSupport {
@@ -61,5 +64,47 @@ struct SplitMix64: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// Tiny random-weight models written through Squish's own writers, for tests of loading and validation.
+enum TinyModel {
+    /// A small configuration of `architecture` (all sizes small, every structure flag of the family set).
+    static func config(_ architecture: String = "llama", vocab: Int = 64) throws -> ModelConfig {
+        switch architecture {
+        case "gemma3":
+            return ModelConfig(architecture: "gemma3", dim: 32, hiddenDim: 48, layers: 2, heads: 4, kvHeads: 1, headDim: 16,
+                               vocabSize: vocab, contextLength: 128, normEpsilon: 1e-6, ropeBase: 1_000_000, ropeStyle: .halfSplit,
+                               layerAttention: [LayerAttention(slidingWindow: 4, ropeBase: 10000), LayerAttention(ropeBase: 1_000_000)],
+                               tiedEmbeddings: true, qkNorm: true, postNorms: true, activation: .geluTanh,
+                               embeddingScale: Float(32).squareRoot(), attentionScale: 0.125)
+        case "qwen2":
+            return ModelConfig(architecture: "qwen2", dim: 32, hiddenDim: 48, layers: 2, heads: 4, kvHeads: 2, headDim: 8,
+                               vocabSize: vocab, contextLength: 128, normEpsilon: 1e-6, ropeBase: 10000, ropeStyle: .halfSplit,
+                               tiedEmbeddings: true, attentionBias: true)
+        default:
+            return ModelConfig(architecture: "llama", dim: 32, hiddenDim: 48, layers: 2, heads: 4, kvHeads: 2, headDim: 8,
+                               vocabSize: vocab, contextLength: 128, normEpsilon: 1e-5, ropeBase: 10000, ropeStyle: .adjacentPairs,
+                               tiedEmbeddings: false)
+        }
+    }
+
+    /// Writes `config` as a GGUF of its family with random F32 weights (norms near 1), then lets `edit` change the
+    /// writer (metadata or tensors) before the file is written.
+    static func writeGGUF(_ config: ModelConfig, to path: String, seed: UInt64 = 7, edit: (inout GGUFWriter) -> Void = { _ in }) throws {
+        let family = try #require(Architectures.family(named: config.architecture))
+        var w = GGUFWriter()
+        for (k, v) in GGUFConfig.metadata(config, arch: family.name) + family.ggufMetadata(config) { w.set(k, v) }
+        var rng = SplitMix64(seed: seed)
+        for tensor in config.tensors() {
+            let shape = config.shape(of: tensor)
+            let n = shape.reduce(1, *)
+            let isNorm = shape.count == 1 && !tensor.ggufName.hasSuffix(".bias")
+            let scale: Float = shape.count == 2 ? 1 / Float(shape[0]).squareRoot() : 0.1
+            let values = (0 ..< n).map { _ in (isNorm ? 1 : 0) + scale * Float(Double(rng.next() % 20001) / 10000 - 1) }
+            w.addTensor(name: tensor.ggufName, shape: shape, type: .f32, source: .bytes(values.withUnsafeBytes { Array($0) }))
+        }
+        edit(&w)
+        try w.write(to: path)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SquishFormats
+import SquishModel
 import SquishKernels
 import SquishQuantize
 
@@ -21,7 +22,8 @@ struct PresetTests {
         let preset = try #require(QuantizationPreset(name: name))
         let matrices = file.tensors.filter { $0.shape.count >= 2 && $0.shape.dropFirst().contains { $0 > 1 } }
         let sizes = Dictionary(uniqueKeysWithValues: matrices.map { ($0.name, ($0.shape[0], $0.rowCount)) })
-        let choices = try preset.allocate(file, matrices: matrices.map { (name: $0.name, rowLength: $0.shape[0], rows: $0.rowCount) })
+        let choices = try preset.allocate(file, config: try Architectures.configuration(gguf: file))
+        #expect(Set(choices.map(\.name)) == Set(matrices.map(\.name)))
         func bytes(_ t: GGMLType, _ name: String) -> Int { t.rowBytes(elements: sizes[name]!.0)! * sizes[name]!.1 }
         let llama = choices.reduce(0) { $0 + bytes($1.llamaType, $1.name) }
         let ours = choices.reduce(0) { $0 + bytes($1.type, $1.name) }

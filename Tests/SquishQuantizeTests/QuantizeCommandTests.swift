@@ -114,10 +114,10 @@ struct QuantizeFileTests {
             #expect(ours == expected, "\(e.name)")
         }
 
-        let model = try LlamaModel(gguf: file)
+        let model = try TransformerModel(gguf: file)
         let tokenizer = try Tokenizer(gguf: file)
         let text = try String(contentsOfFile: TestSupport.austenPath("persuasion"), encoding: .utf8).prefix(2000)
-        let session = LlamaSession(model: model, pool: pool, contextLength: 128)
+        let session = try ModelSession(model: model, pool: pool, contextLength: 128)
         let r = try Perplexity.evaluate(session: session, tokens: Array(tokenizer.encode(String(text)).prefix(256)), context: 128,
                                         protocol: .llamacpp, bos: tokenizer.bosID)
         print("\(method) Q4_K (128 calibration tokens): perplexity \(r.perplexity) on 256 tokens of Persuasion")
@@ -144,9 +144,9 @@ struct QuantizeFileTests {
         let tokenizer = try Tokenizer(gguf: original)
         let text = try String(contentsOfFile: TestSupport.austenPath("persuasion"), encoding: .utf8).prefix(3000)
         let tokens = Array(tokenizer.encode(String(text)).prefix(384))
-        let reference = try LlamaModel(gguf: original)
+        let reference = try TransformerModel(gguf: original)
         let kl = try [a, b].map {
-            try ModelAgreement.measure(reference: reference, candidate: try LlamaModel(gguf: $0), tokens: tokens, bos: tokenizer.bosID,
+            try ModelAgreement.measure(reference: reference, candidate: try TransformerModel(gguf: $0), tokens: tokens, bos: tokenizer.bosID,
                                        context: 128, pool: pool).klDivergence
         }
         print("Q3_K_S tied embedding SQ5_G64: KL \(kl[0]) (GPTQ, 128 calibration tokens), \(kl[1]) (RTN)")
@@ -175,9 +175,9 @@ struct QuantizeFileTests {
         var ppl: [Double] = []
         for path in [input, dir + "/q40.gguf"] {
             let file = try GGUFFile(path: path)
-            let model = try LlamaModel(gguf: file)
+            let model = try TransformerModel(gguf: file)
             let tokenizer = try Tokenizer(gguf: file)
-            let session = LlamaSession(model: model, pool: pool, contextLength: 128)
+            let session = try ModelSession(model: model, pool: pool, contextLength: 128)
             let r = try Perplexity.evaluate(session: session, tokens: Array(tokenizer.encode(String(text)).prefix(384)), context: 128,
                                             protocol: .llamacpp, bos: tokenizer.addBOS ? tokenizer.bosID : nil)
             ppl.append(r.perplexity)
@@ -199,10 +199,10 @@ struct QuantizeFileTests {
         #expect(report.calibrationTokens == 128)
         let file = try GGUFFile(path: dir + "/gptq.gguf")
         #expect(file.tensors.filter { $0.name.hasPrefix("blk.") && $0.shape.count == 2 }.allSatisfy { $0.type == .q4_0 })
-        let model = try LlamaModel(gguf: file)
+        let model = try TransformerModel(gguf: file)
         let tokenizer = try Tokenizer(gguf: file)
         let text = try String(contentsOfFile: TestSupport.austenPath("persuasion"), encoding: .utf8).prefix(2000)
-        let session = LlamaSession(model: model, pool: pool, contextLength: 128)
+        let session = try ModelSession(model: model, pool: pool, contextLength: 128)
         let r = try Perplexity.evaluate(session: session, tokens: Array(tokenizer.encode(String(text)).prefix(256)), context: 128,
                                         protocol: .llamacpp, bos: tokenizer.bosID)
         print("GPTQ Q4_0 (128 calibration tokens): perplexity \(r.perplexity) on 256 tokens of Persuasion")

@@ -86,9 +86,9 @@ struct SquishFamilyTests {
         _ = try SyntheticModel.write(shape: shape, type: .f16, tokenizerFrom: tokenizerSource, to: dir + "/f16.gguf")
         let pool = WorkerPool(threads: 2)
         let prompt = [1, 200, 3000, 17, 42, 9]
-        func logits(_ path: String) throws -> (model: LlamaModel, y: [Float]) {
-            let model = try LlamaModel(path: path)
-            let s = LlamaSession(model: model, pool: pool, contextLength: 32, maxBatch: 8)
+        func logits(_ path: String) throws -> (model: TransformerModel, y: [Float]) {
+            let model = try TransformerModel(path: path)
+            let s = try ModelSession(model: model, pool: pool, contextLength: 32, maxBatch: 8)
             return (model, try s.forward(prompt))
         }
         let reference = try logits(dir + "/f16.gguf").y
@@ -129,9 +129,9 @@ struct SquishFamilyTests {
         let text = try String(contentsOfFile: TestSupport.austenPath("persuasion"), encoding: .utf8).prefix(2000)
         func perplexity(_ path: String) throws -> Double {
             let file = try GGUFFile(path: path)
-            let model = try LlamaModel(gguf: file)
+            let model = try TransformerModel(gguf: file)
             let tokenizer = try Tokenizer(gguf: file)
-            let session = LlamaSession(model: model, pool: pool, contextLength: 128)
+            let session = try ModelSession(model: model, pool: pool, contextLength: 128)
             return try Perplexity.evaluate(session: session, tokens: Array(tokenizer.encode(String(text)).prefix(256)), context: 128,
                                            protocol: .llamacpp, bos: tokenizer.bosID).perplexity
         }

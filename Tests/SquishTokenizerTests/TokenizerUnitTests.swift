@@ -105,12 +105,14 @@ func fullByteTokenizer(_ pre: PreTokenizer) throws -> Tokenizer {
         #expect(t.encode("ab", addSpecial: true) == [1, 14])
     }
 
-    /// Special tokens only with parseSpecial; like llama.cpp, text after a special token gets the space prefix too.
+    /// Control tokens only with parseSpecial, user-defined ones (<sep> here) always, as llama.cpp partitions text;
+    /// like llama.cpp, text after a special token gets the space prefix too.
     @Test func specialTokens() throws {
         let t = try tokenizer()
         #expect(t.encode("ab<sep>ab", parseSpecial: true).map(t.piece) == ["\u{2581}ab", "<sep>", "\u{2581}ab"])
         #expect(t.decode(t.encode("ab<sep>ab", parseSpecial: true)) == "ab<sep>ab")
-        #expect(!t.encode("ab<sep>ab").contains(15))
+        #expect(t.encode("ab<sep>ab") == t.encode("ab<sep>ab", parseSpecial: true))
+        #expect(!t.encode("<s>ab").contains(1) && t.encode("<s>ab", parseSpecial: true).first == 1)
         #expect(t.decode(t.encode("<s>ab", parseSpecial: true, addSpecial: true), skipSpecial: true) == "ab")
         // Like llama.cpp and tokenizers, BOS is added even when the text starts with it.
         #expect(t.encode("<s>ab", parseSpecial: true, addSpecial: true) == [1, 1, 14])

@@ -88,12 +88,12 @@ public struct TaskResult: Codable, Sendable, Equatable {
 
 /// The model operations the tasks need, on one session.
 public final class TaskScorer {
-    public let session: LlamaSession
+    public let session: ModelSession
     public let tokenizer: Tokenizer
     let bos: Int?
     let vocab: Int
 
-    public init(session: LlamaSession, tokenizer: Tokenizer) {
+    public init(session: ModelSession, tokenizer: Tokenizer) {
         self.session = session
         self.tokenizer = tokenizer
         bos = tokenizer.addBOS ? tokenizer.bosID : nil

@@ -1,0 +1,38 @@
+import Foundation
+import SquishCore
+import SquishFormats
+
+/// Writes a Hugging Face checkpoint as a GGUF file of its family, the way llama.cpp's converter does: llama.cpp's
+/// metadata keys (plus the family's own, see each architecture), tensors under GGUF names in the runtime's
+/// convention (Gemma's norms with 1 added, Llama's Q/K rows permuted for adjacent-pair RoPE), F32/F16/BF16 kept as
+/// stored, Llama 3 frequency divisors as `rope_freqs.weight`. The tokenizer is not converted. Written atomically.
+public enum GGUFConversion {
+    public static func write(checkpoint: HFCheckpoint, to path: String) throws {
+        let c = checkpoint.config, family = checkpoint.family
+        var w = GGUFWriter()
+        for (k, v) in GGUFConfig.metadata(c, arch: family.name) + family.ggufMetadata(c) { w.set(k, v) }
+        w.set("general.name", .string((checkpoint.path as NSString).lastPathComponent))
+        let factors = family.ropeFrequencyFactors(hf: checkpoint.hfConfig, config: c)
+        for tensor in c.tensors(ropeFrequencies: factors != nil) {
+            let shape = c.shape(of: tensor)
+            if tensor == .ropeFrequencies, let factors {
+                w.addTensor(name: tensor.ggufName, shape: shape, type: .f32, source: .bytes(factors.withUnsafeBytes { Array($0) }))
+                continue
+            }
+            guard let view = try checkpoint.tensor(tensor) else { throw ModelError.missingTensor(path: checkpoint.path, tensor: tensor.ggufName) }
+            guard Array(view.shape.prefix(shape.count)) == shape else {
+                throw ModelError.shapeMismatch(path: checkpoint.path, tensor: tensor.ggufName, expected: shape, found: view.shape)
+            }
+            var bytes = Array(view.data)
+            // GGUF llama: Q and K rows permuted so that RoPE rotates adjacent pairs.
+            if family.ggufRoPEStyle == .adjacentPairs, case .block(_, let b) = tensor, let heads = HFExport.ropeHeads(b, c) {
+                let n = shape.reduce(1, *)
+                let values = try Codecs.dequantize(view.type, view.data, count: n)
+                let rows = shape.count > 1 ? shape[1] : n, columns = shape.count > 1 ? shape[0] : 1
+                bytes = try Codecs.quantize(view.type, HFExport.permute(values, rows: rows, columns: columns, heads: heads))
+            }
+            w.addTensor(name: tensor.ggufName, shape: shape, type: view.type, source: .bytes(bytes))
+        }
+        try w.write(to: path)
+    }
+}
