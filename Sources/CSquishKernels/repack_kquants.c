@@ -126,6 +126,19 @@ void sq_rpk_repack(int type, const void *src, size_t row_bytes, int64_t rows, in
 static _Thread_local int32_t *rk_scratch;
 static _Thread_local size_t rk_scratch_count;
 
+#ifdef RK_X86
+/// The half sums of `count` blocks, 16 bytes at a time (maddubs with ones, then madd and two horizontal adds).
+__attribute__((target("avx2"))) static void rk_half_sums_avx2(const sq_block_q8 *a, size_t count, int32_t *out) {
+    const __m128i ones8 = _mm_set1_epi8(1), ones16 = _mm_set1_epi16(1);
+    for (size_t i = 0; i < count; i++) {
+        const __m128i lo = _mm_madd_epi16(_mm_maddubs_epi16(ones8, _mm_loadu_si128((const __m128i *)a[i].qs)), ones16);
+        const __m128i hi = _mm_madd_epi16(_mm_maddubs_epi16(ones8, _mm_loadu_si128((const __m128i *)(a[i].qs + 16))), ones16);
+        const __m128i s = _mm_hadd_epi32(_mm_hadd_epi32(lo, hi), _mm_setzero_si128());  // [Σ lo, Σ hi, 0, 0]
+        out[i] = (int32_t)(((uint32_t)_mm_extract_epi32(s, 0) & 0xFFFFu) | ((uint32_t)_mm_extract_epi32(s, 1) << 16));
+    }
+}
+#endif
+
 const int32_t *sq_pk_half_sums(const sq_block_q8 *a, int64_t nb, int64_t nt) {
     const size_t count = (size_t)(nt * nb);
     if (count > rk_scratch_count) {
@@ -134,6 +147,12 @@ const int32_t *sq_pk_half_sums(const sq_block_q8 *a, int64_t nb, int64_t nt) {
         rk_scratch_count = rk_scratch ? count : 0;
         if (!rk_scratch) return NULL;
     }
+#ifdef RK_X86
+    if (sq_kernels_have_avx2()) {
+        rk_half_sums_avx2(a, count, rk_scratch);
+        return rk_scratch;
+    }
+#endif
     for (size_t i = 0; i < count; i++) {
         int lo = 0, hi = 0;
         for (int k = 0; k < 16; k++) { lo += a[i].qs[k]; hi += a[i].qs[16 + k]; }
