@@ -2,7 +2,7 @@
 // The AVX2 path scores four positions at a time (one horizontal reduction per four), uses a vectorized exp and
 // keeps the output in registers while it walks the values; the portable path is the plain definition.
 // sq_attention_heads does the same for several query heads that share one KV head (multi-query and grouped-query
-// attention), reading each key and value once for up to four heads.
+// attention), reading each key and value once for up to four heads; a lone head takes the one-head kernel.
 #include "squish_kernels.h"
 
 #include <math.h>
@@ -222,7 +222,7 @@ SQ_AVX2 static void attention_heads_avx2(const float *q, int64_t nq, const float
         const float *qh = q + h * head_dim;
         float *oh = out + h * head_dim;
         switch (nq - h) {
-        case 1: attention_heads_pass(1, qh, keys, values, stride, n, head_dim, scale, scores, oh); break;
+        case 1: attention_head_avx2(qh, keys, values, stride, n, head_dim, scale, scores, oh); break;
         case 2: attention_heads_pass(2, qh, keys, values, stride, n, head_dim, scale, scores, oh); break;
         case 3: attention_heads_pass(3, qh, keys, values, stride, n, head_dim, scale, scores, oh); break;
         default: attention_heads_pass(4, qh, keys, values, stride, n, head_dim, scale, scores, oh); break;
@@ -272,17 +272,6 @@ void sq_attention_head_portable(const float *q, const float *keys, const float *
         const float *v = values + j * stride;
         for (int64_t i = 0; i < head_dim; i++) out[i] += p * v[i];
     }
-}
-
-void sq_attention_head(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
-                       int64_t head_dim, float scale, float *scores, float *out) {
-#if defined(__x86_64__) || defined(_M_X64)
-    if (sq_kernels_have_avx2() && head_dim % 8 == 0 && n > 0) {
-        attention_head_avx2(q, keys, values, stride, n, head_dim, scale, scores, out);
-        return;
-    }
-#endif
-    sq_attention_head_portable(q, keys, values, stride, n, head_dim, scale, scores, out);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

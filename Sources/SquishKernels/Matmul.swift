@@ -498,19 +498,10 @@ extension WeightMatrix {
 }
 
 extension VectorOps {
-    /// out = softmax(scale · K q) · V over n positions; K/V rows are `stride` floats apart. scores: n floats scratch.
-    @inline(__always) public static func attentionHead(query: UnsafePointer<Float>, keys: UnsafePointer<Float>,
-                                                       values: UnsafePointer<Float>, stride: Int, count: Int, headDim: Int,
-                                                       scale: Float, scores: UnsafeMutablePointer<Float>,
-                                                       output: UnsafeMutablePointer<Float>) {
-        sq_attention_head(query, keys, values, Int64(stride), Int64(count), Int64(headDim), scale, scores, output)
-    }
-}
-
-extension VectorOps {
     /// Attention of `heads` query heads that share one KV head (multi-query / grouped-query attention) over the same
     /// `count` positions: output + h·headDim = softmax(scale · K q_h) · V with q_h = query + h·headDim. Keys and values
-    /// are read once per four heads. scores: heads · count floats scratch.
+    /// are read once per four heads (a lone head takes a one-head kernel). heads = 1 is plain attention. K/V rows
+    /// are `stride` floats apart. scores: heads · count floats scratch.
     @inline(__always) public static func attentionHeads(query: UnsafePointer<Float>, heads: Int, keys: UnsafePointer<Float>,
                                                         values: UnsafePointer<Float>, stride: Int, count: Int, headDim: Int,
                                                         scale: Float, scores: UnsafeMutablePointer<Float>,

@@ -124,14 +124,26 @@ public final class ForwardPass {
         scores.deallocate()
     }
 
-    /// Makes positions 0 ..< n usable (RoPE tables, attention scratch).
+    /// Makes positions 0 ..< n usable (RoPE tables, attention scratch for a KV head's query heads).
     public func reserve(positions n: Int) {
         for t in ropeTables { t.reserve(n) }
-        if n > scoresPerWorker {
+        let needed = n * (model.config.heads / model.config.kvHeads)
+        if needed > scoresPerWorker {
             scores.deallocate()
-            scoresPerWorker = max(n, 2 * scoresPerWorker)
+            scoresPerWorker = max(needed, 2 * scoresPerWorker)
             scores = .allocate(capacity: pool.threadCount * scoresPerWorker)
         }
+    }
+
+    /// Query heads per KV head, and how many of them one attention work item takes: all of them, unless a batch of
+    /// `tokens` has fewer (token, KV head) pairs than workers; then as few as keep every worker busy.
+    private func headSlices(tokens n: Int) -> (group: Int, slice: Int) {
+        let c = model.config
+        let group = c.heads / c.kvHeads
+        let pairs = n * c.kvHeads, workers = pool.threadCount
+        guard pairs < workers else { return (group, group) }
+        let splits = min(group, (workers + pairs - 1) / pairs)
+        return (group, (group + splits - 1) / splits)
     }
 
     /// Embedding rows of `tokens` (checked against the vocabulary) into x [count × dim], scaled as the model wants.
@@ -206,25 +218,30 @@ public final class ForwardPass {
             for t in 0 ..< n {
                 segments[segmentOf[t]].cache.store(layer: cacheLayer, position: pos[t], key: k + t * c.kvDim, value: v + t * c.kvDim)
             }
-            // Causal attention: token t attends to positions first ... pos[t] of its own sequence. Work items: (token, head).
+            // Causal attention: token t attends to positions first ... pos[t] of its own sequence. Work items: (token, KV
+            // head, slice of the query heads on that KV head); each reads the keys and values once for its heads. A
+            // batch with fewer (token, KV head) pairs than workers (decoding, multi-query models) splits the heads.
             let window = c.layerAttention[index].slidingWindow
-            let group = c.heads / c.kvHeads, scale = c.attentionScale
+            let (group, slice) = headSlices(tokens: n)
+            let slices = (group + slice - 1) / slice
+            let scale = c.attentionScale, headDim = c.headDim
             let (scores, stride) = (self.scores, scoresPerWorker)
             segmentOf.withUnsafeBufferPointer { seg in
                 let seg = seg.baseAddress!
                 segments.withUnsafeBufferPointer { segments in
                     pool.run { w in
                         let workers = self.pool.threadCount
-                        let items = n * c.heads
+                        let items = n * c.kvHeads * slices
                         let sc = scores + w * stride
                         var item = w
                         while item < items {
-                            let t = item / c.heads, h = item % c.heads
+                            let t = item / (c.kvHeads * slices), kv = item / slices % c.kvHeads
+                            let h0 = kv * group + item % slices * slice, heads = min(slice, (kv + 1) * group - h0)
                             let last = pos[t]
                             let first = window.map { max(0, last - $0 + 1) } ?? 0
-                            segments[seg[t]].cache.attend(layer: cacheLayer, kvHead: h / group, query: q + t * c.qDim + h * c.headDim,
-                                                          positions: first ..< last + 1, scale: scale, scores: sc,
-                                                          output: att + t * c.qDim + h * c.headDim)
+                            segments[seg[t]].cache.attend(layer: cacheLayer, kvHead: kv, queries: q + t * c.qDim + h0 * headDim,
+                                                          heads: heads, headDim: headDim, positions: first ..< last + 1,
+                                                          scale: scale, scores: sc, output: att + t * c.qDim + h0 * headDim)
                             item += workers
                         }
                     }

@@ -3,7 +3,7 @@ import Testing
 import CSquishKernels
 import SquishKernels
 
-/// The dispatched attention head (AVX2 where available: four positions per step, vectorized exp) against the
+/// One dispatched attention head (sq_attention_heads with one head; AVX2 where available: four positions per step, vectorized exp) against the
 /// portable plain-definition version and a Double-precision reference, over odd lengths and strides.
 @Suite struct AttentionKernelTests {
     @Test(arguments: [(64, 1), (64, 3), (64, 4), (64, 7), (64, 37), (64, 512), (128, 9), (80, 13), (8, 5), (32, 1000)])
@@ -23,7 +23,7 @@ import SquishKernels
         let expected = (0 ..< headDim).map { i in (0 ..< count).reduce(0.0) { $0 + s[$1] / total * Double(values[$1 * stride + i]) } }
         var scores = [Float](repeating: 0, count: count)
         var fast = [Float](repeating: .nan, count: headDim), portable = fast
-        sq_attention_head(q, keys, values, Int64(stride), Int64(count), Int64(headDim), scale, &scores, &fast)
+        sq_attention_heads(q, 1, keys, values, Int64(stride), Int64(count), Int64(headDim), scale, &scores, &fast)
         sq_attention_head_portable(q, keys, values, Int64(stride), Int64(count), Int64(headDim), scale, &scores, &portable)
         let norm = expected.map(abs).max()! + 1e-3
         for i in 0 ..< headDim {

@@ -62,17 +62,15 @@ float sq_dot_f32(const float *a, const float *b, int64_t n);
 /// y[i] += alpha * x[i].
 void sq_axpy_f32(float alpha, const float *x, float *y, int64_t n);
 
-/// The portable version of sq_attention_head (tests compare the two).
+/// One attention head over n cached positions, the plain definition: out = softmax(scale · K q) · V.
+/// keys/values: n rows of `stride` floats (the head's slice starts at the pointer); scores: n floats of scratch.
 void sq_attention_head_portable(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
                                 int64_t head_dim, float scale, float *scores, float *out);
-/// One attention head over n cached positions: out = softmax(scale · K q) · V.
-/// keys/values: n rows of `stride` floats (the head's slice starts at the pointer); scores: n floats of scratch.
-void sq_attention_head(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
-                       int64_t head_dim, float scale, float *scores, float *out);
 
-/// Several query heads sharing one KV head (multi-query / grouped-query attention): for h < nq,
-/// out + h·head_dim = softmax(scale · K q_h) · V with q_h = q + h·head_dim, over the same n positions (keys/values as for
-/// sq_attention_head). Each key and value is read once per four heads. scores: nq·n floats of scratch.
+/// Several query heads sharing one KV head (multi-query / grouped-query attention; nq = 1 is plain attention): for
+/// h < nq, out + h·head_dim = softmax(scale · K q_h) · V with q_h = q + h·head_dim, over the same n positions
+/// (keys/values as for sq_attention_head_portable). Each key and value is read once per four heads; a single head
+/// takes a kernel that scores four positions per step. scores: nq·n floats of scratch.
 void sq_attention_heads(const float *q, int64_t nq, const float *keys, const float *values, int64_t stride, int64_t n,
                         int64_t head_dim, float scale, float *scores, float *out);
 /// The portable version of sq_attention_heads (one sq_attention_head_portable per head).
