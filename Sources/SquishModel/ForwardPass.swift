@@ -258,24 +258,15 @@ public final class ForwardPass {
         rmsNorm(x, layer.ffnNorm, xb, rows: n, width: c.dim)
         try observe?(index, .ffnInput, xb, n)
         let (hb, hb2, hidden) = (self.hb, self.hb2, c.hiddenDim)
-        let activation = c.activation
+        let activation: VectorOps.GatedActivation = switch c.activation {
+        case .silu: .silu
+        case .geluTanh: .geluTanh
+        }
         // gate and up in one job; each worker applies act(gate) · up to the rows it computed.
         try matmul.fused(layer.gate, hb, layer.up, hb2, input: xb, tokens: n) { rows in
             for t in 0 ..< n {
-                let lo = t * hidden + rows.lowerBound, hi = t * hidden + rows.upperBound
-                switch activation {
-                case .silu:
-                    for i in lo ..< hi {
-                        let g = hb[i]
-                        hb[i] = g / (1 + expf(-g)) * hb2[i]
-                    }
-                case .geluTanh:
-                    for i in lo ..< hi {
-                        // GELU, tanh approximation: 0.5 g (1 + tanh(√(2/π) (g + 0.044715 g³))).
-                        let g = hb[i]
-                        hb[i] = 0.5 * g * (1 + tanhf(0.797_884_56 * (g + 0.044_715 * g * g * g))) * hb2[i]
-                    }
-                }
+                let lo = t * hidden + rows.lowerBound
+                VectorOps.gatedActivation(activation, gate: hb + lo, up: hb2 + lo, count: rows.count)
             }
         }
         try observe?(index, .ffnHidden, hb, n)
@@ -300,16 +291,11 @@ public final class ForwardPass {
 
     /// y = x / √(mean(x²) + ε) · w per row of `width` (y may be x).
     func rmsNorm(_ input: UnsafePointer<Float>, _ weight: [Float], _ out: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
-        let eps = Double(model.config.normEpsilon)
+        let eps = model.config.normEpsilon
         weight.withUnsafeBufferPointer { w in
+            let w = w.baseAddress!
             pool.parallelFor(rows, granularity: max(1, 256 / max(width, 1))) { range in
-                for r in range {
-                    let xr = input + r * width, yr = out + r * width
-                    var ss = 0.0
-                    for i in 0 ..< width { ss += Double(xr[i]) * Double(xr[i]) }
-                    let scale = Float(1.0 / (ss / Double(width) + eps).squareRoot())
-                    for i in 0 ..< width { yr[i] = xr[i] * scale * w[i] }
-                }
+                for r in range { VectorOps.rmsNorm(input + r * width, weight: w, into: out + r * width, count: width, epsilon: eps) }
             }
         }
     }
@@ -341,9 +327,6 @@ public final class ForwardPass {
 
     /// Throws naming `stage` when x [count] holds NaN or infinity (a broken file must not reach the sampler).
     private func checkFinite(_ x: UnsafePointer<Float>, _ count: Int, stage: String) throws {
-        // Sum of x · 0 is NaN exactly when some x is NaN or infinite; one pass without branches.
-        var acc: Float = 0
-        for i in 0 ..< count { acc += x[i] * 0 }
-        if !acc.isFinite || acc.isNaN { throw ModelError.nonFiniteActivations(path: model.path, stage: stage) }
+        if !VectorOps.allFinite(x, count: count) { throw ModelError.nonFiniteActivations(path: model.path, stage: stage) }
     }
 }
