@@ -39,12 +39,23 @@ public final class LanguageModel {
             let file = try GGUFFile(path: path)
             model = try TransformerModel(gguf: file, layout: layout)
             tokenizer = try Tokenizer(gguf: file)
-            // llama.cpp requires one embedding row per token.
-            guard tokenizer.vocabularySize == model.config.vocabSize else {
+            // llama.cpp requires one embedding row per token of its own vocabulary; a stored tokenizer.json (a
+            // converted checkpoint) may have fewer tokens than rows, as checkpoints do.
+            let embedded = file["tokenizer.ggml.model"] == nil && file["tokenizer.huggingface.json"] != nil
+            guard tokenizer.vocabularySize == model.config.vocabSize || (embedded && tokenizer.vocabularySize < model.config.vocabSize) else {
                 throw ModelError.vocabularyMismatch(path: path, reason: "tokenizer.ggml.tokens has \(tokenizer.vocabularySize) tokens, but token_embd.weight has \(model.config.vocabSize) rows")
             }
             template = ChatTemplate(jinja: file["tokenizer.chat_template"]?.string, architecture: file.architecture, tokenizer: tokenizer)
         }
+    }
+
+    /// Bytes on disk: the GGUF file, or the sum of the checkpoint directory's files.
+    public var fileBytes: Int { Self.fileBytes(path) }
+
+    public static func fileBytes(_ path: String) -> Int {
+        func size(_ p: String) -> Int { ((try? FileManager.default.attributesOfItem(atPath: p))?[.size] as? NSNumber)?.intValue ?? 0 }
+        guard isDirectory(path) else { return size(path) }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).reduce(0) { $0 + size(path + "/" + $1) }
     }
 
     /// The tokenizer of a GGUF file or checkpoint directory, without loading the weights.
