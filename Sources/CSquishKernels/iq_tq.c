@@ -25,8 +25,6 @@
 
 enum { T_IQ4_NL = 20, T_IQ4_XS = 23, T_TQ1_0 = 34, T_TQ2_0 = 35 };
 
-/// ggml's kvalues_iq4nl: the 16 non-uniform IQ4 levels.
-static const int8_t iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
 
 int sq_iqtq_has_type(int type) {
     return type == T_IQ4_NL || type == T_IQ4_XS || type == T_TQ1_0 || type == T_TQ2_0;
@@ -64,14 +62,14 @@ static inline void unpack_unit(int type, const uint8_t *blk, int8_t *q, float *s
     switch (type) {
     case T_IQ4_NL:
         scale[0] = sq_f16_to_f32(sq_load_u16(blk));
-        for (int k = 0; k < 16; k++) { q[k] = iq4_levels[blk[2 + k] & 15]; q[k + 16] = iq4_levels[blk[2 + k] >> 4]; }
+        for (int k = 0; k < 16; k++) { q[k] = sq_iq4nl_levels[blk[2 + k] & 15]; q[k + 16] = sq_iq4nl_levels[blk[2 + k] >> 4]; }
         break;
     case T_IQ4_XS: {
         const float d = sq_f16_to_f32(sq_load_u16(blk));
         for (int s = 0; s < 8; s++) {
             scale[s] = d * (float)iq4xs_scale(blk, s);
             const uint8_t *qs = blk + 8 + 16 * s;
-            for (int k = 0; k < 16; k++) { q[32 * s + k] = iq4_levels[qs[k] & 15]; q[32 * s + k + 16] = iq4_levels[qs[k] >> 4]; }
+            for (int k = 0; k < 16; k++) { q[32 * s + k] = sq_iq4nl_levels[qs[k] & 15]; q[32 * s + k + 16] = sq_iq4nl_levels[qs[k] >> 4]; }
         }
         break;
     }
@@ -178,7 +176,7 @@ static inline size_t group_bytes(int type) { return type == T_IQ4_NL ? 8 * 18 : 
 
 /// 16 packed nibbles → 32 signed IQ4 levels in element order (low nibbles first).
 SQ_AVX2 SQ_INLINE __m256i iq4_levels_32(const uint8_t *qs) {
-    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4_levels));
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)sq_iq4nl_levels));
     const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
     const __m128i low4 = _mm_set1_epi8(15);
     const __m128i lo = _mm_and_si128(raw, low4);
@@ -199,7 +197,7 @@ SQ_AVX2 SQ_INLINE __m256i tq1_digits(__m256i bytes, __m256i pow3) {
 /// the first 16 weights of both (block 2k in the low 128 bits), q[2k + 1] their last 16, and lane l of sc is the
 /// scale of block (0, 2, 4, 6, 1, 3, 5, 7)[l], the order in which group_dot_paired's reduction leaves the blocks.
 SQ_AVX2 SQ_INLINE void unpack_group(const int type, const int paired, const uint8_t *blk, group_avx2 *g) {
-    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4_levels));
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)sq_iq4nl_levels));
     const __m256i low4 = _mm256_set1_epi8(15);
     switch (type) {
     case T_IQ4_NL: {  // 8 blocks of 18 bytes

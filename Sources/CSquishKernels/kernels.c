@@ -21,9 +21,6 @@
 // Portable code
 
 
-static inline uint32_t sq_load_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
 
 int sq_type_has_q8_kernel(int type) {
     switch (type) {

@@ -47,25 +47,10 @@ static inline size_t kq_block_bytes(int type) {
 
 static inline float kq_f16(const uint8_t *p) { return sq_f16_to_f32(sq_load_u16(p)); }
 
-static inline uint32_t kq_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-/// Q4_K/Q5_K: the 8 six-bit scales and mins from 12 bytes b (as three little-endian words w0, w1, w2):
-/// s < 4: sc = b[s] & 63, m = b[s + 4] & 63; s >= 4: sc = (b[s + 4] & 15) | (b[s - 4] >> 6) << 4,
-/// m = (b[s + 4] >> 4) | (b[s] >> 6) << 4. Byte s of the results is sub-block s's value.
-static inline void kq_scale_min_k4(const uint8_t *b, uint64_t *sc, uint64_t *m) {
-    const uint32_t w0 = kq_u32(b), w1 = kq_u32(b + 4), w2 = kq_u32(b + 8);
-    const uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
-    const uint32_t m_hi = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
-    *sc = (uint64_t)(w0 & 0x3f3f3f3fu) | ((uint64_t)sc_hi << 32);
-    *m = (uint64_t)(w1 & 0x3f3f3f3fu) | ((uint64_t)m_hi << 32);
-}
-
 /// Q3_K: the 16 six-bit scales (still biased by 32) from 12 bytes: low 4 bits = b[s % 8] >> 4 (s / 8),
 /// high 2 bits = b[8 + s % 4] >> 2 (s / 4). Byte k of v[i] is scale 4 i + k.
 static inline void kq_scales_q3_words(const uint8_t *b, uint32_t v[4]) {
-    const uint32_t a0 = kq_u32(b), a1 = kq_u32(b + 4), a2 = kq_u32(b + 8);
+    const uint32_t a0 = sq_load_u32(b), a1 = sq_load_u32(b + 4), a2 = sq_load_u32(b + 8);
     v[0] = (a0 & 0x0f0f0f0fu) | ((a2 & 0x03030303u) << 4);
     v[1] = (a1 & 0x0f0f0f0fu) | (((a2 >> 2) & 0x03030303u) << 4);
     v[2] = ((a0 >> 4) & 0x0f0f0f0fu) | (((a2 >> 4) & 0x03030303u) << 4);
@@ -115,7 +100,7 @@ static void kq_dequantize_block(int type, const uint8_t *blk, float *out) {
     case KQ_Q5_K: {
         const float d = kq_f16(blk), dmin = kq_f16(blk + 2);
         uint64_t sc, m;
-        kq_scale_min_k4(blk + 4, &sc, &m);
+        sq_kquant_scale_min_k4(blk + 4, &sc, &m);
         const uint8_t *qs = blk + (type == KQ_Q4_K ? 16 : 48);
         for (int s = 0; s < 8; s++) {
             const float ds = d * (float)((sc >> (8 * s)) & 0xff);
@@ -180,7 +165,7 @@ static inline void kq_unpack_portable(int type, const uint8_t *blk, int8_t q[256
         uint64_t sc8, m8;
         *d = kq_f16(blk);
         *dmin = kq_f16(blk + 2);
-        kq_scale_min_k4(blk + 4, &sc8, &m8);
+        sq_kquant_scale_min_k4(blk + 4, &sc8, &m8);
         for (int s = 0; s < 8; s++) { sc[s] = (int)((sc8 >> (8 * s)) & 0xff); mn[s] = (int)((m8 >> (8 * s)) & 0xff); }
         const uint8_t *qs = blk + (type == KQ_Q4_K ? 16 : 48);
         for (int i = 0; i < 256; i++) {
@@ -356,7 +341,7 @@ KQ_AVX2 KQ_INLINE void kq_unpack(const int type, const uint8_t *blk, kq_sb *o) {
     case KQ_Q4_K:
     case KQ_Q5_K: {
         uint64_t sc8, m8;
-        kq_scale_min_k4(blk + 4, &sc8, &m8);
+        sq_kquant_scale_min_k4(blk + 4, &sc8, &m8);
         o->d = _cvtsh_ss((unsigned short)(blk[0] | (blk[1] << 8)));
         o->coef = -_cvtsh_ss((unsigned short)(blk[2] | (blk[3] << 8)));
         const __m256i s = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));

@@ -1,6 +1,8 @@
 // Attention for one query head over the cached positions: scores = scale · K q, softmax, out = Σ p_j v_j.
 // The AVX2 path scores four positions at a time (one horizontal reduction per four), uses a vectorized exp and
 // keeps the output in registers while it walks the values; the portable path is the plain definition.
+// sq_attention_heads does the same for several query heads that share one KV head (multi-query and grouped-query
+// attention), reading each key and value once for up to four heads; a lone head takes the one-head kernel.
 #include "squish_kernels.h"
 
 #include <math.h>
@@ -111,7 +113,140 @@ SQ_AVX2 static void attention_head_avx2(const float *q, const float *keys, const
         for (int64_t i = 0; i < w / 8; i++) _mm256_storeu_ps(out + c + 8 * i, _mm256_mul_ps(o[i], inv));
     }
 }
+
+/// Sums of a0's and of a1's lanes: (Σ a0, Σ a1) in lanes 0 and 1.
+SQ_AVX2 static inline __m128 hsum2_ps(__m256 a0, __m256 a1) {
+    const __m256 h = _mm256_hadd_ps(a0, a1);  // [a0 01, a0 23, a1 01, a1 23 | a0 45, a0 67, a1 45, a1 67]
+    const __m128 t = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    return _mm_hadd_ps(t, t);
+}
+
+/// R (1..4) query heads over the same n keys and values (see sq_attention_heads): scores two keys at a time for all
+/// R queries (6 loads per 8 multiply-adds), then the weighted values 16 columns at a time for all R queries.
+SQ_AVX2 __attribute__((always_inline)) static inline void attention_heads_pass(
+    const int R, const float *q, const float *keys, const float *values, int64_t stride, int64_t n, int64_t head_dim,
+    float scale, float *scores, float *out) {
+    float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+        const float *k0 = keys + j * stride, *k1 = k0 + stride;
+        __m256 a[4][2];
+        for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < head_dim; d += 8) {
+            const __m256 kv0 = _mm256_loadu_ps(k0 + d), kv1 = _mm256_loadu_ps(k1 + d);
+            for (int r = 0; r < R; r++) {
+                const __m256 qv = _mm256_loadu_ps(q + r * head_dim + d);
+                a[r][0] = _mm256_fmadd_ps(qv, kv0, a[r][0]);
+                a[r][1] = _mm256_fmadd_ps(qv, kv1, a[r][1]);
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            const __m128 s = _mm_mul_ps(hsum2_ps(a[r][0], a[r][1]), _mm_set1_ps(scale));
+            float two[4];
+            _mm_storeu_ps(two, s);
+            scores[r * n + j] = two[0];
+            scores[r * n + j + 1] = two[1];
+            mx[r] = fmaxf(mx[r], fmaxf(two[0], two[1]));
+        }
+    }
+    if (j < n) {
+        const float *k0 = keys + j * stride;
+        __m256 a[4];
+        for (int r = 0; r < R; r++) a[r] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < head_dim; d += 8) {
+            const __m256 kv0 = _mm256_loadu_ps(k0 + d);
+            for (int r = 0; r < R; r++) a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * head_dim + d), kv0, a[r]);
+        }
+        for (int r = 0; r < R; r++) {
+            const float v = _mm_cvtss_f32(hsum2_ps(a[r], a[r])) * scale;
+            scores[r * n + j] = v;
+            mx[r] = fmaxf(mx[r], v);
+        }
+    }
+    // Softmax weights (unnormalized) and their sums.
+    float inv[4];
+    for (int r = 0; r < R; r++) {
+        float *sr = scores + r * n;
+        const __m256 vm = _mm256_set1_ps(mx[r]);
+        __m256 vsum = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(sr + i), vm));
+            _mm256_storeu_ps(sr + i, e);
+            vsum = _mm256_add_ps(vsum, e);
+        }
+        float sum = _mm_cvtss_f32(hsum2_ps(vsum, vsum));
+        for (; i < n; i++) {
+            const float e = expf(sr[i] - mx[r]);
+            sr[i] = e;
+            sum += e;
+        }
+        inv[r] = 1.0f / sum;
+    }
+    // Weighted sums of the values: 16 columns of all R outputs per pass over the positions.
+    int64_t c = 0;
+    for (; c + 16 <= head_dim; c += 16) {
+        __m256 o[4][2];
+        for (int r = 0; r < R; r++) o[r][0] = o[r][1] = _mm256_setzero_ps();
+        const float *v = values + c;
+        for (int64_t p = 0; p < n; p++, v += stride) {
+            const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
+            for (int r = 0; r < R; r++) {
+                const __m256 pv = _mm256_broadcast_ss(scores + r * n + p);
+                o[r][0] = _mm256_fmadd_ps(pv, v0, o[r][0]);
+                o[r][1] = _mm256_fmadd_ps(pv, v1, o[r][1]);
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            const __m256 vi = _mm256_set1_ps(inv[r]);
+            _mm256_storeu_ps(out + r * head_dim + c, _mm256_mul_ps(o[r][0], vi));
+            _mm256_storeu_ps(out + r * head_dim + c + 8, _mm256_mul_ps(o[r][1], vi));
+        }
+    }
+    if (c < head_dim) {  // head_dim % 16 == 8
+        __m256 o[4];
+        for (int r = 0; r < R; r++) o[r] = _mm256_setzero_ps();
+        const float *v = values + c;
+        for (int64_t p = 0; p < n; p++, v += stride) {
+            const __m256 v0 = _mm256_loadu_ps(v);
+            for (int r = 0; r < R; r++) o[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + r * n + p), v0, o[r]);
+        }
+        for (int r = 0; r < R; r++) _mm256_storeu_ps(out + r * head_dim + c, _mm256_mul_ps(o[r], _mm256_set1_ps(inv[r])));
+    }
+}
+
+SQ_AVX2 static void attention_heads_avx2(const float *q, int64_t nq, const float *keys, const float *values,
+                                         int64_t stride, int64_t n, int64_t head_dim, float scale, float *scores,
+                                         float *out) {
+    for (int64_t h = 0; h < nq; h += 4) {
+        const float *qh = q + h * head_dim;
+        float *oh = out + h * head_dim;
+        switch (nq - h) {
+        case 1: attention_head_avx2(qh, keys, values, stride, n, head_dim, scale, scores, oh); break;
+        case 2: attention_heads_pass(2, qh, keys, values, stride, n, head_dim, scale, scores, oh); break;
+        case 3: attention_heads_pass(3, qh, keys, values, stride, n, head_dim, scale, scores, oh); break;
+        default: attention_heads_pass(4, qh, keys, values, stride, n, head_dim, scale, scores, oh); break;
+        }
+    }
+}
 #endif
+
+void sq_attention_heads_portable(const float *q, int64_t nq, const float *keys, const float *values, int64_t stride,
+                                 int64_t n, int64_t head_dim, float scale, float *scores, float *out) {
+    for (int64_t h = 0; h < nq; h++)
+        sq_attention_head_portable(q + h * head_dim, keys, values, stride, n, head_dim, scale, scores, out + h * head_dim);
+}
+
+void sq_attention_heads(const float *q, int64_t nq, const float *keys, const float *values, int64_t stride, int64_t n,
+                        int64_t head_dim, float scale, float *scores, float *out) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (sq_kernels_have_avx2() && head_dim % 8 == 0 && n > 0) {
+        attention_heads_avx2(q, nq, keys, values, stride, n, head_dim, scale, scores, out);
+        return;
+    }
+#endif
+    sq_attention_heads_portable(q, nq, keys, values, stride, n, head_dim, scale, scores, out);
+}
 
 void sq_attention_head_portable(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
                                 int64_t head_dim, float scale, float *scores, float *out) {
@@ -139,13 +274,134 @@ void sq_attention_head_portable(const float *q, const float *keys, const float *
     }
 }
 
-void sq_attention_head(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
-                       int64_t head_dim, float scale, float *scores, float *out) {
+// ---------------------------------------------------------------------------------------------------------------
+// Element-wise steps of a transformer block: gated activations, RMSNorm, a finiteness check.
+
 #if defined(__x86_64__) || defined(_M_X64)
-    if (sq_kernels_have_avx2() && head_dim % 8 == 0 && n > 0) {
-        attention_head_avx2(q, keys, values, stride, n, head_dim, scale, scores, out);
-        return;
+/// g = act(g) · u, 8 lanes at a time: SiLU g / (1 + e^−g); GELU (tanh form) 0.5 g (1 + tanh y) = g / (1 + e^−2y)
+/// with y = √(2/π) (g + 0.044715 g³).
+SQ_AVX2 static void gated_avx2(int gelu, float *g, const float *u, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const __m256 c0 = _mm256_set1_ps(-2.0f * 0.7978845608028654f), c1 = _mm256_set1_ps(0.044715f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        // Exponent argument: −x (SiLU) or −2y (GELU).
+        const __m256 arg = gelu ? _mm256_mul_ps(c0, _mm256_fmadd_ps(_mm256_mul_ps(c1, x), _mm256_mul_ps(x, x), x))
+                                : _mm256_sub_ps(zero, x);
+        const __m256 act = _mm256_div_ps(x, _mm256_add_ps(one, exp_ps(arg)));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(act, _mm256_loadu_ps(u + i)));
     }
+    for (; i < n; i++) {
+        const float x = g[i];
+        const float arg = gelu ? -2.0f * 0.7978845608028654f * (x + 0.044715f * x * x * x) : -x;
+        g[i] = x / (1.0f + expf(arg)) * u[i];
+    }
+}
+
+SQ_AVX2 static int all_finite_avx2(const float *x, int64_t n) {
+    const __m256i expo = _mm256_set1_epi32(0x7f800000);
+    __m256i bad = _mm256_setzero_si256();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), expo);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(v, expo));
+    }
+    if (!_mm256_testz_si256(bad, bad)) return 0;
+    for (; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+SQ_AVX2 static double sum_squares_avx2(const float *x, int64_t n) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), b = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        s0 = _mm256_fmadd_pd(a, a, s0);
+        s1 = _mm256_fmadd_pd(b, b, s1);
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(s0, s1));
+    double s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}
 #endif
-    sq_attention_head_portable(q, keys, values, stride, n, head_dim, scale, scores, out);
+
+static void gated_portable(int gelu, float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i];
+        g[i] = gelu ? 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))) * u[i]
+                    : x / (1.0f + expf(-x)) * u[i];
+    }
+}
+
+void sq_gated_activation_portable(int gelu, float *g, const float *u, int64_t n) { gated_portable(gelu, g, u, n); }
+
+void sq_gated_activation(int gelu, float *g, const float *u, int64_t n) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (sq_kernels_have_avx2()) { gated_avx2(gelu, g, u, n); return; }
+#endif
+    gated_portable(gelu, g, u, n);
+}
+
+int sq_all_finite(const float *x, int64_t n) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (sq_kernels_have_avx2()) return all_finite_avx2(x, n);
+#endif
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+void sq_rms_norm(const float *x, const float *w, float *y, int64_t n, float eps) {
+    double ss = 0.0;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (sq_kernels_have_avx2()) ss = sum_squares_avx2(x, n);
+    else
+#endif
+        for (int64_t i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+    const float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+/// Index of the largest of x[0 ..< n] (the first one on ties; NaN never wins): 8 lanes of running maxima and their
+/// indices, then the lanes compared in index order.
+SQ_AVX2 static int64_t argmax_avx2(const float *x, int64_t n) {
+    __m256 best = _mm256_set1_ps(-INFINITY);
+    __m256i where = _mm256_set1_epi32(-1), idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i step = _mm256_set1_epi32(8);
+    int64_t i = 0;
+    for (; i + 8 <= n && i + 8 <= 0x7fffffff; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+        best = _mm256_blendv_ps(best, v, gt);
+        where = _mm256_blendv_epi8(where, idx, _mm256_castps_si256(gt));
+        idx = _mm256_add_epi32(idx, step);
+    }
+    float bv[8];
+    int32_t bi[8];
+    _mm256_storeu_ps(bv, best);
+    _mm256_storeu_si256((__m256i *)bi, where);
+    int64_t arg = -1;
+    float mx = -INFINITY;
+    for (int l = 0; l < 8; l++)
+        if (bi[l] >= 0 && (bv[l] > mx || (bv[l] == mx && bi[l] < arg))) { mx = bv[l]; arg = bi[l]; }
+    for (; i < n; i++)
+        if (x[i] > mx) { mx = x[i]; arg = i; }
+    return arg < 0 ? 0 : arg;
+}
+#endif
+
+int64_t sq_argmax(const float *x, int64_t n) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (sq_kernels_have_avx2()) return argmax_avx2(x, n);
+#endif
+    int64_t arg = 0;
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] > mx) { mx = x[i]; arg = i; }
+    return arg;
 }

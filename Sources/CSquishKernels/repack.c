@@ -1,8 +1,8 @@
-// Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / IQ4_NL (and Q3_K, see rp_repack_q3k) weights repacked at load time into
-// groups of 8 output rows, so that one 256-bit register
-// holds 4 consecutive quant bytes of each of the 8 rows and one maddubs + madd gives int32 partial sums for all
-// 8 rows at once (the activation's 4 bytes broadcast to every lane). Scales stay per row (a vector of 8), sums
-// need no horizontal reduction, and the 8 results are stored with one instruction. The idea of interleaving rows
+// Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / IQ4_NL (and Q3_K, see rp_repack_q3k; Q4_K, Q5_K, Q6_K in repack_kquants.c)
+// weights repacked at load time into groups of 8 output rows, so that one 256-bit register holds 4 consecutive
+// quant bytes of each of the 8 rows and one maddubs + madd gives int32 partial sums for all 8 rows at once (the
+// activation's 4 bytes broadcast to every lane). Scales stay per row (a vector of 8), sums need no horizontal
+// reduction, and the 8 results are stored with one instruction. The idea of interleaving rows
 // for SIMD dot products is the one llama.cpp's AVX2 "repack" path uses for Q4_0; the layout below is our own.
 //
 // Packed matrix: rows/8 groups, each nb group-blocks (one per 32-column block), group g block b at
@@ -55,16 +55,17 @@ static int rp_layout(int type, size_t *block, size_t *header, size_t *high, size
     }
 }
 
-enum { RP_Q3_K = 11, RP_Q3K_SB = 1168 };
+enum { RP_Q3_K = SQ_PK_Q3_K, RP_Q3K_SB = SQ_PK_Q3_K_SB };
 
 int sq_repack_supported(int type) {
     size_t b, h, hi, q;
-    return type == RP_Q3_K || rp_layout(type, &b, &h, &hi, &q);
+    return type == RP_Q3_K || sq_rpk_has_type(type) || rp_layout(type, &b, &h, &hi, &q);
 }
 
 size_t sq_repack_group_bytes(int type) {
     size_t b, h, hi, q;
     if (type == RP_Q3_K) return RP_Q3K_SB / 8;  // 146: one 8-row super-block group per 8 blocks of 32
+    if (sq_rpk_has_type(type)) return sq_rpk_superblock_bytes(type) / 8;  // Q4_K 148, Q5_K 180, Q6_K 210
     return rp_layout(type, &b, &h, &hi, &q) ? 8 * b : 0;
 }
 
@@ -114,6 +115,7 @@ static uint32_t rp_q5_high(uint32_t qh) {
 void sq_repack_rows8(int type, const void *src, size_t row_bytes, int64_t rows, int64_t nb, void *dst) {
     size_t bb, hb, hib, qb;
     if (type == RP_Q3_K) { rp_repack_q3k((const uint8_t *)src, row_bytes, rows, nb, (uint8_t *)dst); return; }
+    if (sq_rpk_has_type(type)) { sq_rpk_repack(type, src, row_bytes, rows, nb, dst); return; }
     if (!rp_layout(type, &bb, &hb, &hib, &qb)) return;
     const size_t gb = 8 * bb;
     const size_t qo = 8 * (hb + hib);  // offset of the quants in a group-block
@@ -137,8 +139,6 @@ void sq_repack_rows8(int type, const void *src, size_t row_bytes, int64_t rows, 
     }
 }
 
-/// ggml's kvalues_iq4nl: the 16 non-uniform IQ4 levels (also in iq_tq.c).
-static const int8_t rp_iq4_levels[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Portable
@@ -201,7 +201,7 @@ static void packed_portable(int type, const uint8_t *wp, int64_t g0, int64_t g1,
                             if (type == SQ_TYPE_Q8_0) {
                                 isum += (int)(int8_t)v * x[b].qs[e];
                             } else if (type == SQ_TYPE_IQ4_NL) {
-                                isum += (int)rp_iq4_levels[v & 15] * x[b].qs[e] + (int)rp_iq4_levels[v >> 4] * x[b].qs[e + 16];
+                                isum += (int)sq_iq4nl_levels[v & 15] * x[b].qs[e] + (int)sq_iq4nl_levels[v >> 4] * x[b].qs[e + 16];
                             } else if (hib) {
                                 const int lo = (v & 15) | (((qh[i] >> (2 * c)) & 1) << 4);
                                 const int hi = (v >> 4) | (((qh[i] >> (2 * c + 1)) & 1) << 4);
@@ -231,26 +231,6 @@ static void packed_portable(int type, const uint8_t *wp, int64_t g0, int64_t g1,
 #define RP_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define RP_INLINE __attribute__((always_inline)) static inline
 
-/// Group-block bytes and the offset of its quants (constants once the type is).
-RP_INLINE size_t rp_gb(const int type) {
-    switch (type) {
-    case SQ_TYPE_Q4_1: return 160;
-    case SQ_TYPE_Q5_0: return 176;
-    case SQ_TYPE_Q5_1: return 192;
-    case SQ_TYPE_Q8_0: return 272;
-    case RP_Q3_K: return RP_Q3K_SB / 8;
-    default: return 144;  // Q4_0, IQ4_NL
-    }
-}
-RP_INLINE size_t rp_qo(const int type) {
-    switch (type) {
-    case SQ_TYPE_Q4_1: return 32;
-    case SQ_TYPE_Q5_0: return 48;
-    case SQ_TYPE_Q5_1: return 64;
-    default: return 16;
-    }
-}
-
 /// Q5 fifth bits of chunk c at bit 4 of every byte: bit `from` of each byte of the rearranged qh moved to bit 4
 /// (16-bit shifts; bits crossing into the neighbouring byte never land on its bit 4 for |4 − from| ≤ 4).
 RP_AVX2 RP_INLINE __m256i rp_bit4(__m256i qh, const int from) {
@@ -269,7 +249,7 @@ RP_AVX2 RP_INLINE __m256i rp_bcast4(const int8_t *p) {
 /// 8 rows × NT tokens over all nb blocks of one group. x[t]: token t's nb activation blocks.
 RP_AVX2 RP_INLINE void rp_group(const int type, const int NT, const uint8_t *gp, int64_t nb, const sq_block_q8 *const *x,
                                 float *y, int64_t ldy) {
-    const size_t gb = rp_gb(type), qo = rp_qo(type);
+    const size_t gb = type == RP_Q3_K ? RP_Q3K_SB / 8 : sq_pk_group_bytes(type), qo = sq_pk_quants(type);
     const int q5 = type == SQ_TYPE_Q5_0 || type == SQ_TYPE_Q5_1;
     const int has_m = type == SQ_TYPE_Q4_1 || type == SQ_TYPE_Q5_1;
     const __m256i low4 = _mm256_set1_epi8(15);
@@ -294,7 +274,7 @@ RP_AVX2 RP_INLINE void rp_group(const int type, const int NT, const uint8_t *gp,
                 acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb->d)), _mm256_cvtepi32_ps(s32), acc[t]);
             }
         } else if (type == SQ_TYPE_IQ4_NL) {
-            const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)rp_iq4_levels));
+            const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)sq_iq4nl_levels));
             __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
             // Chunk by chunk (4 columns and the 4 columns 16 further on), so that few registers hold weights.
             for (int c = 0; c < 4; c++) {
@@ -388,7 +368,7 @@ RP_AVX2 RP_INLINE void rp_group_q3k(const int NT, const uint8_t *gp, int64_t nb,
 
 RP_AVX2 RP_INLINE void packed_avx2_typed(const int type, const uint8_t *wp, int64_t g0, int64_t g1,
                                          const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
-    const size_t gb = rp_gb(type);
+    const size_t gb = type == RP_Q3_K ? RP_Q3K_SB / 8 : sq_pk_group_bytes(type);
     int64_t t = 0;
     for (; t + 4 <= nt; t += 4) {
         const sq_block_q8 *x[4] = {a + t * nb, a + (t + 1) * nb, a + (t + 2) * nb, a + (t + 3) * nb};
@@ -422,13 +402,21 @@ RP_AVX2 static void packed_avx2(int type, const uint8_t *wp, int64_t g0, int64_t
 
 void sq_matmul_packed_portable(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
                                int64_t nt, float *y, int64_t ldy) {
+    if (sq_rpk_has_type(type)) { sq_rpk_matmul(type, 0, wp, g0, g1, a, nb, nt, y, ldy); return; }
+    packed_portable(type, (const uint8_t *)wp, g0, g1, a, nb, nt, y, ldy);
+}
+
+void sq_matmul_packed_avx2(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
+                           int64_t nt, float *y, int64_t ldy) {
+    if (sq_rpk_has_type(type)) { sq_rpk_matmul(type, sq_kernels_have_avx2(), wp, g0, g1, a, nb, nt, y, ldy); return; }
+#ifdef SQ_X86
+    if (sq_kernels_have_avx2()) { packed_avx2(type, (const uint8_t *)wp, g0, g1, a, nb, nt, y, ldy); return; }
+#endif
     packed_portable(type, (const uint8_t *)wp, g0, g1, a, nb, nt, y, ldy);
 }
 
 void sq_matmul_packed(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb, int64_t nt,
                       float *y, int64_t ldy) {
-#ifdef SQ_X86
-    if (sq_kernels_have_avx2()) { packed_avx2(type, (const uint8_t *)wp, g0, g1, a, nb, nt, y, ldy); return; }
-#endif
-    packed_portable(type, (const uint8_t *)wp, g0, g1, a, nb, nt, y, ldy);
+    if (sq_kernels_have_vnni()) { sq_vnni_matmul_packed(type, wp, g0, g1, a, nb, nt, y, ldy); return; }
+    sq_matmul_packed_avx2(type, wp, g0, g1, a, nb, nt, y, ldy);
 }

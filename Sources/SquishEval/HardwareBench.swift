@@ -35,13 +35,16 @@ public struct MemoryBandwidthResult: Codable, Sendable {
 
 /// Reads a buffer far larger than the caches with every thread of a worker pool (each its own contiguous part,
 /// 32-byte loads summed so that none can be skipped): one warm-up pass, then `repetitions` timed passes per thread
-/// count; the median is reported.
+/// count; the median is reported. The buffer is allocated like the repacked weights (huge pages where the system
+/// grants them), so the figure is the one decoding can reach.
 public enum MemoryBench {
     public static func run(bytes: Int = 512 << 20, threadCounts: [Int], repetitions: Int = 7,
                            progress: ProgressBar? = nil) -> MemoryBandwidthResult {
         let n = max(bytes / 4096, 1) * 4096
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 4096)  // [n bytes]
-        defer { buffer.deallocate() }
+        // [n bytes], in the huge-page memory the repacked weights use.
+        let owner = PackedWeights(bytes: n)
+        defer { withExtendedLifetime(owner) {} }
+        let buffer = owner.base
         // Touch every page (and give the words values) so that the timed passes read real, resident memory.
         let words = buffer.bindMemory(to: UInt64.self, capacity: n / 8)
         for i in 0 ..< n / 8 { words[i] = UInt64(i) }
@@ -97,6 +100,13 @@ public struct KernelShape: Codable, Sendable, Equatable {
         .init(name: "1.1B ffn_gate/up", rows: 5632, columns: 2048), .init(name: "1.1B ffn_down", rows: 2048, columns: 5632),
         .init(name: "1.1B output", rows: 32000, columns: 2048),
     ]
+    /// Gemma-3-270M: dim 640, 4 heads and 1 KV head of 256 (Q 1024 rows, K/V 256), FFN 2048, vocab 262144 (the tied
+    /// embedding is the output matrix). Its Q4_K_M file stores Q5_0, Q8_0, Q4_K and Q6_K matrices.
+    public static let gemma3: [KernelShape] = [
+        .init(name: "270M attn_q", rows: 1024, columns: 640), .init(name: "270M attn_k/v", rows: 256, columns: 640),
+        .init(name: "270M attn_output", rows: 640, columns: 1024), .init(name: "270M ffn_gate/up", rows: 2048, columns: 640),
+        .init(name: "270M ffn_down", rows: 640, columns: 2048), .init(name: "270M output", rows: 262144, columns: 640),
+    ]
 }
 
 public struct KernelBenchRow: Codable, Sendable {
@@ -125,14 +135,17 @@ public struct KernelBenchResult: Codable, Sendable {
     public let threads: Int
     public let repetitions: Int
     public let usesAVX2: Bool
+    /// The packed matmuls ran on AVX512-VNNI.
+    public let usesVNNI: Bool
     public let rows: [KernelBenchRow]
     /// Type × shape pairs left out because the row length is not whole blocks of the type.
     public let skipped: [String]
-    enum CodingKeys: String, CodingKey { case threads, repetitions, usesAVX2 = "uses_avx2", rows, skipped }
+    enum CodingKeys: String, CodingKey { case threads, repetitions, usesAVX2 = "uses_avx2", usesVNNI = "uses_vnni", rows, skipped }
 }
 
 /// GEMV (1 token) and GEMM (`tokens` tokens) through `Matmul`, the same call the model makes, on weights laid out
-/// the way the model holds them (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/Q3_K repacked into 8 interleaved rows, unless SQUISH_NO_REPACK is set).
+/// the way the model holds them (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL and the K-quants Q3_K-Q6_K repacked into 8 interleaved
+/// rows, unless `repack` is false).
 /// Each measurement: one warm-up call, then `repetitions` samples of enough calls for ~`sampleSeconds`; the median
 /// time per call gives GFLOP/s (2 · rows · columns · tokens) and weight GB/s (stored matrix bytes per call).
 public enum KernelBench {
@@ -244,6 +257,6 @@ public enum KernelBench {
             }
         }
         return KernelBenchResult(threads: pool.threadCount, repetitions: repetitions, usesAVX2: VectorOps.usesAVX2,
-                                 rows: rows, skipped: skipped)
+                                 usesVNNI: VectorOps.usesVNNI, rows: rows, skipped: skipped)
     }
 }

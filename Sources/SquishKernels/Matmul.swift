@@ -5,6 +5,7 @@ import Glibc
 import Darwin
 #endif
 import SquishCore
+import Synchronization
 import SquishFormats
 
 /// A weight matrix as stored in the model file: `rows` output channels, each a row of `columns` weights in block
@@ -36,16 +37,18 @@ public struct WeightMatrix: @unchecked Sendable {
         rowBytes = rb
     }
 
-    /// True when `repacked()` would give a row-interleaved copy: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q3_K with a multiple of 8 rows.
+    /// True when `repacked()` would give a row-interleaved copy: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K, Q6_K
+    /// with a multiple of 8 rows.
     public var canRepack: Bool { sq_repack_supported(Int32(type.rawValue)) != 0 && rows % 8 == 0 && rows > 0 && columns % 32 == 0 }
 
-    /// This matrix with its weights also in the row-interleaved layout (a new anonymous allocation of the same size; 146/110 of it for Q3_K).
+    /// This matrix with its weights also in the row-interleaved layout (a new anonymous allocation of the same size; for
+    /// the K-quants 146/110 of it for Q3_K, 148/144 for Q4_K, 180/176 for Q5_K).
     /// `releaseSource` then tells the kernel the original pages (a read-only file mapping) are no longer needed, so
     /// that only one layout stays resident; they are read back from the file if a row is looked up later.
     public func repacked(releaseSource: Bool = false) -> WeightMatrix {
         guard canRepack, packed == nil else { return self }
         var m = self
-        // [rows / 8 groups × columns / 32 blocks × group bytes]; as large as the original except for Q3_K (146 / 110).
+        // [rows / 8 groups × columns / 32 blocks × group bytes]; as large as the original except for Q3_K, Q4_K, Q5_K.
         let p = PackedWeights(bytes: rows / 8 * (columns / 32) * sq_repack_group_bytes(Int32(type.rawValue)))
         sq_repack_rows8(Int32(type.rawValue), data, rowBytes, Int64(rows), Int64(columns / 32), p.base)
         m.packed = p
@@ -121,22 +124,73 @@ public struct WeightMatrix: @unchecked Sendable {
     public var usesQ8Kernel: Bool { sq_type_has_q8_kernel(Int32(type.rawValue)) != 0 }
 }
 
-/// Owner of a repacked weight buffer (64-byte aligned).
+/// Owner of a repacked weight buffer (64-byte aligned). The memory comes from huge-page slabs (see `HugePageSlab`):
+/// decoding streams every weight byte once per token, and with 4 KB pages that costs a TLB miss per page and stops
+/// the hardware prefetchers at every page boundary.
 public final class PackedWeights: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     public let bytes: Int
-    init(bytes: Int) {
-        self.bytes = bytes
-        base = .allocate(byteCount: max(bytes, 1), alignment: 64)
-    }
-    deinit { base.deallocate() }
+    /// The slab `base` points into (kept alive as long as these weights are).
+    private let slab: HugePageSlab
 
+    /// `bytes` of uninitialized memory (also used by the memory-bandwidth benchmark, so that it reads the kind of memory
+    /// the weights live in).
+    public init(bytes: Int) {
+        self.bytes = bytes
+        (slab, base) = HugePageSlab.allocate(max(bytes, 1))
+    }
     /// Drops the whole pages inside [p, p + count) from this process (they come back from the file on access).
     static func releasePages(_ p: UnsafeRawPointer, count: Int) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (Int(bitPattern: p) + page - 1) / page * page, end = (Int(bitPattern: p) + count) / page * page
         guard end > start, let sp = UnsafeMutableRawPointer(bitPattern: start) else { return }
         _ = madvise(sp, end - start, MADV_DONTNEED)
+    }
+}
+
+/// 2 MB-aligned memory that the kernel is asked to back with transparent huge pages (madvise MADV_HUGEPAGE; where
+/// the system does not do it, ordinary pages). Small requests share a slab of `slabBytes` (bump allocation, 64-byte
+/// aligned); a slab is freed when the last weights in it are, and the allocator only holds the current one weakly.
+/// Thread-safe: concurrent model loads allocate under a lock.
+final class HugePageSlab: @unchecked Sendable {  // immutable after init; the memory is handed out once per request
+    static let hugePage = 2 << 20
+    static let slabBytes = 32 << 20
+    let base: UnsafeMutableRawPointer
+    let bytes: Int
+
+    private init(bytes: Int) {
+        let n = (bytes + Self.hugePage - 1) / Self.hugePage * Self.hugePage
+        self.bytes = n
+        base = .allocate(byteCount: n, alignment: Self.hugePage)
+        #if os(Linux)
+        _ = madvise(base, n, MADV_HUGEPAGE)
+        #endif
+    }
+    deinit { base.deallocate() }
+
+    private struct State {
+        weak var current: HugePageSlab?
+        var used = 0
+    }
+    private static let state = Mutex(State())
+
+    /// `bytes` of 64-byte aligned memory and the slab that owns it.
+    static func allocate(_ bytes: Int) -> (HugePageSlab, UnsafeMutableRawPointer) {
+        if bytes > slabBytes / 4 {
+            let s = HugePageSlab(bytes: bytes)
+            return (s, s.base)
+        }
+        return state.withLock { st in
+            let size = (bytes + 63) / 64 * 64
+            if let s = st.current, st.used + size <= s.bytes {
+                defer { st.used += size }
+                return (s, s.base + st.used)
+            }
+            let s = HugePageSlab(bytes: slabBytes)
+            st.current = s
+            st.used = size
+            return (s, s.base)
+        }
     }
 }
 
@@ -163,6 +217,15 @@ public final class Matmul {
     public var exactActivations = false
     /// Use the portable C kernels even where AVX2 is available (tests compare both).
     public var portable = false
+    /// Let the packed matmuls use AVX512-VNNI where the CPU has it (false: AVX2 at most; comparisons and tests, the
+    /// results are bit-identical).
+    public var allowVNNI = true
+
+    /// The packed-layout kernel these settings select.
+    var packedKernel: @convention(c) (Int32, UnsafeRawPointer?, Int64, Int64, UnsafePointer<sq_block_q8>?, Int64, Int64,
+                                      UnsafeMutablePointer<Float>?, Int64) -> Void {
+        portable ? sq_matmul_packed_portable : allowVNNI ? sq_matmul_packed : sq_matmul_packed_avx2
+    }
     /// Tokens per cache tile in the matrix × matrix path.
     public static let tokenTile = 64
 
@@ -275,7 +338,7 @@ public final class Matmul {
             let portable = self.portable
             let tile = Self.tokenTile
             if let packed = w.packed {
-                let kernel = portable ? sq_matmul_packed_portable : sq_matmul_packed
+                let kernel = packedKernel
                 pool.parallelFor(w.rows / 8) { groups in
                     var t0 = 0
                     while t0 < tokens {
@@ -379,7 +442,7 @@ extension Matmul {
         let nb = columns / 32
         let q8 = quantizedActivations(x, columns: columns, tokens: tokens)
         let tile = Self.tokenTile
-        let kernel = portable ? sq_matmul_packed_portable : sq_matmul_packed
+        let kernel = packedKernel
         // Groups [g0, g1) of one matrix, all tokens in tiles.
         func run(_ w: WeightMatrix, _ y: UnsafeMutablePointer<Float>, _ g0: Int, _ g1: Int) {
             guard g0 < g1, let packed = w.packed else { return }
@@ -421,6 +484,8 @@ public enum VectorOps {
     }
 
     public static var usesAVX2: Bool { sq_kernels_have_avx2() != 0 }
+    /// The packed matmuls run on AVX512-VNNI (see Matmul.allowVNNI).
+    public static var usesVNNI: Bool { sq_kernels_have_vnni() != 0 }
 }
 
 extension WeightMatrix {
@@ -437,11 +502,39 @@ extension WeightMatrix {
 }
 
 extension VectorOps {
-    /// out = softmax(scale · K q) · V over n positions; K/V rows are `stride` floats apart. scores: n floats scratch.
-    @inline(__always) public static func attentionHead(query: UnsafePointer<Float>, keys: UnsafePointer<Float>,
-                                                       values: UnsafePointer<Float>, stride: Int, count: Int, headDim: Int,
-                                                       scale: Float, scores: UnsafeMutablePointer<Float>,
-                                                       output: UnsafeMutablePointer<Float>) {
-        sq_attention_head(query, keys, values, Int64(stride), Int64(count), Int64(headDim), scale, scores, output)
+    /// Attention of `heads` query heads that share one KV head (multi-query / grouped-query attention) over the same
+    /// `count` positions: output + h·headDim = softmax(scale · K q_h) · V with q_h = query + h·headDim. Keys and values
+    /// are read once per four heads (a lone head takes a one-head kernel). heads = 1 is plain attention. K/V rows
+    /// are `stride` floats apart. scores: heads · count floats scratch.
+    @inline(__always) public static func attentionHeads(query: UnsafePointer<Float>, heads: Int, keys: UnsafePointer<Float>,
+                                                        values: UnsafePointer<Float>, stride: Int, count: Int, headDim: Int,
+                                                        scale: Float, scores: UnsafeMutablePointer<Float>,
+                                                        output: UnsafeMutablePointer<Float>) {
+        sq_attention_heads(query, Int64(heads), keys, values, Int64(stride), Int64(count), Int64(headDim), scale, scores, output)
+    }
+
+    /// The activation of a gated feed-forward layer in place: gate[i] = act(gate[i]) · up[i] for i < count.
+    public enum GatedActivation: Int32, Sendable { case silu = 0, geluTanh = 1 }
+
+    @inline(__always) public static func gatedActivation(_ act: GatedActivation, gate: UnsafeMutablePointer<Float>,
+                                                         up: UnsafePointer<Float>, count: Int) {
+        sq_gated_activation(act.rawValue, gate, up, Int64(count))
+    }
+
+    /// y = x / √(mean(x²) + ε) · w over `count` values (y may be x).
+    @inline(__always) public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                                 into y: UnsafeMutablePointer<Float>, count: Int, epsilon: Float) {
+        sq_rms_norm(x, weight, y, Int64(count), epsilon)
+    }
+
+    /// Index of the largest of x[0 ..< count] (the first on ties; NaN never wins; 0 when none exceeds −∞), as a
+    /// scalar loop over the logits would pick it.
+    @inline(__always) public static func argmax(_ x: UnsafePointer<Float>, count: Int) -> Int {
+        Int(sq_argmax(x, Int64(count)))
+    }
+
+    /// True when none of x[0 ..< count] is NaN or infinite.
+    @inline(__always) public static func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
+        sq_all_finite(x, Int64(count)) != 0
     }
 }

@@ -124,14 +124,26 @@ public final class ForwardPass {
         scores.deallocate()
     }
 
-    /// Makes positions 0 ..< n usable (RoPE tables, attention scratch).
+    /// Makes positions 0 ..< n usable (RoPE tables, attention scratch for a KV head's query heads).
     public func reserve(positions n: Int) {
         for t in ropeTables { t.reserve(n) }
-        if n > scoresPerWorker {
+        let needed = n * (model.config.heads / model.config.kvHeads)
+        if needed > scoresPerWorker {
             scores.deallocate()
-            scoresPerWorker = max(n, 2 * scoresPerWorker)
+            scoresPerWorker = max(needed, 2 * scoresPerWorker)
             scores = .allocate(capacity: pool.threadCount * scoresPerWorker)
         }
+    }
+
+    /// Query heads per KV head, and how many of them one attention work item takes: all of them, unless a batch of
+    /// `tokens` has fewer (token, KV head) pairs than workers; then as few as keep every worker busy.
+    private func headSlices(tokens n: Int) -> (group: Int, slice: Int) {
+        let c = model.config
+        let group = c.heads / c.kvHeads
+        let pairs = n * c.kvHeads, workers = pool.threadCount
+        guard pairs < workers else { return (group, group) }
+        let splits = min(group, (workers + pairs - 1) / pairs)
+        return (group, (group + splits - 1) / splits)
     }
 
     /// Embedding rows of `tokens` (checked against the vocabulary) into x [count × dim], scaled as the model wants.
@@ -206,25 +218,30 @@ public final class ForwardPass {
             for t in 0 ..< n {
                 segments[segmentOf[t]].cache.store(layer: cacheLayer, position: pos[t], key: k + t * c.kvDim, value: v + t * c.kvDim)
             }
-            // Causal attention: token t attends to positions first ... pos[t] of its own sequence. Work items: (token, head).
+            // Causal attention: token t attends to positions first ... pos[t] of its own sequence. Work items: (token, KV
+            // head, slice of the query heads on that KV head); each reads the keys and values once for its heads. A
+            // batch with fewer (token, KV head) pairs than workers (decoding, multi-query models) splits the heads.
             let window = c.layerAttention[index].slidingWindow
-            let group = c.heads / c.kvHeads, scale = c.attentionScale
+            let (group, slice) = headSlices(tokens: n)
+            let slices = (group + slice - 1) / slice
+            let scale = c.attentionScale, headDim = c.headDim
             let (scores, stride) = (self.scores, scoresPerWorker)
             segmentOf.withUnsafeBufferPointer { seg in
                 let seg = seg.baseAddress!
                 segments.withUnsafeBufferPointer { segments in
                     pool.run { w in
                         let workers = self.pool.threadCount
-                        let items = n * c.heads
+                        let items = n * c.kvHeads * slices
                         let sc = scores + w * stride
                         var item = w
                         while item < items {
-                            let t = item / c.heads, h = item % c.heads
+                            let t = item / (c.kvHeads * slices), kv = item / slices % c.kvHeads
+                            let h0 = kv * group + item % slices * slice, heads = min(slice, (kv + 1) * group - h0)
                             let last = pos[t]
                             let first = window.map { max(0, last - $0 + 1) } ?? 0
-                            segments[seg[t]].cache.attend(layer: cacheLayer, kvHead: h / group, query: q + t * c.qDim + h * c.headDim,
-                                                          positions: first ..< last + 1, scale: scale, scores: sc,
-                                                          output: att + t * c.qDim + h * c.headDim)
+                            segments[seg[t]].cache.attend(layer: cacheLayer, kvHead: kv, queries: q + t * c.qDim + h0 * headDim,
+                                                          heads: heads, headDim: headDim, positions: first ..< last + 1,
+                                                          scale: scale, scores: sc, output: att + t * c.qDim + h0 * headDim)
                             item += workers
                         }
                     }
@@ -241,24 +258,15 @@ public final class ForwardPass {
         rmsNorm(x, layer.ffnNorm, xb, rows: n, width: c.dim)
         try observe?(index, .ffnInput, xb, n)
         let (hb, hb2, hidden) = (self.hb, self.hb2, c.hiddenDim)
-        let activation = c.activation
+        let activation: VectorOps.GatedActivation = switch c.activation {
+        case .silu: .silu
+        case .geluTanh: .geluTanh
+        }
         // gate and up in one job; each worker applies act(gate) · up to the rows it computed.
         try matmul.fused(layer.gate, hb, layer.up, hb2, input: xb, tokens: n) { rows in
             for t in 0 ..< n {
-                let lo = t * hidden + rows.lowerBound, hi = t * hidden + rows.upperBound
-                switch activation {
-                case .silu:
-                    for i in lo ..< hi {
-                        let g = hb[i]
-                        hb[i] = g / (1 + expf(-g)) * hb2[i]
-                    }
-                case .geluTanh:
-                    for i in lo ..< hi {
-                        // GELU, tanh approximation: 0.5 g (1 + tanh(√(2/π) (g + 0.044715 g³))).
-                        let g = hb[i]
-                        hb[i] = 0.5 * g * (1 + tanhf(0.797_884_56 * (g + 0.044_715 * g * g * g))) * hb2[i]
-                    }
-                }
+                let lo = t * hidden + rows.lowerBound
+                VectorOps.gatedActivation(activation, gate: hb + lo, up: hb2 + lo, count: rows.count)
             }
         }
         try observe?(index, .ffnHidden, hb, n)
@@ -283,16 +291,11 @@ public final class ForwardPass {
 
     /// y = x / √(mean(x²) + ε) · w per row of `width` (y may be x).
     func rmsNorm(_ input: UnsafePointer<Float>, _ weight: [Float], _ out: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
-        let eps = Double(model.config.normEpsilon)
+        let eps = model.config.normEpsilon
         weight.withUnsafeBufferPointer { w in
+            let w = w.baseAddress!
             pool.parallelFor(rows, granularity: max(1, 256 / max(width, 1))) { range in
-                for r in range {
-                    let xr = input + r * width, yr = out + r * width
-                    var ss = 0.0
-                    for i in 0 ..< width { ss += Double(xr[i]) * Double(xr[i]) }
-                    let scale = Float(1.0 / (ss / Double(width) + eps).squareRoot())
-                    for i in 0 ..< width { yr[i] = xr[i] * scale * w[i] }
-                }
+                for r in range { VectorOps.rmsNorm(input + r * width, weight: w, into: out + r * width, count: width, epsilon: eps) }
             }
         }
     }
@@ -324,9 +327,6 @@ public final class ForwardPass {
 
     /// Throws naming `stage` when x [count] holds NaN or infinity (a broken file must not reach the sampler).
     private func checkFinite(_ x: UnsafePointer<Float>, _ count: Int, stage: String) throws {
-        // Sum of x · 0 is NaN exactly when some x is NaN or infinite; one pass without branches.
-        var acc: Float = 0
-        for i in 0 ..< count { acc += x[i] * 0 }
-        if !acc.isFinite || acc.isNaN { throw ModelError.nonFiniteActivations(path: model.path, stage: stage) }
+        if !VectorOps.allFinite(x, count: count) { throw ModelError.nonFiniteActivations(path: model.path, stage: stage) }
     }
 }

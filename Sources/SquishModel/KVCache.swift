@@ -12,8 +12,23 @@ public protocol KVCache: AnyObject {
     /// for KV head `kvHead`. scores: scratch of at least `positions.count` floats.
     func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
                 scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>)
+    /// The same for `heads` consecutive query heads that share KV head `kvHead` (grouped-query / multi-query
+    /// attention): queries and output are [heads × headDim]; scores: scratch of at least heads · positions.count floats.
+    func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
+                scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>)
     /// Forgets positions from `count` on.
     func truncate(to count: Int)
+}
+
+extension KVCache {
+    /// One head at a time, for caches that have no multi-head path of their own.
+    public func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
+                       scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        for h in 0 ..< heads {
+            attend(layer: layer, kvHead: kvHead, query: queries + h * headDim, positions: positions, scale: scale,
+                   scores: scores, output: output + h * headDim)
+        }
+    }
 }
 
 /// The uncompressed cache: f32 keys and values, [layer][position][kvDim].
@@ -57,9 +72,17 @@ public final class F32KVCache: KVCache {
 
     public func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
                        scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        attend(layer: layer, kvHead: kvHead, queries: query, heads: 1, headDim: headDim, positions: positions, scale: scale,
+               scores: scores, output: output)
+    }
+
+    /// Keys and values are read once for up to four of the heads (VectorOps.attentionHeads).
+    public func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
+                       scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        precondition(headDim == self.headDim, "head size \(headDim) is not the cache's \(self.headDim)")
         let base = (layer * capacity + positions.lowerBound) * kvDim + kvHead * headDim
-        VectorOps.attentionHead(query: query, keys: keys + base, values: values + base, stride: kvDim, count: positions.count,
-                                headDim: headDim, scale: scale, scores: scores, output: output)
+        VectorOps.attentionHeads(query: queries, heads: heads, keys: keys + base, values: values + base, stride: kvDim,
+                                 count: positions.count, headDim: headDim, scale: scale, scores: scores, output: output)
     }
 
     public func truncate(to count: Int) {}

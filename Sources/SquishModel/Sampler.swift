@@ -1,4 +1,5 @@
 import Foundation
+import SquishKernels
 
 /// Picks the next token from logits: greedy, or temperature with top-k, top-p and min-p filtering and a
 /// repetition penalty. Seeded runs are reproducible; temperature 0 is greedy and deterministic.
@@ -43,15 +44,9 @@ public struct Sampler {
         if bad || !any { throw ModelError.nonFiniteLogits(count: logits.count) }
     }
 
-    /// Index of the largest value (the first one on ties).
+    /// Index of the largest value (the first one on ties; NaN never wins; 0 when none exceeds −∞).
     public static func argmax(_ logits: [Float]) -> Int {
-        var best = 0
-        var mx = -Float.infinity
-        for (i, l) in logits.enumerated() where l > mx {
-            mx = l
-            best = i
-        }
-        return best
+        logits.withUnsafeBufferPointer { l in l.isEmpty ? 0 : VectorOps.argmax(l.baseAddress!, count: l.count) }
     }
 
     /// Samples from `logits` (one row of vocabulary size); `history` are the tokens so far (for the penalty).

@@ -41,13 +41,13 @@ struct Bench: ParsableCommand {
     @Flag(help: "After the model benchmark, also measure the memory read bandwidth and report the generation's weights GB/s as a fraction of it.")
     var vsMemory = false
 
-    @Flag(help: "Benchmark the matmul kernels instead: GEMV and GEMM per block type on the default model's and TinyLlama-1.1B's shapes.")
+    @Flag(help: "Benchmark the matmul kernels instead: GEMV and GEMM per block type on the shapes of the default model, TinyLlama-1.1B and Gemma-3-270M.")
     var kernels = false
 
     @Option(help: "Block types for --kernels, comma-separated (default: Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,IQ4_NL,Q2_K..Q6_K,TQ1_0,TQ2_0,SQ2_G64,SQ3_G32,SQ3_G64,SQ4_G64; SQ2-SQ4 and TQ types also through the lookup-table kernel, path 'lut').")
     var types: String?
 
-    @Option(help: "Shapes for --kernels: all, 135m, 1.1b, or ROWSxCOLUMNS[,ROWSxCOLUMNS...].")
+    @Option(help: "Shapes for --kernels: all, 135m, 1.1b, gemma3-270m, or ROWSxCOLUMNS[,ROWSxCOLUMNS...].")
     var shapes = "all"
 
     @Option(help: "Tokens of the GEMM case of --kernels (the GEMV case is 1 token).")
@@ -177,9 +177,10 @@ extension Bench {
 
     func kernelShapes() throws -> [KernelShape] {
         switch shapes.lowercased() {
-        case "all": return KernelShape.smollm2 + KernelShape.tinyllama
+        case "all": return KernelShape.smollm2 + KernelShape.tinyllama + KernelShape.gemma3
         case "135m": return KernelShape.smollm2
         case "1.1b": return KernelShape.tinyllama
+        case "gemma3-270m": return KernelShape.gemma3
         default:
             return try shapes.split(separator: ",").map { item in
                 let parts = item.lowercased().split(separator: "x")
@@ -212,7 +213,7 @@ extension Bench {
             print(try jsonString(r))
             return
         }
-        print("matmul through Matmul, \(r.threads) threads, \(r.usesAVX2 ? "AVX2" : "portable"), median of \(r.repetitions); GEMV = 1 token, GEMM = \(gemmTokens) tokens")
+        print("matmul through Matmul, \(r.threads) threads, \(r.usesVNNI ? "AVX512-VNNI" : r.usesAVX2 ? "AVX2" : "portable"), median of \(r.repetitions); GEMV = 1 token, GEMM = \(gemmTokens) tokens")
         print("type     shape              rows x cols   path        MB  copies | GEMV GFLOP/s   GB/s | GEMM GFLOP/s   GB/s")
         var i = 0
         while i < r.rows.count {

@@ -3,17 +3,19 @@ import Testing
 import SquishFormats
 import SquishKernels
 
-/// Row-interleaved (repacked) Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/Q3_K weights: the AVX2 and portable packed kernels agree bit for bit,
-/// and both agree with the unpacked kernel and with dot products, in Double, of the weights as the Swift codecs
+/// Row-interleaved (repacked) Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL/Q3_K/Q4_K/Q5_K/Q6_K weights: the AVX512-VNNI (where the CPU
+/// has it), AVX2 and portable packed kernels agree bit for bit,
+/// and they agree with the unpacked kernel and with dot products, in Double, of the weights as the Swift codecs
 /// dequantize them (independent of the C code) with the rounded activations.
 @Suite(.serialized) struct RepackKernelTests {
-    static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL, .q3_K]
+    static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL, .q3_K, .q4_K, .q5_K, .q6_K]
+    static let superBlockTypes: [GGMLType] = [.q3_K, .q4_K, .q5_K, .q6_K]
     /// (rows, columns, tokens): rows a multiple of 8; odd token counts exercise the 4-token tile and its remainder.
     static let shapes = [(8, 32, 1), (16, 64, 3), (24, 96, 5), (8, 288, 4), (64, 576, 9), (40, 1536, 70), (192, 576, 1),
                          (576, 64, 2), (32, 1536, 1)]
     /// The same for super-block types (256 columns per block).
     static let superBlockShapes = [(8, 256, 1), (16, 512, 3), (24, 1536, 5), (64, 256, 9), (40, 1536, 70), (576, 256, 2)]
-    static func shapes(_ type: GGMLType) -> [(Int, Int, Int)] { type == .q3_K ? superBlockShapes : shapes }
+    static func shapes(_ type: GGMLType) -> [(Int, Int, Int)] { superBlockTypes.contains(type) ? superBlockShapes : shapes }
 
     @Test(arguments: types)
     func packedAgreesWithUnpackedAndReference(type: GGMLType) throws {
@@ -23,6 +25,8 @@ import SquishKernels
         let matmul = Matmul(pool: pool)
         let portableMatmul = Matmul(pool: pool)
         portableMatmul.portable = true
+        let avx2Matmul = Matmul(pool: pool)
+        avx2Matmul.allowVNNI = false
         for (rows, columns, tokens) in Self.shapes(type) {
             let bytes = helper.randomWeights(type, rows: rows, columns: columns, rng: &rng)
             let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
@@ -32,14 +36,18 @@ import SquishKernels
                 let packed = plain.repacked()
                 #expect(packed.packed != nil)
                 var fast = [Float](repeating: 0, count: tokens * rows)
-                var portable = fast, unpacked = fast
+                var portable = fast, avx2 = fast, unpacked = fast
                 try x.withUnsafeBufferPointer { xp in
                     try fast.withUnsafeMutableBufferPointer { try matmul(packed, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
+                    try avx2.withUnsafeMutableBufferPointer { try avx2Matmul(packed, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
                     try portable.withUnsafeMutableBufferPointer { try portableMatmul(packed, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
                     try unpacked.withUnsafeMutableBufferPointer { try matmul(plain, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
                 }
+                // The dispatched kernel (AVX512-VNNI where the CPU has it), the AVX2 one and the portable one agree bit for bit.
                 let differing = (0 ..< fast.count).filter { fast[$0].bitPattern != portable[$0].bitPattern }
-                #expect(differing.isEmpty, "\(type) \(rows)x\(columns)x\(tokens): AVX2 and portable differ at \(differing.prefix(4))")
+                #expect(differing.isEmpty, "\(type) \(rows)x\(columns)x\(tokens): dispatched and portable differ at \(differing.prefix(4))")
+                let differingAVX2 = (0 ..< fast.count).filter { avx2[$0].bitPattern != portable[$0].bitPattern }
+                #expect(differingAVX2.isEmpty, "\(type) \(rows)x\(columns)x\(tokens): AVX2 and portable differ at \(differingAVX2.prefix(4))")
                 let xqs = (0 ..< tokens).map { t in helper.quantized(Array(x[t * columns ..< (t + 1) * columns])) }
                 for r in 0 ..< rows {
                     let wf = try Codecs.dequantize(type, UnsafeRawBufferPointer(rebasing: raw[r * plain.rowBytes ..< (r + 1) * plain.rowBytes]),
@@ -64,7 +72,7 @@ import SquishKernels
         var rng = SplitMix64(seed: 5 + UInt64(type.rawValue))
         let helper = KernelTests()
         let matmul = Matmul(pool: WorkerPool(threads: 2))
-        let shapes = type == .q3_K ? [(7, 256, 1), (1, 512, 3), (12, 1536, 5), (577, 256, 1)]
+        let shapes = Self.superBlockTypes.contains(type) ? [(7, 256, 1), (1, 512, 3), (12, 1536, 5), (577, 256, 1)]
                                    : [(7, 64, 1), (1, 32, 3), (12, 576, 5), (20, 96, 2), (577, 64, 1)]
         for (rows, columns, tokens) in shapes {
             let bytes = helper.randomWeights(type, rows: rows, columns: columns, rng: &rng)
@@ -97,15 +105,21 @@ import SquishKernels
         }
     }
 
+    /// Three matrices of mixed types on the same input: 96 columns of 32-weight blocks, and K-quant mixes like Gemma 3's
+    /// layers on 512 columns (the first matrix, 40 rows, is also the paired form's).
+    static let fusedCases: [(Int, [GGMLType])] = [(96, [.q4_1, .iq4_NL, .q8_0]), (512, [.q4_K, .q5_0, .q6_K]), (512, [.q6_K, .q5_K, .q8_0])]
+
     /// The fused calls (one quantization, one job) give the same numbers as one call per matrix, and the paired
     /// form's rowsDone sees every row once, after both outputs for those rows are written.
-    @Test func fusedMatchesSeparateCalls() throws {
-        var rng = SplitMix64(seed: 77)
+    @Test(arguments: 0 ..< fusedCases.count)
+    func fusedMatchesSeparateCalls(caseIndex: Int) throws {
+        var rng = SplitMix64(seed: 77 + UInt64(caseIndex))
         let helper = KernelTests()
         let pool = WorkerPool(threads: 2)
         let matmul = Matmul(pool: pool)
-        let (columns, tokens) = (96, 6)
-        let shapes: [(GGMLType, Int)] = [(.q4_1, 40), (.iq4_NL, 16), (.q8_0, 24)]
+        let (columns, types) = Self.fusedCases[caseIndex]
+        let tokens = 6
+        let shapes: [(GGMLType, Int)] = [(types[0], 40), (types[1], 16), (types[2], 24)]
         let blobs = shapes.map { helper.randomWeights($0.0, rows: $0.1, columns: columns, rng: &rng) }
         let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
         try blobs[0].withUnsafeBytes { r0 in try blobs[1].withUnsafeBytes { r1 in try blobs[2].withUnsafeBytes { r2 in

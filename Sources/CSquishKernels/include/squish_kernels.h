@@ -62,25 +62,52 @@ float sq_dot_f32(const float *a, const float *b, int64_t n);
 /// y[i] += alpha * x[i].
 void sq_axpy_f32(float alpha, const float *x, float *y, int64_t n);
 
-/// The portable version of sq_attention_head (tests compare the two).
+/// One attention head over n cached positions, the plain definition: out = softmax(scale · K q) · V.
+/// keys/values: n rows of `stride` floats (the head's slice starts at the pointer); scores: n floats of scratch.
 void sq_attention_head_portable(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
                                 int64_t head_dim, float scale, float *scores, float *out);
-/// One attention head over n cached positions: out = softmax(scale · K q) · V.
-/// keys/values: n rows of `stride` floats (the head's slice starts at the pointer); scores: n floats of scratch.
-void sq_attention_head(const float *q, const float *keys, const float *values, int64_t stride, int64_t n,
-                       int64_t head_dim, float scale, float *scores, float *out);
 
-/// Row-interleaved ("repacked") weights, see repack.c: 1 for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL and Q3_K.
+/// Several query heads sharing one KV head (multi-query / grouped-query attention; nq = 1 is plain attention): for
+/// h < nq, out + h·head_dim = softmax(scale · K q_h) · V with q_h = q + h·head_dim, over the same n positions
+/// (keys/values as for sq_attention_head_portable). Each key and value is read once per four heads; a single head
+/// takes a kernel that scores four positions per step. scores: nq·n floats of scratch.
+void sq_attention_heads(const float *q, int64_t nq, const float *keys, const float *values, int64_t stride, int64_t n,
+                        int64_t head_dim, float scale, float *scores, float *out);
+/// The portable version of sq_attention_heads (one sq_attention_head_portable per head).
+void sq_attention_heads_portable(const float *q, int64_t nq, const float *keys, const float *values, int64_t stride,
+                                 int64_t n, int64_t head_dim, float scale, float *scores, float *out);
+
+/// Gated activation of a feed-forward layer in place: g[i] = act(g[i]) · u[i] for i < n, act = SiLU (gelu = 0) or GELU
+/// in its tanh form (gelu = 1). The AVX2 version computes both as g / (1 + e^z) with a vectorized exp.
+void sq_gated_activation(int gelu, float *g, const float *u, int64_t n);
+/// The portable version (expf / tanhf, the definitions).
+void sq_gated_activation_portable(int gelu, float *g, const float *u, int64_t n);
+/// y = x / √(mean(x²) + eps) · w over n values (sum of squares in double; y may be x).
+void sq_rms_norm(const float *x, const float *w, float *y, int64_t n, float eps);
+/// 1 when no x[i] (i < n) is NaN or infinite.
+int sq_all_finite(const float *x, int64_t n);
+/// Index of the largest x[i], i < n (the first on ties; NaN never wins; 0 when none is larger than −∞).
+int64_t sq_argmax(const float *x, int64_t n);
+
+/// Row-interleaved ("repacked") weights, see repack.c: 1 for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K
+/// and Q6_K.
 int sq_repack_supported(int type);
-/// Bytes of one packed group-block (8 rows × 32 columns; for Q3_K an eighth of an 8-row super-block group, 146);
+/// Bytes of one packed group-block (8 rows × 32 columns; for the K-quants an eighth of an 8-row super-block group:
+/// Q3_K 146, Q4_K 148, Q5_K 180, Q6_K 210);
 /// 0 for unsupported types. A packed matrix takes rows / 8 × nb × this.
 size_t sq_repack_group_bytes(int type);
 /// Repacks `rows` rows (a multiple of 8) of nb blocks each from the ggml layout (rows of `row_bytes`) into dst
 /// (rows / 8 × nb × sq_repack_group_bytes(type) bytes).
 void sq_repack_rows8(int type, const void *src, size_t row_bytes, int64_t rows, int64_t nb, void *dst);
 /// y[t * ldy + r] = Σ_k W[r, k] * x_t[k] for rows r in [8 g0, 8 g1) and tokens t in [0, nt), W repacked.
+/// Uses the AVX512-VNNI kernels where the CPU has them (see sq_kernels_have_vnni), else AVX2, else portable C.
 void sq_matmul_packed(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb, int64_t nt,
                       float *y, int64_t ldy);
+/// 1 when the CPU runs the AVX512-VNNI packed kernels (AVX2, FMA, F16C, AVX512 F/VL/BW and VNNI).
+int sq_kernels_have_vnni(void);
+/// sq_matmul_packed without AVX512-VNNI (AVX2 where available, else portable; bit-identical results).
+void sq_matmul_packed_avx2(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
+                           int64_t nt, float *y, int64_t ldy);
 /// The portable version of sq_matmul_packed (bit-identical results).
 void sq_matmul_packed_portable(int type, const void *wp, int64_t g0, int64_t g1, const sq_block_q8 *a, int64_t nb,
                                int64_t nt, float *y, int64_t ldy);
