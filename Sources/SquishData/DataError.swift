@@ -7,6 +7,10 @@ public enum DataError: Error, CustomStringConvertible {
     /// R serialized data that this reader cannot decode.
     case badRData(path: String, offset: Int, reason: String)
     case io(path: String, reason: String)
+    /// A model given by a name that is neither a path nor a known model.
+    case unknownModel(name: String, known: [String])
+    /// A known model that has not been fetched yet.
+    case modelNotCached(name: String, path: String, fetch: String)
 
     public var description: String {
         switch self {
@@ -21,6 +25,10 @@ public enum DataError: Error, CustomStringConvertible {
             return "\(path): at byte \(offset) of the decompressed R data: \(reason)"
         case .io(let path, let reason):
             return "\(path): \(reason)"
+        case .unknownModel(let name, let known):
+            return "\(name): no such file or directory, and not a known model name (\(known.joined(separator: ", ")))"
+        case .modelNotCached(let name, let path, let fetch):
+            return "model \(name) is not cached at \(path); run `\(fetch)` first"
         }
     }
 }
