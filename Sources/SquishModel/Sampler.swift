@@ -42,17 +42,41 @@ public struct Sampler {
         return best
     }
 
+    /// Index of the largest value (the first one on ties).
+    public static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int {
+        var best = 0
+        var mx = -Float.infinity
+        for i in 0 ..< logits.count where logits[i] > mx {
+            mx = logits[i]
+            best = i
+        }
+        return best
+    }
+
     /// Samples from `logits` (one row of vocabulary size); `history` are the tokens so far (for the penalty).
     public mutating func sample(_ logits: [Float], history: [Int] = []) -> Int {
-        var logits = logits
+        logits.withUnsafeBufferPointer { sample($0, history: history) }
+    }
+
+    /// The same on a row in place (e.g. a row of a batch's logits; not modified). Tokens at −∞ are never chosen
+    /// unless every token is.
+    public mutating func sample(_ logits: UnsafeBufferPointer<Float>, history: [Int] = []) -> Int {
         if settings.repetitionPenalty != 1, !history.isEmpty {
+            var penalized = Array(logits)
             // CTRL (Keskar et al. 2019, sec. 4.1): divide positive logits by the penalty, multiply negative ones.
-            for t in Set(history.suffix(settings.repetitionWindow)) where t >= 0 && t < logits.count {
-                logits[t] = logits[t] > 0 ? logits[t] / settings.repetitionPenalty : logits[t] * settings.repetitionPenalty
+            for t in Set(history.suffix(settings.repetitionWindow)) where t >= 0 && t < penalized.count {
+                penalized[t] = penalized[t] > 0 ? penalized[t] / settings.repetitionPenalty : penalized[t] * settings.repetitionPenalty
             }
+            return penalized.withUnsafeBufferPointer { choose($0) }
         }
+        return choose(logits)
+    }
+
+    private mutating func choose(_ logits: UnsafeBufferPointer<Float>) -> Int {
         if settings.temperature <= 0 { return Self.argmax(logits) }
+        if settings.topK <= 0 && settings.topP >= 1 && settings.minP <= 0 { return sampleWhole(logits) }
         selectCandidates(logits)
+        guard !candidates.isEmpty, candidates[0].logit > -.infinity else { return Self.argmax(logits) }
         let mx = candidates[0].logit
         var probs = candidates.map { Double(expf($0.logit - mx)) }
         var total = probs.reduce(0, +)
@@ -83,15 +107,79 @@ public struct Sampler {
     }
 }
 
+extension Sampler {
+    /// Sampling from the whole tempered distribution (no filter): one pass for the normalizer, one for the draw,
+    /// in vocabulary order (no sort).
+    fileprivate mutating func sampleWhole(_ l: UnsafeBufferPointer<Float>) -> Int {
+        let t = settings.temperature
+        var mx = -Float.infinity
+        for v in l { mx = max(mx, v / t) }
+        guard mx > -.infinity else { return Self.argmax(l) }
+        var total = 0.0
+        for v in l { total += Double(expf(v / t - mx)) }
+        let r = Double(rng.next() >> 11) / Double(1 << 53) * total
+        var acc = 0.0
+        var last = 0
+        for i in 0 ..< l.count {
+            let p = Double(expf(l[i] / t - mx))
+            guard p > 0 else { continue }
+            acc += p
+            last = i
+            if r < acc { return i }
+        }
+        return last
+    }
+}
+
+/// Log-probabilities of the model's next-token distribution (softmax of the raw logits, before temperature and
+/// filtering): the chosen token's and the `top` most likely tokens', as OpenAI's `logprobs` report them.
+public struct TokenLogprobs: Sendable {
+    public var token: Int
+    public var logprob: Float
+    /// Most likely first (ties: lower id first).
+    public var top: [(token: Int, logprob: Float)]
+
+    public init(token: Int, logprob: Float, top: [(token: Int, logprob: Float)]) {
+        self.token = token
+        self.logprob = logprob
+        self.top = top
+    }
+
+    public init(_ logits: UnsafeBufferPointer<Float>, chosen: Int, top n: Int) {
+        let s = Self.summarize(logits, top: n)
+        self.init(token: chosen, logprob: chosen >= 0 && chosen < logits.count ? logits[chosen] - s.logSumExp : -.infinity, top: s.top)
+    }
+
+    /// log Σ exp(logits) and the `n` most likely tokens' log-probabilities of a row; a token's log-probability is
+    /// then its logit minus the first.
+    public static func summarize(_ logits: UnsafeBufferPointer<Float>, top n: Int) -> (logSumExp: Float, top: [(token: Int, logprob: Float)]) {
+        var mx = -Float.infinity
+        for v in logits { mx = max(mx, v) }
+        var sum = 0.0
+        for v in logits { sum += Double(expf(v - mx)) }
+        let lse = mx + Float(log(sum))
+        var best: [(token: Int, logprob: Float)] = []
+        if n > 0 {
+            for i in 0 ..< logits.count {
+                let v = logits[i]
+                if best.count == n { if v <= best[n - 1].logprob { continue }; best.removeLast() }
+                var k = best.count
+                while k > 0 && best[k - 1].logprob < v { k -= 1 }
+                best.insert((i, v), at: k)
+            }
+        }
+        return (lse, best.map { ($0.token, $0.logprob - lse) })
+    }
+}
 
 extension Sampler {
     /// Fills `candidates` with what survives top-k and min-p, sorted by scaled logit (ties: lower id first) —
     /// the same list a full sort followed by truncation gives, without sorting the whole vocabulary: min-p keeps
     /// exactly the tokens whose weight exp(l/T − max) reaches minP, and top-k keeps a running list of the best k.
-    fileprivate mutating func selectCandidates(_ logits: [Float]) {
+    fileprivate mutating func selectCandidates(_ l: UnsafeBufferPointer<Float>) {
         let t = settings.temperature
         candidates.removeAll(keepingCapacity: true)
-        logits.withUnsafeBufferPointer { l in
+        do {
             var mx = -Float.infinity
             for v in l { mx = max(mx, v / t) }
             let minP = Double(settings.minP)
