@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "SquishData", targets: ["SquishData"]),
         .library(name: "SquishQuantize", targets: ["SquishQuantize"]),
         .library(name: "SquishCompress", targets: ["SquishCompress"]),
+        // The embeddable API: load models by name or path, stream tokens, run the server's engine in-process.
+        .library(name: "SquishEngine", targets: ["SquishEngine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -43,6 +45,10 @@ let package = Package(
         .target(name: "SquishQuantize", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishModel", "SquishTokenizer"]),
         // Size budgets: level databases, importance signals, evolutionary search over per-tensor levels.
         .target(name: "SquishCompress", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishModel", "SquishTokenizer", "SquishQuantize", "SquishEval"]),
+        // Serving: one model's scheduler (continuous batching, prefix reuse, bounded queue) and several models on one
+        // worker pool; the embeddable Swift API.
+        .target(name: "SquishEngine", dependencies: ["SquishCore", "SquishFormats", "SquishTokenizer", "SquishData", "SquishKernels", "SquishModel"],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(name: "squish", dependencies: [
             "SquishCore", "SquishFormats", "SquishTokenizer", "SquishData", "SquishKernels", "SquishModel", "SquishEval",
             "SquishQuantize", "SquishCompress",
@@ -55,6 +61,8 @@ let package = Package(
         .testTarget(name: "SquishQuantizeTests", dependencies: ["SquishQuantize", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer", "SquishEval"]),
         .testTarget(name: "SquishEvalTests", dependencies: ["SquishEval", "SquishQuantize", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
         .testTarget(name: "SquishCompressTests", dependencies: ["SquishCompress", "SquishQuantize", "SquishEval", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
+        .testTarget(name: "SquishEngineTests", dependencies: ["SquishEngine", "SquishModel", "SquishKernels", "SquishTokenizer", "SquishData", "SquishFormats"],
+                    swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "SquishDataTests", dependencies: ["SquishData", "SquishCore", .product(name: "Crypto", package: "swift-crypto")]),
     ],
     swiftLanguageModes: [.v5]
