@@ -14,10 +14,17 @@ let package = Package(
         .library(name: "SquishCompress", targets: ["SquishCompress"]),
         // The embeddable API: load models by name or path, stream tokens, run the server's engine in-process.
         .library(name: "SquishEngine", targets: ["SquishEngine"]),
+        // The OpenAI-compatible HTTP server over the engine.
+        .library(name: "SquishServe", targets: ["SquishServe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // zlib from the system (inflate for R's serialized data).
@@ -49,10 +56,20 @@ let package = Package(
         // worker pool; the embeddable Swift API.
         .target(name: "SquishEngine", dependencies: ["SquishCore", "SquishFormats", "SquishTokenizer", "SquishData", "SquishKernels", "SquishModel"],
                 swiftSettings: [.swiftLanguageMode(.v6)]),
+        // The OpenAI-compatible HTTP server (Hummingbird), metrics (swift-metrics, Prometheus), the web chat page.
+        .target(name: "SquishServe", dependencies: [
+            "SquishEngine", "SquishModel", "SquishFormats", "SquishTokenizer",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(name: "squish", dependencies: [
             "SquishCore", "SquishFormats", "SquishTokenizer", "SquishData", "SquishKernels", "SquishModel", "SquishEval",
-            "SquishQuantize", "SquishCompress",
+            "SquishQuantize", "SquishCompress", "SquishEngine", "SquishServe",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SquishCoreTests", dependencies: ["SquishCore"]),
         .testTarget(name: "SquishFormatsTests", dependencies: ["SquishFormats", "SquishCore", "SquishData"]),
