@@ -1,0 +1,41 @@
+"""schemathesis against /openapi.json (the tiny model, an API key): generated valid and invalid requests; no 5xx, no
+response outside the document (status, content type, schema), authentication enforced where declared, invalid
+requests refused.
+
+The run is bounded by time: SCHEMATHESIS_SECONDS (CI default 60; coverage and fuzzing phases, repeated until the
+time is spent). The number of requests sent is printed and must reach SCHEMATHESIS_MIN_REQUESTS (default 1000)."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+from conftest import API_KEY
+
+
+def test_schemathesis_finds_nothing(keyed_tiny_server):
+    seconds = os.environ.get("SCHEMATHESIS_SECONDS", "60")
+    with tempfile.TemporaryDirectory() as d:
+        report = pathlib.Path(d) / "events.ndjson"
+        cmd = [sys.executable, "-m", "schemathesis.cli", "run", keyed_tiny_server.url + "/openapi.json",
+               "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+                           "response_headers_conformance,negative_data_rejection,ignored_auth",
+               "--phases", "coverage,fuzzing", "-H", "Authorization: Bearer " + API_KEY, "--seed", "1", "--workers", "2",
+               "--request-timeout", "60", "--max-time", seconds, "--report", "ndjson", "--report-ndjson-path", str(report),
+               "--no-color"]
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=int(seconds) + 600)
+        requests = 0
+        statuses = {}
+        if report.exists():
+            for line in report.read_text().splitlines():
+                event = json.loads(line).get("ScenarioFinished")
+                for interaction in ((event or {}).get("recorder") or {}).get("interactions", {}).values():
+                    requests += 1
+                    code = (interaction.get("response") or {}).get("status_code")
+                    statuses[code] = statuses.get(code, 0) + 1
+        print("schemathesis: %d requests in %s s, statuses %s" % (requests, seconds, dict(sorted(statuses.items(), key=str))))
+        tail = run.stdout[-8000:] + run.stderr[-2000:]
+        assert run.returncode == 0, tail
+        assert requests >= int(os.environ.get("SCHEMATHESIS_MIN_REQUESTS", "1000")), tail
+        assert not any(code is not None and code >= 500 for code in statuses)
