@@ -179,34 +179,41 @@ extension Sampler {
     fileprivate mutating func selectCandidates(_ l: UnsafeBufferPointer<Float>) {
         let t = settings.temperature
         candidates.removeAll(keepingCapacity: true)
-        do {
-            var mx = -Float.infinity
-            for v in l { mx = max(mx, v / t) }
-            let minP = Double(settings.minP)
-            let k = settings.topK > 0 ? settings.topK : Int.max
-            @inline(__always) func better(_ a: (id: Int, logit: Float), _ b: (id: Int, logit: Float)) -> Bool {
-                a.logit > b.logit || (a.logit == b.logit && a.id < b.id)
+        var mxRaw = -Float.infinity
+        for v in l { mxRaw = max(mxRaw, v) }
+        // min-p keeps s = l/t with exp(s − max s) ≥ minP, i.e. l ≥ t·(max s + ln minP). `choose` applies the exact
+        // rule afterwards, so this test on the raw logit (no exp per token) only has to keep a superset: a small
+        // margin covers rounding. max s = max(l)/t exactly (division by t > 0 is monotonic).
+        let floor: Float = settings.minP > 0 ? t * (mxRaw / t + logf(settings.minP) - 1e-3) : -.infinity
+        let k = settings.topK > 0 ? settings.topK : Int.max
+        @inline(__always) func better(_ a: (id: Int, logit: Float), _ b: (id: Int, logit: Float)) -> Bool {
+            a.logit > b.logit || (a.logit == b.logit && a.id < b.id)
+        }
+        // Raw logit of the current worst candidate once the list is full: a smaller raw logit cannot be better (its
+        // s is at most the worst's, and on a tie its larger id loses).
+        var worstRaw = -Float.infinity
+        for i in 0 ..< l.count {
+            let raw = l[i]
+            if raw < floor { continue }
+            if candidates.count == k {
+                if raw < worstRaw { continue }
+                let c = (id: i, logit: raw / t)
+                // Full: only something better than the current worst gets in.
+                guard better(c, candidates[k - 1]) else { continue }
+                candidates.removeLast()
             }
-            for i in 0 ..< l.count {
-                let s = l[i] / t
-                if minP > 0 && !(Double(expf(s - mx)) >= minP) && s != mx { continue }
-                let c = (id: i, logit: s)
-                if candidates.count == k {
-                    // Full: only something better than the current worst gets in.
-                    guard better(c, candidates[k - 1]) else { continue }
-                    candidates.removeLast()
+            let c = (id: i, logit: raw / t)
+            if k == Int.max {
+                candidates.append(c)
+            } else {
+                // Binary search for the insertion point in the sorted (best-first) list.
+                var lo = 0, hi = candidates.count
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if better(candidates[mid], c) { lo = mid + 1 } else { hi = mid }
                 }
-                if k == Int.max {
-                    candidates.append(c)
-                } else {
-                    // Binary search for the insertion point in the sorted (best-first) list.
-                    var lo = 0, hi = candidates.count
-                    while lo < hi {
-                        let mid = (lo + hi) / 2
-                        if better(candidates[mid], c) { lo = mid + 1 } else { hi = mid }
-                    }
-                    candidates.insert(c, at: lo)
-                }
+                candidates.insert(c, at: lo)
+                if candidates.count == k { worstRaw = l[candidates[k - 1].id] }
             }
         }
         if settings.topK <= 0 { candidates.sort { $0.logit > $1.logit || ($0.logit == $1.logit && $0.id < $1.id) } }
