@@ -40,30 +40,31 @@ final class ServerMetrics: Sendable {
             .recordNanoseconds(Int64(seconds * 1e9))
     }
 
-    /// Reads the engine's gauges and totals into the registry and renders it.
+    /// Reads the engine's gauges and totals into the registry and renders it (one scrape at a time, so that each
+    /// counter grows by exactly what is new).
     func render(engine: Engine) -> [UInt8] {
-        for (name, status) in engine.models {
-            guard case .ready(let m) = status else { continue }
-            let s = m.statistics
-            let dims = [("model", name)]
-            Meter(label: "squish_queue_depth", dimensions: dims, factory: factory).set(s.waiting)
-            Meter(label: "squish_active_sequences", dimensions: dims, factory: factory).set(s.active)
-            Meter(label: "squish_kv_cache_bytes", dimensions: dims, factory: factory).set(s.kvBytes)
-            let last = reported.withLock { r in
-                defer { r[name] = s }
-                return r[name] ?? ModelStatistics()
+        reported.withLock { last in
+            for (name, status) in engine.models {
+                guard case .ready(let m) = status else { continue }
+                let s = m.statistics
+                let dims = [("model", name)]
+                Meter(label: "squish_queue_depth", dimensions: dims, factory: factory).set(s.waiting)
+                Meter(label: "squish_active_sequences", dimensions: dims, factory: factory).set(s.active)
+                Meter(label: "squish_kv_cache_bytes", dimensions: dims, factory: factory).set(s.kvBytes)
+                let before = last[name] ?? ModelStatistics()
+                last[name] = s
+                func add(_ label: String, _ now: Int, _ then: Int) {
+                    Counter(label: label, dimensions: dims, factory: factory).increment(by: max(0, now - then))
+                }
+                add("squish_prompt_tokens_total", s.promptTokens, before.promptTokens)
+                add("squish_cached_prompt_tokens_total", s.cachedPromptTokens, before.cachedPromptTokens)
+                add("squish_generated_tokens_total", s.generatedTokens, before.generatedTokens)
+                add("squish_batch_steps_total", s.steps, before.steps)
+                add("squish_refused_requests_total", s.refusedRequests, before.refusedRequests)
             }
-            func add(_ label: String, _ now: Int, _ before: Int) {
-                Counter(label: label, dimensions: dims, factory: factory).increment(by: max(0, now - before))
-            }
-            add("squish_prompt_tokens_total", s.promptTokens, last.promptTokens)
-            add("squish_cached_prompt_tokens_total", s.cachedPromptTokens, last.cachedPromptTokens)
-            add("squish_generated_tokens_total", s.generatedTokens, last.generatedTokens)
-            add("squish_batch_steps_total", s.steps, last.steps)
-            add("squish_refused_requests_total", s.refusedRequests, last.refusedRequests)
+            var out: [UInt8] = []
+            registry.emit(into: &out)
+            return out
         }
-        var out: [UInt8] = []
-        registry.emit(into: &out)
-        return out
     }
 }

@@ -134,3 +134,22 @@ def test_embeddings(client):
         assert math.isclose(sum(x * x for x in d.embedding), 1, rel_tol=1e-4)
     one = client.embeddings.create(model="smollm2-135m", input="Elizabeth Bennet").data[0].embedding
     assert max(abs(a - b) for a, b in zip(one, r.data[0].embedding)) < 1e-6
+
+
+def test_metrics_after_requests(client, default_server):
+    import urllib.request
+    list(client.chat.completions.create(model="smollm2-135m", messages=MESSAGES, max_tokens=4, stream=True))
+    text = urllib.request.urlopen(default_server.url + "/metrics", timeout=30).read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    model = 'model="SmolLM2-135M-Instruct.Q4_1.gguf"'
+    assert values['squish_generated_tokens_total{%s}' % model] >= 4
+    assert values['squish_prompt_tokens_total{%s}' % model] > 0
+    assert values['squish_time_to_first_token_seconds_count{%s}' % model] >= 1
+    assert values['squish_token_latency_seconds_count{%s}' % model] >= 3
+    assert values['squish_queue_depth{%s}' % model] == 0 and values['squish_active_sequences{%s}' % model] >= 0
+    assert values['squish_kv_cache_bytes{%s}' % model] > 0
+    assert values['squish_requests_total{path="/v1/chat/completions",status="200"}'] >= 1
