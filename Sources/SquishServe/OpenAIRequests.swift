@@ -106,9 +106,17 @@ struct CommonOptions {
         _ = try f.number("frequency_penalty", in: -2 ... 2)
         let seed = try f.integer("seed", in: Int.min ... Int.max)
         sampling.seed = seed.map { UInt64(bitPattern: Int64($0)) } ?? UInt64.random(in: 0 ... UInt64.max)
+        // Chat takes both OpenAI spellings (`max_tokens` is the older); when both are given they must agree, so that
+        // neither limit is silently dropped (each is checked against the context).
         var maxTokens = defaultMaxTokens
+        var given: String?
         for key in maxTokensKeys {
-            if let m = try f.integer(key, in: 1 ... Int(Int32.max)) { maxTokens = m }
+            guard let m = try f.integer(key, in: 1 ... Int(Int32.max)) else { continue }
+            if let first = given, m != maxTokens {
+                throw APIError.invalid("'\(first)' and '\(key)' differ; give one of them", param: key, code: "invalid_value")
+            }
+            maxTokens = m
+            given = key
         }
         if let n = try f.integer("n", in: 1 ... 128), n != 1 {
             throw APIError.invalid("only n = 1 is supported", param: "n", code: "unsupported_value")

@@ -189,7 +189,7 @@ enum OpenAPIDocument {
           "model": { "type": "string", "nullable": true, "description": "a served model's id or alias; default: the first" },
           "messages": { "type": "array", "minItems": 1, "items": { "$ref": "#/components/schemas/Message" } },
           "max_tokens": { "type": "integer", "minimum": 1, "maximum": "__MAX_TOKENS__", "nullable": true },
-          "max_completion_tokens": { "type": "integer", "minimum": 1, "maximum": "__MAX_TOKENS__", "nullable": true },
+          "max_completion_tokens": { "type": "integer", "minimum": 1, "maximum": "__MAX_TOKENS__", "nullable": true, "description": "the same limit as max_tokens; when both are given they must be equal" },
           "temperature": { "type": "number", "minimum": 0, "maximum": 2, "nullable": true },
           "top_p": { "type": "number", "minimum": 0, "maximum": 1, "nullable": true },
           "top_k": { "type": "integer", "minimum": 0, "maximum": 1000000, "nullable": true },

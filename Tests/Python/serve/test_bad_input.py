@@ -43,6 +43,7 @@ MSG = [{"role": "user", "content": "hi"}]
     ({"messages": MSG, "max_tokens": 0}, "max_tokens"),
     ({"messages": MSG, "max_tokens": 1e30}, "max_tokens"),
     ({"messages": MSG, "max_tokens": 2.5}, "max_tokens"),
+    ({"messages": MSG, "max_tokens": 100000, "max_completion_tokens": 2}, "max_completion_tokens"),
     ({"messages": MSG, "temperature": "hot"}, "temperature"),
     ({"messages": MSG, "temperature": 7}, "temperature"),
     ({"messages": MSG, "stream": "yes"}, "stream"),

@@ -3,7 +3,10 @@ response outside the document (status, content type, schema), authentication enf
 requests refused.
 
 The run is bounded by time: SCHEMATHESIS_SECONDS (CI default 60; coverage and fuzzing phases, repeated until the
-time is spent). The number of requests sent is printed and must reach SCHEMATHESIS_MIN_REQUESTS (default 1000)."""
+time is spent). The number of requests sent is printed and must reach SCHEMATHESIS_MIN_REQUESTS (default 1000).
+One worker: with two, hypothesis (describing its strategies with `ast.parse` in both threads) now and then hits
+CPython 3.11's `SystemError: AST constructor recursion depth mismatch` (python/cpython#106905), which schemathesis
+reports as an error of the run."""
 import json
 import os
 import pathlib
@@ -21,7 +24,7 @@ def test_schemathesis_finds_nothing(keyed_tiny_server):
         cmd = [sys.executable, "-m", "schemathesis.cli", "run", keyed_tiny_server.url + "/openapi.json",
                "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
                            "response_headers_conformance,negative_data_rejection,ignored_auth",
-               "--phases", "coverage,fuzzing", "--generation-database", "none", "-H", "Authorization: Bearer " + API_KEY, "--seed", "1", "--workers", "2",
+               "--phases", "coverage,fuzzing", "--generation-database", "none", "-H", "Authorization: Bearer " + API_KEY, "--seed", "1", "--workers", "1",
                "--request-timeout", "60", "--max-time", seconds, "--report", "ndjson", "--report-ndjson-path", str(report),
                "--no-color"]
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=int(seconds) + 600)
