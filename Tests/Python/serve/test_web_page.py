@@ -81,8 +81,10 @@ def test_page_streams_two_models_side_by_side():
     try:
         browser.page("Page.enable")
         browser.page("Page.navigate", {"url": server.url + "/"})
-        deadline = time.time() + 30
-        while time.time() < deadline and (browser.evaluate("document.getElementById('model-a').options.length") or 0) < 2:
+        # Until the page has loaded and filled the model picker from /v1/models (right after Page.navigate the old
+        # document may still be the one evaluated).
+        deadline = time.time() + 60
+        while time.time() < deadline and (browser.evaluate("document.getElementById('model-a')?.options.length") or 0) < 2:
             time.sleep(0.2)
         assert browser.evaluate("[...document.getElementById('model-a').options].map(o => o.value)") == \
             ["smollm2-135m", "gemma3-270m"]
