@@ -15,10 +15,19 @@ let package = Package(
         .library(name: "SquishEval", targets: ["SquishEval"]),
         .library(name: "SquishQuantize", targets: ["SquishQuantize"]),
         .library(name: "SquishCompress", targets: ["SquishCompress"]),
+        // The embeddable API: load models by name or path, stream tokens, run the server's engine in-process.
+        .library(name: "SquishEngine", targets: ["SquishEngine"]),
+        // The OpenAI-compatible HTTP server over the engine.
+        .library(name: "SquishServe", targets: ["SquishServe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // Tests only: property-based testing on Swift Testing.
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
@@ -48,10 +57,24 @@ let package = Package(
         .target(name: "SquishQuantize", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishModel", "SquishTokenizer"]),
         // Size budgets: level databases, importance signals, evolutionary search over per-tensor levels.
         .target(name: "SquishCompress", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishModel", "SquishTokenizer", "SquishQuantize", "SquishEval"]),
+        // Serving: one model's scheduler (continuous batching, prefix reuse, bounded queue) and several models on one
+        // worker pool; the embeddable Swift API.
+        .target(name: "SquishEngine", dependencies: ["SquishCore", "SquishFormats", "SquishTokenizer", "SquishData", "SquishKernels", "SquishModel"],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
+        // The OpenAI-compatible HTTP server (Hummingbird), metrics (swift-metrics, Prometheus), the web chat page.
+        .target(name: "SquishServe", dependencies: [
+            "SquishEngine", "SquishModel", "SquishFormats", "SquishTokenizer",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(name: "squish", dependencies: [
             "SquishCore", "SquishFormats", "SquishTokenizer", "SquishData", "SquishKernels", "SquishModel", "SquishEval",
-            "SquishQuantize", "SquishCompress",
+            "SquishQuantize", "SquishCompress", "SquishEngine", "SquishServe",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SquishCoreTests", dependencies: ["SquishCore", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "SquishFormatsTests", dependencies: ["SquishFormats", "SquishCore", "SquishData",
@@ -61,6 +84,8 @@ let package = Package(
         .testTarget(name: "SquishQuantizeTests", dependencies: ["SquishQuantize", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer", "SquishEval"]),
         .testTarget(name: "SquishEvalTests", dependencies: ["SquishEval", "SquishQuantize", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
         .testTarget(name: "SquishCompressTests", dependencies: ["SquishCompress", "SquishQuantize", "SquishEval", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
+        .testTarget(name: "SquishEngineTests", dependencies: ["SquishEngine", "SquishModel", "SquishKernels", "SquishTokenizer", "SquishData", "SquishFormats"],
+                    swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "SquishDataTests", dependencies: ["SquishData", "SquishCore", .product(name: "Crypto", package: "swift-crypto")]),
         // The built `squish` binary end to end (run `swift build --build-tests`, which builds it too); small models
         // written by SquishEval's synthetic writer.

@@ -8,6 +8,10 @@ public enum DataError: Error, CustomStringConvertible {
     /// R serialized data that this reader cannot decode.
     case badRData(path: String, offset: Int, reason: String)
     case io(path: String, reason: String)
+    /// A model given by a name that is neither a path nor a known model.
+    case unknownModel(name: String, known: [String])
+    /// A known model that has not been fetched yet.
+    case modelNotCached(name: String, path: String, fetch: String)
 
     /// The message with non-printing characters escaped (names and values in it may come from a hostile file).
     public var description: String { TerminalText.escape(message) }
@@ -27,6 +31,10 @@ public enum DataError: Error, CustomStringConvertible {
             return "\(path): at byte \(offset) of the decompressed R data: \(reason)"
         case .io(let path, let reason):
             return "\(path): \(reason)"
+        case .unknownModel(let name, let known):
+            return "\(name): no such file or directory, and not a known model name (\(known.joined(separator: ", ")))"
+        case .modelNotCached(let name, let path, let fetch):
+            return "model \(name) is not cached at \(path); run `\(fetch)` first"
         }
     }
 }

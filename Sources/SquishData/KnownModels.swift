@@ -66,6 +66,24 @@ public struct KnownModel: Sendable, Equatable {
         return all.first { $0.name == key }
     }
 
+    /// Resolves a model reference: a path (GGUF file or Hugging Face directory) as is, a known model's short name
+    /// (when no such path exists) to its cached file, and nil to the cached default model.
+    public static func resolve(_ reference: String?) throws -> String {
+        guard let reference else { return try defaultModel.cachedPath() }
+        if FileManager.default.fileExists(atPath: reference) { return reference }
+        if let known = named(reference) { return try known.cachedPath() }
+        throw DataError.unknownModel(name: reference, known: all.map(\.name))
+    }
+
+    /// The cached file, or an error saying how to fetch it.
+    public func cachedPath() throws -> String {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw DataError.modelNotCached(name: name, path: path,
+                                           fetch: self == Self.defaultModel ? "squish fetch" : "squish fetch --model \(name)")
+        }
+        return path
+    }
+
     // MARK: Cache
 
     /// `<cache>/models`.

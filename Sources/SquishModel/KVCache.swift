@@ -18,6 +18,11 @@ public protocol KVCache: AnyObject {
                 scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>)
     /// Forgets positions from `count` on.
     func truncate(to count: Int)
+    /// A new cache of the same capacity holding this one's positions 0 ..< count (prefix reuse: another sequence
+    /// that begins with the same tokens starts from a copy instead of computing them again).
+    func copy(prefix count: Int) throws -> KVCache
+    /// Bytes that keep positions 0 ..< count (what a sequence of that length holds resident).
+    func bytes(positions count: Int) -> Int
 }
 
 extension KVCache {
@@ -86,4 +91,17 @@ public final class F32KVCache: KVCache {
     }
 
     public func truncate(to count: Int) {}
+
+    public func copy(prefix count: Int) throws -> KVCache {
+        precondition(count >= 0 && count <= capacity)
+        let c = try F32KVCache(layers: layers, capacity: capacity, kvHeads: kvDim / headDim, headDim: headDim)
+        for l in 0 ..< layers {
+            let base = l * capacity * kvDim
+            (c.keys + base).update(from: keys + base, count: count * kvDim)
+            (c.values + base).update(from: values + base, count: count * kvDim)
+        }
+        return c
+    }
+
+    public func bytes(positions count: Int) -> Int { 2 * layers * min(count, capacity) * kvDim * MemoryLayout<Float>.size }
 }

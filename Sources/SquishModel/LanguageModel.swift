@@ -5,7 +5,7 @@ import SquishTokenizer
 /// A model ready to run: weights, tokenizer and chat template, from a GGUF file or a Hugging Face checkpoint
 /// directory (config.json, safetensors, tokenizer.json, tokenizer_config.json), with the tokenizer checked against
 /// the model's vocabulary.
-public final class LanguageModel {
+public final class LanguageModel: Sendable {
     public let path: String
     public let model: TransformerModel
     public let tokenizer: Tokenizer
@@ -47,6 +47,15 @@ public final class LanguageModel {
             }
             template = ChatTemplate(jinja: file["tokenizer.chat_template"]?.string, architecture: file.architecture, tokenizer: tokenizer)
         }
+    }
+
+    /// The prompt tokens of a conversation in the model's chat template (ending where the assistant's reply begins
+    /// when `addGenerationPrompt`). Templates that spell out the BOS token themselves (Llama 3) get no second one.
+    public func chatTokens(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) -> [Int] {
+        let rendered = template.render(messages, addGenerationPrompt: addGenerationPrompt)
+        let bosText = tokenizer.bosID.map { tokenizer.tokens[$0] } ?? ""
+        let templateHasBOS = !bosText.isEmpty && rendered.hasPrefix(bosText)
+        return tokenizer.encode(rendered, parseSpecial: true, addSpecial: !templateHasBOS)
     }
 
     /// Bytes on disk: the GGUF file, or the sum of the checkpoint directory's files.

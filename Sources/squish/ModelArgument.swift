@@ -6,21 +6,11 @@ import SquishQuantize
 /// Resolves a model given on the command line: a path (GGUF file or Hugging Face directory) as is, a known model's
 /// short name (e.g. `gemma3-270m`, when no such path exists) to its cached file, and none to the cached default model.
 func resolveModelPath(_ argument: String?) throws -> String {
-    guard let argument else { return try cachedPath(of: KnownModel.defaultModel, given: nil) }
-    if FileManager.default.fileExists(atPath: argument) { return argument }
-    if let known = KnownModel.named(argument) { return try cachedPath(of: known, given: argument) }
-    let names = KnownModel.all.map(\.name).joined(separator: ", ")
-    throw CLIError("\(argument): no such file or directory, and not a known model name (\(names))")
-}
-
-private func cachedPath(of model: KnownModel, given argument: String?) throws -> String {
-    let path = model.path
-    guard FileManager.default.fileExists(atPath: path) else {
-        let fetch = model == KnownModel.defaultModel ? "squish fetch" : "squish fetch --model \(model.name)"
-        let what = argument == nil ? "no model given and the default model (\(model.name))" : "model \(model.name)"
-        throw CLIError("\(what) is not cached at \(path); run `\(fetch)` first")
+    do {
+        return try KnownModel.resolve(argument)
+    } catch DataError.modelNotCached(let name, let path, let fetch) where argument == nil {
+        throw CLIError("no model given and the default model (\(name)) is not cached at \(path); run `\(fetch)` first")
     }
-    return path
 }
 
 /// A user-facing error from the CLI layer itself.

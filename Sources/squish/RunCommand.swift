@@ -122,11 +122,7 @@ struct Chat: ParsableCommand {
             // Re-render the whole conversation; drop the oldest turns until it fits with room for a reply.
             var ids: [Int] = []
             while true {
-                // Templates that spell out the BOS token themselves (Llama 3) must not get a second one.
-                let rendered = loaded.template.render(messages)
-                let bosText = tokenizer.bosID.map { tokenizer.tokens[$0] } ?? ""
-                let templateHasBOS = !bosText.isEmpty && rendered.hasPrefix(bosText)
-                ids = tokenizer.encode(rendered, parseSpecial: true, addSpecial: !templateHasBOS)
+                ids = loaded.chatTokens(messages)
                 let keepSystem = messages.first?.role == "system" ? 1 : 0
                 if ids.count + min(maxTokens, ctx / 4) <= ctx || messages.count <= keepSystem + 1 { break }
                 messages.remove(at: keepSystem)

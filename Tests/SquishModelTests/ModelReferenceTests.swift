@@ -129,7 +129,8 @@ struct ModelReferenceTests {
 
     /// The sampler selects candidates without sorting the vocabulary; it must draw exactly what the plain
     /// definition (sort everything, truncate to top-k, then min-p, then top-p) draws from the same random stream.
-    @Test(arguments: [(40, Float(0.95), Float(0.05)), (0, 0.9, 0), (5, 1, 0), (0, 1, 0.2), (1, 1, 0), (0, 1, 0)])
+    /// (Without any filter it draws in vocabulary order instead, without a sort: `unfilteredDrawIsInVocabularyOrder`.)
+    @Test(arguments: [(40, Float(0.95), Float(0.05)), (0, 0.9, 0), (5, 1, 0), (0, 1, 0.2), (1, 1, 0), (40, 1, 0.3)])
     func selectionMatchesFullSort(topK: Int, topP: Float, minP: Float) throws {
         var gen = Xoshiro256(seed: 7)
         // Many ties (quantized logits) to exercise the tie-break on ids.
@@ -159,6 +160,30 @@ struct ModelReferenceTests {
             let r = Double(rng.next() >> 11) / Double(1 << 53) * total
             var acc = 0.0, expected = c[probs.count - 1].id
             for (i, p) in probs.enumerated() { acc += p; if r < acc { expected = c[i].id; break } }
+            #expect(try fast.sample(big) == expected)
+        }
+    }
+
+    /// No top-k, top-p or min-p (OpenAI's defaults): the draw walks the vocabulary in order, so no sort is needed;
+    /// the same random number picks the token whose cumulative tempered probability first exceeds it.
+    @Test func unfilteredDrawIsInVocabularyOrder() throws {
+        var gen = Xoshiro256(seed: 11)
+        let big: [Float] = (0 ..< 5000).map { _ in Float(Int(gen.next() % 400)) / 40 - 5 } + [-.infinity, -.infinity]
+        var settings = SamplerSettings()
+        settings.temperature = 0.7
+        settings.topK = 0
+        settings.topP = 1
+        settings.minP = 0
+        settings.seed = 5
+        var fast = Sampler(settings)
+        var rng = Xoshiro256(seed: 5)
+        let mx = big.max()! / settings.temperature
+        let probs = big.map { Double(expf($0 / settings.temperature - mx)) }
+        let total = probs.reduce(0, +)
+        for _ in 0 ..< 200 {
+            let r = Double(rng.next() >> 11) / Double(1 << 53) * total
+            var acc = 0.0, expected = 0
+            for (i, p) in probs.enumerated() where p > 0 { acc += p; expected = i; if r < acc { break } }
             #expect(try fast.sample(big) == expected)
         }
     }
