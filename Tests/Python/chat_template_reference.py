@@ -6,7 +6,8 @@ IN.json: {"templates": {name: jinja source, or {"source": jinja source, "bos_tok
           "variants": [{"add_generation_prompt": bool, "enable_thinking": bool or null}, ...]   (optional)}
 OUT.json maps each template name to one entry per conversation: without "variants" the prompt rendered with
 add_generation_prompt=True; with them, the list of prompts, one per variant (enable_thinking null: not passed, as
-Hugging Face's apply_chat_template leaves it undefined unless asked). Rendered the way apply_chat_template does:
+Hugging Face's apply_chat_template leaves it undefined unless asked). A prompt the template refuses (its
+raise_exception, e.g. Gemma 1's "System role not supported") is null. Rendered the way apply_chat_template does:
 a sandboxed environment with trim_blocks and lstrip_blocks on, `raise_exception` and `tojson` available,
 bos_token "<|begin_of_text|>" unless the template gives its own.
 """
@@ -41,8 +42,11 @@ def main():
 
         def render(messages, add_generation_prompt=True, enable_thinking=None):
             extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
-            return template.render(messages=messages, add_generation_prompt=add_generation_prompt, bos_token=bos,
-                                   **extra)
+            try:
+                return template.render(messages=messages, add_generation_prompt=add_generation_prompt, bos_token=bos,
+                                       **extra)
+            except TemplateError:
+                return None
 
         if variants is None:
             out[name] = [render(c) for c in spec["conversations"]]

@@ -3,7 +3,7 @@
 Run once by a developer (not by CI) after `squish fetch` (the tokenizers are trained on the cached Austen corpus):
 
     pip install torch transformers tokenizers safetensors numpy   # torch: the CPU build is enough
-    python3 Tests/Python/make_tiny_models.py [--out Tests/Fixtures/tiny-models] [--families llama,qwen2,qwen3,gemma3]
+    python3 Tests/Python/make_tiny_models.py [--out Tests/Fixtures/tiny-models] [--families llama,qwen2,qwen3,gemma3,gemma]
 
 Writes, per family, Tests/Fixtures/tiny-models/<family>/:
 - config.json          the real model's config.json layout (legacy keys: rope_theta, rope_scaling, rope_local_base_freq,
@@ -46,7 +46,7 @@ REFERENCE_TEXT = ("\u201cMy dear Mr. Bennet,\u201d said his lady to him one day,
                   "universally acknowledged.")
 
 # The published chat templates (tokenizer_config.json of Meta-Llama-3-8B-Instruct, Qwen2.5-*-Instruct, Qwen3-0.6B,
-# gemma-3-*-it), one file each.
+# gemma-3-*-it, gemma-7b-it), one file each.
 TEMPLATES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chat_templates")
 
 
@@ -246,7 +246,35 @@ def family_gemma3(lines):
     return tk, config, tok_config
 
 
-FAMILIES = {"llama": family_llama, "qwen2": family_qwen2, "qwen3": family_qwen3, "gemma3": family_gemma3}
+def family_gemma(lines):
+    """Gemma (the first generation) as gemma-2b/-7b's config.json: multi-query attention, a head size of its own
+    (4 heads of 24 make q 96 wide on a width of 64, as the 7B's 16 × 256 on 3072), `hidden_act` "gelu" (the
+    released configs' name, which transformers runs as the tanh approximation) and Gemma 1.1's
+    `hidden_activation`, RoPE θ 10000, tied output; no sliding window, QK-norm or post-norms."""
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>"]
+    tk = gemma_tokenizer(lines, 130, specials)
+    vocab = tk.get_vocab_size()
+    config = {
+        "architectures": ["GemmaForCausalLM"], "model_type": "gemma", "attention_bias": False,
+        "attention_dropout": 0.0, "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0,
+        "hidden_act": "gelu", "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 24,
+        "max_position_embeddings": 512, "initializer_range": 0.02, "rms_norm_eps": 1e-06, "rope_scaling": None,
+        "rope_theta": 10000.0, "tie_word_embeddings": True, "torch_dtype": "float32", "use_cache": True,
+        "vocab_size": vocab,
+    }
+    tok_config = {
+        "add_bos_token": True, "add_eos_token": False, "bos_token": "<bos>", "eos_token": "<eos>",
+        "pad_token": "<pad>", "unk_token": "<unk>", "spaces_between_special_tokens": False,
+        "clean_up_tokenization_spaces": False, "model_max_length": 512, "tokenizer_class": "GemmaTokenizer",
+        "additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"],
+        "chat_template": template("gemma.jinja"),
+    }
+    return tk, config, tok_config
+
+
+FAMILIES = {"llama": family_llama, "qwen2": family_qwen2, "qwen3": family_qwen3, "gemma3": family_gemma3,
+            "gemma": family_gemma}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -265,7 +293,7 @@ def randomize(model, family, generator):
             if name.endswith("embed_tokens.weight"):
                 normal(0.25)
             elif "norm" in name:
-                normal(0.3, 0.0 if family == "gemma3" else 1.0)
+                normal(0.3, 0.0 if family in ("gemma", "gemma3") else 1.0)
             elif name.endswith(".bias"):
                 normal(0.3)
             elif name == "lm_head.weight":

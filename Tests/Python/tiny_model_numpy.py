@@ -58,7 +58,8 @@ def silu(x):
 
 def forward(config, w, tokens):
     family = config["model_type"]
-    gemma = family.startswith("gemma3")
+    gemma = family in ("gemma", "gemma3_text")  # (1 + w) norms, embedding × √width, GeGLU
+    gemma3 = family == "gemma3_text"              # and: sliding windows, query_pre_attn_scalar, sandwich norms
     hidden, n_layers = config["hidden_size"], config["num_hidden_layers"]
     heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
     head_dim = config.get("head_dim") or hidden // heads
@@ -72,7 +73,7 @@ def forward(config, w, tokens):
         x = x * np.float32(hidden ** 0.5)
     for layer in range(n_layers):
         p = f"model.layers.{layer}."
-        if gemma:
+        if gemma3:
             sliding = config["layer_types"][layer] == "sliding_attention"
             theta = config["rope_local_base_freq"] if sliding else config["rope_theta"]
             scaling = None if sliding else config.get("rope_scaling")
@@ -104,7 +105,7 @@ def forward(config, w, tokens):
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             out[hd] = (scores / scores.sum(axis=-1, keepdims=True)) @ v[kv]
         attention = out.transpose(1, 0, 2).reshape(T, heads * head_dim) @ g(p + "self_attn.o_proj.weight").T
-        if gemma:
+        if gemma3:
             x = x + rms_norm(attention, g(p + "post_attention_layernorm.weight"), eps, offset)
             h = rms_norm(x, g(p + "pre_feedforward_layernorm.weight"), eps, offset)
         else:
@@ -112,7 +113,7 @@ def forward(config, w, tokens):
             h = rms_norm(x, g(p + "post_attention_layernorm.weight"), eps, offset)
         act = gelu_tanh if gemma else silu
         mlp = (act(h @ g(p + "mlp.gate_proj.weight").T) * (h @ g(p + "mlp.up_proj.weight").T)) @ g(p + "mlp.down_proj.weight").T
-        if gemma:
+        if gemma3:
             mlp = rms_norm(mlp, g(p + "post_feedforward_layernorm.weight"), eps, offset)
         x = x + mlp
     x = rms_norm(x, g("model.norm.weight"), eps, offset)

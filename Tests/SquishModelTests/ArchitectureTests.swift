@@ -11,10 +11,10 @@ import SquishTokenizer
 @Suite("Architectures: registry and configuration validation")
 struct ArchitectureTests {
     @Test func registryKnowsEveryFamilyOnce() throws {
-        for (gguf, family) in [("llama", "llama"), ("mistral", "llama"), ("qwen2", "qwen2"), ("qwen3", "qwen3"), ("gemma3", "gemma3")] {
+        for (gguf, family) in [("llama", "llama"), ("mistral", "llama"), ("qwen2", "qwen2"), ("qwen3", "qwen3"), ("gemma3", "gemma3"), ("gemma", "gemma")] {
             #expect(Architectures.family(gguf: gguf)?.name == family)
         }
-        for (hf, family) in [("llama", "llama"), ("mistral", "llama"), ("qwen2", "qwen2"), ("qwen3", "qwen3"), ("gemma3_text", "gemma3")] {
+        for (hf, family) in [("llama", "llama"), ("mistral", "llama"), ("qwen2", "qwen2"), ("qwen3", "qwen3"), ("gemma3_text", "gemma3"), ("gemma", "gemma")] {
             #expect(Architectures.family(hfModelType: hf)?.name == family)
         }
         let names = Architectures.all.map { $0.name }
@@ -25,7 +25,7 @@ struct ArchitectureTests {
     }
 
     @Test func tensorNamesRoundTrip() throws {
-        for arch in ["llama", "qwen2", "gemma3"] {
+        for arch in ["llama", "qwen2", "gemma3", "gemma"] {
             let c = try TinyModel.config(arch)
             for t in c.tensors(ropeFrequencies: true) {
                 #expect(ModelTensor(ggufName: t.ggufName) == t, "\(t.ggufName)")
@@ -153,6 +153,33 @@ struct ArchitectureTests {
         #expect(throws: ModelError.self) { try Architectures.configuration(hf: config, path: "x/config.json") }
     }
 
+    /// Gemma checkpoints: "gelu" in `hidden_act` is the tanh approximation (as transformers reads the released
+    /// configs), other activations and biases are refused naming the field; head_dim defaults to 256 and the output
+    /// to tied, as GemmaConfig's defaults.
+    @Test func gemmaCheckpointConfiguration() throws {
+        func config(_ extra: String) throws -> HFConfig {
+            try HFConfig.decode(Data("""
+                {"model_type": "gemma", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
+                 "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 10\(extra)}
+                """.utf8))
+        }
+        for extra in ["", #", "hidden_act": "gelu""#, #", "hidden_act": "gelu", "hidden_activation": "gelu_pytorch_tanh""#] {
+            let c = try Architectures.configuration(hf: try config(extra), path: "x/config.json")
+            #expect(c.architecture == "gemma" && c.activation == .geluTanh && c.headDim == 256 && c.tiedEmbeddings)
+            #expect(c.embeddingScale == Float(64).squareRoot() && c.attentionScale == 1 / 16 && !c.qkNorm && !c.postNorms)
+            #expect(c.layerAttention == [LayerAttention(ropeBase: 10000)])
+        }
+        for (extra, field) in [(#", "hidden_act": "relu""#, "hidden_act"), (#", "hidden_activation": "gelu""#, "hidden_activation"),
+                               (#", "attention_bias": true"#, "attention_bias")] {
+            do {
+                _ = try Architectures.configuration(hf: try config(extra), path: "x/config.json")
+                Issue.record("accepted \(extra)")
+            } catch let e as ModelError {
+                #expect(e.description.contains(field) && e.description.contains("x/config.json"), "\(e)")
+            }
+        }
+    }
+
     /// A checkpoint whose config says the output is untied must have lm_head (no silent reuse of the embedding).
     @Test func untiedCheckpointWithoutLMHeadIsRefused() throws {
         let dir = try TestSupport.scratchDirectory()
@@ -192,9 +219,9 @@ struct ArchitectureTests {
         }
     }
 
-    /// A checkpoint converted to GGUF by Squish's writer (Llama: Q/K rows permuted for adjacent-pair RoPE; Gemma:
-    /// norms with 1 added; Qwen2: biases) computes the same logits as the checkpoint itself.
-    @Test(arguments: ["llama", "qwen2", "gemma3"])
+    /// A checkpoint converted to GGUF by Squish's writer (Llama: Q/K rows permuted for adjacent-pair RoPE; Gemma 1
+    /// and 3: norms with 1 added; Qwen2: biases) computes the same logits as the checkpoint itself.
+    @Test(arguments: ["llama", "qwen2", "gemma3", "gemma"])
     func checkpointAndConvertedGGUFAgree(architecture: String) throws {
         let dir = try TestSupport.scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

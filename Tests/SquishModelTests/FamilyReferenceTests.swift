@@ -12,7 +12,7 @@ import SquishTokenizer
 /// converter, and computes the same logits in f32.
 @Suite("Families against transformers (tiny reference models)")
 struct FamilyReferenceTests {
-    static let families = ["llama", "qwen2", "qwen3", "gemma3"]
+    static let families = ["llama", "qwen2", "qwen3", "gemma3", "gemma"]
 
     static func fixture(_ family: String) -> String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -89,7 +89,7 @@ struct FamilyReferenceTests {
         let ref = try Self.reference(family)
         let lm = try LanguageModel(path: Self.fixture(family))
         #expect(lm.tokenizer.encode(ref.text, addSpecial: true) == ref.tokens)
-        let expected: [String: String] = ["llama": "llama3", "qwen2": "chatML", "qwen3": "qwen3", "gemma3": "gemma3"]
+        let expected: [String: String] = ["llama": "llama3", "qwen2": "chatML", "qwen3": "qwen3", "gemma3": "gemma3", "gemma": "gemma3"]
         #expect("\(lm.template)".hasPrefix(expected[family]!), "\(family): \(lm.template)")
         #expect(!lm.stopTokens.isEmpty)
     }

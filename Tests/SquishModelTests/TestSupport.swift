@@ -78,6 +78,11 @@ enum TinyModel {
                                layerAttention: [LayerAttention(slidingWindow: 4, ropeBase: 10000), LayerAttention(ropeBase: 1_000_000)],
                                tiedEmbeddings: true, qkNorm: true, postNorms: true, activation: .geluTanh,
                                embeddingScale: Float(32).squareRoot(), attentionScale: 0.125)
+        case "gemma":
+            // q is 2 × 24 = 48 wide on a width of 32 (head_dim is its own setting), one KV head.
+            return ModelConfig(architecture: "gemma", dim: 32, hiddenDim: 48, layers: 2, heads: 2, kvHeads: 1, headDim: 24,
+                               vocabSize: vocab, contextLength: 128, normEpsilon: 1e-6, ropeBase: 10000, ropeStyle: .halfSplit,
+                               tiedEmbeddings: true, activation: .geluTanh, embeddingScale: Float(32).squareRoot())
         case "qwen2":
             return ModelConfig(architecture: "qwen2", dim: 32, hiddenDim: 48, layers: 2, heads: 4, kvHeads: 2, headDim: 8,
                                vocabSize: vocab, contextLength: 128, normEpsilon: 1e-6, ropeBase: 10000, ropeStyle: .halfSplit,

@@ -13,7 +13,7 @@ import SquishTokenizer
 /// with its tokenizer, and stays close to the input.
 @Suite("Quantizing every family (tiny reference models)")
 struct FamilyQuantizeTests {
-    static let families = ["llama", "qwen2", "qwen3", "gemma3"]
+    static let families = ["llama", "qwen2", "qwen3", "gemma3", "gemma"]
 
     static func fixture(_ family: String) -> String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

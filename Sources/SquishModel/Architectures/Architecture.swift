@@ -49,6 +49,7 @@ public enum Architectures {
         Qwen2.self,
         Qwen3.self,
         Gemma3.self,
+        Gemma.self,
     ]
 
     public static func family(named name: String) -> (any Architecture.Type)? { all.first { $0.name == name } }
