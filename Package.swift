@@ -12,18 +12,20 @@ let package = Package(
         .library(name: "SquishData", targets: ["SquishData"]),
         .library(name: "SquishQuantize", targets: ["SquishQuantize"]),
         .library(name: "SquishCompress", targets: ["SquishCompress"]),
+        .library(name: "SquishZip", targets: ["SquishZip"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
-        // zlib from the system (inflate for R's serialized data).
+        // zlib from the system (inflate for R's serialized data; deflate and CRC-32 for packed models).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // Shared foundations: errors, f16/bf16, memory-mapped files, atomic writes, progress.
         .target(name: "SquishCore"),
         // GGUF, safetensors, Hugging Face config.json, one codec per block type.
-        .target(name: "SquishFormats", dependencies: ["SquishCore"]),
+        // Packed (entropy-coded) model files decode here, below every loader: zlib deflates their headers.
+        .target(name: "SquishFormats", dependencies: ["SquishCore", "CZlib"]),
         // Byte-level BPE and SentencePiece tokenizers, pre-tokenizers, chat templates.
         .target(name: "SquishTokenizer", dependencies: ["SquishCore", "SquishFormats"]),
         // Fetching and caching models (known by short name) and the text corpora.
@@ -43,9 +45,14 @@ let package = Package(
         .target(name: "SquishQuantize", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishModel", "SquishTokenizer"]),
         // Size budgets: level databases, importance signals, evolutionary search over per-tensor levels.
         .target(name: "SquishCompress", dependencies: ["SquishCore", "SquishFormats", "SquishKernels", "SquishModel", "SquishTokenizer", "SquishQuantize", "SquishEval"]),
+        // Lossless compression: text coded by a model's next-token distribution (rANS), packed (entropy-coded) weights.
+        .target(name: "SquishZip", dependencies: [
+            "SquishCore", "SquishFormats", "SquishKernels", "SquishModel", "SquishTokenizer",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(name: "squish", dependencies: [
             "SquishCore", "SquishFormats", "SquishTokenizer", "SquishData", "SquishKernels", "SquishModel", "SquishEval",
-            "SquishQuantize", "SquishCompress",
+            "SquishQuantize", "SquishCompress", "SquishZip",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "SquishCoreTests", dependencies: ["SquishCore"]),
@@ -55,6 +62,7 @@ let package = Package(
         .testTarget(name: "SquishQuantizeTests", dependencies: ["SquishQuantize", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer", "SquishEval"]),
         .testTarget(name: "SquishEvalTests", dependencies: ["SquishEval", "SquishQuantize", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
         .testTarget(name: "SquishCompressTests", dependencies: ["SquishCompress", "SquishQuantize", "SquishEval", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
+        .testTarget(name: "SquishZipTests", dependencies: ["SquishZip", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
         .testTarget(name: "SquishDataTests", dependencies: ["SquishData", "SquishCore", .product(name: "Crypto", package: "swift-crypto")]),
     ],
     swiftLanguageModes: [.v5]
