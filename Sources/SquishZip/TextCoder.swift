@@ -75,6 +75,9 @@ public final class TextCoder {
     public let startToken: Int
     let stream: TokenStream
 
+    /// Most memory the lanes' KV caches may take (f32 keys and values).
+    public static let maxCacheBytes = 16 << 30
+
     /// The kernel path of this machine, as recorded in containers.
     public static var kernelPath: String { VectorOps.usesAVX2 ? "avx2" : "portable" }
 
@@ -220,6 +223,12 @@ public final class TextCoder {
               container.chunkTokens <= language.model.config.contextLength else {
             throw ZipError.corrupt(path: path, reason: "settings outside what the model allows (start token \(container.startToken), \(container.lanes) lanes, chunks of \(container.chunkTokens) tokens)")
         }
+        // Every token costs at least −log2(1 − (V − 1)/2^28) ≥ (V − 1)/2^28/ln 2 bits (all other tokens keep a
+        // frequency of 1), so the payload bounds the token count before anything that large is allocated.
+        let minimumBits = Double(language.model.config.vocabSize - 1) / Double(1 << QuantizedSoftmax.precisionBits) / log(2.0)
+        guard Double(container.tokenCount) * minimumBits <= Double(container.payload.count * 8 + 64) else {
+            throw ZipError.corrupt(path: path, reason: "\(container.tokenCount) tokens cannot fit in a payload of \(container.payload.count) bytes")
+        }
     }
 
     /// The original bytes of `container` (read from `path`); `progress(done, total)` sees tokens decoded.
@@ -283,6 +292,10 @@ public final class TextCoder {
         let c = model.config
         let start = startToken ?? self.startToken
         let lanes = min(schedule.lanes, schedule.chunks)
+        let cacheBytes = Double(lanes) * Double(schedule.chunkTokens) * Double(2 * c.layers * c.kvDim * MemoryLayout<Float>.size)
+        guard cacheBytes <= Double(Self.maxCacheBytes) else {
+            throw ZipError.badInput(path: modelPath, reason: String(format: "%d lanes × %d tokens need %.1f GiB of KV cache (at most %d GiB); use fewer lanes or shorter chunks", lanes, schedule.chunkTokens, cacheBytes / 0x1p30, Self.maxCacheBytes >> 30))
+        }
         let pass = ForwardPass(model: model, pool: pool, maxBatch: lanes)
         let caches: [KVCache] = try (0 ..< lanes).map { _ in
             try F32KVCache(layers: c.layers, capacity: schedule.chunkTokens, kvHeads: c.kvHeads, headDim: c.headDim)

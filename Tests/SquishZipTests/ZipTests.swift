@@ -27,11 +27,11 @@ struct ZipTests {
         #expect(summary.chunks >= 4 && summary.lanes == 3)
         #expect(try two.decompress(a, path: "a.sqz") == text)
         #expect(try one.decompress(b, path: "b.sqz") == text)
-        // The coder is within 1% of the model's own cross-entropy (beyond the 8 bytes of its final state), which is
-        // far below 8 bits per byte.
+        // The coder is within 1% of the model's own cross-entropy (give or take the 64 bits of its final state, which
+        // also hold information), which is far below 8 bits per byte.
         let crossEntropyBits = summary.modelBitsPerByte * Double(text.count)
-        let codedBits = Double(8 * summary.payloadBytes - 64)
-        #expect(codedBits < crossEntropyBits * 1.01 && codedBits > crossEntropyBits * 0.999, "\(codedBits) bits coded, cross-entropy \(crossEntropyBits)")
+        let codedBits = Double(8 * summary.payloadBytes)
+        #expect(codedBits < crossEntropyBits * 1.01 + 64 && codedBits > crossEntropyBits * 0.999 - 64, "\(codedBits) bits coded, cross-entropy \(crossEntropyBits)")
         #expect(summary.modelBitsPerByte < 3)
         // Parsing what was written gives the same container.
         #expect(try ZipContainer(bytes: a.serialized(), path: "a.sqz") == a)
