@@ -139,12 +139,22 @@ public enum Compressor {
         return h.hex
     }
 
+    /// The best model under the budget from a GGUF file or a checkpoint directory (converted to GGUF first).
     public static func compress(input: String, output: String, options: CompressOptions, pool: WorkerPool, quiet: Bool,
                                 log: @escaping (String) -> Void) throws -> CompressResult {
-        let start = Date()
-        var deadline = start.addingTimeInterval(options.budgetSeconds - options.reserveSeconds)
         try ModelQuantizer.checkOutput(output, input: input)
         guard options.budgetSeconds > 0 else { throw CompressError.invalidArgument("the time budget must be positive") }
+        return try GGUFConversion.withGGUF(for: input) { gguf in
+            var r = try compressGGUF(input: gguf, output: output, options: options, pool: pool, quiet: quiet, log: log)
+            r.input = input
+            return r
+        }
+    }
+
+    static func compressGGUF(input: String, output: String, options: CompressOptions, pool: WorkerPool, quiet: Bool,
+                             log: @escaping (String) -> Void) throws -> CompressResult {
+        let start = Date()
+        var deadline = start.addingTimeInterval(options.budgetSeconds - options.reserveSeconds)
         let source = try GGUFFile(path: input)
         let parameters = source.tensors.reduce(0) { $0 + $1.elementCount }
 
@@ -425,10 +435,9 @@ extension Compressor {
     /// protocol perplexity and KL against the cached reference; no tasks), and fills in the result's figures.
     public static func evaluate(_ result: inout CompressResult, text: EvalText, pool: WorkerPool, quiet: Bool,
                                 log: @escaping (String) -> Void) throws {
-        let inputFile = try GGUFFile(path: result.input)
-        let reference = EvalModel(path: result.input, model: try TransformerModel(gguf: inputFile), tokenizer: try Tokenizer(gguf: inputFile))
-        let outputFile = try GGUFFile(path: result.output)
-        let candidate = EvalModel(path: result.output, model: try TransformerModel(gguf: outputFile), tokenizer: try Tokenizer(gguf: outputFile))
+        let input = try LanguageModel(path: result.input), output = try LanguageModel(path: result.output)
+        let reference = EvalModel(path: result.input, model: input.model, tokenizer: input.tokenizer)
+        let candidate = EvalModel(path: result.output, model: output.model, tokenizer: output.tokenizer)
         var options = EvalOptions()
         options.tasks = []
         let evaluator = try CompressionEvaluator(reference: reference, text: text, options: options, pool: pool, quiet: quiet, log: log)

@@ -17,32 +17,10 @@ public struct EvalModel {
     }
 
     /// Bytes on disk (a GGUF file, or the sum of a checkpoint directory's files).
-    public var fileBytes: Int {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return 0 }
-        if !isDirectory.boolValue {
-            return ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
-        }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        return names.reduce(0) { sum, name in
-            sum + (((try? FileManager.default.attributesOfItem(atPath: path + "/" + name))?[.size] as? NSNumber)?.intValue ?? 0)
-        }
-    }
+    public var fileBytes: Int { LanguageModel.fileBytes(path) }
 
     /// Content hash of the model (file, or the directory's files in name order).
-    public func contentHash() throws -> String {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw EvalError.io(path: path, reason: "no such file")
-        }
-        if !isDirectory.boolValue { return try FNV1a64.file(path) }
-        var h = FNV1a64()
-        for name in try FileManager.default.contentsOfDirectory(atPath: path).sorted() {
-            h.update(name)
-            h.update(try FNV1a64.file(path + "/" + name))
-        }
-        return h.hex
-    }
+    public func contentHash() throws -> String { try FNV1a64.file(path) }
 }
 
 /// What `squish eval` measures; the defaults size a full run of one candidate on the default model and a 60 kB text

@@ -19,15 +19,27 @@ public struct FNV1a64 {
 
     public var hex: String { String(format: "%016llx", value) }
 
-    /// Hash of a whole file, read in 8 MiB pieces.
+    /// Hash of a whole file, read in 8 MiB pieces, or of a directory's files (names and contents, in name order).
     public static func file(_ path: String) throws -> String {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw EvalError.io(path: path, reason: "no such file")
+        }
+        if isDirectory.boolValue {
+            var h = FNV1a64()
+            for name in try FileManager.default.contentsOfDirectory(atPath: path).sorted() {
+                h.update(name)
+                h.update(try file(path + "/" + name))
+            }
+            return h.hex
+        }
         guard let handle = FileHandle(forReadingAtPath: path) else { throw EvalError.io(path: path, reason: "cannot open") }
         defer { try? handle.close() }
         var h = FNV1a64()
-        while true {
-            let data = handle.readData(ofLength: 8 << 20)
-            if data.isEmpty { break }
-            data.withUnsafeBytes { h.update($0) }
+        do {
+            while let data = try handle.read(upToCount: 8 << 20), !data.isEmpty { data.withUnsafeBytes { h.update($0) } }
+        } catch {
+            throw EvalError.io(path: path, reason: "cannot read (\(error))")
         }
         return h.hex
     }

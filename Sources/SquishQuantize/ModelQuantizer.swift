@@ -2,6 +2,7 @@ import Foundation
 import SquishCore
 import SquishFormats
 import SquishKernels
+import SquishModel
 
 public enum QuantizationMethod: String, Sendable, Codable, CaseIterable {
     /// Round to nearest, per block.
@@ -20,6 +21,8 @@ public struct QuantizeOptions: Sendable {
     public var target: QuantizationTarget
     /// Decode and re-encode tensors that are already in the type they would get (default: copy them unchanged).
     public var requantize = false
+    /// The token embedding's and output matrix's type (nil: Q8_0, or the target when it has 8 bits).
+    public var embeddingType: GGMLType?
     /// Calibration text and size (calibrated methods).
     public var calibration = CalibrationOptions()
     public var gptq = GPTQOptions()
@@ -83,12 +86,23 @@ public enum ModelQuantizer {
         }
     }
 
+    /// Quantizes a GGUF file or a checkpoint directory (converted to GGUF first, see `GGUFConversion`) into `output`.
     public static func quantize(input: String, output: String, options: QuantizeOptions, pool: WorkerPool,
                                 log: @escaping (String) -> Void = { _ in }) throws -> QuantizeReport {
-        let start = Date()
         try checkOutput(output, input: input)
+        var report = try GGUFConversion.withGGUF(for: input) { gguf in
+            try quantizeGGUF(input: gguf, output: output, options: options, pool: pool, log: log)
+        }
+        report.input = input
+        return report
+    }
+
+    static func quantizeGGUF(input: String, output: String, options: QuantizeOptions, pool: WorkerPool,
+                             log: @escaping (String) -> Void) throws -> QuantizeReport {
+        let start = Date()
         let file = try GGUFFile(path: input)
-        let plan = try QuantizationPlanner.plan(file, target: options.target, requantize: options.requantize)
+        let plan = try QuantizationPlanner.plan(file, target: options.target, requantize: options.requantize,
+                                                embeddingType: options.embeddingType)
 
         // Calibrated methods quantize the transformer blocks' linear layers up front, block by block.
         var calibrated: [String: [UInt8]] = [:]

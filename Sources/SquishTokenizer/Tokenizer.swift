@@ -261,6 +261,17 @@ public final class Tokenizer: @unchecked Sendable {
     /// From GGUF metadata (`tokenizer.ggml.model` "gpt2" → byte-level BPE, "llama" → SentencePiece).
     public convenience init(gguf file: GGUFFile) throws {
         let src = file.path
+        if file["tokenizer.ggml.model"] == nil, let json = file["tokenizer.huggingface.json"]?.string {
+            // A whole tokenizer.json (gguf.md's `tokenizer.huggingface.json`), as Squish's converter stores a
+            // checkpoint's tokenizer; BOS/EOS ids from the usual keys.
+            let source = src + ": tokenizer.huggingface.json"
+            let base = try Tokenizer(huggingFaceJSON: Data(json.utf8), source: source)
+            func piece(_ key: String) -> String? {
+                file["tokenizer.ggml.\(key)"]?.int.flatMap { $0 >= 0 && $0 < base.vocabularySize ? base.piece($0) : nil }
+            }
+            try self.init(huggingFaceJSON: Data(json.utf8), bosToken: piece("bos_token_id"), eosToken: piece("eos_token_id"), source: source)
+            return
+        }
         guard let modelName = file["tokenizer.ggml.model"]?.string else {
             throw TokenizerError.missingField(source: src, field: "tokenizer.ggml.model")
         }

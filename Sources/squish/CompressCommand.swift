@@ -6,6 +6,7 @@ import SquishData
 import SquishEval
 import SquishFormats
 import SquishKernels
+import SquishModel
 import SquishQuantize
 
 struct Compress: ParsableCommand {
@@ -151,7 +152,7 @@ struct Compress: ParsableCommand {
             print("")
             print("| model | MB | bits/weight | perplexity | KL mean | top-1 |")
             print("|---|---|---|---|---|---|")
-            let inputBytes = (try? FileManager.default.attributesOfItem(atPath: result.input)[.size] as? Int) ?? 0
+            let inputBytes = LanguageModel.fileBytes(result.input)
             print(String(format: "| input | %.2f | | %.3f | 0 | 100%% |", Double(inputBytes) / 1e6, ref))
             print(String(format: "| compressed | %.2f | %.3f | %.3f | %.4f | %.1f%% |", Double(result.bytes) / 1e6, result.bitsPerWeight, ppl, kl,
                          (result.top1Agreement ?? 0) * 100))

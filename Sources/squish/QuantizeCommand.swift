@@ -35,6 +35,9 @@ struct Quantize: ParsableCommand {
     @Flag(help: "With a preset name (Q2_K, Q4_K_M, Q6_K, ...): its nominal type for every tensor instead of the per-tensor mix (as llama-quantize --pure); K-quant rows that are not multiples of 256 still get SQ<bits>_G64.")
     var pure = false
 
+    @Option(help: "Block type of the token embedding and the output matrix (default: Q8_0, or the target when it has 8 bits; as llama-quantize's --token-embedding-type and --output-tensor-type).")
+    var embeddingType: String?
+
     @Flag(help: "Re-encode tensors already in their output type instead of copying them unchanged.")
     var requantize = false
 
@@ -104,6 +107,10 @@ struct Quantize: ParsableCommand {
             : try QuantizationTarget.resolve(type: type, bits: bits, group: group, symmetric: symmetric, pure: pure)
         var options = QuantizeOptions(method: method, target: target)
         options.requantize = requantize
+        if let embeddingType {
+            guard let t = GGMLType(name: embeddingType) else { throw ValidationError("--embedding-type: unknown type '\(embeddingType)'") }
+            options.embeddingType = t
+        }
         options.importance = importance
         options.gptq.actOrder = actOrder
         options.gptq.dampPercent = damp
@@ -119,13 +126,13 @@ struct Quantize: ParsableCommand {
                                                  log: { if !quiet { printError($0) } })
         if kl {
             let (name, bytes) = try loadKLText()
-            let a = try GGUFFile(path: input), b = try GGUFFile(path: out)
-            let tokenizer = try Tokenizer(gguf: a)
+            let a = try LanguageModel(path: input, layout: kernelLayout)
+            let tokenizer = a.tokenizer
             let tokens = tokenizer.encode(String(decoding: bytes, as: UTF8.self))
             let bos = tokenizer.addBOS ? tokenizer.bosID : nil
             let step = klContext - (bos == nil ? 0 : 1)
             let progress = ProgressBar(total: (tokens.count + step - 1) / max(1, step), label: "kl", quiet: quiet)
-            let agreement = try ModelAgreement.measure(reference: try TransformerModel(gguf: a, layout: kernelLayout), candidate: try TransformerModel(gguf: b, layout: kernelLayout),
+            let agreement = try ModelAgreement.measure(reference: a.model, candidate: try TransformerModel(path: out, layout: kernelLayout),
                                                        tokens: tokens, bos: bos, context: klContext, pool: pool, progress: progress)
             progress.finish()
             report.klDivergence = agreement.klDivergence

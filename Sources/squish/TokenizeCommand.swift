@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SquishCore
 import SquishFormats
+import SquishModel
 import SquishTokenizer
 
 struct Tokenize: ParsableCommand {
@@ -26,7 +27,7 @@ struct Tokenize: ParsableCommand {
 
     func run() throws {
         let path = try resolveModelPath(model)
-        let tokenizer = try Tokenizer(gguf: try GGUFFile(path: path))
+        let tokenizer = try LanguageModel.tokenizer(path: path)
         let input: String
         if let text, text != "-" {
             input = text

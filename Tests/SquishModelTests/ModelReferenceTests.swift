@@ -259,6 +259,23 @@ struct PerplexityAcceptanceTests {
         #expect(abs(r.stderr - 0.70) < 0.05)
     }
 
+    /// ik_llama.cpp's `llama-perplexity -c 512 -t 2` on Gemma-3-270M Q4_K_M and the same 60,000 bytes prints
+    /// PPL = 23.2309 ± 0.76712 over 28 chunks (ik_llama.cpp of August 2026); Squish must land within 0.5% with the same
+    /// protocol and the same chunks (the tokenization agrees). Measured: 23.2530.
+    @Test func gemma3MatchesIkLlamaCpp() throws {
+        let model = KnownModel.gemma3_270M
+        guard model.isCached else { throw TestSetupError("Gemma-3-270M is not cached at \(model.path): run `squish fetch --model gemma3-270m`") }
+        let data = try Data(contentsOf: URL(fileURLWithPath: Corpora.austenPath("prideprejudice"))).prefix(60_000)
+        let lm = try LanguageModel(path: model.path)
+        let session = try ModelSession(model: lm.model, pool: WorkerPool(threads: 2), contextLength: 512)
+        let r = try Perplexity.evaluate(session: session, tokens: lm.tokenizer.encode(String(decoding: data, as: UTF8.self)),
+                                        context: 512, protocol: .llamacpp, bos: lm.tokenizer.addBOS ? lm.tokenizer.bosID : nil)
+        print("Gemma-3-270M perplexity (llamacpp protocol): \(r.perplexity) ± \(r.stderr) over \(r.tokens) tokens in \(r.chunks) chunks")
+        #expect(r.chunks == 28)
+        #expect(abs(r.perplexity - 23.2309) / 23.2309 < 0.005)
+        #expect(abs(r.stderr - 0.767) < 0.05)
+    }
+
     @Test func windowsProtocolScoresEveryToken() throws {
         let gguf = try GGUFFile(path: try TestSupport.defaultModelPath())
         let model = try TransformerModel(gguf: gguf)
