@@ -81,11 +81,17 @@ public final class TextCoder {
     /// The kernel path of this machine, as recorded in containers.
     public static var kernelPath: String { VectorOps.usesAVX2 ? "avx2" : "portable" }
 
-    /// Loads the model at `modelPath` (a GGUF file, or one packed by `squish pack`) with `layout`.
+    /// Loads the model at `modelPath` (a GGUF file, one packed by `squish pack`, or a checkpoint directory) with
+    /// `layout`.
     public init(modelPath: String, layout: KernelLayout = KernelLayout(), pool: WorkerPool) throws {
         let language = try LanguageModel(path: modelPath, layout: layout)
-        guard let file = language.model.storage as? GGUFFile else {
-            throw ZipError.unsupportedModel(path: modelPath, reason: "zip needs a GGUF model file (its bytes identify the model)")
+        let identity: (sha256: [UInt8], bytes: Int)
+        if let file = language.model.storage as? GGUFFile {
+            identity = (Array(SHA256.hash(data: file.file.bytes)), file.file.count)
+        } else if language.model.storage is HFCheckpoint {
+            identity = try Self.checkpointIdentity(directory: modelPath)
+        } else {
+            throw ZipError.unsupportedModel(path: modelPath, reason: "zip needs a GGUF file or a checkpoint directory (their bytes identify the model)")
         }
         guard language.model.config.vocabSize < 1 << (QuantizedSoftmax.precisionBits - 1) else {
             throw ZipError.unsupportedModel(path: modelPath, reason: "a vocabulary of \(language.model.config.vocabSize) tokens is too large for 2^\(QuantizedSoftmax.precisionBits) frequencies")
@@ -94,8 +100,8 @@ public final class TextCoder {
         self.pool = pool
         self.layout = layout
         self.modelPath = modelPath
-        modelSHA256 = Array(SHA256.hash(data: file.file.bytes))
-        modelBytes = file.file.count
+        modelSHA256 = identity.sha256
+        modelBytes = identity.bytes
         let tokenizer = language.tokenizer
         var h = SHA256()
         for id in 0 ..< tokenizer.vocabularySize {
@@ -110,6 +116,31 @@ public final class TextCoder {
     }
 
     var modelName: String { (modelPath as NSString).lastPathComponent }
+
+    /// SHA-256 and total size of what a checkpoint directory's model is made of: config.json, tokenizer.json and the
+    /// safetensors shards with their index, each as (name length, name, size, contents), in name order. Other files
+    /// (READMEs, generation settings) do not change the probabilities and are left out.
+    static func checkpointIdentity(directory: String) throws -> (sha256: [UInt8], bytes: Int) {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        } catch {
+            throw ZipError.badInput(path: directory, reason: "cannot list the checkpoint directory (\(error))")
+        }
+        var h = SHA256()
+        var total = 0
+        func update<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { h.update(bufferPointer: $0) } }
+        for name in names where name == "config.json" || name == "tokenizer.json" || name.hasSuffix(".safetensors")
+            || name.hasSuffix(".safetensors.index.json") {
+            let file = try MappedFile(path: directory + "/" + name)
+            update(UInt32(name.utf8.count))
+            h.update(data: Array(name.utf8))
+            update(UInt64(file.count))
+            h.update(bufferPointer: file.bytes)
+            total += file.count
+        }
+        return (Array(h.finalize()), total)
+    }
 
     /// Chunk length for `tokens` tokens: as many waves of `lanes` chunks as `maxChunkTokens` requires, chunks as
     /// equal as possible, none shorter than `minChunkTokens` unless the text is, none longer than the context.

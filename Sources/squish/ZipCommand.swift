@@ -9,7 +9,7 @@ struct Zip: ParsableCommand {
         commandName: "zip",
         abstract: "Compress any file losslessly with a language model (rANS driven by its next-token distribution); written atomically.")
 
-    @Option(help: "Model file or known model name, e.g. gemma3-270m (default: the cached default model); unzip needs the same file.")
+    @Option(help: "Model file, Hugging Face directory or known model name, e.g. gemma3-270m (default: the cached default model); unzip needs the same model.")
     var model: String?
 
     @Argument(help: "File to compress (any bytes).")

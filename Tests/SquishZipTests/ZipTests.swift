@@ -90,6 +90,38 @@ struct ZipTests {
         layout.repacked.toggle()
         #expect(throws: ZipError.self) { try coder.decompress(layout, path: "l.sqz") }
     }
+
+    /// A checkpoint directory (the tiny Llama fixture, safetensors weights) is a model like a GGUF file: the text
+    /// round-trips, and a copy whose weights differ in one byte is refused as another model.
+    @Test func checkpointDirectoryRoundTripAndIdentity() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/tiny-models/llama").path
+        let coder = try TextCoder(modelPath: fixture, pool: WorkerPool(threads: 2))
+        let text = Array("It was a truth universally acknowledged, that a single man in possession of a good fortune.\n".utf8)
+        let (c, summary) = try coder.compress(text, settings: ZipSettings(lanes: 2, maxChunkTokens: 16, minChunkTokens: 16))
+        #expect(summary.chunks >= 2 && summary.fallbackBytes == 0)
+        #expect(try coder.decompress(ZipContainer(bytes: c.serialized(), path: "t.sqz"), path: "t.sqz") == text)
+        // Only the files the model is made of count: weights, config.json, tokenizer.json.
+        let sizes = try ["config.json", "model.safetensors", "reference.safetensors", "tokenizer.json"].map {
+            try FileManager.default.attributesOfItem(atPath: fixture + "/" + $0)[.size] as! Int
+        }
+        #expect(coder.modelBytes == sizes.reduce(0, +))
+
+        let dir = try TestSupport.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let copy = dir + "/llama"
+        try FileManager.default.copyItem(atPath: fixture, toPath: copy)
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: copy + "/README.md"))
+        #expect(try TextCoder(modelPath: copy, pool: WorkerPool(threads: 1)).modelSHA256 == coder.modelSHA256)
+        var weights = try [UInt8](Data(contentsOf: URL(fileURLWithPath: copy + "/model.safetensors")))
+        weights[weights.count - 1] ^= 0x01  // lowest mantissa bit of the last weight
+        try Data(weights).write(to: URL(fileURLWithPath: copy + "/model.safetensors"))
+        let other = try TextCoder(modelPath: copy, pool: WorkerPool(threads: 1))
+        #expect(other.modelSHA256 != coder.modelSHA256)
+        #expect { try other.decompress(c, path: "t.sqz") } throws: { e in
+            if case ZipError.modelMismatch = e { return true } else { return false }
+        }
+    }
 }
 
 @Suite struct TokenStreamTests {
