@@ -4,7 +4,8 @@ import SquishFormats
 /// model, kernel path) and the rANS payload.
 ///
 /// Layout (little-endian): "SQZT", u16 version 1, u64 original bytes, [32] original SHA-256, [32] model SHA-256 (of
-/// the GGUF bytes; a packed model counts as the GGUF it decodes to), u64 model bytes, string model name,
+/// the GGUF bytes; a packed model counts as the GGUF it decodes to; a checkpoint directory as
+/// `TextCoder.checkpointIdentity` says), u64 model bytes, string model name,
 /// [32] tokenizer SHA-256 (of every token's bytes), u32 vocabulary, u32 start token, u32 escape token (2^32 − 1:
 /// none), u32 lanes, u32 chunk tokens,
 /// u64 tokens, u8 probability bits, u16 logit steps per nat, u16 logit cap in steps, string kernel path,

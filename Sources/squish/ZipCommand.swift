@@ -51,7 +51,7 @@ struct Zip: ParsableCommand {
         if json {
             print(try jsonString(summary))
         } else {
-            print(String(format: "%@ → %@: %d → %d bytes, %.4f bits/byte (model cross-entropy %.4f, coder +%.3f%%; %.4f counting the %@ model's %d bytes)",
+            print(String(format: "%@ → %@: %d → %d bytes, %.4f bits/byte (model cross-entropy %.4f, coder %+.3f%%; %.4f counting the %@ model's %d bytes)",
                          input, out, summary.inputBytes, summary.outputBytes, summary.bitsPerByte, summary.modelBitsPerByte,
                          summary.coderOverhead * 100, summary.bitsPerByteWithModel, summary.model, coder.modelBytes))
             print(String(format: "%d tokens (%d bytes by byte fallback) in %d chunks of ≤ %d, %d lanes, %d threads, %@ kernels: %.1f s, %.0f bytes/s",
