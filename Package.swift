@@ -10,6 +10,9 @@ let package = Package(
         .library(name: "SquishFormats", targets: ["SquishFormats"]),
         .library(name: "SquishTokenizer", targets: ["SquishTokenizer"]),
         .library(name: "SquishData", targets: ["SquishData"]),
+        .library(name: "SquishKernels", targets: ["SquishKernels"]),
+        .library(name: "SquishModel", targets: ["SquishModel"]),
+        .library(name: "SquishEval", targets: ["SquishEval"]),
         .library(name: "SquishQuantize", targets: ["SquishQuantize"]),
         .library(name: "SquishCompress", targets: ["SquishCompress"]),
         .library(name: "SquishZip", targets: ["SquishZip"]),
@@ -17,6 +20,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // Tests only: property-based testing on Swift Testing.
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // zlib from the system (inflate for R's serialized data; deflate and CRC-32 for packed models).
@@ -55,8 +60,9 @@ let package = Package(
             "SquishQuantize", "SquishCompress", "SquishZip",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "SquishCoreTests", dependencies: ["SquishCore"]),
-        .testTarget(name: "SquishFormatsTests", dependencies: ["SquishFormats", "SquishCore", "SquishData"]),
+        .testTarget(name: "SquishCoreTests", dependencies: ["SquishCore", .product(name: "PropertyBased", package: "swift-property-based")]),
+        .testTarget(name: "SquishFormatsTests", dependencies: ["SquishFormats", "SquishCore", "SquishData",
+                                                               .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "SquishTokenizerTests", dependencies: ["SquishTokenizer", "SquishFormats", "SquishCore", "SquishData"]),
         .testTarget(name: "SquishModelTests", dependencies: ["SquishModel", "SquishKernels", "CSquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer", "SquishEval"]),
         .testTarget(name: "SquishQuantizeTests", dependencies: ["SquishQuantize", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer", "SquishEval"]),
@@ -64,6 +70,9 @@ let package = Package(
         .testTarget(name: "SquishCompressTests", dependencies: ["SquishCompress", "SquishQuantize", "SquishEval", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
         .testTarget(name: "SquishZipTests", dependencies: ["SquishZip", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
         .testTarget(name: "SquishDataTests", dependencies: ["SquishData", "SquishCore", .product(name: "Crypto", package: "swift-crypto")]),
+        // The built `squish` binary end to end (run `swift build --build-tests`, which builds it too); small models
+        // written by SquishEval's synthetic writer.
+        .testTarget(name: "SquishCLITests", dependencies: ["SquishCore", "SquishFormats", "SquishData", "SquishEval"]),
     ],
     swiftLanguageModes: [.v5]
 )

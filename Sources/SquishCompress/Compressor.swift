@@ -115,16 +115,21 @@ public struct CompressResult: Codable, Sendable {
 
 public enum Compressor {
     /// Parses `60MB`, `57.5 MB`, `60M`, `55MiB`, `0.06GB`, `60000000` into bytes (MB = 10^6 bytes).
-    public static func parseSize(_ s: String) -> Int? {
-        let t = s.trimmingCharacters(in: .whitespaces).uppercased().replacingOccurrences(of: " ", with: "")
-        let units: [(String, Double)] = [("GIB", 1_073_741_824), ("MIB", 1_048_576), ("KIB", 1024), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3),
-                                         ("G", 1e9), ("M", 1e6), ("K", 1e3), ("B", 1)]
-        for (u, f) in units where t.hasSuffix(u) {
-            guard let v = Double(t.dropLast(u.count)), v > 0, v.isFinite else { return nil }
-            return Int((v * f).rounded(.down))
+    public static func parseSize(_ s: String) -> Int? { try? ByteSize.parse(s) }
+
+    /// The calibration sequences the search scores on: those after the `calibrationTokens` the level database was
+    /// fitted on (text it did not see), or the first ones when the text is too short for that.
+    public static func searchSequences(_ source: GGUFFile, options: CompressOptions, calibrationTokens: Int) throws -> [[Int]] {
+        var calib = options.calibration
+        calib.sequenceLength = options.searchLength
+        calib.tokens = (options.searchSequences + calibrationTokens / max(1, options.searchLength) + 1) * options.searchLength
+        let all = (try? GPTQModelQuantizer.sequences(source, calib)) ?? []
+        let skip = calibrationTokens / options.searchLength + 1
+        if all.count >= skip + options.searchSequences {
+            return Array(all[skip ..< skip + options.searchSequences])
         }
-        guard let v = Double(t), v > 0, v.isFinite else { return nil }
-        return Int(v)
+        calib.tokens = options.searchSequences * options.searchLength
+        return try GPTQModelQuantizer.sequences(source, calib)
     }
 
     /// The cache key of a level database: model content, calibration text and size, ladder, GPTQ settings.
@@ -257,18 +262,7 @@ public enum Compressor {
         }
 
         // 3. Search sequences and the reference's distributions.
-        var calib = options.calibration
-        calib.sequenceLength = options.searchLength
-        calib.tokens = (options.searchSequences + db.calibrationTokens / max(1, options.searchLength) + 1) * options.searchLength
-        let all = (try? GPTQModelQuantizer.sequences(source, calib)) ?? []
-        let skip = db.calibrationTokens / options.searchLength + 1
-        let searchSeqs: [[Int]]
-        if all.count >= skip + options.searchSequences {
-            searchSeqs = Array(all[skip ..< skip + options.searchSequences])  // text the level database did not see
-        } else {
-            calib.tokens = options.searchSequences * options.searchLength
-            searchSeqs = try GPTQModelQuantizer.sequences(source, calib)
-        }
+        let searchSeqs = try searchSequences(source, options: options, calibrationTokens: db.calibrationTokens)
         let refBar = ProgressBar(total: searchSeqs.count, label: "reference", quiet: quiet)
         let scorer = try KLScorer(reference: base, sequences: searchSeqs, pool: pool, progress: { d, _ in refBar.update(d) })
         refBar.finish()
@@ -433,13 +427,15 @@ public enum Compressor {
 extension Compressor {
     /// Scores the written output against the input on a held-out text with `squish eval`'s machinery (llama.cpp
     /// protocol perplexity and KL against the cached reference; no tasks), and fills in the result's figures.
+    /// `cacheDirectory`: where the input's reference logits are cached (`squish eval`'s cache by default).
     public static func evaluate(_ result: inout CompressResult, text: EvalText, pool: WorkerPool, quiet: Bool,
-                                log: @escaping (String) -> Void) throws {
+                                cacheDirectory: String = ReferenceLogits.defaultDirectory, log: @escaping (String) -> Void) throws {
         let input = try LanguageModel(path: result.input), output = try LanguageModel(path: result.output)
         let reference = EvalModel(path: result.input, model: input.model, tokenizer: input.tokenizer)
         let candidate = EvalModel(path: result.output, model: output.model, tokenizer: output.tokenizer)
         var options = EvalOptions()
         options.tasks = []
+        options.cacheDirectory = cacheDirectory
         let evaluator = try CompressionEvaluator(reference: reference, text: text, options: options, pool: pool, quiet: quiet, log: log)
         let (ref, cached) = try evaluator.referenceLogits()
         let r = try evaluator.evaluate(candidate, reference: ref, referenceCached: cached, tasks: TaskSet(), referenceTasks: [:])

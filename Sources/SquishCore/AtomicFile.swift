@@ -7,7 +7,10 @@ import Foundation
 
 /// Writes a file atomically: bytes go to a temporary file next to the destination, which is
 /// renamed over the destination only by `commit()`. If the writer is dropped without `commit()`
-/// (an error, a full disk), the temporary file is removed and the destination is untouched.
+/// (an error, a full disk), the temporary file is removed and the destination is untouched; if the process is
+/// interrupted by a signal, `TemporaryFiles` removes it. The temporary file is `.NAME.tmp-PID-XXXXXX` beside the
+/// destination; ones left by a process that no longer runs (killed, or a machine that lost power) are swept when
+/// the same destination is written again (see `sweepStaleTemporaryFiles`).
 public final class AtomicFileWriter {
     public let destination: String
     public let temporaryPath: String
@@ -24,12 +27,58 @@ public final class AtomicFileWriter {
             throw CoreError.missingDirectory(path: directory)
         }
         let name = (destination as NSString).lastPathComponent
-        var template = Array("\(directory)/.\(name).tmp-XXXXXX".utf8CString)
+        Self.sweepStaleTemporaryFiles(directory: directory, name: name)
+        var template = Array("\(directory)/.\(name).tmp-\(getpid())-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw CoreError.writeFailed(path: destination, reason: String(cString: strerror(errno))) }
         self.fd = fd
         self.temporaryPath = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        TemporaryFiles.register(file: temporaryPath)
         fchmod(fd, 0o644)
+    }
+
+    /// How old a temporary file of a process that is gone must be before it is swept (a process in another PID
+    /// namespace or on another machine sharing the folder is invisible to `kill(pid, 0)`, but it writes as it goes).
+    public static let staleAfterSeconds: Double = 600
+    /// Temporary files without a process id (the naming of earlier versions) are swept after this long.
+    public static let legacyStaleAfterSeconds: Double = 3600
+
+    /// Removes temporary files of this writer's own naming for `directory/name` that no running process owns:
+    /// `.NAME.tmp-PID-XXXXXX` whose PID is not a live process and that were last modified at least
+    /// `staleAfterSeconds` ago, and `.NAME.tmp-XXXXXX` (earlier versions) older than `legacyStaleAfterSeconds`.
+    /// Only regular files of the current user beside this destination are considered. Returns the removed paths.
+    @discardableResult
+    public static func sweepStaleTemporaryFiles(directory: String, name: String, now: Date = Date()) -> [String] {
+        let prefix = ".\(name).tmp-"
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        var removed: [String] = []
+        func isStemChar(_ c: Character) -> Bool { c.isASCII && (c.isLetter || c.isNumber) }
+        for entry in entries where entry.hasPrefix(prefix) {
+            let rest = entry.dropFirst(prefix.count)
+            let parts = rest.split(separator: "-", omittingEmptySubsequences: false)
+            var pid: pid_t?
+            if parts.count == 2, let p = pid_t(parts[0]), p > 0, parts[1].count == 6, parts[1].allSatisfy(isStemChar) {
+                pid = p
+            } else if !(parts.count == 1 && rest.count == 6 && rest.allSatisfy(isStemChar)) {
+                continue
+            }
+            let path = directory + "/" + entry
+            var st = stat()
+            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid() else { continue }
+            #if canImport(Glibc)
+            let modified = st.st_mtim.tv_sec
+            #else
+            let modified = st.st_mtimespec.tv_sec
+            #endif
+            let age = now.timeIntervalSince1970 - Double(modified)
+            if let pid {
+                guard pid != getpid(), kill(pid, 0) != 0, errno == ESRCH, age >= staleAfterSeconds else { continue }
+            } else {
+                guard age >= legacyStaleAfterSeconds else { continue }
+            }
+            if unlink(path) == 0 { removed.append(path) }
+        }
+        return removed
     }
 
     /// Appends bytes; throws (naming the destination) on a short write, e.g. a full disk.
@@ -68,14 +117,19 @@ public final class AtomicFileWriter {
         guard rename(temporaryPath, destination) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temporaryPath)
+            TemporaryFiles.unregister(temporaryPath)
             throw CoreError.writeFailed(path: destination, reason: reason)
         }
         committed = true
+        TemporaryFiles.unregister(temporaryPath)
     }
 
     deinit {
         if fd >= 0 { close(fd) }
-        if !committed { unlink(temporaryPath) }
+        if !committed {
+            unlink(temporaryPath)
+            TemporaryFiles.unregister(temporaryPath)
+        }
     }
 
     /// Writes `bytes` to `path` atomically in one call.
@@ -105,4 +159,12 @@ public func isSameFile(_ a: String, _ b: String) -> Bool {
           let nx = x[.systemFileNumber] as? Int, let ny = y[.systemFileNumber] as? Int,
           let dx = x[.systemNumber] as? Int, let dy = y[.systemNumber] as? Int else { return false }
     return nx == ny && dx == dy
+}
+
+extension FileManager {
+    /// Whether `path` names a directory (following symbolic links).
+    public func isDirectory(_ path: String) -> Bool {
+        var d: ObjCBool = false
+        return fileExists(atPath: path, isDirectory: &d) && d.boolValue
+    }
 }

@@ -6,7 +6,11 @@ public enum CoreError: Error, CustomStringConvertible, Equatable {
     case outputExists(path: String)
     case missingDirectory(path: String)
 
-    public var description: String {
+    /// The message with non-printing characters escaped (names and values in it may come from a hostile file).
+    public var description: String { TerminalText.escape(message) }
+
+    /// The message as composed, before escaping.
+    var message: String {
         switch self {
         case .cannotOpen(let path, let reason): return "\(path): cannot open: \(reason)"
         case .cannotMap(let path, let reason): return "\(path): cannot memory-map: \(reason)"

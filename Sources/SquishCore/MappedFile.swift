@@ -39,7 +39,12 @@ public final class MappedFile: @unchecked Sendable {
         self.path = path
         let count = data.count
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 64)
-        _ = buffer.initializeMemory(as: UInt8.self, from: data)
+        // One copy for contiguous data (arrays, Data), element by element otherwise.
+        let copied: Bool? = data.withContiguousStorageIfAvailable { source in
+            if let base = source.baseAddress, count > 0 { buffer.baseAddress!.copyMemory(from: base, byteCount: count) }
+            return true
+        }
+        if copied == nil { _ = buffer.initializeMemory(as: UInt8.self, from: data) }
         bytes = UnsafeRawBufferPointer(start: buffer.baseAddress, count: count)
         isMapped = false
     }
@@ -54,6 +59,18 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     public var count: Int { bytes.count }
+
+    /// Releases the resident pages inside `range` (the whole pages it covers): they are read back from the file when
+    /// touched again, so a reader that walks a large file once keeps only a window of it in memory. Does nothing
+    /// for in-memory data.
+    public func dropPages(_ range: Range<Int>) {
+        guard isMapped, let base = bytes.baseAddress, range.lowerBound >= 0, range.upperBound <= bytes.count else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lo = (range.lowerBound + page - 1) / page * page
+        let hi = range.upperBound / page * page
+        guard hi > lo else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + lo), hi - lo, MADV_DONTNEED)
+    }
     /// True when `bytes` is a read-only file mapping (pages can be dropped and are read back from the file).
     public var isMemoryMapped: Bool { isMapped }
 

@@ -50,26 +50,37 @@ enum Shell {
         }
     }
 
-    /// A fresh scratch directory next to `near` (same file system, so results can be renamed into place). Scratch
-    /// directories left there by fetches that were killed (their process is gone) are removed first.
+    /// A fresh scratch directory next to `near` (same file system, so results can be renamed into place); removed
+    /// with `remove`, or by `TemporaryFiles` if a signal interrupts the process.
     static func scratchDirectory(near directory: String) throws -> String {
         try makeDirectory(directory)
-        removeAbandonedScratch(in: directory)
+        sweepStaleScratchDirectories(in: directory)
         let path = directory + "/.partial-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))"
         try makeDirectory(path)
+        TemporaryFiles.register(directory: path)
         return path
     }
 
-    /// Removes `.partial-<pid>-*` directories whose process no longer runs.
-    static func removeAbandonedScratch(in directory: String) {
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where entry.hasPrefix(".partial-") {
-            let fields = entry.split(separator: "-")
-            guard fields.count >= 3, let pid = pid_t(fields[1]), pid > 0 else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { remove(directory + "/" + entry) }
+    /// Removes `.partial-PID-XXXXXXXX` folders in `directory` left by a process that is gone (killed while fetching)
+    /// and untouched for `AtomicFileWriter.staleAfterSeconds`; only this user's, only of this naming.
+    static func sweepStaleScratchDirectories(in directory: String) {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for entry in entries where entry.hasPrefix(".partial-") {
+            let parts = entry.dropFirst(".partial-".count).split(separator: "-")
+            guard parts.count == 2, let pid = pid_t(parts[0]), pid > 0, pid != getpid(), parts[1].count == 8 else { continue }
+            let path = directory + "/" + entry
+            var st = stat()
+            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == geteuid() else { continue }
+            guard kill(pid, 0) != 0, errno == ESRCH,
+                  Date().timeIntervalSince1970 - Double(st.st_mtim.tv_sec) >= AtomicFileWriter.staleAfterSeconds else { continue }
+            try? FileManager.default.removeItem(atPath: path)
         }
     }
 
-    static func remove(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
+    static func remove(_ path: String) {
+        try? FileManager.default.removeItem(atPath: path)
+        TemporaryFiles.unregister(path)
+    }
 
     /// Moves `source` to `destination`, replacing nothing: if `destination` appeared meanwhile it is kept.
     static func moveIntoPlace(_ source: String, _ destination: String) throws {

@@ -44,6 +44,11 @@ public struct EvalOptions: Sendable {
     public static let allTasks = [LastWordTask.name, ClozeTask.name, RetrievalTask.name]
 
     public init() {}
+
+    /// Positions a session needs: the scoring context, or the longest retrieval passage and its question.
+    public var sessionContext: Int {
+        max(context, tasks.contains(RetrievalTask.name) ? (retrievalLengths.max() ?? 0) + 64 : 0)
+    }
 }
 
 /// The text all models are scored on.
@@ -221,8 +226,8 @@ public final class CompressionEvaluator {
         if !options.refreshReference, FileManager.default.fileExists(atPath: path) {
             do {
                 let r = try ReferenceLogits.read(from: path)
-                if r.header.vocab == vocab { return (r, true) }
-                log("\(path): vocabulary \(r.header.vocab) differs from the reference's \(vocab); recomputing")
+                if r.header.vocab == vocab && r.header.codeFingerprint == CodeFingerprint.current { return (r, true) }
+                log("\(path): computed by other code or for another vocabulary; recomputing")
             } catch let error as EvalError {
                 log("\(error); recomputing")
             }
@@ -233,8 +238,7 @@ public final class CompressionEvaluator {
     }
 
     func session(for model: TransformerModel) throws -> ModelSession {
-        try ModelSession(model: model, pool: pool,
-                         contextLength: min(model.config.contextLength, max(options.context, (options.retrievalLengths.max() ?? 0) + 64)))
+        try ModelSession(model: model, pool: pool, contextLength: options.sessionContext)
     }
 
     /// llama.cpp protocol chunks: (chunk tokens, first scored index).
@@ -273,6 +277,7 @@ public final class CompressionEvaluator {
                     let row = l.baseAddress! + (j - first) * vocab
                     let target = chunk[j + 1]
                     acc.add(logits: row, vocab: vocab, target: target)
+                    if acc.firstNonFinite != nil { return }  // reported below, before anything uses the row
                     let norm = Divergence.normalizer(row, vocab: vocab)
                     let lse = norm.logSumExp
                     // A different systematic-sampling offset at each position (golden-ratio sequence).
@@ -288,6 +293,7 @@ public final class CompressionEvaluator {
                     if Int(d.ids[0]) == target { top1Correct += 1 }
                 }
             }
+            try acc.checkFinite(reference.path)
             running.append(acc.perplexity)
             progress.advance()
         }
@@ -308,7 +314,7 @@ public final class CompressionEvaluator {
     /// Task results of the reference, cached next to the logits (keyed by model hash and the items' hash).
     public func referenceTasks(_ set: TaskSet) throws -> [String: TaskResult] {
         guard set.count > 0 else { return [:] }
-        let path = options.cacheDirectory + "/reference-tasks-\(try referenceModelHash())-\(set.hash).json"
+        let path = options.cacheDirectory + "/reference-tasks-\(try referenceModelHash())-\(set.hash)-\(CodeFingerprint.current).json"
         if !options.refreshReference, let data = FileManager.default.contents(atPath: path),
            let r = try? JSONDecoder().decode([String: TaskResult].self, from: data) {
             return r
@@ -367,6 +373,7 @@ public final class CompressionEvaluator {
                         throw EvalError.incompatible("reference cache position \(position): token \(ref.targets[position]), text has \(target)")
                     }
                     acc.add(logits: row, vocab: vocab, target: target)
+                    if acc.firstNonFinite != nil { return }  // reported below, before anything uses the row
                     let norm = Divergence.normalizer(row, vocab: vocab)
                     let lse = norm.logSumExp
                     kl.append(Divergence.klDivergence(reference: ref.distribution(at: position), candidate: row, vocab: vocab,
@@ -376,6 +383,7 @@ public final class CompressionEvaluator {
                     position += 1
                 }
             }
+            try acc.checkFinite(candidate.path)
             progress.advance()
         }
         let windows = try Perplexity.evaluate(session: session, tokens: tokens, context: context, protocol: .windows, bos: bos,

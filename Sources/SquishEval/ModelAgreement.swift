@@ -32,6 +32,7 @@ public struct ModelAgreement: Codable, Sendable, Equatable {
         guard !tokens.isEmpty else { throw EvalError.textTooShort(tokens: 0, needed: 1) }
         let sessions = try [reference, candidate].map { try ModelSession(model: $0, pool: pool, contextLength: context) }
         var kl = 0.0, klMax = 0.0, same = 0, positions = 0
+        var firstNonFinite: Int?
         var start = 0
         while start < tokens.count {
             let window = (bos.map { [$0] } ?? []) + tokens[start ..< min(start + step, tokens.count)]
@@ -44,11 +45,18 @@ public struct ModelAgreement: Codable, Sendable, Equatable {
                     for t in 0 ..< window.count {
                         let (a, b) = (p.baseAddress! + t * vocab, q.baseAddress! + t * vocab)
                         let d = Divergence.exactKL(reference: a, candidate: b, vocab: vocab)
+                        if !d.isFinite && firstNonFinite == nil { firstNonFinite = positions + t }
                         kl += d
                         klMax = max(klMax, d)
                         if Divergence.argmax(a, vocab: vocab) == Divergence.argmax(b, vocab: vocab) { same += 1 }
                     }
                 }
+            }
+            if let i = firstNonFinite {
+                // Which model broke: the one whose logits at that position are not all finite.
+                let t = i - positions
+                let referenceBroken = logits[0][t * vocab ..< (t + 1) * vocab].contains { $0.isNaN || $0 == .infinity }
+                throw EvalError.nonFinite(what: referenceBroken ? reference.path : candidate.path, position: i)
             }
             positions += window.count
             start += step

@@ -54,13 +54,22 @@ public enum EvalError: Error, CustomStringConvertible {
     case corruptCache(path: String, reason: String)
     /// A candidate that cannot be compared with the reference (other vocabulary, other tokenization).
     case incompatible(String)
-    public var description: String {
+    /// The model's log-likelihood of a scored token is NaN or infinite (NaN or infinite logits): `what` names the
+    /// model, `position` the token in the scored text.
+    case nonFinite(what: String, position: Int)
+    /// The message with non-printing characters escaped (names and values in it may come from a hostile file).
+    public var description: String { TerminalText.escape(message) }
+
+    /// The message as composed, before escaping.
+    var message: String {
         switch self {
         case .textTooShort(let t, let n): return "the text has \(t) tokens; at least \(n) are needed for one chunk"
         case .invalidArgument(let s): return s
         case .io(let path, let reason): return "\(path): \(reason)"
         case .corruptCache(let path, let reason): return "\(path): corrupt reference cache: \(reason)"
         case .incompatible(let s): return s
+        case .nonFinite(let what, let position):
+            return "\(what): the log-likelihood of token \(position) is not finite (the model produced NaN or infinite logits); no perplexity can be given"
         }
     }
 }
@@ -68,17 +77,29 @@ public enum EvalError: Error, CustomStringConvertible {
 /// Negative log-likelihoods accumulated the way llama.cpp does.
 struct NLLAccumulator {
     var sum = 0.0, sumSquares = 0.0, count = 0
+    /// Index (in `count` order) of the first token whose NLL was NaN or infinite.
+    var firstNonFinite: Int?
 
     /// −log softmax(logits)[target], with the max subtracted and the sum of exponentials in double.
     mutating func add(logits: UnsafePointer<Float>, vocab: Int, target: Int) {
         var mx = -Float.infinity
-        for i in 0 ..< vocab where logits[i] > mx { mx = logits[i] }
+        var nan = false
+        for i in 0 ..< vocab {
+            if logits[i] > mx { mx = logits[i] }
+            nan = nan || logits[i].isNaN
+        }
         var s = 0.0
         for i in 0 ..< vocab { s += Double(expf(logits[i] - mx)) }
-        let nll = -(Double(logits[target] - mx) - log(s))
+        let nll = nan ? .nan : -(Double(logits[target] - mx) - log(s))
+        if !nll.isFinite && firstNonFinite == nil { firstNonFinite = count }
         sum += nll
         sumSquares += nll * nll
         count += 1
+    }
+
+    /// Throws if any token so far had a non-finite NLL (a model that produced NaN or infinite logits).
+    func checkFinite(_ what: String) throws {
+        if let i = firstNonFinite { throw EvalError.nonFinite(what: what, position: i) }
     }
 
     var mean: Double { sum / Double(max(count, 1)) }
@@ -120,6 +141,7 @@ public enum Perplexity {
                         acc.add(logits: l.baseAddress! + (j - first) * vocab, vocab: vocab, target: chunk[j + 1])
                     }
                 }
+                try acc.checkFinite(session.model.path)
                 running.append(acc.perplexity)
                 onChunk?(i, acc.perplexity)
                 progress?.advance()
@@ -146,6 +168,7 @@ public enum Perplexity {
                     }
                 }
                 _ = offset
+                try acc.checkFinite(session.model.path)
                 chunks += 1
                 running.append(acc.perplexity)
                 onChunk?(chunks - 1, acc.perplexity)

@@ -1,5 +1,6 @@
 import Foundation
 import SquishCore
+import SquishKernels
 
 /// 64-bit FNV-1a (Fowler–Noll–Vo, http://www.isthe.com/chongo/tech/comp/fnv/): cache keys and the cache files'
 /// integrity check. Not cryptographic; it only has to notice truncation, corruption and a changed input.
@@ -45,12 +46,36 @@ public struct FNV1a64 {
     }
 }
 
+/// What computed a model's logits: the running executable's bytes (the kernels, the forward pass and everything
+/// else that was compiled into it), the instruction set the kernels chose at run time, and the switches that change
+/// which kernels run (`SQUISH_NO_REPACK`, `SQUISH_NO_LUT`). Cached logits are keyed by it, so a rebuilt binary never
+/// compares against logits that other code computed. Unlike a version number bumped by hand, it cannot go stale:
+/// any change to the code changes the executable (the cost is one reference pass after each rebuild).
+public enum CodeFingerprint {
+    /// Computed once per process (hashing a ~25 MB executable takes a few tens of milliseconds).
+    public static let current: String = {
+        var h = FNV1a64()
+        #if os(Linux)
+        let executable = "/proc/self/exe"
+        #else
+        let executable = Bundle.main.executablePath ?? CommandLine.arguments[0]
+        #endif
+        h.update((try? FNV1a64.file(executable)) ?? "unreadable executable \(CommandLine.arguments[0])")
+        h.update(VectorOps.usesAVX2 ? "avx2" : "portable")
+        let env = ProcessInfo.processInfo.environment
+        for flag in ["SQUISH_NO_REPACK", "SQUISH_NO_LUT"] { h.update("\(flag)=\(env[flag] ?? "")") }
+        return h.hex
+    }()
+}
+
 /// What the reference model said about one text, computed once and reused for every candidate: the perplexity
 /// results of both protocols and, for each position that llama.cpp's protocol scores, the top-k of the
 /// next-token distribution, the tail mass and the log-probability of the correct token.
 public struct ReferenceLogits {
     public struct Header: Codable {
         public var version: Int
+        /// `CodeFingerprint` of the program that computed the logits.
+        public var codeFingerprint: String
         /// FNV-1a of the reference model file and of the text bytes.
         public var modelHash: String
         public var textHash: String
@@ -67,8 +92,10 @@ public struct ReferenceLogits {
         public var top1Accuracy: Double
 
         public init(version: Int, modelHash: String, textHash: String, context: Int, k: Int, tailSamples: Int, vocab: Int, positions: Int,
-                    llamacpp: PerplexityResult, windows: PerplexityResult, top1Accuracy: Double) {
+                    llamacpp: PerplexityResult, windows: PerplexityResult, top1Accuracy: Double,
+                    codeFingerprint: String = CodeFingerprint.current) {
             self.version = version
+            self.codeFingerprint = codeFingerprint
             self.modelHash = modelHash
             self.textHash = textHash
             self.context = context
@@ -111,11 +138,13 @@ public struct ReferenceLogits {
     }
 
     static let magic: [UInt8] = Array("SQREFLG3".utf8)
-    public static let version = 3
+    /// 4: the header records the code fingerprint, which is also part of the file name.
+    public static let version = 4
 
-    /// The cache file name for a model/text/settings combination.
-    public static func fileName(modelHash: String, textHash: String, context: Int, k: Int, tailSamples: Int) -> String {
-        "reference-\(modelHash)-\(textHash)-c\(context)-k\(k)-t\(tailSamples).bin"
+    /// The cache file name for a model/text/settings combination computed by the code `codeFingerprint`.
+    public static func fileName(modelHash: String, textHash: String, context: Int, k: Int, tailSamples: Int,
+                                codeFingerprint: String = CodeFingerprint.current) -> String {
+        "reference-\(modelHash)-\(textHash)-\(codeFingerprint)-c\(context)-k\(k)-t\(tailSamples).bin"
     }
 
     public static var defaultDirectory: String { squishCacheDirectory() + "/eval" }

@@ -63,7 +63,7 @@ public enum SyntheticModel {
             throw FormatError.shapeMismatch(path: path, tensor: "<config>", expected: "width a multiple of the heads, heads of the KV heads",
                                             found: "width \(s.dim), \(s.heads) heads, \(s.kvHeads) KV heads")
         }
-        guard case .array(_, let tokens)? = tokenizerFile["tokenizer.ggml.tokens"], !tokens.isEmpty else {
+        guard let tokens = tokenizerFile["tokenizer.ggml.tokens"]?.arrayValue, tokens.count > 0 else {
             throw FormatError.shapeMismatch(path: tokenizerFile.path, tensor: "tokenizer.ggml.tokens", expected: "a token list",
                                             found: "none")
         }

@@ -1,3 +1,4 @@
+import SquishCore
 /// Errors from reading or writing model files (GGUF, safetensors, config.json) and from block codecs.
 /// Every case names the file (or "<memory>") and, where it applies, the tensor and byte offset.
 public enum FormatError: Error, CustomStringConvertible, Equatable {
@@ -11,7 +12,8 @@ public enum FormatError: Error, CustomStringConvertible, Equatable {
     /// Metadata, header or structure is present but wrong.
     case invalid(path: String, offset: Int?, reason: String)
     case unknownTensorType(path: String, tensor: String, typeID: UInt32)
-    case tensorOutOfBounds(path: String, tensor: String, offset: Int, byteCount: Int, fileSize: Int)
+    /// `offset`: the data's absolute position (a u64 from the file can exceed Int.max; it is shown as it is).
+    case tensorOutOfBounds(path: String, tensor: String, offset: UInt64, byteCount: Int, fileSize: Int)
     case misalignedTensor(path: String, tensor: String, offset: Int, alignment: Int)
     case overlappingTensors(path: String, first: String, second: String)
     case shapeMismatch(path: String, tensor: String, expected: String, found: String)
@@ -21,7 +23,11 @@ public enum FormatError: Error, CustomStringConvertible, Equatable {
     case unsupportedType(GGMLType, operation: String)
     case sizeMismatch(type: GGMLType, elements: Int, bytes: Int, reason: String)
 
-    public var description: String {
+    /// The message with non-printing characters escaped (names and values in it may come from a hostile file).
+    public var description: String { TerminalText.escape(message) }
+
+    /// The message as composed, before escaping.
+    var message: String {
         switch self {
         case .truncated(let path, let offset, let needed):
             return "\(path): file truncated at byte \(offset): expected \(needed)"

@@ -32,7 +32,7 @@ public struct GGUFWriter {
     /// A writer holding a file's metadata and tensors (the tensors' bytes stay in the file's mapping).
     public init(copying file: GGUFFile) {
         version = file.version
-        metadata = file.metadata
+        metadata = file.metadata  // arrays keep referring to the file's bytes
         for t in file.tensors {
             tensors.append(Tensor(name: t.name, shape: t.shape, type: t.type, source: .mapped(file.data(for: t), owner: file)))
         }
@@ -181,10 +181,10 @@ struct ByteSink {
         case .float64(let x): u64(x.bitPattern)
         case .bool(let b): bytes.append(b ? 1 : 0)
         case .string(let s): string(s)
-        case .array(let elementType, let values):
-            u32(elementType.rawValue)
-            u64(UInt64(values.count))
-            for e in values { value(e) }
+        case .array(let a):
+            u32(a.elementType.rawValue)
+            u64(UInt64(a.count))
+            withExtendedLifetime(a.storage) { bytes.append(contentsOf: a.encodedBytes) }
         }
     }
 }

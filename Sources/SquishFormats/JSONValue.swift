@@ -1,4 +1,5 @@
 import Foundation
+import SquishCore
 
 /// A small, strict JSON parser for untrusted headers (safetensors): reports duplicate keys, keeps integers exact
 /// (Int64, no detour through Double), limits nesting, and never reads past its input.
@@ -38,7 +39,7 @@ public indirect enum JSONValue: Equatable, Sendable {
     public struct ParseError: Error, CustomStringConvertible {
         public let offset: Int
         public let reason: String
-        public var description: String { "JSON at byte \(offset): \(reason)" }
+        public var description: String { TerminalText.escape("JSON at byte \(offset): \(reason)") }
     }
 
     /// Parses a complete JSON document (surrounding whitespace allowed).

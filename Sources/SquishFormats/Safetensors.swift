@@ -262,7 +262,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         let end = try integer(offsets[1], "data_offsets[1]")
         guard begin <= end else { throw invalid("data_offsets [\(begin), \(end)] begin after end") }
         guard end <= dataLength else {
-            throw FormatError.tensorOutOfBounds(path: path, tensor: name, offset: dataOffset + begin, byteCount: end - begin,
+            throw FormatError.tensorOutOfBounds(path: path, tensor: name, offset: UInt64(dataOffset + begin), byteCount: end - begin,
                                                 fileSize: fileSize)
         }
         guard end - begin == byteCount else {

@@ -142,7 +142,11 @@ public final class PackedWeights: @unchecked Sendable {
 
 public enum MatmulError: Error, CustomStringConvertible {
     case unsupported(tensor: String, type: GGMLType)
-    public var description: String {
+    /// The message with non-printing characters escaped (names and values in it may come from a hostile file).
+    public var description: String { TerminalText.escape(message) }
+
+    /// The message as composed, before escaping.
+    var message: String {
         switch self {
         case .unsupported(let tensor, let type): return "tensor '\(tensor)': no matmul kernel for \(type.name) yet"
         }

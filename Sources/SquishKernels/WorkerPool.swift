@@ -4,8 +4,15 @@ import Synchronization
 /// One persistent pool of worker threads for every parallel loop in Squish. `run` hands the same job to all workers
 /// (the caller is worker 0) and returns when all have finished; workers spin briefly between jobs so that the
 /// hundreds of small parallel steps of one decoded token do not pay a thread wake-up each.
+///
+/// A pool never has more threads than the cores the process may use (`availableCores`): spinning workers beyond
+/// them only take the cores from the ones doing the work, and every step would wait for a descheduled thread (a
+/// 2-token run with 200 threads on 2 cores took a minute instead of a third of a second).
 public final class WorkerPool: @unchecked Sendable {
+    /// Threads that work, the caller included: the request capped to `availableCores`.
     public let threadCount: Int
+    /// What was asked for (nil: the default, all available cores).
+    public let requestedThreads: Int?
     private let generation = Atomic<Int>(0)
     private let pending = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
@@ -15,10 +22,13 @@ public final class WorkerPool: @unchecked Sendable {
     private var job: UnsafeMutablePointer<(Int) -> Void>
     private var workerThreads: [Thread] = []
 
-    /// A pool with `threads` workers in total (including the calling thread); default: the number of active cores.
+    /// A pool with `threads` workers in total (including the calling thread), at most `availableCores`; default: all
+    /// available cores.
     public init(threads: Int? = nil) {
-        let n = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let cores = Self.availableCores
+        let n = max(1, min(threads ?? cores, cores))
         threadCount = n
+        requestedThreads = threads
         job = .allocate(capacity: 1)
         job.initialize(to: { _ in })
         for index in 1 ..< n {
@@ -30,6 +40,40 @@ public final class WorkerPool: @unchecked Sendable {
             t.start()
             workerThreads.append(t)
         }
+    }
+
+    /// The cores this process may run on: its CPU affinity mask, further limited by a cgroup CPU quota
+    /// (containers), and never more than the online processors; at least 1.
+    public static let availableCores: Int = {
+        var n = ProcessInfo.processInfo.activeProcessorCount
+        #if os(Linux)
+        // The affinity mask as the kernel reports it ("Cpus_allowed:\tff,ffffffff": hex groups of 32 CPUs).
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") }) {
+            let mask = line.dropFirst("Cpus_allowed:".count).filter { $0 != "," && !$0.isWhitespace }
+            let inMask = mask.reduce(0) { $0 + (Int(String($1), radix: 16) ?? 0).nonzeroBitCount }
+            if inMask > 0 { n = min(n, inMask) }
+        }
+        if let quota = cgroupCPUQuota() { n = min(n, quota) }
+        #endif
+        return max(1, n)
+    }()
+
+    /// ceil(quota / period) from cgroup v2 `cpu.max` ("max 100000" when unlimited) or cgroup v1
+    /// `cpu.cfs_quota_us` / `cpu.cfs_period_us` (quota −1 when unlimited); nil when there is no limit.
+    static func cgroupCPUQuota() -> Int? {
+        func read(_ path: String) -> String? {
+            (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        var quota: Double?, period: Double?
+        if let v2 = read("/sys/fs/cgroup/cpu.max") {
+            let parts = v2.split(separator: " ")
+            if parts.count == 2 { quota = Double(parts[0]); period = Double(parts[1]) }
+        } else if let q = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), let p = read("/sys/fs/cgroup/cpu/cpu.cfs_period_us") {
+            quota = Double(q); period = Double(p)
+        }
+        guard let quota, let period, quota > 0, period > 0 else { return nil }
+        return max(1, Int((quota / period).rounded(.up)))
     }
 
     deinit {

@@ -48,7 +48,7 @@ public struct Generator {
         stats.promptSeconds = Double(t1 - t0) / 1e9
         var decodeStart = t1
         for i in 0 ..< maxTokens {
-            let token = sampler.sample(logits, history: seen)
+            let token = try sampler.sample(logits, history: seen)
             if stop.contains(token) { stats.stoppedBy = "stop token"; break }
             seen.append(token)
             stats.generatedTokens += 1

@@ -47,6 +47,9 @@ public final class HFCheckpoint: ModelTensorSource {
 
     deinit { for b in owned { b.deallocate() } }
 
+    /// The safetensors files of the checkpoint, sorted (shards named by the index, or `model.safetensors`).
+    public var shardFiles: [String] { Set(weightMap.values).sorted() }
+
     /// Whether the checkpoint lists `tensor` (without reading it).
     public func has(_ tensor: ModelTensor) -> Bool {
         family.hfTensor(tensor).map { weightMap[$0.name] != nil } ?? false
@@ -99,7 +102,4 @@ extension TransformerModel {
     }
 }
 
-func isDirectory(_ path: String) -> Bool {
-    var d: ObjCBool = false
-    return FileManager.default.fileExists(atPath: path, isDirectory: &d) && d.boolValue
-}
+func isDirectory(_ path: String) -> Bool { FileManager.default.isDirectory(path) }

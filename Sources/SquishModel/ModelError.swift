@@ -1,3 +1,4 @@
+import SquishCore
 /// Errors from building or running a model.
 public enum ModelError: Error, CustomStringConvertible, Equatable {
     case unsupportedArchitecture(path: String, architecture: String, supported: String)
@@ -14,9 +15,15 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case contextOverflow(tokens: Int, context: Int)
     case emptyInput(String)
     case invalidToken(Int, vocabulary: Int)
+    /// The logits of a step contain NaN or +infinity (or are all −infinity): nothing can be sampled from them.
+    case nonFiniteLogits(count: Int)
     case invalidArgument(String)
 
-    public var description: String {
+    /// The message with non-printing characters escaped (names and values in it may come from a hostile file).
+    public var description: String { TerminalText.escape(message) }
+
+    /// The message as composed, before escaping.
+    var message: String {
         switch self {
         case .unsupportedArchitecture(let path, let a, let supported):
             return "\(path): unsupported architecture '\(a)' (supported: \(supported))"
@@ -31,6 +38,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case .contextOverflow(let n, let c): return "\(n) tokens do not fit in the context window of \(c)"
         case .emptyInput(let what): return "\(what) is empty"
         case .invalidToken(let t, let v): return "token id \(t) is outside the vocabulary (\(v))"
+        case .nonFiniteLogits(let n):
+            return "the model produced non-finite logits (NaN or infinity among \(n)): its weights or metadata are broken, nothing can be sampled"
         case .invalidArgument(let s): return s
         }
     }

@@ -31,6 +31,18 @@ public struct Sampler {
         rng = Xoshiro256(seed: settings.seed)
     }
 
+    /// Throws unless every logit is finite or −infinity (−infinity masks a token; NaN and +infinity mean the
+    /// model's computation broke down).
+    public static func checkFinite(_ logits: [Float]) throws {
+        var bad = false
+        var any = false
+        for l in logits {
+            bad = bad || l.isNaN || l == .infinity
+            any = any || l > -.infinity
+        }
+        if bad || !any { throw ModelError.nonFiniteLogits(count: logits.count) }
+    }
+
     /// Index of the largest value (the first one on ties).
     public static func argmax(_ logits: [Float]) -> Int {
         var best = 0
@@ -43,7 +55,10 @@ public struct Sampler {
     }
 
     /// Samples from `logits` (one row of vocabulary size); `history` are the tokens so far (for the penalty).
-    public mutating func sample(_ logits: [Float], history: [Int] = []) -> Int {
+    /// Throws `ModelError.nonFiniteLogits` when a logit is NaN or +infinity (a broken model or file): there is no
+    /// distribution to sample from, and greedy decoding would silently return token 0.
+    public mutating func sample(_ logits: [Float], history: [Int] = []) throws -> Int {
+        try Self.checkFinite(logits)
         var logits = logits
         if settings.repetitionPenalty != 1, !history.isEmpty {
             // CTRL (Keskar et al. 2019, sec. 4.1): divide positive logits by the penalty, multiply negative ones.
@@ -53,7 +68,9 @@ public struct Sampler {
         }
         if settings.temperature <= 0 { return Self.argmax(logits) }
         selectCandidates(logits)
-        let mx = candidates[0].logit
+        // Never empty for finite logits (the maximum always passes min-p); kept as a typed error, not a trap.
+        guard let first = candidates.first, first.logit.isFinite else { throw ModelError.nonFiniteLogits(count: logits.count) }
+        let mx = first.logit
         var probs = candidates.map { Double(expf($0.logit - mx)) }
         var total = probs.reduce(0, +)
         // min-p: keep tokens with p ≥ minP · p_max (p_max's weight is exp(0) = 1).

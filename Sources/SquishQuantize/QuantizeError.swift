@@ -1,4 +1,5 @@
 import SquishFormats
+import SquishCore
 
 /// Errors from `squish quantize` and the quantizers. Each names the file or tensor concerned.
 public enum QuantizeError: Error, CustomStringConvertible, Equatable {
@@ -15,7 +16,11 @@ public enum QuantizeError: Error, CustomStringConvertible, Equatable {
     /// A linear-algebra step failed (e.g. the damped Hessian is not positive definite).
     case numerical(tensor: String, reason: String)
 
-    public var description: String {
+    /// The message with non-printing characters escaped (names and values in it may come from a hostile file).
+    public var description: String { TerminalText.escape(message) }
+
+    /// The message as composed, before escaping.
+    var message: String {
         switch self {
         case .unsupportedTarget(let s): return "cannot quantize to \(s)"
         case .rowLength(let tensor, let n, let type):

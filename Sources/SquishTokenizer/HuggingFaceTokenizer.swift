@@ -3,6 +3,58 @@ import SquishFormats
 
 extension JSONValue {
     var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
+
+    /// The member `key` of an object, nil when it is absent or null.
+    func member(_ key: String) -> JSONValue? {
+        guard let v = self[key], v != .null else { return nil }
+        return v
+    }
+
+    /// How a value is named in messages.
+    var typeName: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "a boolean"
+        case .int, .double: return "a number"
+        case .string: return "a string"
+        case .array: return "an array"
+        case .object: return "an object"
+        }
+    }
+}
+
+/// Typed, optional members of tokenizer.json objects: absent or null gives nil, a value of another type is an
+/// error naming the field (a `merges` that is a string is not "no merges").
+struct TokenizerJSONFields {
+    let source: String
+
+    func wrongType(_ field: String, _ expected: String, _ found: JSONValue) -> TokenizerError {
+        .invalidVocabulary(source: source, reason: "field '\(field)' must be \(expected), found \(found.typeName)")
+    }
+
+    func string(_ object: JSONValue?, _ key: String, _ field: String) throws -> String? {
+        guard let v = object?.member(key) else { return nil }
+        guard let s = v.string else { throw wrongType(field, "a string", v) }
+        return s
+    }
+
+    func bool(_ object: JSONValue?, _ key: String, _ field: String) throws -> Bool? {
+        guard let v = object?.member(key) else { return nil }
+        guard let b = v.boolValue else { throw wrongType(field, "a boolean", v) }
+        return b
+    }
+
+    func array(_ object: JSONValue?, _ key: String, _ field: String) throws -> [JSONValue]? {
+        guard let v = object?.member(key) else { return nil }
+        guard let a = v.array else { throw wrongType(field, "an array", v) }
+        return a
+    }
+
+    func object(_ object: JSONValue?, _ key: String, _ field: String) throws -> JSONValue? {
+        guard let v = object?.member(key) else { return nil }
+        guard v.object != nil else { throw wrongType(field, "an object", v) }
+        return v
+    }
 }
 
 extension Tokenizer {
@@ -24,12 +76,15 @@ extension Tokenizer {
         guard root.object != nil else {
             throw TokenizerError.invalidVocabulary(source: source, reason: "the top level is not a JSON object")
         }
-        guard let model = root["model"], model.object != nil else { throw TokenizerError.missingField(source: source, field: "model") }
-        let type = model["type"]?.string ?? "BPE"
+        let fields = TokenizerJSONFields(source: source)
+        guard let model = try fields.object(root, "model", "model") else { throw TokenizerError.missingField(source: source, field: "model") }
+        let type = try fields.string(model, "type", "model.type") ?? "BPE"
         guard type == "BPE" else { throw TokenizerError.unsupportedModel(source: source, model: type) }
         let spacePrefix = try Self.sentencePieceSpacePrefix(root, model: model, source: source)
-        guard let vocab = model["vocab"]?.object else { throw TokenizerError.missingField(source: source, field: "model.vocab") }
-        let added = root["added_tokens"]?.array ?? []
+        guard let vocab = try fields.object(model, "vocab", "model.vocab")?.object else {
+            throw TokenizerError.missingField(source: source, field: "model.vocab")
+        }
+        let added = try fields.array(root, "added_tokens", "added_tokens") ?? []
 
         // Ids may leave gaps; the vocabulary is as long as the largest id + 1 (bounded by the entries present).
         var entries: [(id: Int, text: String, type: TokenType)] = []
@@ -40,11 +95,13 @@ extension Tokenizer {
             }
             entries.append((Int(id), text, .normal))
         }
-        for a in added {
+        for (i, a) in added.enumerated() {
+            guard a.object != nil else { throw fields.wrongType("added_tokens[\(i)]", "an object", a) }
             guard let id = a["id"]?.int, id >= 0, id < Int64(Int32.max), let text = a["content"]?.string else {
-                throw TokenizerError.invalidVocabulary(source: source, reason: "an added token lacks a valid id or content")
+                throw TokenizerError.invalidVocabulary(source: source, reason: "added token \(i) lacks a valid id or content")
             }
-            entries.append((Int(id), text, a["special"]?.boolValue == true ? .control : .userDefined))
+            let special = try fields.bool(a, "special", "added_tokens[\(i)].special") ?? false
+            entries.append((Int(id), text, special ? .control : .userDefined))
         }
         let count = (entries.map(\.id).max() ?? -1) + 1
         guard count <= 2 * entries.count + 1024 else {
@@ -67,7 +124,7 @@ extension Tokenizer {
         }
 
         var pairs: [(String, String)] = []
-        let rawMerges = model["merges"]?.array ?? []
+        let rawMerges = try fields.array(model, "merges", "model.merges") ?? []
         pairs.reserveCapacity(rawMerges.count)
         for (rank, m) in rawMerges.enumerated() {
             if let s = m.string, let space = s.firstIndex(of: " ") {
@@ -87,7 +144,7 @@ extension Tokenizer {
             if let id = idOf(first) { bos = id; addBOS = true }
             if let id = idOf(last) { eos = id; addEOS = true }
         }
-        let unknown = idOf(model["unk_token"]?.string)
+        let unknown = idOf(try fields.string(model, "unk_token", "model.unk_token"))
         if let spacePrefix {
             try self.init(sentencePieceBPETokens: texts, mergePairs: pairs, tokenTypes: types, bosID: bos, eosID: eos,
                           unknownID: unknown, paddingID: nil, addBOS: addBOS, addEOS: addEOS, addSpacePrefix: spacePrefix,
@@ -138,7 +195,9 @@ extension Tokenizer {
     static func sentencePieceSpacePrefix(_ root: JSONValue, model: JSONValue, source: String) throws -> Bool? {
         let normalizer = root["normalizer"].flatMap { $0 == .null ? nil : $0 }
         let pre = root["pre_tokenizer"].flatMap { $0 == .null ? nil : $0 }
-        let byteFallback = model["byte_fallback"]?.boolValue == true
+        let fields = TokenizerJSONFields(source: source)
+        for key in ["normalizer", "pre_tokenizer", "post_processor", "decoder"] { _ = try fields.object(root, key, key) }
+        let byteFallback = try fields.bool(model, "byte_fallback", "model.byte_fallback") ?? false
         var steps: [JSONValue] = []
         if let normalizer {
             steps = normalizer["type"]?.string == "Sequence" ? (normalizer["normalizers"]?.array ?? []) : [normalizer]

@@ -1,3 +1,4 @@
+import SquishCore
 /// Errors from building a tokenizer or from its input.
 public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case missingField(source: String, field: String)
@@ -6,7 +7,11 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case invalidVocabulary(source: String, reason: String)
     case invalidInput(String)
 
-    public var description: String {
+    /// The message with non-printing characters escaped (names and values in it may come from a hostile file).
+    public var description: String { TerminalText.escape(message) }
+
+    /// The message as composed, before escaping.
+    var message: String {
         switch self {
         case .missingField(let s, let f): return "\(s): tokenizer field '\(f)' is missing"
         case .unsupportedModel(let s, let m): return "\(s): unsupported tokenizer model '\(m)' (supported: gpt2 byte-level BPE, llama SentencePiece)"

@@ -21,8 +21,7 @@ struct Bench: ParsableCommand {
     @Option(name: [.customShort("n"), .long], help: "Tokens generated one at a time.")
     var generatedTokens = 128
 
-    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var threading: ThreadOptions
 
     @Option(name: [.customShort("r"), .long], help: "Repetitions after the warm-up run.")
     var repetitions = 5
@@ -58,12 +57,13 @@ struct Bench: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard promptTokens >= 0, generatedTokens >= 0, promptTokens + generatedTokens > 0 else {
-            throw ValidationError("-p and -n must be non-negative and not both 0")
-        }
-        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        guard memoryMiB >= 1, gemmTokens >= 1 else { throw ValidationError("--memory-mib and --gemm-tokens must be at least 1") }
+        try check("-p/--prompt-tokens", promptTokens, 0 ... Limits.tokens)
+        try check("-n/--generated-tokens", generatedTokens, 0 ... Limits.tokens)
+        guard promptTokens + generatedTokens > 0 else { throw ValidationError("-p and -n must not both be 0") }
+        try check("-r/--repetitions", repetitions, 1 ... 10_000)
+        // The buffer is read by every thread: at most half the memory, so that the measurement does not swap.
+        try check("--memory-mib", memoryMiB, 1 ... max(1, Int(ProcessInfo.processInfo.physicalMemory >> 21)))
+        try check("--gemm-tokens", gemmTokens, 1 ... 4096)
         guard [memory, kernels, tokenizer].filter({ $0 }).count <= 1 else {
             throw ValidationError("--memory, --kernels and --tokenizer are separate benchmarks: give one")
         }
@@ -75,8 +75,9 @@ struct Bench: ParsableCommand {
         let path = try resolveModelPath(model)
         if tokenizer { return try runTokenizer(path: path) }
         let llama = try TransformerModel.load(path: path, layout: kernelLayout)
-        let pool = WorkerPool(threads: threads)
+        let pool = threading.pool(quiet: json)
         let context = max(promptTokens, generatedTokens, 1)
+        try checkContext(context, for: llama, option: "-p/-n", threads: pool.threadCount)
         let session = try ModelSession(model: llama, pool: pool, contextLength: context, maxBatch: max(1, min(promptTokens, 512)))
         let progress = ProgressBar(total: repetitions + 1, label: "bench", quiet: json)
         let r = try ModelBench.run(session: session, promptTokens: promptTokens, generatedTokens: generatedTokens,
@@ -160,7 +161,7 @@ extension Bench {
 extension Bench {
     /// DRAM read bandwidth with 1 thread and with the pool's threads.
     func runMemory() {
-        let all = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let all = threading.count
         let counts = all > 1 ? [1, all] : [1]
         let progress = ProgressBar(total: counts.count * (repetitions + 1), label: "memory", quiet: json)
         let r = MemoryBench.run(bytes: memoryMiB << 20, threadCounts: counts, repetitions: repetitions, progress: progress)
@@ -182,8 +183,9 @@ extension Bench {
         default:
             return try shapes.split(separator: ",").map { item in
                 let parts = item.lowercased().split(separator: "x")
-                guard parts.count == 2, let r = Int(parts[0]), let c = Int(parts[1]), r > 0, c > 0 else {
-                    throw ValidationError("--shapes: '\(item)' is not ROWSxCOLUMNS")
+                guard parts.count == 2, let r = Int(parts[0]), let c = Int(parts[1]), r > 0, c > 0, r <= 1 << 20, c <= 1 << 20,
+                      r * c <= 1 << 30 else {
+                    throw ValidationError("--shapes: '\(item)' is not ROWSxCOLUMNS with 1 to 2^20 rows and columns and at most 2^30 weights")
                 }
                 return KernelShape(name: "\(r)x\(c)", rows: r, columns: c)
             }
@@ -200,7 +202,7 @@ extension Bench {
             }
         } ?? KernelBench.defaultTypes
         let shapeList = try kernelShapes()
-        let pool = WorkerPool(threads: threads)
+        let pool = threading.pool(quiet: json)
         let progress = ProgressBar(total: list.count * shapeList.count, label: "kernels", quiet: json)
         let r = try KernelBench.run(types: list, shapes: shapeList, tokens: [1, gemmTokens], pool: pool, repetitions: repetitions, repack: kernelLayout.repack) { _ in
             progress.advance()

@@ -71,26 +71,30 @@ struct Compress: ParsableCommand {
     @Option(help: "Output GGUF file (replaced atomically; must differ from the input).")
     var out: String
 
-    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var threading: ThreadOptions
 
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     func validate() throws {
         guard (targetSize == nil) != (targetBpw == nil) else { throw ValidationError("give exactly one of --target-size and --target-bpw") }
-        if let s = targetSize, Compressor.parseSize(s) == nil { throw ValidationError("--target-size '\(s)': expected e.g. 60MB, 55MiB or a byte count") }
-        if let b = targetBpw { guard b > 0, b < 32 else { throw ValidationError("--target-bpw must be between 0 and 32") } }
-        if let g = generations { guard g >= 0 else { throw ValidationError("--generations must not be negative") } }
-        guard calibTokens > 0, budgetMinutes > 0, offspring > 0, searchSequences > 0 else {
-            throw ValidationError("--calib-tokens, --budget-minutes, --offspring and --search-sequences must be positive")
+        if let s = targetSize {
+            do { _ = try ByteSize.parse(s) } catch { throw ValidationError("--target-size \(error)") }
         }
-        if let b = evalBytes { guard b > 0 else { throw ValidationError("--eval-bytes must be positive") } }
+        if let b = targetBpw { guard b > 0, b < 32 else { throw ValidationError("--target-bpw must be in (0, 32), found \(b)") } }
+        if let g = generations { try check("--generations", g, 0 ... Limits.count) }
+        try check("--calib-tokens", calibTokens, 1 ... 1 << 24)
+        guard budgetMinutes > 0, budgetMinutes <= 100_000 else {
+            throw ValidationError("--budget-minutes must be in (0, 100000], found \(budgetMinutes)")
+        }
+        try check("--offspring", offspring, 1 ... 1000)
+        try check("--search-sequences", searchSequences, 1 ... 10_000)
+        if let b = evalBytes { try check("--eval-bytes", b, 1 ... Int.max) }
     }
 
     func run() throws {
         let input = try resolveModelPath(model)
-        let target: CompressOptions.Target = targetSize.flatMap(Compressor.parseSize).map { .fileBytes($0) } ?? .bitsPerWeight(targetBpw!)
+        let target: CompressOptions.Target = try targetSize.map { .fileBytes(try ByteSize.parse($0)) } ?? .bitsPerWeight(targetBpw!)
         var options = CompressOptions(target: target)
         options.ladder = try ladder.split(separator: ",").map { name in
             guard let t = GGMLType(name: String(name)), BlockGrid(t) != nil else {
@@ -131,7 +135,7 @@ struct Compress: ParsableCommand {
         options.rebuildDatabase = rebuildDatabase
         options.compare = compare
         let quiet = json
-        let pool = WorkerPool(threads: threads)
+        let pool = threading.pool(quiet: quiet)
         var result = try Compressor.compress(input: input, output: out, options: options, pool: pool, quiet: quiet,
                                              log: { if !quiet { printError($0) } })
         if let heldOut {

@@ -59,20 +59,22 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Recompute the reference even when it is cached.")
     var refreshReference = false
 
-    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var threading: ThreadOptions
 
     @Flag(help: "Print the results as JSON (one object, or an array for several models).")
     var json = false
 
     func validate() throws {
-        guard context >= 4 else { throw ValidationError("--context must be at least 4") }
-        guard topK >= 1 else { throw ValidationError("--top-k must be at least 1") }
-        guard tailSamples >= 0 else { throw ValidationError("--tail-samples must be at least 0") }
-        if let bytes, bytes <= 0 { throw ValidationError("--bytes must be positive") }
+        try check("--context", context, 4 ... Limits.context)
+        try check("--top-k", topK, 1 ... 65536)
+        try check("--tail-samples", tailSamples, 0 ... 65536)
+        try check("--last-word-items", lastWordItems, 0 ... Limits.count)
+        try check("--cloze-items", clozeItems, 0 ... Limits.count)
+        try check("--retrieval-items", retrievalItems, 0 ... Limits.count)
+        if let bytes { try check("--bytes", bytes, 1 ... Int.max) }
         guard !models.isEmpty else { throw ValidationError("give at least one --model") }
         _ = try taskList()
-        guard lengths() != nil else { throw ValidationError("--retrieval-lengths: comma-separated positive integers") }
+        guard lengths() != nil else { throw ValidationError("--retrieval-lengths: comma-separated integers between 16 and \(Limits.context)") }
     }
 
     func taskList() throws -> [String] {
@@ -87,7 +89,7 @@ struct EvalCommand: ParsableCommand {
 
     func lengths() -> [Int]? {
         let v = retrievalLengths.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        return v.isEmpty || v.contains(where: { $0 < 16 }) ? nil : v
+        return v.isEmpty || v.contains(where: { $0 < 16 || $0 > Limits.context }) ? nil : v
     }
 
     func loadText() throws -> EvalText {
@@ -137,9 +139,12 @@ struct EvalCommand: ParsableCommand {
 
         let referencePath = try resolveModelPath(reference)
         let ref = try loadModel(referencePath)
+        let pool = threading.pool(quiet: json)
+        try checkContext(options.sessionContext, for: ref.model,
+                         option: options.sessionContext > context ? "--retrieval-lengths (+ 64)" : "--context", threads: pool.threadCount)
         let text = try loadText()
         let evaluator = try CompressionEvaluator(reference: EvalModel(path: referencePath, model: ref.model, tokenizer: ref.tokenizer),
-                                                 text: text, options: options, pool: WorkerPool(threads: threads), quiet: json, log: log)
+                                                 text: text, options: options, pool: pool, quiet: json, log: log)
         // Tasks: Austen without the novel of the default text for last-word and retrieval; Austen and Shakespeare for cloze.
         var taskSet = TaskSet()
         if !options.tasks.isEmpty {

@@ -45,7 +45,7 @@ struct Fetch: ParsableCommand {
             if verify {
                 let bad = try Corpora.verify(directory: Corpora.austenDirectory) + Corpora.verify(directory: Corpora.shakespeareDirectory)
                 guard bad.isEmpty else {
-                    throw CLIError("corrupt cached files (delete them and run `squish fetch` again):\n  " + bad.joined(separator: "\n  "))
+                    throw CLIError("corrupt cached files (delete them and run `squish fetch` again): " + bad.joined(separator: "; "))
                 }
             }
         }

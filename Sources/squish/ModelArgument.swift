@@ -25,13 +25,16 @@ private func cachedPath(of model: KnownModel, given argument: String?) throws ->
 
 /// A user-facing error from the CLI layer itself.
 struct CLIError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { TerminalText.escape(message) }
 }
 
-/// Writes a line to stderr.
+/// Writes a line to stderr (several for a text with line breaks), escaped for the terminal: progress notes quote
+/// tensor names and paths from files.
 func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { TerminalText.escape(String($0)) }
+    FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
 }
 
 /// `--calib FILE`, or by default the first 200,000 bytes of Austen's Emma from the cached corpora (no evaluation

@@ -44,38 +44,3 @@ struct StreamingPrinter {
         pending.removeAll()
     }
 }
-
-/// Sampling options shared by `run` and `chat`.
-struct SamplingOptions: ParsableArguments {
-    @Option(name: .long, help: "Temperature (0 = greedy).")
-    var temp: Float = 0.8
-    @Option(name: .long, help: "Top-k (0 = off).")
-    var topK: Int = 40
-    @Option(name: .long, help: "Top-p (1 = off).")
-    var topP: Float = 0.95
-    @Option(name: .long, help: "Min-p (0 = off).")
-    var minP: Float = 0.05
-    @Option(name: .long, help: "Repetition penalty (1 = off).")
-    var repeatPenalty: Float = 1.0
-    @Option(name: .long, help: "Random seed (default: random).")
-    var seed: UInt64?
-
-    func validate() throws {
-        guard temp >= 0 else { throw ValidationError("--temp must be ≥ 0") }
-        guard topK >= 0 else { throw ValidationError("--top-k must be ≥ 0") }
-        guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
-        guard minP >= 0, minP < 1 else { throw ValidationError("--min-p must be in [0, 1)") }
-        guard repeatPenalty > 0 else { throw ValidationError("--repeat-penalty must be > 0") }
-    }
-
-    var settings: SamplerSettings {
-        var s = SamplerSettings()
-        s.temperature = temp
-        s.topK = topK
-        s.topP = topP
-        s.minP = minP
-        s.repetitionPenalty = repeatPenalty
-        s.seed = seed ?? UInt64.random(in: 0 ... UInt64.max)
-        return s
-    }
-}

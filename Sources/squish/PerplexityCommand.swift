@@ -25,8 +25,7 @@ struct PerplexityCommand: ParsableCommand {
     @Option(help: "llamacpp: chunks, second half scored (as llama-perplexity); windows: every token scored.")
     var `protocol`: PerplexityProtocol = .llamacpp
 
-    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var threading: ThreadOptions
 
     @Flag(help: "Use f32 activations in the matmuls (slow reference mode).")
     var exact = false
@@ -35,23 +34,21 @@ struct PerplexityCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard context >= 4 else { throw ValidationError("--context must be at least 4") }
-        if let bytes, bytes <= 0 { throw ValidationError("--bytes must be positive") }
+        try check("--context", context, 4 ... Limits.context)
+        if let bytes { try check("--bytes", bytes, 1 ... Int.max) }
     }
 
     func run() throws {
         let loaded = try loadModel(try resolveModelPath(model))
+        let pool = threading.pool(quiet: json)
+        try checkContext(context, for: loaded.model, threads: pool.threadCount)
         guard var data = FileManager.default.contents(atPath: text) else { throw CLIError("\(text): cannot read the file") }
         if let bytes, bytes < data.count { data = data.prefix(bytes) }
         guard !data.isEmpty else { throw CLIError("\(text): the file is empty") }
         guard let string = String(data: data, encoding: .utf8) else { throw CLIError("\(text): not valid UTF-8") }
         let tokens = loaded.tokenizer.encode(string)
-        guard context <= loaded.model.config.contextLength else {
-            throw CLIError("--context \(context) exceeds the model's context length \(loaded.model.config.contextLength)")
-        }
         let bos = loaded.tokenizer.addBOS ? loaded.tokenizer.bosID : nil
-        let session = try ModelSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: context,
-                                   exactActivations: exact)
+        let session = try ModelSession(model: loaded.model, pool: pool, contextLength: context, exactActivations: exact)
         let chunks = Perplexity.chunkCount(tokens: tokens.count, context: context, protocol: `protocol`, hasBOS: bos != nil)
         let progress = ProgressBar(total: chunks, label: "perplexity", quiet: json)
         let start = Date()

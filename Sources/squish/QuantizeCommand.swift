@@ -83,17 +83,21 @@ struct Quantize: ParsableCommand {
     @Option(help: "Output GGUF file (replaced atomically; must differ from the input).")
     var out: String
 
-    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var threading: ThreadOptions
 
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
     func validate() throws {
-        guard calibTokens > 0 else { throw ValidationError("--calib-tokens must be positive") }
-        guard damp > 0, damp < 1 else { throw ValidationError("--damp must be in (0, 1)") }
-        guard awqGrid >= 1, awqTokens >= 1, awqClipGrid >= 1 else { throw ValidationError("--awq-grid, --awq-tokens and --awq-clip-grid must be positive") }
-        guard klBytes > 0, klContext >= 2 else { throw ValidationError("--kl-bytes must be positive and --kl-context at least 2") }
+        try check("--calib-tokens", calibTokens, 1 ... 1 << 24)
+        guard damp > 0, damp < 1 else { throw ValidationError("--damp must be in (0, 1), found \(damp)") }
+        try check("--awq-grid", awqGrid, 1 ... 1000)
+        try check("--awq-tokens", awqTokens, 1 ... 1 << 20)
+        try check("--awq-clip-grid", awqClipGrid, 1 ... 1000)
+        try check("--kl-bytes", klBytes, 1 ... 1 << 30)
+        try check("--kl-context", klContext, 2 ... Limits.context)
+        if let bits { try check("--bits", bits, 2 ... 8) }
+        if let group { try check("--group", group, 1 ... 256) }
         if importance, method != .rtn { throw ValidationError("--importance applies to --method rtn (gptq and awq use the calibration statistics already)") }
         if method == .ternary, bits != nil || group != nil || symmetric {
             throw ValidationError("--method ternary takes --type (TQ2_0, TQ1_0, SQ2_G32, SQ2_G64), not --bits/--group/--symmetric")
@@ -121,7 +125,15 @@ struct Quantize: ParsableCommand {
         options.calibration.tokens = calibTokens
         calibrationText(calib, into: &options.calibration)
         let quiet = json
-        let pool = WorkerPool(threads: threads)
+        let pool = threading.pool(quiet: quiet)
+        if kl, !FileManager.default.isDirectory(input) {
+            // The closing KL check runs both models on windows of --kl-context: refuse a window the model was not
+            // trained for before quantizing, not after (a checkpoint directory's session refuses it at the end).
+            let config = try Architectures.configuration(gguf: GGUFFile(path: input))
+            guard klContext <= config.contextLength else {
+                throw CLIError("--kl-context \(klContext) exceeds the model's trained context of \(config.contextLength) tokens (allowed: 2 to \(config.contextLength))")
+            }
+        }
         var report = try ModelQuantizer.quantize(input: input, output: out, options: options, pool: pool,
                                                  log: { if !quiet { printError($0) } })
         if kl {

@@ -20,10 +20,9 @@ struct Run: ParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
 
-    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var threading: ThreadOptions
 
-    @Option(help: "Context window in tokens (default: the model's, at most 4096).")
+    @Option(help: "Context window in tokens (default: the model's, at most 4096; at most the model's trained context).")
     var context: Int?
 
     @Flag(help: "Recognize special tokens written in the prompt.")
@@ -33,23 +32,23 @@ struct Run: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard maxTokens >= 0 else { throw ValidationError("-n must be ≥ 0") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        if let context, context < 1 { throw ValidationError("--context must be at least 1") }
+        try check("-n/--max-tokens", maxTokens, 0 ... Limits.tokens)
+        if let context { try check("--context", context, 1 ... Limits.context) }
     }
 
     func run() throws {
         let loaded = try loadModel(try resolveModelPath(model))
         let tokenizer = loaded.tokenizer
+        let pool = threading.pool(quiet: json)
+        let ctx = context ?? min(loaded.model.config.contextLength, 4096)
+        try checkContext(ctx, for: loaded.model, threads: pool.threadCount)
         let ids = tokenizer.encode(prompt, parseSpecial: special, addSpecial: true)
         guard !ids.isEmpty else { throw CLIError("the prompt is empty") }
-        let ctx = context ?? min(loaded.model.config.contextLength, 4096)
         guard ids.count < ctx else {
             throw CLIError("the prompt has \(ids.count) tokens; the context window is \(ctx) (raise --context)")
         }
         // Activation buffers sized for this prompt (prefill in one batch of at most 512 tokens).
-        let session = try ModelSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: ctx,
-                                   maxBatch: min(ids.count, 512))
+        let session = try ModelSession(model: loaded.model, pool: pool, contextLength: ctx, maxBatch: min(ids.count, 512))
         var generator = Generator(session: session, sampler: sampling.settings)
         var printer = StreamingPrinter()
         var generated: [Int] = []
@@ -94,17 +93,23 @@ struct Chat: ParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
 
-    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var threading: ThreadOptions
 
-    @Option(help: "Context window in tokens (default: the model's, at most 4096).")
+    @Option(help: "Context window in tokens (default: the model's, at most 4096; at most the model's trained context).")
     var context: Int?
+
+    func validate() throws {
+        try check("-n/--max-tokens", maxTokens, 0 ... Limits.tokens)
+        if let context { try check("--context", context, 1 ... Limits.context) }
+    }
 
     func run() throws {
         let loaded = try loadModel(try resolveModelPath(model))
         let tokenizer = loaded.tokenizer
+        let pool = threading.pool()
         let ctx = context ?? min(loaded.model.config.contextLength, 4096)
-        let session = try ModelSession(model: loaded.model, pool: WorkerPool(threads: threads), contextLength: ctx, maxBatch: 256)
+        try checkContext(ctx, for: loaded.model, threads: pool.threadCount)
+        let session = try ModelSession(model: loaded.model, pool: pool, contextLength: ctx, maxBatch: 256)
         var generator = Generator(session: session, sampler: sampling.settings)
         var messages: [ChatMessage] = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
         let interactive = isatty(STDIN_FILENO) != 0

@@ -8,6 +8,7 @@ import SquishFormats
 import SquishKernels
 import SquishModel
 import SquishQuantize
+import SquishTokenizer
 
 /// Synthetic level tables: tensor i has `sizes[i]` bytes per level step and a convex cost curve.
 func syntheticTensors(_ steps: [[Int]], errors: [[Double]]) -> [LevelTensor] {
@@ -178,8 +179,47 @@ struct CompressModelTests {
         for (name, type) in r1.tensors { #expect(a.tensor(named: name)?.type.name == type) }
         #expect(r1.searchFitness <= r1.startFitness)
         #expect(r1.generations == 4)
-        // Runs, and its KL on the search tokens is what the search reported.
-        _ = try TransformerModel(gguf: a)
+        // The written file runs, and its KL against the input on the search's tokens (scored the way the search's
+        // last stage scores) is what the search reported: the file is the allocation that was chosen. The search
+        // scored the same weights built from the level database, so the two agree to rounding.
+        let o = options(.bitsPerWeight(4.0), cache: dir + "/cache")
+        let sequences = try Compressor.searchSequences(input, options: o, calibrationTokens: r1.calibrationTokens)
+        let scorer = try KLScorer(reference: TransformerModel(gguf: input), sequences: sequences, pool: pool)
+        let last = o.search.stages.last!
+        let kl = try scorer.score(TransformerModel(gguf: a), sequences: last.sequences, tokens: last.tokens)
+        #expect(abs(kl - r1.searchFitness) <= 1e-6 * max(kl, 1e-3), "KL of the file \(kl), reported \(r1.searchFitness)")
+        #expect(kl > 0)  // 4 bits per weight is lossy
+
+        // The signals the allocation started from: one cosine distance per block, and per matrix the share of weights
+        // beyond 3σ (recomputed here from the input's own blocks) and a non-negative measured sensitivity.
+        #expect(r1.layers.map(\.layer) == [0, 1] && r1.layers.allSatisfy { $0.cosineDistance >= 0 && $0.cosineDistance <= 2 })
+        #expect(r1.choices.count == 2 + 7 * 2)
+        for c in r1.choices {
+            #expect(c.sensitivity >= 0 && c.sensitivity.isFinite, "\(c.name)")
+            let t = try #require(input.tensor(named: c.name))
+            let w = try Codecs.dequantize(t.type, input.data(for: t), count: t.elementCount).map(Double.init)
+            let mean = w.reduce(0, +) / Double(w.count)
+            let sd = (w.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(w.count)).squareRoot()
+            let share = Double(w.filter { abs($0 - mean) > 3 * sd }.count) / Double(w.count)
+            #expect(abs(c.outlierShare - share) < 1e-12, "\(c.name): \(c.outlierShare) vs \(share)")
+        }
+
+        // The held-out evaluation: perplexities of both files as `Perplexity.evaluate` gives them on the same text,
+        // and a positive KL (4 bits per weight is lossy) with top-1 agreement below 100%.
+        let heldOut = try EvalText(name: "persuasion", bytes: Array(try Data(contentsOf: URL(fileURLWithPath: Corpora.austenPath("persuasion"))).prefix(12_000)))
+        var evaluated = r1
+        try Compressor.evaluate(&evaluated, text: heldOut, pool: pool, quiet: true, cacheDirectory: dir + "/eval", log: { _ in })
+        func perplexity(_ file: GGUFFile) throws -> Double {
+            let tokenizer = try Tokenizer(gguf: file)
+            let session = try ModelSession(model: try TransformerModel(gguf: file), pool: pool, contextLength: 512)
+            return try Perplexity.evaluate(session: session, tokens: tokenizer.encode(heldOut.text), context: 512, protocol: .llamacpp,
+                                           bos: tokenizer.addBOS ? tokenizer.bosID : nil).perplexity
+        }
+        let heldOutKL = try #require(evaluated.klDivergence)
+        #expect(heldOutKL > 0 && heldOutKL.isFinite && evaluated.heldOutText == "persuasion")
+        #expect(abs(try #require(evaluated.referencePerplexity) - (try perplexity(input))) < 1e-9 * (try perplexity(input)))
+        #expect(abs(try #require(evaluated.perplexity) - (try perplexity(a))) < 1e-9 * (try perplexity(a)))
+        #expect(try #require(evaluated.top1Agreement) < 1)
 
         // Same inputs and seed: the cached database, the identical file.
         let r2 = try Compressor.compress(input: model, output: dir + "/b.gguf", options: options(.bitsPerWeight(4.0), cache: dir + "/cache"),

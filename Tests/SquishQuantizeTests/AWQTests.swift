@@ -83,14 +83,7 @@ struct AWQTests {
         let b = try Codecs.dequantize(original.tensor(named: "blk.3.ffn_norm.weight")!.type,
                                       original.data(for: original.tensor(named: "blk.3.ffn_norm.weight")!), count: 576)
         #expect(a != b)
-        let model = try TransformerModel(gguf: file)
-        let tokenizer = try Tokenizer(gguf: file)
-        let text = try String(contentsOfFile: TestSupport.austenPath("persuasion"), encoding: .utf8).prefix(2000)
-        let session = try ModelSession(model: model, pool: pool, contextLength: 128)
-        let r = try Perplexity.evaluate(session: session, tokens: Array(tokenizer.encode(String(text)).prefix(256)), context: 128,
-                                        protocol: .llamacpp, bos: tokenizer.bosID)
-        print("AWQ Q4_0 (128 calibration tokens): perplexity \(r.perplexity) on 256 tokens of Persuasion")
-        #expect(r.perplexity.isFinite && r.perplexity < 100)
+        TestSupport.expectPerplexity(try TestSupport.persuasionPerplexity(file, pool: pool), measured: 41.601, "AWQ Q4_0 (128 calibration tokens)")
     }
 }
 

@@ -74,7 +74,9 @@ struct PresetTests {
                                               requantize: false)
         let quantized = q3.filter { if case .quantize = $0.action { return true } else { return false } }
         #expect(!quantized.isEmpty)
-        for p in q3 { #expect(p.outputType.bitsPerWeight <= max(p.info.type.bitsPerWeight, 32)) }
+        for p in q3 {
+            #expect(p.outputType.bitsPerWeight <= p.info.type.bitsPerWeight, "\(p.info.name): \(p.info.type) -> \(p.outputType)")
+        }
     }
 
     /// `--embedding-type` overrides the embedding's default 8 bits (and only the embedding's).

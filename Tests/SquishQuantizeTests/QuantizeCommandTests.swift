@@ -114,14 +114,9 @@ struct QuantizeFileTests {
             #expect(ours == expected, "\(e.name)")
         }
 
-        let model = try TransformerModel(gguf: file)
-        let tokenizer = try Tokenizer(gguf: file)
-        let text = try String(contentsOfFile: TestSupport.austenPath("persuasion"), encoding: .utf8).prefix(2000)
-        let session = try ModelSession(model: model, pool: pool, contextLength: 128)
-        let r = try Perplexity.evaluate(session: session, tokens: Array(tokenizer.encode(String(text)).prefix(256)), context: 128,
-                                        protocol: .llamacpp, bos: tokenizer.bosID)
-        print("\(method) Q4_K (128 calibration tokens): perplexity \(r.perplexity) on 256 tokens of Persuasion")
-        #expect(r.perplexity.isFinite && r.perplexity < 100)
+        // Measured: GPTQ 40.738, AWQ 43.859.
+        TestSupport.expectPerplexity(try TestSupport.persuasionPerplexity(file, pool: pool), measured: method == .gptq ? 40.738 : 43.859,
+                                     "\(method) Q4_K (128 calibration tokens)")
     }
 
     /// The Q3_K_S preset on the default model keeps every linear layer's Q4_1 blocks (its bytes allow no more and
@@ -189,6 +184,13 @@ struct QuantizeFileTests {
     /// GPTQ end to end on the default model with a tiny calibration set (2 sequences of 64 tokens, to stay fast):
     /// every block's linear layers come out in the target type and the model runs with a finite perplexity.
     /// A calibration text too short for the requested tokens is a typed error before anything is written.
+    /// The reference figure the quantized models' bounds compare with: the default model itself on the same tokens.
+    @Test func defaultModelPersuasionFigure() throws {
+        let value = try TestSupport.persuasionPerplexity(GGUFFile(path: try TestSupport.defaultModelPath()), pool: WorkerPool(threads: 2))
+        print("default model: perplexity \(value) on 256 tokens of Persuasion")
+        #expect(abs(value - TestSupport.defaultModelPersuasionPerplexity) <= 0.005 * TestSupport.defaultModelPersuasionPerplexity)
+    }
+
     @Test func gptqOnTheDefaultModelRuns() throws {
         let input = try TestSupport.defaultModelPath()
         let dir = try TestSupport.scratchDirectory()
@@ -199,14 +201,7 @@ struct QuantizeFileTests {
         #expect(report.calibrationTokens == 128)
         let file = try GGUFFile(path: dir + "/gptq.gguf")
         #expect(file.tensors.filter { $0.name.hasPrefix("blk.") && $0.shape.count == 2 }.allSatisfy { $0.type == .q4_0 })
-        let model = try TransformerModel(gguf: file)
-        let tokenizer = try Tokenizer(gguf: file)
-        let text = try String(contentsOfFile: TestSupport.austenPath("persuasion"), encoding: .utf8).prefix(2000)
-        let session = try ModelSession(model: model, pool: pool, contextLength: 128)
-        let r = try Perplexity.evaluate(session: session, tokens: Array(tokenizer.encode(String(text)).prefix(256)), context: 128,
-                                        protocol: .llamacpp, bos: tokenizer.bosID)
-        print("GPTQ Q4_0 (128 calibration tokens): perplexity \(r.perplexity) on 256 tokens of Persuasion")
-        #expect(r.perplexity.isFinite && r.perplexity < 100)
+        TestSupport.expectPerplexity(try TestSupport.persuasionPerplexity(file, pool: pool), measured: 47.104, "GPTQ Q4_0 (128 calibration tokens)")
 
         try "A short text.".write(toFile: dir + "/short.txt", atomically: true, encoding: .utf8)
         options.calibration.textPath = dir + "/short.txt"

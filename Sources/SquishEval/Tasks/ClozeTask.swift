@@ -16,6 +16,13 @@ public enum ClozeTask {
         /// Four continuations (each without its leading space).
         public var choices: [String]
         public var answer: Int
+
+        public init(source: String, context: String, choices: [String], answer: Int) {
+            self.source = source
+            self.context = context
+            self.choices = choices
+            self.answer = answer
+        }
     }
 
     public static let name = "cloze"

@@ -38,7 +38,8 @@ public enum Gemma3: Architecture {
         let layers = max(0, min(s.layers, ModelConfig.limits.layers))
         let sliding: [Bool]
         switch file["\(g.arch).attention.sliding_window_pattern"] {
-        case .array(_, let values)?:
+        case .array(let array)?:
+            let values = Array(array)
             guard values.count == s.layers, values.allSatisfy({ $0.bool != nil }) else {
                 throw ModelError.invalidConfiguration(path: file.path, reason: "metadata '\(g.arch).attention.sliding_window_pattern': expected \(s.layers) booleans")
             }
