@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "SquishEngine", targets: ["SquishEngine"]),
         // The OpenAI-compatible HTTP server over the engine.
         .library(name: "SquishServe", targets: ["SquishServe"]),
+        .library(name: "SquishZip", targets: ["SquishZip"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -32,12 +33,13 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
-        // zlib from the system (inflate for R's serialized data).
+        // zlib from the system (inflate for R's serialized data; deflate and CRC-32 for packed models).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // Shared foundations: errors, f16/bf16, memory-mapped files, atomic writes, progress.
         .target(name: "SquishCore"),
         // GGUF, safetensors, Hugging Face config.json, one codec per block type.
-        .target(name: "SquishFormats", dependencies: ["SquishCore"]),
+        // Packed (entropy-coded) model files decode here, below every loader: zlib deflates their headers.
+        .target(name: "SquishFormats", dependencies: ["SquishCore", "CZlib"]),
         // Byte-level BPE and SentencePiece tokenizers, pre-tokenizers, chat templates.
         .target(name: "SquishTokenizer", dependencies: ["SquishCore", "SquishFormats"]),
         // Fetching and caching models (known by short name) and the text corpora.
@@ -70,9 +72,14 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: [.swiftLanguageMode(.v6)]),
+        // Lossless compression: text coded by a model's next-token distribution (rANS), packed (entropy-coded) weights.
+        .target(name: "SquishZip", dependencies: [
+            "SquishCore", "SquishFormats", "SquishKernels", "SquishModel", "SquishTokenizer",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(name: "squish", dependencies: [
             "SquishCore", "SquishFormats", "SquishTokenizer", "SquishData", "SquishKernels", "SquishModel", "SquishEval",
-            "SquishQuantize", "SquishCompress", "SquishEngine", "SquishServe",
+            "SquishQuantize", "SquishCompress", "SquishEngine", "SquishServe", "SquishZip",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -86,6 +93,7 @@ let package = Package(
         .testTarget(name: "SquishCompressTests", dependencies: ["SquishCompress", "SquishQuantize", "SquishEval", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
         .testTarget(name: "SquishEngineTests", dependencies: ["SquishEngine", "SquishModel", "SquishKernels", "SquishTokenizer", "SquishData", "SquishFormats"],
                     swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "SquishZipTests", dependencies: ["SquishZip", "SquishModel", "SquishKernels", "SquishFormats", "SquishCore", "SquishData", "SquishTokenizer"]),
         .testTarget(name: "SquishDataTests", dependencies: ["SquishData", "SquishCore", .product(name: "Crypto", package: "swift-crypto")]),
         // The built `squish` binary end to end (run `swift build --build-tests`, which builds it too); small models
         // written by SquishEval's synthetic writer.

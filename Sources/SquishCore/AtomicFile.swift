@@ -149,6 +149,18 @@ private func Glibc_write(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
     #endif
 }
 
+/// True when `a` and `b` name the same file: the same path once symbolic links are resolved, or (both existing) the
+/// same device and inode. Writers use it so that an output never replaces its own input.
+public func isSameFile(_ a: String, _ b: String) -> Bool {
+    let pa = URL(fileURLWithPath: a).resolvingSymlinksInPath().standardizedFileURL.path
+    let pb = URL(fileURLWithPath: b).resolvingSymlinksInPath().standardizedFileURL.path
+    if pa == pb { return true }
+    guard let x = try? FileManager.default.attributesOfItem(atPath: a), let y = try? FileManager.default.attributesOfItem(atPath: b),
+          let nx = x[.systemFileNumber] as? Int, let ny = y[.systemFileNumber] as? Int,
+          let dx = x[.systemNumber] as? Int, let dy = y[.systemNumber] as? Int else { return false }
+    return nx == ny && dx == dy
+}
+
 extension FileManager {
     /// Whether `path` names a directory (following symbolic links).
     public func isDirectory(_ path: String) -> Bool {

@@ -49,6 +49,15 @@ public final class MappedFile: @unchecked Sendable {
         isMapped = false
     }
 
+    /// Takes ownership of the first `count` bytes of `buffer` (from `UnsafeMutableRawBufferPointer.allocate`; freed
+    /// with this object), e.g. a file decoded into memory; `path` names it in errors.
+    public init(adopting buffer: UnsafeMutableRawBufferPointer, count: Int, path: String) {
+        precondition(count >= 0 && count <= buffer.count)
+        self.path = path
+        bytes = UnsafeRawBufferPointer(start: buffer.baseAddress, count: count)
+        isMapped = false
+    }
+
     public var count: Int { bytes.count }
 
     /// Releases the resident pages inside `range` (the whole pages it covers): they are read back from the file when

@@ -74,6 +74,7 @@ public final class GGUFFile: @unchecked Sendable {
     private let metadataIndex: [String: Int]
     private let tensorIndex: [String: Int]
 
+    /// Opens the GGUF file at `path`, or a packed one (`PackedModel`, from `squish pack`), decoded into memory.
     public convenience init(path: String) throws {
         let mapped: MappedFile
         do {
@@ -81,7 +82,11 @@ public final class GGUFFile: @unchecked Sendable {
         } catch {
             throw FormatError.missing(path: path, what: "a readable file (\(error))")
         }
-        try self.init(file: mapped)
+        if PackedModel.isPacked(mapped.bytes) {
+            try self.init(file: try PackedModel.decode(mapped.bytes, path: path))
+        } else {
+            try self.init(file: mapped)
+        }
     }
 
     public init(file: MappedFile) throws {

@@ -80,16 +80,7 @@ public enum ModelQuantizer {
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
             throw QuantizeError.badOutput(path: output, reason: "directory '\(directory)' does not exist")
         }
-        let a = URL(fileURLWithPath: output).resolvingSymlinksInPath().standardizedFileURL.path
-        let b = URL(fileURLWithPath: input).resolvingSymlinksInPath().standardizedFileURL.path
-        var sameFile = a == b
-        if !sameFile, let x = try? FileManager.default.attributesOfItem(atPath: output),
-           let y = try? FileManager.default.attributesOfItem(atPath: input),
-           let nx = x[.systemFileNumber] as? Int, let ny = y[.systemFileNumber] as? Int,
-           let dx = x[.systemNumber] as? Int, let dy = y[.systemNumber] as? Int {
-            sameFile = nx == ny && dx == dy
-        }
-        guard !sameFile else { throw QuantizeError.badOutput(path: output, reason: "the output is the input file; choose another path") }
+        guard !isSameFile(output, input) else { throw QuantizeError.badOutput(path: output, reason: "the output is the input file; choose another path") }
         if FileManager.default.fileExists(atPath: output, isDirectory: &isDir), isDir.boolValue {
             throw QuantizeError.badOutput(path: output, reason: "is a directory")
         }

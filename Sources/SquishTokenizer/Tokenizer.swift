@@ -670,6 +670,13 @@ public final class Tokenizer: @unchecked Sendable {
         cacheLock.unlock()
     }
 
+    /// The token that stands for the single byte `b` (byte-level BPE: its one-character token; SentencePiece: <0xXX>),
+    /// if the vocabulary has one.
+    public func tokenID(forByte b: UInt8) -> Int? {
+        let id = byteIDs[Int(b)]
+        return id >= 0 ? Int(id) : nil
+    }
+
     /// True when every byte has a token, so that decode(encode(s)) == s for all text.
     public var coversAllBytes: Bool { !byteIDs.contains(-1) }
 

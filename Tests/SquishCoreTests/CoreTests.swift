@@ -95,3 +95,21 @@ import SquishCore
         }
     }
 }
+
+@Suite struct SameFileTests {
+    /// The same file by path, through a symbolic link and through a hard link; different files are not.
+    @Test func identifiesOneFile() throws {
+        let dir = NSTemporaryDirectory() + "squish-samefile-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try AtomicFileWriter.write([1, 2, 3], to: dir + "/a")
+        try AtomicFileWriter.write([1, 2, 3], to: dir + "/b")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/s", withDestinationPath: dir + "/a")
+        try FileManager.default.linkItem(atPath: dir + "/a", toPath: dir + "/h")
+        #expect(isSameFile(dir + "/a", dir + "/./a"))
+        #expect(isSameFile(dir + "/s", dir + "/a"))
+        #expect(isSameFile(dir + "/h", dir + "/a"))
+        #expect(!isSameFile(dir + "/a", dir + "/b"))
+        #expect(!isSameFile(dir + "/a", dir + "/missing"))
+    }
+}
