@@ -203,7 +203,7 @@ public struct LevelDatabase: Sendable {
         let steps = c.layers + 1
         for (li, layer) in model.layers.enumerated() {
             let blockStart = Date()
-            let stats = BlockStatistics(c, pool: pool)
+            let stats = BlockStatistics(c, layer: li, pool: pool)
             var cosine = 0.0
             try run.block(li, layer, advance: true, observe: stats.observer) { _, before, after in
                 for t in 0 ..< length {
@@ -217,7 +217,7 @@ public struct LevelDatabase: Sendable {
             let statsTime = Date().timeIntervalSince(blockStart)
             for site in InputSite.allCases {
                 let h = stats.hessian(site)
-                let n = site.width(c)
+                let n = site.width(c, layer: li)
                 let diag = (0 ..< n).map { h[$0 * n + $0] }
                 let first = ModelTensor.block(li, site.consumers[0].tensor).ggufName
                 let prepared = options.gptqBlocks
