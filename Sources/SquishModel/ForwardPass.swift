@@ -162,7 +162,7 @@ public final class ForwardPass {
     /// prefill chunk share one matmul per weight matrix).
     public func block(_ index: Int, _ layer: TransformerLayer, x: UnsafeMutablePointer<Float>, segments: [BatchSegment],
                       cacheLayer: Int, observe: LinearInputObserver? = nil) throws {
-        let c = model.config
+        let c = model.config.forLayer(index)  // this block's widths (pruned models differ per block)
         let n = segments.reduce(0) { $0 + $1.count }
         precondition(n >= 1 && n <= maxBatch, "batch of \(n) tokens outside 1 ... \(maxBatch)")
         // Per token: its position and its segment.

@@ -100,6 +100,17 @@ public struct ModelConfig: Sendable, Codable, Equatable {
     public func qDim(layer: Int) -> Int { heads(layer: layer) * headDim }
     public func kvDim(layer: Int) -> Int { kvHeads(layer: layer) * headDim }
 
+    /// This configuration with the scalar widths (`hiddenDim`, `heads`, `kvHeads`) those of block `layer`: what the
+    /// computation of that one block reads.
+    public func forLayer(_ layer: Int) -> ModelConfig {
+        guard let w = layerWidths?[layer] else { return self }
+        var c = self
+        c.hiddenDim = w.ffn
+        c.heads = w.heads
+        c.kvHeads = w.kvHeads
+        return c
+    }
+
     /// True when blocks differ in FFN width or head counts.
     public var hasLayerWidths: Bool { layerWidths != nil }
 
