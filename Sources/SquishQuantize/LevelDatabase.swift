@@ -206,12 +206,7 @@ public struct LevelDatabase: Sendable {
             let stats = BlockStatistics(c, layer: li, pool: pool)
             var cosine = 0.0
             try run.block(li, layer, advance: true, observe: stats.observer) { _, before, after in
-                for t in 0 ..< length {
-                    let a = before + t * c.dim, b = after + t * c.dim
-                    var ab = 0.0, aa = 0.0, bb = 0.0
-                    for i in 0 ..< c.dim { ab += Double(a[i] * b[i]); aa += Double(a[i] * a[i]); bb += Double(b[i] * b[i]) }
-                    cosine += 1 - ab / max((aa * bb).squareRoot(), 1e-30)
-                }
+                cosine += BlockInfluence.sum(before: before, after: after, tokens: length, dim: c.dim)
             }
             layerSignals.append(LayerSignal(layer: li, cosineDistance: cosine / Double(seqs.count * length)))
             let statsTime = Date().timeIntervalSince(blockStart)
