@@ -21,6 +21,8 @@ public struct QuantizeOptions: Sendable {
     public var target: QuantizationTarget
     /// Decode and re-encode tensors that are already in the type they would get (default: copy them unchanged).
     public var requantize = false
+    /// The token embedding's and output matrix's type (nil: Q8_0, or the target when it has 8 bits).
+    public var embeddingType: GGMLType?
     /// Calibration text and size (calibrated methods).
     public var calibration = CalibrationOptions()
     public var gptq = GPTQOptions()
@@ -108,7 +110,8 @@ public enum ModelQuantizer {
                              log: @escaping (String) -> Void) throws -> QuantizeReport {
         let start = Date()
         let file = try GGUFFile(path: input)
-        let plan = try QuantizationPlanner.plan(file, target: options.target, requantize: options.requantize)
+        let plan = try QuantizationPlanner.plan(file, target: options.target, requantize: options.requantize,
+                                                embeddingType: options.embeddingType)
 
         // Calibrated methods quantize the transformer blocks' linear layers up front, block by block.
         var calibrated: [String: [UInt8]] = [:]

@@ -126,7 +126,19 @@ public struct TensorPlan: Sendable {
 /// - every other matrix gets the target type (a K-quant target: rows that are not multiples of 256 get SQ<bits>_G64);
 /// - a tensor already in the type it would get is copied unchanged (lossless) unless `requantize` is set.
 public enum QuantizationPlanner {
-    public static func plan(_ file: GGUFFile, target: QuantizationTarget, requantize: Bool) throws -> [TensorPlan] {
+    /// `embeddingType`: the token embedding's and output matrix's type instead of the default (as llama-quantize's
+    /// `--token-embedding-type` / `--output-tensor-type`), e.g. to quantize a model whose tied embedding dominates.
+    public static func plan(_ file: GGUFFile, target: QuantizationTarget, requantize: Bool,
+                            embeddingType: GGMLType? = nil) throws -> [TensorPlan] {
+        let embeddingGrid: BlockGrid?
+        if let embeddingType {
+            guard let g = BlockGrid(embeddingType) else {
+                throw QuantizeError.unsupportedTarget("\(embeddingType.name) for the embedding (supported: \(QuantizationTarget.supportedNames))")
+            }
+            embeddingGrid = g
+        } else {
+            embeddingGrid = nil
+        }
         var presetTypes: [String: GGMLType] = [:]
         if let preset = target.preset {
             for c in try preset.allocate(file, config: try Architectures.configuration(gguf: file)) { presetTypes[c.name] = c.type }
@@ -143,6 +155,7 @@ public enum QuantizationPlanner {
             let isEdge = role == .tokenEmbedding || role == .output
             var grid: BlockGrid = isEdge ? (target.grid.bits >= 8 ? target.grid : .q8_0) : target.grid
             if let type = presetTypes[t.name], let g = BlockGrid(type) { grid = g }
+            if isEdge, let g = embeddingGrid { grid = g }
             if case .ternary(let type) = grid, type.blockElements == 256, t.shape[0] % 256 != 0 { grid = .ternary(.sq2_G64) }
             // K-quants need rows of whole 256-weight super-blocks; other rows get the Squish affine type of the same bits.
             if case .kQuant = grid, t.shape[0] % 256 != 0 { grid = .affine(bits: grid.bits, group: 64) }

@@ -35,6 +35,9 @@ struct Quantize: ParsableCommand {
     @Flag(help: "With a preset name (Q2_K, Q4_K_M, Q6_K, ...): its nominal type for every tensor instead of the per-tensor mix (as llama-quantize --pure); K-quant rows that are not multiples of 256 still get SQ<bits>_G64.")
     var pure = false
 
+    @Option(help: "Block type of the token embedding and the output matrix (default: Q8_0, or the target when it has 8 bits; as llama-quantize's --token-embedding-type and --output-tensor-type).")
+    var embeddingType: String?
+
     @Flag(help: "Re-encode tensors already in their output type instead of copying them unchanged.")
     var requantize = false
 
@@ -104,6 +107,10 @@ struct Quantize: ParsableCommand {
             : try QuantizationTarget.resolve(type: type, bits: bits, group: group, symmetric: symmetric, pure: pure)
         var options = QuantizeOptions(method: method, target: target)
         options.requantize = requantize
+        if let embeddingType {
+            guard let t = GGMLType(name: embeddingType) else { throw ValidationError("--embedding-type: unknown type '\(embeddingType)'") }
+            options.embeddingType = t
+        }
         options.importance = importance
         options.gptq.actOrder = actOrder
         options.gptq.dampPercent = damp

@@ -77,6 +77,22 @@ struct PresetTests {
         for p in q3 { #expect(p.outputType.bitsPerWeight <= max(p.info.type.bitsPerWeight, 32)) }
     }
 
+    /// `--embedding-type` overrides the embedding's default 8 bits (and only the embedding's).
+    @Test func embeddingTypeOverridesTheEdgeDefault() throws {
+        let file = try GGUFFile(path: try TestSupport.defaultModelPath())
+        let target = try QuantizationTarget.resolve(type: nil, bits: 4, group: 64, symmetric: false)
+        let plain = try QuantizationPlanner.plan(file, target: target, requantize: false)
+        let custom = try QuantizationPlanner.plan(file, target: target, requantize: false, embeddingType: .sq5_G64)
+        for (a, b) in zip(plain, custom) {
+            if a.info.name == "token_embd.weight" {
+                #expect(a.outputType == .q8_0 && b.outputType == .sq5_G64)
+            } else {
+                #expect(a.outputType == b.outputType, "\(a.info.name)")
+            }
+        }
+        #expect(throws: QuantizeError.self) { try QuantizationPlanner.plan(file, target: target, requantize: false, embeddingType: .iq2_XXS) }
+    }
+
     @Test func presetNamesResolve() throws {
         let t = try QuantizationTarget.resolve(type: "q4_k_m", bits: nil, group: nil, symmetric: false)
         #expect(t.preset == .q4_K_M && t.name == "Q4_K_M" && t.fileType == 1024)
