@@ -3,7 +3,9 @@
 /// - affine `SQ<b>_G<g>` (w = d · q + m), numbered 0x5351_0000 + b · 256 + (g mod 256);
 /// - symmetric `SQ<b>S_G<g>` (w = d · (q − 2^(b−1))), numbered 0x5351_8000 + b · 256 + (g mod 256).
 /// The low byte is the group size, with 0 meaning 256 (the only group that does not fit a byte); bit 15 marks the
-/// symmetric types. All of these are far from ggml's range; the ids of the first Squish types (SQ2_G32 ... SQ8_G64)
+/// symmetric types.
+/// - sparse `SP<b>_K<k>`: of every 64 weights k are kept (k = 16, 32, 48: 75%, 50%, 25% sparsity), stored as a 64-bit
+///   mask and k symmetric b-bit codes (b = 2, 3, 4, 5, 6, 8) with one f16 scale, numbered 0x5350_0000 + b · 256 + k. All of these are far from ggml's range; the ids of the first Squish types (SQ2_G32 ... SQ8_G64)
 /// are unchanged, so files written before the family grew still load.
 public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConvertible {
     case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3
@@ -28,6 +30,13 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
     case sq6s_G16 = 0x5351_8610, sq6s_G32 = 0x5351_8620, sq6s_G64 = 0x5351_8640, sq6s_G128 = 0x5351_8680, sq6s_G256 = 0x5351_8600
     case sq7s_G16 = 0x5351_8710, sq7s_G32 = 0x5351_8720, sq7s_G64 = 0x5351_8740, sq7s_G128 = 0x5351_8780, sq7s_G256 = 0x5351_8700
     case sq8s_G16 = 0x5351_8810, sq8s_G32 = 0x5351_8820, sq8s_G64 = 0x5351_8840, sq8s_G128 = 0x5351_8880, sq8s_G256 = 0x5351_8800
+    // Squish sparse types (see `SquishSparseBlock`): k of 64 weights kept, a mask and b-bit symmetric codes.
+    case sp2_K16 = 0x5350_0210, sp2_K32 = 0x5350_0220, sp2_K48 = 0x5350_0230
+    case sp3_K16 = 0x5350_0310, sp3_K32 = 0x5350_0320, sp3_K48 = 0x5350_0330
+    case sp4_K16 = 0x5350_0410, sp4_K32 = 0x5350_0420, sp4_K48 = 0x5350_0430
+    case sp5_K16 = 0x5350_0510, sp5_K32 = 0x5350_0520, sp5_K48 = 0x5350_0530
+    case sp6_K16 = 0x5350_0610, sp6_K32 = 0x5350_0620, sp6_K48 = 0x5350_0630
+    case sp8_K16 = 0x5350_0810, sp8_K32 = 0x5350_0820, sp8_K48 = 0x5350_0830
 
     /// Elements per block and bytes per block (ggml's type traits).
     public var blockLayout: (elements: Int, bytes: Int) {
@@ -63,6 +72,7 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
         case .tq2_0: return (256, 66)
         case .mxfp4: return (32, 17)
         default:
+            if let (bits, kept) = squishSparse { return (Self.sparseGroup, 10 + kept * bits / 8) }
             let (bits, group, symmetric) = squishBlock!
             return (group, (symmetric ? 2 : 4) + group * bits / 8)
         }
@@ -88,6 +98,7 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
         case .iq4_XS: return "IQ4_XS"; case .iq1_M: return "IQ1_M"
         case .tq1_0: return "TQ1_0"; case .tq2_0: return "TQ2_0"; case .mxfp4: return "MXFP4"
         default:
+            if let (bits, kept) = squishSparse { return "SP\(bits)_K\(kept)" }
             let (bits, group, symmetric) = squishBlock!
             return "SQ\(bits)\(symmetric ? "S" : "")_G\(group)"
         }
@@ -132,8 +143,26 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
     /// The Squish symmetric type with `bits` per code in groups of `group`, if Squish defines one.
     public static func squishSymmetric(bits: Int, group: Int) -> GGMLType? { squishType(bits: bits, group: group, symmetric: true) }
 
+    /// Bits per kept code and kept weights per 64 of a Squish sparse type; nil for every other type.
+    public var squishSparse: (bits: Int, kept: Int)? {
+        guard rawValue & 0xffff_0000 == 0x5350_0000 else { return nil }
+        return (Int(rawValue >> 8 & 0xff), Int(rawValue & 0xff))
+    }
+
+    /// Weights per sparse block (one mask word).
+    public static let sparseGroup = 64
+    /// Bits and kept counts the sparse types exist for.
+    public static let sparseBits = [2, 3, 4, 5, 6, 8]
+    public static let sparseKept = [16, 32, 48]
+
+    /// The Squish sparse type keeping `kept` of every 64 weights as `bits`-bit codes, if Squish defines one.
+    public static func squishSparse(bits: Int, kept: Int) -> GGMLType? {
+        guard sparseBits.contains(bits), sparseKept.contains(kept) else { return nil }
+        return GGMLType(rawValue: 0x5350_0000 | UInt32(bits) << 8 | UInt32(kept))
+    }
+
     /// True for the types llama.cpp can load (everything but Squish's own).
-    public var isGGMLNative: Bool { squishBlock == nil }
+    public var isGGMLNative: Bool { squishBlock == nil && squishSparse == nil }
 
     /// Parses a name as printed by `name` (case-insensitive).
     public init?(name: String) {

@@ -322,6 +322,23 @@ public final class Matmul {
             }
             return
         }
+        if w.type.squishSparse != nil && !exactActivations {
+            // Sparse blocks (SP<b>_K<k>, see sparse.c): the mask and kept codes, expanded per block, int8 activations.
+            let nb = w.columns / 32
+            let q8 = quantizedActivations(x, columns: w.columns, tokens: tokens)
+            let kernel = portable ? sq_matmul_sparse_portable : sq_matmul_sparse
+            let tile = Self.tokenTile
+            pool.parallelFor(w.rows, granularity: 8) { rows in
+                var t0 = 0
+                while t0 < tokens {
+                    let nt = min(tile, tokens - t0)
+                    kernel(type, w.data, w.rowBytes, Int64(rows.lowerBound), Int64(rows.upperBound), q8 + t0 * nb, Int64(nb),
+                           Int64(nt), y + t0 * ldy, Int64(ldy))
+                    t0 += nt
+                }
+            }
+            return
+        }
         if w.usesQ8Kernel && exactActivations {
             // Reference path: each weight row dequantized to f32, dotted with unrounded activations.
             pool.parallelFor(w.rows, granularity: 8) { rows in

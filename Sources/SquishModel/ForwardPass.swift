@@ -127,7 +127,9 @@ public final class ForwardPass {
     /// Makes positions 0 ..< n usable (RoPE tables, attention scratch for a KV head's query heads).
     public func reserve(positions n: Int) {
         for t in ropeTables { t.reserve(n) }
-        let needed = n * (model.config.heads / model.config.kvHeads)
+        let c = model.config
+        let group = (0 ..< c.layers).map { c.forLayer($0) }.map { $0.heads / $0.kvHeads }.max() ?? 1
+        let needed = n * group
         if needed > scoresPerWorker {
             scores.deallocate()
             scoresPerWorker = max(needed, 2 * scoresPerWorker)
@@ -135,10 +137,9 @@ public final class ForwardPass {
         }
     }
 
-    /// Query heads per KV head, and how many of them one attention work item takes: all of them, unless a batch of
+    /// Query heads per KV head of a block (`c`: its widths), and how many of them one attention work item takes: all of them, unless a batch of
     /// `tokens` has fewer (token, KV head) pairs than workers; then as few as keep every worker busy.
-    private func headSlices(tokens n: Int) -> (group: Int, slice: Int) {
-        let c = model.config
+    private func headSlices(tokens n: Int, config c: ModelConfig) -> (group: Int, slice: Int) {
         let group = c.heads / c.kvHeads
         let pairs = n * c.kvHeads, workers = pool.threadCount
         guard pairs < workers else { return (group, group) }
@@ -174,7 +175,7 @@ public final class ForwardPass {
     /// prefill chunk share one matmul per weight matrix).
     public func block(_ index: Int, _ layer: TransformerLayer, x: UnsafeMutablePointer<Float>, segments: [BatchSegment],
                       cacheLayer: Int, observe: LinearInputObserver? = nil) throws {
-        let c = model.config
+        let c = model.config.forLayer(index)  // this block's widths (pruned models differ per block)
         let n = segments.reduce(0) { $0 + $1.count }
         precondition(n >= 1 && n <= maxBatch, "batch of \(n) tokens outside 1 ... \(maxBatch)")
         // Per token: its position and its segment.
@@ -222,7 +223,7 @@ public final class ForwardPass {
             // head, slice of the query heads on that KV head); each reads the keys and values once for its heads. A
             // batch with fewer (token, KV head) pairs than workers (decoding, multi-query models) splits the heads.
             let window = c.layerAttention[index].slidingWindow
-            let (group, slice) = headSlices(tokens: n)
+            let (group, slice) = headSlices(tokens: n, config: c)
             let slices = (group + slice - 1) / slice
             let scale = c.attentionScale, headDim = c.headDim
             let (scores, stride) = (self.scores, scoresPerWorker)

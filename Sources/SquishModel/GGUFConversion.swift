@@ -12,7 +12,7 @@ public enum GGUFConversion {
     public static func write(checkpoint: HFCheckpoint, to path: String) throws {
         let c = checkpoint.config, family = checkpoint.family
         var w = GGUFWriter()
-        for (k, v) in GGUFConfig.metadata(c, arch: family.name) + family.ggufMetadata(c) { w.set(k, v) }
+        for (k, v) in Architectures.ggufMetadata(c) { w.set(k, v) }
         w.set("general.name", .string((checkpoint.path as NSString).lastPathComponent))
         let dir = checkpoint.path
         if let json = FileManager.default.contents(atPath: dir + "/tokenizer.json") {
@@ -37,7 +37,7 @@ public enum GGUFConversion {
             }
             var bytes = Array(view.data)
             // GGUF llama: Q and K rows permuted so that RoPE rotates adjacent pairs.
-            if family.ggufRoPEStyle == .adjacentPairs, case .block(_, let b) = tensor, let heads = HFExport.ropeHeads(b, c) {
+            if family.ggufRoPEStyle == .adjacentPairs, case .block(let l, let b) = tensor, let heads = HFExport.ropeHeads(b, c, layer: l) {
                 let n = shape.reduce(1, *)
                 let values = try Codecs.dequantize(view.type, view.data, count: n)
                 let rows = shape.count > 1 ? shape[1] : n, columns = shape.count > 1 ? shape[0] : 1

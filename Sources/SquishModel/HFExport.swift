@@ -13,6 +13,9 @@ public enum HFExport {
         }
         let c = try Architectures.configuration(gguf: file)
         let family = Architectures.family(named: c.architecture)!
+        guard !c.hasLayerWidths else {
+            throw ModelError.invalidConfiguration(path: file.path, reason: "its layers differ in FFN width or head count (a pruned model), which config.json cannot describe")
+        }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var writer = SafetensorsWriter()
         writer.metadata = ["format": "pt", "source": "squish export from GGUF"]
@@ -20,7 +23,7 @@ public enum HFExport {
             guard let tensor = ModelTensor(ggufName: t.name), let hf = family.hfTensor(tensor) else { continue }
             var values = try Codecs.dequantize(t.type, file.data(for: t), count: t.elementCount)
             if hf.addsOne { for i in values.indices { values[i] -= 1 } }
-            if family.ggufRoPEStyle == .adjacentPairs, case .block(_, let b) = tensor, let heads = ropeHeads(b, c) {
+            if family.ggufRoPEStyle == .adjacentPairs, case .block(let l, let b) = tensor, let heads = ropeHeads(b, c, layer: l) {
                 values = unpermute(values, rows: t.shape.count > 1 ? t.shape[1] : t.elementCount, columns: t.shape.count > 1 ? t.shape[0] : 1,
                                    heads: heads)
             }
@@ -34,11 +37,11 @@ public enum HFExport {
         if file["tokenizer.ggml.model"]?.string == "gpt2" { try writeTokenizerJSON(gguf: file, to: directory + "/tokenizer.json") }
     }
 
-    /// Heads whose rows RoPE rotates in a Q or K tensor (weights or bias), nil for other tensors.
-    static func ropeHeads(_ t: BlockTensor, _ c: ModelConfig) -> Int? {
+    /// Heads whose rows RoPE rotates in a Q or K tensor (weights or bias) of block `layer`, nil for other tensors.
+    static func ropeHeads(_ t: BlockTensor, _ c: ModelConfig, layer: Int) -> Int? {
         switch t {
-        case .attnQ, .attnQBias: return c.heads
-        case .attnK, .attnKBias: return c.kvHeads
+        case .attnQ, .attnQBias: return c.heads(layer: layer)
+        case .attnK, .attnKBias: return c.kvHeads(layer: layer)
         default: return nil
         }
     }

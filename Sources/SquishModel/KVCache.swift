@@ -36,25 +36,45 @@ extension KVCache {
     }
 }
 
-/// The uncompressed cache: f32 keys and values, [layer][position][kvDim].
+/// The uncompressed cache: f32 keys and values, [layer][position][kvDim of the layer] (layers of a pruned model may
+/// have fewer KV heads than others).
 public final class F32KVCache: KVCache {
     public let layers: Int
     public let capacity: Int
+    /// KV width (KV heads × head size) of the widest layer.
     public let kvDim: Int
     public let headDim: Int
-    private let keys: UnsafeMutablePointer<Float>  // [layers × capacity × kvDim]
-    private let values: UnsafeMutablePointer<Float>  // [layers × capacity × kvDim]
+    private let layerKVDim: [Int]  // [layers]
+    private let layerStart: [Int]  // [layers]: offset of each layer's [capacity × kvDim] in keys/values
+    private let keys: UnsafeMutablePointer<Float>  // [Σ_layers capacity × layer kvDim]
+    private let values: UnsafeMutablePointer<Float>  // same layout
 
     /// Refuses sizes whose bytes do not fit in an Int (the caller bounds the capacity by the model's context).
-    public init(layers: Int, capacity: Int, kvHeads: Int, headDim: Int) throws {
-        guard layers > 0, capacity > 0, kvHeads > 0, headDim > 0,
-              let n = Checked.product([layers, capacity, kvHeads, headDim]), Checked.mul(n, 8) != nil else {
-            throw ModelError.invalidArgument("a KV cache of \(layers) layers × \(capacity) positions × \(kvHeads) × \(headDim) values is not representable")
+    public convenience init(layers: Int, capacity: Int, kvHeads: Int, headDim: Int) throws {
+        try self.init(kvHeads: [Int](repeating: kvHeads, count: max(0, layers)), capacity: capacity, headDim: headDim)
+    }
+
+    /// A cache for every layer of `config` (each with its own number of KV heads).
+    public convenience init(config c: ModelConfig, capacity: Int) throws {
+        try self.init(kvHeads: (0 ..< c.layers).map { c.kvHeads(layer: $0) }, capacity: capacity, headDim: c.headDim)
+    }
+
+    /// KV heads per layer.
+    public init(kvHeads: [Int], capacity: Int, headDim: Int) throws {
+        let layers = kvHeads.count
+        let total = kvHeads.reduce(0) { $0 + max($1, 0) }
+        guard layers > 0, capacity > 0, kvHeads.allSatisfy({ $0 > 0 }), headDim > 0,
+              let n = Checked.product([total, capacity, headDim]), Checked.mul(n, 8) != nil else {
+            throw ModelError.invalidArgument("a KV cache of \(layers) layers × \(capacity) positions × \(kvHeads.max() ?? 0) × \(headDim) values is not representable")
         }
         self.layers = layers
         self.capacity = capacity
-        kvDim = kvHeads * headDim
+        kvDim = kvHeads.max()! * headDim
         self.headDim = headDim
+        layerKVDim = kvHeads.map { $0 * headDim }
+        var start = 0, starts: [Int] = []
+        for d in layerKVDim { starts.append(start); start += capacity * d }
+        layerStart = starts
         // Not zero-filled: only positions that were stored are ever read, so untouched pages cost no memory.
         keys = .allocate(capacity: n)
         values = .allocate(capacity: n)
@@ -66,13 +86,14 @@ public final class F32KVCache: KVCache {
     }
 
     /// Bytes held.
-    public var byteCount: Int { 2 * layers * capacity * kvDim * MemoryLayout<Float>.size }
+    public var byteCount: Int { 2 * capacity * layerKVDim.reduce(0, +) * MemoryLayout<Float>.size }
 
     public func store(layer: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
         precondition(position < capacity, "KV cache position \(position) beyond capacity \(capacity)")
-        let base = (layer * capacity + position) * kvDim
-        (keys + base).update(from: key, count: kvDim)
-        (values + base).update(from: value, count: kvDim)
+        let d = layerKVDim[layer]
+        let base = layerStart[layer] + position * d
+        (keys + base).update(from: key, count: d)
+        (values + base).update(from: value, count: d)
     }
 
     public func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
@@ -85,8 +106,9 @@ public final class F32KVCache: KVCache {
     public func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
                        scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
         precondition(headDim == self.headDim, "head size \(headDim) is not the cache's \(self.headDim)")
-        let base = (layer * capacity + positions.lowerBound) * kvDim + kvHead * headDim
-        VectorOps.attentionHeads(query: queries, heads: heads, keys: keys + base, values: values + base, stride: kvDim,
+        let d = layerKVDim[layer]
+        let base = layerStart[layer] + positions.lowerBound * d + kvHead * headDim
+        VectorOps.attentionHeads(query: queries, heads: heads, keys: keys + base, values: values + base, stride: d,
                                  count: positions.count, headDim: headDim, scale: scale, scores: scores, output: output)
     }
 
@@ -94,14 +116,14 @@ public final class F32KVCache: KVCache {
 
     public func copy(prefix count: Int) throws -> KVCache {
         precondition(count >= 0 && count <= capacity)
-        let c = try F32KVCache(layers: layers, capacity: capacity, kvHeads: kvDim / headDim, headDim: headDim)
+        let c = try F32KVCache(kvHeads: layerKVDim.map { $0 / headDim }, capacity: capacity, headDim: headDim)
         for l in 0 ..< layers {
-            let base = l * capacity * kvDim
-            (c.keys + base).update(from: keys + base, count: count * kvDim)
-            (c.values + base).update(from: values + base, count: count * kvDim)
+            let base = layerStart[l]
+            (c.keys + base).update(from: keys + base, count: count * layerKVDim[l])
+            (c.values + base).update(from: values + base, count: count * layerKVDim[l])
         }
         return c
     }
 
-    public func bytes(positions count: Int) -> Int { 2 * layers * min(count, capacity) * kvDim * MemoryLayout<Float>.size }
+    public func bytes(positions count: Int) -> Int { 2 * min(count, capacity) * layerKVDim.reduce(0, +) * MemoryLayout<Float>.size }
 }

@@ -33,6 +33,21 @@ public struct LayerAttention: Sendable, Codable, Equatable {
     }
 }
 
+/// The widths of one transformer block. They are the same in every block of a trained model; structured pruning
+/// (narrower FFNs, fewer KV groups) makes them differ, which llama.cpp's GGUF metadata expresses as per-layer arrays of
+/// `feed_forward_length`, `attention.head_count` and `attention.head_count_kv`.
+public struct LayerWidths: Sendable, Codable, Equatable {
+    /// FFN inner width.
+    public var ffn: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public init(ffn: Int, heads: Int, kvHeads: Int) {
+        self.ffn = ffn
+        self.heads = heads
+        self.kvHeads = kvHeads
+    }
+}
+
 /// Everything the one forward pass needs to know about a decoder-only transformer: sizes, and the structure choices
 /// that differ between families (norm placement, QK-norm, biases, activation, sliding windows, RoPE per layer).
 /// Made by an architecture (`Architectures/`) from GGUF metadata or a config.json, and checked once by `validate`.
@@ -40,7 +55,9 @@ public struct ModelConfig: Sendable, Codable, Equatable {
     /// The registered architecture (`Architectures.family(named:)`), e.g. "llama", "gemma3".
     public var architecture: String
     public var dim: Int  // model width (embedding length)
-    public var hiddenDim: Int  // FFN inner width
+    /// FFN inner width, query heads and KV heads: those of every block, or, where blocks differ (`layerWidths`), the
+    /// largest of any block (what activation buffers are sized for).
+    public var hiddenDim: Int
     public var layers: Int
     public var heads: Int
     public var kvHeads: Int
@@ -65,15 +82,67 @@ public struct ModelConfig: Sendable, Codable, Equatable {
     public var embeddingScale: Float
     /// Scores are scale · q·k (default 1/√headDim; Gemma: query_pre_attn_scalar^(−1/2)).
     public var attentionScale: Float
+    /// Per layer, where blocks differ in width (pruned models): [layers]; nil when every block has `hiddenDim`,
+    /// `heads` and `kvHeads`. Set it through `withLayerWidths`, which keeps the scalars the largest widths.
+    public private(set) var layerWidths: [LayerWidths]?
 
+    /// The largest query and KV widths of any block.
     public var qDim: Int { heads * headDim }
     public var kvDim: Int { kvHeads * headDim }
+
+    /// The widths of block `layer`.
+    public func widths(layer: Int) -> LayerWidths {
+        layerWidths?[layer] ?? LayerWidths(ffn: hiddenDim, heads: heads, kvHeads: kvHeads)
+    }
+    public func hiddenDim(layer: Int) -> Int { layerWidths?[layer].ffn ?? hiddenDim }
+    public func heads(layer: Int) -> Int { layerWidths?[layer].heads ?? heads }
+    public func kvHeads(layer: Int) -> Int { layerWidths?[layer].kvHeads ?? kvHeads }
+    public func qDim(layer: Int) -> Int { heads(layer: layer) * headDim }
+    public func kvDim(layer: Int) -> Int { kvHeads(layer: layer) * headDim }
+
+    /// This configuration with the scalar widths (`hiddenDim`, `heads`, `kvHeads`) those of block `layer`: what the
+    /// computation of that one block reads.
+    public func forLayer(_ layer: Int) -> ModelConfig {
+        guard let w = layerWidths?[layer] else { return self }
+        var c = self
+        c.hiddenDim = w.ffn
+        c.heads = w.heads
+        c.kvHeads = w.kvHeads
+        return c
+    }
+
+    /// True when blocks differ in FFN width or head counts.
+    public var hasLayerWidths: Bool { layerWidths != nil }
+
+    /// This configuration with per-block widths `widths` ([layers]); the scalars become the largest widths, and
+    /// `layerWidths` stays nil when every block is alike.
+    public func withLayerWidths(_ widths: [LayerWidths]) -> ModelConfig {
+        var c = self
+        guard let first = widths.first else { return c }
+        c.hiddenDim = widths.map(\.ffn).max()!
+        c.heads = widths.map(\.heads).max()!
+        c.kvHeads = widths.map(\.kvHeads).max()!
+        c.layerWidths = widths.allSatisfy { $0 == first } ? nil : widths
+        return c
+    }
+
+    /// Block `layers` of this configuration in that order (a model with blocks removed): their attention
+    /// descriptions (windows, RoPE) and widths travel with them.
+    public func keepingLayers(_ kept: [Int]) -> ModelConfig {
+        var c = self
+        c.layers = kept.count
+        c.layerAttention = kept.map { layerAttention[$0] }
+        let widths = kept.map { self.widths(layer: $0) }
+        c.layerWidths = nil
+        return c.withLayerWidths(widths)
+    }
 
     public init(architecture: String, dim: Int, hiddenDim: Int, layers: Int, heads: Int, kvHeads: Int, headDim: Int,
                 vocabSize: Int, contextLength: Int, normEpsilon: Float, ropeBase: Double, ropeDimensions: Int? = nil,
                 ropeStyle: RoPEStyle, ropeLinearScale: Double = 1, layerAttention: [LayerAttention]? = nil,
                 tiedEmbeddings: Bool, attentionBias: Bool = false, qkNorm: Bool = false, postNorms: Bool = false,
-                activation: Activation = .silu, embeddingScale: Float = 1, attentionScale: Float? = nil) {
+                activation: Activation = .silu, embeddingScale: Float = 1, attentionScale: Float? = nil,
+                layerWidths: [LayerWidths]? = nil) {
         self.architecture = architecture
         self.dim = dim
         self.hiddenDim = hiddenDim
@@ -95,6 +164,10 @@ public struct ModelConfig: Sendable, Codable, Equatable {
         self.activation = activation
         self.embeddingScale = embeddingScale
         self.attentionScale = attentionScale ?? 1 / Float(max(headDim, 1)).squareRoot()
+        if let layerWidths, let first = layerWidths.first {
+            // Kept as given (validate checks them against the scalars) unless every block is alike.
+            self.layerWidths = layerWidths.allSatisfy { $0 == first } ? nil : layerWidths
+        }
     }
 
     /// Largest sizes accepted (far above any model Squish targets; they keep every product of sizes in range).
@@ -116,7 +189,7 @@ public struct ModelConfig: Sendable, Codable, Equatable {
             guard value > 0 else { throw bad(field, "must be positive, found \(value)") }
             guard value <= limit else { throw bad(field, "\(value) is implausibly large (at most \(limit))") }
         }
-        guard heads % kvHeads == 0 else { throw bad(.kvHeads, "\(kvHeads) KV heads do not divide \(heads) attention heads") }
+        guard layerWidths != nil || heads % kvHeads == 0 else { throw bad(.kvHeads, "\(kvHeads) KV heads do not divide \(heads) attention heads") }
         guard headDim % 2 == 0 else { throw bad(.headDim, "must be even for RoPE, found \(headDim)") }
         guard ropeDimensions > 0, ropeDimensions <= headDim, ropeDimensions % 2 == 0 else {
             throw bad(.ropeDimensions, "\(ropeDimensions) rotated dimensions do not fit heads of \(headDim)")
@@ -136,6 +209,20 @@ public struct ModelConfig: Sendable, Codable, Equatable {
         guard attentionScale.isFinite, attentionScale > 0 else { throw bad(.attentionScale, "must be finite and positive, found \(attentionScale)") }
         guard embeddingScale.isFinite, embeddingScale > 0 else {
             throw ModelError.invalidConfiguration(path: path, reason: "embedding scale must be finite and positive, found \(embeddingScale)")
+        }
+        if let widths = layerWidths {
+            guard widths.count == layers else {
+                throw ModelError.invalidConfiguration(path: path, reason: "\(widths.count) per-layer widths for \(layers) layers")
+            }
+            for (i, w) in widths.enumerated() {
+                guard w.ffn > 0, w.ffn <= hiddenDim else { throw bad(.hiddenDim, "layer \(i): \(w.ffn) is outside 1 ... \(hiddenDim)") }
+                guard w.heads > 0, w.heads <= heads else { throw bad(.heads, "layer \(i): \(w.heads) is outside 1 ... \(heads) (attention-free layers are not supported)") }
+                guard w.kvHeads > 0, w.kvHeads <= kvHeads else { throw bad(.kvHeads, "layer \(i): \(w.kvHeads) is outside 1 ... \(kvHeads)") }
+                guard w.heads % w.kvHeads == 0 else { throw bad(.kvHeads, "layer \(i): \(w.kvHeads) KV heads do not divide \(w.heads) attention heads") }
+            }
+            guard widths.map(\.ffn).max() == hiddenDim, widths.map(\.heads).max() == heads, widths.map(\.kvHeads).max() == kvHeads else {
+                throw ModelError.invalidConfiguration(path: path, reason: "the FFN width and head counts are not the largest of the per-layer values")
+            }
         }
         guard layerAttention.count == layers else {
             throw ModelError.invalidConfiguration(path: path, reason: "\(layerAttention.count) layer descriptions for \(layers) layers")

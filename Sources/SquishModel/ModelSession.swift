@@ -28,7 +28,7 @@ public final class ModelSession {
         self.model = model
         self.pool = pool
         self.contextLength = ctx
-        self.cache = try cache ?? F32KVCache(layers: c.layers, capacity: ctx, kvHeads: c.kvHeads, headDim: c.headDim)
+        self.cache = try cache ?? F32KVCache(config: c, capacity: ctx)
         pass = ForwardPass(model: model, pool: pool, maxBatch: min(max(1, maxBatch), ctx), exactActivations: exactActivations)
         x = .allocate(capacity: pass.maxBatch * c.dim)
     }

@@ -88,12 +88,12 @@ public enum InputSite: String, CaseIterable, Sendable, Codable {
 
     public var consumers: [LinearKind] { LinearKind.allCases.filter { $0.site == self } }
 
-    /// Features of the input.
-    public func width(_ c: ModelConfig) -> Int {
+    /// Features of the input in block `layer`.
+    public func width(_ c: ModelConfig, layer: Int) -> Int {
         switch self {
         case .attentionInput, .ffnInput: return c.dim
-        case .attentionOutput: return c.qDim
-        case .ffnHidden: return c.hiddenDim
+        case .attentionOutput: return c.qDim(layer: layer)
+        case .ffnHidden: return c.hiddenDim(layer: layer)
         }
     }
 }
@@ -149,7 +149,8 @@ extension ModelConfig {
         case .tokenEmbedding, .output: return [dim, vocabSize]
         case .outputNorm: return [dim]
         case .ropeFrequencies: return [ropeDimensions / 2]
-        case .block(_, let t):
+        case .block(let l, let t):
+            let qDim = qDim(layer: l), kvDim = kvDim(layer: l), hiddenDim = hiddenDim(layer: l)
             switch t {
             case .attentionNorm, .ffnNorm, .postAttentionNorm, .postFFNNorm: return [dim]
             case .attnQ: return [dim, qDim]

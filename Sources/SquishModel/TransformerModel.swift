@@ -159,6 +159,40 @@ public final class TransformerModel: @unchecked Sendable {  // immutable after i
         }
     }
 
+    /// A model with the structure `config` made from `base`'s weights: `layers` are the blocks (e.g. some of `base`'s
+    /// dropped, others narrowed), checked against `config`'s shapes; embedding, output and final norm are `base`'s
+    /// (with `output`/`embedding` replacing them when given).
+    public init(base: TransformerModel, config: ModelConfig, layers: [TransformerLayer], embedding: WeightMatrix? = nil,
+                output: WeightMatrix? = nil) throws {
+        try config.validate(path: base.path, keys: .gguf(config.architecture))
+        guard config.layers == layers.count, config.dim == base.config.dim, config.vocabSize == base.config.vocabSize,
+              config.tiedEmbeddings == base.config.tiedEmbeddings else {
+            throw ModelError.invalidConfiguration(path: base.path, reason: "a pruned structure must keep the width, vocabulary and embedding tying, and give one block per layer")
+        }
+        self.config = config
+        family = base.family
+        storage = base.storage
+        path = base.path
+        outputNorm = base.outputNorm
+        ropeFrequencyFactors = base.ropeFrequencyFactors
+        self.embedding = embedding ?? base.embedding
+        self.output = config.tiedEmbeddings ? self.embedding : (output ?? base.output)
+        for (i, l) in layers.enumerated() {
+            for k in LinearKind.allCases {
+                let s = config.shape(of: .block(i, k.tensor)), m = l[k]
+                guard m.rows == s[1], m.columns == s[0] else {
+                    throw ModelError.shapeMismatch(path: base.path, tensor: ModelTensor.block(i, k.tensor).ggufName, expected: s, found: [m.columns, m.rows])
+                }
+            }
+            for (t, v) in [(BlockTensor.attnQBias, l.bq), (.attnKBias, l.bk), (.attnVBias, l.bv)] {
+                if let v, v.count != config.shape(of: .block(i, t))[0] {
+                    throw ModelError.shapeMismatch(path: base.path, tensor: ModelTensor.block(i, t).ggufName, expected: config.shape(of: .block(i, t)), found: [v.count])
+                }
+            }
+        }
+        self.layers = layers
+    }
+
     /// A GGUF file of any registered architecture.
     public convenience init(gguf file: GGUFFile, layout: KernelLayout = KernelLayout()) throws {
         let config = try Architectures.configuration(gguf: file)

@@ -50,13 +50,13 @@ enum AWQModelQuantizer {
             // block-diagonal input Gram matrices for clipping where every quantized consumer of a site has one group size.
             let keep = options.awq.searchTokens
             var samples: [InputSite: ActivationSample] = [:]
-            for site in [InputSite.attentionInput, .ffnInput, .ffnHidden] { samples[site] = ActivationSample(n: site.width(c), keep: keep) }
+            for site in [InputSite.attentionInput, .ffnInput, .ffnHidden] { samples[site] = ActivationSample(n: site.width(c, layer: li), keep: keep) }
             var grams: [InputSite: GroupGram] = [:]
             if options.awq.clip {
                 for site in InputSite.allCases {
                     let grids = site.consumers.compactMap(grid)
                     let sizes = Set(grids.map(\.groupSize))
-                    let n = site.width(c)
+                    let n = site.width(c, layer: li)
                     // K-quant blocks fit 8-16 sub-blocks jointly: no clipping search for them (they are rounded by their fit).
                     if !grids.contains(where: { $0.isKQuant }), sizes.count == 1, let g = sizes.first, n % g == 0 { grams[site] = GroupGram(n: n, g: g) }
                 }
@@ -79,7 +79,7 @@ enum AWQModelQuantizer {
             var weights = layer
             var notes: [String] = []
             func search(_ site: InputSite) throws -> [Float]? {
-                let consumers = site.consumers, n = site.width(c)
+                let consumers = site.consumers, n = site.width(c, layer: li)
                 let grids = consumers.map(grid)
                 guard let g = grids.first ?? nil, grids.allSatisfy({ $0 == g }), let sample = samples[site], sample.sampleTokens > 0 else { return nil }
                 let result = try sample.rows.withUnsafeBufferPointer { xs in
@@ -110,7 +110,7 @@ enum AWQModelQuantizer {
             if w[.ffnUp] != nil, let s = try search(.ffnHidden), var up = w[.ffnUp] {
                 siteScales[.ffnHidden] = s
                 scaleColumns(.ffnDown, s)
-                for r in 0 ..< c.hiddenDim { for j in 0 ..< c.dim { up[r * c.dim + j] /= s[r] } }
+                for r in 0 ..< c.hiddenDim(layer: li) { for j in 0 ..< c.dim { up[r * c.dim + j] /= s[r] } }
                 w[.ffnUp] = up
             }
             // 4. Round every quantized linear layer (with clipping where there are Gram matrices); the block runs on the result.

@@ -85,8 +85,8 @@ extension HessianAccumulator {
 final class BlockStatistics {
     private var sites: [InputSite: HessianAccumulator] = [:]
     private let matmul: Matmul
-    init(_ c: ModelConfig, pool: WorkerPool) {
-        for site in InputSite.allCases { sites[site] = HessianAccumulator(n: site.width(c)) }
+    init(_ c: ModelConfig, layer: Int, pool: WorkerPool) {
+        for site in InputSite.allCases { sites[site] = HessianAccumulator(n: site.width(c, layer: layer)) }
         matmul = Matmul(pool: pool)
     }
 
@@ -102,7 +102,7 @@ final class BlockStatistics {
 /// The calibration sequences run through the model's own forward pass one transformer block at a time (GPTQ §5
 /// setup): the residual stream of every sequence is kept, a block is run on all sequences (observing its linear
 /// layers' inputs, or with replaced weights), and the stream moves on to the next block. Attention is causal within
-/// each sequence (positions 0 ..< length, a one-layer scratch KV cache).
+/// each sequence (positions 0 ..< length, a scratch KV cache of every layer, rewritten by each sequence).
 final class CalibrationRun {
     let model: TransformerModel
     let pool: WorkerPool
@@ -123,7 +123,7 @@ final class CalibrationRun {
         self.sequences = sequences
         self.length = length
         pass = ForwardPass(model: model, pool: pool, maxBatch: length)
-        cache = try F32KVCache(layers: 1, capacity: length, kvHeads: c.kvHeads, headDim: c.headDim)
+        cache = try F32KVCache(config: c, capacity: length)
         x = .allocate(capacity: sequences.count * length * c.dim)
         scratch = .allocate(capacity: length * c.dim)
         for (s, ids) in sequences.enumerated() { try pass.embed(ids, into: residual(s)) }
@@ -147,7 +147,7 @@ final class CalibrationRun {
             let xs = residual(s)
             scratch.update(from: xs, count: length * dim)
             let target = advance ? xs : scratch
-            try pass.block(index, weights, x: target, tokens: length, start: 0, cache: cache, cacheLayer: 0, observe: observe)
+            try pass.block(index, weights, x: target, tokens: length, start: 0, cache: cache, cacheLayer: index, observe: observe)
             each?(s, advance ? scratch : xs, target)
         }
     }

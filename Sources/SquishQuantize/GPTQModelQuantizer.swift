@@ -88,7 +88,7 @@ public enum GPTQModelQuantizer {
 
         for (li, layer) in model.layers.enumerated() {
             let blockStart = Date()
-            let stats = BlockStatistics(c, pool: pool)
+            let stats = BlockStatistics(c, layer: li, pool: pool)
             try run.block(li, layer, advance: false, observe: stats.observer)
             let statsTime = Date().timeIntervalSince(blockStart)
             var weights = layer

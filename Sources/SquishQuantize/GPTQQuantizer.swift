@@ -14,6 +14,13 @@ public struct GPTQOptions: Sendable {
     public init() {}
 }
 
+/// What one weight becomes in the error-compensated column loop (`GPTQQuantizer.compensate`), given its current value
+/// and its row's current weights (the loop has already spread earlier columns' errors into them). Called for every
+/// column in order and, within a column, for rows of one tile at a time; rows never share state.
+protocol ColumnRounding {
+    func round(_ x: Float, row r: Int, column j: Int, weights row: UnsafeMutablePointer<Float>) -> Float
+}
+
 /// GPTQ (Frantar, Ashkboos, Hoefler, Alistarh 2022, "GPTQ: Accurate Post-Training Quantization for Generative
 /// Pre-trained Transformers"), producing ggml blocks.
 ///
@@ -102,7 +109,7 @@ public enum GPTQQuantizer {
         // A block's parameters are one entry per code group (K-quants: per sub-block; otherwise per block).
         let codeGroup = grid.codeGroupSize, codeGroups = n / codeGroup, perBlock = groupSize / codeGroup
         for i in prepared.dead { for r in 0 ..< rows { w[r * n + i] = 0 } }
-        let perm = prepared.perm, u = prepared.u
+        let perm = prepared.perm
         var params = [BlockParameters](repeating: BlockParameters(scale: 0), count: rows * codeGroups)
         // K-quants: each block's stored parameters (integer sub-block scales, d, dmin), for packing.
         var superBlocks = [KQuantParameters](repeating: KQuantParameters(), count: grid.isKQuant ? rows * groups : 0)
@@ -121,63 +128,39 @@ public enum GPTQQuantizer {
 
         var codes = [UInt8](repeating: 0, count: rows * n)  // in processing (possibly permuted) column order
         let groupOfColumn = perm.map { $0 / codeGroup }
-        let tile = 16, blockSize = max(1, options.blockSize)
         let actOrder = prepared.actOrder
         let kQuant = grid.isKQuant
-        u.withUnsafeBufferPointer { up in
-            codes.withUnsafeMutableBufferPointer { cp in
-                params.withUnsafeMutableBufferPointer { pp in
-                  superBlocks.withUnsafeMutableBufferPointer { kp in
-                    groupOfColumn.withUnsafeBufferPointer { gp in
-                        let ub = up.baseAddress!, cb = cp.baseAddress!, pb = pp.baseAddress!, gb = gp.baseAddress!
-                        let kb = kp.baseAddress
-                        let tiles = (rows + tile - 1) / tile
-                        pool.parallelFor(tiles) { range in
-                            let err = UnsafeMutablePointer<Float>.allocate(capacity: tile * blockSize)  // [tile × blockSize]
-                            defer { err.deallocate() }
-                            for t in range {
-                                let r0 = t * tile, r1 = min(rows, r0 + tile)
-                                var i1 = 0
-                                while i1 < n {
-                                    let i2 = min(n, i1 + blockSize)
-                                    for j in i1 ..< i2 {
-                                        let uj = ub + j * n
-                                        let dInv = 1 / uj[j]
-                                        for r in r0 ..< r1 {
-                                            let row = w + r * n
-                                            if !actOrder && j % groupSize == 0 {
-                                                if kQuant {
-                                                    kb![r * groups + j / groupSize] = grid.parameters(row + j, into: pb + r * codeGroups + j / codeGroup)!
-                                                } else {
-                                                    pb[r * groups + j / groupSize] = grid.parameters(row + j)
-                                                }
-                                            }
-                                            let p = pb[r * codeGroups + gb[j]]
-                                            let x = row[j]
-                                            let c = grid.code(x, p)
-                                            let q = grid.value(c, p)
-                                            cb[r * n + j] = c
-                                            row[j] = q
-                                            let e = (x - q) * dInv
-                                            err[(r - r0) * blockSize + (j - i1)] = e
-                                            if j + 1 < i2 { VectorOps.axpy(-e, uj + j + 1, row + j + 1, i2 - j - 1) }
-                                        }
-                                    }
-                                    if i2 < n {
-                                        for k in 0 ..< (i2 - i1) {
-                                            let uk = ub + (i1 + k) * n + i2
-                                            for r in r0 ..< r1 {
-                                                VectorOps.axpy(-err[(r - r0) * blockSize + k], uk, w + r * n + i2, n - i2)
-                                            }
-                                        }
-                                    }
-                                    i1 = i2
+        codes.withUnsafeMutableBufferPointer { cp in
+            params.withUnsafeMutableBufferPointer { pp in
+              superBlocks.withUnsafeMutableBufferPointer { kp in
+                groupOfColumn.withUnsafeBufferPointer { gp in
+                    let cb = cp.baseAddress!, pb = pp.baseAddress!, gb = gp.baseAddress!
+                    let kb = kp.baseAddress
+                    struct Rule: ColumnRounding {
+                        let grid: BlockGrid, n: Int, groupSize: Int, groups: Int, codeGroup: Int, codeGroups: Int
+                        let actOrder: Bool, kQuant: Bool
+                        let cb: UnsafeMutablePointer<UInt8>, pb: UnsafeMutablePointer<BlockParameters>
+                        let kb: UnsafeMutablePointer<KQuantParameters>?, gb: UnsafePointer<Int>
+                        @inline(__always) func round(_ x: Float, row r: Int, column j: Int, weights row: UnsafeMutablePointer<Float>) -> Float {
+                            if !actOrder && j % groupSize == 0 {
+                                // The block's parameters from its current (error-compensated) weights.
+                                if kQuant {
+                                    kb![r * groups + j / groupSize] = grid.parameters(row + j, into: pb + r * codeGroups + j / codeGroup)!
+                                } else {
+                                    pb[r * groups + j / groupSize] = grid.parameters(row + j)
                                 }
                             }
+                            let p = pb[r * codeGroups + gb[j]]
+                            let c = grid.code(x, p)
+                            cb[r * n + j] = c
+                            return grid.value(c, p)
                         }
                     }
-                  }
+                    let rule = Rule(grid: grid, n: n, groupSize: groupSize, groups: groups, codeGroup: codeGroup, codeGroups: codeGroups,
+                                    actOrder: actOrder, kQuant: kQuant, cb: cb, pb: pb, kb: kb, gb: gb)
+                    compensate(w, rows: rows, prepared: prepared, blockSize: options.blockSize, pool: pool, rule: rule)
                 }
+              }
             }
         }
 
@@ -206,6 +189,54 @@ public enum GPTQQuantizer {
             }
         }
         return out
+    }
+
+    /// The error-compensated column loop shared by GPTQ and SparseGPT (Optimal Brain Quantization / Surgeon, GPTQ §3-4):
+    /// for every column j of w ([rows × prepared.n], row-major, in the prepared order) and every row, `rule` gives
+    /// the value the weight becomes (a grid point, or 0 for a pruned weight); the error (x − q) / U_jj is spread over
+    /// the row's later columns with row j of U, at once inside a lazy batch of `blockSize` columns and once per batch
+    /// for the rest. Tiles of 16 rows run in parallel (rows are independent given U).
+    static func compensate<R: ColumnRounding>(_ w: UnsafeMutablePointer<Float>, rows: Int, prepared: Prepared, blockSize: Int,
+                                              pool: WorkerPool, rule: R) {
+        let n = prepared.n
+        let tile = 16, blockSize = max(1, blockSize)
+        prepared.u.withUnsafeBufferPointer { up in
+            let ub = up.baseAddress!
+            let tiles = (rows + tile - 1) / tile
+            pool.parallelFor(tiles) { range in
+                let err = UnsafeMutablePointer<Float>.allocate(capacity: tile * blockSize)  // [tile × blockSize]
+                defer { err.deallocate() }
+                for t in range {
+                    let r0 = t * tile, r1 = min(rows, r0 + tile)
+                    var i1 = 0
+                    while i1 < n {
+                        let i2 = min(n, i1 + blockSize)
+                        for j in i1 ..< i2 {
+                            let uj = ub + j * n
+                            let dInv = 1 / uj[j]
+                            for r in r0 ..< r1 {
+                                let row = w + r * n
+                                let x = row[j]
+                                let q = rule.round(x, row: r, column: j, weights: row)
+                                row[j] = q
+                                let e = (x - q) * dInv
+                                err[(r - r0) * blockSize + (j - i1)] = e
+                                if j + 1 < i2 { VectorOps.axpy(-e, uj + j + 1, row + j + 1, i2 - j - 1) }
+                            }
+                        }
+                        if i2 < n {
+                            for k in 0 ..< (i2 - i1) {
+                                let uk = ub + (i1 + k) * n + i2
+                                for r in r0 ..< r1 {
+                                    VectorOps.axpy(-err[(r - r0) * blockSize + k], uk, w + r * n + i2, n - i2)
+                                }
+                            }
+                        }
+                        i1 = i2
+                    }
+                }
+            }
+        }
     }
 
     /// Column j of the result is column perm[j] of the input, for every row.

@@ -203,21 +203,16 @@ public struct LevelDatabase: Sendable {
         let steps = c.layers + 1
         for (li, layer) in model.layers.enumerated() {
             let blockStart = Date()
-            let stats = BlockStatistics(c, pool: pool)
+            let stats = BlockStatistics(c, layer: li, pool: pool)
             var cosine = 0.0
             try run.block(li, layer, advance: true, observe: stats.observer) { _, before, after in
-                for t in 0 ..< length {
-                    let a = before + t * c.dim, b = after + t * c.dim
-                    var ab = 0.0, aa = 0.0, bb = 0.0
-                    for i in 0 ..< c.dim { ab += Double(a[i] * b[i]); aa += Double(a[i] * a[i]); bb += Double(b[i] * b[i]) }
-                    cosine += 1 - ab / max((aa * bb).squareRoot(), 1e-30)
-                }
+                cosine += BlockInfluence.sum(before: before, after: after, tokens: length, dim: c.dim)
             }
             layerSignals.append(LayerSignal(layer: li, cosineDistance: cosine / Double(seqs.count * length)))
             let statsTime = Date().timeIntervalSince(blockStart)
             for site in InputSite.allCases {
                 let h = stats.hessian(site)
-                let n = site.width(c)
+                let n = site.width(c, layer: li)
                 let diag = (0 ..< n).map { h[$0 * n + $0] }
                 let first = ModelTensor.block(li, site.consumers[0].tensor).ggufName
                 let prepared = options.gptqBlocks

@@ -167,7 +167,7 @@ public enum QuantizationPreset: String, CaseIterable, Sendable {
     /// Per-matrix types for the linear layers of `file` (configuration `config`): llama.cpp's choice, then Squish's
     /// within the same total bytes.
     public func allocate(_ file: GGUFFile, config: ModelConfig) throws -> [Choice] {
-        let n = config.layers, gqa = config.heads / max(config.kvHeads, 1), tied = config.tiedEmbeddings
+        let n = config.layers, gqa = config.heads(layer: 0) / max(config.kvHeads(layer: 0), 1), tied = config.tiedEmbeddings  // llama.cpp: layer 0's
         let matrices = config.linearLayers.map { (name: $0.name, rowLength: $0.columns, rows: $0.rows, layer: $0) }
         var choices: [Choice] = []
         var budget = 0

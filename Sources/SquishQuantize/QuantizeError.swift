@@ -15,6 +15,8 @@ public enum QuantizeError: Error, CustomStringConvertible, Equatable {
     case calibration(path: String, reason: String)
     /// A linear-algebra step failed (e.g. the damped Hessian is not positive definite).
     case numerical(tensor: String, reason: String)
+    /// The requested pruning cannot be done to this model (names the model and what is wrong).
+    case unsupportedPruning(path: String, reason: String)
 
     /// The message with non-printing characters escaped (names and values in it may come from a hostile file).
     public var description: String { TerminalText.escape(message) }
@@ -29,6 +31,7 @@ public enum QuantizeError: Error, CustomStringConvertible, Equatable {
         case .badModel(let path, let reason): return "\(path): \(reason)"
         case .calibration(let path, let reason): return "\(path): calibration text: \(reason)"
         case .numerical(let tensor, let reason): return "tensor '\(tensor)': \(reason)"
+        case .unsupportedPruning(let path, let reason): return "\(path): cannot prune: \(reason)"
         }
     }
 }

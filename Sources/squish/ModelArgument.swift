@@ -37,3 +37,22 @@ func calibrationText(_ calib: String?, into options: inout CalibrationOptions) {
         options.textBytes = 200_000
     }
 }
+
+/// The closing KL check's text (quantize, prune): `path` or Pride and Prejudice, cut to `bytes` at a character
+/// boundary; with its name for the report.
+func klCheckText(_ path: String?, bytes count: Int) throws -> (String, [UInt8]) {
+    let file = path ?? Corpora.austenPath("prideprejudice")
+    guard let d = FileManager.default.contents(atPath: file) else {
+        throw CLIError(path == nil ? "\(file): the corpora are not cached; run `squish fetch` first (or pass --no-kl)"
+                                   : "\(file): cannot read the file")
+    }
+    var bytes = Array(d.prefix(count))
+    // Drop a character cut in half: find its lead byte and compare its length with what is left.
+    var lead = bytes.count - 1
+    while lead > 0, lead >= bytes.count - 4, bytes[lead] & 0xC0 == 0x80 { lead -= 1 }
+    if lead >= 0, bytes[lead] >= 0xC0 {
+        let length = bytes[lead] >= 0xF0 ? 4 : bytes[lead] >= 0xE0 ? 3 : 2
+        if lead + length > bytes.count { bytes.removeSubrange(lead...) }
+    }
+    return ("\((file as NSString).lastPathComponent)[0..<\(bytes.count)]", bytes)
+}

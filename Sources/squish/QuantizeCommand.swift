@@ -168,23 +168,7 @@ struct Quantize: ParsableCommand {
         }
     }
 
-    /// The KL check's text: `--kl-text` or Pride and Prejudice, cut to `--kl-bytes` at a character boundary.
-    func loadKLText() throws -> (String, [UInt8]) {
-        let path = klText ?? Corpora.austenPath("prideprejudice")
-        guard let d = FileManager.default.contents(atPath: path) else {
-            throw CLIError(klText == nil ? "\(path): the corpora are not cached; run `squish fetch` first (or pass --no-kl)"
-                                         : "\(path): cannot read the file")
-        }
-        var bytes = Array(d.prefix(klBytes))
-        // Drop a character cut in half: find its lead byte and compare its length with what is left.
-        var lead = bytes.count - 1
-        while lead > 0, lead >= bytes.count - 4, bytes[lead] & 0xC0 == 0x80 { lead -= 1 }
-        if lead >= 0, bytes[lead] >= 0xC0 {
-            let length = bytes[lead] >= 0xF0 ? 4 : bytes[lead] >= 0xE0 ? 3 : 2
-            if lead + length > bytes.count { bytes.removeSubrange(lead...) }
-        }
-        return ("\((path as NSString).lastPathComponent)[0..<\(bytes.count)]", bytes)
-    }
+    func loadKLText() throws -> (String, [UInt8]) { try klCheckText(klText, bytes: klBytes) }
 }
 
 extension QuantizationMethod: ExpressibleByArgument {}

@@ -7,7 +7,7 @@ struct Squish: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "squish",
         abstract: "Make large language models small and fast: read, compress, evaluate and run them.",
-        subcommands: [Fetch.self, Inspect.self, Tokenize.self, Run.self, Chat.self, PerplexityCommand.self, EvalCommand.self, Bench.self, Synth.self, Quantize.self, Compress.self, Serve.self, Zip.self, Unzip.self, Pack.self, Unpack.self]
+        subcommands: [Fetch.self, Inspect.self, Tokenize.self, Run.self, Chat.self, PerplexityCommand.self, EvalCommand.self, Bench.self, Synth.self, Quantize.self, Prune.self, Compress.self, Serve.self, Zip.self, Unzip.self, Pack.self, Unpack.self]
     )
 
     /// Parses and runs a command. Temporary files are removed if a signal interrupts it; an error ends it with one

@@ -7,6 +7,8 @@ For every bits b in 2..8, group g in {16, 32, 64, 128, 256} and kind (affine "SQ
 "SQ<b>S_G<g>") writes random blocks and their values:
   affine:    d f16 @0 | m f16 @2 | codes @4,  w = d * q + m
   symmetric: d f16 @0 | codes @2,             w = d * (q - 2^(b-1))
+  sparse "SP<b>_K<k>" (64 weights, k kept): mask u64 @0 | d f16 @8 | codes @10; the i-th set bit of the mask (in
+             increasing position, at most the first k of them) takes w = d * (q_i - 2^(b-1)), every other weight 0
 codes: code j occupies bits [j*b, j*b + b) of the little-endian bit stream (bit i = bit i % 8 of byte i // 8).
 All arithmetic in float32, one rounding per operation (product, then sum).
 
@@ -34,6 +36,23 @@ def decode(raw, bits, group, symmetric):
     return (d * q.astype(np.float32) + m).astype(np.float32)
 
 
+def decode_sparse(raw, bits, kept):
+    nb = raw.shape[0]
+    mask = raw[:, 0:8].copy().view("<u8")[:, 0]  # [nb]
+    d = raw[:, 8:10].copy().view(np.float16).astype(np.float32)[:, 0]  # [nb]
+    bitstream = np.unpackbits(raw[:, 10:], axis=1, bitorder="little")  # [nb, kept * bits]
+    weights = (1 << np.arange(bits)).astype(np.int64)
+    q = (bitstream.reshape(nb, kept, bits).astype(np.int64) * weights).sum(axis=2)  # [nb, kept]
+    out = np.zeros((nb, 64), dtype=np.float32)
+    for b in range(nb):
+        i = 0
+        for j in range(64):
+            if (int(mask[b]) >> j) & 1 and i < kept:
+                out[b, j] = np.float32(d[b] * np.float32(q[b, i] - (1 << (bits - 1))))
+                i += 1
+    return out
+
+
 def main(outdir):
     os.makedirs(outdir, exist_ok=True)
     rng = np.random.default_rng(6)
@@ -53,6 +72,20 @@ def main(outdir):
                 raw.tofile(os.path.join(outdir, name + ".bytes"))
                 out.astype("<f4").tofile(os.path.join(outdir, name + ".f32"))
                 cases.append({"type": name, "count": int(out.size), "bytes": name + ".bytes", "output": name + ".f32"})
+    for bits in (2, 3, 4, 5, 6, 8):
+        for kept in (16, 32, 48):
+            name = "SP%d_K%d" % (bits, kept)
+            raw = rng.integers(0, 256, size=(BLOCKS, 10 + kept * bits // 8), dtype=np.uint8)
+            raw[:, 8:10] = rng.uniform(-0.1, 0.1, size=(BLOCKS, 1)).astype(np.float16).view(np.uint8)
+            for b in range(BLOCKS):
+                # Exactly k positions kept in most blocks; fewer in some, more (invalid: the rest read as zero) in one.
+                count = kept if b < BLOCKS - 4 else (64 if b == BLOCKS - 1 else int(rng.integers(0, kept)))
+                positions = rng.choice(64, size=count, replace=False)
+                raw[b, 0:8] = np.array([sum(1 << int(j) for j in positions)], dtype="<u8").view(np.uint8)
+            out = decode_sparse(raw, bits, kept).reshape(-1)
+            raw.tofile(os.path.join(outdir, name + ".bytes"))
+            out.astype("<f4").tofile(os.path.join(outdir, name + ".f32"))
+            cases.append({"type": name, "count": int(out.size), "bytes": name + ".bytes", "output": name + ".f32"})
     with open(os.path.join(outdir, "manifest.json"), "w") as f:
         json.dump(cases, f, indent=1)
 

@@ -83,6 +83,8 @@ def forward(config, w, tokens):
             theta, scaling, window, scale = config["rope_theta"], config.get("rope_scaling"), None, head_dim ** -0.5
         inv_freq = inverse_frequencies(head_dim, theta, scaling)
 
+        # Head counts from the weights' shapes: structurally pruned models have per-layer widths.
+        heads, kv_heads = w[p + "self_attn.q_proj.weight"].shape[0] // head_dim, w[p + "self_attn.k_proj.weight"].shape[0] // head_dim
         h = rms_norm(x, g(p + "input_layernorm.weight"), eps, offset)
         q, k, v = (h @ g(p + f"self_attn.{n}_proj.weight").T for n in "qkv")
         if p + "self_attn.q_proj.bias" in w:

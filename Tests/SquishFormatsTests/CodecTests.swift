@@ -119,10 +119,12 @@ func expectSameBytes(_ found: [UInt8], _ expected: [UInt8], _ label: String, blo
                                         .q5_K, .q6_K, .iq4_NL, .iq4_XS, .tq1_0, .tq2_0]
         let squish = Set(GGMLType.allCases.filter { $0.squishBlock != nil })
         #expect(squish.count == 70)  // affine and symmetric, 2-8 bits, groups 16-256
+        let sparse = Set(GGMLType.allCases.filter { $0.squishSparse != nil })
+        #expect(sparse.count == 18)  // SP<b>_K<k>: 2, 3, 4, 5, 6, 8 bits; 16, 32, 48 of 64 kept
         let ggmlEncodable: Set<GGMLType> = [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .tq1_0, .tq2_0,
                                             .q2_K, .q3_K, .q4_K, .q5_K, .q6_K]
-        let encodable = ggmlEncodable.union(squish)
-        let decodable = ggmlDecodable.union(squish)
+        let encodable = ggmlEncodable.union(squish).union(sparse)
+        let decodable = ggmlDecodable.union(squish).union(sparse)
         #expect(Set(GGMLType.allCases.filter(Codecs.canDequantize)) == decodable)
         #expect(Set(GGMLType.allCases.filter(Codecs.canQuantize)) == encodable)
     }

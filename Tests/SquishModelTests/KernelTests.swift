@@ -97,6 +97,54 @@ import SquishKernels
         }
     }
 
+    /// The sparse types SP<b>_K<k> (sparse.c): random masks (exactly k kept, and some blocks with fewer), random
+    /// codes; AVX2 and portable kernels bit-identical, both equal to dequantized weights · 8-bit activations.
+    @Test(arguments: GGMLType.allCases.filter { $0.squishSparse != nil })
+    func sparseKernelsAgreeWithReference(type: GGMLType) throws {
+        var rng = SplitMix64(seed: UInt64(type.rawValue) + 11)
+        let pool = WorkerPool(threads: 2)
+        let matmul = Matmul(pool: pool)
+        let portableMatmul = Matmul(pool: pool)
+        portableMatmul.portable = true
+        let (_, kept) = type.squishSparse!
+        let bb = type.blockBytes
+        for (rows, columns, tokens) in [(1, 64, 1), (5, 128, 1), (7, 192, 3), (33, 576, 4), (19, 1536, 70)] {
+            var bytes = (0 ..< rows * columns / 64 * bb).map { _ in UInt8.random(in: 0 ... 255, using: &rng) }
+            for b in 0 ..< rows * columns / 64 {
+                let count = b % 5 == 4 ? Int.random(in: 0 ... kept, using: &rng) : kept
+                var mask: UInt64 = 0
+                while mask.nonzeroBitCount < count { mask |= 1 << UInt64.random(in: 0 ..< 64, using: &rng) }
+                for k in 0 ..< 8 { bytes[b * bb + k] = UInt8(truncatingIfNeeded: mask >> UInt64(8 * k)) }
+                let h = Float16(Float.random(in: -0.05 ... 0.05, using: &rng)).bitPattern
+                (bytes[b * bb + 8], bytes[b * bb + 9]) = (UInt8(h & 0xFF), UInt8(h >> 8))
+            }
+            let x = (0 ..< tokens * columns).map { _ in Float.random(in: -2 ... 2, using: &rng) }
+            try bytes.withUnsafeBytes { raw in
+                let w = try WeightMatrix(name: "w", type: type, data: raw, rows: rows, columns: columns)
+                var fast = [Float](repeating: 0, count: tokens * rows)
+                var portable = fast
+                try x.withUnsafeBufferPointer { xp in
+                    try fast.withUnsafeMutableBufferPointer { try matmul(w, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
+                    try portable.withUnsafeMutableBufferPointer { try portableMatmul(w, xp.baseAddress!, tokens: tokens, $0.baseAddress!) }
+                }
+                #expect(zip(fast, portable).allSatisfy { $0.bitPattern == $1.bitPattern }, "\(type) \(rows)x\(columns): AVX2 and portable differ")
+                let dq = try Codecs.dequantize(type, raw, count: rows * columns)
+                for t in 0 ..< tokens {
+                    let xq = quantized(Array(x[t * columns ..< (t + 1) * columns]))
+                    for r in 0 ..< rows {
+                        var ref = 0.0, magnitude = 0.0
+                        for k in 0 ..< columns {
+                            let p = Double(dq[r * columns + k]) * Double(xq[k])
+                            ref += p
+                            magnitude += abs(p)
+                        }
+                        #expect(abs(Double(fast[t * rows + r]) - ref) <= 1e-4 * magnitude + 1e-6, "\(type) \(rows)x\(columns) t\(t) r\(r)")
+                    }
+                }
+            }
+        }
+    }
+
     /// The C dequantizer behind `WeightMatrix.dequantizeRow` equals the Swift codec bit for bit on random blocks
     /// (every byte random, so scales include subnormals, infinities and NaNs).
     @Test(arguments: kQuants)

@@ -9,6 +9,7 @@ import SquishQuantize
 @Suite("Squish block types and ternary weights")
 struct SquishTypesTests {
     static let squishTypes = GGMLType.allCases.filter { $0.squishBlock != nil }
+    static let sparseTypes = GGMLType.allCases.filter { $0.squishSparse != nil }
 
     /// Independent reading of the documented layouts, one bit at a time: d f16 @0, (affine) m f16 @2, then code j in
     /// bits [j·b, j·b + b) of the byte stream (bit i is bit i mod 8 of byte i / 8); w = d·q + m or d·(q − 2^(b−1)).
@@ -60,14 +61,14 @@ struct SquishTypesTests {
         }
     }
 
-    /// Every Squish type decodes exactly as Tests/Python/squish_block_reference.py (numpy, from the documented
-    /// layout) decodes the same random blocks.
+    /// Every Squish type (the sparse ones too) decodes exactly as Tests/Python/squish_block_reference.py (numpy, from
+    /// the documented layout) decodes the same random blocks.
     @Test func decoderMatchesNumpyReference() throws {
         let dir = try TestSupport.scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try TestSupport.runPython("squish_block_reference.py", [dir])
         let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/manifest.json"))) as! [[String: Any]]
-        #expect(manifest.count == 70)
+        #expect(manifest.count == 70 + 18)
         var covered = Set<GGMLType>()
         for c in manifest {
             let type = try #require(GGMLType(name: c["type"] as! String))
@@ -80,7 +81,7 @@ struct SquishTypesTests {
             let bad = (0 ..< count).first { decoded[$0].bitPattern != expected[$0].bitPattern }
             #expect(bad == nil, "\(type) first difference at \(bad ?? -1)")
         }
-        #expect(covered == Set(Self.squishTypes))
+        #expect(covered == Set(Self.squishTypes + Self.sparseTypes))
     }
 
     /// The format's own encoder: every value within half a step of its input (plus the f16 rounding of m; for the

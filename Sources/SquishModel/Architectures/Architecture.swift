@@ -21,6 +21,9 @@ public protocol Architecture {
     static func configuration(hf: HFConfig, path: String) throws -> ModelConfig
     /// Metadata beyond the keys every family shares (`GGUFConfig.write`), for writing a GGUF of this family.
     static func ggufMetadata(_ c: ModelConfig) -> [(String, GGUFValue)]
+    /// The GGUF `general.architecture` a configuration is written as: `name`, unless llama.cpp knows blocks of
+    /// differing widths only under another name (Llama's are "deci").
+    static func ggufArchitecture(_ c: ModelConfig) -> String
 
     /// The checkpoint's name for `tensor`, and how its values differ from the runtime's (= GGUF's) convention;
     /// nil when the family has no such tensor.
@@ -62,6 +65,13 @@ public enum Architectures {
 
     public static var supportedGGUF: String { all.flatMap { $0.ggufArchitectures }.joined(separator: ", ") }
     public static var supportedHF: String { all.flatMap { $0.hfModelTypes }.joined(separator: ", ") }
+
+    /// Every architecture-specific metadata key of a GGUF file for `c` (the shared keys and the family's own, under the
+    /// architecture name the configuration is written as), `general.architecture` first.
+    public static func ggufMetadata(_ c: ModelConfig) -> [(String, GGUFValue)] {
+        guard let family = family(named: c.architecture) else { return [] }
+        return GGUFConfig.metadata(c, arch: family.ggufArchitecture(c)) + family.ggufMetadata(c)
+    }
 
     /// The configuration of a GGUF file by its `general.architecture`, validated.
     public static func configuration(gguf file: GGUFFile) throws -> ModelConfig {
@@ -117,6 +127,7 @@ extension Architecture {
     }
 
     public static func ggufMetadata(_ c: ModelConfig) -> [(String, GGUFValue)] { [] }
+    public static func ggufArchitecture(_ c: ModelConfig) -> String { name }
     public static func ropeFrequencyFactors(hf: HFConfig, config: ModelConfig) -> [Float]? { nil }
 }
 
@@ -170,10 +181,46 @@ public struct GGUFConfig {
         return e.shape[1]
     }
 
-    /// The sizes every family stores the same way, with llama.cpp's defaults where a key is optional.
-    public func baseSizes() throws -> (dim: Int, hiddenDim: Int, layers: Int, heads: Int, kvHeads: Int, headDim: Int, context: Int) {
-        let dim = try requiredInt("embedding_length"), heads = try requiredInt("attention.head_count")
-        let kvHeads = try int("attention.head_count_kv") ?? heads
+    /// An integer per layer: a per-layer array (llama.cpp's `get_key_or_arr`, as pruned models store FFN widths and
+    /// head counts) or one integer for every layer; nil when absent.
+    public func intPerLayer(_ key: String, layers: Int) throws -> [Int]? {
+        guard let v = file["\(arch).\(key)"] else { return nil }
+        if case .array(let values) = v {
+            guard values.count == layers else {
+                throw ModelError.invalidConfiguration(path: file.path, reason: "metadata '\(arch).\(key)': \(values.count) values for \(layers) layers")
+            }
+            return try values.map { e in
+                guard let i = e.int else {
+                    throw ModelError.invalidConfiguration(path: file.path, reason: "metadata '\(arch).\(key)': expected integers, found \(e.type)")
+                }
+                return i
+            }
+        }
+        guard let i = v.int else {
+            throw ModelError.invalidConfiguration(path: file.path, reason: "metadata '\(arch).\(key)': expected an integer or an array of integers, found \(v.type)")
+        }
+        return [Int](repeating: i, count: max(0, min(layers, ModelConfig.limits.layers)))
+    }
+
+    /// The sizes every family stores the same way, with llama.cpp's defaults where a key is optional. FFN width and
+    /// head counts may be per-layer arrays; the scalars are then the largest values and `layerWidths` has them all.
+    public struct Sizes {
+        public var dim: Int, hiddenDim: Int, layers: Int, heads: Int, kvHeads: Int, headDim: Int, context: Int
+        public var layerWidths: [LayerWidths]?
+    }
+
+    public func baseSizes() throws -> Sizes {
+        let dim = try requiredInt("embedding_length"), layers = try requiredInt("block_count")
+        guard layers > 0, layers <= ModelConfig.limits.layers else {
+            throw ModelError.invalidConfiguration(path: file.path, reason: "metadata '\(arch).block_count': \(layers) is outside 1 ... \(ModelConfig.limits.layers)")
+        }
+        guard let ffn = try intPerLayer("feed_forward_length", layers: layers) else {
+            throw ModelError.missingMetadata(path: file.path, key: "\(arch).feed_forward_length")
+        }
+        guard let heads = try intPerLayer("attention.head_count", layers: layers) else {
+            throw ModelError.missingMetadata(path: file.path, key: "\(arch).attention.head_count")
+        }
+        let kvHeads = try intPerLayer("attention.head_count_kv", layers: layers) ?? heads
         let headDim: Int
         if let k = try int("attention.key_length") {
             headDim = k
@@ -181,13 +228,16 @@ public struct GGUFConfig {
                 throw ModelError.invalidConfiguration(path: file.path, reason: "metadata '\(arch).attention.value_length' \(v) differs from '\(arch).attention.key_length' \(k); not supported")
             }
         } else {
-            guard heads > 0, dim % heads == 0 else {
-                throw ModelError.invalidConfiguration(path: file.path, reason: "metadata '\(arch).attention.head_count' \(heads) does not divide embedding_length \(dim) (and key_length is absent)")
+            // llama.cpp: the first layer's heads.
+            guard heads[0] > 0, dim % heads[0] == 0 else {
+                throw ModelError.invalidConfiguration(path: file.path, reason: "metadata '\(arch).attention.head_count' \(heads[0]) does not divide embedding_length \(dim) (and key_length is absent)")
             }
-            headDim = dim / heads
+            headDim = dim / heads[0]
         }
-        return (dim, try requiredInt("feed_forward_length"), try requiredInt("block_count"), heads, kvHeads, headDim,
-                try int("context_length") ?? 2048)
+        let widths = (0 ..< layers).map { LayerWidths(ffn: ffn[$0], heads: heads[$0], kvHeads: kvHeads[$0]) }
+        let uniform = widths.allSatisfy { $0 == widths[0] }
+        return Sizes(dim: dim, hiddenDim: ffn.max()!, layers: layers, heads: heads.max()!, kvHeads: kvHeads.max()!, headDim: headDim,
+                     context: try int("context_length") ?? 2048, layerWidths: uniform ? nil : widths)
     }
 
     /// `rope.scaling.type` "linear" (or the older `rope.scale_linear`): the factor positions are divided by; 1 otherwise.
@@ -200,15 +250,21 @@ public struct GGUFConfig {
     public func has(_ tensor: ModelTensor) -> Bool { file.tensor(named: tensor.ggufName) != nil }
 
     /// The keys every family writes (llama.cpp's names), for a GGUF writer.
+    /// Widths that differ between layers are written as per-layer arrays (llama.cpp's `get_key_or_arr`).
     public static func metadata(_ c: ModelConfig, arch: String) -> [(String, GGUFValue)] {
+        func perLayer(_ value: (Int) -> Int) -> GGUFValue {
+            let v = (0 ..< c.layers).map(value)
+            guard let first = v.first, v.contains(where: { $0 != first }) else { return .uint32(UInt32(v.first ?? 0)) }
+            return .array(elementType: .uint32, values: v.map { .uint32(UInt32($0)) })
+        }
         var m: [(String, GGUFValue)] = [
             ("general.architecture", .string(arch)),
             ("\(arch).context_length", .uint32(UInt32(c.contextLength))),
             ("\(arch).embedding_length", .uint32(UInt32(c.dim))),
-            ("\(arch).feed_forward_length", .uint32(UInt32(c.hiddenDim))),
+            ("\(arch).feed_forward_length", perLayer { c.hiddenDim(layer: $0) }),
             ("\(arch).block_count", .uint32(UInt32(c.layers))),
-            ("\(arch).attention.head_count", .uint32(UInt32(c.heads))),
-            ("\(arch).attention.head_count_kv", .uint32(UInt32(c.kvHeads))),
+            ("\(arch).attention.head_count", perLayer { c.heads(layer: $0) }),
+            ("\(arch).attention.head_count_kv", perLayer { c.kvHeads(layer: $0) }),
             ("\(arch).attention.key_length", .uint32(UInt32(c.headDim))),
             ("\(arch).attention.value_length", .uint32(UInt32(c.headDim))),
             ("\(arch).attention.layer_norm_rms_epsilon", .float32(c.normEpsilon)),

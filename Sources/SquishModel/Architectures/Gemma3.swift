@@ -69,7 +69,7 @@ public enum Gemma3: Architecture {
                     : LayerAttention(ropeBase: globalBase, ropeLinearScale: scale)
             },
             tiedEmbeddings: !g.has(.output), qkNorm: true, postNorms: true, activation: .geluTanh,
-            embeddingScale: Float(s.dim).squareRoot(), attentionScale: attentionScale)
+            embeddingScale: Float(s.dim).squareRoot(), attentionScale: attentionScale, layerWidths: s.layerWidths)
     }
 
     public static func configuration(hf c: HFConfig, path: String) throws -> ModelConfig {

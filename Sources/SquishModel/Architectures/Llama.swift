@@ -12,7 +12,9 @@ import SquishFormats
 ///   "linear" a position scale; `sliding_window` (Mistral 7B v0.1) applies to every layer.
 public enum Llama: Architecture {
     public static let name = "llama"
-    public static let ggufArchitectures = ["llama", "mistral"]
+    /// "deci" (llama.cpp's name for Llama blocks whose FFN widths and head counts differ by layer, as in
+    /// Llama-3.1-Nemotron-51B) is what Squish writes for pruned Llama models with per-layer widths.
+    public static let ggufArchitectures = ["llama", "mistral", "deci"]
     public static let hfModelTypes = ["llama", "mistral"]
     public static let ggufRoPEStyle = RoPEStyle.adjacentPairs
 
@@ -25,7 +27,7 @@ public enum Llama: Architecture {
             normEpsilon: Float(try g.double("attention.layer_norm_rms_epsilon") ?? 1e-5),
             ropeBase: try g.double("rope.freq_base") ?? 10000, ropeDimensions: try g.int("rope.dimension_count") ?? s.headDim,
             ropeStyle: ggufRoPEStyle, ropeLinearScale: try g.linearRoPEScale(), tiedEmbeddings: !g.has(.output),
-            attentionBias: g.has(.block(0, .attnQBias)))
+            attentionBias: g.has(.block(0, .attnQBias)), layerWidths: s.layerWidths)
     }
 
     public static func configuration(hf c: HFConfig, path: String) throws -> ModelConfig {
@@ -52,6 +54,10 @@ public enum Llama: Architecture {
     }
 
     public static func hfTensor(_ tensor: ModelTensor) -> HFTensor? { llamaStyleHFTensor(tensor) }
+
+    /// llama.cpp's "llama" architecture takes one FFN width and head count for all layers; "deci" takes per-layer
+    /// arrays of both (its attention-free and linear-attention layers are not used).
+    public static func ggufArchitecture(_ c: ModelConfig) -> String { c.hasLayerWidths ? "deci" : name }
 
     public static func hfConfig(_ c: ModelConfig, bos: Int?, eos: Int?, dtype: String) -> HFConfig {
         HFConfig(architectures: ["LlamaForCausalLM"], modelType: "llama", hiddenSize: c.dim, intermediateSize: c.hiddenDim,

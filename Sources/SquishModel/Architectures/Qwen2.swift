@@ -21,7 +21,7 @@ public enum Qwen2: Architecture {
             normEpsilon: Float(try g.double("attention.layer_norm_rms_epsilon") ?? 1e-6),
             ropeBase: try g.double("rope.freq_base") ?? 10000, ropeDimensions: try g.int("rope.dimension_count") ?? s.headDim,
             ropeStyle: ggufRoPEStyle, ropeLinearScale: try g.linearRoPEScale(), tiedEmbeddings: !g.has(.output),
-            attentionBias: true)
+            attentionBias: true, layerWidths: s.layerWidths)
     }
 
     public static func configuration(hf c: HFConfig, path: String) throws -> ModelConfig {
