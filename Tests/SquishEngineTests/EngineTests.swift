@@ -118,9 +118,13 @@ struct EngineTests {
         await engine.shutdown(grace: 1)
     }
 
+    /// On the default model: its 500 tokens take far longer than the checks before the shutdown (the tiny fixture
+    /// could finish them first, and the shutdown would find nothing running).
     @Test func fullQueueContextAndShutdownAreRefusedCleanly() async throws {
+        let model = KnownModel.defaultModel
+        guard model.isCached else { throw EngineTestSetupError("the default model is not cached at \(model.path): run `squish fetch`") }
         let engine = Engine(threads: 2, options: EngineOptions(parallel: 1, context: 512, maxQueue: 1))
-        let served = try await engine.load(Self.fixtures + "/llama")
+        let served = try await engine.load(model.path)
         var p = GenerationParameters(maxTokens: 500)
         p.ignoreEOS = true
         let prompt = served.language.tokenizer.encode("Elizabeth", addSpecial: true)
@@ -135,7 +139,7 @@ struct EngineTests {
         #expect(throws: EngineError.contextExceeded(tokens: 513, context: 512)) {
             try served.generate(prompt: Array(repeating: prompt[0], count: 512), parameters: GenerationParameters())
         }
-        #expect(throws: EngineError.self) { try served.generate(prompt: [10_000], parameters: GenerationParameters()) }
+        #expect(throws: EngineError.self) { try served.generate(prompt: [1_000_000], parameters: GenerationParameters()) }
         // Shutdown with no grace: the waiting request is refused, the running one (500 tokens) ends with an error.
         await engine.shutdown(grace: 0)
         await #expect(throws: EngineError.shuttingDown) { for try await _ in waiting {} }
@@ -143,9 +147,13 @@ struct EngineTests {
         #expect(throws: EngineError.shuttingDown) { try served.generate(prompt: prompt, parameters: p) }
     }
 
+    /// On the default model, whose 500 tokens take far longer than dropping the request (the tiny fixture could
+    /// generate all of them before the drop is seen).
     @Test func droppedRequestsFreeTheirSequence() async throws {
+        let model = KnownModel.defaultModel
+        guard model.isCached else { throw EngineTestSetupError("the default model is not cached at \(model.path): run `squish fetch`") }
         let engine = Engine(threads: 2, options: EngineOptions(parallel: 1, context: 512, maxQueue: 4))
-        let served = try await engine.load(Self.fixtures + "/llama")
+        let served = try await engine.load(model.path)
         var p = GenerationParameters(maxTokens: 500)
         p.ignoreEOS = true
         let prompt = served.language.tokenizer.encode("Mr. Darcy", addSpecial: true)
@@ -215,4 +223,9 @@ struct EngineTests {
         await #expect(throws: EngineError.self) { try await engine.load(Self.fixtures + "/llama") }
         await engine.shutdown(grace: 1)
     }
+}
+
+struct EngineTestSetupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -308,7 +308,7 @@ struct PerplexityAcceptanceTests {
 
     /// ik_llama.cpp's `llama-perplexity -c 512 -t 2` on Gemma-3-270M Q4_K_M and the same 60,000 bytes prints
     /// PPL = 23.2309 ± 0.76712 over 28 chunks (ik_llama.cpp of August 2026); Squish must land within 0.5% with the same
-    /// protocol and the same chunks (the tokenization agrees). Measured: 23.2530.
+    /// protocol and the same chunks (the tokenization agrees). Measured: 23.2266.
     @Test func gemma3MatchesIkLlamaCpp() throws {
         let model = KnownModel.gemma3_270M
         guard model.isCached else { throw TestSetupError("Gemma-3-270M is not cached at \(model.path): run `squish fetch --model gemma3-270m`") }
