@@ -13,11 +13,15 @@ struct Squish: AsyncParsableCommand {
     /// Parses and runs a command. Temporary files are removed if a signal interrupts it; an error ends it with one
     /// line on stderr (exit status 1), a usage error as ArgumentParser reports it (status 64); every message is
     /// escaped for the terminal, since it may quote a file's contents or an argument.
-    static func main() {
+    static func main() async {
         TemporaryFiles.removeOnSignals()
         do {
             var command = try parseAsRoot()
-            try command.run()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()  // serve
+            } else {
+                try command.run()
+            }
         } catch {
             reportAndExit(error)
         }
