@@ -82,6 +82,25 @@ struct FamilyReferenceTests {
         #expect(same >= ref.tokens.count - 2, "\(family): top token agrees at \(same) of \(ref.tokens.count) positions")
     }
 
+    /// Logits do not depend on the thread count, bit for bit (prefill and token-by-token decoding, the fast path):
+    /// `squish zip` decodes with whatever threads the machine has. Multi-query families decode with their heads split
+    /// into several attention work items, which must not depend on the workers.
+    @Test(arguments: families)
+    func logitsAreIdenticalAcrossThreadCounts(family: String) throws {
+        let ref = try Self.reference(family)
+        let model = try TransformerModel(hfDirectory: Self.fixture(family))
+        var runs: [[Float]] = []
+        for threads in [1, 2, 3] {
+            let session = try ModelSession(model: model, pool: WorkerPool(threads: threads), contextLength: 64)
+            var logits = try session.forward(ref.tokens, logitsFor: ref.tokens.count)
+            session.reset()
+            for t in ref.tokens { logits += try session.forward([t]) }
+            runs.append(logits)
+        }
+        // WorkerPool caps threads to the cores available: on one core all three runs use one thread.
+        #expect(runs[1] == runs[0] && runs[2] == runs[0], "\(family): logits differ between thread counts")
+    }
+
     /// The checkpoint's tokenizer and chat template load with the model; the reference text encodes to the
     /// reference tokens (BOS as the family adds it).
     @Test(arguments: families)
