@@ -131,7 +131,10 @@ struct ModelSummary: Encodable {
         }
         let b = mapped.bytes
         let isSafetensors = b.count >= 9 && !(b[0] == 0x47 && b[1] == 0x47 && b[2] == 0x55 && b[3] == 0x46) && b[8] == UInt8(ascii: "{")
-        return isSafetensors ? try safetensors(SafetensorsFile(file: mapped)) : try gguf(GGUFFile(file: mapped))
+        if isSafetensors { return safetensors(try SafetensorsFile(file: mapped)) }
+        // A packed model (`squish pack`) is shown as the GGUF it decodes to.
+        if PackedModel.isPacked(b) { return gguf(try GGUFFile(file: try PackedModel.decode(b, path: path))) }
+        return gguf(try GGUFFile(file: mapped))
     }
 
     static func gguf(_ file: GGUFFile) -> ModelSummary {

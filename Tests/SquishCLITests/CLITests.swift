@@ -277,6 +277,42 @@ struct CLITests {
                     env: ["SQUISH_CACHE": dir + "/cache"]).expectError("trained context")
     }
 
+    // MARK: prune, zip, unzip, pack, unpack
+
+    /// The commands that came with pruning and lossless compression, through the binary: success paths (outputs
+    /// that load and round-trip byte for byte) and failure paths (exit 1 with one line, or a usage error).
+    @Test func pruneZipAndPackEndToEnd() throws {
+        let dir = try CLI.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try CLI.tiny()
+        let p = try CLI.run(["prune", "--model", model, "--method", "shortgpt", "--drop-layers", "1", "--out", dir + "/p.gguf", "--json"])
+        p.expectSuccess()
+        #expect((try p.json()["block_influence"] as? [Double])?.count == CLI.tinyShape.layers)
+        let pruned = try CLI.run(["inspect", dir + "/p.gguf", "--json"])
+        pruned.expectSuccess()
+        #expect((try pruned.json()["model"] as? [String: Any])?["layers"] as? Int == CLI.tinyShape.layers - 1)
+        try CLI.run(["prune", "--model", model, "--method", "shortgpt", "--drop-layers", "5", "--out", dir + "/q.gguf"])
+            .expectError("cannot prune: dropping 5 of \(CLI.tinyShape.layers) blocks")
+        try CLI.run(["prune", "--model", model, "--method", "wanda", "--sparsity", "0.3", "--out", dir + "/q.gguf"]).expectUsageError("--sparsity")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/q.gguf"))
+
+        try CLI.text(dir + "/text.txt", bytes: 500)
+        let z = try CLI.run(["zip", "--model", model, dir + "/text.txt", "-o", dir + "/text.sqz", "--json"])
+        z.expectSuccess()
+        try CLI.run(["unzip", "--model", model, dir + "/text.sqz", "-o", dir + "/text.out"]).expectSuccess()
+        #expect(FileManager.default.contents(atPath: dir + "/text.out") == FileManager.default.contents(atPath: dir + "/text.txt"))
+        try CLI.run(["unzip", "--model", dir + "/p.gguf", dir + "/text.sqz", "-o", dir + "/other.out"]).expectError("wrong model")
+        try CLI.run(["unzip", "--model", model, dir + "/text.txt", "-o", dir + "/x.out"]).expectError("not a file written by `squish zip`")
+        try CLI.run(["zip", "--model", model, dir + "/text.txt", "-o", dir + "/text.txt"]).expectError("the output is the input file")
+
+        try CLI.run(["pack", dir + "/p.gguf", "-o", dir + "/p.sqzw", "--json"]).expectSuccess()
+        try CLI.run(["unpack", dir + "/p.sqzw", "-o", dir + "/p2.gguf", "--json"]).expectSuccess()
+        #expect(FileManager.default.contents(atPath: dir + "/p2.gguf") == FileManager.default.contents(atPath: dir + "/p.gguf"))
+        try CLI.run(["inspect", dir + "/p.sqzw"]).expectSuccess()  // packed models load wherever a model is taken
+        try CLI.run(["unpack", dir + "/text.txt", "-o", dir + "/y.gguf"]).expectError("not a packed model")
+        try CLI.run(["pack", dir + "/p.gguf", "-o", dir + "/p.gguf"]).expectError("the output is the input file")
+    }
+
     // MARK: bench and synth
 
     @Test func benchModesAndTheirJSONShapes() throws {
