@@ -137,21 +137,15 @@ public final class ForwardPass {
         }
     }
 
-    /// Query heads per KV head of a block (`c`: its widths), and how many of them one attention work item takes: all
-    /// of them, unless a batch of `tokens` has fewer than `attentionItems` (token, KV head) pairs (decoding a
-    /// multi-query model); then the heads are split so there are that many items. The split depends on the batch
-    /// only, never on the thread count: grouped and single heads sum in different orders, and logits must not
-    /// change with the threads (`squish zip` decodes with any thread count).
+    /// Query heads per KV head of a block (`c`: its widths), and how many of them one attention work item takes: all of them, unless a batch of
+    /// `tokens` has fewer (token, KV head) pairs than workers; then as few as keep every worker busy.
     private func headSlices(tokens n: Int, config c: ModelConfig) -> (group: Int, slice: Int) {
         let group = c.heads / c.kvHeads
-        let pairs = n * c.kvHeads
-        guard pairs < Self.attentionItems else { return (group, group) }
-        let splits = min(group, (Self.attentionItems + pairs - 1) / pairs)
+        let pairs = n * c.kvHeads, workers = pool.threadCount
+        guard pairs < workers else { return (group, group) }
+        let splits = min(group, (workers + pairs - 1) / pairs)
         return (group, (group + splits - 1) / splits)
     }
-
-    /// Work items attention is split into at least (where the heads allow): enough for the cores of a small machine.
-    static let attentionItems = 4
 
     /// Embedding rows of `tokens` (checked against the vocabulary) into x [count × dim], scaled as the model wants.
     public func embed<C: Collection>(_ tokens: C, into x: UnsafeMutablePointer<Float>) throws where C.Element == Int {

@@ -84,7 +84,7 @@ struct FamilyReferenceTests {
 
     /// Logits do not depend on the thread count, bit for bit (prefill and token-by-token decoding, the fast path):
     /// `squish zip` decodes with whatever threads the machine has. Multi-query families decode with their heads split
-    /// into several attention work items, which must not depend on the workers.
+    /// over the workers: the grouped attention kernel must give each head the same result in any grouping.
     @Test(arguments: families)
     func logitsAreIdenticalAcrossThreadCounts(family: String) throws {
         let ref = try Self.reference(family)
