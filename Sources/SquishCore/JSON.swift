@@ -2,10 +2,12 @@ import Foundation
 
 /// Pretty, key-sorted JSON text for results printed with `--json`. A value JSON cannot represent (NaN or an
 /// infinity, which the commands refuse before printing) is reported with the field's name instead of Foundation's
-/// internal message.
-public func jsonString(_ value: some Encodable) throws -> String {
+/// internal message. `snakeCaseKeys` spells Swift's camelCase property names as the snake_case keys every result
+/// uses, for types without CodingKeys of their own (never for types that hold dictionaries: their keys would change too).
+public func jsonString(_ value: some Encodable, snakeCaseKeys: Bool = false) throws -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    if snakeCaseKeys { encoder.keyEncodingStrategy = .convertToSnakeCase }
     do {
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     } catch EncodingError.invalidValue(let v, let context) {

@@ -25,7 +25,7 @@ struct Pack: ParsableCommand {
         }
         progress.finish()
         if json {
-            print(try jsonString(summary))
+            print(try jsonString(summary, snakeCaseKeys: true))
             return
         }
         print(String(format: "%@ → %@: %d → %d bytes (%.2f%%), decoded and verified in %.2f s; %.1f s in all",

@@ -20,7 +20,7 @@ struct Unpack: ParsableCommand {
     func run() throws {
         let summary = try WeightPacking.unpack(input: input, output: out)
         if json {
-            print(try jsonString(summary))
+            print(try jsonString(summary, snakeCaseKeys: true))
         } else {
             print(String(format: "%@ → %@: %d → %d bytes, sha256 %@ verified, %.2f s",
                          input, out, summary.packedBytes, summary.originalBytes, summary.sha256, summary.seconds))

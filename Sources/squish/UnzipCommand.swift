@@ -19,8 +19,7 @@ struct Unzip: ParsableCommand {
     @Option(name: [.customShort("o"), .long], help: "Output file (must differ from the input).")
     var out: String
 
-    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores); any count decodes any file.")
-    var threads: Int?
+    @OptionGroup var threading: ThreadOptions  // the output does not depend on the count
 
     @Flag(help: "Print the summary as JSON.")
     var json = false
@@ -44,7 +43,7 @@ struct Unzip: ParsableCommand {
         let began = Date()
         let coder = try TextCoder(modelPath: try resolveModelPath(model),
                                   layout: KernelLayout(repack: container.repacked, lookupTables: container.lookupTables),
-                                  pool: WorkerPool(threads: threads))
+                                  pool: threading.pool(quiet: json))
         try coder.check(container, path: input)
         let progress = ProgressBar(total: container.tokenCount, label: "unzip", quiet: json)
         let bytes = try coder.decompress(container, path: input) { done, _ in progress.update(done) }
@@ -55,7 +54,7 @@ struct Unzip: ParsableCommand {
                               model: container.modelName, seconds: seconds, bytesPerSecond: Double(bytes.count) / max(seconds, 1e-9),
                               threads: coder.pool.threadCount)
         if json {
-            print(try jsonString(summary))
+            print(try jsonString(summary, snakeCaseKeys: true))
         } else {
             print(String(format: "%@ → %@: %d → %d bytes (%d tokens, model %@, sha256 verified), %.1f s, %.0f bytes/s",
                          input, out, data.count, bytes.count, container.tokenCount, container.modelName, seconds, summary.bytesPerSecond))

@@ -24,8 +24,7 @@ struct Zip: ParsableCommand {
     @Option(help: "Longest chunk in tokens (each chunk starts without context).")
     var chunkTokens = ZipSettings().maxChunkTokens
 
-    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores); the output does not depend on it.")
-    var threads: Int?
+    @OptionGroup var threading: ThreadOptions  // the output does not depend on the count
 
     @Flag(help: "Print the summary as JSON.")
     var json = false
@@ -38,7 +37,7 @@ struct Zip: ParsableCommand {
     func run() throws {
         try WeightPacking.checkOutput(out, input: input)
         guard let data = FileManager.default.contents(atPath: input) else { throw CLIError("\(input): cannot read the file") }
-        let coder = try TextCoder(modelPath: try resolveModelPath(model), pool: WorkerPool(threads: threads))
+        let coder = try TextCoder(modelPath: try resolveModelPath(model), pool: threading.pool(quiet: json))
         var settings = ZipSettings(lanes: lanes, maxChunkTokens: chunkTokens)
         settings.minChunkTokens = min(settings.minChunkTokens, chunkTokens)
         var progress: ProgressBar?  // tokens, known once the input is tokenized
@@ -49,7 +48,7 @@ struct Zip: ParsableCommand {
         progress?.finish()
         try AtomicFileWriter.write(container.serialized(), to: out)
         if json {
-            print(try jsonString(summary))
+            print(try jsonString(summary, snakeCaseKeys: true))
         } else {
             print(String(format: "%@ → %@: %d → %d bytes, %.4f bits/byte (model cross-entropy %.4f, coder %+.3f%%; %.4f counting the %@ model's %d bytes)",
                          input, out, summary.inputBytes, summary.outputBytes, summary.bitsPerByte, summary.modelBitsPerByte,
