@@ -1,4 +1,5 @@
 import Foundation
+import SquishKernels
 
 /// A reference model's next-token distribution at one position, kept in a compact form: the `k` most likely
 /// tokens with their log-probabilities, the probability mass of all other tokens (the tail), and optionally a few
@@ -53,12 +54,8 @@ public enum Divergence {
         normalizer(logits, vocab: vocab).logSumExp
     }
 
-    /// Index of the largest logit (the first one on ties).
-    public static func argmax(_ logits: UnsafePointer<Float>, vocab: Int) -> Int {
-        var best = 0
-        for i in 1 ..< vocab where logits[i] > logits[best] { best = i }
-        return best
-    }
+    /// Index of the largest logit (the first one on ties; NaN never wins), the kernels' argmax.
+    public static func argmax(_ logits: UnsafePointer<Float>, vocab: Int) -> Int { VectorOps.argmax(logits, count: vocab) }
 
     /// log p of one token given the log-sum-exp, rounded to Float the same way for every model, so that identical
     /// logits give bit-identical log-probabilities.

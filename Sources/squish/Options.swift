@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import SquishCore
+import SquishEval
+import SquishFormats
 import SquishKernels
 import SquishModel
 
@@ -102,5 +104,53 @@ struct SamplingOptions: ParsableArguments {
         s.repetitionPenalty = repeatPenalty
         s.seed = seed ?? UInt64.random(in: 0 ... UInt64.max)
         return s
+    }
+}
+
+/// The closing check of commands that write a model (quantize, prune): KL(input ‖ output) and top-1 agreement, both
+/// models run on the same short text in windows of `--kl-context`.
+struct KLCheckOptions: ParsableArguments {
+    @Flag(inversion: .prefixedNo, help: "Close with KL(input ‖ output) and top-1 agreement on a short text (both models run on it).")
+    var kl = true
+
+    @Option(help: "Text for the closing KL check (default: Pride and Prejudice from the cached corpora).")
+    var klText: String?
+
+    @Option(help: "Use the first N bytes of the KL text.")
+    var klBytes = 8000
+
+    @Option(help: "Window length in tokens for the KL check.")
+    var klContext = 512
+
+    func validate() throws {
+        try check("--kl-bytes", klBytes, 1 ... 1 << 30)
+        try check("--kl-context", klContext, 2 ... Limits.context)
+    }
+
+    /// Refuses a window the input model was not trained for before the work, not after it (a checkpoint directory is
+    /// checked by its session at the end).
+    func checkContext(input: String) throws {
+        guard kl, !FileManager.default.isDirectory(input) else { return }
+        let config = try Architectures.configuration(gguf: GGUFFile(path: input))
+        guard klContext <= config.contextLength else {
+            throw CLIError("--kl-context \(klContext) exceeds the model's trained context of \(config.contextLength) tokens (allowed: 2 to \(config.contextLength))")
+        }
+    }
+
+    /// The text's name and each candidate's agreement with the input model, or nil with `--no-kl`.
+    func measure(input: String, candidates: @autoclosure () throws -> [TransformerModel], pool: WorkerPool,
+                 quiet: Bool) throws -> (text: String, [ModelAgreement])? {
+        guard kl else { return nil }
+        let (name, bytes) = try klCheckText(klText, bytes: klBytes)
+        let reference = try LanguageModel(path: input, layout: kernelLayout)
+        let tokens = reference.tokenizer.encode(String(decoding: bytes, as: UTF8.self))
+        let bos = reference.tokenizer.addBOS ? reference.tokenizer.bosID : nil
+        let step = klContext - (bos == nil ? 0 : 1)
+        return (name, try candidates().map { candidate in
+            let progress = ProgressBar(total: (tokens.count + step - 1) / max(1, step), label: "kl", quiet: quiet)
+            defer { progress.finish() }
+            return try ModelAgreement.measure(reference: reference.model, candidate: candidate, tokens: tokens, bos: bos,
+                                              context: klContext, pool: pool, progress: progress)
+        })
     }
 }

@@ -52,26 +52,18 @@ struct Prune: ParsableCommand {
     @Option(help: "Calibration tokens (whole sequences of 512).")
     var calibTokens = 4096
 
-    @Flag(inversion: .prefixedNo, help: "Close with KL(input ‖ output) and top-1 agreement on a short text (before recovery too).")
-    var kl = true
-
-    @Option(help: "Text for the closing KL check (default: Pride and Prejudice from the cached corpora).")
-    var klText: String?
-
-    @Option(help: "Use the first N bytes of the KL text.")
-    var klBytes = 8000
+    @OptionGroup var klCheck: KLCheckOptions  // with --recover, the model before recovery is checked too
 
     @Option(help: "Output GGUF file (replaced atomically; must differ from the input).")
     var out: String
 
-    @Option(name: [.customShort("t"), .long], help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var threading: ThreadOptions
 
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
     func validate() throws {
-        guard calibTokens > 0, klBytes > 0 else { throw ValidationError("--calib-tokens and --kl-bytes must be positive") }
+        try check("--calib-tokens", calibTokens, 1 ... 1 << 24)
         switch method {
         case .shortgpt:
             guard dropLayers > 0 else { throw ValidationError("--method shortgpt needs --drop-layers N") }
@@ -105,7 +97,8 @@ struct Prune: ParsableCommand {
         options.calibration.tokens = calibTokens
         calibrationText(calib, into: &options.calibration)
         let quiet = json
-        let pool = WorkerPool(threads: threads)
+        let pool = threading.pool(quiet: quiet)
+        try klCheck.checkContext(input: input)
         var bar: ProgressBar?
         let outcome = try ModelPruner.prune(input: input, output: out, options: options, pool: pool, progress: { stage, done, total in
             if bar?.label != stage { bar?.finish(); bar = ProgressBar(total: total, label: stage, quiet: quiet) }
@@ -113,23 +106,16 @@ struct Prune: ParsableCommand {
         }, log: { _ in })
         bar?.finish()
         var report = outcome.report
-        if kl {
-            let (name, bytes) = try klCheckText(klText, bytes: klBytes)
-            let reference = try LanguageModel(path: input, layout: kernelLayout)
-            let tokens = reference.tokenizer.encode(String(decoding: bytes, as: UTF8.self))
-            let bos = reference.tokenizer.addBOS ? reference.tokenizer.bosID : nil
-            func measure(_ candidate: TransformerModel) throws -> ModelAgreement {
-                try ModelAgreement.measure(reference: reference.model, candidate: candidate, tokens: tokens, bos: bos, context: 512, pool: pool)
+        let candidates = { [try TransformerModel(path: out, layout: kernelLayout)] + (outcome.beforeRecovery.map { [$0] } ?? []) }
+        if let (text, agreements) = try klCheck.measure(input: input, candidates: try candidates(),
+                                                        pool: pool, quiet: quiet) {
+            report.klDivergence = agreements[0].klDivergence
+            report.top1Agreement = agreements[0].top1Agreement
+            if agreements.count > 1 {
+                report.klBeforeRecovery = agreements[1].klDivergence
+                report.top1BeforeRecovery = agreements[1].top1Agreement
             }
-            let after = try measure(try TransformerModel(path: out, layout: kernelLayout))
-            report.klDivergence = after.klDivergence
-            report.top1Agreement = after.top1Agreement
-            if let before = outcome.beforeRecovery {
-                let b = try measure(before)
-                report.klBeforeRecovery = b.klDivergence
-                report.top1BeforeRecovery = b.top1Agreement
-            }
-            report.klText = name
+            report.klText = text
         }
         if json {
             print(try jsonString(report))

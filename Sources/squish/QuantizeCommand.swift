@@ -68,17 +68,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "AWQ: number of clipping ratios searched, from 1 down towards 0.5 of max |w|.")
     var awqClipGrid = 20
 
-    @Flag(inversion: .prefixedNo, help: "Close with KL(input ‖ output) and top-1 agreement on a short text (both models run on it).")
-    var kl = true
-
-    @Option(help: "Text for the closing KL check (default: Pride and Prejudice from the cached corpora).")
-    var klText: String?
-
-    @Option(help: "Use the first N bytes of the KL text.")
-    var klBytes = 8000
-
-    @Option(help: "Window length in tokens for the KL check.")
-    var klContext = 512
+    @OptionGroup var klCheck: KLCheckOptions
 
     @Option(help: "Output GGUF file (replaced atomically; must differ from the input).")
     var out: String
@@ -94,8 +84,6 @@ struct Quantize: ParsableCommand {
         try check("--awq-grid", awqGrid, 1 ... 1000)
         try check("--awq-tokens", awqTokens, 1 ... 1 << 20)
         try check("--awq-clip-grid", awqClipGrid, 1 ... 1000)
-        try check("--kl-bytes", klBytes, 1 ... 1 << 30)
-        try check("--kl-context", klContext, 2 ... Limits.context)
         if let bits { try check("--bits", bits, 2 ... 8) }
         if let group { try check("--group", group, 1 ... 256) }
         if importance, method != .rtn { throw ValidationError("--importance applies to --method rtn (gptq and awq use the calibration statistics already)") }
@@ -126,31 +114,15 @@ struct Quantize: ParsableCommand {
         calibrationText(calib, into: &options.calibration)
         let quiet = json
         let pool = threading.pool(quiet: quiet)
-        if kl, !FileManager.default.isDirectory(input) {
-            // The closing KL check runs both models on windows of --kl-context: refuse a window the model was not
-            // trained for before quantizing, not after (a checkpoint directory's session refuses it at the end).
-            let config = try Architectures.configuration(gguf: GGUFFile(path: input))
-            guard klContext <= config.contextLength else {
-                throw CLIError("--kl-context \(klContext) exceeds the model's trained context of \(config.contextLength) tokens (allowed: 2 to \(config.contextLength))")
-            }
-        }
+        try klCheck.checkContext(input: input)
         var report = try ModelQuantizer.quantize(input: input, output: out, options: options, pool: pool,
                                                  log: { if !quiet { printError($0) } })
-        if kl {
-            let (name, bytes) = try loadKLText()
-            let a = try LanguageModel(path: input, layout: kernelLayout)
-            let tokenizer = a.tokenizer
-            let tokens = tokenizer.encode(String(decoding: bytes, as: UTF8.self))
-            let bos = tokenizer.addBOS ? tokenizer.bosID : nil
-            let step = klContext - (bos == nil ? 0 : 1)
-            let progress = ProgressBar(total: (tokens.count + step - 1) / max(1, step), label: "kl", quiet: quiet)
-            let agreement = try ModelAgreement.measure(reference: a.model, candidate: try TransformerModel(path: out, layout: kernelLayout),
-                                                       tokens: tokens, bos: bos, context: klContext, pool: pool, progress: progress)
-            progress.finish()
-            report.klDivergence = agreement.klDivergence
-            report.top1Agreement = agreement.top1Agreement
-            report.klPositions = agreement.positions
-            report.klText = name
+        if let (text, agreements) = try klCheck.measure(input: input, candidates: [try TransformerModel(path: out, layout: kernelLayout)],
+                                                        pool: pool, quiet: quiet) {
+            report.klDivergence = agreements[0].klDivergence
+            report.top1Agreement = agreements[0].top1Agreement
+            report.klPositions = agreements[0].positions
+            report.klText = text
         }
         if json {
             print(try jsonString(report))
@@ -167,8 +139,6 @@ struct Quantize: ParsableCommand {
             }
         }
     }
-
-    func loadKLText() throws -> (String, [UInt8]) { try klCheckText(klText, bytes: klBytes) }
 }
 
 extension QuantizationMethod: ExpressibleByArgument {}
