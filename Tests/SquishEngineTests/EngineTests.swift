@@ -122,7 +122,7 @@ struct EngineTests {
     /// could finish them first, and the shutdown would find nothing running).
     @Test func fullQueueContextAndShutdownAreRefusedCleanly() async throws {
         let model = KnownModel.defaultModel
-        guard model.isCached else { throw EngineTestSetupError("the default model is not cached at \(model.path): run `squish fetch`") }
+        guard model.isCached else { throw TestSetupError("the default model is not cached at \(model.path): run `squish fetch`") }
         let engine = Engine(threads: 2, options: EngineOptions(parallel: 1, context: 512, maxQueue: 1))
         let served = try await engine.load(model.path)
         var p = GenerationParameters(maxTokens: 500)
@@ -151,7 +151,7 @@ struct EngineTests {
     /// generate all of them before the drop is seen).
     @Test func droppedRequestsFreeTheirSequence() async throws {
         let model = KnownModel.defaultModel
-        guard model.isCached else { throw EngineTestSetupError("the default model is not cached at \(model.path): run `squish fetch`") }
+        guard model.isCached else { throw TestSetupError("the default model is not cached at \(model.path): run `squish fetch`") }
         let engine = Engine(threads: 2, options: EngineOptions(parallel: 1, context: 512, maxQueue: 4))
         let served = try await engine.load(model.path)
         var p = GenerationParameters(maxTokens: 500)
@@ -223,9 +223,4 @@ struct EngineTests {
         await #expect(throws: EngineError.self) { try await engine.load(Self.fixtures + "/llama") }
         await engine.shutdown(grace: 1)
     }
-}
-
-struct EngineTestSetupError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

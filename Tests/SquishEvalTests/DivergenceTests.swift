@@ -2,19 +2,6 @@ import Foundation
 import Testing
 import SquishEval
 
-/// A small deterministic PRNG (SplitMix64) so tests are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 func gaussian(_ rng: inout SplitMix64) -> Float {
     // Box–Muller.
     let u = Double.random(in: Double.ulpOfOne ..< 1, using: &rng), v = Double.random(in: 0 ..< 1, using: &rng)
@@ -69,7 +56,6 @@ struct DivergenceTests {
             ref.withUnsafeBufferPointer { r in
                 cand.withUnsafeBufferPointer { c in
                     let exact = Divergence.exactKL(reference: r.baseAddress!, candidate: c.baseAddress!, vocab: vocab)
-                    let lse = Divergence.logSumExp(c.baseAddress!, vocab: vocab)
                     let approx = Divergence.klDivergence(reference: Divergence.topK(r.baseAddress!, vocab: vocab, k: 256),
                                                          candidate: c.baseAddress!, vocab: vocab)
                     let full = Divergence.klDivergence(reference: Divergence.topK(r.baseAddress!, vocab: vocab, k: vocab),

@@ -13,7 +13,7 @@ import SquishEval
 @Suite("Model agreement (quantize's closing KL)", .serialized)
 struct ModelAgreementTests {
     @Test func klAndTop1MatchAHandComputation() throws {
-        let input = try EvalTestSupport.defaultModelPath()
+        let input = try TestSupport.defaultModelPath()
         let dir = NSTemporaryDirectory() + "squish-agreement-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -35,7 +35,7 @@ struct ModelAgreementTests {
         for type in ["Q8_0", "Q4_0"] {
             let path = dir + "/\(type).gguf"
             let options = QuantizeOptions(method: .rtn, target: try .resolve(type: type, bits: nil, group: nil, symmetric: false))
-            try ModelQuantizer.quantize(input: input, output: path, options: options, pool: pool)
+            _ = try ModelQuantizer.quantize(input: input, output: path, options: options, pool: pool)
             let candidate = try TransformerModel(gguf: try GGUFFile(path: path))
             let r = try ModelAgreement.measure(reference: reference, candidate: candidate, tokens: tokens, bos: bos,
                                                context: context, pool: pool)

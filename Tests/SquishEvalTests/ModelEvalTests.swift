@@ -15,14 +15,14 @@ import SquishEval
 @Suite("Eval on the default model", .serialized)
 struct ModelEvalTests {
     @Test func quantizedModelsDivergeInOrder() throws {
-        let input = try EvalTestSupport.defaultModelPath()
+        let input = try TestSupport.defaultModelPath()
         let dir = NSTemporaryDirectory() + "squish-eval-model-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let pool = WorkerPool()
         for type in ["Q8_0", "Q4_0"] {
             let options = QuantizeOptions(method: .rtn, target: try .resolve(type: type, bits: nil, group: nil, symmetric: false))
-            try ModelQuantizer.quantize(input: input, output: dir + "/\(type).gguf", options: options, pool: pool)
+            _ = try ModelQuantizer.quantize(input: input, output: dir + "/\(type).gguf", options: options, pool: pool)
         }
         func load(_ path: String) throws -> EvalModel {
             let file = try GGUFFile(path: path)
@@ -105,13 +105,13 @@ struct ModelEvalTests {
     /// On real logits (default model vs its Q4_0 requantization, one 128-token chunk) the cached top-k + tail KL is
     /// within 2% of the exact full-vocabulary KL for k = 256 with 64 tail samples.
     @Test func topKKLIsCloseToExactOnRealLogits() throws {
-        let input = try EvalTestSupport.defaultModelPath()
+        let input = try TestSupport.defaultModelPath()
         let dir = NSTemporaryDirectory() + "squish-eval-model-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let pool = WorkerPool()
         let options = QuantizeOptions(method: .rtn, target: try .resolve(type: "Q4_0", bits: nil, group: nil, symmetric: false))
-        try ModelQuantizer.quantize(input: input, output: dir + "/q.gguf", options: options, pool: pool)
+        _ = try ModelQuantizer.quantize(input: input, output: dir + "/q.gguf", options: options, pool: pool)
         let file = try GGUFFile(path: input)
         let tokenizer = try Tokenizer(gguf: file)
         let a = try TransformerModel(gguf: file), b = try TransformerModel(path: dir + "/q.gguf")

@@ -18,7 +18,7 @@ struct TaskScoringTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let shape = SyntheticModelShape(name: "tiny", dim: 64, hiddenDim: 128, layers: 2, heads: 4, kvHeads: 2, contextLength: 256)
-        _ = try SyntheticModel.write(shape: shape, type: .q8_0, tokenizerFrom: GGUFFile(path: try EvalTestSupport.defaultModelPath()),
+        _ = try SyntheticModel.write(shape: shape, type: .q8_0, tokenizerFrom: GGUFFile(path: try TestSupport.defaultModelPath()),
                                      to: dir + "/tiny.gguf", seed: 3)
         let file = try GGUFFile(path: dir + "/tiny.gguf")
         return (try TransformerModel(gguf: file), try Tokenizer(gguf: file))

@@ -9,25 +9,13 @@ enum EvalTestSupport {
     static func novel(_ name: String) throws -> CorpusText {
         let path = Corpora.austenPath(name)
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw SetupError("the corpora are not cached at \(path): run `squish fetch` first")
+            throw TestSetupError("the corpora are not cached at \(path): run `squish fetch` first")
         }
         return CorpusText(name: name, text: String(decoding: data, as: UTF8.self))
     }
 
-    static func defaultModelPath() throws -> String {
-        guard FileManager.default.fileExists(atPath: DefaultModel.path) else {
-            throw SetupError("the default model is not cached at \(DefaultModel.path): run `squish fetch` first")
-        }
-        return DefaultModel.path
-    }
-
     /// Collapses whitespace, as the tasks do, so items can be found in the original text.
     static func normalized(_ s: String) -> String { s.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\r" }).joined(separator: " ") }
-}
-
-struct SetupError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
 }
 
 @Suite("Tasks built from the corpora")

@@ -2,84 +2,16 @@ import Foundation
 import Testing
 import SquishQuantize
 import SquishCore
-import SquishData
 import SquishEval
 import SquishFormats
 import SquishKernels
 import SquishModel
 import SquishTokenizer
+// The helpers every test target shares (Tests/SquishTestSupport).
+@_exported import SquishTestSupport
 
-/// Shared helpers for the quantization tests.
-enum TestSupport {
-    /// The cached default model; fails the test with instructions when it is absent.
-    static func defaultModelPath() throws -> String {
-        let path = DefaultModel.path
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw TestSetupError("the default model is not cached at \(path): run `squish fetch` first")
-        }
-        return path
-    }
-
-    /// A fresh temporary directory, removed by the caller.
-    static func scratchDirectory() throws -> String {
-        let dir = NSTemporaryDirectory() + "squish-tests-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir
-    }
-
-    /// Tests/Python/<name>, located from this source file.
-    static func pythonScript(_ name: String) -> String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Python").appendingPathComponent(name).path
-    }
-
-    /// Runs `python3 script args...`, returns stdout; throws with stderr on failure.
-    @discardableResult
-    static func runPython(_ script: String, _ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", pythonScript(script)] + args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw TestSetupError("python3 \(script) failed (\(p.terminationStatus)): \(String(decoding: e, as: UTF8.self))")
-        }
-        return String(decoding: o, as: UTF8.self)
-    }
-}
-
-struct TestSetupError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
-}
-
-/// A small deterministic PRNG (SplitMix64) so tests are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
+/// Helpers of the quantization tests.
 extension TestSupport {
-    static func austenPath(_ novel: String) throws -> String {
-        let path = Corpora.austenPath(novel)
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw TestSetupError("the corpora are not cached at \(path): run `squish fetch` first")
-        }
-        return path
-    }
-
     /// Options for a calibrated method on the default model with a tiny calibration set (2 sequences of 64 tokens
     /// from the first 20 kB of Emma), so that model-level tests stay fast.
     static func tinyCalibration(_ method: QuantizationMethod, type: String) throws -> QuantizeOptions {

@@ -1,0 +1,2 @@
+// The helpers every test target shares (Tests/SquishTestSupport).
+@_exported import SquishTestSupport
