@@ -21,6 +21,8 @@ public struct CompressOptions: Sendable {
     /// Calibration text (the level database's GPTQ statistics and the search's fitness).
     public var calibration = CalibrationOptions()
     public var ladder = LevelDatabaseOptions().ladder
+    /// Extra levels of the large matrices (`LevelDatabaseOptions.largeTensorLevels`).
+    public var largeTensorLevels = LevelDatabaseOptions().largeTensorLevels
     public var gptq = GPTQOptions()
     /// Sequences (and their length) the search scores candidates on; taken from the calibration text after the
     /// level database's tokens when the text is long enough.
@@ -140,6 +142,7 @@ public enum Compressor {
         if let calib = options.calibration.textPath { h.update(try FNV1a64.file(calib)) }
         h.update("\(options.calibration.textBytes ?? -1)/\(options.calibration.tokens)/\(options.calibration.sequenceLength)")
         h.update(options.ladder.map(\.name).joined(separator: ","))
+        h.update("large:" + options.largeTensorLevels.map(\.name).joined(separator: ","))
         h.update("\(options.gptq.dampPercent)/\(options.gptq.blockSize)/\(options.gptq.actOrder)")
         return h.hex
     }
@@ -209,6 +212,7 @@ public enum Compressor {
             dbOptions.calibration = options.calibration
             dbOptions.gptq = options.gptq
             dbOptions.ladder = options.ladder
+            dbOptions.largeTensorLevels = options.largeTensorLevels
             let bar = ProgressBar(total: 1, label: "level database", quiet: quiet)
             database = try LevelDatabase.build(file: source, key: key, options: dbOptions, output: dbPath, pool: pool,
                                                progress: { done, total in
@@ -284,7 +288,7 @@ public enum Compressor {
         let totalParameters = tensors.reduce(0) { $0 + $1.parameters }
         // Large tensors (the embedding) are measured at every level: their share of the budget is large and their
         // cost far from the probe level is not well predicted by the weight error.
-        let large = tensors.indices.filter { tensors[$0].parameters * 50 >= totalParameters }
+        let large = tensors.indices.filter { LevelDatabase.isLarge(parameters: tensors[$0].parameters, of: totalParameters) }
         let probes = tensors.indices.reduce(0) { $0 + (large.contains($1) ? top.levels[$1] : min(1, top.levels[$1])) }
         let sensStart = Date()
         let sensBar = ProgressBar(total: probes, label: "sensitivity", quiet: quiet)

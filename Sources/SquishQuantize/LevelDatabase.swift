@@ -11,6 +11,11 @@ public struct LevelDatabaseOptions: Sendable {
     /// Block types tried for every matrix, smallest first. Only those smaller than the matrix's stored type are
     /// kept; the stored type itself is always the top level (a lossless copy) when it has at most 8.5 bits.
     public var ladder: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4_G64, .sq5_G64, .q8_0]
+    /// Levels tried besides the ladder for large matrices (`LevelDatabase.isLarge`: in small models the embedding,
+    /// often tied to the output). One such matrix holds so much of the budget that the ladder's one-bit steps leave
+    /// the search no good choice near the target (Gemma-3-270M: the embedding is 62% of the parameters); the
+    /// group-128 variants fall a quarter bit below each level.
+    public var largeTensorLevels: [GGMLType] = [.sq3_G128, .sq4_G128, .sq5_G128]
     /// GPTQ for the transformer blocks' linear layers (else round to nearest everywhere).
     public var gptqBlocks = true
     public init() {}
@@ -106,6 +111,21 @@ public struct LevelDatabase: Sendable {
         return LevelDatabase(tensors: s.tensors, layers: s.layers, calibrationTokens: s.calibrationTokens, key: s.key)
     }
 
+    /// A matrix with at least 1/50 of all matrices' parameters: it gets the extra levels, and compress measures its
+    /// cost at every level instead of predicting it.
+    public static func isLarge(parameters: Int, of total: Int) -> Bool { parameters * 50 >= total }
+
+    /// The levels of a matrix of rows of `rowLength` stored as `source`: the ladder's types (and for a large matrix
+    /// the extra levels) that fit its rows and are smaller than the source, smallest first.
+    public static func levelTypes(rowLength: Int, source: GGMLType, large: Bool, options: LevelDatabaseOptions) -> [GGMLType] {
+        let limit = source.rowBytes(elements: rowLength) ?? .max
+        var seen = Set<GGMLType>()
+        return (options.ladder + (large ? options.largeTensorLevels : []))
+            .compactMap { t in t.rowBytes(elements: rowLength).flatMap { $0 < limit && seen.insert(t).inserted ? (t, $0) : nil } }
+            .sorted { $0.1 < $1.1 }
+            .map(\.0)
+    }
+
     /// Quantizes every matrix of `file` at every level of `options.ladder` and writes the database to `output`
     /// (atomically). Calibration runs the original model block by block (every block sees the original model's
     /// activations, so the levels of different tensors are independent of each other); GPTQ's statistics are
@@ -119,12 +139,10 @@ public struct LevelDatabase: Sendable {
         var tensors: [LevelTensor] = []
         var blobs: [String: [UInt8]] = [:]
 
+        let matrixParameters = c.linearLayers.reduce(0) { $0 + (file.tensor(named: $1.name)?.elementCount ?? 0) }
         func levels(for info: GGUFTensorInfo) -> [GGMLType] {
-            let source = info.type.rowBytes(elements: info.shape[0]) ?? .max
-            return options.ladder.filter { t in
-                guard let b = t.rowBytes(elements: info.shape[0]) else { return false }
-                return b < source
-            }
+            levelTypes(rowLength: info.shape[0], source: info.type, large: isLarge(parameters: info.elementCount, of: matrixParameters),
+                       options: options)
         }
         func describe(_ info: GGUFTensorInfo, _ w: UnsafePointer<Float>, levelTypes: [GGMLType]) -> LevelTensor {
             let (kind, layer) = (linear[info.name]!.kind, linear[info.name]!.layer)

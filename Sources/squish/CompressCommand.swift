@@ -30,7 +30,10 @@ struct Compress: ParsableCommand {
     var calibTokens = 4096
 
     @Option(help: "Levels every matrix may take, smallest first (only those smaller than its stored type are used; the stored type is the top level).")
-    var ladder = "SQ2_G64,SQ3_G64,SQ4_G64,SQ5_G64,Q8_0"
+    var ladder = LevelDatabaseOptions().ladder.map(\.name).joined(separator: ",")
+
+    @Option(help: "Extra levels of the large matrices (each with at least 1/50 of the parameters, e.g. the embedding), or 'none'.")
+    var largeLevels = LevelDatabaseOptions().largeTensorLevels.map(\.name).joined(separator: ",")
 
     @Option(help: "Wall-clock budget of the whole run in minutes (level database, search, writing, evaluation).")
     var budgetMinutes: Double = 15
@@ -96,12 +99,16 @@ struct Compress: ParsableCommand {
         let input = try resolveModelPath(model)
         let target: CompressOptions.Target = try targetSize.map { .fileBytes(try ByteSize.parse($0)) } ?? .bitsPerWeight(targetBpw!)
         var options = CompressOptions(target: target)
-        options.ladder = try ladder.split(separator: ",").map { name in
-            guard let t = GGMLType(name: String(name)), BlockGrid(t) != nil else {
-                throw ValidationError("--ladder: '\(name)' is not a block type Squish quantizes to (\(QuantizationTarget.supportedNames))")
+        func types(_ list: String, _ option: String) throws -> [GGMLType] {
+            try list.split(separator: ",").map { name in
+                guard let t = GGMLType(name: String(name)), BlockGrid(t) != nil else {
+                    throw ValidationError("\(option): '\(name)' is not a block type Squish quantizes to (\(QuantizationTarget.supportedNames))")
+                }
+                return t
             }
-            return t
         }
+        options.ladder = try types(ladder, "--ladder")
+        options.largeTensorLevels = largeLevels == "none" ? [] : try types(largeLevels, "--large-levels")
         options.calibration.tokens = calibTokens
         calibrationText(calib, into: &options.calibration)
         options.budgetSeconds = budgetMinutes * 60
