@@ -240,6 +240,20 @@ public struct GGUFConfig {
                      context: try int("context_length") ?? 2048, layerWidths: uniform ? nil : widths)
     }
 
+    /// A Llama-style block as llama.cpp's metadata describes it (RMSNorm with `epsilon` when the file has none, GQA
+    /// with RoPE of `ropeStyle`, SwiGLU, output tied when the file has no `output.weight`); the family adds its flags.
+    public func llamaStyleConfiguration(architecture: String, ropeStyle: RoPEStyle, epsilon: Double, attentionBias: Bool = false,
+                                        qkNorm: Bool = false) throws -> ModelConfig {
+        let s = try baseSizes()
+        return ModelConfig(
+            architecture: architecture, dim: s.dim, hiddenDim: s.hiddenDim, layers: s.layers, heads: s.heads, kvHeads: s.kvHeads,
+            headDim: s.headDim, vocabSize: try vocabularySize(), contextLength: s.context,
+            normEpsilon: Float(try double("attention.layer_norm_rms_epsilon") ?? epsilon),
+            ropeBase: try double("rope.freq_base") ?? 10000, ropeDimensions: try int("rope.dimension_count") ?? s.headDim,
+            ropeStyle: ropeStyle, ropeLinearScale: try linearRoPEScale(), tiedEmbeddings: !has(.output),
+            attentionBias: attentionBias, qkNorm: qkNorm, layerWidths: s.layerWidths)
+    }
+
     /// `rope.scaling.type` "linear" (or the older `rope.scale_linear`): the factor positions are divided by; 1 otherwise.
     public func linearRoPEScale() throws -> Double {
         if string("rope.scaling.type") == "linear" { return try double("rope.scaling.factor") ?? 1 }
@@ -300,6 +314,31 @@ extension HFConfig {
     /// The RoPE base of layers of `layerType`: `rope_parameters[layerType].rope_theta` when present, else `fallback`.
     func ropeBase(layerType: String, fallback: Double) -> Double {
         ropeParametersByLayerType?[layerType]?.ropeTheta ?? fallback
+    }
+
+    /// Refuses an activation other than `expected` (`hidden_act`).
+    func require(activation expected: String, family: String, path: String) throws {
+        if let act = hiddenAct, act != expected {
+            throw ModelError.invalidConfiguration(path: path, reason: "field 'hidden_act': '\(act)' is not supported (\(family) uses \(expected))")
+        }
+    }
+
+    /// Qwen2's and Qwen3's configuration (transformers' Qwen2Config, Qwen3Config): Llama's sizes, RoPE rotating halves,
+    /// sliding windows only with `use_sliding_window`, on the layers `layer_types` names or from `max_window_layers` on.
+    func qwenStyleConfiguration(architecture: String, path: String, attentionBias: Bool, qkNorm: Bool) throws -> ModelConfig {
+        let base = ropeTheta ?? 10000, scale = try linearRoPEScale(path: path)
+        let layers = max(0, min(numHiddenLayers, ModelConfig.limits.layers))
+        let windowed = useSlidingWindow == true ? slidingWindow : nil
+        return ModelConfig(
+            architecture: architecture, dim: hiddenSize, hiddenDim: intermediateSize, layers: numHiddenLayers,
+            heads: numAttentionHeads, kvHeads: kvHeads, headDim: resolvedHeadDim, vocabSize: vocabSize,
+            contextLength: maxPositionEmbeddings ?? 32768, normEpsilon: Float(rmsNormEps ?? 1e-6), ropeBase: base,
+            ropeStyle: .halfSplit,
+            layerAttention: (0 ..< layers).map { i in
+                let sliding = isSlidingLayer(i) { windowed != nil && $0 >= (maxWindowLayers ?? 0) }
+                return LayerAttention(slidingWindow: sliding ? windowed : nil, ropeBase: base, ropeLinearScale: scale)
+            },
+            tiedEmbeddings: tied, attentionBias: attentionBias, qkNorm: qkNorm)
     }
 
     /// Whether layer `i` is a sliding-window layer: `layer_types` when present, else `default(i)`.

@@ -20,23 +20,14 @@ public enum Llama: Architecture {
 
     public static func configuration(gguf file: GGUFFile) throws -> ModelConfig {
         let g = try GGUFConfig(file)
-        let s = try g.baseSizes()
-        return ModelConfig(
-            architecture: name, dim: s.dim, hiddenDim: s.hiddenDim, layers: s.layers, heads: s.heads, kvHeads: s.kvHeads,
-            headDim: s.headDim, vocabSize: try g.vocabularySize(), contextLength: s.context,
-            normEpsilon: Float(try g.double("attention.layer_norm_rms_epsilon") ?? 1e-5),
-            ropeBase: try g.double("rope.freq_base") ?? 10000, ropeDimensions: try g.int("rope.dimension_count") ?? s.headDim,
-            ropeStyle: ggufRoPEStyle, ropeLinearScale: try g.linearRoPEScale(), tiedEmbeddings: !g.has(.output),
-            attentionBias: g.has(.block(0, .attnQBias)), layerWidths: s.layerWidths)
+        return try g.llamaStyleConfiguration(architecture: name, ropeStyle: ggufRoPEStyle, epsilon: 1e-5, attentionBias: g.has(.block(0, .attnQBias)))
     }
 
     public static func configuration(hf c: HFConfig, path: String) throws -> ModelConfig {
         if c.attentionBias == true || c.mlpBias == true {
             throw ModelError.invalidConfiguration(path: path, reason: "field 'attention_bias'/'mlp_bias': biases on Llama's output and FFN projections are not supported")
         }
-        if let act = c.hiddenAct, act != "silu" {
-            throw ModelError.invalidConfiguration(path: path, reason: "field 'hidden_act': '\(act)' is not supported (Llama uses silu)")
-        }
+        try c.require(activation: "silu", family: "Llama", path: path)
         let headDim = c.resolvedHeadDim
         // llama3 scaling is applied through frequency divisors (`ropeFrequencyFactors`), not a position scale.
         let scale = c.ropeScaling?.kind == "llama3" ? 1 : try c.linearRoPEScale(path: path)

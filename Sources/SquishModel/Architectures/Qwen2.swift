@@ -13,34 +13,12 @@ public enum Qwen2: Architecture {
     public static let ggufRoPEStyle = RoPEStyle.halfSplit
 
     public static func configuration(gguf file: GGUFFile) throws -> ModelConfig {
-        let g = try GGUFConfig(file)
-        let s = try g.baseSizes()
-        return ModelConfig(
-            architecture: name, dim: s.dim, hiddenDim: s.hiddenDim, layers: s.layers, heads: s.heads, kvHeads: s.kvHeads,
-            headDim: s.headDim, vocabSize: try g.vocabularySize(), contextLength: s.context,
-            normEpsilon: Float(try g.double("attention.layer_norm_rms_epsilon") ?? 1e-6),
-            ropeBase: try g.double("rope.freq_base") ?? 10000, ropeDimensions: try g.int("rope.dimension_count") ?? s.headDim,
-            ropeStyle: ggufRoPEStyle, ropeLinearScale: try g.linearRoPEScale(), tiedEmbeddings: !g.has(.output),
-            attentionBias: true, layerWidths: s.layerWidths)
+        try GGUFConfig(file).llamaStyleConfiguration(architecture: name, ropeStyle: ggufRoPEStyle, epsilon: 1e-6, attentionBias: true)
     }
 
     public static func configuration(hf c: HFConfig, path: String) throws -> ModelConfig {
-        if let act = c.hiddenAct, act != "silu" {
-            throw ModelError.invalidConfiguration(path: path, reason: "field 'hidden_act': '\(act)' is not supported (Qwen2 uses silu)")
-        }
-        let base = c.ropeTheta ?? 10000, scale = try c.linearRoPEScale(path: path)
-        let layers = max(0, min(c.numHiddenLayers, ModelConfig.limits.layers))
-        let windowed = c.useSlidingWindow == true ? c.slidingWindow : nil
-        return ModelConfig(
-            architecture: name, dim: c.hiddenSize, hiddenDim: c.intermediateSize, layers: c.numHiddenLayers,
-            heads: c.numAttentionHeads, kvHeads: c.kvHeads, headDim: c.resolvedHeadDim, vocabSize: c.vocabSize,
-            contextLength: c.maxPositionEmbeddings ?? 32768, normEpsilon: Float(c.rmsNormEps ?? 1e-6), ropeBase: base,
-            ropeStyle: .halfSplit,
-            layerAttention: (0 ..< layers).map { i in
-                let sliding = c.isSlidingLayer(i) { windowed != nil && $0 >= (c.maxWindowLayers ?? 0) }
-                return LayerAttention(slidingWindow: sliding ? windowed : nil, ropeBase: base, ropeLinearScale: scale)
-            },
-            tiedEmbeddings: c.tied, attentionBias: true)
+        try c.require(activation: "silu", family: "Qwen2", path: path)
+        return try c.qwenStyleConfiguration(architecture: name, path: path, attentionBias: true, qkNorm: false)
     }
 
     public static func hfTensor(_ tensor: ModelTensor) -> HFTensor? { llamaStyleHFTensor(tensor) }
