@@ -183,13 +183,10 @@ enum OpenAPIDocument {
         }
       },
       "StreamOptions": { "type": "object", "nullable": true, "properties": { "include_usage": { "type": "boolean", "nullable": true } } },
-      "ChatCompletionRequest": {
-        "type": "object", "required": [ "messages" ],
+      "GenerationParameters": {
+        "type": "object", "description": "what chat completions and completions take alike",
         "properties": {
           "model": { "type": "string", "nullable": true, "description": "a served model's id or alias; default: the first" },
-          "messages": { "type": "array", "minItems": 1, "items": { "$ref": "#/components/schemas/Message" } },
-          "max_tokens": { "type": "integer", "minimum": 1, "maximum": "__MAX_TOKENS__", "nullable": true },
-          "max_completion_tokens": { "type": "integer", "minimum": 1, "maximum": "__MAX_TOKENS__", "nullable": true, "description": "the same limit as max_tokens; when both are given they must be equal" },
           "temperature": { "type": "number", "minimum": 0, "maximum": 2, "nullable": true },
           "top_p": { "type": "number", "minimum": 0, "maximum": 1, "nullable": true },
           "top_k": { "type": "integer", "minimum": 0, "maximum": 1000000, "nullable": true },
@@ -201,13 +198,26 @@ enum OpenAPIDocument {
           "stop": { "$ref": "#/components/schemas/Stop" },
           "stream": { "type": "boolean", "nullable": true },
           "stream_options": { "$ref": "#/components/schemas/StreamOptions" },
-          "logprobs": { "type": "boolean", "nullable": true },
-          "top_logprobs": { "type": "integer", "minimum": 0, "maximum": 20, "nullable": true, "description": "used with logprobs: true" },
           "response_format": { "$ref": "#/components/schemas/ResponseFormat" },
-          "n": { "type": "integer", "minimum": 1, "maximum": 1, "nullable": true },
           "ignore_eos": { "type": "boolean", "nullable": true },
           "user": { "type": "string", "nullable": true }
         }
+      },
+      "ChatCompletionRequest": {
+        "allOf": [
+          { "$ref": "#/components/schemas/GenerationParameters" },
+          {
+            "type": "object", "required": [ "messages" ],
+            "properties": {
+              "messages": { "type": "array", "minItems": 1, "items": { "$ref": "#/components/schemas/Message" } },
+              "max_tokens": { "type": "integer", "minimum": 1, "maximum": "__MAX_TOKENS__", "nullable": true },
+              "max_completion_tokens": { "type": "integer", "minimum": 1, "maximum": "__MAX_TOKENS__", "nullable": true, "description": "the same limit as max_tokens; when both are given they must be equal" },
+              "logprobs": { "type": "boolean", "nullable": true },
+              "top_logprobs": { "type": "integer", "minimum": 0, "maximum": 20, "nullable": true, "description": "used with logprobs: true" },
+              "n": { "type": "integer", "minimum": 1, "maximum": 1, "nullable": true }
+            }
+          }
+        ]
       },
       "TopLogprob": {
         "type": "object", "required": [ "token", "logprob", "bytes" ],
@@ -254,37 +264,27 @@ enum OpenAPIDocument {
         }
       },
       "CompletionRequest": {
-        "type": "object", "required": [ "prompt" ],
-        "properties": {
-          "model": { "type": "string", "nullable": true, "description": "a served model's id or alias; default: the first" },
-          "prompt": {
-            "oneOf": [
-              { "type": "string" },
-              { "type": "array", "minItems": 1, "maxItems": 1, "items": { "type": "string" } },
-              { "type": "array", "minItems": 1, "items": { "type": "integer", "minimum": 0 } }
-            ]
-          },
-          "max_tokens": { "type": "integer", "minimum": 1, "maximum": "__MAX_TOKENS__", "nullable": true, "description": "default 16" },
-          "temperature": { "type": "number", "minimum": 0, "maximum": 2, "nullable": true },
-          "top_p": { "type": "number", "minimum": 0, "maximum": 1, "nullable": true },
-          "top_k": { "type": "integer", "minimum": 0, "maximum": 1000000, "nullable": true },
-          "min_p": { "type": "number", "minimum": 0, "maximum": 1, "nullable": true },
-          "repeat_penalty": { "type": "number", "minimum": 0.01, "maximum": 10, "nullable": true },
-          "presence_penalty": { "type": "number", "minimum": -2, "maximum": 2, "nullable": true },
-          "frequency_penalty": { "type": "number", "minimum": -2, "maximum": 2, "nullable": true },
-          "seed": { "type": "integer", "format": "int64", "nullable": true },
-          "stop": { "$ref": "#/components/schemas/Stop" },
-          "stream": { "type": "boolean", "nullable": true },
-          "stream_options": { "$ref": "#/components/schemas/StreamOptions" },
-          "logprobs": { "type": "integer", "minimum": 0, "maximum": 5, "nullable": true },
-          "echo": { "type": "boolean", "nullable": true, "description": "true is refused (400)" },
-          "suffix": { "type": "string", "nullable": true, "description": "a non-empty suffix is refused (400)" },
-          "n": { "type": "integer", "minimum": 1, "maximum": 1, "nullable": true },
-          "best_of": { "type": "integer", "minimum": 1, "maximum": 1, "nullable": true },
-          "response_format": { "$ref": "#/components/schemas/ResponseFormat" },
-          "ignore_eos": { "type": "boolean", "nullable": true },
-          "user": { "type": "string", "nullable": true }
-        }
+        "allOf": [
+          { "$ref": "#/components/schemas/GenerationParameters" },
+          {
+            "type": "object", "required": [ "prompt" ],
+            "properties": {
+              "prompt": {
+                "oneOf": [
+                  { "type": "string" },
+                  { "type": "array", "minItems": 1, "maxItems": 1, "items": { "type": "string" } },
+                  { "type": "array", "minItems": 1, "items": { "type": "integer", "minimum": 0 } }
+                ]
+              },
+              "max_tokens": { "type": "integer", "minimum": 1, "maximum": "__MAX_TOKENS__", "nullable": true, "description": "default 16" },
+              "logprobs": { "type": "integer", "minimum": 0, "maximum": 5, "nullable": true },
+              "echo": { "type": "boolean", "nullable": true, "description": "true is refused (400)" },
+              "suffix": { "type": "string", "nullable": true, "description": "a non-empty suffix is refused (400)" },
+              "n": { "type": "integer", "minimum": 1, "maximum": 1, "nullable": true },
+              "best_of": { "type": "integer", "minimum": 1, "maximum": 1, "nullable": true }
+            }
+          }
+        ]
       },
       "Completion": {
         "type": "object", "required": [ "id", "object", "created", "model", "choices", "usage" ],
