@@ -215,7 +215,8 @@ public struct LevelDatabase: Sendable {
             throw QuantizeError.calibration(path: options.calibration.textPath ?? "", reason: "sequences of \(length) exceed the context \(c.contextLength)")
         }
         log("level database: \(seqs.count) calibration sequences of \(length) tokens, \(c.layers) blocks, ladder "
-            + options.ladder.map(\.name).joined(separator: ","))
+            + options.ladder.map(\.name).joined(separator: ",")
+            + (options.largeTensorLevels.isEmpty ? "" : "; large matrices also " + options.largeTensorLevels.map(\.name).joined(separator: ",")))
         let run = try CalibrationRun(model: model, sequences: seqs, pool: pool)
         var layerSignals: [LayerSignal] = []
         let steps = c.layers + 1
