@@ -233,85 +233,183 @@ SQ_AVX2 static inline __m256 kv_codes8(const uint8_t *p, int bits) {
     return _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(3)));
 }
 
-/// Row `src` of format fmt decoded to dst[head_dim]; returns dst, or src itself for f32 rows.
-SQ_AVX2 static inline const float *kv_decode_avx2(int fmt, const uint8_t *src, int64_t head_dim, int64_t group, float *dst) {
+/// Where the eight values from column c of a token row live: their codes, and their group's f16 scale and minimum
+/// (byte offsets within the row; the same for every row, so computed once per kernel call).
+typedef struct { int32_t code, param; } kv_lane;
+
+static kv_lane kv_lane_at(int fmt, int64_t c, int64_t group) {
+    kv_lane o = {0, 0};
     switch (fmt) {
-    case SQ_KV_F32: return (const float *)src;
-    case SQ_KV_F16:
-        for (int64_t i = 0; i < head_dim; i += 8)
-            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * i))));
-        return dst;
-    case SQ_KV_Q8:
-        for (int64_t g0 = 0; g0 < head_dim; g0 += group, src += 2 + group) {
-            const __m256 d = _mm256_set1_ps(sq_f16_to_f32(sq_load_u16(src)));
-            for (int64_t i = 0; i < group; i += 8) {
-                const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(src + 2 + i)));
-                _mm256_storeu_ps(dst + g0 + i, _mm256_mul_ps(d, _mm256_cvtepi32_ps(v)));
-            }
-        }
-        return dst;
+    case SQ_KV_F32: o.code = (int32_t)(4 * c); break;
+    case SQ_KV_F16: o.code = (int32_t)(2 * c); break;
+    case SQ_KV_Q8: o.param = (int32_t)(c / group * (2 + group)); o.code = o.param + 2 + (int32_t)(c % group); break;
     default: {
         const int bits = kv_bits(fmt);
-        for (int64_t g0 = 0; g0 < head_dim; g0 += group, src += 4 + group * bits / 8) {
-            const __m256 d = _mm256_set1_ps(sq_f16_to_f32(sq_load_u16(src)));
-            const __m256 m = _mm256_set1_ps(sq_f16_to_f32(sq_load_u16(src + 2)));
-            for (int64_t i = 0; i < group; i += 8)
-                _mm256_storeu_ps(dst + g0 + i, _mm256_fmadd_ps(d, kv_codes8(src + 4 + i * bits / 8, bits), m));
-        }
-        return dst;
+        o.param = (int32_t)(c / group * (4 + group * bits / 8));
+        o.code = o.param + 4 + (int32_t)(c % group * bits / 8);
+    }
+    }
+    return o;
+}
+
+/// The eight values of a row at lane `l` (see kv_lane), as floats; `fmt` is a constant in each specialization.
+SQ_AVX2 __attribute__((always_inline)) static inline __m256 kv_load8(const int fmt, const uint8_t *row, kv_lane l) {
+    switch (fmt) {
+    case SQ_KV_F32: return _mm256_loadu_ps((const float *)(row + l.code));
+    case SQ_KV_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + l.code)));
+    case SQ_KV_Q8: {
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(sq_load_u16(row + l.param)));
+        return _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + l.code)))));
+    }
+    default: {
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(sq_load_u16(row + l.param)));
+        const __m256 m = _mm256_set1_ps(_cvtsh_ss(sq_load_u16(row + l.param + 2)));
+        return _mm256_fmadd_ps(d, kv_codes8(row + l.code, fmt == SQ_KV_U4 ? 4 : 2), m);
     }
     }
 }
 
-/// scores[r·ld] = scale · q_r · row for r < nq.
-SQ_AVX2 static inline void kv_dots_avx2(const float *q, int64_t nq, const float *row, int64_t head_dim, float scale,
-                                        float *scores, int64_t ld) {
-    for (int64_t r = 0; r < nq; r++) {
-        const float *qr = q + r * head_dim;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        int64_t i = 0;
-        for (; i + 16 <= head_dim; i += 16) {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + i), _mm256_loadu_ps(row + i), a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + i + 8), _mm256_loadu_ps(row + i + 8), a1);
+/// Scores of R (1..4) query heads, two positions per step (one horizontal reduction per two positions and head).
+/// Channel blocks take fmt = -bits: codes only, with the queries already multiplied by the per-channel scales (qd) and
+/// `bias` (scale · q·m) added.
+SQ_AVX2 __attribute__((always_inline)) static inline void kv_scores_pass(
+    const int fmt, const int R, const float *q, int64_t head_dim, const kv_lane *lanes, const uint8_t *rows,
+    int64_t row_stride, int64_t n, float scale, const float *bias, float *scores, int64_t ld) {
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+        const uint8_t *r0 = rows + j * row_stride, *r1 = r0 + row_stride;
+        __m256 a[4][2];
+        for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
+        for (int64_t k = 0; k < head_dim / 8; k++) {
+            __m256 v0, v1;
+            if (fmt < 0) {
+                v0 = kv_codes8(r0 + lanes[k].code, -fmt);
+                v1 = kv_codes8(r1 + lanes[k].code, -fmt);
+            } else {
+                v0 = kv_load8(fmt, r0, lanes[k]);
+                v1 = kv_load8(fmt, r1, lanes[k]);
+            }
+            for (int r = 0; r < R; r++) {
+                const __m256 qv = _mm256_loadu_ps(q + r * head_dim + 8 * k);
+                a[r][0] = _mm256_fmadd_ps(qv, v0, a[r][0]);
+                a[r][1] = _mm256_fmadd_ps(qv, v1, a[r][1]);
+            }
         }
-        if (i < head_dim) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + i), _mm256_loadu_ps(row + i), a0);
-        scores[r * ld] = kv_hsum(_mm256_add_ps(a0, a1)) * scale;
+        for (int r = 0; r < R; r++) {
+            const __m256 h = _mm256_hadd_ps(a[r][0], a[r][1]);
+            __m128 t = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            t = _mm_hadd_ps(t, t);
+            float two[4];
+            _mm_storeu_ps(two, t);
+            scores[r * ld + j] = two[0] * scale + (bias ? bias[r] : 0.0f);
+            scores[r * ld + j + 1] = two[1] * scale + (bias ? bias[r] : 0.0f);
+        }
+    }
+    if (j < n) {
+        const uint8_t *r0 = rows + j * row_stride;
+        __m256 a[4];
+        for (int r = 0; r < R; r++) a[r] = _mm256_setzero_ps();
+        for (int64_t k = 0; k < head_dim / 8; k++) {
+            const __m256 v0 = fmt < 0 ? kv_codes8(r0 + lanes[k].code, -fmt) : kv_load8(fmt, r0, lanes[k]);
+            for (int r = 0; r < R; r++) a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * head_dim + 8 * k), v0, a[r]);
+        }
+        for (int r = 0; r < R; r++) scores[r * ld + j] = kv_hsum(a[r]) * scale + (bias ? bias[r] : 0.0f);
     }
 }
+
+/// Weighted sums of R (1..4) heads over n rows: 16 output columns of every head in registers per pass over the rows.
+SQ_AVX2 __attribute__((always_inline)) static inline void kv_accumulate_pass(
+    const int fmt, const int R, const float *p, int64_t ld, const uint8_t *rows, int64_t row_stride, int64_t n,
+    int64_t head_dim, int64_t group, float *out) {
+    for (int64_t c = 0; c < head_dim; c += 16) {
+        const int two = c + 16 <= head_dim;
+        const kv_lane l0 = kv_lane_at(fmt, c, group), l1 = two ? kv_lane_at(fmt, c + 8, group) : l0;
+        __m256 o[4][2];
+        for (int r = 0; r < R; r++) o[r][0] = o[r][1] = _mm256_setzero_ps();
+        const uint8_t *row = rows;
+        for (int64_t j = 0; j < n; j++, row += row_stride) {
+            const __m256 v0 = kv_load8(fmt, row, l0);
+            if (two) {
+                const __m256 v1 = kv_load8(fmt, row, l1);
+                for (int r = 0; r < R; r++) {
+                    const __m256 w = _mm256_broadcast_ss(p + r * ld + j);
+                    o[r][0] = _mm256_fmadd_ps(w, v0, o[r][0]);
+                    o[r][1] = _mm256_fmadd_ps(w, v1, o[r][1]);
+                }
+            } else {
+                for (int r = 0; r < R; r++) o[r][0] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r * ld + j), v0, o[r][0]);
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            float *dst = out + r * head_dim + c;
+            _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), o[r][0]));
+            if (two) _mm256_storeu_ps(dst + 8, _mm256_add_ps(_mm256_loadu_ps(dst + 8), o[r][1]));
+        }
+    }
+}
+
+#define KV_SPECIALIZE_R(CALL) \
+    switch (R) { case 1: CALL(1); break; case 2: CALL(2); break; case 3: CALL(3); break; default: CALL(4); break; }
 
 SQ_AVX2 static void kv_scores_avx2(int fmt, const float *q, int64_t nq, int64_t head_dim, int64_t group,
                                    const uint8_t *rows, int64_t row_stride, int64_t n, float scale, float *scores,
                                    int64_t ld) {
-    float buf[SQ_KV_MAX_HEAD_DIM];
-    for (int64_t j = 0; j < n; j++) {
-        const float *row = kv_decode_avx2(fmt, rows + j * row_stride, head_dim, group, buf);
-        kv_dots_avx2(q, nq, row, head_dim, scale, scores + j, ld);
+    kv_lane lanes[SQ_KV_MAX_HEAD_DIM / 8];
+    for (int64_t k = 0; k < head_dim / 8; k++) lanes[k] = kv_lane_at(fmt, 8 * k, group);
+    for (int64_t r0 = 0; r0 < nq; r0 += 4) {
+        const int R = nq - r0 < 4 ? (int)(nq - r0) : 4;
+        const float *qr = q + r0 * head_dim;
+        float *sr = scores + r0 * ld;
+#define KV_S(F, RR) kv_scores_pass(F, RR, qr, head_dim, lanes, rows, row_stride, n, scale, NULL, sr, ld)
+#define KV_S_F32(RR) KV_S(SQ_KV_F32, RR)
+#define KV_S_F16(RR) KV_S(SQ_KV_F16, RR)
+#define KV_S_Q8(RR) KV_S(SQ_KV_Q8, RR)
+#define KV_S_U4(RR) KV_S(SQ_KV_U4, RR)
+#define KV_S_U2(RR) KV_S(SQ_KV_U2, RR)
+        switch (fmt) {
+        case SQ_KV_F32: KV_SPECIALIZE_R(KV_S_F32) break;
+        case SQ_KV_F16: KV_SPECIALIZE_R(KV_S_F16) break;
+        case SQ_KV_Q8: KV_SPECIALIZE_R(KV_S_Q8) break;
+        case SQ_KV_U4: KV_SPECIALIZE_R(KV_S_U4) break;
+        default: KV_SPECIALIZE_R(KV_S_U2) break;
+        }
     }
 }
 
 SQ_AVX2 static void kv_accumulate_avx2(int fmt, const float *p, int64_t nq, int64_t ld, const uint8_t *rows,
                                        int64_t row_stride, int64_t n, int64_t head_dim, int64_t group, float *out) {
-    float buf[SQ_KV_MAX_HEAD_DIM];
-    for (int64_t j = 0; j < n; j++) {
-        const float *row = kv_decode_avx2(fmt, rows + j * row_stride, head_dim, group, buf);
-        for (int64_t r = 0; r < nq; r++) {
-            const __m256 w = _mm256_set1_ps(p[r * ld + j]);
-            float *o = out + r * head_dim;
-            for (int64_t i = 0; i < head_dim; i += 8)
-                _mm256_storeu_ps(o + i, _mm256_fmadd_ps(w, _mm256_loadu_ps(row + i), _mm256_loadu_ps(o + i)));
+    for (int64_t r0 = 0; r0 < nq; r0 += 4) {
+        const int R = nq - r0 < 4 ? (int)(nq - r0) : 4;
+        const float *pr = p + r0 * ld;
+        float *orr = out + r0 * head_dim;
+#define KV_A(F, RR) kv_accumulate_pass(F, RR, pr, ld, rows, row_stride, n, head_dim, group, orr)
+#define KV_A_F32(RR) KV_A(SQ_KV_F32, RR)
+#define KV_A_F16(RR) KV_A(SQ_KV_F16, RR)
+#define KV_A_Q8(RR) KV_A(SQ_KV_Q8, RR)
+#define KV_A_U4(RR) KV_A(SQ_KV_U4, RR)
+#define KV_A_U2(RR) KV_A(SQ_KV_U2, RR)
+        switch (fmt) {
+        case SQ_KV_F32: KV_SPECIALIZE_R(KV_A_F32) break;
+        case SQ_KV_F16: KV_SPECIALIZE_R(KV_A_F16) break;
+        case SQ_KV_Q8: KV_SPECIALIZE_R(KV_A_Q8) break;
+        case SQ_KV_U4: KV_SPECIALIZE_R(KV_A_U4) break;
+        default: KV_SPECIALIZE_R(KV_A_U2) break;
         }
     }
 }
 
 /// Per-channel keys: q·k = Σ_c q_c m_c + Σ_c (q_c d_c) code_c, so each query is scaled by d once per block and each
-/// position costs its codes' conversion and one dot product per query head.
+/// position costs its codes' conversion and one multiply-add per value and query head.
 SQ_AVX2 static void kv_channel_scores_avx2(int bits, const float *q, int64_t nq, int64_t head_dim, const uint8_t *block,
                                            int64_t j0, int64_t j1, float scale, float *scores, int64_t ld) {
-    float qd[4 * SQ_KV_MAX_HEAD_DIM], bias[4], codes[SQ_KV_MAX_HEAD_DIM];
+    float qd[4 * SQ_KV_MAX_HEAD_DIM], bias[4];
+    kv_lane lanes[SQ_KV_MAX_HEAD_DIM / 8];
+    for (int64_t k = 0; k < head_dim / 8; k++) lanes[k].code = (int32_t)(8 * k * bits / 8), lanes[k].param = 0;
     const int64_t row_bytes = head_dim * bits / 8;
+    const uint8_t *rows = block + head_dim * 4 + j0 * row_bytes;
     for (int64_t r0 = 0; r0 < nq; r0 += 4) {
-        const int64_t R = nq - r0 < 4 ? nq - r0 : 4;
-        for (int64_t r = 0; r < R; r++) {
+        const int R = nq - r0 < 4 ? (int)(nq - r0) : 4;
+        for (int r = 0; r < R; r++) {
             const float *qr = q + (r0 + r) * head_dim;
             __m256 b = _mm256_setzero_ps();
             for (int64_t i = 0; i < head_dim; i += 8) {
@@ -323,17 +421,11 @@ SQ_AVX2 static void kv_channel_scores_avx2(int bits, const float *q, int64_t nq,
             }
             bias[r] = kv_hsum(b);
         }
-        for (int64_t j = j0; j < j1; j++) {
-            const uint8_t *row = block + head_dim * 4 + j * row_bytes;
-            for (int64_t i = 0; i < head_dim; i += 8) _mm256_storeu_ps(codes + i, kv_codes8(row + i * bits / 8, bits));
-            float *s = scores + r0 * ld + (j - j0);
-            for (int64_t r = 0; r < R; r++) {
-                const float *qr = qd + r * head_dim;
-                __m256 a = _mm256_setzero_ps();
-                for (int64_t i = 0; i < head_dim; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qr + i), _mm256_loadu_ps(codes + i), a);
-                s[r * ld] = bias[r] + kv_hsum(a);
-            }
-        }
+        float *sr = scores + r0 * ld;
+#define KV_C(F, RR) kv_scores_pass(F, RR, qd, head_dim, lanes, rows, row_bytes, j1 - j0, 1.0f, bias, sr, ld)
+#define KV_C4(RR) KV_C(-4, RR)
+#define KV_C2(RR) KV_C(-2, RR)
+        if (bits == 4) { KV_SPECIALIZE_R(KV_C4) } else { KV_SPECIALIZE_R(KV_C2) }
     }
 }
 #endif
