@@ -386,3 +386,81 @@ struct KVCacheFamilyTests {
         }
     }
 }
+
+/// StreamingLLM written plainly: every position kept in f32, each query attending to the sinks and its most recent
+/// `window` positions gathered into one array.
+final class ReferenceStreamingCache: KVCache {
+    let capacity: Int, sink: Int, window: Int, headDim: Int
+    let kvHeads: [Int]
+    var keys: [[Int: [Float]]], values: [[Int: [Float]]]  // [layer][position] → [kvHeads × headDim]
+
+    init(sink: Int, window: Int, kvHeads: [Int], capacity: Int, headDim: Int) {
+        (self.sink, self.window, self.kvHeads, self.capacity, self.headDim) = (sink, window, kvHeads, capacity, headDim)
+        keys = kvHeads.map { _ in [:] }
+        values = keys
+    }
+
+    func store(layer l: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        keys[l][position] = Array(UnsafeBufferPointer(start: key, count: kvHeads[l] * headDim))
+        values[l][position] = Array(UnsafeBufferPointer(start: value, count: kvHeads[l] * headDim))
+    }
+
+    func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
+                scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        let last = positions.upperBound - 1
+        let kept = positions.filter { $0 < sink || $0 > last - window }
+        let cols = kvHead * headDim ..< (kvHead + 1) * headDim
+        let k = kept.flatMap { keys[layer][$0]![cols] }, v = kept.flatMap { values[layer][$0]![cols] }
+        VectorOps.attentionHeads(query: query, heads: 1, keys: k, values: v, stride: headDim, count: kept.count, headDim: headDim,
+                                 scale: scale, scores: scores, output: output)
+    }
+
+    func truncate(to count: Int) {}
+    func copy(prefix count: Int) throws -> KVCache { self }
+    func bytes(positions count: Int) -> Int { 0 }
+}
+
+@Suite("StreamingLLM cache")
+struct StreamingKVCacheTests {
+    @Test func parses() throws {
+        #expect(try KVCacheSpec.parse("streaming").selection == .streaming(sink: 4, window: .tokens(1020)))
+        #expect(try KVCacheSpec.parse("streaming:sink2,window30").selection == .streaming(sink: 2, window: .tokens(30)))
+        #expect(try KVCacheSpec.parse("streaming:25%").selection == .streaming(sink: 4, window: .fraction(0.25)))
+        for s in ["streaming:sink4,window1020", "streaming:sink0,25%", "streaming:sink4,12.5%"] {
+            #expect(try KVCacheSpec.parse(s).description == s)
+        }
+        for s in ["streaming:sink", "streaming:window0", "streaming:150%", "streaming:25%+kivi4", "streaming+streaming", "q8+f16",
+                  "streaming:sink2,sink3", "f32+"] {
+            #expect(throws: ModelError.self, "\(s)") { try KVCacheSpec.parse(s) }
+        }
+    }
+
+    /// A window that covers every position changes nothing (logits within 1e-5 of the f32 cache's); a small one
+    /// matches the plain version above, in one batch, in batches of 7 and decoding one token at a time (the ring's
+    /// slack keeps what a batch's first tokens still see), within 1e-4 of the logits' scale. Gemma 3's own
+    /// sliding-window layers intersect with the cache's window.
+    @Test(arguments: FamilyReferenceTests.families)
+    func matchesThePlainPolicy(family: String) throws {
+        let ref = try FamilyReferenceTests.reference(family)
+        let model = try TransformerModel(hfDirectory: FamilyReferenceTests.fixture(family))
+        let c = model.config
+        let f32 = try KVCacheFamilyTests.logits(model, ref.tokens)
+        let scale = f32.map(abs).max()!
+        let wide = try KVCacheFamilyTests.logits(model, ref.tokens, kv: try KVCacheSpec.parse("streaming:sink4,window64"))
+        #expect(KVCacheFamilyTests.worst(wide, f32) <= 1e-5 * scale, "\(family) wide window")
+        let kvHeads = (0 ..< c.layers).map { c.kvHeads(layer: $0) }
+        for batch in [64, 7, 1] {
+            let session = try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 64, maxBatch: batch,
+                                           kv: try KVCacheSpec.parse("streaming:sink2,window9"), exactActivations: true)
+            let reference = try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 64, maxBatch: batch,
+                                             cache: ReferenceStreamingCache(sink: 2, window: 9, kvHeads: kvHeads, capacity: 64, headDim: c.headDim),
+                                             exactActivations: true)
+            let got = try session.forward(ref.tokens, logitsFor: ref.tokens.count)
+            let want = try reference.forward(ref.tokens, logitsFor: ref.tokens.count)
+            #expect(KVCacheFamilyTests.worst(got, want) <= 1e-4 * scale, "\(family) batch \(batch)")
+            #expect(KVCacheFamilyTests.worst(got, f32) > 1e-3 * scale, "\(family): evicting changed nothing")
+            // Slots: 2 sinks + a ring of window + batch − 1 (at most the positions left).
+            #expect(session.cache.bytes(positions: 64) == 2 * 4 * kvHeads.reduce(0, +) * c.headDim * (2 + min(9 + batch - 1, 62)))
+        }
+    }
+}
