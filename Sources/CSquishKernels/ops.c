@@ -405,3 +405,60 @@ int64_t sq_argmax(const float *x, int64_t n) {
         if (x[i] > mx) { mx = x[i]; arg = i; }
     return arg;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Softmax of score rows in place (the compressed KV caches score their storage segments first, then normalize).
+
+#if defined(__x86_64__) || defined(_M_X64)
+SQ_AVX2 static void softmax_rows_avx2(float *x, int64_t rows, int64_t n, int64_t ld) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *s = x + r * ld;
+        __m256 vmax = _mm256_set1_ps(-INFINITY);
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + i));
+        float lanes[8];
+        _mm256_storeu_ps(lanes, vmax);
+        float mx = -INFINITY;
+        for (int k = 0; k < 8; k++) mx = fmaxf(mx, lanes[k]);
+        for (; i < n; i++) mx = fmaxf(mx, s[i]);
+        const __m256 vm = _mm256_set1_ps(mx);
+        __m256 vsum = _mm256_setzero_ps();
+        for (i = 0; i + 8 <= n; i += 8) {
+            const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm));
+            _mm256_storeu_ps(s + i, e);
+            vsum = _mm256_add_ps(vsum, e);
+        }
+        float sum = _mm_cvtss_f32(hsum2_ps(vsum, vsum));
+        for (; i < n; i++) {
+            const float e = expf(s[i] - mx);
+            s[i] = e;
+            sum += e;
+        }
+        const __m256 inv = _mm256_set1_ps(1.0f / sum);
+        for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), inv));
+        for (; i < n; i++) s[i] *= 1.0f / sum;
+    }
+}
+#endif
+
+void sq_softmax_rows_portable(float *x, int64_t rows, int64_t n, int64_t ld) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *s = x + r * ld;
+        float mx = -INFINITY;
+        for (int64_t i = 0; i < n; i++) mx = fmaxf(mx, s[i]);
+        float sum = 0.0f;
+        for (int64_t i = 0; i < n; i++) {
+            s[i] = expf(s[i] - mx);
+            sum += s[i];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t i = 0; i < n; i++) s[i] *= inv;
+    }
+}
+
+void sq_softmax_rows(float *x, int64_t rows, int64_t n, int64_t ld) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (sq_kernels_have_avx2()) { softmax_rows_avx2(x, rows, n, ld); return; }
+#endif
+    sq_softmax_rows_portable(x, rows, n, ld);
+}

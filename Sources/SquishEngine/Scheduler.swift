@@ -194,8 +194,7 @@ final class Scheduler {
     }
 
     private func newCache(capacity: Int) throws -> KVCache {
-        let c = model.config
-        return try F32KVCache(layers: c.layers, capacity: capacity, kvHeads: c.kvHeads, headDim: c.headDim)
+        try KVCacheSpec.f32.makeCache(config: model.config, capacity: capacity)
     }
 
     private func start(_ request: PendingRequest) {

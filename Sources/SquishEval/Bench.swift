@@ -3,8 +3,9 @@ import SquishCore
 import SquishKernels
 import SquishModel
 
-/// llama-bench style throughput: prompt processing (one batch of `promptTokens` from an empty cache) and text
-/// generation (`generatedTokens` single-token decodes from an empty cache), after one warm-up run, repeated.
+/// llama-bench style throughput: prompt processing (one batch of `promptTokens`) and text generation
+/// (`generatedTokens` single-token decodes), each from a cache holding `depth` positions (llama-bench's -d; 0: an
+/// empty cache), after one warm-up run, repeated.
 public struct BenchResult: Codable, Sendable {
     public let promptTokens: Int
     public let generatedTokens: Int
@@ -20,6 +21,13 @@ public struct BenchResult: Codable, Sendable {
     public let weightBytesPerToken: Int
     /// weightBytesPerToken × generation tokens/s: the effective bandwidth at which decode streams the weights.
     public let weightsGigabytesPerSecond: Double
+    /// Positions in the cache before each timed run.
+    public var depth = 0
+    /// The KV cache (its `--kv` specification), the bytes it holds at the deepest position a run reaches, and those
+    /// bytes per position.
+    public var kvCache = "f32"
+    public var kvCacheBytes = 0
+    public var kvCacheBytesPerToken = 0.0
 
     enum CodingKeys: String, CodingKey {
         case promptTokens = "prompt_tokens", generatedTokens = "generated_tokens", threads, repetitions
@@ -28,6 +36,7 @@ public struct BenchResult: Codable, Sendable {
         case generationTokensPerSecondSD = "generation_tokens_per_second_sd"
         case promptSamples = "prompt_samples", generationSamples = "generation_samples"
         case weightBytesPerToken = "weight_bytes_per_token", weightsGigabytesPerSecond = "weights_gigabytes_per_second"
+        case depth, kvCache = "kv_cache", kvCacheBytes = "kv_cache_bytes", kvCacheBytesPerToken = "kv_cache_bytes_per_token"
     }
 }
 
@@ -40,22 +49,33 @@ public enum ModelBench {
         return (m, s.squareRoot())
     }
 
-    public static func run(session: ModelSession, promptTokens: Int, generatedTokens: Int, repetitions: Int,
-                           progress: ProgressBar? = nil) throws -> BenchResult {
+    /// `depth`: positions of random tokens prefilled (untimed, once) before the timed runs; each run starts from them.
+    /// `kvCache`: the name of the session's cache for the result.
+    public static func run(session: ModelSession, promptTokens: Int, generatedTokens: Int, repetitions: Int, depth: Int = 0,
+                           kvCache: String = "f32", progress: ProgressBar? = nil) throws -> BenchResult {
         let vocab = session.model.config.vocabSize
         var rng = SystemRandomNumberGenerator()
         var pp: [Double] = [], tg: [Double] = []
+        /// Back to `depth` positions: truncate when the session holds them, prefill them otherwise.
+        func toDepth() throws {
+            if session.position >= depth && depth > 0 {
+                session.reset(to: depth)
+            } else {
+                session.reset()
+                if depth > 0 { _ = try session.forward((0 ..< depth).map { _ in Int.random(in: 0 ..< vocab, using: &rng) }, logitsFor: 1) }
+            }
+        }
         for rep in 0 ... repetitions {  // rep 0 is the warm-up
             if promptTokens > 0 {
                 let tokens = (0 ..< promptTokens).map { _ in Int.random(in: 0 ..< vocab, using: &rng) }
-                session.reset()
+                try toDepth()
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 _ = try session.forward(tokens, logitsFor: 1)
                 let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 if rep > 0 { pp.append(Double(promptTokens) / dt) }
             }
             if generatedTokens > 0 {
-                session.reset()
+                try toDepth()
                 var token = Int.random(in: 0 ..< vocab, using: &rng)
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 for _ in 0 ..< generatedTokens {
@@ -68,10 +88,16 @@ public enum ModelBench {
             progress?.advance()
         }
         let (ppm, pps) = meanSD(pp), (tgm, tgs) = meanSD(tg)
-        return BenchResult(promptTokens: promptTokens, generatedTokens: generatedTokens, threads: session.pool.threadCount,
+        let deepest = depth + max(promptTokens, generatedTokens)
+        var r = BenchResult(promptTokens: promptTokens, generatedTokens: generatedTokens, threads: session.pool.threadCount,
                            repetitions: repetitions, promptTokensPerSecond: ppm, promptTokensPerSecondSD: pps,
                            generationTokensPerSecond: tgm, generationTokensPerSecondSD: tgs,
                            promptSamples: pp, generationSamples: tg, weightBytesPerToken: session.model.matrixBytesPerToken,
                            weightsGigabytesPerSecond: Double(session.model.matrixBytesPerToken) * tgm / 1e9)
+        r.depth = depth
+        r.kvCache = kvCache
+        r.kvCacheBytes = session.cache.bytes(positions: deepest)
+        r.kvCacheBytesPerToken = deepest > 0 ? Double(r.kvCacheBytes) / Double(deepest) : 0
+        return r
     }
 }

@@ -40,6 +40,9 @@ public struct EvalOptions: Sendable {
     public var cacheDirectory = ReferenceLogits.defaultDirectory
     /// Recompute the reference even when a valid cache entry exists.
     public var refreshReference = false
+    /// The candidates' KV cache; the reference always runs with the f32 cache (so `--kv` alone, with the candidate
+    /// the reference model, measures what the cache costs on the same tokens).
+    public var kvCache = KVCacheSpec.f32
 
     public static let allTasks = [LastWordTask.name, ClozeTask.name, RetrievalTask.name]
 
@@ -161,6 +164,10 @@ public struct ModelEvalResult: Codable, Sendable {
     public var referenceTasks: [String: TaskResult]
     public var seconds: Double
     public var referenceCached: Bool
+    /// The candidate's KV cache (`--kv`) and its bytes per position at the scoring context (absent in results
+    /// written before caches were selectable: those ran with f32).
+    public var kvCache: String? = nil
+    public var kvCacheBytesPerToken: Double? = nil
 
     enum CodingKeys: String, CodingKey {
         case model, reference, text, context, perplexity, tasks, seconds
@@ -171,6 +178,7 @@ public struct ModelEvalResult: Codable, Sendable {
         case deltaP = "delta_p", bitsPerByte = "bits_per_byte", referenceBitsPerByte = "reference_bits_per_byte"
         case klPositions = "kl_positions", klTopK = "kl_top_k", klTailSamples = "kl_tail_samples", klMeanTailMass = "kl_mean_tail_mass"
         case referenceTasks = "reference_tasks", referenceCached = "reference_cached"
+        case kvCache = "kv_cache", kvCacheBytesPerToken = "kv_cache_bytes_per_token"
     }
 }
 
@@ -237,8 +245,9 @@ public final class CompressionEvaluator {
         return (r, false)
     }
 
-    func session(for model: TransformerModel) throws -> ModelSession {
-        try ModelSession(model: model, pool: pool, contextLength: options.sessionContext)
+    /// A session for the reference (f32 cache) or for a candidate (the options' cache).
+    func session(for model: TransformerModel, candidate: Bool = false) throws -> ModelSession {
+        try ModelSession(model: model, pool: pool, contextLength: options.sessionContext, kv: candidate ? options.kvCache : .f32)
     }
 
     /// llama.cpp protocol chunks: (chunk tokens, first scored index).
@@ -357,7 +366,7 @@ public final class CompressionEvaluator {
         }
         let progress = ProgressBar(total: chunks.count + windowsCount() + tasks.count,
                                    label: (candidate.path as NSString).lastPathComponent, quiet: quiet)
-        let session = try session(for: candidate.model)
+        let session = try session(for: candidate.model, candidate: true)
         var acc = NLLAccumulator()
         var kl: [Double] = [], deltaP: [Double] = []
         kl.reserveCapacity(ref.header.positions)
@@ -392,7 +401,7 @@ public final class CompressionEvaluator {
         progress.finish()
         let n = Double(max(1, position))
         let top1 = Double(same) / n
-        return ModelEvalResult(
+        var result = ModelEvalResult(
             model: candidate.path, reference: reference.path, modelBytes: candidate.fileBytes, referenceBytes: reference.fileBytes,
             text: text.name, textBytes: text.bytes.count, textTokens: tokens.count, context: context,
             perplexity: acc.perplexity, perplexityStderr: acc.standardError, referencePerplexity: ref.header.llamacpp.perplexity,
@@ -403,5 +412,8 @@ public final class CompressionEvaluator {
             klPositions: position, klTopK: k, klTailSamples: ref.header.tailSamples, klMeanTailMass: ref.tailMass.reduce(0, +) / n,
             tasks: taskResults, referenceTasks: referenceTasks, seconds: Date().timeIntervalSince(start),
             referenceCached: referenceCached)
+        result.kvCache = options.kvCache.description
+        result.kvCacheBytesPerToken = Double(session.cache.bytes(positions: context)) / Double(context)
+        return result
     }
 }

@@ -11,6 +11,9 @@ public enum EvalReport {
     public static func textSummary(_ r: ModelEvalResult) -> String {
         var lines: [String] = []
         lines.append("model \(short(r.model)) vs reference \(short(r.reference)) on \(r.text) (\(r.textBytes) bytes, \(r.textTokens) tokens)")
+        if let kv = r.kvCache, kv != "f32" {
+            lines.append(String(format: "  KV cache %@ (reference: f32): %.0f bytes per position", kv, r.kvCacheBytesPerToken ?? 0))
+        }
         lines.append(String(format: "  perplexity (llamacpp, ctx %d): %.4f ± %.4f   reference %.4f", r.context, r.perplexity, r.perplexityStderr, r.referencePerplexity))
         lines.append(String(format: "  perplexity (windows):          %.4f            reference %.4f", r.perplexityWindows, r.referencePerplexityWindows))
         lines.append(String(format: "  bits per byte:                 %.4f            reference %.4f", r.bitsPerByte, r.referenceBitsPerByte))

@@ -18,6 +18,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     /// The logits of a step contain NaN or +infinity (or are all −infinity): nothing can be sampled from them.
     case nonFiniteLogits(count: Int)
     case invalidArgument(String)
+    /// A `--kv` cache specification that does not parse, or that the model cannot use.
+    case invalidKVCacheSpec(spec: String, reason: String)
 
     /// The message with non-printing characters escaped (names and values in it may come from a hostile file).
     public var description: String { TerminalText.escape(message) }
@@ -41,6 +43,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case .nonFiniteLogits(let n):
             return "the model produced non-finite logits (NaN or infinity among \(n)): its weights or metadata are broken, nothing can be sampled"
         case .invalidArgument(let s): return s
+        case .invalidKVCacheSpec(let spec, let reason): return "KV cache '\(spec)': \(reason)"
         }
     }
 }

@@ -18,8 +18,9 @@ public final class ModelSession {
 
     /// A context of `contextLength` positions (default and maximum: what the model was trained for).
     /// `exactActivations`: multiply with f32 activations instead of 8-bit-rounded ones (a slow reference mode).
+    /// `kv`: the kind of cache to make when `cache` is not given.
     public init(model: TransformerModel, pool: WorkerPool, contextLength: Int? = nil, maxBatch: Int = 512, cache: KVCache? = nil,
-                exactActivations: Bool = false) throws {
+                kv: KVCacheSpec = .f32, exactActivations: Bool = false) throws {
         let c = model.config
         let ctx = contextLength ?? c.contextLength
         guard ctx >= 1, ctx <= c.contextLength else {
@@ -28,7 +29,7 @@ public final class ModelSession {
         self.model = model
         self.pool = pool
         self.contextLength = ctx
-        self.cache = try cache ?? F32KVCache(config: c, capacity: ctx)
+        self.cache = try cache ?? kv.makeCache(config: c, capacity: ctx, batch: min(max(1, maxBatch), ctx))
         pass = ForwardPass(model: model, pool: pool, maxBatch: min(max(1, maxBatch), ctx), exactActivations: exactActivations)
         x = .allocate(capacity: pass.maxBatch * c.dim)
     }

@@ -21,7 +21,12 @@ struct Bench: ParsableCommand {
     @Option(name: [.customShort("n"), .long], help: "Tokens generated one at a time.")
     var generatedTokens = 128
 
+    @Option(name: [.customShort("d"), .long], help: "Positions in the cache before each timed run (decoding at depth; prefilled once, untimed).")
+    var depth = 0
+
     @OptionGroup var threading: ThreadOptions
+
+    @OptionGroup var cache: KVCacheOptions
 
     @Option(name: [.customShort("r"), .long], help: "Repetitions after the warm-up run.")
     var repetitions = 5
@@ -59,6 +64,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         try check("-p/--prompt-tokens", promptTokens, 0 ... Limits.tokens)
         try check("-n/--generated-tokens", generatedTokens, 0 ... Limits.tokens)
+        try check("-d/--depth", depth, 0 ... Limits.context)
         guard promptTokens + generatedTokens > 0 else { throw ValidationError("-p and -n must not both be 0") }
         try check("-r/--repetitions", repetitions, 1 ... 10_000)
         // The buffer is read by every thread: at most half the memory, so that the measurement does not swap.
@@ -76,12 +82,13 @@ struct Bench: ParsableCommand {
         if tokenizer { return try runTokenizer(path: path) }
         let llama = try TransformerModel.load(path: path, layout: kernelLayout)
         let pool = threading.pool(quiet: json)
-        let context = max(promptTokens, generatedTokens, 1)
-        try checkContext(context, for: llama, option: "-p/-n", threads: pool.threadCount)
-        let session = try ModelSession(model: llama, pool: pool, contextLength: context, maxBatch: max(1, min(promptTokens, 512)))
+        let context = depth + max(promptTokens, generatedTokens, 1)
+        try checkContext(context, for: llama, option: depth > 0 ? "-d + -p/-n" : "-p/-n", threads: pool.threadCount)
+        let session = try ModelSession(model: llama, pool: pool, contextLength: context,
+                                       maxBatch: max(1, min(max(promptTokens, depth), 512)), kv: cache.kv)
         let progress = ProgressBar(total: repetitions + 1, label: "bench", quiet: json)
         let r = try ModelBench.run(session: session, promptTokens: promptTokens, generatedTokens: generatedTokens,
-                                   repetitions: repetitions, progress: progress)
+                                   repetitions: repetitions, depth: depth, kvCache: cache.kv.description, progress: progress)
         progress.finish()
         // Measured right after the model, so that both see the same load on the machine.
         var bandwidth: MemoryBandwidthResult?
@@ -103,7 +110,9 @@ struct Bench: ParsableCommand {
             }
         } else {
             let name = URL(fileURLWithPath: path).lastPathComponent
-            print("model: \(name)   threads: \(r.threads)   repetitions: \(r.repetitions)")
+            print("model: \(name)   threads: \(r.threads)   repetitions: \(r.repetitions)" + (depth > 0 ? "   depth: \(depth)" : ""))
+            print(String(format: "KV cache %@: %.0f bytes/token, %.2f MB at %d positions", r.kvCache, r.kvCacheBytesPerToken,
+                         Double(r.kvCacheBytes) / 1e6, depth + max(promptTokens, generatedTokens)))
             if promptTokens > 0 {
                 print(String(format: "pp%-5d %8.2f ± %.2f tokens/s", promptTokens, r.promptTokensPerSecond, r.promptTokensPerSecondSD))
             }

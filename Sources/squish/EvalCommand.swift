@@ -61,6 +61,8 @@ struct EvalCommand: ParsableCommand {
 
     @OptionGroup var threading: ThreadOptions
 
+    @OptionGroup(title: "KV cache of the candidates (the reference always runs with the f32 cache)") var cache: KVCacheOptions
+
     @Flag(help: "Print the results as JSON (one object, or an array for several models).")
     var json = false
 
@@ -135,6 +137,7 @@ struct EvalCommand: ParsableCommand {
         options.retrievalLengths = lengths() ?? options.retrievalLengths
         options.retrievalPerCell = retrievalItems
         options.refreshReference = refreshReference
+        options.kvCache = cache.kv
         let log: (String) -> Void = { printError($0) }
 
         let referencePath = try resolveModelPath(reference)

@@ -72,6 +72,20 @@ func sessionBytes(_ c: ModelConfig, context: Int, threads: Int) -> Double {
     return 4 * perPosition * Double(context)
 }
 
+/// `--kv SPEC`, the KV cache of every command that runs a model (parsed by SquishModel's KVCacheSpec).
+struct KVCacheOptions: ParsableArguments {
+    @Option(name: .customLong("kv"),
+            help: "KV cache: f32, f16, q8 (8-bit), kivi4, kivi2 (KIVI 4/2-bit with an f32 window of recent positions; parameters as in kivi2:g32,r128), streaming (4 attention sinks + the 1,020 most recent positions; streaming:sink4,window1020 or streaming:25% of the context).")
+    var spec = "f32"
+
+    func validate() throws {
+        do { _ = try KVCacheSpec.parse(spec) } catch { throw ValidationError("--kv: \(error)") }
+    }
+
+    /// The parsed specification (validate() has checked it).
+    var kv: KVCacheSpec { (try? KVCacheSpec.parse(spec)) ?? .f32 }
+}
+
 /// Sampling options shared by `run` and `chat`.
 struct SamplingOptions: ParsableArguments {
     @Option(name: .long, help: "Temperature (0 = greedy).")

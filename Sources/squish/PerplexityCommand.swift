@@ -27,6 +27,8 @@ struct PerplexityCommand: ParsableCommand {
 
     @OptionGroup var threading: ThreadOptions
 
+    @OptionGroup var cache: KVCacheOptions
+
     @Flag(help: "Use f32 activations in the matmuls (slow reference mode).")
     var exact = false
 
@@ -48,7 +50,7 @@ struct PerplexityCommand: ParsableCommand {
         guard let string = String(data: data, encoding: .utf8) else { throw CLIError("\(text): not valid UTF-8") }
         let tokens = loaded.tokenizer.encode(string)
         let bos = loaded.tokenizer.addBOS ? loaded.tokenizer.bosID : nil
-        let session = try ModelSession(model: loaded.model, pool: pool, contextLength: context, exactActivations: exact)
+        let session = try ModelSession(model: loaded.model, pool: pool, contextLength: context, kv: cache.kv, exactActivations: exact)
         let chunks = Perplexity.chunkCount(tokens: tokens.count, context: context, protocol: `protocol`, hasBOS: bos != nil)
         let progress = ProgressBar(total: chunks, label: "perplexity", quiet: json)
         let start = Date()

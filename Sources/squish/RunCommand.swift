@@ -22,6 +22,8 @@ struct Run: ParsableCommand {
 
     @OptionGroup var threading: ThreadOptions
 
+    @OptionGroup var cache: KVCacheOptions
+
     @Option(help: "Context window in tokens (default: the model's, at most 4096; at most the model's trained context).")
     var context: Int?
 
@@ -48,7 +50,7 @@ struct Run: ParsableCommand {
             throw CLIError("the prompt has \(ids.count) tokens; the context window is \(ctx) (raise --context)")
         }
         // Activation buffers sized for this prompt (prefill in one batch of at most 512 tokens).
-        let session = try ModelSession(model: loaded.model, pool: pool, contextLength: ctx, maxBatch: min(ids.count, 512))
+        let session = try ModelSession(model: loaded.model, pool: pool, contextLength: ctx, maxBatch: min(ids.count, 512), kv: cache.kv)
         var generator = Generator(session: session, sampler: sampling.settings)
         var printer = StreamingPrinter()
         var generated: [Int] = []
@@ -57,6 +59,8 @@ struct Run: ParsableCommand {
             if !json { printer.write(tokenizer.bytes(for: token)) }
             return true
         }
+        // What the cache holds for the positions this run filled.
+        let cacheBytes = session.cache.bytes(positions: session.position)
         if json {
             struct Result: Encodable {
                 let text: String
@@ -64,16 +68,22 @@ struct Run: ParsableCommand {
                 let stats: GenerationStats
                 let prompt_tokens_per_second: Double
                 let generation_tokens_per_second: Double
+                let kv_cache: String
+                let kv_cache_bytes: Int
+                let kv_cache_positions: Int
             }
             print(try jsonString(Result(text: tokenizer.decode(generated), tokens: generated, stats: stats,
                                         prompt_tokens_per_second: stats.promptTokensPerSecond,
-                                        generation_tokens_per_second: stats.generationTokensPerSecond)))
+                                        generation_tokens_per_second: stats.generationTokensPerSecond,
+                                        kv_cache: cache.kv.description, kv_cache_bytes: cacheBytes,
+                                        kv_cache_positions: session.position)))
         } else {
             printer.write(Array("\n".utf8))
             printer.flush()
-            printError(String(format: "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | stopped by %@",
+            printError(String(format: "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | stopped by %@ | KV cache %@: %.2f MB for %d positions",
                               stats.promptTokens, stats.promptTokensPerSecond, stats.generatedTokens,
-                              stats.generationTokensPerSecond, stats.stoppedBy))
+                              stats.generationTokensPerSecond, stats.stoppedBy, cache.kv.description,
+                              Double(cacheBytes) / 1e6, session.position))
         }
     }
 }
@@ -95,6 +105,8 @@ struct Chat: ParsableCommand {
 
     @OptionGroup var threading: ThreadOptions
 
+    @OptionGroup var cache: KVCacheOptions
+
     @Option(help: "Context window in tokens (default: the model's, at most 4096; at most the model's trained context).")
     var context: Int?
 
@@ -109,7 +121,7 @@ struct Chat: ParsableCommand {
         let pool = threading.pool()
         let ctx = context ?? min(loaded.model.config.contextLength, 4096)
         try checkContext(ctx, for: loaded.model, threads: pool.threadCount)
-        let session = try ModelSession(model: loaded.model, pool: pool, contextLength: ctx, maxBatch: 256)
+        let session = try ModelSession(model: loaded.model, pool: pool, contextLength: ctx, maxBatch: 256, kv: cache.kv)
         var generator = Generator(session: session, sampler: sampling.settings)
         var messages: [ChatMessage] = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
         let interactive = isatty(STDIN_FILENO) != 0

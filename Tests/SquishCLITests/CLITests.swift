@@ -170,7 +170,10 @@ struct CLITests {
         let r = try CLI.run(["run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--temp", "0", "--json"])
         r.expectSuccess()
         let j = try r.json()
-        #expect(keys(j) == ["text", "tokens", "stats", "prompt_tokens_per_second", "generation_tokens_per_second"])
+        #expect(keys(j) == ["text", "tokens", "stats", "prompt_tokens_per_second", "generation_tokens_per_second", "kv_cache",
+                            "kv_cache_bytes", "kv_cache_positions"])
+        // f32 cache: 2 layers × 2 × 32 KV values × 4 bytes per position.
+        #expect(j["kv_cache"] as? String == "f32" && j["kv_cache_bytes"] as? Int == 512 * (j["kv_cache_positions"] as? Int ?? -1))
         #expect(keys(j["stats"]) == ["prompt_tokens", "prompt_seconds", "generated_tokens", "generation_seconds", "stopped_by", "decode_steps"])
         // Greedy is deterministic.
         let again = try CLI.run(["run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--temp", "0", "--json"])
@@ -188,6 +191,13 @@ struct CLITests {
         try CLI.run(["run", "--model", model, "--prompt", "Hi", "--min-p", "1"]).expectUsageError("--min-p")
         try CLI.run(["run", "--model", model, "--prompt", "Hi", "--repeat-penalty", "-1"]).expectUsageError("--repeat-penalty")
         try CLI.run(["run", "--model", model, "--prompt", ""]).expectError("the prompt is empty")
+        // --kv: a compressed cache reports its own bytes; a bad spec is a usage error that names it.
+        let q8 = try CLI.run(["run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--temp", "0", "--kv", "q8", "--json"])
+        q8.expectSuccess()
+        let q8j = try q8.json()
+        #expect(q8j["kv_cache"] as? String == "q8" && (q8j["kv_cache_bytes"] as? Int ?? 0) < (j["kv_cache_bytes"] as? Int ?? 0))
+        try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "kivi5"]).expectUsageError("'kivi5'")
+        try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "kivi2:g12"]).expectUsageError("multiple of 8")
         // Far more threads than cores: capped to the cores, said on stderr, as fast as with the cores.
         let many = try CLI.run(["run", "--model", model, "--prompt", "Hi", "-n", "2", "--temp", "0", "--threads", "200"], timeout: 30)
         many.expectSuccess()
@@ -270,6 +280,12 @@ struct CLITests {
         // The cache file name carries the code fingerprint.
         let cached = try FileManager.default.contentsOfDirectory(atPath: dir + "/cache/eval").filter { $0.hasPrefix("reference-") }
         #expect(cached.count == 1 && cached[0].split(separator: "-").count == 7, "\(cached)")
+        // --kv: the same model with a q8 cache against its f32 reference (cached above): close, not identical.
+        let kv = try CLI.run(args + ["--kv", "q8"], env: ["SQUISH_CACHE": dir + "/cache"])
+        kv.expectSuccess()
+        let kvj = try kv.json()
+        let kvKL = try #require((kvj["kl_divergence"] as? [String: Any])?["mean"] as? Double)
+        #expect(kvKL > 0 && kvKL < 0.05 && kvj["kv_cache"] as? String == "q8" && kvj["reference_cached"] as? Bool == true, "\(kvKL)")
         try CLI.run(["eval", "--reference", model, "--text", dir + "/text.txt"]).expectUsageError("--model")
         try CLI.run(["eval", "--model", model, "--tasks", "bogus"]).expectUsageError("bogus")
         try CLI.run(["eval", "--model", model, "--reference", model, "--retrieval-lengths", "8"]).expectUsageError("--retrieval-lengths")
@@ -338,6 +354,12 @@ struct CLITests {
         tok.expectSuccess()
         #expect(keys(try tok.json()) == ["bytes", "tokens", "megabytes_per_second", "samples"])
 
+        // At depth through a KIVI cache: bytes per position below f32's 512.
+        let deep = try CLI.run(["bench", "--model", model, "-p", "0", "-n", "4", "-d", "40", "-r", "1", "--kv", "kivi2:g8,r8", "--json"])
+        deep.expectSuccess()
+        let dj = try deep.json()
+        #expect(dj["depth"] as? Int == 40 && dj["kv_cache"] as? String == "kivi2:g8,r8")
+        #expect((dj["kv_cache_bytes_per_token"] as? Double).map { $0 > 0 && $0 < 512 } == true, "\(dj)")
         try CLI.run(["bench", "--model", model, "-p", "0", "-n", "0"]).expectUsageError("-p and -n")
         try CLI.run(["bench", "--model", model, "-p", "4096", "-n", "1", "-r", "1"]).expectError("trained context of 1024")
         try CLI.run(["bench", "--memory", "--memory-mib", "100000000"]).expectUsageError("--memory-mib")

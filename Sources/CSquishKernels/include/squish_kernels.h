@@ -89,6 +89,42 @@ int sq_all_finite(const float *x, int64_t n);
 /// Index of the largest x[i], i < n (the first on ties; NaN never wins; 0 when none is larger than −∞).
 int64_t sq_argmax(const float *x, int64_t n);
 
+/// Softmax of `rows` rows of n values in place (row r at x + r·ld): x ← e^(x − max) / Σ e^(x − max).
+void sq_softmax_rows(float *x, int64_t rows, int64_t n, int64_t ld);
+void sq_softmax_rows_portable(float *x, int64_t rows, int64_t n, int64_t ld);
+
+/// Compressed KV cache storage (layouts in kvcache.c). Token rows: one position's key or value of one KV head.
+enum { SQ_KV_F32 = 0, SQ_KV_F16 = 1, SQ_KV_Q8 = 2, SQ_KV_U4 = 3, SQ_KV_U2 = 4 };
+/// Largest head size and largest per-channel group (positions per KIVI key block) the kernels take.
+#define SQ_KV_MAX_HEAD_DIM 512
+#define SQ_KV_MAX_GROUP 256
+/// Bytes of one token row (head_dim values in groups of `group` channels; group divides head_dim, multiple of 8).
+size_t sq_kv_row_bytes(int fmt, int64_t head_dim, int64_t group);
+void sq_kv_quantize_row(int fmt, const float *x, int64_t head_dim, int64_t group, void *dst);
+void sq_kv_dequantize_row(int fmt, const void *src, int64_t head_dim, int64_t group, float *dst);
+/// Bytes of a channel block: `tokens` keys of one KV head quantized per channel to `bits` (4 or 2) bits.
+size_t sq_kv_channel_block_bytes(int bits, int64_t head_dim, int64_t tokens);
+/// Quantizes keys[t·stride + c] (t < tokens ≤ SQ_KV_MAX_GROUP, c < head_dim) per channel into a block.
+void sq_kv_quantize_channels(int bits, const float *keys, int64_t stride, int64_t tokens, int64_t head_dim, void *dst);
+/// Position `token` of a channel block as f32 [head_dim].
+void sq_kv_dequantize_channels(int bits, const void *block, int64_t head_dim, int64_t token, float *dst);
+/// scores[r·ld + j] = scale · q_r · k_j for r < nq, j < n; k_j: the token row at rows + j·row_stride bytes.
+void sq_kv_scores(int fmt, const float *q, int64_t nq, int64_t head_dim, int64_t group, const void *rows,
+                  int64_t row_stride, int64_t n, float scale, float *scores, int64_t ld);
+/// out[r·head_dim + i] += Σ_j p[r·ld + j] · v_j[i] for r < nq, j < n; v_j: the token row at rows + j·row_stride bytes.
+void sq_kv_accumulate(int fmt, const float *p, int64_t nq, int64_t ld, const void *rows, int64_t row_stride, int64_t n,
+                      int64_t head_dim, int64_t group, float *out);
+/// scores[r·ld + (j − j0)] = scale · q_r · k_j for positions j0 ≤ j < j1 of a channel block.
+void sq_kv_channel_scores(int bits, const float *q, int64_t nq, int64_t head_dim, const void *block, int64_t j0,
+                          int64_t j1, float scale, float *scores, int64_t ld);
+/// The portable versions of the three above (the definitions, one dequantized row at a time).
+void sq_kv_scores_portable(int fmt, const float *q, int64_t nq, int64_t head_dim, int64_t group, const void *rows,
+                           int64_t row_stride, int64_t n, float scale, float *scores, int64_t ld);
+void sq_kv_accumulate_portable(int fmt, const float *p, int64_t nq, int64_t ld, const void *rows, int64_t row_stride,
+                               int64_t n, int64_t head_dim, int64_t group, float *out);
+void sq_kv_channel_scores_portable(int bits, const float *q, int64_t nq, int64_t head_dim, const void *block,
+                                   int64_t j0, int64_t j1, float scale, float *scores, int64_t ld);
+
 /// Row-interleaved ("repacked") weights, see repack.c: 1 for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K
 /// and Q6_K.
 int sq_repack_supported(int type);

@@ -1,0 +1,213 @@
+import SquishCore
+import SquishKernels
+
+/// KIVI (Liu et al. 2024, "KIVI: a tuning-free asymmetric 2bit quantization for KV cache"): keys quantized per
+/// channel over groups of `group` positions (outlier channels keep their own range), values per position (in groups
+/// of 32 channels), both asymmetric with f16 scale and minimum; the most recent positions stay f32 in a window of
+/// `residual + group` slots. When the window is full its oldest `group` positions are quantized, so between
+/// `residual` and `residual + group − 1` positions are f32 (section 3.3's residual, with one group being filled).
+///
+/// Positions are stored in order. Layout per layer: key blocks [capacity / group][KV head][block bytes] (per-channel
+/// f16 scales, minimums, then the codes of `group` positions), value rows [capacity][KV head][row bytes], and the
+/// window's f32 keys and values [window slots][KV heads × headDim] (position p in slot p mod window).
+public final class KIVIKVCache: KVCache {
+    public let spec: KVCacheSpec
+    public let bits: Int
+    public let group: Int
+    public let residual: Int
+    public let capacity: Int
+    public let headDim: Int
+    /// f32 slots per layer: residual + group, or the capacity when that is smaller.
+    public let window: Int
+    private let valueFormat: KVKernels.RowFormat
+    private let valueGroup: Int  // channels per value quantization group
+    private let valueRowBytes: Int  // bytes of one KV head's value row
+    private let blockBytes: Int  // bytes of one KV head's key block
+    private let kvHeads: [Int]  // [layers]
+    private var length: [Int]  // [layers]: positions stored
+    private var quantized: [Int]  // [layers]: positions 0 ..< quantized[l] are in the quantized storage (a multiple of group)
+    private let keyStart: [Int], valueStart: [Int], windowStart: [Int]  // [layers]: offsets in the buffers below
+    private let keyBlocks: UnsafeMutableRawPointer  // [Σ_layers capacity/group × kvHeads × blockBytes]
+    private let valueRows: UnsafeMutableRawPointer  // [Σ_layers capacity × kvHeads × valueRowBytes]
+    private let windowKeys: UnsafeMutablePointer<Float>  // [Σ_layers window × kvHeads × headDim]
+    private let windowValues: UnsafeMutablePointer<Float>  // same layout
+    private let gather: UnsafeMutablePointer<Float>  // [group × headDim]: one head's keys of a group being quantized
+
+    public init(bits: Int, group: Int, residual: Int, kvHeads: [Int], capacity: Int, headDim: Int, spec: KVCacheSpec) throws {
+        try checkKVShape(spec: spec, kvHeads: kvHeads, capacity: capacity, headDim: headDim, needsMultipleOf8: true)
+        precondition((bits == 4 || bits == 2) && group % 8 == 0 && group <= KVKernels.maxGroup && residual >= 0)
+        self.spec = spec
+        self.bits = bits
+        self.group = group
+        self.residual = residual
+        self.capacity = capacity
+        self.headDim = headDim
+        window = min(residual + group, capacity)
+        valueFormat = bits == 4 ? .u4 : .u2
+        valueGroup = kvRowGroup(headDim: headDim)
+        valueRowBytes = KVKernels.rowBytes(valueFormat, headDim: headDim, group: valueGroup)
+        blockBytes = KVKernels.channelBlockBytes(bits: bits, headDim: headDim, tokens: group)
+        self.kvHeads = kvHeads
+        length = Array(repeating: 0, count: kvHeads.count)
+        quantized = length
+        let heads = kvHeads.reduce(0, +)
+        guard let kb = Checked.product([heads, capacity / group, blockBytes]), let vb = Checked.product([heads, capacity, valueRowBytes]),
+              let wb = Checked.product([heads, window, headDim]) else {
+            throw ModelError.invalidKVCacheSpec(spec: spec.description, reason: "\(capacity) positions do not fit in memory")
+        }
+        var k = 0, v = 0, w = 0, ks: [Int] = [], vs: [Int] = [], ws: [Int] = []
+        for h in kvHeads {
+            ks.append(k); vs.append(v); ws.append(w)
+            k += capacity / group * h * blockBytes
+            v += capacity * h * valueRowBytes
+            w += window * h * headDim
+        }
+        keyStart = ks; valueStart = vs; windowStart = ws
+        // Not zero-filled: only positions that were stored are ever read, so untouched pages cost no memory.
+        keyBlocks = .allocate(byteCount: max(kb, 1), alignment: 64)
+        valueRows = .allocate(byteCount: max(vb, 1), alignment: 64)
+        windowKeys = .allocate(capacity: max(wb, 1))
+        windowValues = .allocate(capacity: max(wb, 1))
+        gather = .allocate(capacity: group * headDim)
+    }
+
+    deinit {
+        keyBlocks.deallocate()
+        valueRows.deallocate()
+        windowKeys.deallocate()
+        windowValues.deallocate()
+        gather.deallocate()
+    }
+
+    /// f32 slot of a position: [kvHeads × headDim] floats.
+    @inline(__always) private func slot(_ layer: Int, _ position: Int) -> Int {
+        windowStart[layer] + position % window * kvHeads[layer] * headDim
+    }
+
+    public func store(layer l: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        precondition(position < capacity, "KV cache position \(position) beyond capacity \(capacity)")
+        if position < length[l] { truncate(layer: l, to: position) }
+        precondition(position == length[l], "KIVI cache stores positions in order: \(position) after \(length[l])")
+        let d = kvHeads[l] * headDim
+        (windowKeys + slot(l, position)).update(from: key, count: d)
+        (windowValues + slot(l, position)).update(from: value, count: d)
+        length[l] += 1
+        if length[l] - quantized[l] >= window && quantized[l] + group <= capacity { quantizeOldestGroup(l) }
+    }
+
+    /// Moves positions quantized ..< quantized + group of layer l from the window into the quantized storage.
+    private func quantizeOldestGroup(_ l: Int) {
+        let q0 = quantized[l], heads = kvHeads[l]
+        for h in 0 ..< heads {
+            for t in 0 ..< group {
+                (gather + t * headDim).update(from: windowKeys + slot(l, q0 + t) + h * headDim, count: headDim)
+            }
+            let block = keyBlocks + keyStart[l] + (q0 / group * heads + h) * blockBytes
+            KVKernels.quantizeChannels(bits: bits, gather, stride: headDim, tokens: group, headDim: headDim, into: block)
+            for t in 0 ..< group {
+                KVKernels.quantizeRow(valueFormat, windowValues + slot(l, q0 + t) + h * headDim, headDim: headDim, group: valueGroup,
+                                      into: valueRows + valueStart[l] + ((q0 + t) * heads + h) * valueRowBytes)
+            }
+        }
+        quantized[l] = q0 + group
+    }
+
+    public func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
+                       scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        attend(layer: layer, kvHead: kvHead, queries: query, heads: 1, headDim: headDim, positions: positions, scale: scale,
+               scores: scores, output: output)
+    }
+
+    public func attend(layer l: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
+                       scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        precondition(headDim == self.headDim, "head size \(headDim) is not the cache's \(self.headDim)")
+        precondition(positions.upperBound <= length[l], "attending to positions \(positions) of \(length[l]) stored")
+        let n = positions.count, first = positions.lowerBound
+        let kvh = kvHeads[l]
+        let qEnd = min(positions.upperBound, quantized[l])
+        let f32Stride = kvh * headDim * MemoryLayout<Float>.size
+        // Scores: quantized key blocks, then the f32 window (its slots may wrap around).
+        var p = first
+        while p < qEnd {
+            let g = p / group, j0 = p - g * group, j1 = min(qEnd - g * group, group)
+            KVKernels.channelScores(bits: bits, queries: queries, heads: heads, headDim: headDim,
+                                    block: keyBlocks + keyStart[l] + (g * kvh + kvHead) * blockBytes, positions: j0 ..< j1,
+                                    scale: scale, into: scores + (p - first), ld: n)
+            p += j1 - j0
+        }
+        while p < positions.upperBound {
+            let s = p % window, run = min(positions.upperBound - p, window - s)
+            KVKernels.scores(.f32, queries: queries, heads: heads, headDim: headDim, group: 8,
+                             rows: windowKeys + slot(l, p) + kvHead * headDim, rowStride: f32Stride, count: run, scale: scale,
+                             into: scores + (p - first), ld: n)
+            p += run
+        }
+        KVKernels.softmax(scores, rows: heads, count: n, ld: n)
+        output.update(repeating: 0, count: heads * headDim)
+        if first < qEnd {
+            KVKernels.accumulate(valueFormat, weights: scores, heads: heads, ld: n,
+                                 rows: valueRows + valueStart[l] + (first * kvh + kvHead) * valueRowBytes, rowStride: kvh * valueRowBytes,
+                                 count: qEnd - first, headDim: headDim, group: valueGroup, into: output)
+        }
+        p = max(first, qEnd)
+        while p < positions.upperBound {
+            let s = p % window, run = min(positions.upperBound - p, window - s)
+            KVKernels.accumulate(.f32, weights: scores + (p - first), heads: heads, ld: n,
+                                 rows: windowValues + slot(l, p) + kvHead * headDim, rowStride: f32Stride, count: run,
+                                 headDim: headDim, group: 8, into: output)
+            p += run
+        }
+    }
+
+    /// Forgets positions from `count` on. Positions of a quantized group that stay are dequantized back into the
+    /// window (they are quantized again when the group completes).
+    private func truncate(layer l: Int, to count: Int) {
+        guard count < length[l] else { return }
+        let c = max(0, count)
+        if c < quantized[l] {
+            let q0 = c / group * group, heads = kvHeads[l]
+            for p in q0 ..< c {
+                for h in 0 ..< heads {
+                    KVKernels.dequantizeChannels(bits: bits, keyBlocks + keyStart[l] + (q0 / group * heads + h) * blockBytes,
+                                                 headDim: headDim, token: p - q0, into: windowKeys + slot(l, p) + h * headDim)
+                    KVKernels.dequantizeRow(valueFormat, valueRows + valueStart[l] + (p * heads + h) * valueRowBytes, headDim: headDim,
+                                            group: valueGroup, into: windowValues + slot(l, p) + h * headDim)
+                }
+            }
+            quantized[l] = q0
+        }
+        length[l] = c
+    }
+
+    public func truncate(to count: Int) {
+        for l in kvHeads.indices { truncate(layer: l, to: count) }
+    }
+
+    public func copy(prefix count: Int) throws -> KVCache {
+        precondition(count >= 0 && count <= capacity)
+        let c = try KIVIKVCache(bits: bits, group: group, residual: residual, kvHeads: kvHeads, capacity: capacity, headDim: headDim, spec: spec)
+        for l in kvHeads.indices {
+            let heads = kvHeads[l], q = quantized[l]
+            (c.keyBlocks + keyStart[l]).copyMemory(from: keyBlocks + keyStart[l], byteCount: q / group * heads * blockBytes)
+            (c.valueRows + valueStart[l]).copyMemory(from: valueRows + valueStart[l], byteCount: q * heads * valueRowBytes)
+            (c.windowKeys + windowStart[l]).update(from: windowKeys + windowStart[l], count: window * heads * headDim)
+            (c.windowValues + windowStart[l]).update(from: windowValues + windowStart[l], count: window * heads * headDim)
+            c.length[l] = length[l]
+            c.quantized[l] = q
+        }
+        c.truncate(to: count)
+        return c
+    }
+
+    /// Positions a sequence of `count` positions holds quantized.
+    public func quantizedPositions(_ count: Int) -> Int {
+        let n = min(count, capacity)
+        guard n >= window, window >= group else { return 0 }
+        return min(((n - window) / group + 1) * group, capacity / group * group)
+    }
+
+    public func bytes(positions count: Int) -> Int {
+        let n = min(count, capacity), q = quantizedPositions(n), heads = kvHeads.reduce(0, +)
+        return heads * (q / group * blockBytes + q * valueRowBytes + min(n, window) * headDim * 2 * MemoryLayout<Float>.size)
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import SquishCore
+
+/// Which KV cache a session uses: the one `--kv SPEC` of every command that runs a model, parsed here and only here.
+///
+/// Presets: `f32` (the reference), `f16`, `q8` (8-bit, one f16 scale per 32 channels of a head and position),
+/// `kivi4`, `kivi2` (KIVI: keys quantized per channel over groups of g positions, values per position; the most
+/// recent r to r + g − 1 positions stay f32). KIVI takes parameters after a colon: `kivi2:g32,r64`
+/// (g: positions per key group, a multiple of 8 up to 256; r: the full-precision window).
+/// Selection: `streaming` (StreamingLLM: 4 attention sinks and the 1,020 most recent positions), with parameters
+/// `streaming:sink4,window1020` or a budget as a share of the context, `streaming:25%` (sinks included). Selections
+/// compose with precisions by `+` in the grammar (`streaming:25%+kivi4`); only f32 storage is implemented under a
+/// selection so far, and other pairs are refused by name.
+public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
+    public enum Precision: Equatable, Sendable {
+        case f32, f16, q8
+        /// KIVI with `bits` (4 or 2) per value, keys grouped over `group` positions, `residual` recent positions in f32.
+        case kivi(bits: Int, group: Int, residual: Int)
+    }
+
+    /// How many recent positions a selection keeps: a count, or a share of the context (sinks included).
+    public enum Budget: Equatable, Sendable {
+        case tokens(Int)
+        case fraction(Double)
+    }
+
+    public enum Selection: Equatable, Sendable {
+        case streaming(sink: Int, window: Budget)
+    }
+
+    public var precision: Precision
+    public var selection: Selection?
+
+    public init(_ precision: Precision, selection: Selection? = nil) {
+        self.precision = precision
+        self.selection = selection
+    }
+
+    public static let f32 = KVCacheSpec(.f32)
+    /// KIVI's defaults (Liu et al. 2024, section 4: group 32, residual 128).
+    public static let kiviGroup = 32, kiviResidual = 128
+    public static let presets = ["f32", "f16", "q8", "kivi4", "kivi2", "streaming"]
+    /// StreamingLLM's defaults (Xiao et al. 2024, section 4: 4 sinks, a cache of 1,024 positions).
+    public static let streamingSink = 4, streamingWindow = 1020
+
+    /// The canonical text, which `parse` reads back (e.g. "kivi2:g32,r128", "streaming:sink4,25%").
+    public var description: String {
+        let p: String = switch precision {
+        case .f32: "f32"
+        case .f16: "f16"
+        case .q8: "q8"
+        case .kivi(let b, let g, let r): "kivi\(b):g\(g),r\(r)"
+        }
+        guard let selection else { return p }
+        switch selection {
+        case .streaming(let sink, .tokens(let w)): return "streaming:sink\(sink),window\(w)" + (precision == .f32 ? "" : "+" + p)
+        case .streaming(let sink, .fraction(let f)):
+            return "streaming:sink\(sink),\(Self.percent(f))%" + (precision == .f32 ? "" : "+" + p)
+        }
+    }
+
+    static func percent(_ f: Double) -> String {
+        let v = f * 100
+        return v == v.rounded() ? String(Int(v)) : String(v)
+    }
+
+    /// Parses a specification; errors name the text and what is wrong with it.
+    public static func parse(_ text: String) throws -> KVCacheSpec {
+        let parts = text.trimmingCharacters(in: .whitespaces).lowercased().split(separator: "+", omittingEmptySubsequences: false)
+        func fail(_ reason: String) -> ModelError { .invalidKVCacheSpec(spec: text, reason: reason) }
+        guard parts.count <= 2 else { throw fail("at most one selection and one precision, joined by '+'") }
+        var precision: Precision?, selection: Selection?
+        for part in parts {
+            if part.hasPrefix("streaming") {
+                guard selection == nil else { throw fail("two selections") }
+                selection = try parseStreaming(String(part), fail: fail)
+            } else {
+                guard precision == nil else { throw fail("two precisions") }
+                precision = try parsePrecision(String(part), fail: fail)
+            }
+        }
+        let result = KVCacheSpec(precision ?? .f32, selection: selection)
+        if selection != nil && result.precision != .f32 {
+            throw fail("a selection composes only with f32 storage so far")
+        }
+        return result
+    }
+
+    static func parseStreaming(_ spec: String, fail: (String) -> ModelError) throws -> Selection {
+        let parts = spec.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard parts[0] == "streaming" else { throw fail("unknown selection '\(parts[0])'; choose streaming") }
+        var sink = streamingSink, window = Budget.tokens(streamingWindow)
+        if parts.count > 1 {
+            var seenSink = false, seenWindow = false
+            for p in parts[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
+                if p.hasPrefix("sink"), let v = Int(p.dropFirst(4)), v >= 0, v <= 1 << 20, !seenSink {
+                    sink = v
+                    seenSink = true
+                } else if p.hasPrefix("window"), let v = Int(p.dropFirst(6)), v >= 1, v <= 1 << 20, !seenWindow {
+                    window = .tokens(v)
+                    seenWindow = true
+                } else if p.hasSuffix("%"), let v = Double(p.dropLast()), v > 0, v <= 100, !seenWindow {
+                    window = .fraction(v / 100)
+                    seenWindow = true
+                } else {
+                    throw fail("parameter '\(p)' is not sink<positions>, window<positions> or <percent>% (each at most once)")
+                }
+            }
+        }
+        return .streaming(sink: sink, window: window)
+    }
+
+    static func parsePrecision(_ text: String, fail: (String) -> ModelError) throws -> Precision {
+        let spec = text
+        let parts = spec.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        let name = parts[0]
+        let params = parts.count > 1 ? parts[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init) : []
+        if parts.count > 1 && params.allSatisfy({ $0.isEmpty }) { throw fail("nothing after ':'") }
+        switch name {
+        case "f32", "f16", "q8":
+            guard params.isEmpty else { throw fail("\(name) takes no parameters") }
+            return name == "f32" ? .f32 : name == "f16" ? .f16 : .q8
+        case "kivi4", "kivi2":
+            var group = kiviGroup, residual = kiviResidual
+            var seen = Set<Character>()
+            for p in params {
+                guard let key = p.first, let value = Int(p.dropFirst()), value >= 0, key == "g" || key == "r" else {
+                    throw fail("parameter '\(p)' is not g<positions> or r<positions>")
+                }
+                guard seen.insert(key).inserted else { throw fail("parameter '\(key)' given twice") }
+                if key == "g" { group = value } else { residual = value }
+            }
+            guard group >= 8, group <= 256, group % 8 == 0 else { throw fail("group g\(group) must be a multiple of 8 from 8 to 256") }
+            guard residual <= 1 << 20 else { throw fail("residual window r\(residual) is larger than 1048576") }
+            return .kivi(bits: name == "kivi4" ? 4 : 2, group: group, residual: residual)
+        default:
+            throw fail("unknown cache; choose from \(presets.joined(separator: ", ")) (KIVI takes :g<group>,r<residual>)")
+        }
+    }
+
+    /// A cache of this kind for every layer of `config`, holding up to `capacity` positions; `batch`: the most
+    /// positions stored at once before attention (a selection keeps that many more slots, see StreamingKVCache).
+    public func makeCache(config c: ModelConfig, capacity: Int, batch: Int = 512) throws -> KVCache {
+        let kvHeads = (0 ..< c.layers).map { c.kvHeads(layer: $0) }
+        if case .streaming(let sink, let budget)? = selection {
+            let window = switch budget {
+            case .tokens(let w): w
+            case .fraction(let f): max(1, Int((f * Double(capacity)).rounded()) - sink)
+            }
+            return try StreamingKVCache(sink: sink, window: window, batch: batch, kvHeads: kvHeads, capacity: capacity,
+                                        headDim: c.headDim, spec: self)
+        }
+        switch precision {
+        case .f32:
+            return try F32KVCache(kvHeads: kvHeads, capacity: capacity, headDim: c.headDim)
+        case .f16:
+            return try QuantizedKVCache(format: .f16, kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
+        case .q8:
+            return try QuantizedKVCache(format: .q8, kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
+        case .kivi(let bits, let group, let residual):
+            return try KIVIKVCache(bits: bits, group: group, residual: residual, kvHeads: kvHeads, capacity: capacity,
+                                   headDim: c.headDim, spec: self)
+        }
+    }
+}

@@ -1,0 +1,466 @@
+import Foundation
+import Testing
+import CSquishKernels
+import SquishCore
+import SquishKernels
+import SquishModel
+
+/// Independent Swift versions of the compressed caches' grids (CSquishKernels/kvcache.c documents the layouts):
+/// quantize, then dequantize, in plain scalar code.
+enum KVReference {
+    static func f16(_ x: Float) -> Float { Float(Float16(x)) }
+
+    /// Asymmetric: m = f16(min), d = f16((max − min) / levels), q = round((x − m) / d) clamped, x' = m + d·q.
+    static func asymmetric(_ v: [Float], levels: Int) -> [Float] {
+        let lo = v.min()!, hi = v.max()!
+        let m = f16(lo), d = f16((hi - lo) / Float(levels))
+        let inv: Float = d > 0 ? 1 / d : 0
+        return v.map { x in m + d * min(max(((x - m) * inv).rounded(.toNearestOrEven), 0), Float(levels)) }
+    }
+
+    /// Symmetric 8-bit: d = f16(max |x| / 127), q = round(x / d) clamped to ±127.
+    static func q8(_ v: [Float]) -> [Float] {
+        let d = f16(v.map(abs).max()! / 127)
+        let inv: Float = d > 0 ? 1 / d : 0
+        return v.map { d * min(max(($0 * inv).rounded(.toNearestOrEven), -127), 127) }
+    }
+
+    /// One token row (one KV head's headDim values) in groups of `group` channels.
+    static func row(_ format: KVKernels.RowFormat, _ x: [Float], group: Int) -> [Float] {
+        switch format {
+        case .f32: return x
+        case .f16: return x.map(f16)
+        case .q8, .u4, .u2:
+            return stride(from: 0, to: x.count, by: group).flatMap { g -> [Float] in
+                let v = Array(x[g ..< g + group])
+                return format == .q8 ? q8(v) : asymmetric(v, levels: format == .u4 ? 15 : 3)
+            }
+        }
+    }
+
+    /// Keys [tokens][headDim] quantized per channel over the tokens.
+    static func channels(_ keys: [[Float]], bits: Int) -> [[Float]] {
+        let hd = keys[0].count
+        let columns = (0 ..< hd).map { c in asymmetric(keys.map { $0[c] }, levels: (1 << bits) - 1) }
+        return keys.indices.map { t in (0 ..< hd).map { columns[$0][t] } }
+    }
+
+    /// Positions a KIVI cache holds quantized after storing `count` in order: a group leaves the f32 window each time
+    /// the window (residual + group slots, at most the capacity) is full.
+    static func kiviQuantized(count: Int, group: Int, residual: Int, capacity: Int) -> Int {
+        let window = min(residual + group, capacity)
+        var q = 0
+        for length in 1 ... max(count, 1) where length <= count && length - q >= window && q + group <= capacity { q += group }
+        return q
+    }
+
+    /// softmax(scale · K q_h) · V per head, in Double; keys/values [positions][headDim].
+    static func attend(queries: [Float], heads: Int, keys: [[Float]], values: [[Float]], scale: Float) -> [Double] {
+        let hd = keys[0].count
+        var out: [Double] = []
+        for h in 0 ..< heads {
+            var s = keys.map { k in Double(scale) * (0 ..< hd).reduce(0.0) { $0 + Double(queries[h * hd + $1]) * Double(k[$1]) } }
+            let mx = s.max()!
+            s = s.map { exp($0 - mx) }
+            let total = s.reduce(0, +)
+            out += (0 ..< hd).map { i in values.indices.reduce(0.0) { $0 + s[$1] / total * Double(values[$1][i]) } }
+        }
+        return out
+    }
+}
+
+/// The compressed caches' attention (kernels reading the quantized storage) against dequantize-then-attend in Double
+/// with the Swift grids above, over ranges that start inside a key group and end in the f32 window (KIVI), two layers
+/// of different KV widths and head sizes 64 (groups of 32 channels) and 24 (one group per head).
+/// Tolerance: 2e-5 of the output's scale (float summation over ≤ 150 positions; the kernels' decoding may fuse the
+/// multiply-add of m + d·q, one rounding fewer than the reference).
+@Suite struct CompressedKVCacheTests {
+    struct Data {
+        let keys: [[[Float]]]  // [layer][position][kvHeads × headDim]
+        let values: [[[Float]]]
+    }
+
+    static func data(kvHeads: [Int], headDim: Int, positions: Int, seed: UInt64) -> Data {
+        var rng = SplitMix64(seed: seed)
+        func rand() -> Float { Float(Double(rng.next() % 20001) / 10000 - 1) }
+        // Keys with a few large channels (the outliers KIVI's per-channel grid is for).
+        let keys = kvHeads.map { h in (0 ..< positions).map { _ in (0 ..< h * headDim).map { i in rand() * (i % headDim % 7 == 3 ? 8 : 1) } } }
+        let values = kvHeads.map { h in (0 ..< positions).map { _ in (0 ..< h * headDim).map { _ in rand() } } }
+        return Data(keys: keys, values: values)
+    }
+
+    static func fill(_ cache: KVCache, _ d: Data) {
+        for p in 0 ..< d.keys[0].count {
+            for l in d.keys.indices {
+                d.keys[l][p].withUnsafeBufferPointer { k in
+                    d.values[l][p].withUnsafeBufferPointer { v in cache.store(layer: l, position: p, key: k.baseAddress!, value: v.baseAddress!) }
+                }
+            }
+        }
+    }
+
+    static func run(_ cache: KVCache, layer: Int, kvHead: Int, queries: [Float], heads: Int, headDim: Int, range: Range<Int>) -> [Float] {
+        var scores = [Float](repeating: .nan, count: heads * range.count)
+        var out = [Float](repeating: .nan, count: heads * headDim)
+        cache.attend(layer: layer, kvHead: kvHead, queries: queries, heads: heads, headDim: headDim, positions: range,
+                     scale: 1 / Float(headDim).squareRoot(), scores: &scores, output: &out)
+        return out
+    }
+
+    static func check(_ got: [Float], _ want: [Double], _ what: String) {
+        let norm = want.map(abs).max()! + 1e-3
+        let worst = zip(got, want).map { abs(Double($0) - $1) }.max()!
+        #expect(worst <= 2e-5 * norm, "\(what): max error \(worst) (scale \(norm))")
+    }
+
+    @Test(arguments: [("f16", 64), ("q8", 64), ("f16", 24), ("q8", 24)])
+    func rowCachesMatchReference(spec: String, headDim: Int) throws {
+        let kvHeads = [2, 1], n = 150
+        let s = try KVCacheSpec.parse(spec)
+        let format: KVKernels.RowFormat = spec == "f16" ? .f16 : .q8
+        let cache = try QuantizedKVCache(format: spec == "f16" ? .f16 : .q8, kvHeads: kvHeads, capacity: 200, headDim: headDim, spec: s)
+        let d = Self.data(kvHeads: kvHeads, headDim: headDim, positions: n, seed: UInt64(headDim))
+        Self.fill(cache, d)
+        let group = headDim % 32 == 0 ? 32 : headDim
+        var rng = SplitMix64(seed: 99)
+        let heads = 3
+        let q = (0 ..< heads * headDim).map { _ in Float(Double(rng.next() % 20001) / 10000 - 1) }
+        for (layer, kvHead) in [(0, 1), (1, 0)] {
+            for range in [0 ..< n, 37 ..< n, 0 ..< 1] {
+                let slice = { (rows: [[Float]]) in rows[range].map { Array($0[kvHead * headDim ..< (kvHead + 1) * headDim]) } }
+                let keys = slice(d.keys[layer]).map { KVReference.row(format, $0, group: group) }
+                let values = slice(d.values[layer]).map { KVReference.row(format, $0, group: group) }
+                let want = KVReference.attend(queries: q, heads: heads, keys: keys, values: values, scale: 1 / Float(headDim).squareRoot())
+                Self.check(Self.run(cache, layer: layer, kvHead: kvHead, queries: q, heads: heads, headDim: headDim, range: range), want,
+                           "\(spec) hd \(headDim) layer \(layer) \(range)")
+            }
+        }
+        // Memory: the row bytes of every stored position, keys and values.
+        let rowBytes = format == .f16 ? 2 * headDim : headDim / group * (2 + group)
+        #expect(cache.bytes(positions: n) == 2 * n * 3 * rowBytes)
+        // A copy of a prefix attends exactly as the original over that prefix.
+        let copy = try cache.copy(prefix: 100)
+        #expect(Self.run(copy, layer: 0, kvHead: 1, queries: q, heads: heads, headDim: headDim, range: 0 ..< 100)
+            == Self.run(cache, layer: 0, kvHead: 1, queries: q, heads: heads, headDim: headDim, range: 0 ..< 100))
+    }
+
+    @Test(arguments: [(4, 32, 16, 64), (2, 32, 16, 64), (4, 8, 8, 24), (2, 8, 0, 24), (2, 16, 40, 64)])
+    func kiviMatchesReference(bits: Int, group: Int, residual: Int, headDim: Int) throws {
+        let kvHeads = [2, 1], n = 150, capacity = 200
+        let s = try KVCacheSpec.parse("kivi\(bits):g\(group),r\(residual)")
+        let cache = try KIVIKVCache(bits: bits, group: group, residual: residual, kvHeads: kvHeads, capacity: capacity, headDim: headDim, spec: s)
+        let d = Self.data(kvHeads: kvHeads, headDim: headDim, positions: n, seed: UInt64(bits * 1000 + group + residual))
+        Self.fill(cache, d)
+        let quantized = KVReference.kiviQuantized(count: n, group: group, residual: residual, capacity: capacity)
+        #expect(quantized > 0 && quantized < n)
+        let valueGroup = headDim % 32 == 0 ? 32 : headDim
+        let format: KVKernels.RowFormat = bits == 4 ? .u4 : .u2
+        var rng = SplitMix64(seed: 5)
+        let heads = 3
+        let q = (0 ..< heads * headDim).map { _ in Float(Double(rng.next() % 20001) / 10000 - 1) }
+        for (layer, kvHead) in [(0, 1), (1, 0)] {
+            let head = { (rows: [[Float]]) in rows.map { Array($0[kvHead * headDim ..< (kvHead + 1) * headDim]) } }
+            var keys = head(d.keys[layer]), values = head(d.values[layer])
+            for g in stride(from: 0, to: quantized, by: group) {
+                keys.replaceSubrange(g ..< g + group, with: KVReference.channels(Array(keys[g ..< g + group]), bits: bits))
+            }
+            for p in 0 ..< quantized { values[p] = KVReference.row(format, values[p], group: valueGroup) }
+            for range in [0 ..< n, 13 ..< n, quantized - 3 ..< n, 0 ..< 5, n - 2 ..< n] {
+                let want = KVReference.attend(queries: q, heads: heads, keys: Array(keys[range]), values: Array(values[range]),
+                                              scale: 1 / Float(headDim).squareRoot())
+                Self.check(Self.run(cache, layer: layer, kvHead: kvHead, queries: q, heads: heads, headDim: headDim, range: range), want,
+                           "kivi\(bits) g\(group) r\(residual) hd \(headDim) layer \(layer) \(range)")
+            }
+        }
+        // Memory: per-channel key blocks (f16 scale and minimum per channel, codes) and value rows (f16 scale and
+        // minimum per group) of the quantized positions, and the f32 window.
+        let window = min(residual + group, capacity)
+        let block = headDim * 4 + group * headDim * bits / 8, valueRow = headDim / valueGroup * (4 + valueGroup * bits / 8)
+        #expect(cache.bytes(positions: n) == 3 * (quantized / group * block + quantized * valueRow + min(n, window) * headDim * 8))
+        // Copies: the whole cache attends identically; a prefix inside the quantized part (dequantized back into the
+        // window) attends as the original over that prefix, to rounding.
+        let all = try cache.copy(prefix: n)
+        #expect(Self.run(all, layer: 0, kvHead: 1, queries: q, heads: heads, headDim: headDim, range: 0 ..< n)
+            == Self.run(cache, layer: 0, kvHead: 1, queries: q, heads: heads, headDim: headDim, range: 0 ..< n))
+        let cut = quantized - group / 2
+        let prefix = try cache.copy(prefix: cut)
+        let a = Self.run(prefix, layer: 0, kvHead: 1, queries: q, heads: heads, headDim: headDim, range: 0 ..< cut)
+        let b = Self.run(cache, layer: 0, kvHead: 1, queries: q, heads: heads, headDim: headDim, range: 0 ..< cut)
+        Self.check(a, b.map(Double.init), "copy of \(cut) positions")
+    }
+
+    /// Dispatched (AVX2 where available) and portable kernels agree on every format.
+    @Test func dispatchedMatchesPortable() {
+        var rng = SplitMix64(seed: 3)
+        func rand() -> Float { Float(Double(rng.next() % 20001) / 10000 - 1) }
+        let hd = 64, group = 32, n = 29, heads = 3
+        let q = (0 ..< heads * hd).map { _ in rand() }
+        for fmt: Int32 in [Int32(SQ_KV_F32), Int32(SQ_KV_F16), Int32(SQ_KV_Q8), Int32(SQ_KV_U4), Int32(SQ_KV_U2)] {
+            let rb = sq_kv_row_bytes(fmt, Int64(hd), Int64(group))
+            var rows = [UInt8](repeating: 0, count: n * rb)
+            for j in 0 ..< n {
+                let x = (0 ..< hd).map { _ in rand() }
+                rows.withUnsafeMutableBytes { sq_kv_quantize_row(fmt, x, Int64(hd), Int64(group), $0.baseAddress! + j * rb) }
+            }
+            var s1 = [Float](repeating: 0, count: heads * n), s2 = s1
+            sq_kv_scores(fmt, q, Int64(heads), Int64(hd), Int64(group), rows, Int64(rb), Int64(n), 0.125, &s1, Int64(n))
+            sq_kv_scores_portable(fmt, q, Int64(heads), Int64(hd), Int64(group), rows, Int64(rb), Int64(n), 0.125, &s2, Int64(n))
+            #expect(zip(s1, s2).allSatisfy { abs($0 - $1) <= 1e-5 * (1 + abs($1)) }, "scores, format \(fmt)")
+            var p1 = s1, p2 = s1
+            sq_softmax_rows(&p1, Int64(heads), Int64(n), Int64(n))
+            sq_softmax_rows_portable(&p2, Int64(heads), Int64(n), Int64(n))
+            #expect(zip(p1, p2).allSatisfy { abs($0 - $1) <= 1e-6 }, "softmax")
+            var o1 = [Float](repeating: 0, count: heads * hd), o2 = o1
+            sq_kv_accumulate(fmt, p1, Int64(heads), Int64(n), rows, Int64(rb), Int64(n), Int64(hd), Int64(group), &o1)
+            sq_kv_accumulate_portable(fmt, p1, Int64(heads), Int64(n), rows, Int64(rb), Int64(n), Int64(hd), Int64(group), &o2)
+            #expect(zip(o1, o2).allSatisfy { abs($0 - $1) <= 1e-5 }, "values, format \(fmt)")
+        }
+        for bits: Int32 in [4, 2] {
+            let keys = (0 ..< 32 * hd).map { _ in rand() }
+            var block = [UInt8](repeating: 0, count: sq_kv_channel_block_bytes(bits, Int64(hd), 32))
+            sq_kv_quantize_channels(bits, keys, Int64(hd), 32, Int64(hd), &block)
+            var s1 = [Float](repeating: 0, count: heads * 20), s2 = s1
+            sq_kv_channel_scores(bits, q, Int64(heads), Int64(hd), block, 5, 25, 0.125, &s1, 20)
+            sq_kv_channel_scores_portable(bits, q, Int64(heads), Int64(hd), block, 5, 25, 0.125, &s2, 20)
+            #expect(zip(s1, s2).allSatisfy { abs($0 - $1) <= 1e-5 * (1 + abs($1)) }, "channel scores, \(bits) bits")
+        }
+    }
+}
+
+/// `--kv` specifications: presets, parameters, canonical text, and typed errors that name the bad spec.
+@Suite struct KVCacheSpecTests {
+    @Test func parses() throws {
+        #expect(try KVCacheSpec.parse("f32") == .f32)
+        #expect(try KVCacheSpec.parse("F16").precision == .f16)
+        #expect(try KVCacheSpec.parse("q8").precision == .q8)
+        #expect(try KVCacheSpec.parse("kivi4").precision == .kivi(bits: 4, group: 32, residual: 128))
+        #expect(try KVCacheSpec.parse("kivi2:g32,r64").precision == .kivi(bits: 2, group: 32, residual: 64))
+        #expect(try KVCacheSpec.parse("kivi2:r0").precision == .kivi(bits: 2, group: 32, residual: 0))
+        for s in ["f32", "f16", "q8", "kivi4:g32,r128", "kivi2:g16,r8"] { #expect(try KVCacheSpec.parse(s).description == s) }
+    }
+
+    @Test(arguments: ["", "f8", "q4", "f16:g32", "kivi4:", "kivi4:g12", "kivi4:g0", "kivi2:g512", "kivi2:x3", "kivi2:g32,g32",
+                      "kivi2:r-1", "kivi3", "kivi2:g32,,r4"])
+    func rejects(spec: String) {
+        #expect(throws: ModelError.self) { try KVCacheSpec.parse(spec) }
+        do { _ = try KVCacheSpec.parse(spec) } catch { #expect("\(error)".contains("'\(spec)'"), "\(error)") }
+    }
+
+    @Test func refusesShapesTheKernelsCannotTake() throws {
+        let s = try KVCacheSpec.parse("kivi2")
+        #expect(throws: ModelError.self) { try KIVIKVCache(bits: 2, group: 32, residual: 0, kvHeads: [1], capacity: 8, headDim: 12, spec: s) }
+        #expect(throws: ModelError.self) { try QuantizedKVCache(format: .q8, kvHeads: [1], capacity: 8, headDim: 1024, spec: s) }
+    }
+}
+
+/// KIVI's policy written plainly for the tests: f32 positions in order; when the window is full its oldest group is
+/// replaced by its quantize-dequantize (the Swift grids above), and attention is the f32 kernel over those values.
+final class ReferenceKIVICache: KVCache {
+    let capacity: Int, bits: Int, group: Int, residual: Int, headDim: Int
+    let kvHeads: [Int]
+    var keys: [[[Float]]], values: [[[Float]]]  // [layer][position][kvHeads × headDim]
+    var quantized: [Int]
+
+    init(bits: Int, group: Int, residual: Int, kvHeads: [Int], capacity: Int, headDim: Int) {
+        (self.bits, self.group, self.residual, self.kvHeads, self.capacity, self.headDim) = (bits, group, residual, kvHeads, capacity, headDim)
+        keys = kvHeads.map { _ in [] }
+        values = keys
+        quantized = kvHeads.map { _ in 0 }
+    }
+
+    func store(layer l: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        precondition(position == keys[l].count)
+        let d = kvHeads[l] * headDim
+        keys[l].append(Array(UnsafeBufferPointer(start: key, count: d)))
+        values[l].append(Array(UnsafeBufferPointer(start: value, count: d)))
+        let window = min(residual + group, capacity)
+        guard keys[l].count - quantized[l] >= window, quantized[l] + group <= capacity else { return }
+        let q0 = quantized[l], vg = headDim % 32 == 0 ? 32 : headDim
+        for h in 0 ..< kvHeads[l] {
+            let cols = h * headDim ..< (h + 1) * headDim
+            let k = KVReference.channels((q0 ..< q0 + group).map { Array(keys[l][$0][cols]) }, bits: bits)
+            for t in 0 ..< group {
+                keys[l][q0 + t].replaceSubrange(cols, with: k[t])
+                values[l][q0 + t].replaceSubrange(cols, with: KVReference.row(bits == 4 ? .u4 : .u2, Array(values[l][q0 + t][cols]), group: vg))
+            }
+        }
+        quantized[l] = q0 + group
+    }
+
+    func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
+                scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        let stride = kvHeads[layer] * headDim
+        let k = positions.flatMap { keys[layer][$0] }, v = positions.flatMap { values[layer][$0] }
+        k.withUnsafeBufferPointer { k in
+            v.withUnsafeBufferPointer { v in
+                VectorOps.attentionHeads(query: query, heads: 1, keys: k.baseAddress! + kvHead * headDim, values: v.baseAddress! + kvHead * headDim,
+                                         stride: stride, count: positions.count, headDim: headDim, scale: scale, scores: scores, output: output)
+            }
+        }
+    }
+
+    func truncate(to count: Int) {
+        for l in keys.indices where count < keys[l].count {
+            keys[l].removeSubrange(count...)
+            values[l].removeSubrange(count...)
+            quantized[l] = min(quantized[l], count / group * group)
+        }
+    }
+
+    func copy(prefix count: Int) throws -> KVCache {
+        let c = ReferenceKIVICache(bits: bits, group: group, residual: residual, kvHeads: kvHeads, capacity: capacity, headDim: headDim)
+        (c.keys, c.values, c.quantized) = (keys, values, quantized)
+        c.truncate(to: count)
+        return c
+    }
+
+    func bytes(positions count: Int) -> Int { 0 }
+}
+
+/// The compressed caches inside the forward pass of every tiny family (Tests/Fixtures/tiny-models; Gemma 3's
+/// sliding-window layers included), against the same model with the f32 cache, f32 activations.
+@Suite("Compressed KV caches on the tiny families")
+struct KVCacheFamilyTests {
+    static func logits(_ model: TransformerModel, _ tokens: [Int], cache: KVCache? = nil, kv: KVCacheSpec = .f32, stepwise: Bool = false) throws -> [Float] {
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 64, cache: cache, kv: kv, exactActivations: true)
+        if !stepwise { return try session.forward(tokens, logitsFor: tokens.count) }
+        var out: [Float] = []
+        for t in tokens { out += try session.forward([t]) }
+        return out
+    }
+
+    static func worst(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max()! }
+
+    /// Largest |Δlogit| over the 40 positions relative to the largest |logit| (measured, worst family: f16 7.8e-4,
+    /// q8 1.6e-2, kivi4 0.21, kivi2 0.84 — random weights, head sizes 16 and 24, so one quantization group per head;
+    /// bounds about twice that, and each precision must stay ordered: more bits, closer). KIVI with g8,r8 so that
+    /// most positions are quantized on these short inputs; its exact behaviour is checked against the plain policy below.
+    @Test(arguments: FamilyReferenceTests.families)
+    func compressedCachesStayCloseToF32(family: String) throws {
+        let ref = try FamilyReferenceTests.reference(family)
+        let model = try TransformerModel(hfDirectory: FamilyReferenceTests.fixture(family))
+        let f32 = try Self.logits(model, ref.tokens)
+        let scale = f32.map(abs).max()!
+        var errors: [Float] = []
+        for (spec, bound) in [("f16", Float(2e-3)), ("q8", 4e-2), ("kivi4:g8,r8", 0.4), ("kivi2:g8,r8", 1.6)] {
+            let got = try Self.logits(model, ref.tokens, kv: try KVCacheSpec.parse(spec))
+            let rel = Self.worst(got, f32) / scale
+            print("\(family) \(spec): max |Δlogit| / max |logit| = \(rel)")
+            #expect(rel > 0 && rel <= bound, "\(family) \(spec): \(rel)")
+            errors.append(rel)
+        }
+        #expect(errors == errors.sorted(), "\(family): errors not ordered by precision: \(errors)")
+    }
+
+    /// Decoding one token at a time through the f16 and q8 caches gives the batch's logits (both quantize each position
+    /// as it is stored), within 1e-4 of the logits' scale.
+    @Test(arguments: FamilyReferenceTests.families)
+    func rowCachesDecodeAsTheyPrefill(family: String) throws {
+        let ref = try FamilyReferenceTests.reference(family)
+        let model = try TransformerModel(hfDirectory: FamilyReferenceTests.fixture(family))
+        for spec in ["f16", "q8"] {
+            let kv = try KVCacheSpec.parse(spec)
+            let batch = try Self.logits(model, ref.tokens, kv: kv), steps = try Self.logits(model, ref.tokens, kv: kv, stepwise: true)
+            #expect(Self.worst(batch, steps) <= 1e-4 * batch.map(abs).max()!, "\(family) \(spec)")
+        }
+    }
+
+    /// KIVI, in a batch and decoding one token at a time, against the plain Swift policy above (same positions quantized
+    /// at the same moments): logits within 1e-3 of their scale (float rounding of the two attention paths; a key code
+    /// flipping between them would show as a far larger error).
+    @Test(arguments: FamilyReferenceTests.families)
+    func kiviMatchesReferencePolicy(family: String) throws {
+        let ref = try FamilyReferenceTests.reference(family)
+        let model = try TransformerModel(hfDirectory: FamilyReferenceTests.fixture(family))
+        let c = model.config
+        for bits in [4, 2] {
+            let kv = try KVCacheSpec.parse("kivi\(bits):g8,r8")
+            for stepwise in [false, true] {
+                let reference = ReferenceKIVICache(bits: bits, group: 8, residual: 8, kvHeads: (0 ..< c.layers).map { c.kvHeads(layer: $0) },
+                                                   capacity: 64, headDim: c.headDim)
+                let want = try Self.logits(model, ref.tokens, cache: reference, stepwise: stepwise)
+                let got = try Self.logits(model, ref.tokens, kv: kv, stepwise: stepwise)
+                let rel = Self.worst(got, want) / want.map(abs).max()!
+                #expect(rel <= 1e-3, "\(family) kivi\(bits) \(stepwise ? "decoding" : "batch"): \(rel)")
+            }
+        }
+    }
+}
+
+/// StreamingLLM written plainly: every position kept in f32, each query attending to the sinks and its most recent
+/// `window` positions gathered into one array.
+final class ReferenceStreamingCache: KVCache {
+    let capacity: Int, sink: Int, window: Int, headDim: Int
+    let kvHeads: [Int]
+    var keys: [[Int: [Float]]], values: [[Int: [Float]]]  // [layer][position] → [kvHeads × headDim]
+
+    init(sink: Int, window: Int, kvHeads: [Int], capacity: Int, headDim: Int) {
+        (self.sink, self.window, self.kvHeads, self.capacity, self.headDim) = (sink, window, kvHeads, capacity, headDim)
+        keys = kvHeads.map { _ in [:] }
+        values = keys
+    }
+
+    func store(layer l: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        keys[l][position] = Array(UnsafeBufferPointer(start: key, count: kvHeads[l] * headDim))
+        values[l][position] = Array(UnsafeBufferPointer(start: value, count: kvHeads[l] * headDim))
+    }
+
+    func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
+                scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        let last = positions.upperBound - 1
+        let kept = positions.filter { $0 < sink || $0 > last - window }
+        let cols = kvHead * headDim ..< (kvHead + 1) * headDim
+        let k = kept.flatMap { keys[layer][$0]![cols] }, v = kept.flatMap { values[layer][$0]![cols] }
+        VectorOps.attentionHeads(query: query, heads: 1, keys: k, values: v, stride: headDim, count: kept.count, headDim: headDim,
+                                 scale: scale, scores: scores, output: output)
+    }
+
+    func truncate(to count: Int) {}
+    func copy(prefix count: Int) throws -> KVCache { self }
+    func bytes(positions count: Int) -> Int { 0 }
+}
+
+@Suite("StreamingLLM cache")
+struct StreamingKVCacheTests {
+    @Test func parses() throws {
+        #expect(try KVCacheSpec.parse("streaming").selection == .streaming(sink: 4, window: .tokens(1020)))
+        #expect(try KVCacheSpec.parse("streaming:sink2,window30").selection == .streaming(sink: 2, window: .tokens(30)))
+        #expect(try KVCacheSpec.parse("streaming:25%").selection == .streaming(sink: 4, window: .fraction(0.25)))
+        for s in ["streaming:sink4,window1020", "streaming:sink0,25%", "streaming:sink4,12.5%"] {
+            #expect(try KVCacheSpec.parse(s).description == s)
+        }
+        for s in ["streaming:sink", "streaming:window0", "streaming:150%", "streaming:25%+kivi4", "streaming+streaming", "q8+f16",
+                  "streaming:sink2,sink3", "f32+"] {
+            #expect(throws: ModelError.self, "\(s)") { try KVCacheSpec.parse(s) }
+        }
+    }
+
+    /// A window that covers every position changes nothing (logits within 1e-5 of the f32 cache's); a small one
+    /// matches the plain version above, in one batch, in batches of 7 and decoding one token at a time (the ring's
+    /// slack keeps what a batch's first tokens still see), within 1e-4 of the logits' scale. Gemma 3's own
+    /// sliding-window layers intersect with the cache's window.
+    @Test(arguments: FamilyReferenceTests.families)
+    func matchesThePlainPolicy(family: String) throws {
+        let ref = try FamilyReferenceTests.reference(family)
+        let model = try TransformerModel(hfDirectory: FamilyReferenceTests.fixture(family))
+        let c = model.config
+        let f32 = try KVCacheFamilyTests.logits(model, ref.tokens)
+        let scale = f32.map(abs).max()!
+        let wide = try KVCacheFamilyTests.logits(model, ref.tokens, kv: try KVCacheSpec.parse("streaming:sink4,window64"))
+        #expect(KVCacheFamilyTests.worst(wide, f32) <= 1e-5 * scale, "\(family) wide window")
+        let kvHeads = (0 ..< c.layers).map { c.kvHeads(layer: $0) }
+        for batch in [64, 7, 1] {
+            let session = try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 64, maxBatch: batch,
+                                           kv: try KVCacheSpec.parse("streaming:sink2,window9"), exactActivations: true)
+            let reference = try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 64, maxBatch: batch,
+                                             cache: ReferenceStreamingCache(sink: 2, window: 9, kvHeads: kvHeads, capacity: 64, headDim: c.headDim),
+                                             exactActivations: true)
+            let got = try session.forward(ref.tokens, logitsFor: ref.tokens.count)
+            let want = try reference.forward(ref.tokens, logitsFor: ref.tokens.count)
+            #expect(KVCacheFamilyTests.worst(got, want) <= 1e-4 * scale, "\(family) batch \(batch)")
+            #expect(KVCacheFamilyTests.worst(got, f32) > 1e-3 * scale, "\(family): evicting changed nothing")
+            // Slots: 2 sinks + a ring of window + batch − 1 (at most the positions left).
+            #expect(session.cache.bytes(positions: 64) == 2 * 4 * kvHeads.reduce(0, +) * c.headDim * (2 + min(9 + batch - 1, 62)))
+        }
+    }
+}
