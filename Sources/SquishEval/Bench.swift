@@ -3,10 +3,13 @@ import SquishCore
 import SquishKernels
 import SquishModel
 
-/// llama-bench style throughput: prompt processing (one batch of `promptTokens` from an empty cache) and text
-/// generation (`generatedTokens` single-token decodes from an empty cache), after one warm-up run, repeated.
+/// llama-bench style throughput: prompt processing (one batch of `promptTokens`) and text generation
+/// (`generatedTokens` single-token decodes), each from a cache holding `depth` tokens (0: empty), after one warm-up
+/// run, repeated.
 public struct BenchResult: Codable, Sendable {
     public let promptTokens: Int
+    /// Tokens in the cache before each run (llama-bench's -d): the speed at that context depth.
+    public let depth: Int
     public let generatedTokens: Int
     public let threads: Int
     public let repetitions: Int
@@ -22,7 +25,7 @@ public struct BenchResult: Codable, Sendable {
     public let weightsGigabytesPerSecond: Double
 
     enum CodingKeys: String, CodingKey {
-        case promptTokens = "prompt_tokens", generatedTokens = "generated_tokens", threads, repetitions
+        case promptTokens = "prompt_tokens", depth, generatedTokens = "generated_tokens", threads, repetitions
         case promptTokensPerSecond = "prompt_tokens_per_second", promptTokensPerSecondSD = "prompt_tokens_per_second_sd"
         case generationTokensPerSecond = "generation_tokens_per_second"
         case generationTokensPerSecondSD = "generation_tokens_per_second_sd"
@@ -40,22 +43,25 @@ public enum ModelBench {
         return (m, s.squareRoot())
     }
 
-    public static func run(session: ModelSession, promptTokens: Int, generatedTokens: Int, repetitions: Int,
+    /// `depth` random tokens are run once (untimed); every run then starts from them.
+    public static func run(session: ModelSession, promptTokens: Int, generatedTokens: Int, repetitions: Int, depth: Int = 0,
                            progress: ProgressBar? = nil) throws -> BenchResult {
         let vocab = session.model.config.vocabSize
         var rng = SystemRandomNumberGenerator()
         var pp: [Double] = [], tg: [Double] = []
+        session.reset()
+        if depth > 0 { _ = try session.forward((0 ..< depth).map { _ in Int.random(in: 0 ..< vocab, using: &rng) }) }
         for rep in 0 ... repetitions {  // rep 0 is the warm-up
             if promptTokens > 0 {
                 let tokens = (0 ..< promptTokens).map { _ in Int.random(in: 0 ..< vocab, using: &rng) }
-                session.reset()
+                session.reset(to: depth)
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 _ = try session.forward(tokens, logitsFor: 1)
                 let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 if rep > 0 { pp.append(Double(promptTokens) / dt) }
             }
             if generatedTokens > 0 {
-                session.reset()
+                session.reset(to: depth)
                 var token = Int.random(in: 0 ..< vocab, using: &rng)
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 for _ in 0 ..< generatedTokens {
@@ -68,7 +74,7 @@ public enum ModelBench {
             progress?.advance()
         }
         let (ppm, pps) = meanSD(pp), (tgm, tgs) = meanSD(tg)
-        return BenchResult(promptTokens: promptTokens, generatedTokens: generatedTokens, threads: session.pool.threadCount,
+        return BenchResult(promptTokens: promptTokens, depth: depth, generatedTokens: generatedTokens, threads: session.pool.threadCount,
                            repetitions: repetitions, promptTokensPerSecond: ppm, promptTokensPerSecondSD: pps,
                            generationTokensPerSecond: tgm, generationTokensPerSecondSD: tgs,
                            promptSamples: pp, generationSamples: tg, weightBytesPerToken: session.model.matrixBytesPerToken,

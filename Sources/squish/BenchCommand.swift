@@ -21,6 +21,9 @@ struct Bench: ParsableCommand {
     @Option(name: [.customShort("n"), .long], help: "Tokens generated one at a time.")
     var generatedTokens = 128
 
+    @Option(name: [.customShort("d"), .long], help: "Tokens already in the cache before each prompt and generation run (llama-bench -d): the speed at that context depth.")
+    var depth = 0
+
     @OptionGroup var threading: ThreadOptions
 
     @Option(name: [.customShort("r"), .long], help: "Repetitions after the warm-up run.")
@@ -59,6 +62,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         try check("-p/--prompt-tokens", promptTokens, 0 ... Limits.tokens)
         try check("-n/--generated-tokens", generatedTokens, 0 ... Limits.tokens)
+        try check("-d/--depth", depth, 0 ... Limits.tokens)
         guard promptTokens + generatedTokens > 0 else { throw ValidationError("-p and -n must not both be 0") }
         try check("-r/--repetitions", repetitions, 1 ... 10_000)
         // The buffer is read by every thread: at most half the memory, so that the measurement does not swap.
@@ -76,12 +80,12 @@ struct Bench: ParsableCommand {
         if tokenizer { return try runTokenizer(path: path) }
         let llama = try TransformerModel.load(path: path, layout: kernelLayout)
         let pool = threading.pool(quiet: json)
-        let context = max(promptTokens, generatedTokens, 1)
-        try checkContext(context, for: llama, option: "-p/-n", threads: pool.threadCount)
+        let context = depth + max(promptTokens, generatedTokens, 1)
+        try checkContext(context, for: llama, option: "-d/-p/-n", threads: pool.threadCount)
         let session = try ModelSession(model: llama, pool: pool, contextLength: context, maxBatch: max(1, min(promptTokens, 512)))
         let progress = ProgressBar(total: repetitions + 1, label: "bench", quiet: json)
         let r = try ModelBench.run(session: session, promptTokens: promptTokens, generatedTokens: generatedTokens,
-                                   repetitions: repetitions, progress: progress)
+                                   repetitions: repetitions, depth: depth, progress: progress)
         progress.finish()
         // Measured right after the model, so that both see the same load on the machine.
         var bandwidth: MemoryBandwidthResult?
@@ -104,11 +108,12 @@ struct Bench: ParsableCommand {
         } else {
             let name = URL(fileURLWithPath: path).lastPathComponent
             print("model: \(name)   threads: \(r.threads)   repetitions: \(r.repetitions)")
+            let at = depth > 0 ? " @ d\(depth)" : ""
             if promptTokens > 0 {
-                print(String(format: "pp%-5d %8.2f ± %.2f tokens/s", promptTokens, r.promptTokensPerSecond, r.promptTokensPerSecondSD))
+                print(String(format: "pp%-5d%@ %8.2f ± %.2f tokens/s", promptTokens, at, r.promptTokensPerSecond, r.promptTokensPerSecondSD))
             }
             if generatedTokens > 0 {
-                print(String(format: "tg%-5d %8.2f ± %.2f tokens/s   weights %.1f MB/token, %.2f GB/s", generatedTokens,
+                print(String(format: "tg%-5d%@ %8.2f ± %.2f tokens/s   weights %.1f MB/token, %.2f GB/s", generatedTokens, at,
                              r.generationTokensPerSecond, r.generationTokensPerSecondSD, Double(r.weightBytesPerToken) / 1e6,
                              r.weightsGigabytesPerSecond))
             }

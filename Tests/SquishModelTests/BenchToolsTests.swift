@@ -116,6 +116,13 @@ import SquishTokenizer
         #expect(r.weightsGigabytesPerSecond > 0)
         let json = try jsonString(r)
         #expect(json.contains("\"weight_bytes_per_token\"") && json.contains("\"weights_gigabytes_per_second\""))
+        // At depth: the runs start from 4 cached tokens; 4 + 5 positions overflow the context of 8.
+        let deep = try ModelBench.run(session: session, promptTokens: 4, generatedTokens: 2, repetitions: 1, depth: 4)
+        #expect(deep.depth == 4 && deep.promptSamples.count == 1 && deep.promptTokensPerSecond > 0)
+        #expect(try jsonString(deep).contains("\"depth\" : 4"))
+        #expect(throws: ModelError.contextOverflow(tokens: 9, context: 8)) {
+            try ModelBench.run(session: session, promptTokens: 5, generatedTokens: 0, repetitions: 1, depth: 4)
+        }
         session.reset()
         let logits = try session.forward([1, 2, 3], logitsFor: 1)
         #expect(logits.count == tokens.count && logits.allSatisfy(\.isFinite))
