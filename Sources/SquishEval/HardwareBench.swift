@@ -76,6 +76,54 @@ public enum MemoryBench {
     }
 }
 
+// MARK: - Int8 multiply-add peak
+
+public struct Int8PeakResult: Codable, Sendable {
+    public let threads: Int
+    /// The instructions measured, those the int8 matmuls use here: "avx512-vnni" (vpdpbusd), "avx2" (maddubs, madd,
+    /// add) or "portable".
+    public let path: String
+    /// Median over the repetitions, 10^9 int8 operations per second (a multiply-add counts two, as in GFLOP/s).
+    public let gigaOpsPerSecond: Double
+    public let samples: [Double]
+    enum CodingKeys: String, CodingKey { case threads, path, gigaOpsPerSecond = "giga_ops_per_second", samples }
+}
+
+/// The machine's int8 multiply-add peak: every worker of the pool runs independent chains of the instructions the
+/// int8 matmuls are built from, operands in registers (no memory traffic), for about `sampleSeconds` per sample;
+/// one warm-up sample, then the median of `repetitions`. The ceiling a GEMM's GFLOP/s is compared with.
+public enum Int8Peak {
+    public static func run(pool: WorkerPool, repetitions: Int = 5, sampleSeconds: Double = 0.05) -> Int8PeakResult {
+        let path: Int32 = VectorOps.usesVNNI ? 2 : VectorOps.usesAVX2 ? 1 : 0
+        let x = (0 ..< 32).map { Int8($0 % 7 - 3) }, w = (0 ..< 32).map { UInt8($0 * 5 % 16) }
+        let perStep = Double(sq_int8_peak_products_per_step(path))
+        let parts = pool.threadCount
+        let sums = UnsafeMutablePointer<Int64>.allocate(capacity: parts)
+        defer { sums.deallocate() }
+        sums.initialize(repeating: 0, count: parts)
+        var sink: Int64 = 0
+        // Steps per sample from a one-thread estimate.
+        var t0 = now()
+        sink &+= sq_int8_peak(path, 100_000, x, w)
+        let perSecond = 100_000 / max(Double(now() - t0) / 1e9, 1e-6)
+        let steps = Int64(max(1000, perSecond * sampleSeconds))
+        var samples: [Double] = []
+        for rep in 0 ... repetitions {  // rep 0 is the warm-up
+            t0 = now()
+            pool.run { i in
+                guard i < parts else { return }
+                sums[i] = sq_int8_peak(path, steps, x, w)
+            }
+            let dt = Double(now() - t0) / 1e9
+            for i in 0 ..< parts { sink &+= sums[i] }
+            if rep > 0 { samples.append(2 * perStep * Double(steps) * Double(parts) / dt / 1e9) }
+        }
+        if sink == 42 { FileHandle.standardError.write(Data()) }  // keeps the sums observable
+        return Int8PeakResult(threads: parts, path: ["portable", "avx2", "avx512-vnni"][Int(path)],
+                              gigaOpsPerSecond: median(samples), samples: samples)
+    }
+}
+
 // MARK: - Matmul throughput per block type
 
 /// One weight shape: `rows` output channels × `columns` inputs, named after the model matrix it stands for.
@@ -124,10 +172,12 @@ public struct KernelBenchRow: Codable, Sendable {
     public let secondsPerCall: Double
     public let gflops: Double
     public let weightGigabytesPerSecond: Double
+    /// gflops over the measured int8 peak (KernelBenchResult.int8Peak).
+    public let fractionOfInt8Peak: Double
     enum CodingKeys: String, CodingKey {
         case type, shape, rows, columns, tokens, path, copies
         case weightBytes = "weight_bytes", secondsPerCall = "seconds_per_call", gflops
-        case weightGigabytesPerSecond = "weight_gigabytes_per_second"
+        case weightGigabytesPerSecond = "weight_gigabytes_per_second", fractionOfInt8Peak = "fraction_of_int8_peak"
     }
 }
 
@@ -137,17 +187,20 @@ public struct KernelBenchResult: Codable, Sendable {
     public let usesAVX2: Bool
     /// The packed matmuls ran on AVX512-VNNI.
     public let usesVNNI: Bool
+    /// The int8 multiply-add peak with the same threads, measured before the matmuls.
+    public let int8Peak: Int8PeakResult
     public let rows: [KernelBenchRow]
     /// Type × shape pairs left out because the row length is not whole blocks of the type.
     public let skipped: [String]
-    enum CodingKeys: String, CodingKey { case threads, repetitions, usesAVX2 = "uses_avx2", usesVNNI = "uses_vnni", rows, skipped }
+    enum CodingKeys: String, CodingKey { case threads, repetitions, usesAVX2 = "uses_avx2", usesVNNI = "uses_vnni", int8Peak = "int8_peak", rows, skipped }
 }
 
 /// GEMV (1 token) and GEMM (`tokens` tokens) through `Matmul`, the same call the model makes, on weights laid out
 /// the way the model holds them (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL and the K-quants Q3_K-Q6_K repacked into 8 interleaved
 /// rows, unless `repack` is false).
 /// Each measurement: one warm-up call, then `repetitions` samples of enough calls for ~`sampleSeconds`; the median
-/// time per call gives GFLOP/s (2 · rows · columns · tokens) and weight GB/s (stored matrix bytes per call).
+/// time per call gives GFLOP/s (2 · rows · columns · tokens), its fraction of the int8 peak (Int8Peak, measured first
+/// on the same pool) and weight GB/s (stored matrix bytes per call).
 public enum KernelBench {
     public static let defaultTypes: [GGMLType] = [
         .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_NL, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .tq1_0, .tq2_0, .sq2_G64, .sq3_G32,
@@ -156,7 +209,7 @@ public enum KernelBench {
 
     /// Median seconds per call of y = X Wᵀ for `tokens` rows of X, cycling through `matrices` (cold caches).
     static func measure(_ matmul: Matmul, _ matrices: [WeightMatrix], tokens nt: Int, type: GGMLType, shape: KernelShape,
-                        path: String, bytes: Int, repetitions: Int, sampleSeconds: Double) throws -> KernelBenchRow {
+                        path: String, bytes: Int, repetitions: Int, sampleSeconds: Double, peak: Double) throws -> KernelBenchRow {
         var rng = SplitMix(seed: 7)
         let x = (0 ..< nt * shape.columns).map { _ in rng.gaussian() }  // [nt × columns]
         var y = [Float](repeating: 0, count: nt * shape.rows)  // [nt × rows]
@@ -180,17 +233,19 @@ public enum KernelBench {
             samples.append(Double(now() - t0) / 1e9 / Double(calls))
         }
         let s = median(samples)
+        let gflops = 2 * Double(shape.rows * shape.columns * nt) / s / 1e9
         return KernelBenchRow(
             type: type.name, shape: shape.name, rows: shape.rows, columns: shape.columns, tokens: nt, path: path,
             weightBytes: bytes, copies: matrices.count, secondsPerCall: s,
-            gflops: 2 * Double(shape.rows * shape.columns * nt) / s / 1e9,
-            weightGigabytesPerSecond: Double(bytes) / s / 1e9)
+            gflops: gflops, weightGigabytesPerSecond: Double(bytes) / s / 1e9, fractionOfInt8Peak: gflops / peak)
     }
 
     public static func run(types: [GGMLType], shapes: [KernelShape], tokens: [Int] = [1, 64], pool: WorkerPool,
                            repetitions: Int = 5, sampleSeconds: Double = 0.05, coldBytes: Int = 64 << 20,
                            repack: Bool = true,
                            progress: ((String) -> Void)? = nil) throws -> KernelBenchResult {
+        let int8Peak = Int8Peak.run(pool: pool, repetitions: repetitions, sampleSeconds: sampleSeconds)
+        let peak = int8Peak.gigaOpsPerSecond
         let matmul = Matmul(pool: pool)
         matmul.lookupTableMaxTokens = 0
         let lutMatmul = Matmul(pool: pool)
@@ -238,7 +293,7 @@ public enum KernelBench {
                 let readBytes = converted ? (first.type.rowBytes(elements: shape.columns) ?? rowBytes) * shape.rows : bytes
                 for nt in tokens {
                     rows.append(try measure(matmul, matrices, tokens: nt, type: type, shape: shape, path: path, bytes: readBytes,
-                                            repetitions: repetitions, sampleSeconds: sampleSeconds))
+                                            repetitions: repetitions, sampleSeconds: sampleSeconds, peak: peak))
                 }
                 // The lookup-table kernel on the same weights, for every token count (the model uses it for decoding).
                 let raw = try WeightMatrix(name: "bench", type: type, data: UnsafeRawBufferPointer(start: buffers[0], count: bytes),
@@ -251,12 +306,12 @@ public enum KernelBench {
                     matrices = [one] + (1 ..< lutCopies).map { _ in raw.withLookupTable() }
                     for nt in tokens {
                         rows.append(try measure(lutMatmul, matrices, tokens: nt, type: type, shape: shape, path: "lut", bytes: lutBytes,
-                                                repetitions: repetitions, sampleSeconds: sampleSeconds))
+                                                repetitions: repetitions, sampleSeconds: sampleSeconds, peak: peak))
                     }
                 }
             }
         }
         return KernelBenchResult(threads: pool.threadCount, repetitions: repetitions, usesAVX2: VectorOps.usesAVX2,
-                                 usesVNNI: VectorOps.usesVNNI, rows: rows, skipped: skipped)
+                                 usesVNNI: VectorOps.usesVNNI, int8Peak: int8Peak, rows: rows, skipped: skipped)
     }
 }

@@ -530,6 +530,23 @@ extension VectorOps {
         sq_attention_heads(query, Int64(heads), keys, values, Int64(stride), Int64(count), Int64(headDim), scale, scores, output)
     }
 
+    /// Causal attention for a tile of `tokens` consecutive query tokens whose `heads` heads share one KV head (the
+    /// prefill path; one token is decoding): token i's head h, query at query + i·queryStride + h·headDim, gets
+    /// output + i·outputStride + h·headDim = softmax(scale · K q) · V over positions lower[i] ..< upper[i] (non-empty)
+    /// of keys/values (rows `stride` floats apart). Keys and values are read in blocks once per tile; each row's result
+    /// is independent of the tile it is in. scratch: attentionTileScratch(rows: tokens · heads, headDim:) floats.
+    @inline(__always) public static func attentionTile(query: UnsafePointer<Float>, queryStride: Int, tokens: Int, heads: Int,
+                                                       keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int,
+                                                       lower: UnsafePointer<Int64>, upper: UnsafePointer<Int64>, headDim: Int,
+                                                       scale: Float, scratch: UnsafeMutablePointer<Float>,
+                                                       output: UnsafeMutablePointer<Float>, outputStride: Int) {
+        sq_attention_tile(query, Int64(queryStride), Int64(tokens), Int64(heads), keys, values, Int64(stride), lower, upper,
+                          Int64(headDim), scale, scratch, output, Int64(outputStride))
+    }
+
+    /// Floats of scratch attentionTile needs for `rows` query rows (tokens × heads).
+    public static func attentionTileScratch(rows: Int, headDim: Int) -> Int { Int(sq_attention_tile_scratch(Int64(rows), Int64(headDim))) }
+
     /// The activation of a gated feed-forward layer in place: gate[i] = act(gate[i]) · up[i] for i < count.
     public enum GatedActivation: Int32, Sendable { case silu = 0, geluTanh = 1 }
 

@@ -74,6 +74,10 @@ public final class ForwardPass {
     private let hb2: UnsafeMutablePointer<Float>  // up [B × hiddenDim]
     private var scores: UnsafeMutablePointer<Float>  // per worker [threads × scoresPerWorker]
     private var scoresPerWorker: Int
+    /// Per worker: the attention tile's first and last-plus-one positions per token [threads × 2 × maxTileTokens].
+    private let bounds: UnsafeMutablePointer<Int64>
+    /// Attention tiles of the current batch: (first token, tokens), each within one segment.
+    private var tiles: [(Int, Int)] = []
     private var allocations: [UnsafeMutablePointer<Float>] = []
     /// Per token of the current batch: its position and the index of its segment.
     private var positions: [Int] = []
@@ -104,6 +108,7 @@ public final class ForwardPass {
         allocations = allocs
         scoresPerWorker = 1024
         scores = .allocate(capacity: pool.threadCount * scoresPerWorker)
+        bounds = .allocate(capacity: pool.threadCount * 2 * Self.maxTileTokens)
         var tables: [RoPETable] = []
         var index: [Int] = []
         for a in c.layerAttention {
@@ -122,6 +127,7 @@ public final class ForwardPass {
     deinit {
         for p in allocations { p.deallocate() }
         scores.deallocate()
+        bounds.deallocate()
     }
 
     /// Makes positions 0 ..< n usable (RoPE tables, attention scratch for a KV head's query heads).
@@ -129,7 +135,7 @@ public final class ForwardPass {
         for t in ropeTables { t.reserve(n) }
         let c = model.config
         let group = (0 ..< c.layers).map { c.forLayer($0) }.map { $0.heads / $0.kvHeads }.max() ?? 1
-        let needed = n * group
+        let needed = max(n * group, VectorOps.attentionTileScratch(rows: Self.tileTokens(group: group) * group, headDim: c.headDim))
         if needed > scoresPerWorker {
             scores.deallocate()
             scoresPerWorker = max(needed, 2 * scoresPerWorker)
@@ -137,14 +143,26 @@ public final class ForwardPass {
         }
     }
 
-    /// Query heads per KV head of a block (`c`: its widths), and how many of them one attention work item takes: all of them, unless a batch of
-    /// `tokens` has fewer (token, KV head) pairs than workers; then as few as keep every worker busy.
-    private func headSlices(tokens n: Int, config c: ModelConfig) -> (group: Int, slice: Int) {
+    /// Query heads per KV head of a block (`c`: its widths), and how many of them one attention work item takes: all of
+    /// them, unless there are fewer (tile, KV head) `pairs` than workers; then as few as keep every worker busy.
+    private func headSlices(pairs: Int, config c: ModelConfig) -> (group: Int, slice: Int) {
         let group = c.heads / c.kvHeads
-        let pairs = n * c.kvHeads, workers = pool.threadCount
+        let workers = pool.threadCount
         guard pairs < workers else { return (group, group) }
         let splits = min(group, (workers + pairs - 1) / pairs)
         return (group, (group + splits - 1) / splits)
+    }
+
+    /// Most tokens in one attention tile: about 32 query rows (tokens × query heads per KV head), so a tile's
+    /// queries, outputs and one block of keys and values stay in the level-1/level-2 caches.
+    static let maxTileTokens = 32
+    private static func tileTokens(group: Int) -> Int { max(1, min(maxTileTokens, 32 / max(group, 1))) }
+
+    /// Tokens per attention tile for a batch of n: the most (above), or fewer when that leaves under two work items
+    /// per worker (short prompts).
+    private func tileTokens(tokens n: Int, config c: ModelConfig) -> Int {
+        let most = Self.tileTokens(group: c.heads / c.kvHeads)
+        return max(1, min(most, n * c.kvHeads / (2 * pool.threadCount)))
     }
 
     /// Embedding rows of `tokens` (checked against the vocabulary) into x [count × dim], scaled as the model wants.
@@ -219,31 +237,47 @@ public final class ForwardPass {
             for t in 0 ..< n {
                 segments[segmentOf[t]].cache.store(layer: cacheLayer, position: pos[t], key: k + t * c.kvDim, value: v + t * c.kvDim)
             }
-            // Causal attention: token t attends to positions first ... pos[t] of its own sequence. Work items: (token, KV
-            // head, slice of the query heads on that KV head); each reads the keys and values once for its heads. A
-            // batch with fewer (token, KV head) pairs than workers (decoding, multi-query models) splits the heads.
+            // Causal attention: token t attends to positions first ... pos[t] of its own sequence. Work items: (tile of
+            // consecutive tokens of one segment, KV head, slice of the query heads on that KV head); each reads the keys
+            // and values once per tile for all its rows. A batch with fewer (tile, KV head) pairs than workers
+            // (decoding, multi-query models) splits the heads. A row's result does not depend on its tile or slice.
             let window = c.layerAttention[index].slidingWindow
-            let (group, slice) = headSlices(tokens: n, config: c)
+            let tokensPerTile = tileTokens(tokens: n, config: c)
+            tiles.removeAll(keepingCapacity: true)
+            var t0 = 0
+            for s in segments {
+                var i = 0
+                while i < s.count { let m = min(tokensPerTile, s.count - i); tiles.append((t0 + i, m)); i += m }
+                t0 += s.count
+            }
+            let (group, slice) = headSlices(pairs: tiles.count * c.kvHeads, config: c)
             let slices = (group + slice - 1) / slice
             let scale = c.attentionScale, headDim = c.headDim
-            let (scores, stride) = (self.scores, scoresPerWorker)
+            let (scores, stride, bounds) = (self.scores, scoresPerWorker, self.bounds)
             segmentOf.withUnsafeBufferPointer { seg in
                 let seg = seg.baseAddress!
                 segments.withUnsafeBufferPointer { segments in
-                    pool.run { w in
-                        let workers = self.pool.threadCount
-                        let items = n * c.kvHeads * slices
-                        let sc = scores + w * stride
-                        var item = w
-                        while item < items {
-                            let t = item / (c.kvHeads * slices), kv = item / slices % c.kvHeads
-                            let h0 = kv * group + item % slices * slice, heads = min(slice, (kv + 1) * group - h0)
-                            let last = pos[t]
-                            let first = window.map { max(0, last - $0 + 1) } ?? 0
-                            segments[seg[t]].cache.attend(layer: cacheLayer, kvHead: kv, queries: q + t * c.qDim + h0 * headDim,
-                                                          heads: heads, headDim: headDim, positions: first ..< last + 1,
-                                                          scale: scale, scores: sc, output: att + t * c.qDim + h0 * headDim)
-                            item += workers
+                    tiles.withUnsafeBufferPointer { tiles in
+                        pool.run { w in
+                            let workers = self.pool.threadCount
+                            let items = tiles.count * c.kvHeads * slices
+                            let sc = scores + w * stride
+                            let lower = bounds + w * 2 * Self.maxTileTokens, upper = lower + Self.maxTileTokens
+                            var item = w
+                            while item < items {
+                                let (t, m) = tiles[item / (c.kvHeads * slices)], kv = item / slices % c.kvHeads
+                                let h0 = kv * group + item % slices * slice, heads = min(slice, (kv + 1) * group - h0)
+                                for i in 0 ..< m {
+                                    let last = pos[t + i]
+                                    lower[i] = Int64(window.map { max(0, last - $0 + 1) } ?? 0)
+                                    upper[i] = Int64(last + 1)
+                                }
+                                segments[seg[t]].cache.attend(layer: cacheLayer, kvHead: kv, queries: q + t * c.qDim + h0 * headDim,
+                                                              queryStride: c.qDim, tokens: m, heads: heads, headDim: headDim,
+                                                              lower: lower, upper: upper, scale: scale, scratch: sc,
+                                                              output: att + t * c.qDim + h0 * headDim, outputStride: c.qDim)
+                                item += workers
+                            }
                         }
                     }
                 }

@@ -16,6 +16,13 @@ public protocol KVCache: AnyObject {
     /// attention): queries and output are [heads × headDim]; scores: scratch of at least heads · positions.count floats.
     func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
                 scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>)
+    /// Causal attention for a tile of `tokens` consecutive query tokens on KV head `kvHead` (prefill; one token is
+    /// decoding): token i's `heads` query heads ([heads × headDim] at queries + i·queryStride) attend over positions
+    /// lower[i] ..< upper[i] (non-empty); its output goes to output + i·outputStride. scratch: at least
+    /// max(heads · longest range, VectorOps.attentionTileScratch(rows: tokens · heads, headDim:)) floats.
+    func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, queryStride: Int, tokens: Int, heads: Int, headDim: Int,
+                lower: UnsafePointer<Int64>, upper: UnsafePointer<Int64>, scale: Float, scratch: UnsafeMutablePointer<Float>,
+                output: UnsafeMutablePointer<Float>, outputStride: Int)
     /// Forgets positions from `count` on.
     func truncate(to count: Int)
     /// A new cache of the same capacity holding this one's positions 0 ..< count (prefix reuse: another sequence
@@ -32,6 +39,18 @@ extension KVCache {
         for h in 0 ..< heads {
             attend(layer: layer, kvHead: kvHead, query: queries + h * headDim, positions: positions, scale: scale,
                    scores: scores, output: output + h * headDim)
+        }
+    }
+}
+
+extension KVCache {
+    /// Token by token, for caches that have no tiled path of their own.
+    public func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, queryStride: Int, tokens: Int, heads: Int,
+                       headDim: Int, lower: UnsafePointer<Int64>, upper: UnsafePointer<Int64>, scale: Float,
+                       scratch: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>, outputStride: Int) {
+        for i in 0 ..< tokens {
+            attend(layer: layer, kvHead: kvHead, queries: queries + i * queryStride, heads: heads, headDim: headDim,
+                   positions: Int(lower[i]) ..< Int(upper[i]), scale: scale, scores: scratch, output: output + i * outputStride)
         }
     }
 }
@@ -110,6 +129,18 @@ public final class F32KVCache: KVCache {
         let base = layerStart[layer] + positions.lowerBound * d + kvHead * headDim
         VectorOps.attentionHeads(query: queries, heads: heads, keys: keys + base, values: values + base, stride: d,
                                  count: positions.count, headDim: headDim, scale: scale, scores: scores, output: output)
+    }
+
+    /// Keys and values are read in blocks once per tile (VectorOps.attentionTile).
+    public func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, queryStride: Int, tokens: Int, heads: Int,
+                       headDim: Int, lower: UnsafePointer<Int64>, upper: UnsafePointer<Int64>, scale: Float,
+                       scratch: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>, outputStride: Int) {
+        precondition(headDim == self.headDim, "head size \(headDim) is not the cache's \(self.headDim)")
+        let d = layerKVDim[layer]
+        let base = layerStart[layer] + kvHead * headDim
+        VectorOps.attentionTile(query: queries, queryStride: queryStride, tokens: tokens, heads: heads, keys: keys + base,
+                                values: values + base, stride: d, lower: lower, upper: upper, headDim: headDim, scale: scale,
+                                scratch: scratch, output: output, outputStride: outputStride)
     }
 
     public func truncate(to count: Int) {}

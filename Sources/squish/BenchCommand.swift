@@ -46,7 +46,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "After the model benchmark, also measure the memory read bandwidth and report the generation's weights GB/s as a fraction of it.")
     var vsMemory = false
 
-    @Flag(help: "Benchmark the matmul kernels instead: GEMV and GEMM per block type on the shapes of the default model, TinyLlama-1.1B and Gemma-3-270M.")
+    @Flag(help: "Benchmark the matmul kernels instead: GEMV and GEMM per block type on the shapes of the default model, TinyLlama-1.1B and Gemma-3-270M, each GEMM's GFLOP/s as a fraction of the machine's int8 multiply-add peak (measured first, same threads).")
     var kernels = false
 
     @Option(help: "Block types for --kernels, comma-separated (default: Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,IQ4_NL,Q2_K..Q6_K,TQ1_0,TQ2_0,SQ2_G64,SQ3_G32,SQ3_G64,SQ4_G64; SQ2-SQ4 and TQ types also through the lookup-table kernel, path 'lut').")
@@ -110,14 +110,15 @@ struct Bench: ParsableCommand {
             }
         } else {
             let name = URL(fileURLWithPath: path).lastPathComponent
-            print("model: \(name)   threads: \(r.threads)   repetitions: \(r.repetitions)" + (depth > 0 ? "   depth: \(depth)" : ""))
+            print("model: \(name)   threads: \(r.threads)   repetitions: \(r.repetitions)")
             print(String(format: "KV cache %@: %.0f bytes/token, %.2f MB at %d positions", r.kvCache, r.kvCacheBytesPerToken,
                          Double(r.kvCacheBytes) / 1e6, depth + max(promptTokens, generatedTokens)))
+            let at = depth > 0 ? " @ d\(depth)" : ""
             if promptTokens > 0 {
-                print(String(format: "pp%-5d %8.2f ± %.2f tokens/s", promptTokens, r.promptTokensPerSecond, r.promptTokensPerSecondSD))
+                print(String(format: "pp%-5d%@ %8.2f ± %.2f tokens/s", promptTokens, at, r.promptTokensPerSecond, r.promptTokensPerSecondSD))
             }
             if generatedTokens > 0 {
-                print(String(format: "tg%-5d %8.2f ± %.2f tokens/s   weights %.1f MB/token, %.2f GB/s", generatedTokens,
+                print(String(format: "tg%-5d%@ %8.2f ± %.2f tokens/s   weights %.1f MB/token, %.2f GB/s", generatedTokens, at,
                              r.generationTokensPerSecond, r.generationTokensPerSecondSD, Double(r.weightBytesPerToken) / 1e6,
                              r.weightsGigabytesPerSecond))
             }
@@ -223,7 +224,9 @@ extension Bench {
             return
         }
         print("matmul through Matmul, \(r.threads) threads, \(r.usesVNNI ? "AVX512-VNNI" : r.usesAVX2 ? "AVX2" : "portable"), median of \(r.repetitions); GEMV = 1 token, GEMM = \(gemmTokens) tokens")
-        print("type     shape              rows x cols   path        MB  copies | GEMV GFLOP/s   GB/s | GEMM GFLOP/s   GB/s")
+        print(String(format: "int8 peak (%@ multiply-add chains, %d threads): %.1f GOP/s; %% peak = GFLOP/s of the GEMM over it",
+                     r.int8Peak.path, r.int8Peak.threads, r.int8Peak.gigaOpsPerSecond))
+        print("type     shape              rows x cols   path        MB  copies | GEMV GFLOP/s   GB/s | GEMM GFLOP/s   GB/s % peak")
         var i = 0
         while i < r.rows.count {
             let a = r.rows[i]
@@ -231,8 +234,9 @@ extension Bench {
                 && r.rows[i + 1].path == a.path ? r.rows[i + 1] : nil
             func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
             print(pad(a.type, 8) + " " + pad(a.shape, 16) + String(format: " %6d x %-5d ", a.rows, a.columns) + pad(a.path, 10)
-                  + String(format: " %6.2f %6d | %12.2f %6.2f | %12.2f %6.2f", Double(a.weightBytes) / 1e6, a.copies,
-                         a.gflops, a.weightGigabytesPerSecond, b?.gflops ?? .nan, b?.weightGigabytesPerSecond ?? .nan))
+                  + String(format: " %6.2f %6d | %12.2f %6.2f | %12.2f %6.2f %6.1f", Double(a.weightBytes) / 1e6, a.copies,
+                         a.gflops, a.weightGigabytesPerSecond, b?.gflops ?? .nan, b?.weightGigabytesPerSecond ?? .nan,
+                         100 * (b?.fractionOfInt8Peak ?? .nan)))
             i += b == nil ? 1 : 2
         }
         if !r.skipped.isEmpty { print("skipped (rows not whole blocks): " + r.skipped.joined(separator: ", ")) }

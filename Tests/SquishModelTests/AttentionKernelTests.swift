@@ -131,3 +131,61 @@ import SquishKernels
         #expect(VectorOps.argmax([Float.nan, 1, 3, 3], count: 4) == 2)
     }
 }
+
+/// The tiled causal attention of prefill (sq_attention_tile: several tokens' query heads on one KV head, keys in
+/// blocks, online softmax) against the Double reference per row, dispatched and portable; and every row of a tile
+/// bit-identical to the same row attended alone (a one-token, one-head tile: decoding), which keeps logits
+/// independent of the batch split and of the thread count.
+@Suite struct AttentionTileKernelTests {
+    /// (head size, heads per KV head, tokens in the tile, position of the first token, sliding window or 0).
+    @Test(arguments: [(64, 3, 10, 0, 0), (64, 3, 7, 100, 0), (256, 4, 8, 40, 0), (128, 2, 5, 513, 64), (8, 1, 3, 0, 0),
+                      (24, 5, 4, 31, 0), (80, 1, 32, 1000, 0), (64, 3, 9, 70, 33)])
+    func matchesReference(headDim: Int, heads: Int, tokens: Int, first: Int, window: Int) {
+        var rng = SplitMix64(seed: UInt64(headDim * 131 + heads * 17 + tokens * 3 + first + window))
+        let stride = headDim * 2 + 8  // the KV head's slice inside wider rows
+        let positions = first + tokens
+        func rand() -> Float { Float(Double(rng.next() % 20001) / 10000 - 1) }
+        let qStride = heads * headDim + 16  // a token's queries inside a wider row
+        let q = (0 ..< tokens * qStride).map { _ in rand() * 3 }
+        let keys = (0 ..< positions * stride).map { _ in rand() }
+        let values = (0 ..< positions * stride).map { _ in rand() }
+        let scale = 1 / Float(headDim).squareRoot()
+        let upper = (0 ..< tokens).map { Int64(first + $0 + 1) }
+        let lower = upper.map { window > 0 ? max(0, $0 - Int64(window)) : 0 }
+        let scratch = VectorOps.attentionTileScratch(rows: tokens * heads, headDim: headDim)
+        var work = [Float](repeating: .nan, count: scratch)
+        var fast = [Float](repeating: .nan, count: tokens * qStride), portable = fast
+        sq_attention_tile(q, Int64(qStride), Int64(tokens), Int64(heads), keys, values, Int64(stride), lower, upper,
+                          Int64(headDim), scale, &work, &fast, Int64(qStride))
+        sq_attention_tile_portable(q, Int64(qStride), Int64(tokens), Int64(heads), keys, values, Int64(stride), lower, upper,
+                                   Int64(headDim), scale, &work, &portable, Int64(qStride))
+        for i in 0 ..< tokens {
+            for h in 0 ..< heads {
+                let row = i * qStride + h * headDim
+                let range = Int(lower[i]) ..< Int(upper[i])
+                var s = range.map { j in
+                    Double(scale) * (0 ..< headDim).reduce(0.0) { $0 + Double(q[row + $1]) * Double(keys[j * stride + $1]) }
+                }
+                let mx = s.max()!
+                s = s.map { exp($0 - mx) }
+                let total = s.reduce(0, +)
+                let expected = (0 ..< headDim).map { d in
+                    zip(range, s).reduce(0.0) { $0 + $1.1 / total * Double(values[$1.0 * stride + d]) }
+                }
+                let norm = expected.map(abs).max()! + 1e-3
+                // Float sums over up to 1,032 positions and 256 dimensions, rescaled once per block: 2e-5 of the scale.
+                for d in 0 ..< headDim {
+                    #expect(abs(Double(fast[row + d]) - expected[d]) <= 2e-5 * norm, "dispatched, token \(i) head \(h) element \(d)")
+                    #expect(abs(Double(portable[row + d]) - expected[d]) <= 2e-5 * norm, "portable, token \(i) head \(h) element \(d)")
+                }
+                // The row alone, as decoding computes it.
+                var alone = [Float](repeating: .nan, count: headDim)
+                let one = [lower[i]], end = [upper[i]]
+                let qRow = Array(q[row ..< row + headDim])
+                sq_attention_tile(qRow, Int64(headDim), 1, 1, keys, values, Int64(stride), one, end, Int64(headDim), scale,
+                                  &work, &alone, Int64(headDim))
+                #expect(alone == Array(fast[row ..< row + headDim]), "token \(i) head \(h): alone differs from the tile")
+            }
+        }
+    }
+}

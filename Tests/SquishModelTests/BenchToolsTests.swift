@@ -24,6 +24,18 @@ import SquishTokenizer
         }
     }
 
+    /// Every path of the int8 peak loop computes the same chains: the returned sums agree with the plain products.
+    @Test func int8PeakLoopsComputeTheirProducts() {
+        let x = (0 ..< 32).map { Int8($0 % 7 - 3) }, w = (0 ..< 32).map { UInt8($0 * 5 % 16) }
+        let dot = zip(x, w).reduce(0) { $0 + Int64($1.0) * Int64($1.1) }
+        let steps: Int64 = 5
+        #expect(sq_int8_peak(0, steps, x, w) == steps * dot)
+        // The vector paths return lanes 0 and 7 of 12 summed chains: 12 · steps · (products of those lanes' 4 bytes).
+        let lanes = [0, 7].reduce(Int64(0)) { acc, l in acc + (0 ..< 4).reduce(Int64(0)) { $0 + Int64(x[4 * l + $1]) * Int64(w[4 * l + $1]) } }
+        if VectorOps.usesAVX2 { #expect(sq_int8_peak(1, steps, x, w) == 12 * steps * lanes) }
+        if VectorOps.usesVNNI { #expect(sq_int8_peak(2, steps, x, w) == 12 * steps * lanes) }
+    }
+
     @Test func memoryBenchReportsPositiveBandwidthAndJSONKeys() throws {
         let r = MemoryBench.run(bytes: 8 << 20, threadCounts: [1, 2], repetitions: 2)
         #expect(r.results.map(\.threads) == [1, 2])
@@ -64,8 +76,11 @@ import SquishTokenizer
         #expect(r.skipped == ["Q2_K 16x128"])
         // SQ4_G64 twice per shape: as the model runs prefill (converted to Q4_1, packed) and through the lookup tables.
         #expect(r.rows.count == 5 * 2 + 2 * 2)
+        #expect(r.int8Peak.threads == 2 && r.int8Peak.gigaOpsPerSecond > 0 && r.int8Peak.samples.count == 1)
+        #expect(r.int8Peak.path == (VectorOps.usesVNNI ? "avx512-vnni" : VectorOps.usesAVX2 ? "avx2" : "portable"))
         for row in r.rows {
             #expect(row.gflops > 0 && row.weightGigabytesPerSecond > 0 && row.copies >= 1)
+            #expect(abs(row.fractionOfInt8Peak * r.int8Peak.gigaOpsPerSecond - row.gflops) <= 1e-9 * row.gflops)
             // Bytes read: the stored rows, the Q4_1 blocks for a converted type, the bit-plane layout for 'lut'.
             let type = GGMLType(name: row.type)!
             let expected = row.path == "lut" ? sq_lut_packed_bytes(Int64(row.rows), Int64(row.columns), 4, 64)
@@ -76,7 +91,8 @@ import SquishTokenizer
         #expect(r.rows.first { $0.type == "Q2_K" }?.path == "int8")
         #expect(r.rows.filter { $0.type == "SQ4_G64" }.map(\.path) == ["packed", "packed", "lut", "lut", "packed", "packed", "lut", "lut"])
         let json = try jsonString(r)
-        for key in ["\"gflops\"", "\"weight_gigabytes_per_second\"", "\"seconds_per_call\"", "\"tokens\"", "\"skipped\""] {
+        for key in ["\"gflops\"", "\"weight_gigabytes_per_second\"", "\"seconds_per_call\"", "\"tokens\"", "\"skipped\"",
+                    "\"int8_peak\"", "\"giga_ops_per_second\"", "\"fraction_of_int8_peak\""] {
             #expect(json.contains(key), "missing \(key)")
         }
     }
@@ -116,6 +132,13 @@ import SquishTokenizer
         #expect(r.weightsGigabytesPerSecond > 0)
         let json = try jsonString(r)
         #expect(json.contains("\"weight_bytes_per_token\"") && json.contains("\"weights_gigabytes_per_second\""))
+        // At depth: the runs start from 4 cached tokens; 4 + 5 positions overflow the context of 8.
+        let deep = try ModelBench.run(session: session, promptTokens: 4, generatedTokens: 2, repetitions: 1, depth: 4)
+        #expect(deep.depth == 4 && deep.promptSamples.count == 1 && deep.promptTokensPerSecond > 0)
+        #expect(try jsonString(deep).contains("\"depth\" : 4"))
+        #expect(throws: ModelError.contextOverflow(tokens: 9, context: 8)) {
+            try ModelBench.run(session: session, promptTokens: 5, generatedTokens: 0, repetitions: 1, depth: 4)
+        }
         session.reset()
         let logits = try session.forward([1, 2, 3], logitsFor: 1)
         #expect(logits.count == tokens.count && logits.allSatisfy(\.isFinite))
