@@ -10,12 +10,13 @@ public struct LevelDatabaseOptions: Sendable {
     public var gptq = GPTQOptions()
     /// Block types tried for every matrix, smallest first. Only those smaller than the matrix's stored type are
     /// kept; the stored type itself is always the top level (a lossless copy) when it has at most 8.5 bits.
-    public var ladder: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4_G64, .sq5_G64, .q8_0]
+    /// SQ4_G128 sits a quarter bit below SQ4_G64: around 4 bits, where most budgets land, one-bit steps leave the
+    /// search too coarse a choice.
+    public var ladder: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4_G128, .sq4_G64, .sq5_G64, .q8_0]
     /// Levels tried besides the ladder for large matrices (`LevelDatabase.isLarge`: in small models the embedding,
-    /// often tied to the output). One such matrix holds so much of the budget that the ladder's one-bit steps leave
-    /// the search no good choice near the target (Gemma-3-270M: the embedding is 62% of the parameters); the
-    /// group-128 variants fall a quarter bit below each level.
-    public var largeTensorLevels: [GGMLType] = [.sq3_G128, .sq4_G128, .sq5_G128]
+    /// often tied to the output). One such matrix holds so much of the budget that even the other steps are coarse
+    /// (Gemma-3-270M: the embedding is 62% of the parameters); the group-128 variants fall a quarter bit below a level.
+    public var largeTensorLevels: [GGMLType] = [.sq3_G128, .sq5_G128]
     /// GPTQ for the transformer blocks' linear layers (else round to nearest everywhere).
     public var gptqBlocks = true
     public init() {}

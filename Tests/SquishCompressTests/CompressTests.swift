@@ -36,7 +36,7 @@ struct SizeParsingTests {
 }
 
 struct LevelChoiceTests {
-    /// A large matrix (Gemma-3-270M's 262,144 × 640 Q8_0 embedding) gets the group-128 levels between the ladder's;
+    /// A large matrix (Gemma-3-270M's 262,144 × 640 Q8_0 embedding) gets more group-128 levels between the ladder's;
     /// a block matrix of the same model does not; types that do not fit the rows or are not smaller than the
     /// source are left out.
     @Test func largeMatricesGetFinerLevels() {
@@ -45,8 +45,10 @@ struct LevelChoiceTests {
         #expect(!LevelDatabase.isLarge(parameters: 1_310_720, of: 268_000_000))
         #expect(LevelDatabase.levelTypes(rowLength: 640, source: .q8_0, large: true, options: options)
             == [.sq2_G64, .sq3_G128, .sq3_G64, .sq4_G128, .sq4_G64, .sq5_G128, .sq5_G64])
-        #expect(LevelDatabase.levelTypes(rowLength: 640, source: .q8_0, large: false, options: options) == [.sq2_G64, .sq3_G64, .sq4_G64, .sq5_G64])
-        #expect(LevelDatabase.levelTypes(rowLength: 2048, source: .q6_K, large: false, options: options) == [.sq2_G64, .sq3_G64, .sq4_G64, .sq5_G64])
+        #expect(LevelDatabase.levelTypes(rowLength: 640, source: .q8_0, large: false, options: options)
+            == [.sq2_G64, .sq3_G64, .sq4_G128, .sq4_G64, .sq5_G64])
+        #expect(LevelDatabase.levelTypes(rowLength: 2048, source: .q6_K, large: false, options: options)
+            == [.sq2_G64, .sq3_G64, .sq4_G128, .sq4_G64, .sq5_G64])
         #expect(LevelDatabase.levelTypes(rowLength: 1024, source: .q4_K, large: true, options: options) == [.sq2_G64, .sq3_G128, .sq3_G64, .sq4_G128])
         // Rows of 64 take no group-128 type.
         #expect(LevelDatabase.levelTypes(rowLength: 64, source: .f32, large: true, options: options) == [.sq2_G64, .sq3_G64, .sq4_G64, .sq5_G64, .q8_0])
