@@ -358,9 +358,9 @@ struct CLITests {
         #expect(keys(try tok.json()) == ["bytes", "tokens", "megabytes_per_second", "samples"])
 
         // At depth through a KIVI cache: bytes per position below f32's 512.
-        let deep = try CLI.run(["bench", "--model", model, "-p", "0", "-n", "4", "-d", "40", "-r", "1", "--kv", "kivi2:g8,r8", "--json"])
-        deep.expectSuccess()
-        let dj = try deep.json()
+        let deepKIVI = try CLI.run(["bench", "--model", model, "-p", "0", "-n", "4", "-d", "40", "-r", "1", "--kv", "kivi2:g8,r8", "--json"])
+        deepKIVI.expectSuccess()
+        let dj = try deepKIVI.json()
         #expect(dj["depth"] as? Int == 40 && dj["kv_cache"] as? String == "kivi2:g8,r8")
         #expect((dj["kv_cache_bytes_per_token"] as? Double).map { $0 > 0 && $0 < 512 } == true, "\(dj)")
         try CLI.run(["bench", "--model", model, "-p", "0", "-n", "0"]).expectUsageError("-p and -n")
