@@ -84,7 +84,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Helpers the test targets share (cached data, scratch directories, Python references, tiny models); tests only.
-        .target(name: "SquishTestSupport", dependencies: ["SquishCore", "SquishData", "SquishFormats", "SquishModel"],
+        .target(name: "SquishTestSupport", dependencies: ["SquishCore", "SquishData", "SquishFormats", "SquishModel", "SquishEval"],
                 path: "Tests/SquishTestSupport", swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "SquishCoreTests", dependencies: ["SquishCore", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "SquishFormatsTests", dependencies: ["SquishTestSupport", "SquishFormats", "SquishCore", "SquishData",

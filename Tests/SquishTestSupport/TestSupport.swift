@@ -1,6 +1,7 @@
 import Foundation
 import SquishCore
 import SquishData
+import SquishEval
 import SquishFormats
 import SquishModel
 
@@ -73,18 +74,10 @@ public struct TestSetupError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
-/// A small deterministic PRNG (SplitMix64) so tests are reproducible.
-public struct SplitMix64: RandomNumberGenerator {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// The seeded generator the library uses (SquishEval's SplitMix64), so tests are reproducible.
+public typealias SplitMix64 = SplitMix
 
+extension SplitMix {
     /// Approximately normal (sum of 4 uniforms), mean 0, standard deviation `sigma`.
     public mutating func normal(_ sigma: Float) -> Float {
         var s: Float = 0
