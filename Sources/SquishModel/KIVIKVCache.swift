@@ -112,11 +112,6 @@ public final class KIVIKVCache: KVCache {
         quantized[l] = q0 + group
     }
 
-    public func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
-                       scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
-        attend(layer: layer, kvHead: kvHead, queries: query, heads: 1, headDim: headDim, positions: positions, scale: scale,
-               scores: scores, output: output)
-    }
 
     public func attend(layer l: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
                        scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {

@@ -9,10 +9,7 @@ public protocol KVCache: AnyObject {
     /// Stores key and value ([kvDim] each) of `position` in `layer`.
     func store(layer: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>)
     /// out[headDim] = softmax(scale · K q) · V over `positions` (a causal window ending at the query's own position)
-    /// for KV head `kvHead`. scores: scratch of at least `positions.count` floats.
-    func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
-                scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>)
-    /// The same for `heads` consecutive query heads that share KV head `kvHead` (grouped-query / multi-query
+    /// for each of `heads` consecutive query heads that share KV head `kvHead` (grouped-query / multi-query
     /// attention): queries and output are [heads × headDim]; scores: scratch of at least heads · positions.count floats.
     func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
                 scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>)
@@ -30,17 +27,6 @@ public protocol KVCache: AnyObject {
     func copy(prefix count: Int) throws -> KVCache
     /// Bytes that keep positions 0 ..< count (what a sequence of that length holds resident).
     func bytes(positions count: Int) -> Int
-}
-
-extension KVCache {
-    /// One head at a time, for caches that have no multi-head path of their own.
-    public func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
-                       scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
-        for h in 0 ..< heads {
-            attend(layer: layer, kvHead: kvHead, query: queries + h * headDim, positions: positions, scale: scale,
-                   scores: scores, output: output + h * headDim)
-        }
-    }
 }
 
 extension KVCache {
@@ -115,11 +101,6 @@ public final class F32KVCache: KVCache {
         (values + base).update(from: value, count: d)
     }
 
-    public func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
-                       scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
-        attend(layer: layer, kvHead: kvHead, queries: query, heads: 1, headDim: headDim, positions: positions, scale: scale,
-               scores: scores, output: output)
-    }
 
     /// Keys and values are read once for up to four of the heads (VectorOps.attentionHeads).
     public func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,

@@ -62,11 +62,6 @@ public final class StreamingKVCache: KVCache {
         (values + base).update(from: value, count: d)
     }
 
-    public func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
-                       scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
-        attend(layer: layer, kvHead: kvHead, queries: query, heads: 1, headDim: headDim, positions: positions, scale: scale,
-               scores: scores, output: output)
-    }
 
     /// The kept positions of `positions` (a causal range ending at the query) as runs of consecutive slots.
     private func runs(_ positions: Range<Int>) -> [(slot: Int, count: Int)] {

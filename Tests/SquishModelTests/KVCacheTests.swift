@@ -287,13 +287,13 @@ final class ReferenceKIVICache: KVCache {
         quantized[l] = q0 + group
     }
 
-    func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
-                scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+    func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
+                scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
         let stride = kvHeads[layer] * headDim
         let k = positions.flatMap { keys[layer][$0] }, v = positions.flatMap { values[layer][$0] }
         k.withUnsafeBufferPointer { k in
             v.withUnsafeBufferPointer { v in
-                VectorOps.attentionHeads(query: query, heads: 1, keys: k.baseAddress! + kvHead * headDim, values: v.baseAddress! + kvHead * headDim,
+                VectorOps.attentionHeads(query: queries, heads: heads, keys: k.baseAddress! + kvHead * headDim, values: v.baseAddress! + kvHead * headDim,
                                          stride: stride, count: positions.count, headDim: headDim, scale: scale, scores: scores, output: output)
             }
         }
@@ -405,13 +405,13 @@ final class ReferenceStreamingCache: KVCache {
         values[l][position] = Array(UnsafeBufferPointer(start: value, count: kvHeads[l] * headDim))
     }
 
-    func attend(layer: Int, kvHead: Int, query: UnsafePointer<Float>, positions: Range<Int>, scale: Float,
-                scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+    func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
+                scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
         let last = positions.upperBound - 1
         let kept = positions.filter { $0 < sink || $0 > last - window }
         let cols = kvHead * headDim ..< (kvHead + 1) * headDim
         let k = kept.flatMap { keys[layer][$0]![cols] }, v = kept.flatMap { values[layer][$0]![cols] }
-        VectorOps.attentionHeads(query: query, heads: 1, keys: k, values: v, stride: headDim, count: kept.count, headDim: headDim,
+        VectorOps.attentionHeads(query: queries, heads: heads, keys: k, values: v, stride: headDim, count: kept.count, headDim: headDim,
                                  scale: scale, scores: scores, output: output)
     }
 
