@@ -275,61 +275,37 @@ void sq_attention_head_portable(const float *q, const float *keys, const float *
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Tiled causal attention (prefill): the query rows of several consecutive tokens on one KV head walk the keys in
-// blocks of SQ_ATTENTION_BLOCK positions with an online softmax (FlashAttention, Dao et al. 2022, §3.1), so each
-// key and value block is read once per tile instead of once per token. Blocks start at multiples of the block size
-// (absolute positions), and every row's arithmetic depends on its own range only: a row gives the same bits in any
-// tile, including a tile of one token (decoding), whatever other rows share it.
+// Tiled causal attention (prefill): the query rows of several consecutive tokens on one KV head are scored against
+// the keys in blocks of SQ_ATTENTION_BLOCK positions (each key block read once per tile, for all rows), then each
+// row's softmax is taken over its own range, then the values are summed in blocks for all rows. Every row does the
+// arithmetic of sq_attention_heads' grouped pass in the same order (scores, their maximum, the exponentials summed
+// eight lanes at a time from the row's first position, the weighted values from zero in position order, one final
+// scale): a row gives the same bits in any tile, a one-token tile (decoding) included, and the same bits as before
+// tiling, so tiling changes speed, not results.
 
 enum { SQ_ATTENTION_BLOCK = 32 };
 
-int64_t sq_attention_tile_scratch(int64_t rows, int64_t head_dim) { return rows * (head_dim + SQ_ATTENTION_BLOCK + 3); }
+int64_t sq_attention_tile_scratch(int64_t rows, int64_t head_dim, int64_t positions) {
+    return rows * (head_dim + positions + 8);
+}
 
 void sq_attention_tile_portable(const float *q, int64_t q_stride, int64_t tokens, int64_t heads, const float *keys,
                                 const float *values, int64_t stride, const int64_t *lo, const int64_t *hi,
                                 int64_t head_dim, float scale, float *scratch, float *out, int64_t out_stride) {
-    float *o = scratch, *s = scratch + head_dim;  // o [head_dim], s [block]
-    for (int64_t i = 0; i < tokens; i++) {
-        for (int64_t h = 0; h < heads; h++) {
-            const float *qr = q + i * q_stride + h * head_dim;
-            float m = -INFINITY, l = 0.0f;
-            for (int64_t d = 0; d < head_dim; d++) o[d] = 0.0f;
-            for (int64_t b0 = lo[i] / SQ_ATTENTION_BLOCK * SQ_ATTENTION_BLOCK; b0 < hi[i]; b0 += SQ_ATTENTION_BLOCK) {
-                const int64_t j0 = b0 > lo[i] ? b0 : lo[i];
-                const int64_t j1 = b0 + SQ_ATTENTION_BLOCK < hi[i] ? b0 + SQ_ATTENTION_BLOCK : hi[i];
-                float mx = -INFINITY;
-                for (int64_t j = j0; j < j1; j++) {
-                    const float *k = keys + j * stride;
-                    float a = 0.0f;
-                    for (int64_t d = 0; d < head_dim; d++) a += qr[d] * k[d];
-                    s[j - j0] = a * scale;
-                    if (s[j - j0] > mx) mx = s[j - j0];
-                }
-                const float mnew = mx > m ? mx : m, c = expf(m - mnew);
-                float sum = 0.0f;
-                for (int64_t d = 0; d < head_dim; d++) o[d] *= c;
-                for (int64_t j = j0; j < j1; j++) {
-                    const float p = expf(s[j - j0] - mnew);
-                    sum += p;
-                    const float *v = values + j * stride;
-                    for (int64_t d = 0; d < head_dim; d++) o[d] += p * v[d];
-                }
-                l = l * c + sum;
-                m = mnew;
-            }
-            float *y = out + i * out_stride + h * head_dim;
-            for (int64_t d = 0; d < head_dim; d++) y[d] = o[d] / l;
-        }
-    }
+    for (int64_t i = 0; i < tokens; i++)
+        for (int64_t h = 0; h < heads; h++)
+            sq_attention_head_portable(q + i * q_stride + h * head_dim, keys + lo[i] * stride, values + lo[i] * stride,
+                                       stride, hi[i] - lo[i], head_dim, scale, scratch, out + i * out_stride + h * head_dim);
 }
 
 #if defined(__x86_64__) || defined(_M_X64)
-/// Scores S[r][j − b0] = scale · q_r · k_j of NR (1..4) rows for keys j0 ..< j1, two keys per step (the
-/// reduction order of a score is the same in the paired and the single-key step: see hsum2_ps).
+/// Scores S[r][j − base] = scale · q_r · k_j of NR (1..4) rows for keys j0 ..< j1 (rows ld floats apart), two keys
+/// per step (a score's reduction order is the same in the paired and the single-key step: see hsum2_ps), as in
+/// attention_heads_pass.
 SQ_AVX2 __attribute__((always_inline)) static inline void tile_scores(const int NR, const float *const *qr,
                                                                      const float *keys, int64_t stride, int64_t j0,
-                                                                     int64_t j1, int64_t b0, int64_t head_dim,
-                                                                     float scale, float *S) {
+                                                                     int64_t j1, int64_t base, int64_t head_dim,
+                                                                     float scale, float *S, int64_t ld) {
     int64_t j = j0;
     for (; j + 2 <= j1; j += 2) {
         const float *k0 = keys + j * stride, *k1 = k0 + stride;
@@ -344,8 +320,7 @@ SQ_AVX2 __attribute__((always_inline)) static inline void tile_scores(const int 
             }
         }
         for (int r = 0; r < NR; r++)
-            _mm_storel_pi((__m64 *)(S + r * SQ_ATTENTION_BLOCK + (j - b0)),
-                          _mm_mul_ps(hsum2_ps(a[r][0], a[r][1]), _mm_set1_ps(scale)));
+            _mm_storel_pi((__m64 *)(S + r * ld + (j - base)), _mm_mul_ps(hsum2_ps(a[r][0], a[r][1]), _mm_set1_ps(scale)));
     }
     if (j < j1) {
         const float *k0 = keys + j * stride;
@@ -356,28 +331,28 @@ SQ_AVX2 __attribute__((always_inline)) static inline void tile_scores(const int 
             for (int r = 0; r < NR; r++) a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(qr[r] + d), kv0, a[r]);
         }
         for (int r = 0; r < NR; r++)
-            S[r * SQ_ATTENTION_BLOCK + (j - b0)] = _mm_cvtss_f32(_mm_mul_ps(hsum2_ps(a[r], a[r]), _mm_set1_ps(scale)));
+            S[r * ld + (j - base)] = _mm_cvtss_f32(_mm_mul_ps(hsum2_ps(a[r], a[r]), _mm_set1_ps(scale)));
     }
 }
 
-/// O_r = O_r · C_r + Σ_j P[r][j − b0] v_j over j0 ..< j1 for NR (1..4) rows, 16 columns per pass over the keys.
-SQ_AVX2 __attribute__((always_inline)) static inline void tile_values(const int NR, const float *P, const float *C,
+/// O_r += Σ_j P[r][j − base] v_j over j0 ..< j1 for NR (1..4) rows (P rows ld floats apart), 16 columns per pass over
+/// the keys, in position order.
+SQ_AVX2 __attribute__((always_inline)) static inline void tile_values(const int NR, const float *P, int64_t ld,
                                                                      float *O, const float *values, int64_t stride,
-                                                                     int64_t j0, int64_t j1, int64_t b0,
+                                                                     int64_t j0, int64_t j1, int64_t base,
                                                                      int64_t head_dim) {
     int64_t c = 0;
     for (; c + 16 <= head_dim; c += 16) {
         __m256 o[4][2];
         for (int r = 0; r < NR; r++) {
-            const __m256 cr = _mm256_set1_ps(C[r]);
-            o[r][0] = _mm256_mul_ps(_mm256_loadu_ps(O + r * head_dim + c), cr);
-            o[r][1] = _mm256_mul_ps(_mm256_loadu_ps(O + r * head_dim + c + 8), cr);
+            o[r][0] = _mm256_loadu_ps(O + r * head_dim + c);
+            o[r][1] = _mm256_loadu_ps(O + r * head_dim + c + 8);
         }
         const float *v = values + j0 * stride + c;
         for (int64_t j = j0; j < j1; j++, v += stride) {
             const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
             for (int r = 0; r < NR; r++) {
-                const __m256 p = _mm256_broadcast_ss(P + r * SQ_ATTENTION_BLOCK + (j - b0));
+                const __m256 p = _mm256_broadcast_ss(P + r * ld + (j - base));
                 o[r][0] = _mm256_fmadd_ps(p, v0, o[r][0]);
                 o[r][1] = _mm256_fmadd_ps(p, v1, o[r][1]);
             }
@@ -389,12 +364,11 @@ SQ_AVX2 __attribute__((always_inline)) static inline void tile_values(const int 
     }
     if (c < head_dim) {  // head_dim % 16 == 8
         __m256 o[4];
-        for (int r = 0; r < NR; r++) o[r] = _mm256_mul_ps(_mm256_loadu_ps(O + r * head_dim + c), _mm256_set1_ps(C[r]));
+        for (int r = 0; r < NR; r++) o[r] = _mm256_loadu_ps(O + r * head_dim + c);
         const float *v = values + j0 * stride + c;
         for (int64_t j = j0; j < j1; j++, v += stride) {
             const __m256 v0 = _mm256_loadu_ps(v);
-            for (int r = 0; r < NR; r++)
-                o[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(P + r * SQ_ATTENTION_BLOCK + (j - b0)), v0, o[r]);
+            for (int r = 0; r < NR; r++) o[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(P + r * ld + (j - base)), v0, o[r]);
         }
         for (int r = 0; r < NR; r++) _mm256_storeu_ps(O + r * head_dim + c, o[r]);
     }
@@ -406,79 +380,74 @@ SQ_AVX2 static void attention_tile_avx2(const float *q, int64_t q_stride, int64_
                                         int64_t out_stride) {
     enum { B = SQ_ATTENTION_BLOCK };
     const int64_t R = tokens * heads;  // rows: token i's head h is row i·heads + h
-    float *O = scratch;                // [R × head_dim] unnormalized outputs
-    float *S = O + R * head_dim;       // [R × B] scores, then softmax weights, of the current block
-    float *M = S + R * B, *L = M + R, *C = L + R;  // [R] each: running max, running sum, this block's rescale
     int64_t ulo = lo[0], uhi = hi[0];
     for (int64_t i = 1; i < tokens; i++) {
         if (lo[i] < ulo) ulo = lo[i];
         if (hi[i] > uhi) uhi = hi[i];
     }
-    for (int64_t r = 0; r < R; r++) {
-        M[r] = -INFINITY;
-        L[r] = 0.0f;
-    }
-    for (int64_t x = 0; x < R * head_dim; x++) O[x] = 0.0f;
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int64_t b0 = ulo / B * B; b0 < uhi; b0 += B) {
-        const int64_t j0 = b0 > ulo ? b0 : ulo, j1 = b0 + B < uhi ? b0 + B : uhi;
+    const int64_t ld = uhi - ulo;   // S: [R × ld] scores of positions ulo ..< uhi, then softmax weights
+    float *O = scratch;             // [R × head_dim] unnormalized outputs
+    float *S = O + R * head_dim;
+    float *inv = S + R * ld;        // [R] 1 / Σ weights
+    const float *qr[4];
+    for (int64_t b0 = ulo; b0 < uhi; b0 += B) {
+        const int64_t b1 = b0 + B < uhi ? b0 + B : uhi;
         for (int64_t r0 = 0; r0 < R; r0 += 4) {
-            const float *qr[4];
             const int nr = R - r0 < 4 ? (int)(R - r0) : 4;
             for (int k = 0; k < nr; k++) qr[k] = q + (r0 + k) / heads * q_stride + (r0 + k) % heads * head_dim;
-            float *Sr = S + r0 * B;
+            float *Sr = S + r0 * ld;
             switch (nr) {
-            case 1: tile_scores(1, qr, keys, stride, j0, j1, b0, head_dim, scale, Sr); break;
-            case 2: tile_scores(2, qr, keys, stride, j0, j1, b0, head_dim, scale, Sr); break;
-            case 3: tile_scores(3, qr, keys, stride, j0, j1, b0, head_dim, scale, Sr); break;
-            default: tile_scores(4, qr, keys, stride, j0, j1, b0, head_dim, scale, Sr); break;
+            case 1: tile_scores(1, qr, keys, stride, b0, b1, ulo, head_dim, scale, Sr, ld); break;
+            case 2: tile_scores(2, qr, keys, stride, b0, b1, ulo, head_dim, scale, Sr, ld); break;
+            case 3: tile_scores(3, qr, keys, stride, b0, b1, ulo, head_dim, scale, Sr, ld); break;
+            default: tile_scores(4, qr, keys, stride, b0, b1, ulo, head_dim, scale, Sr, ld); break;
             }
         }
-        // Online softmax per row over its own positions in the block; weights of other positions are exact zeros
-        // (they add nothing to the row's sums), and a row with no position in the block keeps its state (C = 1).
-        for (int64_t r = 0; r < R; r++) {
-            const int64_t i = r / heads;
-            const int64_t rlo = lo[i] > j0 ? lo[i] : j0, rhi = hi[i] < j1 ? hi[i] : j1;
-            float *s = S + r * B;
-            if (rlo >= rhi) {
-                for (int k = 0; k < B; k++) s[k] = 0.0f;
-                C[r] = 1.0f;
-                continue;
-            }
-            float mx = -INFINITY;
-            for (int64_t j = rlo; j < rhi; j++) mx = fmaxf(mx, s[j - b0]);
-            const float mnew = fmaxf(M[r], mx);
-            const __m256 vm = _mm256_set1_ps(mnew);
-            const __m256i vlo = _mm256_set1_epi32((int)(rlo - b0 - 1)), vhi = _mm256_set1_epi32((int)(rhi - b0));
-            __m256 vsum = _mm256_setzero_ps();
-            for (int k = 0; k < B; k += 8) {
-                const __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(k));
-                const __m256i in = _mm256_and_si256(_mm256_cmpgt_epi32(idx, vlo), _mm256_cmpgt_epi32(vhi, idx));
-                // Lanes outside the row's positions may hold stale scores: masked to zero after the exp.
-                const __m256 e = _mm256_and_ps(_mm256_castsi256_ps(in), exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + k), vm)));
-                _mm256_storeu_ps(s + k, e);
-                vsum = _mm256_add_ps(vsum, e);
-            }
-            C[r] = expf(M[r] - mnew);
-            L[r] = L[r] * C[r] + _mm_cvtss_f32(hsum2_ps(vsum, vsum));
-            M[r] = mnew;
+    }
+    // Each row's softmax weights over its own positions (unnormalized, as attention_heads_pass computes them);
+    // the positions of the tile outside the row's range get weight zero, which adds exactly nothing to its sums.
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t i = r / heads, n = hi[i] - lo[i];
+        float *row = S + r * ld, *s = row + (lo[i] - ulo);
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n; j++) mx = fmaxf(mx, s[j]);
+        const __m256 vm = _mm256_set1_ps(mx);
+        __m256 vsum = _mm256_setzero_ps();
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+            _mm256_storeu_ps(s + j, e);
+            vsum = _mm256_add_ps(vsum, e);
         }
+        float sum = _mm_cvtss_f32(hsum2_ps(vsum, vsum));
+        for (; j < n; j++) {
+            const float e = expf(s[j] - mx);
+            s[j] = e;
+            sum += e;
+        }
+        inv[r] = 1.0f / sum;
+        for (float *z = row; z < s; z++) *z = 0.0f;
+        for (float *z = s + n; z < row + ld; z++) *z = 0.0f;
+    }
+    for (int64_t x = 0; x < R * head_dim; x++) O[x] = 0.0f;
+    for (int64_t b0 = ulo; b0 < uhi; b0 += B) {
+        const int64_t b1 = b0 + B < uhi ? b0 + B : uhi;
         for (int64_t r0 = 0; r0 < R; r0 += 4) {
             const int nr = R - r0 < 4 ? (int)(R - r0) : 4;
-            const float *Pr = S + r0 * B;
+            const float *Pr = S + r0 * ld;
             float *Or = O + r0 * head_dim;
             switch (nr) {
-            case 1: tile_values(1, Pr, C + r0, Or, values, stride, j0, j1, b0, head_dim); break;
-            case 2: tile_values(2, Pr, C + r0, Or, values, stride, j0, j1, b0, head_dim); break;
-            case 3: tile_values(3, Pr, C + r0, Or, values, stride, j0, j1, b0, head_dim); break;
-            default: tile_values(4, Pr, C + r0, Or, values, stride, j0, j1, b0, head_dim); break;
+            case 1: tile_values(1, Pr, ld, Or, values, stride, b0, b1, ulo, head_dim); break;
+            case 2: tile_values(2, Pr, ld, Or, values, stride, b0, b1, ulo, head_dim); break;
+            case 3: tile_values(3, Pr, ld, Or, values, stride, b0, b1, ulo, head_dim); break;
+            default: tile_values(4, Pr, ld, Or, values, stride, b0, b1, ulo, head_dim); break;
             }
         }
     }
     for (int64_t r = 0; r < R; r++) {
-        const __m256 inv = _mm256_set1_ps(1.0f / L[r]);
+        const __m256 vi = _mm256_set1_ps(inv[r]);
         float *y = out + r / heads * out_stride + r % heads * head_dim;
-        for (int64_t d = 0; d < head_dim; d += 8) _mm256_storeu_ps(y + d, _mm256_mul_ps(_mm256_loadu_ps(O + r * head_dim + d), inv));
+        for (int64_t d = 0; d < head_dim; d += 8) _mm256_storeu_ps(y + d, _mm256_mul_ps(_mm256_loadu_ps(O + r * head_dim + d), vi));
     }
 }
 #endif

@@ -534,7 +534,8 @@ extension VectorOps {
     /// prefill path; one token is decoding): token i's head h, query at query + i·queryStride + h·headDim, gets
     /// output + i·outputStride + h·headDim = softmax(scale · K q) · V over positions lower[i] ..< upper[i] (non-empty)
     /// of keys/values (rows `stride` floats apart). Keys and values are read in blocks once per tile; each row's result
-    /// is independent of the tile it is in. scratch: attentionTileScratch(rows: tokens · heads, headDim:) floats.
+    /// is independent of the tile it is in and equals attentionHeads' for groups of two to four heads.
+    /// scratch: attentionTileScratch(rows: tokens · heads, headDim:, positions: max upper − min lower) floats.
     @inline(__always) public static func attentionTile(query: UnsafePointer<Float>, queryStride: Int, tokens: Int, heads: Int,
                                                        keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int,
                                                        lower: UnsafePointer<Int64>, upper: UnsafePointer<Int64>, headDim: Int,
@@ -544,8 +545,10 @@ extension VectorOps {
                           Int64(headDim), scale, scratch, output, Int64(outputStride))
     }
 
-    /// Floats of scratch attentionTile needs for `rows` query rows (tokens × heads).
-    public static func attentionTileScratch(rows: Int, headDim: Int) -> Int { Int(sq_attention_tile_scratch(Int64(rows), Int64(headDim))) }
+    /// Floats of scratch attentionTile needs for `rows` query rows (tokens × heads) over at most `positions` positions.
+    public static func attentionTileScratch(rows: Int, headDim: Int, positions: Int) -> Int {
+        Int(sq_attention_tile_scratch(Int64(rows), Int64(headDim), Int64(positions)))
+    }
 
     /// The activation of a gated feed-forward layer in place: gate[i] = act(gate[i]) · up[i] for i < count.
     public enum GatedActivation: Int32, Sendable { case silu = 0, geluTanh = 1 }

@@ -135,7 +135,8 @@ public final class ForwardPass {
         for t in ropeTables { t.reserve(n) }
         let c = model.config
         let group = (0 ..< c.layers).map { c.forLayer($0) }.map { $0.heads / $0.kvHeads }.max() ?? 1
-        let needed = max(n * group, VectorOps.attentionTileScratch(rows: Self.tileTokens(group: group) * group, headDim: c.headDim))
+        let needed = max(n * group, VectorOps.attentionTileScratch(rows: Self.tileTokens(group: group) * group, headDim: c.headDim,
+                                                                  positions: n))
         if needed > scoresPerWorker {
             scores.deallocate()
             scoresPerWorker = max(needed, 2 * scoresPerWorker)

@@ -16,7 +16,8 @@ public protocol KVCache: AnyObject {
     /// Causal attention for a tile of `tokens` consecutive query tokens on KV head `kvHead` (prefill; one token is
     /// decoding): token i's `heads` query heads ([heads × headDim] at queries + i·queryStride) attend over positions
     /// lower[i] ..< upper[i] (non-empty); its output goes to output + i·outputStride. scratch: at least
-    /// max(heads · longest range, VectorOps.attentionTileScratch(rows: tokens · heads, headDim:)) floats.
+    /// max(heads · longest range, VectorOps.attentionTileScratch(rows: tokens · heads, headDim:, positions:)) floats
+    /// with positions the span from the lowest lower to the highest upper.
     func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, queryStride: Int, tokens: Int, heads: Int, headDim: Int,
                 lower: UnsafePointer<Int64>, upper: UnsafePointer<Int64>, scale: Float, scratch: UnsafeMutablePointer<Float>,
                 output: UnsafeMutablePointer<Float>, outputStride: Int)

@@ -79,19 +79,20 @@ void sq_attention_heads_portable(const float *q, int64_t nq, const float *keys, 
 
 /// Causal attention for a tile of `tokens` query tokens whose `heads` query heads share one KV head: token i's head h
 /// (query at q + i·q_stride + h·head_dim) gets out + i·out_stride + h·head_dim = softmax(scale · K q) · V over
-/// positions lo[i] ..< hi[i] (lo[i] < hi[i]; keys/values: position p's head slice at keys + p·stride). Keys are
-/// walked in blocks of 32 positions with an online softmax, each block read once for all rows of the tile; a row's
-/// result depends on its own query and range only (the same bits in any tile, a one-token tile included).
-/// Every position from min lo to max hi is read. scratch: sq_attention_tile_scratch(tokens · heads, head_dim) floats.
+/// positions lo[i] ..< hi[i] (lo[i] < hi[i]; keys/values: position p's head slice at keys + p·stride). Keys and values
+/// are read in blocks of 32 positions once for all rows of the tile. A row's result depends on its own query and range
+/// only (the same bits in any tile, a one-token tile included), and they are the bits sq_attention_heads gives it in
+/// a group of two to four heads. Every position from min lo to max hi is read.
+/// scratch: sq_attention_tile_scratch(tokens · heads, head_dim, max hi − min lo) floats.
 void sq_attention_tile(const float *q, int64_t q_stride, int64_t tokens, int64_t heads, const float *keys,
                        const float *values, int64_t stride, const int64_t *lo, const int64_t *hi, int64_t head_dim,
                        float scale, float *scratch, float *out, int64_t out_stride);
-/// The portable version of sq_attention_tile (the same blocks and online softmax in scalar code, row by row).
+/// The portable version of sq_attention_tile (sq_attention_head_portable for each row).
 void sq_attention_tile_portable(const float *q, int64_t q_stride, int64_t tokens, int64_t heads, const float *keys,
                                 const float *values, int64_t stride, const int64_t *lo, const int64_t *hi,
                                 int64_t head_dim, float scale, float *scratch, float *out, int64_t out_stride);
-/// Floats of scratch sq_attention_tile needs for `rows` query rows (tokens · heads).
-int64_t sq_attention_tile_scratch(int64_t rows, int64_t head_dim);
+/// Floats of scratch sq_attention_tile needs for `rows` query rows (tokens · heads) over at most `positions` positions.
+int64_t sq_attention_tile_scratch(int64_t rows, int64_t head_dim, int64_t positions);
 
 /// Gated activation of a feed-forward layer in place: g[i] = act(g[i]) · u[i] for i < n, act = SiLU (gelu = 0) or GELU
 /// in its tanh form (gelu = 1). The AVX2 version computes both as g / (1 + e^z) with a vectorized exp.
