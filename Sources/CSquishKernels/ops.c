@@ -121,97 +121,118 @@ SQ_AVX2 static inline __m128 hsum2_ps(__m256 a0, __m256 a1) {
     return _mm_hadd_ps(t, t);
 }
 
-/// R (1..4) query heads over the same n keys and values (see sq_attention_heads): scores two keys at a time for all
-/// R queries (6 loads per 8 multiply-adds), then the weighted values 16 columns at a time for all R queries.
-SQ_AVX2 __attribute__((always_inline)) static inline void attention_heads_pass(
-    const int R, const float *q, const float *keys, const float *values, int64_t stride, int64_t n, int64_t head_dim,
-    float scale, float *scores, float *out) {
-    float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+/// A row's softmax weights in place, unnormalized: s[j] = e^(s[j] − max s) over n scores; returns 1 / Σ s[j]. The
+/// exponentials are summed eight lanes at a time from s[0], the tail one by one.
+SQ_AVX2 static inline float row_softmax(float *s, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) mx = fmaxf(mx, s[j]);
+    const __m256 vm = _mm256_set1_ps(mx);
+    __m256 vsum = _mm256_setzero_ps();
     int64_t j = 0;
-    for (; j + 2 <= n; j += 2) {
+    for (; j + 8 <= n; j += 8) {
+        const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+        _mm256_storeu_ps(s + j, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    float sum = _mm_cvtss_f32(hsum2_ps(vsum, vsum));
+    for (; j < n; j++) {
+        const float e = expf(s[j] - mx);
+        s[j] = e;
+        sum += e;
+    }
+    return 1.0f / sum;
+}
+
+/// Scores S[r][j − base] = scale · q_r · k_j of NR (1..4) rows for keys j0 ..< j1 (rows ld floats apart), two keys
+/// per step (a score's reduction order is the same in the paired and the single-key step: see hsum2_ps).
+SQ_AVX2 __attribute__((always_inline)) static inline void tile_scores(const int NR, const float *const *qr,
+                                                                     const float *keys, int64_t stride, int64_t j0,
+                                                                     int64_t j1, int64_t base, int64_t head_dim,
+                                                                     float scale, float *S, int64_t ld) {
+    int64_t j = j0;
+    for (; j + 2 <= j1; j += 2) {
         const float *k0 = keys + j * stride, *k1 = k0 + stride;
         __m256 a[4][2];
-        for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
+        for (int r = 0; r < NR; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
         for (int64_t d = 0; d < head_dim; d += 8) {
             const __m256 kv0 = _mm256_loadu_ps(k0 + d), kv1 = _mm256_loadu_ps(k1 + d);
-            for (int r = 0; r < R; r++) {
-                const __m256 qv = _mm256_loadu_ps(q + r * head_dim + d);
+            for (int r = 0; r < NR; r++) {
+                const __m256 qv = _mm256_loadu_ps(qr[r] + d);
                 a[r][0] = _mm256_fmadd_ps(qv, kv0, a[r][0]);
                 a[r][1] = _mm256_fmadd_ps(qv, kv1, a[r][1]);
             }
         }
-        for (int r = 0; r < R; r++) {
-            const __m128 s = _mm_mul_ps(hsum2_ps(a[r][0], a[r][1]), _mm_set1_ps(scale));
-            float two[4];
-            _mm_storeu_ps(two, s);
-            scores[r * n + j] = two[0];
-            scores[r * n + j + 1] = two[1];
-            mx[r] = fmaxf(mx[r], fmaxf(two[0], two[1]));
-        }
+        for (int r = 0; r < NR; r++)
+            _mm_storel_pi((__m64 *)(S + r * ld + (j - base)), _mm_mul_ps(hsum2_ps(a[r][0], a[r][1]), _mm_set1_ps(scale)));
     }
-    if (j < n) {
+    if (j < j1) {
         const float *k0 = keys + j * stride;
         __m256 a[4];
-        for (int r = 0; r < R; r++) a[r] = _mm256_setzero_ps();
+        for (int r = 0; r < NR; r++) a[r] = _mm256_setzero_ps();
         for (int64_t d = 0; d < head_dim; d += 8) {
             const __m256 kv0 = _mm256_loadu_ps(k0 + d);
-            for (int r = 0; r < R; r++) a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * head_dim + d), kv0, a[r]);
+            for (int r = 0; r < NR; r++) a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(qr[r] + d), kv0, a[r]);
         }
-        for (int r = 0; r < R; r++) {
-            const float v = _mm_cvtss_f32(hsum2_ps(a[r], a[r])) * scale;
-            scores[r * n + j] = v;
-            mx[r] = fmaxf(mx[r], v);
-        }
+        for (int r = 0; r < NR; r++)
+            S[r * ld + (j - base)] = _mm_cvtss_f32(_mm_mul_ps(hsum2_ps(a[r], a[r]), _mm_set1_ps(scale)));
     }
-    // Softmax weights (unnormalized) and their sums.
-    float inv[4];
-    for (int r = 0; r < R; r++) {
-        float *sr = scores + r * n;
-        const __m256 vm = _mm256_set1_ps(mx[r]);
-        __m256 vsum = _mm256_setzero_ps();
-        int64_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(sr + i), vm));
-            _mm256_storeu_ps(sr + i, e);
-            vsum = _mm256_add_ps(vsum, e);
-        }
-        float sum = _mm_cvtss_f32(hsum2_ps(vsum, vsum));
-        for (; i < n; i++) {
-            const float e = expf(sr[i] - mx[r]);
-            sr[i] = e;
-            sum += e;
-        }
-        inv[r] = 1.0f / sum;
-    }
-    // Weighted sums of the values: 16 columns of all R outputs per pass over the positions.
+}
+
+/// O_r += Σ_j P[r][j − base] v_j over j0 ..< j1 for NR (1..4) rows (P rows ld floats apart), 16 columns per pass over
+/// the keys, in position order.
+SQ_AVX2 __attribute__((always_inline)) static inline void tile_values(const int NR, const float *P, int64_t ld,
+                                                                     float *O, const float *values, int64_t stride,
+                                                                     int64_t j0, int64_t j1, int64_t base,
+                                                                     int64_t head_dim) {
     int64_t c = 0;
     for (; c + 16 <= head_dim; c += 16) {
         __m256 o[4][2];
-        for (int r = 0; r < R; r++) o[r][0] = o[r][1] = _mm256_setzero_ps();
-        const float *v = values + c;
-        for (int64_t p = 0; p < n; p++, v += stride) {
+        for (int r = 0; r < NR; r++) {
+            o[r][0] = _mm256_loadu_ps(O + r * head_dim + c);
+            o[r][1] = _mm256_loadu_ps(O + r * head_dim + c + 8);
+        }
+        const float *v = values + j0 * stride + c;
+        for (int64_t j = j0; j < j1; j++, v += stride) {
             const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
-            for (int r = 0; r < R; r++) {
-                const __m256 pv = _mm256_broadcast_ss(scores + r * n + p);
-                o[r][0] = _mm256_fmadd_ps(pv, v0, o[r][0]);
-                o[r][1] = _mm256_fmadd_ps(pv, v1, o[r][1]);
+            for (int r = 0; r < NR; r++) {
+                const __m256 p = _mm256_broadcast_ss(P + r * ld + (j - base));
+                o[r][0] = _mm256_fmadd_ps(p, v0, o[r][0]);
+                o[r][1] = _mm256_fmadd_ps(p, v1, o[r][1]);
             }
         }
-        for (int r = 0; r < R; r++) {
-            const __m256 vi = _mm256_set1_ps(inv[r]);
-            _mm256_storeu_ps(out + r * head_dim + c, _mm256_mul_ps(o[r][0], vi));
-            _mm256_storeu_ps(out + r * head_dim + c + 8, _mm256_mul_ps(o[r][1], vi));
+        for (int r = 0; r < NR; r++) {
+            _mm256_storeu_ps(O + r * head_dim + c, o[r][0]);
+            _mm256_storeu_ps(O + r * head_dim + c + 8, o[r][1]);
         }
     }
     if (c < head_dim) {  // head_dim % 16 == 8
         __m256 o[4];
-        for (int r = 0; r < R; r++) o[r] = _mm256_setzero_ps();
-        const float *v = values + c;
-        for (int64_t p = 0; p < n; p++, v += stride) {
+        for (int r = 0; r < NR; r++) o[r] = _mm256_loadu_ps(O + r * head_dim + c);
+        const float *v = values + j0 * stride + c;
+        for (int64_t j = j0; j < j1; j++, v += stride) {
             const __m256 v0 = _mm256_loadu_ps(v);
-            for (int r = 0; r < R; r++) o[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + r * n + p), v0, o[r]);
+            for (int r = 0; r < NR; r++) o[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(P + r * ld + (j - base)), v0, o[r]);
         }
-        for (int r = 0; r < R; r++) _mm256_storeu_ps(out + r * head_dim + c, _mm256_mul_ps(o[r], _mm256_set1_ps(inv[r])));
+        for (int r = 0; r < NR; r++) _mm256_storeu_ps(O + r * head_dim + c, o[r]);
+    }
+}
+
+/// R (1..4) query heads over the same n keys and values (see sq_attention_heads): the scores of all R queries, two
+/// keys per step; each row's softmax; then the weighted values, 16 columns of all R outputs per pass over the keys.
+SQ_AVX2 __attribute__((always_inline)) static inline void attention_heads_pass(
+    const int R, const float *q, const float *keys, const float *values, int64_t stride, int64_t n, int64_t head_dim,
+    float scale, float *scores, float *out) {
+    const float *qr[4];
+    for (int r = 0; r < R; r++) qr[r] = q + r * head_dim;
+    tile_scores(R, qr, keys, stride, 0, n, 0, head_dim, scale, scores, n);
+    float inv[4];
+    for (int r = 0; r < R; r++) inv[r] = row_softmax(scores + r * n, n);
+    for (int64_t x = 0; x < R * head_dim; x++) out[x] = 0.0f;
+    tile_values(R, scores, n, out, values, stride, 0, n, 0, head_dim);
+    for (int r = 0; r < R; r++) {
+        const __m256 vi = _mm256_set1_ps(inv[r]);
+        for (int64_t d = 0; d < head_dim; d += 8)
+            _mm256_storeu_ps(out + r * head_dim + d, _mm256_mul_ps(_mm256_loadu_ps(out + r * head_dim + d), vi));
     }
 }
 
@@ -299,81 +320,6 @@ void sq_attention_tile_portable(const float *q, int64_t q_stride, int64_t tokens
 }
 
 #if defined(__x86_64__) || defined(_M_X64)
-/// Scores S[r][j − base] = scale · q_r · k_j of NR (1..4) rows for keys j0 ..< j1 (rows ld floats apart), two keys
-/// per step (a score's reduction order is the same in the paired and the single-key step: see hsum2_ps), as in
-/// attention_heads_pass.
-SQ_AVX2 __attribute__((always_inline)) static inline void tile_scores(const int NR, const float *const *qr,
-                                                                     const float *keys, int64_t stride, int64_t j0,
-                                                                     int64_t j1, int64_t base, int64_t head_dim,
-                                                                     float scale, float *S, int64_t ld) {
-    int64_t j = j0;
-    for (; j + 2 <= j1; j += 2) {
-        const float *k0 = keys + j * stride, *k1 = k0 + stride;
-        __m256 a[4][2];
-        for (int r = 0; r < NR; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
-        for (int64_t d = 0; d < head_dim; d += 8) {
-            const __m256 kv0 = _mm256_loadu_ps(k0 + d), kv1 = _mm256_loadu_ps(k1 + d);
-            for (int r = 0; r < NR; r++) {
-                const __m256 qv = _mm256_loadu_ps(qr[r] + d);
-                a[r][0] = _mm256_fmadd_ps(qv, kv0, a[r][0]);
-                a[r][1] = _mm256_fmadd_ps(qv, kv1, a[r][1]);
-            }
-        }
-        for (int r = 0; r < NR; r++)
-            _mm_storel_pi((__m64 *)(S + r * ld + (j - base)), _mm_mul_ps(hsum2_ps(a[r][0], a[r][1]), _mm_set1_ps(scale)));
-    }
-    if (j < j1) {
-        const float *k0 = keys + j * stride;
-        __m256 a[4];
-        for (int r = 0; r < NR; r++) a[r] = _mm256_setzero_ps();
-        for (int64_t d = 0; d < head_dim; d += 8) {
-            const __m256 kv0 = _mm256_loadu_ps(k0 + d);
-            for (int r = 0; r < NR; r++) a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(qr[r] + d), kv0, a[r]);
-        }
-        for (int r = 0; r < NR; r++)
-            S[r * ld + (j - base)] = _mm_cvtss_f32(_mm_mul_ps(hsum2_ps(a[r], a[r]), _mm_set1_ps(scale)));
-    }
-}
-
-/// O_r += Σ_j P[r][j − base] v_j over j0 ..< j1 for NR (1..4) rows (P rows ld floats apart), 16 columns per pass over
-/// the keys, in position order.
-SQ_AVX2 __attribute__((always_inline)) static inline void tile_values(const int NR, const float *P, int64_t ld,
-                                                                     float *O, const float *values, int64_t stride,
-                                                                     int64_t j0, int64_t j1, int64_t base,
-                                                                     int64_t head_dim) {
-    int64_t c = 0;
-    for (; c + 16 <= head_dim; c += 16) {
-        __m256 o[4][2];
-        for (int r = 0; r < NR; r++) {
-            o[r][0] = _mm256_loadu_ps(O + r * head_dim + c);
-            o[r][1] = _mm256_loadu_ps(O + r * head_dim + c + 8);
-        }
-        const float *v = values + j0 * stride + c;
-        for (int64_t j = j0; j < j1; j++, v += stride) {
-            const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
-            for (int r = 0; r < NR; r++) {
-                const __m256 p = _mm256_broadcast_ss(P + r * ld + (j - base));
-                o[r][0] = _mm256_fmadd_ps(p, v0, o[r][0]);
-                o[r][1] = _mm256_fmadd_ps(p, v1, o[r][1]);
-            }
-        }
-        for (int r = 0; r < NR; r++) {
-            _mm256_storeu_ps(O + r * head_dim + c, o[r][0]);
-            _mm256_storeu_ps(O + r * head_dim + c + 8, o[r][1]);
-        }
-    }
-    if (c < head_dim) {  // head_dim % 16 == 8
-        __m256 o[4];
-        for (int r = 0; r < NR; r++) o[r] = _mm256_loadu_ps(O + r * head_dim + c);
-        const float *v = values + j0 * stride + c;
-        for (int64_t j = j0; j < j1; j++, v += stride) {
-            const __m256 v0 = _mm256_loadu_ps(v);
-            for (int r = 0; r < NR; r++) o[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(P + r * ld + (j - base)), v0, o[r]);
-        }
-        for (int r = 0; r < NR; r++) _mm256_storeu_ps(O + r * head_dim + c, o[r]);
-    }
-}
-
 SQ_AVX2 static void attention_tile_avx2(const float *q, int64_t q_stride, int64_t tokens, int64_t heads,
                                         const float *keys, const float *values, int64_t stride, const int64_t *lo,
                                         const int64_t *hi, int64_t head_dim, float scale, float *scratch, float *out,
@@ -404,28 +350,12 @@ SQ_AVX2 static void attention_tile_avx2(const float *q, int64_t q_stride, int64_
             }
         }
     }
-    // Each row's softmax weights over its own positions (unnormalized, as attention_heads_pass computes them);
+    // Each row's softmax weights over its own positions (row_softmax, as the grouped kernel takes them);
     // the positions of the tile outside the row's range get weight zero, which adds exactly nothing to its sums.
     for (int64_t r = 0; r < R; r++) {
         const int64_t i = r / heads, n = hi[i] - lo[i];
         float *row = S + r * ld, *s = row + (lo[i] - ulo);
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < n; j++) mx = fmaxf(mx, s[j]);
-        const __m256 vm = _mm256_set1_ps(mx);
-        __m256 vsum = _mm256_setzero_ps();
-        int64_t j = 0;
-        for (; j + 8 <= n; j += 8) {
-            const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
-            _mm256_storeu_ps(s + j, e);
-            vsum = _mm256_add_ps(vsum, e);
-        }
-        float sum = _mm_cvtss_f32(hsum2_ps(vsum, vsum));
-        for (; j < n; j++) {
-            const float e = expf(s[j] - mx);
-            s[j] = e;
-            sum += e;
-        }
-        inv[r] = 1.0f / sum;
+        inv[r] = row_softmax(s, n);
         for (float *z = row; z < s; z++) *z = 0.0f;
         for (float *z = s + n; z < row + ld; z++) *z = 0.0f;
     }
