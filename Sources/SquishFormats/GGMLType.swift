@@ -5,7 +5,10 @@
 /// The low byte is the group size, with 0 meaning 256 (the only group that does not fit a byte); bit 15 marks the
 /// symmetric types.
 /// - sparse `SP<b>_K<k>`: of every 64 weights k are kept (k = 16, 32, 48: 75%, 50%, 25% sparsity), stored as a 64-bit
-///   mask and k symmetric b-bit codes (b = 2, 3, 4, 5, 6, 8) with one f16 scale, numbered 0x5350_0000 + b · 256 + k. All of these are far from ggml's range; the ids of the first Squish types (SQ2_G32 ... SQ8_G64)
+///   mask and k symmetric b-bit codes (b = 2, 3, 4, 5, 6, 8) with one f16 scale, numbered 0x5350_0000 + b · 256 + k.
+/// - non-linear `SQ4N_G<g>` (w = d · L[q] with IQ4_NL's 16 levels L, one f16 d per group of g = 64, 128, 256: IQ4_NL
+///   with a group larger than 32), numbered 0x5352_0400 + (g mod 256).
+/// All of these are far from ggml's range; the ids of the first Squish types (SQ2_G32 ... SQ8_G64)
 /// are unchanged, so files written before the family grew still load.
 public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConvertible {
     case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3
@@ -37,6 +40,8 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
     case sp5_K16 = 0x5350_0510, sp5_K32 = 0x5350_0520, sp5_K48 = 0x5350_0530
     case sp6_K16 = 0x5350_0610, sp6_K32 = 0x5350_0620, sp6_K48 = 0x5350_0630
     case sp8_K16 = 0x5350_0810, sp8_K32 = 0x5350_0820, sp8_K48 = 0x5350_0830
+    // Squish non-linear types (see `BlockSquishNonLinear`): IQ4_NL's levels with one f16 scale per group.
+    case sq4n_G64 = 0x5352_0440, sq4n_G128 = 0x5352_0480, sq4n_G256 = 0x5352_0400
 
     /// Elements per block and bytes per block (ggml's type traits).
     public var blockLayout: (elements: Int, bytes: Int) {
@@ -73,6 +78,7 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
         case .mxfp4: return (32, 17)
         default:
             if let (bits, kept) = squishSparse { return (Self.sparseGroup, 10 + kept * bits / 8) }
+            if let group = squishNonLinearGroup { return (group, 2 + group / 2) }
             let (bits, group, symmetric) = squishBlock!
             return (group, (symmetric ? 2 : 4) + group * bits / 8)
         }
@@ -99,6 +105,7 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
         case .tq1_0: return "TQ1_0"; case .tq2_0: return "TQ2_0"; case .mxfp4: return "MXFP4"
         default:
             if let (bits, kept) = squishSparse { return "SP\(bits)_K\(kept)" }
+            if let group = squishNonLinearGroup { return "SQ4N_G\(group)" }
             let (bits, group, symmetric) = squishBlock!
             return "SQ\(bits)\(symmetric ? "S" : "")_G\(group)"
         }
@@ -161,8 +168,20 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
         return GGMLType(rawValue: 0x5350_0000 | UInt32(bits) << 8 | UInt32(kept))
     }
 
+    /// Group size of a Squish non-linear type (`SQ4N_G<g>`); nil for every other type.
+    public var squishNonLinearGroup: Int? {
+        guard rawValue & 0xffff_ff00 == 0x5352_0400 else { return nil }
+        let low = Int(rawValue & 0xff)
+        return low == 0 ? 256 : low
+    }
+
+    /// The Squish non-linear type with one scale per `group` weights, if Squish defines one (IQ4_NL for 32).
+    public static func squishNonLinear(group: Int) -> GGMLType? {
+        group == 32 ? .iq4_NL : [64, 128, 256].contains(group) ? GGMLType(rawValue: 0x5352_0400 | UInt32(group & 0xff)) : nil
+    }
+
     /// True for the types llama.cpp can load (everything but Squish's own).
-    public var isGGMLNative: Bool { squishBlock == nil && squishSparse == nil }
+    public var isGGMLNative: Bool { squishBlock == nil && squishSparse == nil && squishNonLinearGroup == nil }
 
     /// Parses a name as printed by `name` (case-insensitive).
     public init?(name: String) {

@@ -26,6 +26,9 @@ public enum BlockGrid: Sendable, Equatable {
     /// A Squish symmetric type: `bits`-bit codes, w = d · (q − 2^(bits−1)), one f16 d per group (SquishFormats
     /// `SquishSymmetricBlock`).
     case symmetric(bits: Int, group: Int)
+    /// IQ4_NL's 16 levels with one f16 scale per `group` weights: IQ4_NL itself for 32, a Squish non-linear type
+    /// (`SQ4N_G<g>`) for 64, 128 and 256.
+    case nonLinear(group: Int)
     /// Ternary weights (BitNet b1.58, Ma et al. 2024, eq. 1-3): per block γ = mean |w| and w ≈ γ · t with
     /// t = clamp(round(w / γ), −1, 1), stored as TQ1_0/TQ2_0 (blocks of 256) or as a Squish 2-bit affine type with
     /// m = −γ (codes 0, 1, 2) where rows are not multiples of 256.
@@ -38,6 +41,7 @@ public enum BlockGrid: Sendable, Equatable {
     public init?(_ type: GGMLType) {
         if let (bits, group) = type.squishAffine { self = .affine(bits: bits, group: group); return }
         if let (bits, group) = type.squishSymmetric { self = .symmetric(bits: bits, group: group); return }
+        if let group = type.squishNonLinearGroup { self = .nonLinear(group: group); return }
         if let format = KQuantFormat(type) { self = .kQuant(format); return }
         switch type {
         case .q4_0: self = .q4_0
@@ -60,6 +64,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .iq4_NL: return .iq4_NL
         case .affine(let bits, let group): return GGMLType.squishAffine(bits: bits, group: group)!
         case .symmetric(let bits, let group): return GGMLType.squishSymmetric(bits: bits, group: group)!
+        case .nonLinear(let group): return GGMLType.squishNonLinear(group: group)!
         case .ternary(let type): return type
         case .kQuant(let format): return format.type
         }
@@ -75,14 +80,14 @@ public enum BlockGrid: Sendable, Equatable {
     public var usesParameterSearch: Bool {
         switch self {
         case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return false
-        case .iq4_NL, .affine, .symmetric, .ternary, .kQuant: return true
+        case .iq4_NL, .nonLinear, .affine, .symmetric, .ternary, .kQuant: return true
         }
     }
 
     /// Weights per block (one set of parameters, fitted together).
     public var groupSize: Int {
         switch self {
-        case .affine(_, let group), .symmetric(_, let group): return group
+        case .affine(_, let group), .symmetric(_, let group), .nonLinear(let group): return group
         case .ternary(let type): return type.blockElements
         case .kQuant: return 256
         default: return 32
@@ -98,7 +103,7 @@ public enum BlockGrid: Sendable, Equatable {
     /// Bits per code.
     public var bits: Int {
         switch self {
-        case .q4_0, .q4_1, .iq4_NL: return 4
+        case .q4_0, .q4_1, .iq4_NL, .nonLinear: return 4
         case .q5_0, .q5_1: return 5
         case .q8_0: return 8
         case .affine(let bits, _), .symmetric(let bits, _): return bits
@@ -155,8 +160,8 @@ public enum BlockGrid: Sendable, Equatable {
             var amax: Float = 0
             for i in 0 ..< n { amax = max(amax, abs(x[i])) }
             return BlockParameters(scale: f16(amax / 127))
-        case .iq4_NL:
-            return BlockParameters(scale: IQ4NLScale.search(x, importance: importance))
+        case .iq4_NL, .nonLinear:
+            return BlockParameters(scale: IQ4NLScale.search(x, count: n, importance: importance))
         case .affine(let bits, let group):
             return AffineFit.search(x, count: group, levels: (1 << bits) - 1, importance: importance)
         case .symmetric(let bits, let group):
@@ -196,7 +201,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .q4_1: return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, 15))
         case .q5_1: return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, 31))
         case .q8_0: return d == 0 ? 128 : UInt8(clamp((x / d).rounded(), -127, 127) + 128)
-        case .iq4_NL: return d == 0 ? IQ4NLScale.zeroIndex : IQ4NLScale.nearest(x / d)
+        case .iq4_NL, .nonLinear: return d == 0 ? IQ4NLScale.zeroIndex : IQ4NLScale.nearest(x / d)
         case .affine(let bits, _):
             return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, Float((1 << bits) - 1)))
         case .symmetric(let bits, _):
@@ -219,7 +224,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .q4_1, .q5_1, .affine: return p.scale * Float(code) + p.minimum
         case .symmetric(let bits, _): return p.scale * Float(Int32(code) - Int32(1) << Int32(bits - 1))
         case .q8_0: return Float(Int(code) - 128) * p.scale
-        case .iq4_NL: return p.scale * IQ4NLScale.levels[Int(code)]
+        case .iq4_NL, .nonLinear: return p.scale * IQ4NLScale.levels[Int(code)]
         case .ternary: return p.scale * Float(Int(code) - 1)
         case .kQuant(let f): return p.scale * Float(Int32(code) + f.codeRange.lowerBound) + p.minimum
         }
@@ -234,7 +239,7 @@ public enum BlockGrid: Sendable, Equatable {
     /// Bytes of one block.
     public var blockBytes: Int { type.blockBytes }
 
-    /// Writes one block from its parameters and 32 codes (layouts as documented in the SquishFormats codecs).
+    /// Writes one block from its parameters and `groupSize` codes (layouts as documented in the SquishFormats codecs).
     public func pack(_ codes: UnsafePointer<UInt8>, _ p: BlockParameters, into block: UnsafeMutableRawPointer) {
         func store16(_ v: Float, _ at: Int) { block.storeBytes(of: HalfFloat.fromFloat(v).littleEndian, toByteOffset: at, as: UInt16.self) }
         func nibbles(at offset: Int) {
@@ -265,6 +270,14 @@ public enum BlockGrid: Sendable, Equatable {
         case .symmetric(let bits, let group):
             store16(p.scale, 0)
             packCodes(codes, bits: bits, count: group, into: block + 2)
+        case .nonLinear(let group):  // IQ4_NL's nibble order per 32 weights after the one scale
+            store16(p.scale, 0)
+            for s in 0 ..< group / 32 {
+                for j in 0 ..< 16 {
+                    block.storeBytes(of: (codes[32 * s + j] & 0x0f) | (codes[32 * s + j + 16] & 0x0f) << 4, toByteOffset: 2 + 16 * s + j,
+                                     as: UInt8.self)
+                }
+            }
         case .ternary(let type):
             if let (bits, group) = type.squishAffine {
                 // m = −γ turns codes 0, 1, 2 into −γ, 0, γ.

@@ -9,6 +9,9 @@ For every bits b in 2..8, group g in {16, 32, 64, 128, 256} and kind (affine "SQ
   symmetric: d f16 @0 | codes @2,             w = d * (q - 2^(b-1))
   sparse "SP<b>_K<k>" (64 weights, k kept): mask u64 @0 | d f16 @8 | codes @10; the i-th set bit of the mask (in
              increasing position, at most the first k of them) takes w = d * (q_i - 2^(b-1)), every other weight 0
+  non-linear "SQ4N_G<g>" (g in 64, 128, 256): d f16 @0 | 16 bytes per 32 weights @2 + 16 s; byte j of group s holds
+             in its low nibble q of weight 32 s + j and in its high nibble q of weight 32 s + j + 16; w = d * L[q] with
+             L = IQ4_NL's levels (-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113)
 codes: code j occupies bits [j*b, j*b + b) of the little-endian bit stream (bit i = bit i % 8 of byte i // 8).
 All arithmetic in float32, one rounding per operation (product, then sum).
 
@@ -53,6 +56,17 @@ def decode_sparse(raw, bits, kept):
     return out
 
 
+IQ4_LEVELS = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.float32)
+
+
+def decode_nonlinear(raw, group):
+    nb = raw.shape[0]
+    d = raw[:, 0:2].copy().view(np.float16).astype(np.float32)  # [nb, 1]
+    qs = raw[:, 2:].reshape(nb, group // 32, 16)
+    q = np.concatenate([qs & 15, qs >> 4], axis=2).reshape(nb, group)  # per 32: low nibbles, then high nibbles
+    return (d * IQ4_LEVELS[q]).astype(np.float32)
+
+
 def main(outdir):
     os.makedirs(outdir, exist_ok=True)
     rng = np.random.default_rng(6)
@@ -86,6 +100,14 @@ def main(outdir):
             raw.tofile(os.path.join(outdir, name + ".bytes"))
             out.astype("<f4").tofile(os.path.join(outdir, name + ".f32"))
             cases.append({"type": name, "count": int(out.size), "bytes": name + ".bytes", "output": name + ".f32"})
+    for group in (64, 128, 256):
+        name = "SQ4N_G%d" % group
+        raw = rng.integers(0, 256, size=(BLOCKS, 2 + group // 2), dtype=np.uint8)
+        raw[:, 0:2] = rng.uniform(-0.1, 0.1, size=(BLOCKS, 1)).astype(np.float16).view(np.uint8)
+        out = decode_nonlinear(raw, group).reshape(-1)
+        raw.tofile(os.path.join(outdir, name + ".bytes"))
+        out.astype("<f4").tofile(os.path.join(outdir, name + ".f32"))
+        cases.append({"type": name, "count": int(out.size), "bytes": name + ".bytes", "output": name + ".f32"})
     with open(os.path.join(outdir, "manifest.json"), "w") as f:
         json.dump(cases, f, indent=1)
 

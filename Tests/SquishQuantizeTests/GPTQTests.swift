@@ -47,9 +47,10 @@ struct GPTQTests {
     func rtn(_ w: [Float], _ grid: BlockGrid) -> [Float] {
         var q = w
         var block = [UInt8](repeating: 0, count: grid.blockBytes)
-        for b in 0 ..< w.count / 32 {
+        let n = grid.groupSize
+        for b in 0 ..< w.count / n {
             w.withUnsafeBufferPointer { wp in q.withUnsafeMutableBufferPointer { qp in block.withUnsafeMutableBytes {
-                grid.quantizeBlock(wp.baseAddress! + 32 * b, into: $0.baseAddress!, rounded: qp.baseAddress! + 32 * b) } } }
+                grid.quantizeBlock(wp.baseAddress! + n * b, into: $0.baseAddress!, rounded: qp.baseAddress! + n * b) } } }
         }
         return q
     }
@@ -65,7 +66,7 @@ struct GPTQTests {
         return (q, bytes)
     }
 
-    @Test(arguments: [BlockGrid.q4_0, .q4_1, .iq4_NL], [false, true])
+    @Test(arguments: [BlockGrid.q4_0, .q4_1, .iq4_NL, .nonLinear(group: 64)], [false, true])
     func lowersTheProxyLossBelowRTN(grid: BlockGrid, actOrder: Bool) throws {
         let (w, h) = problem(seed: 42)
         let (q, bytes) = try gptq(w, h, grid, actOrder: actOrder)

@@ -10,6 +10,7 @@ import SquishQuantize
 struct SquishTypesTests {
     static let squishTypes = GGMLType.allCases.filter { $0.squishBlock != nil }
     static let sparseTypes = GGMLType.allCases.filter { $0.squishSparse != nil }
+    static let nonLinearTypes = GGMLType.allCases.filter { $0.squishNonLinearGroup != nil }
 
     /// Independent reading of the documented layouts, one bit at a time: d f16 @0, (affine) m f16 @2, then code j in
     /// bits [j·b, j·b + b) of the byte stream (bit i is bit i mod 8 of byte i / 8); w = d·q + m or d·(q − 2^(b−1)).
@@ -68,7 +69,7 @@ struct SquishTypesTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try TestSupport.runPython("squish_block_reference.py", [dir])
         let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/manifest.json"))) as! [[String: Any]]
-        #expect(manifest.count == 70 + 18)
+        #expect(manifest.count == 70 + 18 + 3)
         var covered = Set<GGMLType>()
         for c in manifest {
             let type = try #require(GGMLType(name: c["type"] as! String))
@@ -81,7 +82,7 @@ struct SquishTypesTests {
             let bad = (0 ..< count).first { decoded[$0].bitPattern != expected[$0].bitPattern }
             #expect(bad == nil, "\(type) first difference at \(bad ?? -1)")
         }
-        #expect(covered == Set(Self.squishTypes + Self.sparseTypes))
+        #expect(covered == Set(Self.squishTypes + Self.sparseTypes + Self.nonLinearTypes))
     }
 
     /// The format's own encoder: every value within half a step of its input (plus the f16 rounding of m; for the
@@ -165,20 +166,76 @@ struct SquishTypesTests {
                 continue
             }
             let expected: GGMLType = symmetric ? (bits <= 4 ? .q4_0 : bits == 5 ? .q5_0 : .q8_0) : (bits <= 4 ? .q4_1 : .q5_1)
-            #expect(native == expected && group % 32 == 0)
-            #expect(c.type == native && c.usesQ8Kernel)
-            let back = try Codecs.dequantize(native, UnsafeRawBufferPointer(start: c.data, count: rows * c.rowBytes), count: rows * columns)
-            let bad = (0 ..< values.count).first { back[$0] != values[$0] }
-            #expect(bad == nil, "\(type) first difference at \(bad ?? -1): \(bad.map { "\(back[$0]) vs \(values[$0])" } ?? "")")
-            var y = [Float](repeating: 0, count: 2 * rows)
-            try x.withUnsafeBufferPointer { xs in try y.withUnsafeMutableBufferPointer { try Matmul(pool: WorkerPool(threads: 2))(c.repacked(), xs.baseAddress!, tokens: 2, $0.baseAddress!) } }
-            for t in 0 ..< 2 {
-                for r in 0 ..< rows {
-                    var ref = 0.0, scale = 0.0
-                    for k in 0 ..< columns { ref += Double(values[r * columns + k]) * Double(x[t * columns + k]); scale += abs(Double(values[r * columns + k])) }
-                    // Activations rounded to 8 bits per block of 32: error at most Σ|w| · max|x| / 254.
-                    #expect(abs(Double(y[t * rows + r]) - ref) <= scale / 254 + 1e-4, "\(type) row \(r)")
+            #expect(native == expected && group % 32 == 0 && c.type == native)
+            try expectLosslessConversion(type, c, values: values, x: x, rows: rows, columns: columns)
+        }
+        for type in Self.nonLinearTypes {
+            let bytes = try Codecs.quantize(type, w)
+            let values = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: rows * columns) }
+            let c = try bytes.withUnsafeBytes { try WeightMatrix(name: "w", type: type, data: $0, rows: rows, columns: columns).convertedForKernels() }
+            #expect(SquishAffineConversion.nativeEquivalent(of: type) == .iq4_NL && c.type == .iq4_NL)
+            try expectLosslessConversion(type, c, values: values, x: x, rows: rows, columns: columns)
+        }
+    }
+
+    /// `c` (converted from `type`) holds exactly `values` and runs on the int8 kernels (repacked) within
+    /// int8-activation rounding of the f64 product with two tokens `x`.
+    func expectLosslessConversion(_ type: GGMLType, _ c: WeightMatrix, values: [Float], x: [Float], rows: Int, columns: Int) throws {
+        #expect(c.usesQ8Kernel)
+        let back = try Codecs.dequantize(c.type, UnsafeRawBufferPointer(start: c.data, count: rows * c.rowBytes), count: rows * columns)
+        let bad = (0 ..< values.count).first { back[$0] != values[$0] }
+        #expect(bad == nil, "\(type) first difference at \(bad ?? -1): \(bad.map { "\(back[$0]) vs \(values[$0])" } ?? "")")
+        var y = [Float](repeating: 0, count: 2 * rows)
+        try x.withUnsafeBufferPointer { xs in try y.withUnsafeMutableBufferPointer { try Matmul(pool: WorkerPool(threads: 2))(c.repacked(), xs.baseAddress!, tokens: 2, $0.baseAddress!) } }
+        for t in 0 ..< 2 {
+            for r in 0 ..< rows {
+                var ref = 0.0, scale = 0.0
+                for k in 0 ..< columns { ref += Double(values[r * columns + k]) * Double(x[t * columns + k]); scale += abs(Double(values[r * columns + k])) }
+                // Activations rounded to 8 bits per block of 32: error at most Σ|w| · max|x| / 254 (IQ4_NL: its
+                // levels are integers up to 127 times d, the same bound).
+                #expect(abs(Double(y[t * rows + r]) - ref) <= scale / 254 + 1e-4, "\(type) row \(r)")
+            }
+        }
+    }
+
+    /// The non-linear family: IQ4_NL's levels with one scale per 64, 128 or 256 weights (4.25, 4.125, 4.0625 bits),
+    /// named and parsed like the other Squish types, not loadable by llama.cpp. The codec's encoder puts every weight
+    /// on its nearest level under the stored scale, with a squared error at most that of the plain max-magnitude
+    /// scale; the GPTQ grid packs what the codec decodes.
+    @Test func nonLinearFamily() throws {
+        #expect(Self.nonLinearTypes == [.sq4n_G64, .sq4n_G128, .sq4n_G256])
+        #expect(GGMLType.squishNonLinear(group: 32) == .iq4_NL && GGMLType.squishNonLinear(group: 16) == nil)
+        var rng = SplitMix64(seed: 3)
+        for type in Self.nonLinearTypes {
+            let g = type.squishNonLinearGroup!
+            #expect(GGMLType.squishNonLinear(group: g) == type && GGMLType(name: "sq4n_g\(g)") == type && type.name == "SQ4N_G\(g)")
+            #expect(type.blockElements == g && type.blockBytes == 2 + g / 2 && !type.isGGMLNative)
+            let grid = try #require(BlockGrid(type))
+            #expect(grid == .nonLinear(group: g) && grid.type == type && grid.groupSize == g && grid.bits == 4)
+            let x = (0 ..< 4 * g).map { _ in Float.random(in: -1 ... 1, using: &rng) * Float.random(in: 0 ... 1, using: &rng) }
+            let bytes = try Codecs.quantize(type, x)
+            let back = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: x.count) }
+            for b in 0 ..< 4 {
+                let block = Array(bytes[b * type.blockBytes ..< (b + 1) * type.blockBytes])
+                let d = HalfFloat.toFloat(UInt16(block[0]) | UInt16(block[1]) << 8)
+                let s = x[b * g ..< (b + 1) * g].max { abs($0) < abs($1) }!
+                let plain = HalfFloat.toFloat(HalfFloat.fromFloat(s / -127))
+                var error: Float = 0, plainError: Float = 0
+                for i in b * g ..< (b + 1) * g {
+                    #expect(abs(back[i] - x[i]) == IQ4NLScale.levels.map { abs(d * $0 - x[i]) }.min()!, "\(type) weight \(i)")
+                    error += (back[i] - x[i]) * (back[i] - x[i])
+                    let p = IQ4NLScale.levels.map { abs(plain * $0 - x[i]) }.min()!
+                    plainError += p * p
                 }
+                #expect(error <= plainError * 1.0001)
+                // The grid (GPTQ's rounding and packing) agrees with the codec.
+                var packed = [UInt8](repeating: 0, count: type.blockBytes)
+                var rounded = [Float](repeating: 0, count: g)
+                x[b * g ..< (b + 1) * g].withUnsafeBufferPointer { xs in
+                    packed.withUnsafeMutableBytes { p in rounded.withUnsafeMutableBufferPointer { grid.quantizeBlock(xs.baseAddress!, into: p.baseAddress!, rounded: $0.baseAddress!) } }
+                }
+                #expect(packed == block)
+                #expect(try packed.withUnsafeBytes { try Codecs.dequantize(type, $0, count: g) } == rounded)
             }
         }
     }

@@ -53,3 +53,45 @@ enum BlockIQ4_XS: BlockDecoder {
         }
     }
 }
+
+/// Squish non-linear type `SQ4N_G<g>`: IQ4_NL's levels with one f16 scale per group of `Group` weights (64, 128 or 256),
+/// w = d * level[q]: 4 + 16 / g bits per weight (4.25 for g = 64) instead of IQ4_NL's 4.5.
+/// Block (2 + g / 2 bytes): d f16 @0 | for each 32 weights s: qs[16] @2 + 16 s as in IQ4_NL, so a group is g / 32
+/// IQ4_NL blocks sharing d (which is how the runtime runs it, see `SquishAffineConversion`).
+/// The encoder takes the scale from `IQ4NLScale.search` over the whole group and each weight's nearest level.
+enum BlockSquishNonLinear<Group: SquishConstant>: BlockEncoder {
+    static var blockElements: Int { Group.value }
+    static var blockBytes: Int { 2 + Group.value / 2 }
+
+    static func decode(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
+        let d = loadF16(block, 0)
+        for s in 0 ..< blockElements / 32 {
+            for j in 0 ..< 16 {
+                let byte = block.load(fromByteOffset: 2 + 16 * s + j, as: UInt8.self)
+                out[32 * s + j] = d * iq4Level(byte)
+                out[32 * s + j + 16] = d * iq4Level(byte >> 4)
+            }
+        }
+    }
+
+    static func encode(_ x: UnsafePointer<Float>, _ block: UnsafeMutableRawPointer) {
+        let d = IQ4NLScale.search(x, count: blockElements, importance: nil)
+        storeF16(d, block, 0)
+        func code(_ v: Float) -> UInt8 { d == 0 ? IQ4NLScale.zeroIndex : IQ4NLScale.nearest(v / d) }
+        for s in 0 ..< blockElements / 32 {
+            for j in 0 ..< 16 {
+                block.storeBytes(of: code(x[32 * s + j]) | code(x[32 * s + j + 16]) << 4, toByteOffset: 2 + 16 * s + j, as: UInt8.self)
+            }
+        }
+    }
+}
+
+/// The codec of a Squish non-linear type (nil for every other type).
+func nonLinearCodec(for type: GGMLType) -> (any BlockEncoder.Type)? {
+    switch type.squishNonLinearGroup {
+    case 64: return BlockSquishNonLinear<SquishGroup64>.self
+    case 128: return BlockSquishNonLinear<SquishGroup128>.self
+    case 256: return BlockSquishNonLinear<SquishGroup256>.self
+    default: return nil
+    }
+}

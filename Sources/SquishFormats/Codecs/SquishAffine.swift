@@ -178,11 +178,13 @@ extension SquishSymmetricBlock {
 /// becomes 2, 4 or 8 blocks of 32 that share d and m):
 /// - affine (w = d · q + m, d and m in f16): Q4_1 for 2-4 bits, Q5_1 for 5 bits (codes unchanged);
 /// - symmetric (w = d · (q − 2^(b−1))): Q4_0 for 2-4 bits (q' = q − 2^(b−1) + 8, so d · (q' − 8) is the same product),
-///   Q5_0 for 5 bits (codes unchanged), Q8_0 for 6-8 bits (int8 q − 2^(b−1)).
+///   Q5_0 for 5 bits (codes unchanged), Q8_0 for 6-8 bits (int8 q − 2^(b−1));
+/// - non-linear (`SQ4N_G<g>`, w = d · L[q]): IQ4_NL (codes unchanged, d repeated per 32 weights).
 /// Each decodes to exactly the same floats: the same f16 d (and m) times the same small integer (plus m).
 public enum SquishAffineConversion {
     /// The ggml type that holds `type`'s values exactly, if any.
     public static func nativeEquivalent(of type: GGMLType) -> GGMLType? {
+        if type.squishNonLinearGroup != nil { return .iq4_NL }
         guard let (bits, group, symmetric) = type.squishBlock, group % 32 == 0 else { return nil }
         if symmetric { return bits <= 4 ? .q4_0 : bits == 5 ? .q5_0 : .q8_0 }
         return bits <= 4 ? .q4_1 : bits == 5 ? .q5_1 : nil
@@ -190,6 +192,17 @@ public enum SquishAffineConversion {
 
     /// Converts `count` values (whole groups) from `src` (Squish blocks) into `dst` (blocks of the native type).
     public static func convert(_ type: GGMLType, _ src: UnsafeRawPointer, into dst: UnsafeMutableRawPointer, count: Int) {
+        if let group = type.squishNonLinearGroup {  // d, then 16 bytes per 32 weights: IQ4_NL blocks repeat d
+            for g in 0 ..< count / group {
+                let block = src + g * type.blockBytes
+                for h in 0 ..< group / 32 {
+                    let out = dst + (g * group / 32 + h) * 18
+                    out.copyMemory(from: block, byteCount: 2)
+                    out.advanced(by: 2).copyMemory(from: block + 2 + 16 * h, byteCount: 16)
+                }
+            }
+            return
+        }
         guard let (bits, group, symmetric) = type.squishBlock, let native = nativeEquivalent(of: type) else { return }
         let inBytes = type.blockBytes, outBytes = native.blockBytes
         let half = UInt8(1 << (bits - 1))

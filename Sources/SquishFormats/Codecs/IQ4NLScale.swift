@@ -1,4 +1,5 @@
-/// Choosing the scale of an IQ4_NL block (32 weights, w = d · level[q] with 16 fixed non-uniform levels).
+/// Choosing the scale of an IQ4_NL block (32 weights, w = d · level[q] with 16 fixed non-uniform levels), or of a
+/// group of a Squish non-linear type (`SQ4N_G<g>`: the same levels, one scale per 64, 128 or 256 weights).
 ///
 /// Because the levels are not evenly spaced, the best d is not simply max|x| / 127. The search:
 ///  1. Let s be the weight of largest magnitude. Candidate scales map s onto (or near) one of the two extreme
@@ -32,10 +33,10 @@ public enum IQ4NLScale {
         return nearestTable.withUnsafeBufferPointer { $0[Int(bin)] }
     }
 
-    /// The f16-representable scale for 32 weights `x`, with optional per-weight importance.
-    public static func search(_ x: UnsafePointer<Float>, importance: UnsafePointer<Float>?) -> Float {
+    /// The f16-representable scale for `count` weights `x`, with optional per-weight importance.
+    public static func search(_ x: UnsafePointer<Float>, count: Int = 32, importance: UnsafePointer<Float>?) -> Float {
         var s: Float = 0
-        for i in 0 ..< 32 where abs(x[i]) > abs(s) { s = x[i] }
+        for i in 0 ..< count where abs(x[i]) > abs(s) { s = x[i] }
         guard s != 0, s.isFinite else { return 0 }
         var best: Float = 0
         var bestError = Float.infinity
@@ -44,7 +45,7 @@ public enum IQ4NLScale {
                 for k in -2 ... 2 {
                     let inv = (end + 2 * Float(k)) / s  // 1 / d₀
                     var sxl: Float = 0, sll: Float = 0, sxx: Float = 0
-                    for i in 0 ..< 32 {
+                    for i in 0 ..< count {
                         let w = importance?[i] ?? 1
                         let l = lv[Int(nearest(x[i] * inv))]
                         sxl += w * x[i] * l
@@ -52,7 +53,7 @@ public enum IQ4NLScale {
                         sxx += w * x[i] * x[i]
                     }
                     guard sll > 0 else { continue }
-                    let d = f16(sxl / sll)
+                    let d = roundToF16(sxl / sll)
                     let err = sxx - 2 * d * sxl + d * d * sll
                     if err < bestError { bestError = err; best = d }
                 }
