@@ -398,7 +398,7 @@ SQ_AVX2 SQ_INLINE void rows4_token1(const int type, const uint8_t *row, size_t r
     out[3] = hsum_ps(acc3) - c3;
 }
 
-SQ_AVX2 SQ_INLINE void matmul_avx2_typed(const int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+SQ_AVX2 SQ_SPECIALIZED void matmul_avx2_typed(const int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
                                          const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
     const size_t gb = group_bytes(type);
     const int64_t ng = nb / 8;

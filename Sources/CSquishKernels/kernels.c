@@ -272,7 +272,7 @@ SQ_AVX2 __attribute__((always_inline)) static inline void rows4_token1(const int
     out[3] = hsum_ps(acc3) + s3;
 }
 
-SQ_AVX2 __attribute__((always_inline)) static inline void matmul_q8_avx2_typed(
+SQ_AVX2 SQ_SPECIALIZED void matmul_q8_avx2_typed(
     const int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
     const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
     const size_t bb = block_bytes(type);

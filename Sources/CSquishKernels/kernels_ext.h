@@ -8,6 +8,15 @@
 #include <stdint.h>
 #include <string.h>
 
+/// A dispatcher's per-type copy of a kernel, called with a constant type: inlined when optimizing, so that the type
+/// folds into a specialized kernel; a call of its own without optimization (debug builds), where inlining every
+/// copy into the dispatcher gave it a stack frame of up to 1.3 MB, more than a worker thread's stack.
+#if defined(__OPTIMIZE__)
+#define SQ_SPECIALIZED __attribute__((always_inline)) static inline
+#else
+#define SQ_SPECIALIZED __attribute__((noinline)) static
+#endif
+
 /// IEEE half to float, exact (subnormals, infinities and NaN payloads kept); shared by every kernel file.
 static inline float sq_f16_to_f32(uint16_t h) {
     const uint32_t sign = (uint32_t)(h & 0x8000) << 16;

@@ -410,7 +410,7 @@ KQ_AVX2 static inline float kq_hsum(__m256 v) {
 /// Prefetch distance in bytes ahead within each row (decode reads four row streams at once).
 #define KQ_PREFETCH 512
 
-KQ_AVX2 KQ_INLINE void kq_matmul_avx2_typed(const int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
+KQ_AVX2 SQ_SPECIALIZED void kq_matmul_avx2_typed(const int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
                                             const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy,
                                             kq_act *ra) {
     const size_t bb = kq_block_bytes(type);

@@ -366,7 +366,7 @@ RP_AVX2 RP_INLINE void rp_group_q3k(const int NT, const uint8_t *gp, int64_t nb,
     for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
-RP_AVX2 RP_INLINE void packed_avx2_typed(const int type, const uint8_t *wp, int64_t g0, int64_t g1,
+RP_AVX2 SQ_SPECIALIZED void packed_avx2_typed(const int type, const uint8_t *wp, int64_t g0, int64_t g1,
                                          const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
     const size_t gb = type == RP_Q3_K ? RP_Q3K_SB / 8 : sq_pk_group_bytes(type);
     int64_t t = 0;

@@ -379,7 +379,7 @@ RK_AVX2 RK_INLINE void rk_group_q6(const int NT, const uint8_t *gp, int64_t nsb,
     for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
-RK_AVX2 RK_INLINE void rk_avx2_typed(const int type, const uint8_t *wp, int64_t g0, int64_t g1, const sq_block_q8 *a,
+RK_AVX2 SQ_SPECIALIZED void rk_avx2_typed(const int type, const uint8_t *wp, int64_t g0, int64_t g1, const sq_block_q8 *a,
                                      int64_t nb, int64_t nt, const int32_t *bsum, float *y, int64_t ldy) {
     const int64_t nsb = nb / 8;
     const size_t gb = (size_t)nsb * sq_rpk_superblock_bytes(type);

@@ -292,7 +292,7 @@ VN_TARGET VN_INLINE void vn_groups(const int type, const int NT, const uint8_t *
 }
 
 /// All tokens: tiles of 8, then 4, then single tokens.
-VN_TARGET VN_INLINE void vn_typed(const int type, const uint8_t *wp, int64_t g0, int64_t g1, const sq_block_q8 *a,
+VN_TARGET SQ_SPECIALIZED void vn_typed(const int type, const uint8_t *wp, int64_t g0, int64_t g1, const sq_block_q8 *a,
                                   int64_t nb, int64_t nt, const int32_t *bs, float *y, int64_t ldy) {
     int64_t t = 0;
     for (; t + 8 <= nt; t += 8) vn_groups(type, 8, wp, g0, g1, a, nb, bs, t, y, ldy);
