@@ -10,13 +10,13 @@ public struct LevelDatabaseOptions: Sendable {
     public var gptq = GPTQOptions()
     /// Block types tried for every matrix, smallest first. Only those smaller than the matrix's stored type are
     /// kept; the stored type itself is always the top level (a lossless copy) when it has at most 8.5 bits.
-    /// SQ4_G128 sits a quarter bit below SQ4_G64: around 4 bits, where most budgets land, one-bit steps leave the
-    /// search too coarse a choice.
-    public var ladder: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4_G128, .sq4_G64, .sq5_G64, .q8_0]
+    /// Around 4 bits, where most budgets land, there are two steps: SQ4N_G64 (4.25 bits) and IQ4_NL (4.5), whose
+    /// non-linear levels fit bell-shaped weights better than the evenly spaced SQ4_G128 and SQ4_G64 of the same sizes.
+    public var ladder: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4n_G64, .iq4_NL, .sq5_G64, .q8_0]
     /// Levels tried besides the ladder for large matrices (`LevelDatabase.isLarge`: in small models the embedding,
     /// often tied to the output). One such matrix holds so much of the budget that even the other steps are coarse
-    /// (Gemma-3-270M: the embedding is 62% of the parameters); the group-128 variants fall a quarter bit below a level.
-    public var largeTensorLevels: [GGMLType] = [.sq3_G128, .sq5_G128]
+    /// (Gemma-3-270M: the embedding is 62% of the parameters); the group-128 variants fall below a level.
+    public var largeTensorLevels: [GGMLType] = [.sq3_G128, .sq4n_G128, .sq5_G128]
     /// GPTQ for the transformer blocks' linear layers (else round to nearest everywhere).
     public var gptqBlocks = true
     public init() {}

@@ -38,20 +38,20 @@ struct SizeParsingTests {
 struct LevelChoiceTests {
     /// A large matrix (Gemma-3-270M's 262,144 × 640 Q8_0 embedding) gets more group-128 levels between the ladder's;
     /// a block matrix of the same model does not; types that do not fit the rows or are not smaller than the
-    /// source are left out.
+    /// source (IQ4_NL from Q4_K: both 4.5 bits) are left out.
     @Test func largeMatricesGetFinerLevels() {
         let options = LevelDatabaseOptions()
         #expect(LevelDatabase.isLarge(parameters: 167_772_160, of: 268_000_000))
         #expect(!LevelDatabase.isLarge(parameters: 1_310_720, of: 268_000_000))
         #expect(LevelDatabase.levelTypes(rowLength: 640, source: .q8_0, large: true, options: options)
-            == [.sq2_G64, .sq3_G128, .sq3_G64, .sq4_G128, .sq4_G64, .sq5_G128, .sq5_G64])
+            == [.sq2_G64, .sq3_G128, .sq3_G64, .sq4n_G128, .sq4n_G64, .iq4_NL, .sq5_G128, .sq5_G64])
         #expect(LevelDatabase.levelTypes(rowLength: 640, source: .q8_0, large: false, options: options)
-            == [.sq2_G64, .sq3_G64, .sq4_G128, .sq4_G64, .sq5_G64])
+            == [.sq2_G64, .sq3_G64, .sq4n_G64, .iq4_NL, .sq5_G64])
         #expect(LevelDatabase.levelTypes(rowLength: 2048, source: .q6_K, large: false, options: options)
-            == [.sq2_G64, .sq3_G64, .sq4_G128, .sq4_G64, .sq5_G64])
-        #expect(LevelDatabase.levelTypes(rowLength: 1024, source: .q4_K, large: true, options: options) == [.sq2_G64, .sq3_G128, .sq3_G64, .sq4_G128])
+            == [.sq2_G64, .sq3_G64, .sq4n_G64, .iq4_NL, .sq5_G64])
+        #expect(LevelDatabase.levelTypes(rowLength: 1024, source: .q4_K, large: true, options: options) == [.sq2_G64, .sq3_G128, .sq3_G64, .sq4n_G128, .sq4n_G64])
         // Rows of 64 take no group-128 type.
-        #expect(LevelDatabase.levelTypes(rowLength: 64, source: .f32, large: true, options: options) == [.sq2_G64, .sq3_G64, .sq4_G64, .sq5_G64, .q8_0])
+        #expect(LevelDatabase.levelTypes(rowLength: 64, source: .f32, large: true, options: options) == [.sq2_G64, .sq3_G64, .sq4n_G64, .iq4_NL, .sq5_G64, .q8_0])
     }
 }
 
