@@ -7,7 +7,9 @@
 /// - sparse `SP<b>_K<k>`: of every 64 weights k are kept (k = 16, 32, 48: 75%, 50%, 25% sparsity), stored as a 64-bit
 ///   mask and k symmetric b-bit codes (b = 2, 3, 4, 5, 6, 8) with one f16 scale, numbered 0x5350_0000 + b · 256 + k.
 /// - non-linear `SQ4N_G<g>` (w = d · L[q] with IQ4_NL's 16 levels L, one f16 d per group of g = 64, 128, 256: IQ4_NL
-///   with a group larger than 32), numbered 0x5352_0400 + (g mod 256).
+///   with a group larger than 32), numbered 0x5352_0400 + (g mod 256);
+/// - non-linear with sub-scales `SQ4NX_G<g>` (the same levels; one f16 d per group of g = 128, 256 and a 6-bit signed
+///   multiplier per 32 weights, as IQ4_XS does per 256), numbered 0x5352_0500 + (g mod 256).
 /// All of these are far from ggml's range; the ids of the first Squish types (SQ2_G32 ... SQ8_G64)
 /// are unchanged, so files written before the family grew still load.
 public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConvertible {
@@ -42,6 +44,8 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
     case sp8_K16 = 0x5350_0810, sp8_K32 = 0x5350_0820, sp8_K48 = 0x5350_0830
     // Squish non-linear types (see `BlockSquishNonLinear`): IQ4_NL's levels with one f16 scale per group.
     case sq4n_G64 = 0x5352_0440, sq4n_G128 = 0x5352_0480, sq4n_G256 = 0x5352_0400
+    // ... and with a 6-bit multiplier per 32 weights (see `BlockSquishNonLinearX`).
+    case sq4nx_G128 = 0x5352_0580, sq4nx_G256 = 0x5352_0500
 
     /// Elements per block and bytes per block (ggml's type traits).
     public var blockLayout: (elements: Int, bytes: Int) {
@@ -79,6 +83,7 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
         default:
             if let (bits, kept) = squishSparse { return (Self.sparseGroup, 10 + kept * bits / 8) }
             if let group = squishNonLinearGroup { return (group, 2 + group / 2) }
+            if let group = squishNonLinearXGroup { return (group, 2 + 3 * group / 128 + group / 2) }
             let (bits, group, symmetric) = squishBlock!
             return (group, (symmetric ? 2 : 4) + group * bits / 8)
         }
@@ -106,6 +111,7 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
         default:
             if let (bits, kept) = squishSparse { return "SP\(bits)_K\(kept)" }
             if let group = squishNonLinearGroup { return "SQ4N_G\(group)" }
+            if let group = squishNonLinearXGroup { return "SQ4NX_G\(group)" }
             let (bits, group, symmetric) = squishBlock!
             return "SQ\(bits)\(symmetric ? "S" : "")_G\(group)"
         }
@@ -180,8 +186,22 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, Codable, CustomStringConve
         group == 32 ? .iq4_NL : [64, 128, 256].contains(group) ? GGMLType(rawValue: 0x5352_0400 | UInt32(group & 0xff)) : nil
     }
 
+    /// Group size of a Squish non-linear type with sub-scales (`SQ4NX_G<g>`); nil for every other type.
+    public var squishNonLinearXGroup: Int? {
+        guard rawValue & 0xffff_ff00 == 0x5352_0500 else { return nil }
+        let low = Int(rawValue & 0xff)
+        return low == 0 ? 256 : low
+    }
+
+    /// The Squish non-linear type with one d per `group` weights and a multiplier per 32, if Squish defines one.
+    public static func squishNonLinearX(group: Int) -> GGMLType? {
+        [128, 256].contains(group) ? GGMLType(rawValue: 0x5352_0500 | UInt32(group & 0xff)) : nil
+    }
+
     /// True for the types llama.cpp can load (everything but Squish's own).
-    public var isGGMLNative: Bool { squishBlock == nil && squishSparse == nil && squishNonLinearGroup == nil }
+    public var isGGMLNative: Bool {
+        squishBlock == nil && squishSparse == nil && squishNonLinearGroup == nil && squishNonLinearXGroup == nil
+    }
 
     /// Parses a name as printed by `name` (case-insensitive).
     public init?(name: String) {

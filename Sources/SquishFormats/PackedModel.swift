@@ -72,7 +72,7 @@ public enum PackedModel {
         case .iq1_M: return (.none, bytes(0, type.blockBytes))
         case .iq2_XXS, .iq2_XS, .iq3_XXS, .iq1_S, .iq3_S, .iq2_S: return (.none, half(0) + bytes(2, type.blockBytes - 2))
         default:
-            if type.squishNonLinearGroup != nil { return (.none, half(0) + bytes(2, type.blockBytes - 2)) }
+            if type.squishNonLinearGroup != nil || type.squishNonLinearXGroup != nil { return (.none, half(0) + bytes(2, type.blockBytes - 2)) }
             if let (_, _, symmetric) = type.squishBlock {
                 let codes = symmetric ? 2 : 4
                 return (.none, half(0) + (symmetric ? [] : half(2)) + bytes(codes, type.blockBytes - codes))

@@ -29,6 +29,10 @@ public enum BlockGrid: Sendable, Equatable {
     /// IQ4_NL's 16 levels with one f16 scale per `group` weights: IQ4_NL itself for 32, a Squish non-linear type
     /// (`SQ4N_G<g>`) for 64, 128 and 256.
     case nonLinear(group: Int)
+    /// IQ4_NL's 16 levels with one f16 d per `group` weights (128 or 256) and a 6-bit multiplier m per 32, the 32
+    /// weights scaled by f16(d · m): a Squish non-linear type with sub-scales (`SQ4NX_G<g>`, SquishFormats
+    /// `SquishNonLinearX`). Like a K-quant, a block's `parameters(_:into:)` are one `BlockParameters` per 32 weights.
+    case nonLinearX(group: Int)
     /// Ternary weights (BitNet b1.58, Ma et al. 2024, eq. 1-3): per block γ = mean |w| and w ≈ γ · t with
     /// t = clamp(round(w / γ), −1, 1), stored as TQ1_0/TQ2_0 (blocks of 256) or as a Squish 2-bit affine type with
     /// m = −γ (codes 0, 1, 2) where rows are not multiples of 256.
@@ -42,6 +46,7 @@ public enum BlockGrid: Sendable, Equatable {
         if let (bits, group) = type.squishAffine { self = .affine(bits: bits, group: group); return }
         if let (bits, group) = type.squishSymmetric { self = .symmetric(bits: bits, group: group); return }
         if let group = type.squishNonLinearGroup { self = .nonLinear(group: group); return }
+        if let group = type.squishNonLinearXGroup { self = .nonLinearX(group: group); return }
         if let format = KQuantFormat(type) { self = .kQuant(format); return }
         switch type {
         case .q4_0: self = .q4_0
@@ -65,6 +70,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .affine(let bits, let group): return GGMLType.squishAffine(bits: bits, group: group)!
         case .symmetric(let bits, let group): return GGMLType.squishSymmetric(bits: bits, group: group)!
         case .nonLinear(let group): return GGMLType.squishNonLinear(group: group)!
+        case .nonLinearX(let group): return GGMLType.squishNonLinearX(group: group)!
         case .ternary(let type): return type
         case .kQuant(let format): return format.type
         }
@@ -75,19 +81,28 @@ public enum BlockGrid: Sendable, Equatable {
         return false
     }
 
+    /// True where a block stores parameters shared by its code groups (a K-quant's d and dmin with integer sub-block
+    /// scales, `SQ4NX`'s d with multipliers): `parameters(_:into:)` returns them and `pack(_:_:superBlock:into:)` needs them.
+    public var hasSuperBlockParameters: Bool {
+        switch self {
+        case .kQuant, .nonLinearX: return true
+        default: return false
+        }
+    }
+
     /// True where `parameters` differs from the format's reference encoder in SquishFormats (which RTN then uses
     /// to stay bit-identical with llama-quantize).
     public var usesParameterSearch: Bool {
         switch self {
         case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return false
-        case .iq4_NL, .nonLinear, .affine, .symmetric, .ternary, .kQuant: return true
+        case .iq4_NL, .nonLinear, .nonLinearX, .affine, .symmetric, .ternary, .kQuant: return true
         }
     }
 
     /// Weights per block (one set of parameters, fitted together).
     public var groupSize: Int {
         switch self {
-        case .affine(_, let group), .symmetric(_, let group), .nonLinear(let group): return group
+        case .affine(_, let group), .symmetric(_, let group), .nonLinear(let group), .nonLinearX(let group): return group
         case .ternary(let type): return type.blockElements
         case .kQuant: return 256
         default: return 32
@@ -97,13 +112,14 @@ public enum BlockGrid: Sendable, Equatable {
     /// Weights sharing one `BlockParameters`: a K-quant's sub-block (16 or 32), else the whole block.
     public var codeGroupSize: Int {
         if case .kQuant(let format) = self { return format.subBlockSize }
+        if case .nonLinearX = self { return 32 }
         return groupSize
     }
 
     /// Bits per code.
     public var bits: Int {
         switch self {
-        case .q4_0, .q4_1, .iq4_NL, .nonLinear: return 4
+        case .q4_0, .q4_1, .iq4_NL, .nonLinear, .nonLinearX: return 4
         case .q5_0, .q5_1: return 5
         case .q8_0: return 8
         case .affine(let bits, _), .symmetric(let bits, _): return bits
@@ -146,8 +162,8 @@ public enum BlockGrid: Sendable, Equatable {
             }
         }
         switch self {
-        case .kQuant:
-            preconditionFailure("K-quant blocks have parameters per sub-block: use parameters(_:into:)")
+        case .kQuant, .nonLinearX:
+            preconditionFailure("\(type) blocks have parameters per sub-block: use parameters(_:into:)")
         case .q4_0, .q5_0:
             var best: Float = 0
             for i in 0 ..< n where abs(x[i]) > abs(best) { best = x[i] }
@@ -175,10 +191,15 @@ public enum BlockGrid: Sendable, Equatable {
     }
 
     /// The parameters of one block (`groupSize` weights at `x`) as `groupSize / codeGroupSize` entries of `p`, one per
-    /// code group. For K-quants, also the block's stored parameters (integer sub-block scales, d, dmin), which `pack`
-    /// needs; nil for the other grids.
+    /// code group. Where `hasSuperBlockParameters`, also the block's stored parameters (a K-quant's integer sub-block
+    /// scales, d and dmin; `SQ4NX`'s d and multipliers in `scales`), which `pack` needs; nil for the other grids.
     public func parameters(_ x: UnsafePointer<Float>, into p: UnsafeMutablePointer<BlockParameters>,
                            importance: UnsafePointer<Float>? = nil) -> KQuantParameters? {
+        if case .nonLinearX(let group) = self {
+            let k = IQ4NLScale.searchSubScaled(x, count: group, importance: importance)
+            for s in 0 ..< group / 32 { p[s] = BlockParameters(scale: IQ4NLScale.subScale(k.d, k.scales[s])) }
+            return k
+        }
         guard case .kQuant(let format) = self else {
             p[0] = parameters(x, importance: importance)
             return nil
@@ -201,7 +222,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .q4_1: return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, 15))
         case .q5_1: return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, 31))
         case .q8_0: return d == 0 ? 128 : UInt8(clamp((x / d).rounded(), -127, 127) + 128)
-        case .iq4_NL, .nonLinear: return d == 0 ? IQ4NLScale.zeroIndex : IQ4NLScale.nearest(x / d)
+        case .iq4_NL, .nonLinear, .nonLinearX: return d == 0 ? IQ4NLScale.zeroIndex : IQ4NLScale.nearest(x / d)
         case .affine(let bits, _):
             return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, Float((1 << bits) - 1)))
         case .symmetric(let bits, _):
@@ -224,7 +245,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .q4_1, .q5_1, .affine: return p.scale * Float(code) + p.minimum
         case .symmetric(let bits, _): return p.scale * Float(Int32(code) - Int32(1) << Int32(bits - 1))
         case .q8_0: return Float(Int(code) - 128) * p.scale
-        case .iq4_NL, .nonLinear: return p.scale * IQ4NLScale.levels[Int(code)]
+        case .iq4_NL, .nonLinear, .nonLinearX: return p.scale * IQ4NLScale.levels[Int(code)]
         case .ternary: return p.scale * Float(Int(code) - 1)
         case .kQuant(let f): return p.scale * Float(Int32(code) + f.codeRange.lowerBound) + p.minimum
         }
@@ -291,14 +312,18 @@ public enum BlockGrid: Sendable, Equatable {
                     try? Codecs.quantize(type, UnsafeBufferPointer(v), into: UnsafeMutableRawBufferPointer(start: block, count: blockBytes))
                 }
             }
-        case .kQuant:
-            preconditionFailure("K-quant blocks are packed with their stored parameters: use pack(_:_:superBlock:into:)")
+        case .kQuant, .nonLinearX:
+            preconditionFailure("\(type) blocks are packed with their stored parameters: use pack(_:_:superBlock:into:)")
         }
     }
 
     /// Writes one block from its `groupSize` codes and its parameters as `parameters(_:into:)` gave them.
     public func pack(_ codes: UnsafePointer<UInt8>, _ p: UnsafePointer<BlockParameters>, superBlock: KQuantParameters?,
                      into block: UnsafeMutableRawPointer) {
+        if case .nonLinearX(let group) = self, let superBlock {
+            SquishNonLinearX.pack(superBlock, codes: codes, group: group, into: block)
+            return
+        }
         guard case .kQuant(let format) = self, let superBlock else {
             pack(codes, p[0], into: block)
             return
@@ -316,6 +341,20 @@ public enum BlockGrid: Sendable, Equatable {
                               rounded: UnsafeMutablePointer<Float>? = nil, importance: UnsafePointer<Float>? = nil) {
         if case .kQuant(let format) = self {
             format.encode(x, weights: importance, into: block, rounded: rounded)
+            return
+        }
+        if hasSuperBlockParameters {
+            let n = groupSize, perCode = codeGroupSize
+            withUnsafeTemporaryAllocation(of: BlockParameters.self, capacity: n / perCode) { p in
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: n) { codes in
+                    let k = parameters(x, into: p.baseAddress!, importance: importance)
+                    for j in 0 ..< n {
+                        codes[j] = code(x[j], p[j / perCode])
+                        rounded?[j] = value(codes[j], p[j / perCode])
+                    }
+                    pack(codes.baseAddress!, p.baseAddress!, superBlock: k, into: block)
+                }
+            }
             return
         }
         let p = parameters(x, importance: importance)

@@ -111,8 +111,8 @@ public enum GPTQQuantizer {
         for i in prepared.dead { for r in 0 ..< rows { w[r * n + i] = 0 } }
         let perm = prepared.perm
         var params = [BlockParameters](repeating: BlockParameters(scale: 0), count: rows * codeGroups)
-        // K-quants: each block's stored parameters (integer sub-block scales, d, dmin), for packing.
-        var superBlocks = [KQuantParameters](repeating: KQuantParameters(), count: grid.isKQuant ? rows * groups : 0)
+        // K-quants and SQ4NX: each block's stored parameters (d and integer sub-block scales), for packing.
+        var superBlocks = [KQuantParameters](repeating: KQuantParameters(), count: grid.hasSuperBlockParameters ? rows * groups : 0)
         // Act-order with static groups: every block's parameters fixed up front from the unquantized weights.
         if prepared.actOrder {
             for r in 0 ..< rows {
@@ -129,7 +129,7 @@ public enum GPTQQuantizer {
         var codes = [UInt8](repeating: 0, count: rows * n)  // in processing (possibly permuted) column order
         let groupOfColumn = perm.map { $0 / codeGroup }
         let actOrder = prepared.actOrder
-        let kQuant = grid.isKQuant
+        let stored = grid.hasSuperBlockParameters
         codes.withUnsafeMutableBufferPointer { cp in
             params.withUnsafeMutableBufferPointer { pp in
               superBlocks.withUnsafeMutableBufferPointer { kp in
@@ -138,13 +138,13 @@ public enum GPTQQuantizer {
                     let kb = kp.baseAddress
                     struct Rule: ColumnRounding {
                         let grid: BlockGrid, n: Int, groupSize: Int, groups: Int, codeGroup: Int, codeGroups: Int
-                        let actOrder: Bool, kQuant: Bool
+                        let actOrder: Bool, stored: Bool
                         let cb: UnsafeMutablePointer<UInt8>, pb: UnsafeMutablePointer<BlockParameters>
                         let kb: UnsafeMutablePointer<KQuantParameters>?, gb: UnsafePointer<Int>
                         @inline(__always) func round(_ x: Float, row r: Int, column j: Int, weights row: UnsafeMutablePointer<Float>) -> Float {
                             if !actOrder && j % groupSize == 0 {
                                 // The block's parameters from its current (error-compensated) weights.
-                                if kQuant {
+                                if stored {
                                     kb![r * groups + j / groupSize] = grid.parameters(row + j, into: pb + r * codeGroups + j / codeGroup)!
                                 } else {
                                     pb[r * groups + j / groupSize] = grid.parameters(row + j)
@@ -157,7 +157,7 @@ public enum GPTQQuantizer {
                         }
                     }
                     let rule = Rule(grid: grid, n: n, groupSize: groupSize, groups: groups, codeGroup: codeGroup, codeGroups: codeGroups,
-                                    actOrder: actOrder, kQuant: kQuant, cb: cb, pb: pb, kb: kb, gb: gb)
+                                    actOrder: actOrder, stored: stored, cb: cb, pb: pb, kb: kb, gb: gb)
                     compensate(w, rows: rows, prepared: prepared, blockSize: options.blockSize, pool: pool, rule: rule)
                 }
               }
@@ -181,7 +181,7 @@ public enum GPTQQuantizer {
                     for r in 0 ..< rows {
                         for g in 0 ..< groups {
                             grid.pack(cp.baseAddress! + r * n + g * groupSize, pp.baseAddress! + r * codeGroups + g * perBlock,
-                                      superBlock: kQuant ? superBlocks[r * groups + g] : nil,
+                                      superBlock: stored ? superBlocks[r * groups + g] : nil,
                                       into: ob.baseAddress! + (r * groups + g) * bb)
                         }
                     }

@@ -10,9 +10,10 @@ public struct LevelDatabaseOptions: Sendable {
     public var gptq = GPTQOptions()
     /// Block types tried for every matrix, smallest first. Only those smaller than the matrix's stored type are
     /// kept; the stored type itself is always the top level (a lossless copy) when it has at most 8.5 bits.
-    /// Around 4 bits, where most budgets land, there are two steps: SQ4N_G64 (4.25 bits) and IQ4_NL (4.5), whose
-    /// non-linear levels fit bell-shaped weights better than the evenly spaced SQ4_G128 and SQ4_G64 of the same sizes.
-    public var ladder: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4n_G64, .iq4_NL, .sq5_G64, .q8_0]
+    /// Around 4 bits, where most budgets land, there are three steps: SQ4N_G64 (4.25 bits), SQ4NX_G128 (4.3125, rows
+    /// of a multiple of 128) and IQ4_NL (4.5), whose non-linear levels fit bell-shaped weights better than evenly
+    /// spaced ones of the same sizes; SQ4NX's per-32 multipliers bring it close to IQ4_NL's error.
+    public var ladder: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4n_G64, .sq4nx_G128, .iq4_NL, .sq5_G64, .q8_0]
     /// Levels tried besides the ladder for large matrices (`LevelDatabase.isLarge`: in small models the embedding,
     /// often tied to the output). One such matrix holds so much of the budget that even the other steps are coarse
     /// (Gemma-3-270M: the embedding is 62% of the parameters); the group-128 variants fall below a level.

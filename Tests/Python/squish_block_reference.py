@@ -12,6 +12,10 @@ For every bits b in 2..8, group g in {16, 32, 64, 128, 256} and kind (affine "SQ
   non-linear "SQ4N_G<g>" (g in 64, 128, 256): d f16 @0 | 16 bytes per 32 weights @2 + 16 s; byte j of group s holds
              in its low nibble q of weight 32 s + j and in its high nibble q of weight 32 s + j + 16; w = d * L[q] with
              L = IQ4_NL's levels (-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113)
+  non-linear with sub-scales "SQ4NX_G<g>" (g in 128, 256): d f16 @0 | 3 bytes per 4 groups of 32 @2 + 3 t, a
+             little-endian 24-bit word holding m_s + 32 (6 bits) of group s = 4 t + k in bits [6 k, 6 k + 6) | 16 bytes
+             per 32 weights @2 + 3 g / 128 + 16 s as in SQ4N; w = float16(d * m_s) * L[q] (the product in float32,
+             rounded to float16, widened)
 codes: code j occupies bits [j*b, j*b + b) of the little-endian bit stream (bit i = bit i % 8 of byte i // 8).
 All arithmetic in float32, one rounding per operation (product, then sum).
 
@@ -67,6 +71,18 @@ def decode_nonlinear(raw, group):
     return (d * IQ4_LEVELS[q]).astype(np.float32)
 
 
+def decode_nonlinear_x(raw, group):
+    nb, subs = raw.shape[0], group // 32
+    d = raw[:, 0:2].copy().view(np.float16).astype(np.float32)  # [nb, 1]
+    words = raw[:, 2:2 + 3 * group // 128].reshape(nb, group // 128, 3).astype(np.int64)
+    words = words[:, :, 0] | words[:, :, 1] << 8 | words[:, :, 2] << 16  # [nb, group / 128]
+    m = np.stack([(words >> (6 * k)) & 63 for k in range(4)], axis=2).reshape(nb, subs) - 32  # [nb, subs]
+    scale = (d * m.astype(np.float32)).astype(np.float16).astype(np.float32)  # [nb, subs]
+    qs = raw[:, 2 + 3 * group // 128:].reshape(nb, subs, 16)
+    q = np.concatenate([qs & 15, qs >> 4], axis=2)  # [nb, subs, 32]
+    return (scale[:, :, None] * IQ4_LEVELS[q]).astype(np.float32).reshape(nb, group)
+
+
 def main(outdir):
     os.makedirs(outdir, exist_ok=True)
     rng = np.random.default_rng(6)
@@ -105,6 +121,14 @@ def main(outdir):
         raw = rng.integers(0, 256, size=(BLOCKS, 2 + group // 2), dtype=np.uint8)
         raw[:, 0:2] = rng.uniform(-0.1, 0.1, size=(BLOCKS, 1)).astype(np.float16).view(np.uint8)
         out = decode_nonlinear(raw, group).reshape(-1)
+        raw.tofile(os.path.join(outdir, name + ".bytes"))
+        out.astype("<f4").tofile(os.path.join(outdir, name + ".f32"))
+        cases.append({"type": name, "count": int(out.size), "bytes": name + ".bytes", "output": name + ".f32"})
+    for group in (128, 256):
+        name = "SQ4NX_G%d" % group
+        raw = rng.integers(0, 256, size=(BLOCKS, 2 + 3 * group // 128 + group // 2), dtype=np.uint8)
+        raw[:, 0:2] = rng.uniform(-0.01, 0.01, size=(BLOCKS, 1)).astype(np.float16).view(np.uint8)
+        out = decode_nonlinear_x(raw, group).reshape(-1)
         raw.tofile(os.path.join(outdir, name + ".bytes"))
         out.astype("<f4").tofile(os.path.join(outdir, name + ".f32"))
         cases.append({"type": name, "count": int(out.size), "bytes": name + ".bytes", "output": name + ".f32"})

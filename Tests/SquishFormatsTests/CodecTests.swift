@@ -123,10 +123,12 @@ func expectSameBytes(_ found: [UInt8], _ expected: [UInt8], _ label: String, blo
         #expect(sparse.count == 18)  // SP<b>_K<k>: 2, 3, 4, 5, 6, 8 bits; 16, 32, 48 of 64 kept
         let nonLinear = Set(GGMLType.allCases.filter { $0.squishNonLinearGroup != nil })
         #expect(nonLinear.count == 3)  // SQ4N_G64, SQ4N_G128, SQ4N_G256
+        let nonLinearX = Set(GGMLType.allCases.filter { $0.squishNonLinearXGroup != nil })
+        #expect(nonLinearX.count == 2)  // SQ4NX_G128, SQ4NX_G256
         let ggmlEncodable: Set<GGMLType> = [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .tq1_0, .tq2_0,
                                             .q2_K, .q3_K, .q4_K, .q5_K, .q6_K]
-        let encodable = ggmlEncodable.union(squish).union(sparse).union(nonLinear)
-        let decodable = ggmlDecodable.union(squish).union(sparse).union(nonLinear)
+        let encodable = ggmlEncodable.union(squish).union(sparse).union(nonLinear).union(nonLinearX)
+        let decodable = ggmlDecodable.union(squish).union(sparse).union(nonLinear).union(nonLinearX)
         #expect(Set(GGMLType.allCases.filter(Codecs.canDequantize)) == decodable)
         #expect(Set(GGMLType.allCases.filter(Codecs.canQuantize)) == encodable)
     }

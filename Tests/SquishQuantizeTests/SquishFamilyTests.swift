@@ -38,7 +38,7 @@ struct SquishFamilyTests {
         for (bits, group) in [(1, 32), (9, 32), (3, 48), (3, 512), (4, 8)] {
             #expect(throws: QuantizeError.self) { try QuantizationTarget.resolve(type: nil, bits: bits, group: group, symmetric: true) }
         }
-        #expect(QuantizationTarget.squishNames.contains("SQ<b>S_G<g>") && QuantizationTarget.squishNames.count < 120)
+        #expect(QuantizationTarget.squishNames.contains("SQ<b>S_G<g>") && QuantizationTarget.squishNames.count < 160)  // a pattern, not the 80 names
         #expect(try QuantizationTarget.resolve(type: nil, bits: 3, group: 64, symmetric: true).fileTypeIsGuessed)
     }
 

@@ -11,6 +11,7 @@ struct SquishTypesTests {
     static let squishTypes = GGMLType.allCases.filter { $0.squishBlock != nil }
     static let sparseTypes = GGMLType.allCases.filter { $0.squishSparse != nil }
     static let nonLinearTypes = GGMLType.allCases.filter { $0.squishNonLinearGroup != nil }
+    static let nonLinearXTypes = GGMLType.allCases.filter { $0.squishNonLinearXGroup != nil }
 
     /// Independent reading of the documented layouts, one bit at a time: d f16 @0, (affine) m f16 @2, then code j in
     /// bits [j·b, j·b + b) of the byte stream (bit i is bit i mod 8 of byte i / 8); w = d·q + m or d·(q − 2^(b−1)).
@@ -69,7 +70,7 @@ struct SquishTypesTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try TestSupport.runPython("squish_block_reference.py", [dir])
         let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/manifest.json"))) as! [[String: Any]]
-        #expect(manifest.count == 70 + 18 + 3)
+        #expect(manifest.count == 70 + 18 + 3 + 2)
         var covered = Set<GGMLType>()
         for c in manifest {
             let type = try #require(GGMLType(name: c["type"] as! String))
@@ -82,7 +83,7 @@ struct SquishTypesTests {
             let bad = (0 ..< count).first { decoded[$0].bitPattern != expected[$0].bitPattern }
             #expect(bad == nil, "\(type) first difference at \(bad ?? -1)")
         }
-        #expect(covered == Set(Self.squishTypes + Self.sparseTypes + Self.nonLinearTypes))
+        #expect(covered == Set(Self.squishTypes + Self.sparseTypes + Self.nonLinearTypes + Self.nonLinearXTypes))
     }
 
     /// The format's own encoder: every value within half a step of its input (plus the f16 rounding of m; for the
@@ -169,7 +170,7 @@ struct SquishTypesTests {
             #expect(native == expected && group % 32 == 0 && c.type == native)
             try expectLosslessConversion(type, c, values: values, x: x, rows: rows, columns: columns)
         }
-        for type in Self.nonLinearTypes {
+        for type in Self.nonLinearTypes + Self.nonLinearXTypes {
             let bytes = try Codecs.quantize(type, w)
             let values = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: rows * columns) }
             let c = try bytes.withUnsafeBytes { try WeightMatrix(name: "w", type: type, data: $0, rows: rows, columns: columns).convertedForKernels() }
@@ -240,6 +241,63 @@ struct SquishTypesTests {
         }
     }
 
+
+    /// The non-linear family with sub-scales: one f16 d per 128 or 256 weights and a 6-bit multiplier m per 32
+    /// (4.3125 and 4.25 bits). Every weight sits on its nearest level under its 32 weights' scale f16(d · m); the
+    /// squared error is close to IQ4_NL's (one free f16 scale per 32, 4.5 bits) and well below SQ4N's of the same
+    /// group; the GPTQ grid packs what the codec decodes.
+    @Test func nonLinearXFamily() throws {
+        #expect(Self.nonLinearXTypes == [.sq4nx_G128, .sq4nx_G256])
+        #expect(GGMLType.squishNonLinearX(group: 64) == nil)
+        var rng = SplitMix64(seed: 5)
+        func squaredError(_ type: GGMLType, _ x: [Float]) throws -> Float {  // round to nearest by the type's grid
+            let grid = try #require(BlockGrid(type))
+            var block = [UInt8](repeating: 0, count: grid.blockBytes), back = x
+            x.withUnsafeBufferPointer { xs in
+                back.withUnsafeMutableBufferPointer { r in
+                    for b in 0 ..< x.count / grid.groupSize {
+                        block.withUnsafeMutableBytes { grid.quantizeBlock(xs.baseAddress! + b * grid.groupSize, into: $0.baseAddress!, rounded: r.baseAddress! + b * grid.groupSize) }
+                    }
+                }
+            }
+            return zip(back, x).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
+        }
+        for type in Self.nonLinearXTypes {
+            let g = type.squishNonLinearXGroup!
+            #expect(GGMLType.squishNonLinearX(group: g) == type && GGMLType(name: "sq4nx_g\(g)") == type && type.name == "SQ4NX_G\(g)")
+            #expect(type.blockElements == g && type.blockBytes == 2 + 3 * g / 128 + g / 2 && !type.isGGMLNative)
+            let grid = try #require(BlockGrid(type))
+            #expect(grid == .nonLinearX(group: g) && grid.type == type && grid.groupSize == g && grid.codeGroupSize == 32 && grid.bits == 4)
+            // Uneven magnitudes across the groups of 32, as in real weights.
+            let x = (0 ..< 64 * g).map { i in Float.random(in: -1 ... 1, using: &rng) * Float.random(in: 0 ... 1, using: &rng) * Float(1 + (i / 32) % 5) }
+            let bytes = try Codecs.quantize(type, x)
+            let back = try bytes.withUnsafeBytes { try Codecs.dequantize(type, $0, count: x.count) }
+            for b in 0 ..< 4 {
+                let block = Array(bytes[b * type.blockBytes ..< (b + 1) * type.blockBytes])
+                let d = HalfFloat.toFloat(UInt16(block[0]) | UInt16(block[1]) << 8)
+                for s in 0 ..< g / 32 {
+                    let m = block.withUnsafeBytes { SquishNonLinearX.multiplier($0.baseAddress!, s) }
+                    #expect(IQ4NLScale.multiplierRange.contains(m))
+                    let scale = HalfFloat.toFloat(HalfFloat.fromFloat(d * Float(m)))
+                    for i in b * g + 32 * s ..< b * g + 32 * s + 32 {
+                        #expect(abs(back[i] - x[i]) == IQ4NLScale.levels.map { abs(scale * $0 - x[i]) }.min()!, "\(type) weight \(i)")
+                    }
+                }
+                // The grid (GPTQ's rounding and packing) agrees with the codec.
+                var packed = [UInt8](repeating: 0, count: type.blockBytes)
+                var rounded = [Float](repeating: 0, count: g)
+                x[b * g ..< (b + 1) * g].withUnsafeBufferPointer { xs in
+                    packed.withUnsafeMutableBytes { p in rounded.withUnsafeMutableBufferPointer { grid.quantizeBlock(xs.baseAddress!, into: p.baseAddress!, rounded: $0.baseAddress!) } }
+                }
+                #expect(packed == block)
+                #expect(try packed.withUnsafeBytes { try Codecs.dequantize(type, $0, count: g) } == rounded)
+            }
+            let error = try squaredError(type, x), iq4 = try squaredError(.iq4_NL, x)
+            let oneScale = try squaredError(GGMLType.squishNonLinear(group: g)!, x)
+            print("\(type): squared error \(error), IQ4_NL \(iq4), SQ4N_G\(g) \(oneScale)")
+            #expect(error <= 1.05 * iq4 && error < 0.8 * oneScale)
+        }
+    }
     /// The matmul on a Squish type gives what dequantize-then-f32 gives (the generic kernel path).
     @Test func matmulOnAffineWeights() throws {
         var rng = SplitMix64(seed: 5)

@@ -86,12 +86,83 @@ enum BlockSquishNonLinear<Group: SquishConstant>: BlockEncoder {
     }
 }
 
-/// The codec of a Squish non-linear type (nil for every other type).
+/// The block layout of the Squish non-linear types with sub-scales `SQ4NX_G<g>` (g = 128, 256): IQ4_NL's levels, one f16
+/// d per group and a signed 6-bit multiplier m per 32 weights, w = f16(d · m) · level[q] (see `IQ4NLScale.subScale`):
+/// 4 + 16 / g + 6 / 32 bits per weight (4.3125 for g = 128, 4.25 for 256).
+/// Block (2 + 3 g / 128 + g / 2 bytes): d f16 @0 | multipliers @2, three bytes per four sub-blocks, each a 24-bit
+/// little-endian word holding m + 32 of sub-block s in bits 6 (s mod 4) ..< 6 (s mod 4) + 6 | for each 32 weights s:
+/// qs[16] @2 + 3 g / 128 + 16 s as in IQ4_NL. So a group is g / 32 IQ4_NL blocks with scales f16(d · m), which is
+/// how the runtime runs it (see `SquishAffineConversion`).
+public enum SquishNonLinearX {
+    /// Offset of the codes of a block of `group` weights.
+    @inline(__always)
+    public static func codesOffset(group: Int) -> Int { 2 + 3 * group / 128 }
+
+    /// The multiplier of sub-block `s`.
+    @inline(__always)
+    public static func multiplier(_ block: UnsafeRawPointer, _ s: Int) -> Int32 {
+        let base = 2 + 3 * (s / 4), shift = 6 * (s % 4)
+        let word = UInt32(block.load(fromByteOffset: base, as: UInt8.self)) | UInt32(block.load(fromByteOffset: base + 1, as: UInt8.self)) << 8
+            | UInt32(block.load(fromByteOffset: base + 2, as: UInt8.self)) << 16
+        return Int32(word >> UInt32(shift) & 0x3f) - 32
+    }
+
+    /// Writes a block of `group` weights from d, the multipliers (`p.scales[s]`, in `IQ4NLScale.multiplierRange`) and
+    /// one 4-bit code per weight.
+    public static func pack(_ p: KQuantParameters, codes: UnsafePointer<UInt8>, group: Int, into block: UnsafeMutableRawPointer) {
+        storeF16(p.d, block, 0)
+        for quad in 0 ..< group / 128 {
+            var word: UInt32 = 0
+            for k in 0 ..< 4 { word |= (UInt32(p.scales[4 * quad + k] + 32) & 0x3f) << UInt32(6 * k) }
+            for b in 0 ..< 3 { block.storeBytes(of: UInt8(truncatingIfNeeded: word >> UInt32(8 * b)), toByteOffset: 2 + 3 * quad + b, as: UInt8.self) }
+        }
+        let qs = codesOffset(group: group)
+        for s in 0 ..< group / 32 {
+            for j in 0 ..< 16 {
+                block.storeBytes(of: (codes[32 * s + j] & 0x0f) | (codes[32 * s + j + 16] & 0x0f) << 4, toByteOffset: qs + 16 * s + j, as: UInt8.self)
+            }
+        }
+    }
+}
+
+/// The codec of `SQ4NX_G<g>` (layout in `SquishNonLinearX`). The encoder takes d and the multipliers from
+/// `IQ4NLScale.searchSubScaled` and each weight's nearest level.
+enum BlockSquishNonLinearX<Group: SquishConstant>: BlockEncoder {
+    static var blockElements: Int { Group.value }
+    static var blockBytes: Int { SquishNonLinearX.codesOffset(group: Group.value) + Group.value / 2 }
+
+    static func decode(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
+        let d = loadF16(block, 0), qs = SquishNonLinearX.codesOffset(group: blockElements)
+        for s in 0 ..< blockElements / 32 {
+            let scale = IQ4NLScale.subScale(d, SquishNonLinearX.multiplier(block, s))
+            for j in 0 ..< 16 {
+                let byte = block.load(fromByteOffset: qs + 16 * s + j, as: UInt8.self)
+                out[32 * s + j] = scale * iq4Level(byte)
+                out[32 * s + j + 16] = scale * iq4Level(byte >> 4)
+            }
+        }
+    }
+
+    static func encode(_ x: UnsafePointer<Float>, _ block: UnsafeMutableRawPointer) {
+        let p = IQ4NLScale.searchSubScaled(x, count: blockElements, importance: nil)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: blockElements) { codes in
+            for s in 0 ..< blockElements / 32 {
+                let scale = IQ4NLScale.subScale(p.d, p.scales[s])
+                for j in 0 ..< 32 { codes[32 * s + j] = scale == 0 ? IQ4NLScale.zeroIndex : IQ4NLScale.nearest(x[32 * s + j] / scale) }
+            }
+            SquishNonLinearX.pack(p, codes: codes.baseAddress!, group: blockElements, into: block)
+        }
+    }
+}
+
+/// The codec of a Squish non-linear type, with or without sub-scales (nil for every other type).
 func nonLinearCodec(for type: GGMLType) -> (any BlockEncoder.Type)? {
-    switch type.squishNonLinearGroup {
-    case 64: return BlockSquishNonLinear<SquishGroup64>.self
-    case 128: return BlockSquishNonLinear<SquishGroup128>.self
-    case 256: return BlockSquishNonLinear<SquishGroup256>.self
+    switch (type.squishNonLinearGroup, type.squishNonLinearXGroup) {
+    case (64, _): return BlockSquishNonLinear<SquishGroup64>.self
+    case (128, _): return BlockSquishNonLinear<SquishGroup128>.self
+    case (256, _): return BlockSquishNonLinear<SquishGroup256>.self
+    case (_, 128): return BlockSquishNonLinearX<SquishGroup128>.self
+    case (_, 256): return BlockSquishNonLinearX<SquishGroup256>.self
     default: return nil
     }
 }

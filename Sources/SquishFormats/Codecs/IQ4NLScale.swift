@@ -62,3 +62,65 @@ public enum IQ4NLScale {
         return best
     }
 }
+
+/// The parameters of a Squish non-linear type with sub-scales (`SQ4NX_G<g>`): one f16 d per group and a signed 6-bit
+/// multiplier m per 32 weights, each 32 weights scaled by f16(d · m) (IQ4_XS's idea with groups of 128 or 256).
+extension IQ4NLScale {
+    /// The multipliers' range (6 bits, stored as m + 32).
+    public static let multiplierRange: ClosedRange<Int32> = -32 ... 31
+
+    /// The scale of 32 weights with multiplier `m`: the f32 product rounded to f16, the value a decoder uses (so the
+    /// weights convert exactly to IQ4_NL blocks, which store that f16).
+    @inline(__always)
+    public static func subScale(_ d: Float, _ m: Int32) -> Float { roundToF16(d * Float(m)) }
+
+    /// Weighted squared error of the 32 weights at `x` given each its nearest level under `scale`.
+    static func roundingError(_ x: UnsafePointer<Float>, scale: Float, importance: UnsafePointer<Float>?) -> Float {
+        var e: Float = 0
+        levels.withUnsafeBufferPointer { lv in
+            for i in 0 ..< 32 {
+                let v = scale == 0 ? 0 : scale * lv[Int(nearest(x[i] / scale))]
+                e += (importance?[i] ?? 1) * (x[i] - v) * (x[i] - v)
+            }
+        }
+        return e
+    }
+
+    /// d and the multipliers (`scales[s]` for the 32 weights from 32 s) of `count` weights (a multiple of 32, at
+    /// most 512), with optional per-weight importance. Each 32 weights' own best scale σₛ comes from `search`; d is
+    /// max |σ| / 31 (and 2% either side) rounded to f16; every σₛ is rounded to a multiple m of d and m ± 1 tried;
+    /// the candidate of least total error wins.
+    public static func searchSubScaled(_ x: UnsafePointer<Float>, count: Int, importance: UnsafePointer<Float>?) -> KQuantParameters {
+        let subBlocks = count / 32
+        precondition(count % 32 == 0 && subBlocks <= 16, "SQ4NX groups hold at most 16 sub-blocks of 32")
+        var sigma = SIMD16<Float>()
+        var biggest: Float = 0
+        for s in 0 ..< subBlocks {
+            sigma[s] = search(x + 32 * s, count: 32, importance: importance.map { $0 + 32 * s })
+            biggest = max(biggest, abs(sigma[s]))
+        }
+        var best = KQuantParameters()
+        guard biggest > 0 else { return best }
+        var bestError = Float.infinity
+        for factor: Float in [1, 0.98, 1.02] {
+            let d = roundToF16(biggest * factor / 31)
+            guard d > 0, d.isFinite else { continue }
+            var candidate = KQuantParameters()
+            candidate.d = d
+            var total: Float = 0
+            for s in 0 ..< subBlocks {
+                let xs = x + 32 * s, ws = importance.map { $0 + 32 * s }
+                let m0 = Int32(max(-32, min(31, (sigma[s] / d).rounded())))
+                var bestM = m0, bestSub = Float.infinity
+                for m in max(multiplierRange.lowerBound, m0 - 1) ... min(multiplierRange.upperBound, m0 + 1) {
+                    let e = roundingError(xs, scale: subScale(d, m), importance: ws)
+                    if e < bestSub { bestSub = e; bestM = m }
+                }
+                candidate.scales[s] = bestM
+                total += bestSub
+            }
+            if total < bestError { bestError = total; best = candidate }
+        }
+        return best
+    }
+}

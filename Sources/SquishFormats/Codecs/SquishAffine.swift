@@ -179,12 +179,13 @@ extension SquishSymmetricBlock {
 /// - affine (w = d · q + m, d and m in f16): Q4_1 for 2-4 bits, Q5_1 for 5 bits (codes unchanged);
 /// - symmetric (w = d · (q − 2^(b−1))): Q4_0 for 2-4 bits (q' = q − 2^(b−1) + 8, so d · (q' − 8) is the same product),
 ///   Q5_0 for 5 bits (codes unchanged), Q8_0 for 6-8 bits (int8 q − 2^(b−1));
-/// - non-linear (`SQ4N_G<g>`, w = d · L[q]): IQ4_NL (codes unchanged, d repeated per 32 weights).
+/// - non-linear (`SQ4N_G<g>`, w = d · L[q]): IQ4_NL (codes unchanged, d repeated per 32 weights); with sub-scales
+///   (`SQ4NX_G<g>`, w = f16(d · m) · L[q]): IQ4_NL with that f16 per 32 weights.
 /// Each decodes to exactly the same floats: the same f16 d (and m) times the same small integer (plus m).
 public enum SquishAffineConversion {
     /// The ggml type that holds `type`'s values exactly, if any.
     public static func nativeEquivalent(of type: GGMLType) -> GGMLType? {
-        if type.squishNonLinearGroup != nil { return .iq4_NL }
+        if type.squishNonLinearGroup != nil || type.squishNonLinearXGroup != nil { return .iq4_NL }
         guard let (bits, group, symmetric) = type.squishBlock, group % 32 == 0 else { return nil }
         if symmetric { return bits <= 4 ? .q4_0 : bits == 5 ? .q5_0 : .q8_0 }
         return bits <= 4 ? .q4_1 : bits == 5 ? .q5_1 : nil
@@ -199,6 +200,19 @@ public enum SquishAffineConversion {
                     let out = dst + (g * group / 32 + h) * 18
                     out.copyMemory(from: block, byteCount: 2)
                     out.advanced(by: 2).copyMemory(from: block + 2 + 16 * h, byteCount: 16)
+                }
+            }
+            return
+        }
+        if let group = type.squishNonLinearXGroup {  // per 32 weights: the f16 of d · m, then the 16 code bytes
+            let qs = SquishNonLinearX.codesOffset(group: group)
+            for g in 0 ..< count / group {
+                let block = src + g * type.blockBytes
+                let d = loadF16(block, 0)
+                for h in 0 ..< group / 32 {
+                    let out = dst + (g * group / 32 + h) * 18
+                    storeF16(IQ4NLScale.subScale(d, SquishNonLinearX.multiplier(block, h)), out, 0)
+                    out.advanced(by: 2).copyMemory(from: block + qs + 16 * h, byteCount: 16)
                 }
             }
             return
