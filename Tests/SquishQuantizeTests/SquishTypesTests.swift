@@ -229,18 +229,23 @@ struct SquishTypesTests {
                     plainError += p * p
                 }
                 #expect(error <= plainError * 1.0001)
-                // The grid (GPTQ's rounding and packing) agrees with the codec.
-                var packed = [UInt8](repeating: 0, count: type.blockBytes)
-                var rounded = [Float](repeating: 0, count: g)
-                x[b * g ..< (b + 1) * g].withUnsafeBufferPointer { xs in
-                    packed.withUnsafeMutableBytes { p in rounded.withUnsafeMutableBufferPointer { grid.quantizeBlock(xs.baseAddress!, into: p.baseAddress!, rounded: $0.baseAddress!) } }
-                }
-                #expect(packed == block)
-                #expect(try packed.withUnsafeBytes { try Codecs.dequantize(type, $0, count: g) } == rounded)
+                try expectGridMatchesCodec(grid, Array(x[b * g ..< (b + 1) * g]), block: block)
             }
         }
     }
 
+
+    /// The grid (GPTQ's rounding and packing) of one block of weights `x` gives the codec's `block`, and its rounded
+    /// values are what that block decodes to.
+    func expectGridMatchesCodec(_ grid: BlockGrid, _ x: [Float], block: [UInt8]) throws {
+        var packed = [UInt8](repeating: 0, count: grid.blockBytes)
+        var rounded = [Float](repeating: 0, count: x.count)
+        x.withUnsafeBufferPointer { xs in
+            packed.withUnsafeMutableBytes { p in rounded.withUnsafeMutableBufferPointer { grid.quantizeBlock(xs.baseAddress!, into: p.baseAddress!, rounded: $0.baseAddress!) } }
+        }
+        #expect(packed == block, "\(grid.type)")
+        #expect(try packed.withUnsafeBytes { try Codecs.dequantize(grid.type, $0, count: x.count) } == rounded)
+    }
 
     /// The non-linear family with sub-scales: one f16 d per 128 or 256 weights and a 6-bit multiplier m per 32
     /// (4.3125 and 4.25 bits). Every weight sits on its nearest level under its 32 weights' scale f16(d · m); the
@@ -283,14 +288,7 @@ struct SquishTypesTests {
                         #expect(abs(back[i] - x[i]) == IQ4NLScale.levels.map { abs(scale * $0 - x[i]) }.min()!, "\(type) weight \(i)")
                     }
                 }
-                // The grid (GPTQ's rounding and packing) agrees with the codec.
-                var packed = [UInt8](repeating: 0, count: type.blockBytes)
-                var rounded = [Float](repeating: 0, count: g)
-                x[b * g ..< (b + 1) * g].withUnsafeBufferPointer { xs in
-                    packed.withUnsafeMutableBytes { p in rounded.withUnsafeMutableBufferPointer { grid.quantizeBlock(xs.baseAddress!, into: p.baseAddress!, rounded: $0.baseAddress!) } }
-                }
-                #expect(packed == block)
-                #expect(try packed.withUnsafeBytes { try Codecs.dequantize(type, $0, count: g) } == rounded)
+                try expectGridMatchesCodec(grid, Array(x[b * g ..< (b + 1) * g]), block: block)
             }
             let error = try squaredError(type, x), iq4 = try squaredError(.iq4_NL, x)
             let oneScale = try squaredError(GGMLType.squishNonLinear(group: g)!, x)
