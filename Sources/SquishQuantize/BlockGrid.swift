@@ -293,12 +293,7 @@ public enum BlockGrid: Sendable, Equatable {
             packCodes(codes, bits: bits, count: group, into: block + 2)
         case .nonLinear(let group):  // IQ4_NL's nibble order per 32 weights after the one scale
             store16(p.scale, 0)
-            for s in 0 ..< group / 32 {
-                for j in 0 ..< 16 {
-                    block.storeBytes(of: (codes[32 * s + j] & 0x0f) | (codes[32 * s + j + 16] & 0x0f) << 4, toByteOffset: 2 + 16 * s + j,
-                                     as: UInt8.self)
-                }
-            }
+            IQ4Nibbles.pack(codes, count: group, into: block, at: 2)
         case .ternary(let type):
             if let (bits, group) = type.squishAffine {
                 // m = −γ turns codes 0, 1, 2 into −γ, 0, γ.

@@ -14,18 +14,37 @@ func iq4Level(_ index: UInt8) -> Float {
     }
 }
 
+/// The nibbles of the IQ4 family: per 32 weights 16 bytes, byte j holding q[j] in its low nibble and q[j + 16] in its
+/// high nibble (IQ4_NL's order, kept by SQ4N and SQ4NX for each 32 weights).
+public enum IQ4Nibbles {
+    /// Writes `count` 4-bit codes (a multiple of 32) as `count / 2` bytes from `offset` of `block`.
+    public static func pack(_ codes: UnsafePointer<UInt8>, count: Int, into block: UnsafeMutableRawPointer, at offset: Int) {
+        for s in 0 ..< count / 32 {
+            for j in 0 ..< 16 {
+                block.storeBytes(of: (codes[32 * s + j] & 0x0f) | (codes[32 * s + j + 16] & 0x0f) << 4, toByteOffset: offset + 16 * s + j,
+                                 as: UInt8.self)
+            }
+        }
+    }
+
+    /// Decodes the 32 weights whose 16 bytes start at `bytes`, scaled by `scale`.
+    @inline(__always)
+    static func decode32(_ bytes: UnsafeRawPointer, scale: Float, into out: UnsafeMutablePointer<Float>) {
+        for j in 0 ..< 16 {
+            let byte = bytes.load(fromByteOffset: j, as: UInt8.self)
+            out[j] = scale * iq4Level(byte)
+            out[j + 16] = scale * iq4Level(byte >> 4)
+        }
+    }
+}
+
 /// IQ4_NL: 32 weights with one f16 scale, w = d * level[q].
 /// Block (18 bytes): d f16 @0 | qs[16] @2, where qs[j] = q[j] | q[j + 16] << 4.
 enum BlockIQ4_NL: BlockDecoder {
     static let blockElements = 32, blockBytes = 18
 
     static func decode(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
-        let d = loadF16(block, 0)
-        for j in 0 ..< 16 {
-            let byte = block.load(fromByteOffset: 2 + j, as: UInt8.self)
-            out[j] = d * iq4Level(byte)
-            out[j + 16] = d * iq4Level(byte >> 4)
-        }
+        IQ4Nibbles.decode32(block + 2, scale: loadF16(block, 0), into: out)
     }
 }
 
@@ -65,23 +84,15 @@ enum BlockSquishNonLinear<Group: SquishConstant>: BlockEncoder {
 
     static func decode(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
         let d = loadF16(block, 0)
-        for s in 0 ..< blockElements / 32 {
-            for j in 0 ..< 16 {
-                let byte = block.load(fromByteOffset: 2 + 16 * s + j, as: UInt8.self)
-                out[32 * s + j] = d * iq4Level(byte)
-                out[32 * s + j + 16] = d * iq4Level(byte >> 4)
-            }
-        }
+        for s in 0 ..< blockElements / 32 { IQ4Nibbles.decode32(block + 2 + 16 * s, scale: d, into: out + 32 * s) }
     }
 
     static func encode(_ x: UnsafePointer<Float>, _ block: UnsafeMutableRawPointer) {
         let d = IQ4NLScale.search(x, count: blockElements, importance: nil)
         storeF16(d, block, 0)
-        func code(_ v: Float) -> UInt8 { d == 0 ? IQ4NLScale.zeroIndex : IQ4NLScale.nearest(v / d) }
-        for s in 0 ..< blockElements / 32 {
-            for j in 0 ..< 16 {
-                block.storeBytes(of: code(x[32 * s + j]) | code(x[32 * s + j + 16]) << 4, toByteOffset: 2 + 16 * s + j, as: UInt8.self)
-            }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: blockElements) { codes in
+            for i in 0 ..< blockElements { codes[i] = d == 0 ? IQ4NLScale.zeroIndex : IQ4NLScale.nearest(x[i] / d) }
+            IQ4Nibbles.pack(codes.baseAddress!, count: blockElements, into: block, at: 2)
         }
     }
 }
@@ -116,12 +127,7 @@ public enum SquishNonLinearX {
             for k in 0 ..< 4 { word |= (UInt32(p.scales[4 * quad + k] + 32) & 0x3f) << UInt32(6 * k) }
             for b in 0 ..< 3 { block.storeBytes(of: UInt8(truncatingIfNeeded: word >> UInt32(8 * b)), toByteOffset: 2 + 3 * quad + b, as: UInt8.self) }
         }
-        let qs = codesOffset(group: group)
-        for s in 0 ..< group / 32 {
-            for j in 0 ..< 16 {
-                block.storeBytes(of: (codes[32 * s + j] & 0x0f) | (codes[32 * s + j + 16] & 0x0f) << 4, toByteOffset: qs + 16 * s + j, as: UInt8.self)
-            }
-        }
+        IQ4Nibbles.pack(codes, count: group, into: block, at: codesOffset(group: group))
     }
 }
 
@@ -134,12 +140,7 @@ enum BlockSquishNonLinearX<Group: SquishConstant>: BlockEncoder {
     static func decode(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
         let d = loadF16(block, 0), qs = SquishNonLinearX.codesOffset(group: blockElements)
         for s in 0 ..< blockElements / 32 {
-            let scale = IQ4NLScale.subScale(d, SquishNonLinearX.multiplier(block, s))
-            for j in 0 ..< 16 {
-                let byte = block.load(fromByteOffset: qs + 16 * s + j, as: UInt8.self)
-                out[32 * s + j] = scale * iq4Level(byte)
-                out[32 * s + j + 16] = scale * iq4Level(byte >> 4)
-            }
+            IQ4Nibbles.decode32(block + qs + 16 * s, scale: IQ4NLScale.subScale(d, SquishNonLinearX.multiplier(block, s)), into: out + 32 * s)
         }
     }
 

@@ -110,7 +110,7 @@ extension IQ4NLScale {
             var total: Float = 0
             for s in 0 ..< subBlocks {
                 let xs = x + 32 * s, ws = importance.map { $0 + 32 * s }
-                let m0 = Int32(max(-32, min(31, (sigma[s] / d).rounded())))
+                let m0 = Int32(max(Float(multiplierRange.lowerBound), min(Float(multiplierRange.upperBound), (sigma[s] / d).rounded())))
                 var bestM = m0, bestSub = Float.infinity
                 for m in max(multiplierRange.lowerBound, m0 - 1) ... min(multiplierRange.upperBound, m0 + 1) {
                     let e = roundingError(xs, scale: subScale(d, m), importance: ws)
