@@ -235,6 +235,7 @@ public final class ForwardPass {
                     }
                 }
             }
+            for s in segments where s.count > 0 { s.cache.beginBatch(layer: cacheLayer, start: s.start, count: s.count) }
             for t in 0 ..< n {
                 segments[segmentOf[t]].cache.store(layer: cacheLayer, position: pos[t], key: k + t * c.kvDim, value: v + t * c.kvDim)
             }

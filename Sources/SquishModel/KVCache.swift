@@ -6,6 +6,11 @@ import SquishKernels
 public protocol KVCache: AnyObject {
     /// Positions the cache can hold.
     var capacity: Int { get }
+    /// The most positions one batch may store (a session batches no more than this).
+    var largestBatch: Int { get }
+    /// A batch is about to store positions start ..< start + count in `layer` (before any of its `store` calls; every
+    /// attention of the previous batch has finished): an evicting cache makes room here.
+    func beginBatch(layer: Int, start: Int, count: Int)
     /// Stores key and value ([kvDim] each) of `position` in `layer`.
     func store(layer: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>)
     /// out[headDim] = softmax(scale · K q) · V over `positions` (a causal window ending at the query's own position)
@@ -31,6 +36,11 @@ public protocol KVCache: AnyObject {
 }
 
 extension KVCache {
+    /// Caches that keep every position take batches of any size and need no notice of them.
+    public var largestBatch: Int { .max }
+
+    public func beginBatch(layer: Int, start: Int, count: Int) {}
+
     /// Token by token, for caches that have no tiled path of their own.
     public func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, queryStride: Int, tokens: Int, heads: Int,
                        headDim: Int, lower: UnsafePointer<Int64>, upper: UnsafePointer<Int64>, scale: Float,

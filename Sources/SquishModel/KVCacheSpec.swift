@@ -8,9 +8,13 @@ import SquishCore
 /// recent r to r + g − 1 positions stay f32). KIVI takes parameters after a colon: `kivi2:g32,r64`
 /// (g: positions per key group, a multiple of 8 up to 256; r: the full-precision window).
 /// Selection: `streaming` (StreamingLLM: 4 attention sinks and the 1,020 most recent positions), with parameters
-/// `streaming:sink4,window1020` or a budget as a share of the context, `streaming:25%` (sinks included). Selections
-/// compose with precisions by `+` in the grammar (`streaming:25%+kivi4`); only f32 storage is implemented under a
-/// selection so far, and other pairs are refused by name.
+/// `streaming:sink4,window1020` or a budget as a share of the context, `streaming:25%` (sinks included); and the
+/// attention-scored selections `h2o` (heavy hitters by accumulated attention, half the budget for the most recent
+/// positions), `tova` (the positions the latest query attends to least are evicted) and `snapkv` (a prompt is
+/// compressed once it has been read, by the pooled attention of its last `window` queries), each with a budget of
+/// 1,024 positions by default, `h2o:budget512` or `h2o:25%`, and `sink<n>` (positions always kept); `snapkv:25%,window32`.
+/// Selections compose with precisions by `+` in the grammar (`streaming:25%+kivi4`); only f32 storage is implemented
+/// under a selection so far, and other pairs are refused by name.
 public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
     public enum Precision: Equatable, Sendable {
         case f32, f16, q8
@@ -26,6 +30,28 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
 
     public enum Selection: Equatable, Sendable {
         case streaming(sink: Int, window: Budget)
+        /// Evicting by attention (AttentionSelectionKVCache): `budget` positions kept, the first `sink` always.
+        case scored(ScoredMethod, sink: Int, budget: Budget)
+    }
+
+    /// How an attention-scored selection ranks positions.
+    public enum ScoredMethod: Equatable, Sendable {
+        /// H2O (Zhang et al. 2023): attention accumulated over every query since the position was stored; half the
+        /// budget is the most recent positions.
+        case h2o
+        /// TOVA (Oren et al. 2024): the attention of the latest query only.
+        case tova
+        /// SnapKV (Li et al. 2024): at the end of a prompt, the attention of its last `window` queries, max-pooled over
+        /// 7 neighbouring positions; those `window` positions are kept.
+        case snapkv(window: Int)
+
+        var name: String {
+            switch self {
+            case .h2o: "h2o"
+            case .tova: "tova"
+            case .snapkv: "snapkv"
+            }
+        }
     }
 
     public var precision: Precision
@@ -39,9 +65,12 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
     public static let f32 = KVCacheSpec(.f32)
     /// KIVI's defaults (Liu et al. 2024, section 4: group 32, residual 128).
     public static let kiviGroup = 32, kiviResidual = 128
-    public static let presets = ["f32", "f16", "q8", "kivi4", "kivi2", "streaming"]
+    public static let presets = ["f32", "f16", "q8", "kivi4", "kivi2", "streaming", "h2o", "tova", "snapkv"]
     /// StreamingLLM's defaults (Xiao et al. 2024, section 4: 4 sinks, a cache of 1,024 positions).
     public static let streamingSink = 4, streamingWindow = 1020
+    /// The attention-scored selections' default budget (StreamingLLM's cache size) and SnapKV's observation window
+    /// (Li et al. 2024, section 4.1).
+    public static let scoredBudget = 1024, snapWindow = 32
 
     /// The canonical text, which `parse` reads back (e.g. "kivi2:g32,r128", "streaming:sink4,25%").
     public var description: String {
@@ -56,6 +85,13 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         case .streaming(let sink, .tokens(let w)): return "streaming:sink\(sink),window\(w)" + (precision == .f32 ? "" : "+" + p)
         case .streaming(let sink, .fraction(let f)):
             return "streaming:sink\(sink),\(Self.percent(f))%" + (precision == .f32 ? "" : "+" + p)
+        case .scored(let method, let sink, let budget):
+            let b = switch budget {
+            case .tokens(let n): "budget\(n)"
+            case .fraction(let f): "\(Self.percent(f))%"
+            }
+            let w = if case .snapkv(let w) = method { ",window\(w)" } else { "" }
+            return "\(method.name):sink\(sink),\(b)\(w)" + (precision == .f32 ? "" : "+" + p)
         }
     }
 
@@ -71,9 +107,9 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         guard parts.count <= 2 else { throw fail("at most one selection and one precision, joined by '+'") }
         var precision: Precision?, selection: Selection?
         for part in parts {
-            if part.hasPrefix("streaming") {
+            if ["streaming", "h2o", "tova", "snapkv"].contains(where: { part.hasPrefix($0) }) {
                 guard selection == nil else { throw fail("two selections") }
-                selection = try parseStreaming(String(part), fail: fail)
+                selection = try parseSelection(String(part), fail: fail)
             } else {
                 guard precision == nil else { throw fail("two precisions") }
                 precision = try parsePrecision(String(part), fail: fail)
@@ -86,28 +122,44 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         return result
     }
 
-    static func parseStreaming(_ spec: String, fail: (String) -> ModelError) throws -> Selection {
+    static func parseSelection(_ spec: String, fail: (String) -> ModelError) throws -> Selection {
         let parts = spec.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-        guard parts[0] == "streaming" else { throw fail("unknown selection '\(parts[0])'; choose streaming") }
-        var sink = streamingSink, window = Budget.tokens(streamingWindow)
+        let name = parts[0]
+        let method: ScoredMethod? = switch name {
+        case "h2o": .h2o
+        case "tova": .tova
+        case "snapkv": .snapkv(window: snapWindow)
+        default: nil
+        }
+        guard name == "streaming" || method != nil else { throw fail("unknown selection '\(name)'; choose streaming, h2o, tova or snapkv") }
+        var sink = method == nil ? streamingSink : 0
+        var budget: Budget? = nil, window: Int? = nil
         if parts.count > 1 {
-            var seenSink = false, seenWindow = false
+            var seenSink = false
+            // streaming: window<n> or <p>% is its budget; h2o/tova/snapkv: budget<n> or <p>%, and snapkv's window<n>.
+            let allowed = method == nil ? "sink<positions>, window<positions> or <percent>%"
+                : method == .snapkv(window: snapWindow) ? "sink<positions>, budget<positions>, <percent>% or window<positions>"
+                : "sink<positions>, budget<positions> or <percent>%"
             for p in parts[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
                 if p.hasPrefix("sink"), let v = Int(p.dropFirst(4)), v >= 0, v <= 1 << 20, !seenSink {
                     sink = v
                     seenSink = true
-                } else if p.hasPrefix("window"), let v = Int(p.dropFirst(6)), v >= 1, v <= 1 << 20, !seenWindow {
-                    window = .tokens(v)
-                    seenWindow = true
-                } else if p.hasSuffix("%"), let v = Double(p.dropLast()), v > 0, v <= 100, !seenWindow {
-                    window = .fraction(v / 100)
-                    seenWindow = true
+                } else if method == nil, p.hasPrefix("window"), let v = Int(p.dropFirst(6)), v >= 1, v <= 1 << 20, budget == nil {
+                    budget = .tokens(v)
+                } else if method != nil, p.hasPrefix("budget"), let v = Int(p.dropFirst(6)), v >= 1, v <= 1 << 20, budget == nil {
+                    budget = .tokens(v)
+                } else if case .snapkv? = method, p.hasPrefix("window"), let v = Int(p.dropFirst(6)), v >= 1, v <= 1 << 16, window == nil {
+                    window = v
+                } else if p.hasSuffix("%"), let v = Double(p.dropLast()), v > 0, v <= 100, budget == nil {
+                    budget = .fraction(v / 100)
                 } else {
-                    throw fail("parameter '\(p)' is not sink<positions>, window<positions> or <percent>% (each at most once)")
+                    throw fail("parameter '\(p)' is not \(allowed) (each at most once)")
                 }
             }
         }
-        return .streaming(sink: sink, window: window)
+        guard let method else { return .streaming(sink: sink, window: budget ?? .tokens(streamingWindow)) }
+        let m: ScoredMethod = if case .snapkv = method { .snapkv(window: window ?? snapWindow) } else { method }
+        return .scored(m, sink: sink, budget: budget ?? .tokens(scoredBudget))
     }
 
     static func parsePrecision(_ text: String, fail: (String) -> ModelError) throws -> Precision {
@@ -149,6 +201,14 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             }
             return try StreamingKVCache(sink: sink, window: window, batch: batch, kvHeads: kvHeads, capacity: capacity,
                                         headDim: c.headDim, spec: self)
+        }
+        if case .scored(let method, let sink, let budget)? = selection {
+            let kept = switch budget {
+            case .tokens(let n): n
+            case .fraction(let f): max(1, Int((f * Double(capacity)).rounded()))
+            }
+            return try AttentionSelectionKVCache(method: method, sink: sink, budget: kept, batch: batch, kvHeads: kvHeads,
+                                                 capacity: capacity, headDim: c.headDim, spec: self)
         }
         switch precision {
         case .f32:

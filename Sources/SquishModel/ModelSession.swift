@@ -30,7 +30,8 @@ public final class ModelSession {
         self.pool = pool
         self.contextLength = ctx
         self.cache = try cache ?? kv.makeCache(config: c, capacity: ctx, batch: min(max(1, maxBatch), ctx))
-        pass = ForwardPass(model: model, pool: pool, maxBatch: min(max(1, maxBatch), ctx), exactActivations: exactActivations)
+        pass = ForwardPass(model: model, pool: pool, maxBatch: min(max(1, maxBatch), ctx, self.cache.largestBatch),
+                           exactActivations: exactActivations)
         x = .allocate(capacity: pass.maxBatch * c.dim)
     }
 
