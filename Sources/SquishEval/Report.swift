@@ -40,6 +40,25 @@ public enum EvalReport {
 
     static func sameRun(_ a: ModelEvalResult, _ b: ModelEvalResult) -> Bool {
         a.model == b.model && a.reference == b.reference && a.text == b.text && a.context == b.context
+            && (a.kvCache ?? "f32") == (b.kvCache ?? "f32")
+    }
+
+    /// The model's name, with its KV cache when that is not the f32 one.
+    static func label(_ r: ModelEvalResult) -> String {
+        guard let kv = r.kvCache, kv != "f32" else { return short(r.model) }
+        return short(r.model) + " --kv " + kv
+    }
+
+    /// Results that no other result of the same model beats on both mean KL and cache bytes per position, by
+    /// increasing bytes (the quality-versus-cache-memory front).
+    public static func kvFront(_ rows: [ModelEvalResult]) -> [ModelEvalResult] {
+        let kv = rows.filter { $0.kvCacheBytesPerToken != nil }
+        return kv.filter { r in
+            !kv.contains { o in
+                o.kvCacheBytesPerToken! <= r.kvCacheBytesPerToken! && o.klDivergence.mean <= r.klDivergence.mean
+                    && (o.kvCacheBytesPerToken! < r.kvCacheBytesPerToken! || o.klDivergence.mean < r.klDivergence.mean)
+            }
+        }.sorted { $0.kvCacheBytesPerToken! < $1.kvCacheBytesPerToken! }
     }
 
     /// Merges `results` into DIR/results.json and rewrites the report; returns the files written.
@@ -82,19 +101,23 @@ public enum EvalReport {
             let r0 = rows[0]
             s += "Reference `\(short(r0.reference))` (\(r0.referenceBytes) bytes), text \(r0.text) (\(r0.textBytes) bytes, \(r0.textTokens) tokens), context \(r0.context); KL over \(r0.klPositions) positions with the reference's top-\(r0.klTopK) and \(r0.klTailSamples) tail samples.\n\n"
             let taskNames = Array(Set(rows.flatMap { $0.tasks.keys })).sorted()
-            var header = "| model | MB | PPL (llamacpp) | PPL (windows) | bits/byte | KL mean | KL median | KL p99 | KL max | top-1 | Δp mean |"
-            var rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            let withKV = rows.contains { ($0.kvCache ?? "f32") != "f32" }
+            var header = "| model | MB |" + (withKV ? " KV bytes/position |" : "")
+                + " PPL (llamacpp) | PPL (windows) | bits/byte | KL mean | KL median | KL p99 | KL max | top-1 | Δp mean |"
+            var rule = "|---|---:|" + (withKV ? "---:|" : "") + "---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             for t in taskNames { header += " \(t) |"; rule += "---:|" }
             s += header + "\n" + rule + "\n"
-            var refRow = String(format: "| %@ (reference) | %.1f | %.4f | %.4f | %.4f | 0 | 0 | 0 | 0 | 100%% | 0 |", short(r0.reference),
-                                Double(r0.referenceBytes) / 1e6, r0.referencePerplexity, r0.referencePerplexityWindows, r0.referenceBitsPerByte)
+            var refRow = String(format: "| %@ (reference) | %.1f |%@ %.4f | %.4f | %.4f | 0 | 0 | 0 | 0 | 100%% | 0 |", short(r0.reference),
+                                Double(r0.referenceBytes) / 1e6, withKV ? " f32 |" : "", r0.referencePerplexity,
+                                r0.referencePerplexityWindows, r0.referenceBitsPerByte)
             for t in taskNames {
                 if let a = r0.referenceTasks[t] { refRow += String(format: " %.1f%% [%.1f, %.1f] |", a.accuracy * 100, a.interval[0] * 100, a.interval[1] * 100) } else { refRow += " |" }
             }
             s += refRow + "\n"
             for r in rows {
-                var row = String(format: "| %@ | %.1f | %.4f ± %.4f | %.4f | %.4f | %.5f | %.5f | %.4f | %.3f | %.2f%% | %.3f%% |", short(r.model),
-                                 Double(r.modelBytes) / 1e6, r.perplexity, r.perplexityStderr, r.perplexityWindows, r.bitsPerByte,
+                let kvColumn = withKV ? String(format: " %.0f |", r.kvCacheBytesPerToken ?? 0) : ""
+                var row = String(format: "| %@ | %.1f |%@ %.4f ± %.4f | %.4f | %.4f | %.5f | %.5f | %.4f | %.3f | %.2f%% | %.3f%% |", label(r),
+                                 Double(r.modelBytes) / 1e6, kvColumn, r.perplexity, r.perplexityStderr, r.perplexityWindows, r.bitsPerByte,
                                  r.klDivergence.mean, r.klDivergence.median, r.klDivergence.p99, r.klDivergence.max,
                                  r.top1Agreement * 100, r.deltaP.mean * 100)
                 for t in taskNames {
@@ -140,12 +163,31 @@ public enum EvalReport {
                                             includeReference: { _ in 0 })))
         out.append(("perplexity_by_size", sizeChart("Perplexity (llama.cpp protocol) by model size", "perplexity", { $0.perplexity },
                                                     includeReference: { $0.referencePerplexity })))
+        // KV caches: mean KL against cache bytes per position, per model; the front joins the undominated ones.
+        let cached = all.filter { ($0.kvCache ?? "f32") != "f32" && $0.kvCacheBytesPerToken != nil }
+        if !cached.isEmpty {
+            var series: [SVGChart.Series] = [], labels: [[String]] = []
+            for (model, rows) in Dictionary(grouping: cached, by: { short($0.model) }).sorted(by: { $0.key < $1.key }) {
+                let points = rows.sorted { $0.kvCacheBytesPerToken! < $1.kvCacheBytesPerToken! }
+                series.append(SVGChart.Series(name: model, points: points.map { (x: $0.kvCacheBytesPerToken!, y: $0.klDivergence.mean) },
+                                              connected: false))
+                labels.append(points.map { $0.kvCache! })
+                let front = kvFront(rows)
+                series.append(SVGChart.Series(name: model + " front", points: front.map { (x: $0.kvCacheBytesPerToken!, y: $0.klDivergence.mean) },
+                                              radius: 2))
+                labels.append(front.map { _ in "" })
+            }
+            var chart = SVGChart(title: "KV caches: KL divergence vs cache memory", xLabel: "cache bytes per position",
+                                 yLabel: "mean KL (nats/token)", series: series)
+            chart.pointLabels = labels
+            out.append(("kv_front", chart.render()))
+        }
         var retrieval: [SVGChart.Series] = []
         var seenReference = Set<String>()
         for r in all {
             if let t = r.tasks[RetrievalTask.name] {
                 let pts = RetrievalTask.byLength(t)
-                retrieval.append(SVGChart.Series(name: short(r.model), points: pts.map { (x: Double($0.0), y: $0.1.accuracy) },
+                retrieval.append(SVGChart.Series(name: label(r), points: pts.map { (x: Double($0.0), y: $0.1.accuracy) },
                                                  intervals: pts.map { ($0.1.interval[0], $0.1.interval[1]) }))
             }
             if let t = r.referenceTasks[RetrievalTask.name], seenReference.insert(r.reference).inserted {

@@ -281,10 +281,9 @@ public final class AttentionSelectionKVCache: KVCache {
         return c
     }
 
-    /// Slots a sequence of `count` positions holds: H2O and TOVA at most budget + a batch; SnapKV holds a prompt whole
-    /// until it is compressed, so this counts what it keeps while generating (at most budget + the tokens generated).
+    /// Slots a sequence of `count` positions holds at its largest: H2O and TOVA at most budget + a batch; SnapKV holds a
+    /// prompt whole while reading it (afterwards budget + the tokens generated since).
     public func bytes(positions count: Int) -> Int {
-        let kept = if case .snapkv = method { min(count, budget) } else { min(count, slots) }
-        return 2 * kept * kvHeads.reduce(0, +) * headDim * MemoryLayout<Float>.size
+        2 * min(count, slots) * kvHeads.reduce(0, +) * headDim * MemoryLayout<Float>.size
     }
 }

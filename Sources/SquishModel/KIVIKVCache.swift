@@ -7,6 +7,10 @@ import SquishKernels
 /// `residual + group` slots. When the window is full its oldest `group` positions are quantized, so between
 /// `residual` and `residual + group − 1` positions are f32 (section 3.3's residual, with one group being filled).
 ///
+/// The first `sink` positions (the attention sinks, StreamingLLM's observation: most heads put much of their
+/// attention there, so their error weighs most) are also kept in f32 and read from there; the first key group's
+/// range is fitted without them.
+///
 /// Positions are stored in order. Layout per layer: key blocks [capacity / group][KV head][block bytes] (per-channel
 /// f16 scales, minimums, then the codes of `group` positions), value rows [capacity][KV head][row bytes], and the
 /// window's f32 keys and values [window slots][KV heads × headDim] (position p in slot p mod window).
@@ -15,6 +19,7 @@ public final class KIVIKVCache: KVCache {
     public let bits: Int
     public let group: Int
     public let residual: Int
+    public let sink: Int
     public let capacity: Int
     public let headDim: Int
     /// f32 slots per layer: residual + group, or the capacity when that is smaller.
@@ -32,14 +37,18 @@ public final class KIVIKVCache: KVCache {
     private let windowKeys: UnsafeMutablePointer<Float>  // [Σ_layers window × kvHeads × headDim]
     private let windowValues: UnsafeMutablePointer<Float>  // same layout
     private let gather: UnsafeMutablePointer<Float>  // [group × headDim]: one head's keys of a group being quantized
+    private let sinkStart: [Int]  // [layers]: offset of the layer's [sink × kvHeads × headDim] in sinkKeys/sinkValues
+    private let sinkKeys: UnsafeMutablePointer<Float>
+    private let sinkValues: UnsafeMutablePointer<Float>
 
-    public init(bits: Int, group: Int, residual: Int, kvHeads: [Int], capacity: Int, headDim: Int, spec: KVCacheSpec) throws {
+    public init(bits: Int, group: Int, residual: Int, sink: Int = 0, kvHeads: [Int], capacity: Int, headDim: Int, spec: KVCacheSpec) throws {
         try checkKVShape(spec: spec, kvHeads: kvHeads, capacity: capacity, headDim: headDim, needsMultipleOf8: true)
         precondition((bits == 4 || bits == 2) && group % 8 == 0 && group <= KVKernels.maxGroup && residual >= 0)
         self.spec = spec
         self.bits = bits
         self.group = group
         self.residual = residual
+        self.sink = min(max(sink, 0), capacity)
         self.capacity = capacity
         self.headDim = headDim
         window = min(residual + group, capacity)
@@ -63,6 +72,10 @@ public final class KIVIKVCache: KVCache {
             w += window * h * headDim
         }
         keyStart = ks; valueStart = vs; windowStart = ws
+        let sinks = min(max(sink, 0), capacity)
+        sinkStart = kvHeads.indices.map { kvHeads[..<$0].reduce(0, +) * sinks * headDim }
+        sinkKeys = .allocate(capacity: max(heads * sinks * headDim, 1))
+        sinkValues = .allocate(capacity: max(heads * sinks * headDim, 1))
         // Not zero-filled: only positions that were stored are ever read, so untouched pages cost no memory.
         keyBlocks = .allocate(byteCount: max(kb, 1), alignment: 64)
         valueRows = .allocate(byteCount: max(vb, 1), alignment: 64)
@@ -77,6 +90,8 @@ public final class KIVIKVCache: KVCache {
         windowKeys.deallocate()
         windowValues.deallocate()
         gather.deallocate()
+        sinkKeys.deallocate()
+        sinkValues.deallocate()
     }
 
     /// f32 slot of a position: [kvHeads × headDim] floats.
@@ -91,6 +106,10 @@ public final class KIVIKVCache: KVCache {
         let d = kvHeads[l] * headDim
         (windowKeys + slot(l, position)).update(from: key, count: d)
         (windowValues + slot(l, position)).update(from: value, count: d)
+        if position < sink {
+            (sinkKeys + sinkStart[l] + position * d).update(from: key, count: d)
+            (sinkValues + sinkStart[l] + position * d).update(from: value, count: d)
+        }
         length[l] += 1
         if length[l] - quantized[l] >= window && quantized[l] + group <= capacity { quantizeOldestGroup(l) }
     }
@@ -98,13 +117,17 @@ public final class KIVIKVCache: KVCache {
     /// Moves positions quantized ..< quantized + group of layer l from the window into the quantized storage.
     private func quantizeOldestGroup(_ l: Int) {
         let q0 = quantized[l], heads = kvHeads[l]
+        // Sinks are read from their f32 copies: their key rows take the first other position's (so they do not
+        // widen the channels' ranges), and their value rows are not written.
+        let firstOther = max(q0, sink)
         for h in 0 ..< heads {
             for t in 0 ..< group {
-                (gather + t * headDim).update(from: windowKeys + slot(l, q0 + t) + h * headDim, count: headDim)
+                let from = firstOther < q0 + group ? max(q0 + t, firstOther) : q0 + t
+                (gather + t * headDim).update(from: windowKeys + slot(l, from) + h * headDim, count: headDim)
             }
             let block = keyBlocks + keyStart[l] + (q0 / group * heads + h) * blockBytes
             KVKernels.quantizeChannels(bits: bits, gather, stride: headDim, tokens: group, headDim: headDim, into: block)
-            for t in 0 ..< group {
+            for t in min(group, max(0, sink - q0)) ..< group {
                 KVKernels.quantizeRow(valueFormat, windowValues + slot(l, q0 + t) + h * headDim, headDim: headDim, group: valueGroup,
                                       into: valueRows + valueStart[l] + ((q0 + t) * heads + h) * valueRowBytes)
             }
@@ -137,12 +160,24 @@ public final class KIVIKVCache: KVCache {
                              into: scores + (p - first), ld: n)
             p += run
         }
+        // Quantized sinks: scores again from their f32 copies.
+        let sinkEnd = min(sink, qEnd), sinkRows = sinkKeys + sinkStart[l] + kvHead * headDim
+        if first < sinkEnd {
+            KVKernels.scores(.f32, queries: queries, heads: heads, headDim: headDim, group: 8, rows: sinkRows + first * kvh * headDim,
+                             rowStride: f32Stride, count: sinkEnd - first, scale: scale, into: scores, ld: n)
+        }
         KVKernels.softmax(scores, rows: heads, count: n, ld: n)
         output.update(repeating: 0, count: heads * headDim)
-        if first < qEnd {
-            KVKernels.accumulate(valueFormat, weights: scores, heads: heads, ld: n,
-                                 rows: valueRows + valueStart[l] + (first * kvh + kvHead) * valueRowBytes, rowStride: kvh * valueRowBytes,
-                                 count: qEnd - first, headDim: headDim, group: valueGroup, into: output)
+        if first < sinkEnd {
+            KVKernels.accumulate(.f32, weights: scores, heads: heads, ld: n,
+                                 rows: sinkValues + sinkStart[l] + (first * kvh + kvHead) * headDim, rowStride: f32Stride,
+                                 count: sinkEnd - first, headDim: headDim, group: 8, into: output)
+        }
+        let q1 = max(first, sinkEnd)
+        if q1 < qEnd {
+            KVKernels.accumulate(valueFormat, weights: scores + (q1 - first), heads: heads, ld: n,
+                                 rows: valueRows + valueStart[l] + (q1 * kvh + kvHead) * valueRowBytes, rowStride: kvh * valueRowBytes,
+                                 count: qEnd - q1, headDim: headDim, group: valueGroup, into: output)
         }
         p = max(first, qEnd)
         while p < positions.upperBound {
@@ -162,6 +197,12 @@ public final class KIVIKVCache: KVCache {
         if c < quantized[l] {
             let q0 = c / group * group, heads = kvHeads[l]
             for p in q0 ..< c {
+                if p < sink {
+                    let d = heads * headDim
+                    (windowKeys + slot(l, p)).update(from: sinkKeys + sinkStart[l] + p * d, count: d)
+                    (windowValues + slot(l, p)).update(from: sinkValues + sinkStart[l] + p * d, count: d)
+                    continue
+                }
                 for h in 0 ..< heads {
                     KVKernels.dequantizeChannels(bits: bits, keyBlocks + keyStart[l] + (q0 / group * heads + h) * blockBytes,
                                                  headDim: headDim, token: p - q0, into: windowKeys + slot(l, p) + h * headDim)
@@ -180,7 +221,11 @@ public final class KIVIKVCache: KVCache {
 
     public func copy(prefix count: Int) throws -> KVCache {
         precondition(count >= 0 && count <= capacity)
-        let c = try KIVIKVCache(bits: bits, group: group, residual: residual, kvHeads: kvHeads, capacity: capacity, headDim: headDim, spec: spec)
+        let c = try KIVIKVCache(bits: bits, group: group, residual: residual, sink: sink, kvHeads: kvHeads, capacity: capacity,
+                                headDim: headDim, spec: spec)
+        let sinkFloats = kvHeads.reduce(0, +) * sink * headDim
+        c.sinkKeys.update(from: sinkKeys, count: sinkFloats)
+        c.sinkValues.update(from: sinkValues, count: sinkFloats)
         for l in kvHeads.indices {
             let heads = kvHeads[l], q = quantized[l]
             (c.keyBlocks + keyStart[l]).copyMemory(from: keyBlocks + keyStart[l], byteCount: q / group * heads * blockBytes)
@@ -203,6 +248,8 @@ public final class KIVIKVCache: KVCache {
 
     public func bytes(positions count: Int) -> Int {
         let n = min(count, capacity), q = quantizedPositions(n), heads = kvHeads.reduce(0, +)
-        return heads * (q / group * blockBytes + q * valueRowBytes + min(n, window) * headDim * 2 * MemoryLayout<Float>.size)
+        // Sinks: f32 copies from the start, and no value rows once quantized.
+        return heads * (q / group * blockBytes + (q - min(sink, q)) * valueRowBytes
+            + (min(n, window) + min(sink, n)) * headDim * 2 * MemoryLayout<Float>.size)
     }
 }

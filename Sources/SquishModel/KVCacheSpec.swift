@@ -18,8 +18,9 @@ import SquishCore
 public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
     public enum Precision: Equatable, Sendable {
         case f32, f16, q8
-        /// KIVI with `bits` (4 or 2) per value, keys grouped over `group` positions, `residual` recent positions in f32.
-        case kivi(bits: Int, group: Int, residual: Int)
+        /// KIVI with `bits` (4 or 2) per value, keys grouped over `group` positions, `residual` recent positions in f32,
+        /// and the first `sink` positions (the attention sinks) also kept in f32.
+        case kivi(bits: Int, group: Int, residual: Int, sink: Int = 0)
     }
 
     /// How many recent positions a selection keeps: a count, or a share of the context (sinks included).
@@ -78,7 +79,7 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         case .f32: "f32"
         case .f16: "f16"
         case .q8: "q8"
-        case .kivi(let b, let g, let r): "kivi\(b):g\(g),r\(r)"
+        case .kivi(let b, let g, let r, let s): "kivi\(b):g\(g),r\(r)" + (s > 0 ? ",s\(s)" : "")
         }
         guard let selection else { return p }
         switch selection {
@@ -173,20 +174,25 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             guard params.isEmpty else { throw fail("\(name) takes no parameters") }
             return name == "f32" ? .f32 : name == "f16" ? .f16 : .q8
         case "kivi4", "kivi2":
-            var group = kiviGroup, residual = kiviResidual
+            var group = kiviGroup, residual = kiviResidual, sink = 0
             var seen = Set<Character>()
             for p in params {
-                guard let key = p.first, let value = Int(p.dropFirst()), value >= 0, key == "g" || key == "r" else {
-                    throw fail("parameter '\(p)' is not g<positions> or r<positions>")
+                guard let key = p.first, let value = Int(p.dropFirst()), value >= 0, "grs".contains(key) else {
+                    throw fail("parameter '\(p)' is not g<positions>, r<positions> or s<positions>")
                 }
                 guard seen.insert(key).inserted else { throw fail("parameter '\(key)' given twice") }
-                if key == "g" { group = value } else { residual = value }
+                switch key {
+                case "g": group = value
+                case "r": residual = value
+                default: sink = value
+                }
             }
+            guard sink <= 1 << 16 else { throw fail("sink s\(sink) is larger than 65536") }
             guard group >= 8, group <= 256, group % 8 == 0 else { throw fail("group g\(group) must be a multiple of 8 from 8 to 256") }
             guard residual <= 1 << 20 else { throw fail("residual window r\(residual) is larger than 1048576") }
-            return .kivi(bits: name == "kivi4" ? 4 : 2, group: group, residual: residual)
+            return .kivi(bits: name == "kivi4" ? 4 : 2, group: group, residual: residual, sink: sink)
         default:
-            throw fail("unknown cache; choose from \(presets.joined(separator: ", ")) (KIVI takes :g<group>,r<residual>)")
+            throw fail("unknown cache; choose from \(presets.joined(separator: ", ")) (KIVI takes :g<group>,r<residual>,s<sinks>)")
         }
     }
 
@@ -217,8 +223,8 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             return try QuantizedKVCache(format: .f16, kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
         case .q8:
             return try QuantizedKVCache(format: .q8, kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
-        case .kivi(let bits, let group, let residual):
-            return try KIVIKVCache(bits: bits, group: group, residual: residual, kvHeads: kvHeads, capacity: capacity,
+        case .kivi(let bits, let group, let residual, let sink):
+            return try KIVIKVCache(bits: bits, group: group, residual: residual, sink: sink, kvHeads: kvHeads, capacity: capacity,
                                    headDim: c.headDim, spec: self)
         }
     }

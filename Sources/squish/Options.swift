@@ -75,7 +75,7 @@ func sessionBytes(_ c: ModelConfig, context: Int, threads: Int) -> Double {
 /// `--kv SPEC`, the KV cache of every command that runs a model (parsed by SquishModel's KVCacheSpec).
 struct KVCacheOptions: ParsableArguments {
     @Option(name: .customLong("kv"),
-            help: "KV cache: f32, f16, q8 (8-bit), kivi4, kivi2 (KIVI 4/2-bit with an f32 window of recent positions; parameters as in kivi2:g32,r128), streaming (4 attention sinks + the 1,020 most recent positions; streaming:sink4,window1020 or streaming:25% of the context).")
+            help: "KV cache: f32, f16, q8 (8-bit), kivi4, kivi2 (KIVI 4/2-bit with an f32 window of recent positions; parameters as in kivi2:g32,r128), streaming (4 attention sinks + the 1,020 most recent positions; streaming:sink4,window1020 or streaming:25% of the context); by attention, 1,024 positions kept per KV head unless budget<n> or <p>% says otherwise: h2o (heavy hitters + recent), tova (the latest query's choice), snapkv (a prompt compressed by its last window32 queries once read); sink<n> keeps the first n.")
     var spec = "f32"
 
     func validate() throws {

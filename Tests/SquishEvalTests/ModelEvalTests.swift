@@ -100,6 +100,19 @@ struct ModelEvalTests {
             #expect(parser.parse(), "\(svg) is not well-formed XML")
         }
         #expect(!FileManager.default.subpaths(atPath: report)!.contains { $0.contains(".tmp") })
+
+        // KV caches: one model with several caches keeps an entry per cache, the table gives each cache's bytes per
+        // position, and the front is what no other cache beats on both mean KL and bytes.
+        var small = q8, large = q8, beaten = q8
+        (small.kvCache, small.kvCacheBytesPerToken, small.klDivergence.mean) = ("kivi2:g32,r128", 100, 0.5)
+        (large.kvCache, large.kvCacheBytesPerToken, large.klDivergence.mean) = ("q8", 400, 0.01)
+        (beaten.kvCache, beaten.kvCacheBytesPerToken, beaten.klDivergence.mean) = ("streaming:sink4,25%", 450, 0.05)
+        #expect(EvalReport.kvFront([beaten, large, small]).map(\.kvCache) == ["kivi2:g32,r128", "q8"])
+        let kvWritten = try EvalReport.write([small, large, beaten], to: report)
+        #expect(try JSONDecoder().decode([ModelEvalResult].self, from: FileManager.default.contents(atPath: report + "/results.json")!).count == 5)
+        let kvTable = try String(contentsOfFile: report + "/report.md", encoding: .utf8)
+        #expect(kvTable.contains("Q8_0.gguf --kv q8 | ") && kvTable.contains("| 450 |") && kvTable.contains("KV bytes/position"))
+        #expect(kvWritten.contains { $0.hasSuffix("kv_front.svg") })
     }
 
     /// On real logits (default model vs its Q4_0 requantization, one 128-token chunk) the cached top-k + tail KL is
