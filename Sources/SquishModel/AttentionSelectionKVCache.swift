@@ -14,7 +14,8 @@ import SquishKernels
 /// the evictable part of the budget (`largestBatch`), so there are always enough ranked. The ranks come from the
 /// scores at the batch's start: a token-by-token run would also update them and consider the batch's own earlier
 /// positions. SnapKV reads a prompt whole (its slots are the context) and compresses it when the first token is
-/// generated after it (a one-token batch after a longer one). f32 storage, [KV head][slot][headDim].
+/// generated after it (a one-token batch after a longer one). Rows are stored in one token-row format (f32, f16 or
+/// 8-bit, as QuantizedKVCache), [KV head][slot][row bytes]; the kernels read them directly.
 public final class AttentionSelectionKVCache: KVCache {
     public let spec: KVCacheSpec
     public let method: KVCacheSpec.ScoredMethod
@@ -27,13 +28,16 @@ public final class AttentionSelectionKVCache: KVCache {
     /// Largest logical position + 1 the cache accepts (the session's context).
     public let capacity: Int
     public let headDim: Int
+    public let format: KVKernels.RowFormat
+    private let group: Int  // channels per quantization group of a row
+    private let rowBytes: Int
     /// Slots per KV head: budget + the largest batch (H2O, TOVA), the capacity (SnapKV).
     public let slots: Int
     private let maxBatch: Int
     private let kvHeads: [Int]  // [layers]
     private let firstHead: [Int]  // [layers]: index of the layer's first KV head among all layers' heads
-    private let keys: UnsafeMutablePointer<Float>  // [head][slot][headDim]
-    private let values: UnsafeMutablePointer<Float>  // same layout
+    private let keys: UnsafeMutableRawPointer  // [head][slot][rowBytes]
+    private let values: UnsafeMutableRawPointer  // same layout
     private let position: UnsafeMutablePointer<Int>  // [head][slot]: the logical position a slot holds
     /// [head][slot]: attention paid to it, as the method counts; summed in Double so that the order in which concurrent
     /// work items add does not change a ranking.
@@ -50,8 +54,9 @@ public final class AttentionSelectionKVCache: KVCache {
     private let locks: [NSLock]  // [head]
 
     /// `batch`: the most positions stored at once before attention (the session's largest batch).
-    public init(method: KVCacheSpec.ScoredMethod, sink: Int, budget: Int, batch: Int, kvHeads: [Int], capacity: Int,
-                headDim: Int, spec: KVCacheSpec) throws {
+    public init(method: KVCacheSpec.ScoredMethod, sink: Int, budget: Int, batch: Int, format: KVKernels.RowFormat = .f32,
+                kvHeads: [Int], capacity: Int, headDim: Int, spec: KVCacheSpec) throws {
+        precondition(format == .f32 || format == .f16 || format == .q8)
         try checkKVShape(spec: spec, kvHeads: kvHeads, capacity: capacity, headDim: headDim, needsMultipleOf8: false)
         let recent = switch method {
         case .h2o: max(0, budget - sink) / 2
@@ -64,17 +69,20 @@ public final class AttentionSelectionKVCache: KVCache {
         (self.spec, self.method, self.sink, self.budget, self.recent) = (spec, method, sink, budget, recent)
         self.capacity = capacity
         self.headDim = headDim
+        self.format = format
+        group = format == .f32 ? 8 : kvRowGroup(headDim: headDim)
+        rowBytes = KVKernels.rowBytes(format, headDim: headDim, group: group)
         self.kvHeads = kvHeads
         maxBatch = max(batch, 1)
         if case .snapkv = method { slots = capacity } else { slots = min(budget + maxBatch, capacity) }
         var first: [Int] = [], n = 0
         for h in kvHeads { first.append(n); n += h }
         firstHead = first
-        guard let total = Checked.product([n, slots, headDim]) else {
+        guard let total = Checked.product([n, slots, rowBytes]) else {
             throw ModelError.invalidKVCacheSpec(spec: spec.description, reason: "\(slots) slots do not fit in memory")
         }
-        keys = .allocate(capacity: total)
-        values = .allocate(capacity: total)
+        keys = .allocate(byteCount: max(total, 1), alignment: 64)
+        values = .allocate(byteCount: max(total, 1), alignment: 64)
         position = .allocate(capacity: n * slots)
         score = .allocate(capacity: n * slots)
         rank = .allocate(capacity: n * slots)
@@ -178,8 +186,8 @@ public final class AttentionSelectionKVCache: KVCache {
 
     private func move(head h: Int, from j: Int, to i: Int) {
         let base = h * slots
-        (keys + (base + i) * headDim).update(from: keys + (base + j) * headDim, count: headDim)
-        (values + (base + i) * headDim).update(from: values + (base + j) * headDim, count: headDim)
+        (keys + (base + i) * rowBytes).copyMemory(from: keys + (base + j) * rowBytes, byteCount: rowBytes)
+        (values + (base + i) * rowBytes).copyMemory(from: values + (base + j) * rowBytes, byteCount: rowBytes)
         position[base + i] = position[base + j]
         score[base + i] = score[base + j]
     }
@@ -199,8 +207,8 @@ public final class AttentionSelectionKVCache: KVCache {
             let h = firstHead[layer] + kv
             precondition(used[h] < slots, "KV cache: no free slot (beginBatch not called)")
             let j = h * slots + used[h]
-            (keys + j * headDim).update(from: key + kv * headDim, count: headDim)
-            (values + j * headDim).update(from: value + kv * headDim, count: headDim)
+            KVKernels.quantizeRow(format, key + kv * headDim, headDim: headDim, group: group, into: keys + j * rowBytes)
+            KVKernels.quantizeRow(format, value + kv * headDim, headDim: headDim, group: group, into: values + j * rowBytes)
             position[j] = p
             score[j] = 0
             rank[j] = .max
@@ -217,12 +225,11 @@ public final class AttentionSelectionKVCache: KVCache {
         precondition(headDim == self.headDim, "head size \(headDim) is not the cache's \(self.headDim)")
         let h = firstHead[layer] + kvHead, base = h * slots, n = used[h]
         let q = positions.upperBound - 1, into = Int32(clamping: old[h] + q - batchStart[layer] - budget)
-        let stride = headDim * MemoryLayout<Float>.size
         @inline(__always) func seen(_ j: Int) -> Bool {
             positions.contains(position[base + j]) && rank[base + j] >= into
         }
-        KVKernels.scores(.f32, queries: queries, heads: heads, headDim: headDim, group: 8, rows: keys + base * headDim,
-                         rowStride: stride, count: n, scale: scale, into: scores, ld: n)
+        KVKernels.scores(format, queries: queries, heads: heads, headDim: headDim, group: group, rows: keys + base * rowBytes,
+                         rowStride: rowBytes, count: n, scale: scale, into: scores, ld: n)
         for j in 0 ..< n where !seen(j) {
             for r in 0 ..< heads { scores[r * n + j] = -.infinity }
         }
@@ -231,8 +238,8 @@ public final class AttentionSelectionKVCache: KVCache {
             for r in 0 ..< heads { scores[r * n + j] = 0 }
         }
         output.update(repeating: 0, count: heads * headDim)
-        KVKernels.accumulate(.f32, weights: scores, heads: heads, ld: n, rows: values + base * headDim, rowStride: stride,
-                             count: n, headDim: headDim, group: 8, into: output)
+        KVKernels.accumulate(format, weights: scores, heads: heads, ld: n, rows: values + base * rowBytes, rowStride: rowBytes,
+                             count: n, headDim: headDim, group: group, into: output)
         let counts: Bool = switch method {
         case .h2o: true
         case .tova: q == batchEnd[layer] - 1
@@ -264,11 +271,11 @@ public final class AttentionSelectionKVCache: KVCache {
 
     public func copy(prefix count: Int) throws -> KVCache {
         precondition(count >= 0 && count <= capacity)
-        let c = try AttentionSelectionKVCache(method: method, sink: sink, budget: budget, batch: maxBatch, kvHeads: kvHeads,
-                                              capacity: capacity, headDim: headDim, spec: spec)
+        let c = try AttentionSelectionKVCache(method: method, sink: sink, budget: budget, batch: maxBatch, format: format,
+                                              kvHeads: kvHeads, capacity: capacity, headDim: headDim, spec: spec)
         let total = used.count * slots
-        c.keys.update(from: keys, count: total * headDim)
-        c.values.update(from: values, count: total * headDim)
+        c.keys.copyMemory(from: keys, byteCount: total * rowBytes)
+        c.values.copyMemory(from: values, byteCount: total * rowBytes)
         c.position.update(from: position, count: total)
         c.score.update(from: score, count: total)
         c.rank.update(from: rank, count: total)
@@ -284,6 +291,6 @@ public final class AttentionSelectionKVCache: KVCache {
     /// Slots a sequence of `count` positions holds at its largest: H2O and TOVA at most budget + a batch; SnapKV holds a
     /// prompt whole while reading it (afterwards budget + the tokens generated since).
     public func bytes(positions count: Int) -> Int {
-        2 * min(count, slots) * kvHeads.reduce(0, +) * headDim * MemoryLayout<Float>.size
+        2 * min(count, slots) * kvHeads.reduce(0, +) * rowBytes
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import SquishCore
+import SquishKernels
 
 /// Which KV cache a session uses: the one `--kv SPEC` of every command that runs a model, parsed here and only here.
 ///
@@ -13,8 +14,8 @@ import SquishCore
 /// positions), `tova` (the positions the latest query attends to least are evicted) and `snapkv` (a prompt is
 /// compressed once it has been read, by the pooled attention of its last `window` queries), each with a budget of
 /// 1,024 positions by default, `h2o:budget512` or `h2o:25%`, and `sink<n>` (positions always kept); `snapkv:25%,window32`.
-/// Selections compose with precisions by `+` in the grammar (`streaming:25%+kivi4`); only f32 storage is implemented
-/// under a selection so far, and other pairs are refused by name.
+/// Selections compose with precisions by `+` (`snapkv:25%+q8`): h2o, tova and snapkv store f32, f16 or q8 rows;
+/// streaming only f32 so far; other pairs are refused by name.
 public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
     public enum Precision: Equatable, Sendable {
         case f32, f16, q8
@@ -117,8 +118,10 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             }
         }
         let result = KVCacheSpec(precision ?? .f32, selection: selection)
-        if selection != nil && result.precision != .f32 {
-            throw fail("a selection composes only with f32 storage so far")
+        switch (selection, result.precision) {
+        case (.streaming?, let p) where p != .f32: throw fail("streaming composes only with f32 storage so far")
+        case (.scored?, .kivi): throw fail("h2o, tova and snapkv compose with f32, f16 and q8 (KIVI's key groups need positions in order)")
+        default: break
         }
         return result
     }
@@ -213,8 +216,13 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             case .tokens(let n): n
             case .fraction(let f): max(1, Int((f * Double(capacity)).rounded()))
             }
-            return try AttentionSelectionKVCache(method: method, sink: sink, budget: kept, batch: batch, kvHeads: kvHeads,
-                                                 capacity: capacity, headDim: c.headDim, spec: self)
+            let format: KVKernels.RowFormat = switch precision {
+            case .f16: .f16
+            case .q8: .q8
+            default: .f32
+            }
+            return try AttentionSelectionKVCache(method: method, sink: sink, budget: kept, batch: batch, format: format,
+                                                 kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
         }
         switch precision {
         case .f32:

@@ -121,7 +121,8 @@ struct AttentionSelectionKVCacheTests {
         #expect(try KVCacheSpec.parse("snapkv").selection == .scored(.snapkv(window: 32), sink: 0, budget: .tokens(1024)))
         #expect(try KVCacheSpec.parse("snapkv:budget300,window16,sink4").selection
             == .scored(.snapkv(window: 16), sink: 4, budget: .tokens(300)))
-        for s in ["h2o:sink0,budget1024", "tova:sink4,25%", "snapkv:sink0,12.5%,window32", "h2o:sink2,budget64"] {
+        #expect(try KVCacheSpec.parse("snapkv:25%+q8") == KVCacheSpec(.q8, selection: .scored(.snapkv(window: 32), sink: 0, budget: .fraction(0.25))))
+        for s in ["h2o:sink0,budget1024", "tova:sink4,25%", "snapkv:sink0,12.5%,window32", "h2o:sink2,budget64", "tova:sink0,budget9+f16"] {
             #expect(try KVCacheSpec.parse(s).description == s)
         }
         for s in ["h2o:window8", "tova:budget0", "snapkv:window0", "h2o:25%,budget9", "h2o+kivi4", "h2o+streaming",
@@ -185,6 +186,24 @@ struct AttentionSelectionKVCacheTests {
                 #expect(KVCacheFamilyTests.worst(got, f32) > 1e-3 * scale, "\(family) \(spec) batch \(batch): evicting changed nothing")
             }
         }
+    }
+
+    /// Stored as f16 or 8-bit rows, a budget that evicts nothing gives the plain f16 and q8 caches' logits (the same
+    /// row grids and kernels; within 1e-4 of the logits' scale), in half and about a quarter of the f32 bytes.
+    @Test(arguments: FamilyReferenceTests.families)
+    func storesQuantizedRows(family: String) throws {
+        let ref = try FamilyReferenceTests.reference(family)
+        let model = try TransformerModel(hfDirectory: FamilyReferenceTests.fixture(family))
+        let scale = try KVCacheFamilyTests.logits(model, ref.tokens).map(abs).max()!
+        var bytes: [Int] = []
+        for precision in ["f32", "f16", "q8"] {
+            let plain = try KVCacheFamilyTests.logits(model, ref.tokens, kv: try KVCacheSpec.parse(precision))
+            let kv = try KVCacheSpec.parse("h2o:budget60+" + precision)
+            let got = try KVCacheFamilyTests.logits(model, ref.tokens, kv: kv)
+            #expect(KVCacheFamilyTests.worst(got, plain) <= 1e-4 * scale, "\(family) \(precision)")
+            bytes.append(try kv.makeCache(config: model.config, capacity: 64).bytes(positions: 64))
+        }
+        #expect(bytes[1] * 2 == bytes[0] && bytes[2] * 3 < bytes[0], "\(family): \(bytes)")
     }
 
     /// After a prompt longer than the budget, each head holds the budget plus the batch being read; a copy of the
