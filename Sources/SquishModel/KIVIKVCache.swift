@@ -4,7 +4,8 @@ import SquishKernels
 /// KIVI (Liu et al. 2024, "KIVI: a tuning-free asymmetric 2bit quantization for KV cache"): keys quantized per
 /// channel over groups of `group` positions (outlier channels keep their own range), values per position (in groups
 /// of 32 channels), both asymmetric with f16 scale and minimum; the most recent positions stay f32 in a window of
-/// `residual + group` slots. When the window is full its oldest `group` positions are quantized, so between
+/// `residual + group` slots; keys and values may take different bits (`keyBits`: keys carry most of a 2-bit cache's
+/// error, so 4-bit keys with 2-bit values is a step between the two). When the window is full its oldest `group` positions are quantized, so between
 /// `residual` and `residual + group − 1` positions are f32 (section 3.3's residual, with one group being filled).
 ///
 /// The first `sink` positions (the attention sinks, StreamingLLM's observation: most heads put much of their
@@ -16,7 +17,9 @@ import SquishKernels
 /// window's f32 keys and values [window slots][KV heads × headDim] (position p in slot p mod window).
 public final class KIVIKVCache: KVCache {
     public let spec: KVCacheSpec
+    /// Bits per value and per key.
     public let bits: Int
+    public let keyBits: Int
     public let group: Int
     public let residual: Int
     public let sink: Int
@@ -41,11 +44,14 @@ public final class KIVIKVCache: KVCache {
     private let sinkKeys: UnsafeMutablePointer<Float>
     private let sinkValues: UnsafeMutablePointer<Float>
 
-    public init(bits: Int, group: Int, residual: Int, sink: Int = 0, kvHeads: [Int], capacity: Int, headDim: Int, spec: KVCacheSpec) throws {
+    public init(bits: Int, keyBits: Int? = nil, group: Int, residual: Int, sink: Int = 0, kvHeads: [Int], capacity: Int, headDim: Int,
+                spec: KVCacheSpec) throws {
+        let keyBits = keyBits ?? bits
         try checkKVShape(spec: spec, kvHeads: kvHeads, capacity: capacity, headDim: headDim, needsMultipleOf8: true)
-        precondition((bits == 4 || bits == 2) && group % 8 == 0 && group <= KVKernels.maxGroup && residual >= 0)
+        precondition((bits == 4 || bits == 2) && (keyBits == 4 || keyBits == 2) && group % 8 == 0 && group <= KVKernels.maxGroup && residual >= 0)
         self.spec = spec
         self.bits = bits
+        self.keyBits = keyBits
         self.group = group
         self.residual = residual
         self.sink = min(max(sink, 0), capacity)
@@ -55,7 +61,7 @@ public final class KIVIKVCache: KVCache {
         valueFormat = bits == 4 ? .u4 : .u2
         valueGroup = kvRowGroup(headDim: headDim)
         valueRowBytes = KVKernels.rowBytes(valueFormat, headDim: headDim, group: valueGroup)
-        blockBytes = KVKernels.channelBlockBytes(bits: bits, headDim: headDim, tokens: group)
+        blockBytes = KVKernels.channelBlockBytes(bits: keyBits, headDim: headDim, tokens: group)
         self.kvHeads = kvHeads
         length = Array(repeating: 0, count: kvHeads.count)
         quantized = length
@@ -126,7 +132,7 @@ public final class KIVIKVCache: KVCache {
                 (gather + t * headDim).update(from: windowKeys + slot(l, from) + h * headDim, count: headDim)
             }
             let block = keyBlocks + keyStart[l] + (q0 / group * heads + h) * blockBytes
-            KVKernels.quantizeChannels(bits: bits, gather, stride: headDim, tokens: group, headDim: headDim, into: block)
+            KVKernels.quantizeChannels(bits: keyBits, gather, stride: headDim, tokens: group, headDim: headDim, into: block)
             for t in min(group, max(0, sink - q0)) ..< group {
                 KVKernels.quantizeRow(valueFormat, windowValues + slot(l, q0 + t) + h * headDim, headDim: headDim, group: valueGroup,
                                       into: valueRows + valueStart[l] + ((q0 + t) * heads + h) * valueRowBytes)
@@ -148,7 +154,7 @@ public final class KIVIKVCache: KVCache {
         var p = first
         while p < qEnd {
             let g = p / group, j0 = p - g * group, j1 = min(qEnd - g * group, group)
-            KVKernels.channelScores(bits: bits, queries: queries, heads: heads, headDim: headDim,
+            KVKernels.channelScores(bits: keyBits, queries: queries, heads: heads, headDim: headDim,
                                     block: keyBlocks + keyStart[l] + (g * kvh + kvHead) * blockBytes, positions: j0 ..< j1,
                                     scale: scale, into: scores + (p - first), ld: n)
             p += j1 - j0
@@ -204,7 +210,7 @@ public final class KIVIKVCache: KVCache {
                     continue
                 }
                 for h in 0 ..< heads {
-                    KVKernels.dequantizeChannels(bits: bits, keyBlocks + keyStart[l] + (q0 / group * heads + h) * blockBytes,
+                    KVKernels.dequantizeChannels(bits: keyBits, keyBlocks + keyStart[l] + (q0 / group * heads + h) * blockBytes,
                                                  headDim: headDim, token: p - q0, into: windowKeys + slot(l, p) + h * headDim)
                     KVKernels.dequantizeRow(valueFormat, valueRows + valueStart[l] + (p * heads + h) * valueRowBytes, headDim: headDim,
                                             group: valueGroup, into: windowValues + slot(l, p) + h * headDim)
@@ -221,7 +227,7 @@ public final class KIVIKVCache: KVCache {
 
     public func copy(prefix count: Int) throws -> KVCache {
         precondition(count >= 0 && count <= capacity)
-        let c = try KIVIKVCache(bits: bits, group: group, residual: residual, sink: sink, kvHeads: kvHeads, capacity: capacity,
+        let c = try KIVIKVCache(bits: bits, keyBits: keyBits, group: group, residual: residual, sink: sink, kvHeads: kvHeads, capacity: capacity,
                                 headDim: headDim, spec: spec)
         let sinkFloats = kvHeads.reduce(0, +) * sink * headDim
         c.sinkKeys.update(from: sinkKeys, count: sinkFloats)

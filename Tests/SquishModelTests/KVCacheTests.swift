@@ -237,11 +237,13 @@ enum KVReference {
         #expect(try KVCacheSpec.parse("kivi2:g32,r64").precision == .kivi(bits: 2, group: 32, residual: 64))
         #expect(try KVCacheSpec.parse("kivi2:r0").precision == .kivi(bits: 2, group: 32, residual: 0))
         #expect(try KVCacheSpec.parse("kivi2:s4").precision == .kivi(bits: 2, group: 32, residual: 128, sink: 4))
-        for s in ["f32", "f16", "q8", "kivi4:g32,r128", "kivi2:g16,r8", "kivi2:g32,r128,s4"] { #expect(try KVCacheSpec.parse(s).description == s) }
+        #expect(try KVCacheSpec.parse("kivi2:k4").precision == .kivi(bits: 2, group: 32, residual: 128, keyBits: 4))
+        #expect(try KVCacheSpec.parse("kivi2:k2") == KVCacheSpec.parse("kivi2"))
+        for s in ["f32", "f16", "q8", "kivi4:g32,r128", "kivi2:g16,r8", "kivi2:g32,r128,s4", "kivi2:g32,r32,s4,k4"] { #expect(try KVCacheSpec.parse(s).description == s) }
     }
 
     @Test(arguments: ["", "f8", "q4", "f16:g32", "kivi4:", "kivi4:g12", "kivi4:g0", "kivi2:g512", "kivi2:x3", "kivi2:g32,g32",
-                      "kivi2:r-1", "kivi3", "kivi2:g32,,r4", "kivi2:s4,s4", "kivi2:s-1"])
+                      "kivi2:r-1", "kivi3", "kivi2:g32,,r4", "kivi2:s4,s4", "kivi2:s-1", "kivi2:k3", "kivi2:k8"])
     func rejects(spec: String) {
         #expect(throws: ModelError.self) { try KVCacheSpec.parse(spec) }
         do { _ = try KVCacheSpec.parse(spec) } catch { #expect("\(error)".contains("'\(spec)'"), "\(error)") }
@@ -258,13 +260,13 @@ enum KVReference {
 /// replaced by its quantize-dequantize (the Swift grids above), and attention is the f32 kernel over those values.
 /// The first `sink` positions stay f32, and the key grid of their group is fitted to the group's other positions.
 final class ReferenceKIVICache: KVCache {
-    let capacity: Int, bits: Int, group: Int, residual: Int, sink: Int, headDim: Int
+    let capacity: Int, bits: Int, keyBits: Int, group: Int, residual: Int, sink: Int, headDim: Int
     let kvHeads: [Int]
     var keys: [[[Float]]], values: [[[Float]]]  // [layer][position][kvHeads × headDim]
     var quantized: [Int]
 
-    init(bits: Int, group: Int, residual: Int, sink: Int = 0, kvHeads: [Int], capacity: Int, headDim: Int) {
-        (self.bits, self.group, self.residual, self.sink) = (bits, group, residual, sink)
+    init(bits: Int, keyBits: Int? = nil, group: Int, residual: Int, sink: Int = 0, kvHeads: [Int], capacity: Int, headDim: Int) {
+        (self.bits, self.keyBits, self.group, self.residual, self.sink) = (bits, keyBits ?? bits, group, residual, sink)
         (self.kvHeads, self.capacity, self.headDim) = (kvHeads, capacity, headDim)
         keys = kvHeads.map { _ in [] }
         values = keys
@@ -282,7 +284,7 @@ final class ReferenceKIVICache: KVCache {
         for h in 0 ..< kvHeads[l] {
             let cols = h * headDim ..< (h + 1) * headDim
             let fitted = (q0 ..< q0 + group).map { $0 < sink && sink < q0 + group ? sink : $0 }
-            let k = KVReference.channels(fitted.map { Array(keys[l][$0][cols]) }, bits: bits)
+            let k = KVReference.channels(fitted.map { Array(keys[l][$0][cols]) }, bits: keyBits)
             for t in 0 ..< group where q0 + t >= sink {
                 keys[l][q0 + t].replaceSubrange(cols, with: k[t])
                 values[l][q0 + t].replaceSubrange(cols, with: KVReference.row(bits == 4 ? .u4 : .u2, Array(values[l][q0 + t][cols]), group: vg))
@@ -312,7 +314,7 @@ final class ReferenceKIVICache: KVCache {
     }
 
     func copy(prefix count: Int) throws -> KVCache {
-        let c = ReferenceKIVICache(bits: bits, group: group, residual: residual, sink: sink, kvHeads: kvHeads, capacity: capacity,
+        let c = ReferenceKIVICache(bits: bits, keyBits: keyBits, group: group, residual: residual, sink: sink, kvHeads: kvHeads, capacity: capacity,
                                    headDim: headDim)
         (c.keys, c.values, c.quantized) = (keys, values, quantized)
         c.truncate(to: count)
@@ -378,15 +380,15 @@ struct KVCacheFamilyTests {
         let ref = try FamilyReferenceTests.reference(family)
         let model = try TransformerModel(hfDirectory: FamilyReferenceTests.fixture(family))
         let c = model.config
-        for (bits, sink) in [(4, 0), (2, 0), (2, 3), (4, 11)] {
-            let kv = try KVCacheSpec.parse("kivi\(bits):g8,r8,s\(sink)")
+        for (bits, sink, keyBits) in [(4, 0, 4), (2, 0, 2), (2, 3, 2), (4, 11, 4), (2, 3, 4), (4, 0, 2)] {
+            let kv = try KVCacheSpec.parse("kivi\(bits):g8,r8,s\(sink),k\(keyBits)")
             for stepwise in [false, true] {
-                let reference = ReferenceKIVICache(bits: bits, group: 8, residual: 8, sink: sink,
+                let reference = ReferenceKIVICache(bits: bits, keyBits: keyBits, group: 8, residual: 8, sink: sink,
                                                    kvHeads: (0 ..< c.layers).map { c.kvHeads(layer: $0) }, capacity: 64, headDim: c.headDim)
                 let want = try Self.logits(model, ref.tokens, cache: reference, stepwise: stepwise)
                 let got = try Self.logits(model, ref.tokens, kv: kv, stepwise: stepwise)
                 let rel = Self.worst(got, want) / want.map(abs).max()!
-                #expect(rel <= 1e-3, "\(family) kivi\(bits) s\(sink) \(stepwise ? "decoding" : "batch"): \(rel)")
+                #expect(rel <= 1e-3, "\(family) kivi\(bits) s\(sink) k\(keyBits) \(stepwise ? "decoding" : "batch"): \(rel)")
             }
         }
     }
