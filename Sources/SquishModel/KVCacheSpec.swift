@@ -15,8 +15,8 @@ import SquishKernels
 /// positions), `tova` (the positions the latest query attends to least are evicted) and `snapkv` (a prompt is
 /// compressed once it has been read, by the pooled attention of its last `window` queries), each with a budget of
 /// 1,024 positions by default, `h2o:budget512` or `h2o:25%`, and `sink<n>` (positions always kept); `snapkv:25%,window32`.
-/// Selections compose with precisions by `+` (`snapkv:25%+q8`): h2o, tova and snapkv store f32, f16 or q8 rows;
-/// streaming only f32 so far; other pairs are refused by name.
+/// Selections compose with the row precisions by `+` (`snapkv:25%+q8`, `streaming:25%+f16`); KIVI under a selection
+/// is refused by name.
 public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
     public enum Precision: Equatable, Sendable {
         case f32, f16, q8
@@ -120,10 +120,8 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             }
         }
         let result = KVCacheSpec(precision ?? .f32, selection: selection)
-        switch (selection, result.precision) {
-        case (.streaming?, let p) where p != .f32: throw fail("streaming composes only with f32 storage so far")
-        case (.scored?, .kivi): throw fail("h2o, tova and snapkv compose with f32, f16 and q8 (KIVI's key groups need positions in order)")
-        default: break
+        if selection != nil, case .kivi = result.precision {
+            throw fail("a selection composes with f32, f16 and q8 storage (KIVI's key groups need positions in order)")
         }
         return result
     }
@@ -208,23 +206,24 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
     /// positions stored at once before attention (a selection keeps that many more slots, see StreamingKVCache).
     public func makeCache(config c: ModelConfig, capacity: Int, batch: Int = 512) throws -> KVCache {
         let kvHeads = (0 ..< c.layers).map { c.kvHeads(layer: $0) }
+        // The row format of a selection (the parser refuses KIVI under one).
+        let format: KVKernels.RowFormat = switch precision {
+        case .f16: .f16
+        case .q8: .q8
+        default: .f32
+        }
         if case .streaming(let sink, let budget)? = selection {
             let window = switch budget {
             case .tokens(let w): w
             case .fraction(let f): max(1, Int((f * Double(capacity)).rounded()) - sink)
             }
-            return try StreamingKVCache(sink: sink, window: window, batch: batch, kvHeads: kvHeads, capacity: capacity,
+            return try StreamingKVCache(sink: sink, window: window, batch: batch, format: format, kvHeads: kvHeads, capacity: capacity,
                                         headDim: c.headDim, spec: self)
         }
         if case .scored(let method, let sink, let budget)? = selection {
             let kept = switch budget {
             case .tokens(let n): n
             case .fraction(let f): max(1, Int((f * Double(capacity)).rounded()))
-            }
-            let format: KVKernels.RowFormat = switch precision {
-            case .f16: .f16
-            case .q8: .q8
-            default: .f32
             }
             return try AttentionSelectionKVCache(method: method, sink: sink, budget: kept, batch: batch, format: format,
                                                  kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)

@@ -6,7 +6,7 @@ import SquishKernels
 /// included; everything between is evicted. Keys are stored already rotated at their logical positions, so evicting
 /// is dropping slots: position p < sink lives in slot p, later ones in a ring of window + slack slots (slack: the
 /// positions a batch stores before its first token attends, so a batch never overwrites what its own earlier tokens
-/// still see). f32 storage, [layer][slot][KV heads × headDim].
+/// still see). Rows in one token-row format (f32, f16 or 8-bit, as QuantizedKVCache), [layer][slot][KV heads][row bytes].
 public final class StreamingKVCache: KVCache {
     public let spec: KVCacheSpec
     public let sink: Int
@@ -14,16 +14,21 @@ public final class StreamingKVCache: KVCache {
     /// Largest logical position + 1 the cache accepts (the session's context).
     public let capacity: Int
     public let headDim: Int
+    public let format: KVKernels.RowFormat
+    private let group: Int  // channels per quantization group of a row
+    private let rowBytes: Int
     /// Slots: sink + ring.
     public let slots: Int
     private let ring: Int
     private let kvHeads: [Int]  // [layers]
-    private let layerStart: [Int]  // [layers]: offset of the layer's [slots × kvHeads × headDim] floats
-    private let keys: UnsafeMutablePointer<Float>  // [Σ_layers slots × kvHeads × headDim]
-    private let values: UnsafeMutablePointer<Float>  // same layout
+    private let layerStart: [Int]  // [layers]: byte offset of the layer's [slots × kvHeads × rowBytes]
+    private let keys: UnsafeMutableRawPointer  // [Σ_layers slots × kvHeads × rowBytes]
+    private let values: UnsafeMutableRawPointer  // same layout
 
     /// `batch`: the most positions stored at once before attention (the session's largest batch).
-    public init(sink: Int, window: Int, batch: Int, kvHeads: [Int], capacity: Int, headDim: Int, spec: KVCacheSpec) throws {
+    public init(sink: Int, window: Int, batch: Int, format: KVKernels.RowFormat = .f32, kvHeads: [Int], capacity: Int, headDim: Int,
+                spec: KVCacheSpec) throws {
+        precondition(format == .f32 || format == .f16 || format == .q8)
         try checkKVShape(spec: spec, kvHeads: kvHeads, capacity: capacity, headDim: headDim, needsMultipleOf8: false)
         guard sink >= 0, window >= 1 else {
             throw ModelError.invalidKVCacheSpec(spec: spec.description, reason: "a window of \(window) positions keeps nothing recent")
@@ -33,18 +38,21 @@ public final class StreamingKVCache: KVCache {
         self.window = window
         self.capacity = capacity
         self.headDim = headDim
+        self.format = format
+        group = format == .f32 ? 8 : kvRowGroup(headDim: headDim)
+        rowBytes = KVKernels.rowBytes(format, headDim: headDim, group: group)
         self.kvHeads = kvHeads
         // Never more slots than positions.
         ring = min(window + max(batch, 1) - 1, max(capacity - sink, 1))
         slots = min(sink, capacity) + ring
-        guard let total = Checked.product([kvHeads.reduce(0, +), slots, headDim]) else {
+        guard let total = Checked.product([kvHeads.reduce(0, +), slots, rowBytes]) else {
             throw ModelError.invalidKVCacheSpec(spec: spec.description, reason: "\(slots) slots do not fit in memory")
         }
         var start = 0, starts: [Int] = []
-        for h in kvHeads { starts.append(start); start += slots * h * headDim }
+        for h in kvHeads { starts.append(start); start += slots * h * rowBytes }
         layerStart = starts
-        keys = .allocate(capacity: max(total, 1))
-        values = .allocate(capacity: max(total, 1))
+        keys = .allocate(byteCount: max(total, 1), alignment: 64)
+        values = .allocate(byteCount: max(total, 1), alignment: 64)
     }
 
     deinit {
@@ -56,10 +64,11 @@ public final class StreamingKVCache: KVCache {
 
     public func store(layer: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
         precondition(position < capacity, "KV cache position \(position) beyond capacity \(capacity)")
-        let d = kvHeads[layer] * headDim
-        let base = layerStart[layer] + slot(position) * d
-        (keys + base).update(from: key, count: d)
-        (values + base).update(from: value, count: d)
+        let base = layerStart[layer] + slot(position) * kvHeads[layer] * rowBytes
+        for h in 0 ..< kvHeads[layer] {
+            KVKernels.quantizeRow(format, key + h * headDim, headDim: headDim, group: group, into: keys + base + h * rowBytes)
+            KVKernels.quantizeRow(format, value + h * headDim, headDim: headDim, group: group, into: values + base + h * rowBytes)
+        }
     }
 
 
@@ -83,17 +92,18 @@ public final class StreamingKVCache: KVCache {
         precondition(headDim == self.headDim, "head size \(headDim) is not the cache's \(self.headDim)")
         let kept = runs(positions)
         let n = kept.reduce(0) { $0 + $1.count }
-        let d = kvHeads[layer] * headDim, stride = d * MemoryLayout<Float>.size
-        let base = layerStart[layer] + kvHead * headDim
-        if kept.count == 1 {  // one run: the f32 attention kernel
-            let off = base + kept[0].slot * d
-            VectorOps.attentionHeads(query: queries, heads: heads, keys: keys + off, values: values + off, stride: d, count: n,
-                                     headDim: headDim, scale: scale, scores: scores, output: output)
+        let stride = kvHeads[layer] * rowBytes
+        let base = layerStart[layer] + kvHead * rowBytes
+        if kept.count == 1 && format == .f32 {  // one run: the f32 attention kernel
+            let off = base + kept[0].slot * stride
+            VectorOps.attentionHeads(query: queries, heads: heads, keys: (keys + off).assumingMemoryBound(to: Float.self),
+                                     values: (values + off).assumingMemoryBound(to: Float.self), stride: kvHeads[layer] * headDim,
+                                     count: n, headDim: headDim, scale: scale, scores: scores, output: output)
             return
         }
         var j = 0
         for r in kept {
-            KVKernels.scores(.f32, queries: queries, heads: heads, headDim: headDim, group: 8, rows: keys + base + r.slot * d,
+            KVKernels.scores(format, queries: queries, heads: heads, headDim: headDim, group: group, rows: keys + base + r.slot * stride,
                              rowStride: stride, count: r.count, scale: scale, into: scores + j, ld: n)
             j += r.count
         }
@@ -101,8 +111,8 @@ public final class StreamingKVCache: KVCache {
         output.update(repeating: 0, count: heads * headDim)
         j = 0
         for r in kept {
-            KVKernels.accumulate(.f32, weights: scores + j, heads: heads, ld: n, rows: values + base + r.slot * d, rowStride: stride,
-                                 count: r.count, headDim: headDim, group: 8, into: output)
+            KVKernels.accumulate(format, weights: scores + j, heads: heads, ld: n, rows: values + base + r.slot * stride,
+                                 rowStride: stride, count: r.count, headDim: headDim, group: group, into: output)
             j += r.count
         }
     }
@@ -114,15 +124,15 @@ public final class StreamingKVCache: KVCache {
     /// they are, which serves every query at or after `count` as the original would.
     public func copy(prefix count: Int) throws -> KVCache {
         precondition(count >= 0 && count <= capacity)
-        let c = try StreamingKVCache(sink: sink, window: window, batch: ring - window + 1, kvHeads: kvHeads, capacity: capacity,
-                                     headDim: headDim, spec: spec)
-        let total = kvHeads.reduce(0, +) * slots * headDim
-        c.keys.update(from: keys, count: total)
-        c.values.update(from: values, count: total)
+        let c = try StreamingKVCache(sink: sink, window: window, batch: ring - window + 1, format: format, kvHeads: kvHeads,
+                                     capacity: capacity, headDim: headDim, spec: spec)
+        let total = kvHeads.reduce(0, +) * slots * rowBytes
+        c.keys.copyMemory(from: keys, byteCount: total)
+        c.values.copyMemory(from: values, byteCount: total)
         return c
     }
 
     public func bytes(positions count: Int) -> Int {
-        2 * min(count, slots) * kvHeads.reduce(0, +) * headDim * MemoryLayout<Float>.size
+        2 * min(count, slots) * kvHeads.reduce(0, +) * rowBytes
     }
 }

@@ -433,10 +433,10 @@ struct StreamingKVCacheTests {
         #expect(try KVCacheSpec.parse("streaming").selection == .streaming(sink: 4, window: .tokens(1020)))
         #expect(try KVCacheSpec.parse("streaming:sink2,window30").selection == .streaming(sink: 2, window: .tokens(30)))
         #expect(try KVCacheSpec.parse("streaming:25%").selection == .streaming(sink: 4, window: .fraction(0.25)))
-        for s in ["streaming:sink4,window1020", "streaming:sink0,25%", "streaming:sink4,12.5%"] {
+        for s in ["streaming:sink4,window1020", "streaming:sink0,25%", "streaming:sink4,12.5%", "streaming:sink4,25%+q8"] {
             #expect(try KVCacheSpec.parse(s).description == s)
         }
-        for s in ["streaming:sink", "streaming:window0", "streaming:150%", "streaming:25%+kivi4", "streaming+streaming", "q8+f16",
+        for s in ["streaming:sink", "streaming:window0", "streaming:150%", "streaming:25%+kivi4", "streaming+streaming", "kivi2+streaming", "q8+f16",
                   "streaming:sink2,sink3", "f32+"] {
             #expect(throws: ModelError.self, "\(s)") { try KVCacheSpec.parse(s) }
         }
@@ -469,5 +469,15 @@ struct StreamingKVCacheTests {
             // Slots: 2 sinks + a ring of window + batch − 1 (at most the positions left).
             #expect(session.cache.bytes(positions: 64) == 2 * 4 * kvHeads.reduce(0, +) * c.headDim * (2 + min(9 + batch - 1, 62)))
         }
+        // f16 and 8-bit rows: a window that covers everything gives the plain f16 and q8 caches' logits; a small one
+        // the f32 window's within the rows' rounding.
+        for precision in ["f16", "q8"] {
+            let plain = try KVCacheFamilyTests.logits(model, ref.tokens, kv: try KVCacheSpec.parse(precision))
+            let covered = try KVCacheFamilyTests.logits(model, ref.tokens, kv: try KVCacheSpec.parse("streaming:sink4,window64+" + precision))
+            #expect(KVCacheFamilyTests.worst(covered, plain) <= 1e-4 * scale, "\(family) \(precision)")
+        }
+        let small = try KVCacheFamilyTests.logits(model, ref.tokens, kv: try KVCacheSpec.parse("streaming:sink2,window9"))
+        let smallQ8 = try KVCacheFamilyTests.logits(model, ref.tokens, kv: try KVCacheSpec.parse("streaming:sink2,window9+q8"))
+        #expect(KVCacheFamilyTests.worst(smallQ8, small) <= 4e-2 * scale, "\(family) small window q8")
     }
 }
