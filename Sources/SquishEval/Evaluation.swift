@@ -102,9 +102,18 @@ public struct TaskSet {
         if options.tasks.contains(RetrievalTask.name), let filler = austen.first {
             // Tokens per word of the filler, measured on its first 20,000 words.
             let sample = filler.paragraphs.flatMap { $0 }.prefix(20_000).joined(separator: " ")
-            let ratio = Double(tokenizer.encode(sample).count) / Double(max(1, sample.split(separator: " ").count))
-            set.retrieval = RetrievalTask.items(from: [filler], lengths: options.retrievalLengths, depths: options.retrievalDepths,
-                                                perCell: options.retrievalPerCell, tokensPerWord: ratio)
+            var ratio = Double(tokenizer.encode(sample).count) / Double(max(1, sample.split(separator: " ").count))
+            // A passage, its question and answer must fit in the session (length + 64 positions): where the filler's
+            // words take more tokens than the sample's, size the fillers again with the worst ratio seen.
+            for _ in 0 ..< 4 {
+                set.retrieval = RetrievalTask.items(from: [filler], lengths: options.retrievalLengths, depths: options.retrievalDepths,
+                                                    perCell: options.retrievalPerCell, tokensPerWord: ratio)
+                let over = set.retrieval.map {
+                    Double(tokenizer.encode($0.prompt + " " + $0.word).count + 1) / Double($0.contextTokens + 64)
+                }.max() ?? 1
+                if over <= 1 { break }
+                ratio *= over * 1.01
+            }
         }
         return set
     }

@@ -66,4 +66,20 @@ struct TaskTests {
         // Longer contexts have longer passages.
         #expect(items.last!.prompt.count > 2 * items.first!.prompt.count)
     }
+
+    /// Long passages fit the session the evaluation makes (length + 64 positions) with their answer, though the
+    /// filler's words may take more tokens than the sample's (a 4,000-token cell overflowed 4,096 positions before).
+    @Test func retrievalPassagesFitTheSession() throws {
+        let tokenizer = try Tokenizer(gguf: GGUFFile(path: TestSupport.defaultModelPath()))
+        var options = EvalOptions()
+        options.tasks = [RetrievalTask.name]
+        options.retrievalLengths = [256, 4000]
+        options.retrievalPerCell = 2
+        let set = TaskSet.build(options: options, austen: [try EvalTestSupport.novel("persuasion")], shakespeare: [], tokenizer: tokenizer)
+        #expect(set.retrieval.count == 12)
+        for item in set.retrieval {
+            let tokens = 1 + tokenizer.encode(item.prompt + " " + item.word).count
+            #expect(tokens <= item.contextTokens + 64 && tokens > item.contextTokens * 9 / 10, "\(tokens) tokens for \(item.contextTokens)")
+        }
+    }
 }
