@@ -28,15 +28,14 @@ public final class AttentionSelectionKVCache: KVCache {
     /// Largest logical position + 1 the cache accepts (the session's context).
     public let capacity: Int
     public let headDim: Int
-    public let format: KVKernels.RowFormat
-    private let group: Int  // channels per quantization group of a row
-    private let rowBytes: Int
+    public var format: KVKernels.RowFormat { row.format }
+    private let row: KVRowLayout
     /// Slots per KV head: budget + the largest batch (H2O, TOVA), the capacity (SnapKV).
     public let slots: Int
     private let maxBatch: Int
     private let kvHeads: [Int]  // [layers]
     private let firstHead: [Int]  // [layers]: index of the layer's first KV head among all layers' heads
-    private let keys: UnsafeMutableRawPointer  // [head][slot][rowBytes]
+    private let keys: UnsafeMutableRawPointer  // [head][slot][row.bytes]
     private let values: UnsafeMutableRawPointer  // same layout
     private let position: UnsafeMutablePointer<Int>  // [head][slot]: the logical position a slot holds
     /// [head][slot]: attention paid to it, as the method counts; summed in Double so that the order in which concurrent
@@ -69,16 +68,14 @@ public final class AttentionSelectionKVCache: KVCache {
         (self.spec, self.method, self.sink, self.budget, self.recent) = (spec, method, sink, budget, recent)
         self.capacity = capacity
         self.headDim = headDim
-        self.format = format
-        group = format == .f32 ? 8 : kvRowGroup(headDim: headDim)
-        rowBytes = KVKernels.rowBytes(format, headDim: headDim, group: group)
+        row = KVRowLayout(format, headDim: headDim)
         self.kvHeads = kvHeads
         maxBatch = max(batch, 1)
         if case .snapkv = method { slots = capacity } else { slots = min(budget + maxBatch, capacity) }
         var first: [Int] = [], n = 0
         for h in kvHeads { first.append(n); n += h }
         firstHead = first
-        guard let total = Checked.product([n, slots, rowBytes]) else {
+        guard let total = Checked.product([n, slots, row.bytes]) else {
             throw ModelError.invalidKVCacheSpec(spec: spec.description, reason: "\(slots) slots do not fit in memory")
         }
         keys = .allocate(byteCount: max(total, 1), alignment: 64)
@@ -186,8 +183,8 @@ public final class AttentionSelectionKVCache: KVCache {
 
     private func move(head h: Int, from j: Int, to i: Int) {
         let base = h * slots
-        (keys + (base + i) * rowBytes).copyMemory(from: keys + (base + j) * rowBytes, byteCount: rowBytes)
-        (values + (base + i) * rowBytes).copyMemory(from: values + (base + j) * rowBytes, byteCount: rowBytes)
+        (keys + (base + i) * row.bytes).copyMemory(from: keys + (base + j) * row.bytes, byteCount: row.bytes)
+        (values + (base + i) * row.bytes).copyMemory(from: values + (base + j) * row.bytes, byteCount: row.bytes)
         position[base + i] = position[base + j]
         score[base + i] = score[base + j]
     }
@@ -207,8 +204,8 @@ public final class AttentionSelectionKVCache: KVCache {
             let h = firstHead[layer] + kv
             precondition(used[h] < slots, "KV cache: no free slot (beginBatch not called)")
             let j = h * slots + used[h]
-            KVKernels.quantizeRow(format, key + kv * headDim, headDim: headDim, group: group, into: keys + j * rowBytes)
-            KVKernels.quantizeRow(format, value + kv * headDim, headDim: headDim, group: group, into: values + j * rowBytes)
+            KVKernels.quantizeRow(row.format, key + kv * headDim, headDim: headDim, group: row.group, into: keys + j * row.bytes)
+            KVKernels.quantizeRow(row.format, value + kv * headDim, headDim: headDim, group: row.group, into: values + j * row.bytes)
             position[j] = p
             score[j] = 0
             rank[j] = .max
@@ -228,8 +225,8 @@ public final class AttentionSelectionKVCache: KVCache {
         @inline(__always) func seen(_ j: Int) -> Bool {
             positions.contains(position[base + j]) && rank[base + j] >= into
         }
-        KVKernels.scores(format, queries: queries, heads: heads, headDim: headDim, group: group, rows: keys + base * rowBytes,
-                         rowStride: rowBytes, count: n, scale: scale, into: scores, ld: n)
+        KVKernels.scores(format, queries: queries, heads: heads, headDim: headDim, group: row.group, rows: keys + base * row.bytes,
+                         rowStride: row.bytes, count: n, scale: scale, into: scores, ld: n)
         for j in 0 ..< n where !seen(j) {
             for r in 0 ..< heads { scores[r * n + j] = -.infinity }
         }
@@ -238,8 +235,8 @@ public final class AttentionSelectionKVCache: KVCache {
             for r in 0 ..< heads { scores[r * n + j] = 0 }
         }
         output.update(repeating: 0, count: heads * headDim)
-        KVKernels.accumulate(format, weights: scores, heads: heads, ld: n, rows: values + base * rowBytes, rowStride: rowBytes,
-                             count: n, headDim: headDim, group: group, into: output)
+        KVKernels.accumulate(format, weights: scores, heads: heads, ld: n, rows: values + base * row.bytes, rowStride: row.bytes,
+                             count: n, headDim: headDim, group: row.group, into: output)
         let counts: Bool = switch method {
         case .h2o: true
         case .tova: q == batchEnd[layer] - 1
@@ -274,8 +271,8 @@ public final class AttentionSelectionKVCache: KVCache {
         let c = try AttentionSelectionKVCache(method: method, sink: sink, budget: budget, batch: maxBatch, format: format,
                                               kvHeads: kvHeads, capacity: capacity, headDim: headDim, spec: spec)
         let total = used.count * slots
-        c.keys.copyMemory(from: keys, byteCount: total * rowBytes)
-        c.values.copyMemory(from: values, byteCount: total * rowBytes)
+        c.keys.copyMemory(from: keys, byteCount: total * row.bytes)
+        c.values.copyMemory(from: values, byteCount: total * row.bytes)
         c.position.update(from: position, count: total)
         c.score.update(from: score, count: total)
         c.rank.update(from: rank, count: total)
@@ -291,6 +288,6 @@ public final class AttentionSelectionKVCache: KVCache {
     /// Slots a sequence of `count` positions holds at its largest: H2O and TOVA at most budget + a batch; SnapKV holds a
     /// prompt whole while reading it (afterwards budget + the tokens generated since).
     public func bytes(positions count: Int) -> Int {
-        2 * min(count, slots) * kvHeads.reduce(0, +) * rowBytes
+        2 * min(count, slots) * kvHeads.reduce(0, +) * row.bytes
     }
 }

@@ -59,8 +59,9 @@ public final class KIVIKVCache: KVCache {
         self.headDim = headDim
         window = min(residual + group, capacity)
         valueFormat = bits == 4 ? .u4 : .u2
-        valueGroup = kvRowGroup(headDim: headDim)
-        valueRowBytes = KVKernels.rowBytes(valueFormat, headDim: headDim, group: valueGroup)
+        let valueRow = KVRowLayout(valueFormat, headDim: headDim)
+        valueGroup = valueRow.group
+        valueRowBytes = valueRow.bytes
         blockBytes = KVKernels.channelBlockBytes(bits: keyBits, headDim: headDim, tokens: group)
         self.kvHeads = kvHeads
         length = Array(repeating: 0, count: kvHeads.count)

@@ -5,6 +5,20 @@ import SquishKernels
 /// otherwise the whole head.
 func kvRowGroup(headDim: Int) -> Int { headDim % 32 == 0 ? 32 : headDim }
 
+/// One KV head's row of one position in a token-row format (f32, f16, q8, u4, u2): its channels per quantization group
+/// and its bytes, for the caches that store rows.
+struct KVRowLayout {
+    let format: KVKernels.RowFormat
+    let group: Int
+    let bytes: Int
+
+    init(_ format: KVKernels.RowFormat, headDim: Int) {
+        self.format = format
+        group = format == .f32 ? 8 : kvRowGroup(headDim: headDim)
+        bytes = KVKernels.rowBytes(format, headDim: headDim, group: group)
+    }
+}
+
 /// Checks what every compressed cache needs of the shapes; errors name the spec.
 func checkKVShape(spec: KVCacheSpec, kvHeads: [Int], capacity: Int, headDim: Int, needsMultipleOf8: Bool) throws {
     let s = spec.description
@@ -44,8 +58,9 @@ public final class QuantizedKVCache: KVCache {
         self.format = format == .f16 ? .f16 : .q8
         self.capacity = capacity
         self.headDim = headDim
-        group = kvRowGroup(headDim: headDim)
-        rowBytes = KVKernels.rowBytes(self.format, headDim: headDim, group: group)
+        let row = KVRowLayout(self.format, headDim: headDim)
+        group = row.group
+        rowBytes = row.bytes
         self.kvHeads = kvHeads
         guard let total = Checked.product([kvHeads.reduce(0, +), capacity, rowBytes]) else {
             throw ModelError.invalidKVCacheSpec(spec: spec.description, reason: "\(capacity) positions do not fit in memory")

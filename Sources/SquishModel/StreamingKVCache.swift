@@ -14,15 +14,14 @@ public final class StreamingKVCache: KVCache {
     /// Largest logical position + 1 the cache accepts (the session's context).
     public let capacity: Int
     public let headDim: Int
-    public let format: KVKernels.RowFormat
-    private let group: Int  // channels per quantization group of a row
-    private let rowBytes: Int
+    public var format: KVKernels.RowFormat { row.format }
+    private let row: KVRowLayout
     /// Slots: sink + ring.
     public let slots: Int
     private let ring: Int
     private let kvHeads: [Int]  // [layers]
-    private let layerStart: [Int]  // [layers]: byte offset of the layer's [slots × kvHeads × rowBytes]
-    private let keys: UnsafeMutableRawPointer  // [Σ_layers slots × kvHeads × rowBytes]
+    private let layerStart: [Int]  // [layers]: byte offset of the layer's [slots × kvHeads × row.bytes]
+    private let keys: UnsafeMutableRawPointer  // [Σ_layers slots × kvHeads × row.bytes]
     private let values: UnsafeMutableRawPointer  // same layout
 
     /// `batch`: the most positions stored at once before attention (the session's largest batch).
@@ -38,18 +37,16 @@ public final class StreamingKVCache: KVCache {
         self.window = window
         self.capacity = capacity
         self.headDim = headDim
-        self.format = format
-        group = format == .f32 ? 8 : kvRowGroup(headDim: headDim)
-        rowBytes = KVKernels.rowBytes(format, headDim: headDim, group: group)
+        row = KVRowLayout(format, headDim: headDim)
         self.kvHeads = kvHeads
         // Never more slots than positions.
         ring = min(window + max(batch, 1) - 1, max(capacity - sink, 1))
         slots = min(sink, capacity) + ring
-        guard let total = Checked.product([kvHeads.reduce(0, +), slots, rowBytes]) else {
+        guard let total = Checked.product([kvHeads.reduce(0, +), slots, row.bytes]) else {
             throw ModelError.invalidKVCacheSpec(spec: spec.description, reason: "\(slots) slots do not fit in memory")
         }
         var start = 0, starts: [Int] = []
-        for h in kvHeads { starts.append(start); start += slots * h * rowBytes }
+        for h in kvHeads { starts.append(start); start += slots * h * row.bytes }
         layerStart = starts
         keys = .allocate(byteCount: max(total, 1), alignment: 64)
         values = .allocate(byteCount: max(total, 1), alignment: 64)
@@ -64,10 +61,10 @@ public final class StreamingKVCache: KVCache {
 
     public func store(layer: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
         precondition(position < capacity, "KV cache position \(position) beyond capacity \(capacity)")
-        let base = layerStart[layer] + slot(position) * kvHeads[layer] * rowBytes
+        let base = layerStart[layer] + slot(position) * kvHeads[layer] * row.bytes
         for h in 0 ..< kvHeads[layer] {
-            KVKernels.quantizeRow(format, key + h * headDim, headDim: headDim, group: group, into: keys + base + h * rowBytes)
-            KVKernels.quantizeRow(format, value + h * headDim, headDim: headDim, group: group, into: values + base + h * rowBytes)
+            KVKernels.quantizeRow(row.format, key + h * headDim, headDim: headDim, group: row.group, into: keys + base + h * row.bytes)
+            KVKernels.quantizeRow(row.format, value + h * headDim, headDim: headDim, group: row.group, into: values + base + h * row.bytes)
         }
     }
 
@@ -92,8 +89,8 @@ public final class StreamingKVCache: KVCache {
         precondition(headDim == self.headDim, "head size \(headDim) is not the cache's \(self.headDim)")
         let kept = runs(positions)
         let n = kept.reduce(0) { $0 + $1.count }
-        let stride = kvHeads[layer] * rowBytes
-        let base = layerStart[layer] + kvHead * rowBytes
+        let stride = kvHeads[layer] * row.bytes
+        let base = layerStart[layer] + kvHead * row.bytes
         if kept.count == 1 && format == .f32 {  // one run: the f32 attention kernel
             let off = base + kept[0].slot * stride
             VectorOps.attentionHeads(query: queries, heads: heads, keys: (keys + off).assumingMemoryBound(to: Float.self),
@@ -103,7 +100,7 @@ public final class StreamingKVCache: KVCache {
         }
         var j = 0
         for r in kept {
-            KVKernels.scores(format, queries: queries, heads: heads, headDim: headDim, group: group, rows: keys + base + r.slot * stride,
+            KVKernels.scores(format, queries: queries, heads: heads, headDim: headDim, group: row.group, rows: keys + base + r.slot * stride,
                              rowStride: stride, count: r.count, scale: scale, into: scores + j, ld: n)
             j += r.count
         }
@@ -112,7 +109,7 @@ public final class StreamingKVCache: KVCache {
         j = 0
         for r in kept {
             KVKernels.accumulate(format, weights: scores + j, heads: heads, ld: n, rows: values + base + r.slot * stride,
-                                 rowStride: stride, count: r.count, headDim: headDim, group: group, into: output)
+                                 rowStride: stride, count: r.count, headDim: headDim, group: row.group, into: output)
             j += r.count
         }
     }
@@ -126,13 +123,13 @@ public final class StreamingKVCache: KVCache {
         precondition(count >= 0 && count <= capacity)
         let c = try StreamingKVCache(sink: sink, window: window, batch: ring - window + 1, format: format, kvHeads: kvHeads,
                                      capacity: capacity, headDim: headDim, spec: spec)
-        let total = kvHeads.reduce(0, +) * slots * rowBytes
+        let total = kvHeads.reduce(0, +) * slots * row.bytes
         c.keys.copyMemory(from: keys, byteCount: total)
         c.values.copyMemory(from: values, byteCount: total)
         return c
     }
 
     public func bytes(positions count: Int) -> Int {
-        2 * min(count, slots) * kvHeads.reduce(0, +) * rowBytes
+        2 * min(count, slots) * kvHeads.reduce(0, +) * row.bytes
     }
 }

@@ -6,7 +6,7 @@ import SquishModel
 
 /// H2O, TOVA and SnapKV written plainly from their descriptions (KVCacheSpec.ScoredMethod): per layer and KV head a
 /// set of kept positions with a score each, attention in Double over the kept positions gathered in order.
-final class ReferenceSelectionCache: KVCache {
+final class ReferenceSelectionCache: OnePassReferenceCache {
     enum Method { case h2o, tova, snapkv(window: Int) }
     let method: Method, sink: Int, budget: Int, recent: Int
     let capacity: Int, headDim: Int
@@ -108,9 +108,6 @@ final class ReferenceSelectionCache: KVCache {
         }
     }
 
-    func truncate(to count: Int) {}
-    func copy(prefix count: Int) throws -> KVCache { self }
-    func bytes(positions count: Int) -> Int { 0 }
 }
 
 @Suite("Attention-scored KV caches (H2O, TOVA, SnapKV)")
@@ -151,8 +148,8 @@ struct AttentionSelectionKVCacheTests {
     /// A budget that covers every position changes nothing (logits within 1e-5 of the f32 cache's); a small one
     /// matches the plain version above in one batch, in batches of 7 and decoding one token at a time, within 1e-4 of
     /// the logits' scale (the session's batch is at most the evictable part of the budget), and differs from the f32
-    /// cache. SnapKV reads the first 30 tokens as a prompt and decodes the
-    /// rest, so it compresses once. Gemma 3's sliding-window layers intersect with what is kept.
+    /// cache. SnapKV reads the first 30 tokens as a prompt and decodes the rest, so it compresses once. Gemma 3's
+    /// sliding-window layers intersect with what is kept.
     @Test(arguments: FamilyReferenceTests.families)
     func matchesThePlainPolicy(family: String) throws {
         let ref = try FamilyReferenceTests.reference(family)

@@ -394,9 +394,18 @@ struct KVCacheFamilyTests {
     }
 }
 
+/// Test caches that serve forward passes only: nothing to truncate, copy or count.
+protocol OnePassReferenceCache: KVCache {}
+
+extension OnePassReferenceCache {
+    func truncate(to count: Int) {}
+    func copy(prefix count: Int) throws -> KVCache { self }
+    func bytes(positions count: Int) -> Int { 0 }
+}
+
 /// StreamingLLM written plainly: every position kept in f32, each query attending to the sinks and its most recent
 /// `window` positions gathered into one array.
-final class ReferenceStreamingCache: KVCache {
+final class ReferenceStreamingCache: OnePassReferenceCache {
     let capacity: Int, sink: Int, window: Int, headDim: Int
     let kvHeads: [Int]
     var keys: [[Int: [Float]]], values: [[Int: [Float]]]  // [layer][position] → [kvHeads × headDim]
@@ -422,9 +431,6 @@ final class ReferenceStreamingCache: KVCache {
                                  scale: scale, scores: scores, output: output)
     }
 
-    func truncate(to count: Int) {}
-    func copy(prefix count: Int) throws -> KVCache { self }
-    func bytes(positions count: Int) -> Int { 0 }
 }
 
 @Suite("StreamingLLM cache")
