@@ -56,6 +56,50 @@ struct TaskScoringTests {
         }
     }
 
+    /// An f32 cache that logs the size of each batch layer 0 stores.
+    final class BatchLog: KVCache {
+        let inner: F32KVCache
+        var batches: [Int] = []
+        init(_ inner: F32KVCache) { self.inner = inner }
+        var capacity: Int { inner.capacity }
+        func beginBatch(layer: Int, start: Int, count: Int) { if layer == 0 { batches.append(count) } }
+        func store(layer: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+            inner.store(layer: layer, position: position, key: key, value: value)
+        }
+        func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
+                    scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+            inner.attend(layer: layer, kvHead: kvHead, queries: queries, heads: heads, headDim: headDim, positions: positions,
+                         scale: scale, scores: scores, output: output)
+        }
+        func truncate(to count: Int) { inner.truncate(to: count) }
+        func copy(prefix count: Int) throws -> KVCache { try inner.copy(prefix: count) }
+        func bytes(positions count: Int) -> Int { inner.bytes(positions: count) }
+    }
+
+    /// Greedy matching reads the context as a prompt, then the answer one token at a time, as generation does (a
+    /// cache that compresses a prompt when generation starts, SnapKV, must see that), stopping at the first miss.
+    @Test func greedyMatchingDecodesTheAnswer() throws {
+        let (model, tokenizer) = try Self.setup.get()
+        let log = BatchLog(try F32KVCache(config: model.config, capacity: 256))
+        let s = TaskScorer(session: try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 256, cache: log),
+                           tokenizer: tokenizer)
+        let context = tokenizer.encode("She was the youngest of the two daughters of a most affectionate, indulgent")
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 1), contextLength: 256)
+        var chain: [Int] = []
+        var logits = try session.forward(context, logitsFor: 1)
+        for _ in 0 ..< 3 {
+            chain.append(Sampler.argmax(logits))
+            logits = try session.forward([chain.last!], logitsFor: 1)
+        }
+        _ = try s.greedyMatches(context: context, answer: chain)
+        #expect(log.batches == [context.count, 1, 1, 1])
+        log.batches = []
+        var wrong = chain
+        wrong[0] = (wrong[0] + 1) % model.config.vocabSize
+        #expect(try s.greedyMatches(context: context, answer: wrong) == false)
+        #expect(log.batches == [context.count])
+    }
+
     @Test func greedyMatchingFollowsTheGreedyChain() throws {
         let s = try scorer()
         let (model, tokenizer) = try Self.setup.get()

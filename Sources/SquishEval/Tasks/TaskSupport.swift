@@ -110,21 +110,20 @@ public final class TaskScorer {
     }
 
     /// Whether greedy decoding after `context` produces exactly `answer`'s tokens and then a token that does not
-    /// continue the word (its first byte is not an ASCII letter or digit). One forward pass (teacher forcing gives
-    /// the same argmaxes as decoding step by step while the prediction matches).
+    /// continue the word (its first byte is not an ASCII letter or digit); stops at the first token that differs.
     public func greedyMatches(context: [Int], answer: [Int]) throws -> Bool {
         session.reset()
-        let input = context + answer
-        let logits = try session.forward(input, logitsFor: answer.count + 1)
-        return logits.withUnsafeBufferPointer { l -> Bool in
-            for j in 0 ..< answer.count where Divergence.argmax(l.baseAddress! + j * vocab, vocab: vocab) != answer[j] {
-                return false
-            }
-            let next = Divergence.argmax(l.baseAddress! + answer.count * vocab, vocab: vocab)
-            guard let first = tokenizer.bytes(for: next).first else { return true }
-            let isWordByte = (first >= 0x41 && first <= 0x5A) || (first >= 0x61 && first <= 0x7A) || (first >= 0x30 && first <= 0x39)
-            return !isWordByte
+        // The context as a prompt, then the answer one token at a time, as generation runs it (a cache that compresses
+        // a prompt once it has been read, SnapKV, does so before the first answer token).
+        var logits = try session.forward(context, logitsFor: 1)
+        for token in answer {
+            guard logits.withUnsafeBufferPointer({ Divergence.argmax($0.baseAddress!, vocab: vocab) }) == token else { return false }
+            logits = try session.forward([token], logitsFor: 1)
         }
+        let next = logits.withUnsafeBufferPointer { Divergence.argmax($0.baseAddress!, vocab: vocab) }
+        guard let first = tokenizer.bytes(for: next).first else { return true }
+        let isWordByte = (first >= 0x41 && first <= 0x5A) || (first >= 0x61 && first <= 0x7A) || (first >= 0x30 && first <= 0x39)
+        return !isWordByte
     }
 
     /// Sum of log p over each continuation's tokens after `context` (the context is run once; each continuation
