@@ -56,6 +56,19 @@ struct TaskScoringTests {
         }
     }
 
+    /// The model's greedy continuation of `context`, decoded token by token.
+    func greedyChain(after context: [Int], count: Int) throws -> [Int] {
+        let (model, _) = try Self.setup.get()
+        let session = try ModelSession(model: model, pool: WorkerPool(threads: 1), contextLength: 256)
+        var chain: [Int] = []
+        var logits = try session.forward(context, logitsFor: 1)
+        for _ in 0 ..< count {
+            chain.append(Sampler.argmax(logits))
+            logits = try session.forward([chain.last!], logitsFor: 1)
+        }
+        return chain
+    }
+
     /// An f32 cache that logs the size of each batch layer 0 stores.
     final class BatchLog: KVCache {
         let inner: F32KVCache
@@ -84,13 +97,7 @@ struct TaskScoringTests {
         let s = TaskScorer(session: try ModelSession(model: model, pool: WorkerPool(threads: 2), contextLength: 256, cache: log),
                            tokenizer: tokenizer)
         let context = tokenizer.encode("She was the youngest of the two daughters of a most affectionate, indulgent")
-        let session = try ModelSession(model: model, pool: WorkerPool(threads: 1), contextLength: 256)
-        var chain: [Int] = []
-        var logits = try session.forward(context, logitsFor: 1)
-        for _ in 0 ..< 3 {
-            chain.append(Sampler.argmax(logits))
-            logits = try session.forward([chain.last!], logitsFor: 1)
-        }
+        let chain = try greedyChain(after: context, count: 3)
         _ = try s.greedyMatches(context: context, answer: chain)
         #expect(log.batches == [context.count, 1, 1, 1])
         log.batches = []
@@ -106,13 +113,7 @@ struct TaskScoringTests {
         let vocab = model.config.vocabSize
         let context = tokenizer.encode("She was the youngest of the two daughters of a most affectionate, indulgent")
         // The model's own greedy chain of three tokens, and what comes after it.
-        let session = try ModelSession(model: model, pool: WorkerPool(threads: 1), contextLength: 256)
-        var chain: [Int] = []
-        var logits = try session.forward(context, logitsFor: 1)
-        for _ in 0 ..< 4 {
-            chain.append(Sampler.argmax(logits))
-            logits = try session.forward([chain.last!], logitsFor: 1)
-        }
+        let chain = try greedyChain(after: context, count: 4)
         let answer = Array(chain.prefix(3))
         let next = tokenizer.bytes(for: chain[3]).first
         let continuesWord = next.map { ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) } ?? false
