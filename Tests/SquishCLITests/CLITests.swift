@@ -198,6 +198,13 @@ struct CLITests {
         #expect(q8j["kv_cache"] as? String == "q8" && (q8j["kv_cache_bytes"] as? Int ?? 0) < (j["kv_cache_bytes"] as? Int ?? 0))
         try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "kivi5"]).expectUsageError("'kivi5'")
         try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "kivi2:g12"]).expectUsageError("multiple of 8")
+        // An evicting cache on q8 rows runs and names itself canonically; a pair that cannot compose is a usage error,
+        // and a budget the cache cannot use is an error naming the spec.
+        let h2o = try CLI.run(["run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--temp", "0", "--kv", "h2o:budget16+q8", "--json"])
+        h2o.expectSuccess()
+        #expect(try h2o.json()["kv_cache"] as? String == "h2o:sink0,budget16+q8")
+        try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "h2o+kivi2"]).expectUsageError("'h2o+kivi2'")
+        try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "snapkv:budget8"]).expectError("leaves none to select")
         // Far more threads than cores: capped to the cores, said on stderr, as fast as with the cores.
         let many = try CLI.run(["run", "--model", model, "--prompt", "Hi", "-n", "2", "--temp", "0", "--threads", "200"], timeout: 30)
         many.expectSuccess()
