@@ -14,28 +14,33 @@ import SquishKernels
 /// the evictable part of the budget (`largestBatch`), so there are always enough ranked. The ranks come from the
 /// scores at the batch's start: a token-by-token run would also update them and consider the batch's own earlier
 /// positions. SnapKV reads a prompt whole (its slots are the context) and compresses it when the first token is
-/// generated after it (a one-token batch after a longer one). Rows are stored in one token-row format (f32, f16 or
+/// generated after it (a one-token batch after a longer one). Heads in `keepsAll` never evict (the retrieval heads of
+/// the head-aware policy, `duo`); the others keep `budget`. Rows are stored in one token-row format (f32, f16 or
 /// 8-bit, as QuantizedKVCache), [KV head][slot][row bytes]; the kernels read them directly.
 public final class AttentionSelectionKVCache: KVCache {
     public let spec: KVCacheSpec
     public let method: KVCacheSpec.ScoredMethod
     /// The first `sink` positions are never evicted.
     public let sink: Int
-    /// Positions kept per KV head after an eviction.
+    /// Positions kept per KV head after an eviction (heads in `keepsAll` keep every position).
     public let budget: Int
     /// The most recent positions never evicted: H2O's half of the budget, SnapKV's observation window, none for TOVA.
     public let recent: Int
+    /// KV heads (numbered across layers, layer by layer) that keep every position.
+    public let keepsAll: Set<Int>
     /// Largest logical position + 1 the cache accepts (the session's context).
     public let capacity: Int
     public let headDim: Int
     public var format: KVKernels.RowFormat { row.format }
     private let row: KVRowLayout
-    /// Slots per KV head: budget + the largest batch (H2O, TOVA), the capacity (SnapKV).
-    public let slots: Int
+    /// Slots per KV head: budget + the largest batch (H2O, TOVA, recency), the capacity (SnapKV, heads that keep all).
+    private let slots: [Int]  // [head]
+    private let slotStart: [Int]  // [head]: index of the head's first slot
+    private let headBudget: [Int]  // [head]: budget, or the capacity for heads that keep all
     private let maxBatch: Int
     private let kvHeads: [Int]  // [layers]
     private let firstHead: [Int]  // [layers]: index of the layer's first KV head among all layers' heads
-    private let keys: UnsafeMutableRawPointer  // [head][slot][row.bytes]
+    private let keys: UnsafeMutableRawPointer  // [head][its slots][row.bytes]
     private let values: UnsafeMutableRawPointer  // same layout
     private let position: UnsafeMutablePointer<Int>  // [head][slot]: the logical position a slot holds
     /// [head][slot]: attention paid to it, as the method counts; summed in Double so that the order in which concurrent
@@ -53,36 +58,43 @@ public final class AttentionSelectionKVCache: KVCache {
     private let locks: [NSLock]  // [head]
 
     /// `batch`: the most positions stored at once before attention (the session's largest batch).
-    public init(method: KVCacheSpec.ScoredMethod, sink: Int, budget: Int, batch: Int, format: KVKernels.RowFormat = .f32,
-                kvHeads: [Int], capacity: Int, headDim: Int, spec: KVCacheSpec) throws {
+    public init(method: KVCacheSpec.ScoredMethod, sink: Int, budget: Int, keepsAll: Set<Int> = [], batch: Int,
+                format: KVKernels.RowFormat = .f32, kvHeads: [Int], capacity: Int, headDim: Int, spec: KVCacheSpec) throws {
         precondition(format == .f32 || format == .f16 || format == .q8)
         try checkKVShape(spec: spec, kvHeads: kvHeads, capacity: capacity, headDim: headDim, needsMultipleOf8: false)
         let recent = switch method {
         case .h2o: max(0, budget - sink) / 2
-        case .tova: 0
+        case .tova, .recency: 0
         case .snapkv(let window): window
         }
         guard sink >= 0, budget >= 1, sink + recent < budget else {
             throw ModelError.invalidKVCacheSpec(spec: spec.description, reason: "a budget of \(budget) positions leaves none to select after \(sink) sinks and \(recent) recent positions")
         }
-        (self.spec, self.method, self.sink, self.budget, self.recent) = (spec, method, sink, budget, recent)
+        (self.spec, self.method, self.sink, self.budget, self.recent, self.keepsAll) = (spec, method, sink, budget, recent, keepsAll)
         self.capacity = capacity
         self.headDim = headDim
         row = KVRowLayout(format, headDim: headDim)
         self.kvHeads = kvHeads
-        maxBatch = max(batch, 1)
-        if case .snapkv = method { slots = capacity } else { slots = min(budget + maxBatch, capacity) }
+        let snap = if case .snapkv = method { true } else { false }
+        // A session never batches more than the evictable part of the budget (largestBatch), so slots beyond it are waste.
+        maxBatch = min(max(batch, 1), snap ? .max : budget - sink - recent)
         var first: [Int] = [], n = 0
         for h in kvHeads { first.append(n); n += h }
         firstHead = first
-        guard let total = Checked.product([n, slots, row.bytes]) else {
-            throw ModelError.invalidKVCacheSpec(spec: spec.description, reason: "\(slots) slots do not fit in memory")
+        let budgets = (0 ..< n).map { keepsAll.contains($0) ? capacity : budget }, batch = maxBatch
+        headBudget = budgets
+        slots = budgets.map { snap || $0 >= capacity ? capacity : min($0 + batch, capacity) }
+        var starts: [Int] = [], count = 0
+        for s in slots { starts.append(count); count += s }
+        slotStart = starts
+        guard let total = Checked.product([count, row.bytes]) else {
+            throw ModelError.invalidKVCacheSpec(spec: spec.description, reason: "\(count) slots do not fit in memory")
         }
         keys = .allocate(byteCount: max(total, 1), alignment: 64)
         values = .allocate(byteCount: max(total, 1), alignment: 64)
-        position = .allocate(capacity: n * slots)
-        score = .allocate(capacity: n * slots)
-        rank = .allocate(capacity: n * slots)
+        position = .allocate(capacity: count)
+        score = .allocate(capacity: count)
+        rank = .allocate(capacity: count)
         used = [Int](repeating: 0, count: n)
         old = used
         batchStart = [Int](repeating: 0, count: kvHeads.count)
@@ -99,26 +111,30 @@ public final class AttentionSelectionKVCache: KVCache {
         rank.deallocate()
     }
 
-    /// H2O and TOVA: the evictable part of the budget (enough old positions ranked for every query of a batch).
+    /// H2O, TOVA and recency: the evictable part of the budget (enough old positions ranked for every query of a
+    /// batch), unless every head keeps all.
     public var largestBatch: Int {
         if case .snapkv = method { return .max }
-        return budget - sink - recent
+        return headBudget.contains { $0 < capacity } ? budget - sink - recent : .max
     }
 
     public func beginBatch(layer: Int, start: Int, count: Int) {
-        precondition(count <= min(maxBatch, largestBatch) || slots == capacity, "a batch of \(count) is larger than the cache's")
+        precondition(count <= min(maxBatch, largestBatch) || !slots.contains { $0 < capacity }, "a batch of \(count) is larger than the cache's")
         let compress: Bool
         switch method {
-        case .h2o, .tova: compress = true
+        case .h2o, .tova, .recency: compress = true
         case .snapkv: compress = count == 1 && previousBatch[layer] > 1  // a prompt has just been read
         }
         for h in firstHead[layer] ..< firstHead[layer] + kvHeads[layer] {
-            if compress && used[h] > budget { evict(head: h, down: budget, before: start - recent) }
+            let evicts = headBudget[h] < capacity  // heads that keep all neither evict nor rank
+            if evicts && compress && used[h] > budget { evict(head: h, down: budget, before: start - recent) }
             old[h] = used[h]
-            let base = h * slots
+            let base = slotStart[h]
             (rank + base).update(repeating: .max, count: used[h])
+            guard evicts else { continue }
             switch method {
             case .h2o: if count > 1 { rankForEviction(head: h, before: start - recent) }
+            case .recency: if count > 1 { rankForEviction(head: h, before: start) }
             case .tova:
                 if count > 1 { rankForEviction(head: h, before: start) }
                 (score + base).update(repeating: 0, count: used[h])  // only the batch's last query counts
@@ -134,13 +150,15 @@ public final class AttentionSelectionKVCache: KVCache {
 
     /// Candidates for eviction: positions from `sink` up to (not including) `limit`.
     @inline(__always) private func evictable(_ h: Int, _ j: Int, before limit: Int) -> Bool {
-        let p = position[h * slots + j]
+        let p = position[slotStart[h] + j]
         return p >= sink && p < limit
     }
 
-    /// What ranks a slot of head h: its score, or for SnapKV the largest score among the 7 positions around it.
+    /// What ranks a slot of head h: its score, for SnapKV the largest score among the 7 positions around it, for
+    /// recency its position.
     private func ranking(head h: Int) -> [Double] {
-        let base = h * slots, n = used[h]
+        let base = slotStart[h], n = used[h]
+        if case .recency = method { return (0 ..< n).map { Double(position[base + $0]) } }
         var r = Array(UnsafeBufferPointer(start: score + base, count: n))
         guard case .snapkv = method else { return r }
         let order = (0 ..< n).sorted { position[base + $0] < position[base + $1] }
@@ -155,7 +173,7 @@ public final class AttentionSelectionKVCache: KVCache {
     /// Frees the lowest-ranked evictable slots of head h until `keep` remain (or nothing evictable is left); the last
     /// slots move into the holes, so a step that evicts one position copies one row.
     private func evict(head h: Int, down keep: Int, before limit: Int) {
-        let base = h * slots, n = used[h]
+        let base = slotStart[h], n = used[h]
         let r = ranking(head: h)
         var candidates = (0 ..< n).filter { evictable(h, $0, before: limit) }
         let count = min(n - keep, candidates.count)
@@ -182,7 +200,7 @@ public final class AttentionSelectionKVCache: KVCache {
     }
 
     private func move(head h: Int, from j: Int, to i: Int) {
-        let base = h * slots
+        let base = slotStart[h]
         (keys + (base + i) * row.bytes).copyMemory(from: keys + (base + j) * row.bytes, byteCount: row.bytes)
         (values + (base + i) * row.bytes).copyMemory(from: values + (base + j) * row.bytes, byteCount: row.bytes)
         position[base + i] = position[base + j]
@@ -191,7 +209,7 @@ public final class AttentionSelectionKVCache: KVCache {
 
     /// Ranks head h's evictable slots by their ranking, lowest first (the order a token-by-token run would evict them).
     private func rankForEviction(head h: Int, before limit: Int) {
-        let base = h * slots
+        let base = slotStart[h]
         let r = ranking(head: h)
         let order = (0 ..< used[h]).filter { evictable(h, $0, before: limit) }
             .sorted { r[$0] != r[$1] ? r[$0] < r[$1] : position[base + $0] < position[base + $1] }
@@ -202,8 +220,8 @@ public final class AttentionSelectionKVCache: KVCache {
         precondition(p < capacity, "KV cache position \(p) beyond capacity \(capacity)")
         for kv in 0 ..< kvHeads[layer] {
             let h = firstHead[layer] + kv
-            precondition(used[h] < slots, "KV cache: no free slot (beginBatch not called)")
-            let j = h * slots + used[h]
+            precondition(used[h] < slots[h], "KV cache: no free slot (beginBatch not called)")
+            let j = slotStart[h] + used[h]
             KVKernels.quantizeRow(row.format, key + kv * headDim, headDim: headDim, group: row.group, into: keys + j * row.bytes)
             KVKernels.quantizeRow(row.format, value + kv * headDim, headDim: headDim, group: row.group, into: values + j * row.bytes)
             position[j] = p
@@ -220,8 +238,8 @@ public final class AttentionSelectionKVCache: KVCache {
     public func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
                        scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
         precondition(headDim == self.headDim, "head size \(headDim) is not the cache's \(self.headDim)")
-        let h = firstHead[layer] + kvHead, base = h * slots, n = used[h]
-        let q = positions.upperBound - 1, into = Int32(clamping: old[h] + q - batchStart[layer] - budget)
+        let h = firstHead[layer] + kvHead, base = slotStart[h], n = used[h]
+        let q = positions.upperBound - 1, into = Int32(clamping: old[h] + q - batchStart[layer] - headBudget[h])
         @inline(__always) func seen(_ j: Int) -> Bool {
             positions.contains(position[base + j]) && rank[base + j] >= into
         }
@@ -241,8 +259,9 @@ public final class AttentionSelectionKVCache: KVCache {
         case .h2o: true
         case .tova: q == batchEnd[layer] - 1
         case .snapkv(let window): q >= batchEnd[layer] - window
+        case .recency: false
         }
-        guard counts else { return }
+        guard counts && headBudget[h] < capacity else { return }
         locks[h].lock()
         for r in 0 ..< heads {
             let row = scores + r * n
@@ -257,7 +276,7 @@ public final class AttentionSelectionKVCache: KVCache {
             for h in firstHead[layer] ..< firstHead[layer] + kvHeads[layer] {
                 var n = used[h], j = 0
                 while j < n {
-                    if position[h * slots + j] >= count { n -= 1; move(head: h, from: n, to: j) } else { j += 1 }
+                    if position[slotStart[h] + j] >= count { n -= 1; move(head: h, from: n, to: j) } else { j += 1 }
                 }
                 used[h] = n
             }
@@ -268,9 +287,9 @@ public final class AttentionSelectionKVCache: KVCache {
 
     public func copy(prefix count: Int) throws -> KVCache {
         precondition(count >= 0 && count <= capacity)
-        let c = try AttentionSelectionKVCache(method: method, sink: sink, budget: budget, batch: maxBatch, format: format,
-                                              kvHeads: kvHeads, capacity: capacity, headDim: headDim, spec: spec)
-        let total = used.count * slots
+        let c = try AttentionSelectionKVCache(method: method, sink: sink, budget: budget, keepsAll: keepsAll, batch: maxBatch,
+                                              format: format, kvHeads: kvHeads, capacity: capacity, headDim: headDim, spec: spec)
+        let total = slots.reduce(0, +)
         c.keys.copyMemory(from: keys, byteCount: total * row.bytes)
         c.values.copyMemory(from: values, byteCount: total * row.bytes)
         c.position.update(from: position, count: total)
@@ -285,9 +304,10 @@ public final class AttentionSelectionKVCache: KVCache {
         return c
     }
 
-    /// Slots a sequence of `count` positions holds at its largest: H2O and TOVA at most budget + a batch; SnapKV holds a
-    /// prompt whole while reading it (afterwards budget + the tokens generated since).
+    /// Slots a sequence of `count` positions holds at its largest: H2O, TOVA and recency at most budget + a batch per
+    /// head (heads that keep all: every position); SnapKV holds a prompt whole while reading it (afterwards budget + the
+    /// tokens generated since).
     public func bytes(positions count: Int) -> Int {
-        2 * min(count, slots) * kvHeads.reduce(0, +) * row.bytes
+        2 * slots.reduce(0) { $0 + min(count, $1) } * row.bytes
     }
 }

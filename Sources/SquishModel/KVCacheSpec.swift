@@ -29,12 +29,25 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
     public enum Budget: Equatable, Sendable {
         case tokens(Int)
         case fraction(Double)
+
+        /// Positions in a cache of `capacity` (at least 1).
+        public func positions(capacity: Int) -> Int {
+            switch self {
+            case .tokens(let n): n
+            case .fraction(let f): max(1, Int((f * Double(capacity)).rounded()))
+            }
+        }
     }
 
     public enum Selection: Equatable, Sendable {
         case streaming(sink: Int, window: Budget)
         /// Evicting by attention (AttentionSelectionKVCache): `budget` positions kept, the first `sink` always.
         case scored(ScoredMethod, sink: Int, budget: Budget)
+        /// The head-aware policy (after DuoAttention and RazorAttention): the `full` KV heads that copy most in a probe
+        /// (RetrievalHeads) keep every position; the others keep the first `sink` positions and a window of the most
+        /// recent ones, sized so that all heads together hold `budget` positions per head on average. `full` nil: as many
+        /// heads as half the budget pays for.
+        case duo(sink: Int, budget: Budget, full: Int?)
     }
 
     /// How an attention-scored selection ranks positions.
@@ -47,12 +60,16 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         /// SnapKV (Li et al. 2024): at the end of a prompt, the attention of its last `window` queries, max-pooled over
         /// 7 neighbouring positions; those `window` positions are kept.
         case snapkv(window: Int)
+        /// The oldest position goes first (StreamingLLM's rule for one head; what `duo` gives the heads that do not
+        /// copy). Not a preset of its own: `streaming` is the same for every head.
+        case recency
 
         var name: String {
             switch self {
             case .h2o: "h2o"
             case .tova: "tova"
             case .snapkv: "snapkv"
+            case .recency: "recency"
             }
         }
     }
@@ -68,7 +85,7 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
     public static let f32 = KVCacheSpec(.f32)
     /// KIVI's defaults (Liu et al. 2024, section 4: group 32, residual 128).
     public static let kiviGroup = 32, kiviResidual = 128
-    public static let presets = ["f32", "f16", "q8", "kivi4", "kivi2", "streaming", "h2o", "tova", "snapkv"]
+    public static let presets = ["f32", "f16", "q8", "kivi4", "kivi2", "streaming", "h2o", "tova", "snapkv", "duo"]
     /// StreamingLLM's defaults (Xiao et al. 2024, section 4: 4 sinks, a cache of 1,024 positions).
     public static let streamingSink = 4, streamingWindow = 1020
     /// The attention-scored selections' default budget (StreamingLLM's cache size) and SnapKV's observation window
@@ -85,17 +102,20 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             "kivi\(b):g\(g),r\(r)" + (s > 0 ? ",s\(s)" : "") + (k.map { $0 != b ? ",k\($0)" : "" } ?? "")
         }
         guard let selection else { return p }
-        switch selection {
-        case .streaming(let sink, .tokens(let w)): return "streaming:sink\(sink),window\(w)" + (precision == .f32 ? "" : "+" + p)
-        case .streaming(let sink, .fraction(let f)):
-            return "streaming:sink\(sink),\(Self.percent(f))%" + (precision == .f32 ? "" : "+" + p)
-        case .scored(let method, let sink, let budget):
-            let b = switch budget {
+        let rows = precision == .f32 ? "" : "+" + p
+        func text(_ b: Budget) -> String {
+            switch b {
             case .tokens(let n): "budget\(n)"
             case .fraction(let f): "\(Self.percent(f))%"
             }
+        }
+        switch selection {
+        case .duo(let sink, let budget, let full): return "duo:sink\(sink),\(text(budget))" + (full.map { ",full\($0)" } ?? "") + rows
+        case .streaming(let sink, .tokens(let w)): return "streaming:sink\(sink),window\(w)" + rows
+        case .streaming(let sink, .fraction(let f)): return "streaming:sink\(sink),\(Self.percent(f))%" + rows
+        case .scored(let method, let sink, let budget):
             let w = if case .snapkv(let w) = method { ",window\(w)" } else { "" }
-            return "\(method.name):sink\(sink),\(b)\(w)" + (precision == .f32 ? "" : "+" + p)
+            return "\(method.name):sink\(sink),\(text(budget))\(w)" + rows
         }
     }
 
@@ -111,7 +131,7 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         guard parts.count <= 2 else { throw fail("at most one selection and one precision, joined by '+'") }
         var precision: Precision?, selection: Selection?
         for part in parts {
-            if ["streaming", "h2o", "tova", "snapkv"].contains(where: { part.hasPrefix($0) }) {
+            if ["streaming", "h2o", "tova", "snapkv", "duo"].contains(where: { part.hasPrefix($0) }) {
                 guard selection == nil else { throw fail("two selections") }
                 selection = try parseSelection(String(part), fail: fail)
             } else {
@@ -133,16 +153,20 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         case "h2o": .h2o
         case "tova": .tova
         case "snapkv": .snapkv(window: snapWindow)
+        case "duo": .recency
         default: nil
         }
-        guard name == "streaming" || method != nil else { throw fail("unknown selection '\(name)'; choose streaming, h2o, tova or snapkv") }
-        var sink = method == nil ? streamingSink : 0
-        var budget: Budget? = nil, window: Int? = nil
+        guard name == "streaming" || method != nil else {
+            throw fail("unknown selection '\(name)'; choose streaming, h2o, tova, snapkv or duo")
+        }
+        var sink = method == nil || method == .recency ? streamingSink : 0
+        var budget: Budget? = nil, window: Int? = nil, full: Int? = nil
         if parts.count > 1 {
             var seenSink = false
             // streaming: window<n> or <p>% is its budget; h2o/tova/snapkv: budget<n> or <p>%, and snapkv's window<n>.
             let allowed = method == nil ? "sink<positions>, window<positions> or <percent>%"
                 : method == .snapkv(window: snapWindow) ? "sink<positions>, budget<positions>, <percent>% or window<positions>"
+                : method == .recency ? "sink<positions>, budget<positions>, <percent>% or full<KV heads>"
                 : "sink<positions>, budget<positions> or <percent>%"
             for p in parts[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
                 if p.hasPrefix("sink"), let v = Int(p.dropFirst(4)), v >= 0, v <= 1 << 20, !seenSink {
@@ -154,6 +178,8 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
                     budget = .tokens(v)
                 } else if case .snapkv? = method, p.hasPrefix("window"), let v = Int(p.dropFirst(6)), v >= 1, v <= 1 << 16, window == nil {
                     window = v
+                } else if method == .recency, p.hasPrefix("full"), let v = Int(p.dropFirst(4)), v >= 0, v <= 1 << 16, full == nil {
+                    full = v
                 } else if p.hasSuffix("%"), let v = Double(p.dropLast()), v > 0, v <= 100, budget == nil {
                     budget = .fraction(v / 100)
                 } else {
@@ -162,6 +188,7 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             }
         }
         guard let method else { return .streaming(sink: sink, window: budget ?? .tokens(streamingWindow)) }
+        if method == .recency { return .duo(sink: sink, budget: budget ?? .tokens(scoredBudget), full: full) }
         let m: ScoredMethod = if case .snapkv = method { .snapkv(window: window ?? snapWindow) } else { method }
         return .scored(m, sink: sink, budget: budget ?? .tokens(scoredBudget))
     }
@@ -204,7 +231,9 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
 
     /// A cache of this kind for every layer of `config`, holding up to `capacity` positions; `batch`: the most
     /// positions stored at once before attention (a selection keeps that many more slots, see StreamingKVCache).
-    public func makeCache(config c: ModelConfig, capacity: Int, batch: Int = 512) throws -> KVCache {
+    /// `headScores`: how much each KV head copies ([layer][KV head], RetrievalHeads.scores), which `duo` needs.
+    public func makeCache(config c: ModelConfig, capacity: Int, batch: Int = 512,
+                          headScores: (() throws -> [[Double]])? = nil) throws -> KVCache {
         let kvHeads = (0 ..< c.layers).map { c.kvHeads(layer: $0) }
         // The row format of a selection (the parser refuses KIVI under one).
         let format: KVKernels.RowFormat = switch precision {
@@ -215,16 +244,22 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         if case .streaming(let sink, let budget)? = selection {
             let window = switch budget {
             case .tokens(let w): w
-            case .fraction(let f): max(1, Int((f * Double(capacity)).rounded()) - sink)
+            case .fraction: max(1, budget.positions(capacity: capacity) - sink)
             }
             return try StreamingKVCache(sink: sink, window: window, batch: batch, format: format, kvHeads: kvHeads, capacity: capacity,
                                         headDim: c.headDim, spec: self)
         }
-        if case .scored(let method, let sink, let budget)? = selection {
-            let kept = switch budget {
-            case .tokens(let n): n
-            case .fraction(let f): max(1, Int((f * Double(capacity)).rounded()))
+        if case .duo(let sink, _, _)? = selection {
+            guard let headScores else {
+                throw ModelError.invalidKVCacheSpec(spec: description, reason: "the head-aware cache needs the model's head statistics")
             }
+            let split = try headSplit(scores: headScores(), kvHeads: kvHeads, capacity: capacity)
+            return try AttentionSelectionKVCache(method: .recency, sink: sink, budget: split.window, keepsAll: split.keepsAll,
+                                                 batch: batch, format: format, kvHeads: kvHeads, capacity: capacity, headDim: c.headDim,
+                                                 spec: self)
+        }
+        if case .scored(let method, let sink, let budget)? = selection {
+            let kept = budget.positions(capacity: capacity)
             return try AttentionSelectionKVCache(method: method, sink: sink, budget: kept, batch: batch, format: format,
                                                  kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
         }
@@ -239,5 +274,26 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             return try KIVIKVCache(bits: bits, keyBits: keyBits ?? bits, group: group, residual: residual, sink: sink, kvHeads: kvHeads,
                                    capacity: capacity, headDim: c.headDim, spec: self)
         }
+    }
+
+    /// The head-aware policy's split (a `duo` selection): the `full` KV heads that copy most (numbered across layers,
+    /// by `scores` [layer][KV head]) keep every position; the rest share what is left of the budget, each its sinks
+    /// and a recent window: `window` positions after an eviction.
+    public func headSplit(scores: [[Double]], kvHeads: [Int], capacity: Int) throws -> (keepsAll: Set<Int>, window: Int) {
+        guard case .duo(let sink, let budget, let full)? = selection else {
+            throw ModelError.invalidKVCacheSpec(spec: description, reason: "not a head-aware cache")
+        }
+        guard scores.map(\.count) == kvHeads else {
+            throw ModelError.invalidKVCacheSpec(spec: description, reason: "head statistics for \(scores.map(\.count)) KV heads, the model has \(kvHeads)")
+        }
+        let mean = budget.positions(capacity: capacity)
+        let n = kvHeads.reduce(0, +), total = n * min(mean, capacity)
+        let k = min(n, full ?? total / 2 / capacity)
+        let rest = n - k, window = rest == 0 ? capacity : (total - k * capacity) / rest
+        guard rest == 0 || window > sink else {
+            throw ModelError.invalidKVCacheSpec(spec: description, reason: "\(k) of \(n) KV heads kept whole leave \(max(window, 0)) positions for each of the others, no more than their \(sink) sinks")
+        }
+        let ranked = scores.joined().enumerated().sorted { $0.element != $1.element ? $0.element > $1.element : $0.offset < $1.offset }
+        return (Set(ranked.prefix(k).map(\.offset)), min(window, capacity))
     }
 }

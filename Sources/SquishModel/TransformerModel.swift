@@ -2,6 +2,7 @@ import Foundation
 import SquishCore
 import SquishFormats
 import SquishKernels
+import Synchronization
 
 /// A tensor as the model needs it: type, ggml-order shape and bytes (kept alive by the model's `storage`).
 public struct TensorView {
@@ -120,8 +121,10 @@ public struct TransformerLayer {
 
 /// A decoder-only transformer of any registered architecture, weights in their stored block types (in the file's
 /// mapping, or repacked for the kernels).
-public final class TransformerModel: @unchecked Sendable {  // immutable after init; weights are read-only
+public final class TransformerModel: @unchecked Sendable {  // immutable after init but for a memo behind its lock; weights are read-only
     public let config: ModelConfig
+    /// RetrievalHeads.scores of this model, measured once when a head-aware cache first asks.
+    let headScoreMemo = Mutex<[[Double]]?>(nil)
     public let family: any Architecture.Type
     /// Keeps the memory behind every weight alive (e.g. the GGUF mapping).
     public let storage: AnyObject

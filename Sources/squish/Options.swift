@@ -75,7 +75,7 @@ func sessionBytes(_ c: ModelConfig, context: Int, threads: Int) -> Double {
 /// `--kv SPEC`, the KV cache of every command that runs a model (parsed by SquishModel's KVCacheSpec).
 struct KVCacheOptions: ParsableArguments {
     @Option(name: .customLong("kv"),
-            help: "KV cache: f32, f16, q8 (8-bit), kivi4, kivi2 (KIVI 4/2-bit with an f32 window of recent positions; parameters as in kivi2:g32,r128), streaming (4 attention sinks + the 1,020 most recent positions; streaming:sink4,window1020 or streaming:25% of the context); by attention, 1,024 positions kept per KV head unless budget<n> or <p>% says otherwise: h2o (heavy hitters + recent), tova (the latest query's choice), snapkv (a prompt compressed by its last window32 queries once read); sink<n> keeps the first n.")
+            help: "KV cache: f32, f16, q8 (8-bit), kivi4, kivi2 (KIVI 4/2-bit with an f32 window of recent positions; parameters as in kivi2:g32,r128), streaming (4 attention sinks + the 1,020 most recent positions; streaming:sink4,window1020 or streaming:25% of the context); by attention, 1,024 positions kept per KV head unless budget<n> or <p>% says otherwise: h2o (heavy hitters + recent), tova (the latest query's choice), snapkv (a prompt compressed by its last window32 queries once read); sink<n> keeps the first n; duo (the KV heads that copy most in a probe keep every position, the rest 4 sinks and a recent window, 1,024 positions per head on average; duo:25%,full11 sets how many heads stay whole). A selection takes f16 or q8 rows: snapkv:25%+q8.")
     var spec = "f32"
 
     func validate() throws {

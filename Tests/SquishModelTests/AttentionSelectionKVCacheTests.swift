@@ -141,6 +141,7 @@ struct AttentionSelectionKVCacheTests {
         case .h2o: .h2o
         case .tova: .tova
         case .snapkv(let w): .snapkv(window: w)
+        case .recency: fatalError("recency is checked per head in HeadAwareKVCacheTests")
         }
         return ReferenceSelectionCache(method: method, sink: sink, budget: budget, kvHeads: kvHeads, capacity: 64, headDim: headDim)
     }

@@ -404,14 +404,20 @@ extension OnePassReferenceCache {
 }
 
 /// StreamingLLM written plainly: every position kept in f32, each query attending to the sinks and its most recent
-/// `window` positions gathered into one array.
+/// `window` positions gathered into one array; with `windows` ([layer][KV head]), a window of its own for each head.
 final class ReferenceStreamingCache: OnePassReferenceCache {
-    let capacity: Int, sink: Int, window: Int, headDim: Int
+    let capacity: Int, sink: Int, headDim: Int
+    let windows: [[Int]]
     let kvHeads: [Int]
     var keys: [[Int: [Float]]], values: [[Int: [Float]]]  // [layer][position] → [kvHeads × headDim]
 
-    init(sink: Int, window: Int, kvHeads: [Int], capacity: Int, headDim: Int) {
-        (self.sink, self.window, self.kvHeads, self.capacity, self.headDim) = (sink, window, kvHeads, capacity, headDim)
+    convenience init(sink: Int, window: Int, kvHeads: [Int], capacity: Int, headDim: Int) {
+        self.init(sink: sink, windows: kvHeads.map { [Int](repeating: window, count: $0) }, kvHeads: kvHeads, capacity: capacity,
+                  headDim: headDim)
+    }
+
+    init(sink: Int, windows: [[Int]], kvHeads: [Int], capacity: Int, headDim: Int) {
+        (self.sink, self.windows, self.kvHeads, self.capacity, self.headDim) = (sink, windows, kvHeads, capacity, headDim)
         keys = kvHeads.map { _ in [:] }
         values = keys
     }
@@ -424,7 +430,7 @@ final class ReferenceStreamingCache: OnePassReferenceCache {
     func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
                 scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
         let last = positions.upperBound - 1
-        let kept = positions.filter { $0 < sink || $0 > last - window }
+        let kept = positions.filter { $0 < sink || $0 > last - windows[layer][kvHead] }
         let cols = kvHead * headDim ..< (kvHead + 1) * headDim
         let k = kept.flatMap { keys[layer][$0]![cols] }, v = kept.flatMap { values[layer][$0]![cols] }
         VectorOps.attentionHeads(query: queries, heads: heads, keys: k, values: v, stride: headDim, count: kept.count, headDim: headDim,

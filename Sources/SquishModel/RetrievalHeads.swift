@@ -1,0 +1,101 @@
+import Foundation
+import SquishCore
+import SquishKernels
+import Synchronization
+
+/// Which KV heads copy from far back: the probe of RazorAttention (Tang et al. 2024, section 3.2). A random token
+/// sequence is read twice; at the second reading, a head that retrieves by content attends to the earlier occurrence of
+/// the current token (an echo head) or to the token after it (an induction head, what copying a remembered answer
+/// needs). A KV head's score is the attention its query heads pay those two positions, averaged over the second
+/// reading's queries and the query heads sharing the KV head: about 1 for a head that copies, near 0 for one that
+/// looks nearby. The head-aware cache (`--kv duo`) keeps these heads whole.
+public enum RetrievalHeads {
+    /// [layer][KV head] scores, from `length` random tokens (ids in the vocabulary's second sixteenth to its half, away
+    /// from the special tokens that vocabularies put first) read twice with the f32 cache.
+    public static func scores(model: TransformerModel, pool: WorkerPool, length: Int = 128, seed: UInt64 = 1) throws -> [[Double]] {
+        let c = model.config
+        let n = min(length, (c.contextLength - 1) / 2)
+        guard n >= 2 else { throw ModelError.invalidArgument("a context of \(c.contextLength) positions is too short for the head probe") }
+        let random = probeTokens(vocabSize: c.vocabSize, count: n, seed: seed)
+        let probe = try ProbeCache(config: c, capacity: 2 * n, copyDistance: n)
+        let session = try ModelSession(model: model, pool: pool, contextLength: 2 * n, cache: probe)
+        _ = try session.forward(random + random)
+        // Queries n + 1 ..< 2n: each has its token's earlier occurrence and the one after it in its range.
+        return (0 ..< c.layers).map { l in
+            (0 ..< c.kvHeads(layer: l)).map { h in probe.paid[l][h] / Double((n - 1) * (c.heads / c.kvHeads(layer: l))) }
+        }
+    }
+
+    /// The probe's random tokens.
+    public static func probeTokens(vocabSize: Int, count: Int, seed: UInt64) -> [Int] {
+        var rng = Xoshiro256(seed: seed)
+        let lo = vocabSize / 16, hi = max(lo + 1, vocabSize / 2)
+        return (0 ..< count).map { _ in Int.random(in: lo ..< hi, using: &rng) }
+    }
+
+    /// An f32 cache ([layer][position][KV heads × head size]) that also adds up, for every query at position q ≥
+    /// copyDistance + 1, the attention paid to q − copyDistance and q − copyDistance + 1.
+    final class ProbeCache: KVCache {
+        let capacity: Int, headDim: Int, copyDistance: Int
+        let kvHeads: [Int]
+        private let row: KVRowLayout
+        private let keys: [UnsafeMutablePointer<Float>], values: [UnsafeMutablePointer<Float>]  // [layer][position × KV heads × head size]
+        /// [layer][KV head]; work items of different tokens and head slices add concurrently.
+        private(set) var paid: [[Double]]
+        private let lock = NSLock()
+
+        init(config c: ModelConfig, capacity: Int, copyDistance: Int) throws {
+            (self.capacity, headDim, self.copyDistance) = (capacity, c.headDim, copyDistance)
+            kvHeads = (0 ..< c.layers).map { c.kvHeads(layer: $0) }
+            row = KVRowLayout(.f32, headDim: c.headDim)
+            keys = kvHeads.map { .allocate(capacity: capacity * $0 * c.headDim) }
+            values = kvHeads.map { .allocate(capacity: capacity * $0 * c.headDim) }
+            paid = kvHeads.map { [Double](repeating: 0, count: $0) }
+        }
+
+        deinit {
+            keys.forEach { $0.deallocate() }
+            values.forEach { $0.deallocate() }
+        }
+
+        func store(layer: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+            let d = kvHeads[layer] * headDim
+            (keys[layer] + position * d).update(from: key, count: d)
+            (values[layer] + position * d).update(from: value, count: d)
+        }
+
+        func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
+                    scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+            let stride = kvHeads[layer] * headDim * MemoryLayout<Float>.size, n = positions.count
+            let offset = (positions.lowerBound * kvHeads[layer] + kvHead) * headDim
+            KVKernels.scores(.f32, queries: queries, heads: heads, headDim: headDim, group: row.group,
+                             rows: UnsafeRawPointer(keys[layer] + offset), rowStride: stride, count: n, scale: scale, into: scores, ld: n)
+            KVKernels.softmax(scores, rows: heads, count: n, ld: n)
+            output.update(repeating: 0, count: heads * headDim)
+            KVKernels.accumulate(.f32, weights: scores, heads: heads, ld: n, rows: UnsafeRawPointer(values[layer] + offset),
+                                 rowStride: stride, count: n, headDim: headDim, group: row.group, into: output)
+            let q = positions.upperBound - 1, echo = q - copyDistance - positions.lowerBound
+            guard q > copyDistance, echo >= 0 else { return }
+            var sum = 0.0
+            for r in 0 ..< heads { sum += Double(scores[r * n + echo]) + Double(scores[r * n + echo + 1]) }
+            lock.withLock { paid[layer][kvHead] += sum }
+        }
+
+        func truncate(to count: Int) {}
+        func copy(prefix count: Int) throws -> KVCache { throw ModelError.invalidArgument("the head probe's cache is not copied") }
+        func bytes(positions count: Int) -> Int { 2 * count * kvHeads.reduce(0, +) * headDim * MemoryLayout<Float>.size }
+    }
+}
+
+extension TransformerModel {
+    /// RetrievalHeads.scores with the default probe, measured once per model.
+    public func retrievalHeadScores(pool: WorkerPool) throws -> [[Double]] {
+        try headScoreMemo.withLock { memo in
+            if let memo { return memo }
+            let s = try RetrievalHeads.scores(model: self, pool: pool)
+            memo = s
+            return s
+        }
+    }
+}
+
