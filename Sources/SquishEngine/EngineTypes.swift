@@ -17,6 +17,10 @@ public struct EngineOptions: Sendable {
     public var minimumCopiedPrefix = 16
     /// How weights are laid out for the kernels at load.
     public var layout = KernelLayout()
+    /// The KV cache of generating sequences (embeddings read their input with the f32 cache). With a selection (an
+    /// evicting cache), a sequence's cache is not reused for a later request's prefix: what it evicted depended on
+    /// the tokens after that prefix.
+    public var kv = KVCacheSpec.f32
 
     public init(parallel: Int = 32, context: Int? = nil, maxQueue: Int = 128, prefillChunk: Int = 256) {
         self.parallel = parallel

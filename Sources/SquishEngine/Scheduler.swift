@@ -193,8 +193,9 @@ final class Scheduler {
         return n
     }
 
-    private func newCache(capacity: Int) throws -> KVCache {
-        try KVCacheSpec.f32.makeCache(config: model.config, capacity: capacity)
+    private func newCache(capacity: Int, kv: KVCacheSpec) throws -> KVCache {
+        try kv.makeCache(config: model.config, capacity: capacity, batch: options.prefillChunk,
+                         headScores: { [model, pool] in try model.retrievalHeadScores(pool: pool) })
     }
 
     private func start(_ request: PendingRequest) {
@@ -202,7 +203,7 @@ final class Scheduler {
             switch request.work {
             case .embed(let prompt):
                 let seq = Sequence(request: request, prompt: prompt, parameters: GenerationParameters(), isEmbedding: true,
-                                   cache: try newCache(capacity: prompt.count), slot: nil, cached: 0, constraint: nil, maxTokens: 0)
+                                   cache: try newCache(capacity: prompt.count, kv: .f32), slot: nil, cached: 0, constraint: nil, maxTokens: 0)
                 seq.embeddingSum = [Double](repeating: 0, count: dim)
                 active.append(seq)
                 delta.promptTokens += prompt.count
@@ -214,19 +215,20 @@ final class Scheduler {
                     if l > bestShared || (l == bestShared && s.lastUsed < slots[best].lastUsed) { best = i; bestShared = l }
                 }
                 precondition(best >= 0, "no free slot while fewer than `parallel` sequences are active")
-                // At least the last prompt token runs, for its logits.
-                var reuse = min(bestShared, prompt.count - 1)
+                // At least the last prompt token runs, for its logits; an evicting cache starts afresh.
+                let reusable = options.kv.selection == nil
+                var reuse = reusable ? min(bestShared, prompt.count - 1) : 0
                 // A busy slot may hold a much longer prefix (a system prompt shared by concurrent requests): copy it.
                 var donor = -1, donorShared = reuse
                 for (i, s) in slots.enumerated() where s.busy {
                     let l = min(Self.commonPrefix(s.tokens, prompt), prompt.count - 1)
-                    if l >= reuse + options.minimumCopiedPrefix && l > donorShared { donor = i; donorShared = l }
+                    if reusable && l >= reuse + options.minimumCopiedPrefix && l > donorShared { donor = i; donorShared = l }
                 }
                 if donor >= 0, let source = slots[donor].cache {
                     slots[best].cache = try source.copy(prefix: donorShared)
                     reuse = donorShared
                 } else if slots[best].cache == nil {
-                    slots[best].cache = try newCache(capacity: context)
+                    slots[best].cache = try newCache(capacity: context, kv: options.kv)
                 }
                 let cache = slots[best].cache!
                 cache.truncate(to: reuse)
@@ -301,7 +303,7 @@ final class Scheduler {
         }
         var budget = options.prefillChunk
         for seq in active where !seq.done && seq.pendingToken == nil && seq.nextPrompt < seq.prompt.count && budget > 0 {
-            let n = min(budget, seq.prompt.count - seq.nextPrompt)
+            let n = min(budget, seq.prompt.count - seq.nextPrompt, seq.cache.largestBatch)
             parts.append((seq, tokens.count, n))
             segments.append(BatchSegment(cache: seq.cache, start: seq.position, count: n))
             tokens += seq.prompt[seq.nextPrompt ..< seq.nextPrompt + n]

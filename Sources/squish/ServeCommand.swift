@@ -46,6 +46,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes.")
     var maxBody = 8 << 20
 
+    @OptionGroup var cache: KVCacheOptions
+
     func validate() throws {
         guard (0 ... 65535).contains(port) else { throw ValidationError("--port must be in 0 ... 65535") }
         guard (1 ... 1024).contains(parallel) else { throw ValidationError("--parallel must be in 1 ... 1024") }
@@ -82,6 +84,7 @@ struct Serve: AsyncParsableCommand {
         }
         var options = EngineOptions(parallel: parallel, context: context, maxQueue: maxQueue)
         options.layout = kernelLayout
+        options.kv = cache.kv
         let engine = Engine(threads: threads, options: options)
         var server = ServerConfiguration()
         server.host = host

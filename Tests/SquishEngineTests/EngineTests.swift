@@ -14,11 +14,12 @@ struct EngineTests {
         .appendingPathComponent("Fixtures/tiny-models").path
 
     /// Greedy tokens of `prompt` through a plain session (no engine).
-    static func alone(_ lm: LanguageModel, _ prompt: [Int], maxTokens: Int, pool: WorkerPool) throws -> [Int] {
-        let session = try ModelSession(model: lm.model, pool: pool, contextLength: 256)
+    static func alone(_ lm: LanguageModel, _ prompt: [Int], maxTokens: Int, pool: WorkerPool, kv: KVCacheSpec = .f32,
+                      maxBatch: Int = 512, stop: Set<Int> = []) throws -> [Int] {
+        let session = try ModelSession(model: lm.model, pool: pool, contextLength: 256, maxBatch: maxBatch, kv: kv)
         var generator = Generator(session: session, sampler: .greedy)
         var out: [Int] = []
-        _ = try generator.generate(prompt: prompt, maxTokens: maxTokens, stop: []) { out.append($0); return true }
+        _ = try generator.generate(prompt: prompt, maxTokens: maxTokens, stop: stop) { out.append($0); return true }
         return out
     }
 
@@ -76,6 +77,48 @@ struct EngineTests {
         }
         #expect(await Self.eventually { served.statistics.completedRequests == prompts.count })
         #expect(served.statistics.steps < prompts.count * 24, "steps were shared: \(served.statistics.steps)")
+        await engine.shutdown(grace: 1)
+    }
+
+    /// `serve --kv`: the first request, whose prompt the engine reads in 7-token chunks, gets the tokens of a session
+    /// with the same cache reading 7 at a time; so do all the others where the cache's arithmetic does not depend on
+    /// how prompts are cut (f16 and 8-bit rows; StreamingLLM's ring of the same size). The head-aware cache's slot order
+    /// follows its evictions, so its other requests may sum attention in another order: they must finish. The
+    /// selections evict (some tokens differ from the f32 cache's), and an evicting cache is not reused for a repeated
+    /// prompt (nothing cached).
+    @Test(arguments: ["f16", "q8", "streaming:sink2,window12", "duo:sink2,budget80,full1+q8"])
+    func compressedCachesServeTheTokensASessionGets(spec: String) async throws {
+        var options = EngineOptions(parallel: 4, context: 256, maxQueue: 16, prefillChunk: 7)
+        let kv = try KVCacheSpec.parse(spec)
+        options.kv = kv
+        let engine = Engine(threads: 2, options: options)
+        let served = try await engine.load(Self.fixtures + "/llama")
+        let lm = served.language
+        let prompts = Self.prompts(lm, count: 7)
+        let parameters = GenerationParameters(maxTokens: 24)  // up to the end of sequence, as a session stopping there
+        let results = try await withThrowingTaskGroup(of: (Int, [Int]).self) { group in
+            for (i, p) in prompts.enumerated() {
+                let g = try served.generate(prompt: p, parameters: parameters)
+                group.addTask { (i, try await Self.collect(g).tokens) }
+            }
+            var r = [[Int]](repeating: [], count: prompts.count)
+            for try await (i, t) in group { r[i] = t }
+            return r
+        }
+        var differs = false
+        for (i, p) in prompts.enumerated() {
+            #expect(!results[i].isEmpty)
+            if i == 0 || !spec.hasPrefix("duo") {
+                let alone = try Self.alone(lm, p, maxTokens: 24, pool: engine.pool, kv: kv, maxBatch: 7, stop: lm.stopTokens)
+                #expect(results[i] == alone, "\(spec) request \(i)")
+            }
+            if try results[i] != Self.alone(lm, p, maxTokens: 24, pool: engine.pool, stop: lm.stopTokens) { differs = true }
+        }
+        if kv.selection != nil {
+            #expect(differs, "\(spec): nothing was evicted")
+            let again = try await Self.collect(try served.generate(prompt: prompts[6], parameters: parameters))
+            #expect(again.tokens == results[6] && again.cached == 0, "\(spec): cached \(again.cached)")
+        }
         await engine.shutdown(grace: 1)
     }
 
