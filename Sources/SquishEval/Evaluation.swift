@@ -44,13 +44,16 @@ public struct EvalOptions: Sendable {
     /// the reference model, measures what the cache costs on the same tokens).
     public var kvCache = KVCacheSpec.f32
 
-    public static let allTasks = [LastWordTask.name, ClozeTask.name, RetrievalTask.name]
+    public static let allTasks = [LastWordTask.name, ClozeTask.name, RetrievalTask.name, RetrievalTask.multiKeyName]
+    /// Facts in each passage of the multi-key retrieval task.
+    public var multiKeys = 4
 
     public init() {}
 
     /// Positions a session needs: the scoring context, or the longest retrieval passage and its question.
     public var sessionContext: Int {
-        max(context, tasks.contains(RetrievalTask.name) ? (retrievalLengths.max() ?? 0) + 64 : 0)
+        let retrieves = tasks.contains(RetrievalTask.name) || tasks.contains(RetrievalTask.multiKeyName)
+        return max(context, retrieves ? (retrievalLengths.max() ?? 0) + 64 : 0)
     }
 }
 
@@ -80,10 +83,11 @@ public struct TaskSet {
     public var lastWord: [LastWordTask.Item] = []
     public var cloze: [ClozeTask.Item] = []
     public var retrieval: [RetrievalTask.Item] = []
+    public var multiKey: [RetrievalTask.Item] = []
 
     public init() {}
 
-    public var count: Int { lastWord.count + cloze.count + retrieval.count }
+    public var count: Int { lastWord.count + cloze.count + retrieval.count + multiKey.count }
 
     /// Austen (except `exclude`, the novel the perplexity text comes from) for last-word prediction and the
     /// retrieval filler; Austen and Shakespeare for the cloze.
@@ -99,21 +103,27 @@ public struct TaskSet {
             let s = ClozeTask.items(from: shakespeare, count: options.clozeItems / 2)
             set.cloze = a + s
         }
-        if options.tasks.contains(RetrievalTask.name), let filler = austen.first {
+        if let filler = austen.first {
             // Tokens per word of the filler, measured on its first 20,000 words.
             let sample = filler.paragraphs.flatMap { $0 }.prefix(20_000).joined(separator: " ")
-            var ratio = Double(tokenizer.encode(sample).count) / Double(max(1, sample.split(separator: " ").count))
-            // A passage, its question and answer must fit in the session (length + 64 positions): where the filler's
-            // words take more tokens than the sample's, size the fillers again with the worst ratio seen.
-            for _ in 0 ..< 4 {
-                set.retrieval = RetrievalTask.items(from: [filler], lengths: options.retrievalLengths, depths: options.retrievalDepths,
-                                                    perCell: options.retrievalPerCell, tokensPerWord: ratio)
-                let over = set.retrieval.map {
-                    Double(tokenizer.encode($0.prompt + " " + $0.word).count + 1) / Double($0.contextTokens + 64)
-                }.max() ?? 1
-                if over <= 1 { break }
-                ratio *= over * 1.01
+            let measured = Double(tokenizer.encode(sample).count) / Double(max(1, sample.split(separator: " ").count))
+            func passages(keys: Int) -> [RetrievalTask.Item] {
+                var ratio = measured, items: [RetrievalTask.Item] = []
+                // A passage, its question and answer must fit in the session (length + 64 positions): where the
+                // filler's words take more tokens than the sample's, size the fillers again with the worst ratio seen.
+                for _ in 0 ..< 4 {
+                    items = RetrievalTask.items(from: [filler], lengths: options.retrievalLengths, depths: options.retrievalDepths,
+                                                perCell: options.retrievalPerCell, tokensPerWord: ratio, keys: keys)
+                    let over = items.map {
+                        Double(tokenizer.encode($0.prompt + " " + $0.word).count + 1) / Double($0.contextTokens + 64)
+                    }.max() ?? 1
+                    if over <= 1 { break }
+                    ratio *= over * 1.01
+                }
+                return items
             }
+            if options.tasks.contains(RetrievalTask.name) { set.retrieval = passages(keys: 1) }
+            if options.tasks.contains(RetrievalTask.multiKeyName) { set.multiKey = passages(keys: options.multiKeys) }
         }
         return set
     }
@@ -124,6 +134,7 @@ public struct TaskSet {
         for i in lastWord { h.update(i.context); h.update(i.word) }
         for i in cloze { h.update(i.context); for c in i.choices { h.update(c) }; h.update("\(i.answer)") }
         for i in retrieval { h.update(i.prompt); h.update(i.word) }
+        for i in multiKey { h.update(i.prompt); h.update(i.word) }
         return h.hex
     }
 
@@ -132,6 +143,10 @@ public struct TaskSet {
         if !lastWord.isEmpty { out[LastWordTask.name] = try LastWordTask.evaluate(lastWord, scorer: scorer, progress: progress) }
         if !cloze.isEmpty { out[ClozeTask.name] = try ClozeTask.evaluate(cloze, scorer: scorer, progress: progress) }
         if !retrieval.isEmpty { out[RetrievalTask.name] = try RetrievalTask.evaluate(retrieval, scorer: scorer, progress: progress) }
+        if !multiKey.isEmpty {
+            out[RetrievalTask.multiKeyName] = try RetrievalTask.evaluate(multiKey, name: RetrievalTask.multiKeyName, scorer: scorer,
+                                                                         progress: progress)
+        }
         return out
     }
 }

@@ -14,7 +14,8 @@ struct EvalCommand: ParsableCommand {
         $SQUISH_CACHE/eval, so evaluating more candidates against one reference costs one reference pass. \
         Tasks (built deterministically from the Austen and Shakespeare corpora): last_word (LAMBADA-style greedy \
         exact match), cloze (4-way multiple choice by log-likelihood per byte), retrieval (a planted fact asked for \
-        at the end, by context length and depth). Accuracies come with 95% Wilson intervals.
+        at the end, by context length and depth), multikey (four facts about four doors, one asked for: the right word \
+        must be copied). Accuracies come with 95% Wilson intervals.
         """)
 
     @Option(name: .customLong("model"), help: "Candidate model (GGUF, Hugging Face directory or known model name); repeat for several.")
@@ -38,7 +39,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Tail tokens (outside the top-k) sampled per position for KL; 0 treats the tail as one bucket (a lower bound).")
     var tailSamples = 64
 
-    @Option(help: "Comma-separated tasks: last_word, cloze, retrieval, all or none.")
+    @Option(help: "Comma-separated tasks: last_word, cloze, retrieval, multikey, all or none.")
     var tasks = "all"
 
     @Option(help: "Items of the last-word task.")
@@ -47,7 +48,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Items of the cloze task.")
     var clozeItems = 60
 
-    @Option(help: "Retrieval context lengths in tokens, comma-separated.")
+    @Option(help: "Retrieval (and multikey) context lengths in tokens, comma-separated.")
     var retrievalLengths = "64,128,256,512"
 
     @Option(help: "Retrieval items per context length and depth (depths 0.1, 0.5, 0.9).")

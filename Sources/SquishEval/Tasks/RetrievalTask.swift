@@ -10,6 +10,10 @@ import SquishCore
 /// filler words starting at word offset (j · 7919 + L + round(d·100) · 131) mod (words − needed), and its secret
 /// word from the filler texts' lowercase words of 5–9 letters, picked with the same index rule; the fact is
 /// inserted at the first sentence start at or after d of the filler's words.
+///
+/// The multi-key variant (`multikey`, after RULER's multi-key needle): `keys` facts "The secret word for the red door
+/// is W." with different doors and words, the asked one at depth d and the others at d + i/keys (mod 1) of the
+/// filler; the question names the door, so the model must copy the word that follows that door, not another.
 public enum RetrievalTask {
     public struct Item: Equatable, Sendable {
         public var contextTokens: Int
@@ -20,10 +24,14 @@ public enum RetrievalTask {
     }
 
     public static let name = "retrieval"
+    public static let multiKeyName = "multikey"
     public static let question = "\n\nQuestion: What is the secret word?\nAnswer: The secret word is"
+    /// The doors of the multi-key variant (at most this many keys).
+    public static let doors = ["red", "blue", "green", "yellow", "white", "black", "silver", "golden"]
 
     public static func items(from texts: [CorpusText], lengths: [Int], depths: [Double], perCell: Int,
-                             tokensPerWord: Double) -> [Item] {
+                             tokensPerWord: Double, keys: Int = 1) -> [Item] {
+        precondition(keys >= 1 && keys <= doors.count)
         let words = texts.flatMap { $0.paragraphs.flatMap { $0 } }
         var candidates: [Substring] = []
         var seen = Set<Substring>()
@@ -33,7 +41,8 @@ public enum RetrievalTask {
         guard !words.isEmpty, !candidates.isEmpty else { return [] }
         var out: [Item] = []
         for length in lengths {
-            let fillerWords = max(8, Int(Double(length) / tokensPerWord) - 12)  // the fact and question take ~25 tokens
+            // The fact and question take ~25 tokens, each further fact ~12.
+            let fillerWords = max(8, Int(Double(length) / tokensPerWord) - 12 - 9 * (keys - 1))
             guard words.count > fillerWords + 1 else { continue }
             for depth in depths {
                 for j in 0 ..< perCell {
@@ -41,11 +50,37 @@ public enum RetrievalTask {
                     let start = key % (words.count - fillerWords)
                     var filler = Array(words[start ..< start + fillerWords])
                     let secret = String(candidates[key % candidates.count])
-                    var at = Int((depth * Double(fillerWords)).rounded())
-                    while at > 0 && at < filler.count && !Words.stripSentenceEnd(filler[at - 1]).endsSentence { at += 1 }
-                    if at >= filler.count { at = Int((depth * Double(fillerWords)).rounded()) }
-                    filler.insert(contentsOf: ["The", "secret", "word", "is", Substring(secret + ".")], at: min(at, filler.count))
-                    out.append(Item(contextTokens: length, depth: depth, prompt: filler.joined(separator: " ") + question,
+                    func sentenceStart(_ d: Double) -> Int {
+                        var at = Int((d * Double(fillerWords)).rounded())
+                        while at > 0 && at < filler.count && !Words.stripSentenceEnd(filler[at - 1]).endsSentence { at += 1 }
+                        return min(at >= filler.count ? Int((d * Double(fillerWords)).rounded()) : at, filler.count)
+                    }
+                    guard keys > 1 else {
+                        filler.insert(contentsOf: ["The", "secret", "word", "is", Substring(secret + ".")], at: sentenceStart(depth))
+                        out.append(Item(contextTokens: length, depth: depth, prompt: filler.joined(separator: " ") + question,
+                                        word: secret))
+                        continue
+                    }
+                    // Fact i: door (j + i) mod doors, at depth d + i/keys; fact 0 is asked for. Words differ.
+                    var words = [secret]
+                    for i in 1 ..< keys {
+                        var k = key + i * 104_729
+                        while words.contains(String(candidates[k % candidates.count])) && candidates.count >= keys { k += 1 }
+                        words.append(String(candidates[k % candidates.count]))
+                    }
+                    let facts = (0 ..< keys).map { i in
+                        (at: sentenceStart((depth + Double(i) / Double(keys)).truncatingRemainder(dividingBy: 1)),
+                         door: doors[(j + i) % doors.count], word: words[i])
+                    }
+                    // From the last insertion point back, so that earlier points stay where they were.
+                    for f in facts.sorted(by: { $0.at > $1.at }) {
+                        filler.insert(contentsOf: ["The", "secret", "word", "for", "the", Substring(f.door), "door", "is", Substring(f.word + ".")],
+                                      at: f.at)
+                    }
+                    let door = facts[0].door
+                    out.append(Item(contextTokens: length, depth: depth,
+                                    prompt: filler.joined(separator: " ")
+                                        + "\n\nQuestion: What is the secret word for the \(door) door?\nAnswer: The secret word for the \(door) door is",
                                     word: secret))
                 }
             }
@@ -53,7 +88,7 @@ public enum RetrievalTask {
         return out
     }
 
-    public static func evaluate(_ items: [Item], scorer: TaskScorer, progress: ProgressBar? = nil) throws -> TaskResult {
+    public static func evaluate(_ items: [Item], name: String = name, scorer: TaskScorer, progress: ProgressBar? = nil) throws -> TaskResult {
         var correct = 0
         var cells: [String: (Int, Double, Int, Int)] = [:]
         var order: [String] = []
