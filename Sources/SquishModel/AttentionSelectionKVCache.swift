@@ -65,7 +65,7 @@ public final class AttentionSelectionKVCache: KVCache {
         let recent = switch method {
         case .h2o: max(0, budget - sink) / 2
         case .tova, .recency: 0
-        case .snapkv(let window): window
+        case .snapkv(let window, _): window
         }
         guard sink >= 0, budget >= 1, sink + recent < budget else {
             throw ModelError.invalidKVCacheSpec(spec: spec.description, reason: "a budget of \(budget) positions leaves none to select after \(sink) sinks and \(recent) recent positions")
@@ -138,7 +138,7 @@ public final class AttentionSelectionKVCache: KVCache {
             case .tova:
                 if count > 1 { rankForEviction(head: h, before: start) }
                 (score + base).update(repeating: 0, count: used[h])  // only the batch's last query counts
-            case .snapkv(let window):
+            case .snapkv(let window, _):
                 // The observation window: the last `window` queries; a shorter batch adds to the previous one's.
                 if count >= window || compress { (score + base).update(repeating: 0, count: used[h]) }
             }
@@ -155,12 +155,17 @@ public final class AttentionSelectionKVCache: KVCache {
     }
 
     /// What ranks a slot of head h: its score, for SnapKV the largest score among the 7 positions around it, for
-    /// recency its position.
+    /// ChunkKV the sum over its chunk, for recency its position.
     private func ranking(head h: Int) -> [Double] {
         let base = slotStart[h], n = used[h]
         if case .recency = method { return (0 ..< n).map { Double(position[base + $0]) } }
         var r = Array(UnsafeBufferPointer(start: score + base, count: n))
-        guard case .snapkv = method else { return r }
+        guard case .snapkv(_, let chunk) = method else { return r }
+        if chunk > 0 {
+            var sums: [Int: Double] = [:]
+            for j in 0 ..< n { sums[position[base + j] / chunk, default: 0] += r[j] }
+            return (0 ..< n).map { sums[position[base + $0] / chunk]! }
+        }
         let order = (0 ..< n).sorted { position[base + $0] < position[base + $1] }
         for (i, j) in order.enumerated() {
             var m = -Double.infinity
@@ -258,7 +263,7 @@ public final class AttentionSelectionKVCache: KVCache {
         let counts: Bool = switch method {
         case .h2o: true
         case .tova: q == batchEnd[layer] - 1
-        case .snapkv(let window): q >= batchEnd[layer] - window
+        case .snapkv(let window, _): q >= batchEnd[layer] - window
         case .recency: false
         }
         guard counts && headBudget[h] < capacity else { return }

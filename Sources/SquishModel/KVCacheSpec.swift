@@ -13,8 +13,9 @@ import SquishKernels
 /// `streaming:sink4,window1020` or a budget as a share of the context, `streaming:25%` (sinks included); and the
 /// attention-scored selections `h2o` (heavy hitters by accumulated attention, half the budget for the most recent
 /// positions), `tova` (the positions the latest query attends to least are evicted) and `snapkv` (a prompt is
-/// compressed once it has been read, by the pooled attention of its last `window` queries), each with a budget of
-/// 1,024 positions by default, `h2o:budget512` or `h2o:25%`, and `sink<n>` (positions always kept); `snapkv:25%,window32`.
+/// compressed once it has been read, by the pooled attention of its last `window` queries; `chunkkv` the same by chunks
+/// of `chunk<n>` positions), each with a budget of 1,024 positions by default, `h2o:budget512` or `h2o:25%`, and
+/// `sink<n>` (positions always kept); `snapkv:25%,window32`, `chunkkv:25%,chunk10`; and the head-aware `duo:25%,full11`.
 /// Selections compose with the row precisions by `+` (`snapkv:25%+q8`, `streaming:25%+f16`); KIVI under a selection
 /// is refused by name.
 public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
@@ -58,8 +59,10 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         /// TOVA (Oren et al. 2024): the attention of the latest query only.
         case tova
         /// SnapKV (Li et al. 2024): at the end of a prompt, the attention of its last `window` queries, max-pooled over
-        /// 7 neighbouring positions; those `window` positions are kept.
-        case snapkv(window: Int)
+        /// 7 neighbouring positions; those `window` positions are kept. With `chunk` > 0, ChunkKV (Liu et al. 2025):
+        /// the prompt is cut into chunks of `chunk` consecutive positions and a chunk's positions are ranked together by
+        /// the attention the window paid the whole chunk, so kept text stays in phrases (`chunkkv`).
+        case snapkv(window: Int, chunk: Int = 0)
         /// The oldest position goes first (StreamingLLM's rule for one head; what `duo` gives the heads that do not
         /// copy). Not a preset of its own: `streaming` is the same for every head.
         case recency
@@ -68,7 +71,7 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             switch self {
             case .h2o: "h2o"
             case .tova: "tova"
-            case .snapkv: "snapkv"
+            case .snapkv(_, let chunk): chunk > 0 ? "chunkkv" : "snapkv"
             case .recency: "recency"
             }
         }
@@ -85,12 +88,14 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
     public static let f32 = KVCacheSpec(.f32)
     /// KIVI's defaults (Liu et al. 2024, section 4: group 32, residual 128).
     public static let kiviGroup = 32, kiviResidual = 128
-    public static let presets = ["f32", "f16", "q8", "kivi4", "kivi2", "streaming", "h2o", "tova", "snapkv", "duo"]
+    public static let presets = ["f32", "f16", "q8", "kivi4", "kivi2", "streaming", "h2o", "tova", "snapkv", "chunkkv", "duo"]
     /// StreamingLLM's defaults (Xiao et al. 2024, section 4: 4 sinks, a cache of 1,024 positions).
     public static let streamingSink = 4, streamingWindow = 1020
     /// The attention-scored selections' default budget (StreamingLLM's cache size) and SnapKV's observation window
     /// (Li et al. 2024, section 4.1).
     public static let scoredBudget = 1024, snapWindow = 32
+    /// ChunkKV's chunk (Liu et al. 2025, section 4: 10 positions).
+    public static let chunkSize = 10
 
     /// The canonical text, which `parse` reads back (e.g. "kivi2:g32,r128", "streaming:sink4,25%").
     public var description: String {
@@ -114,7 +119,7 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         case .streaming(let sink, .tokens(let w)): return "streaming:sink\(sink),window\(w)" + rows
         case .streaming(let sink, .fraction(let f)): return "streaming:sink\(sink),\(Self.percent(f))%" + rows
         case .scored(let method, let sink, let budget):
-            let w = if case .snapkv(let w) = method { ",window\(w)" } else { "" }
+            let w = if case .snapkv(let w, let c) = method { ",window\(w)" + (c > 0 ? ",chunk\(c)" : "") } else { "" }
             return "\(method.name):sink\(sink),\(text(budget))\(w)" + rows
         }
     }
@@ -131,7 +136,7 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         guard parts.count <= 2 else { throw fail("at most one selection and one precision, joined by '+'") }
         var precision: Precision?, selection: Selection?
         for part in parts {
-            if ["streaming", "h2o", "tova", "snapkv", "duo"].contains(where: { part.hasPrefix($0) }) {
+            if ["streaming", "h2o", "tova", "snapkv", "chunkkv", "duo"].contains(where: { part.hasPrefix($0) }) {
                 guard selection == nil else { throw fail("two selections") }
                 selection = try parseSelection(String(part), fail: fail)
             } else {
@@ -153,18 +158,21 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         case "h2o": .h2o
         case "tova": .tova
         case "snapkv": .snapkv(window: snapWindow)
+        case "chunkkv": .snapkv(window: snapWindow, chunk: chunkSize)
         case "duo": .recency
         default: nil
         }
         guard name == "streaming" || method != nil else {
-            throw fail("unknown selection '\(name)'; choose streaming, h2o, tova, snapkv or duo")
+            throw fail("unknown selection '\(name)'; choose streaming, h2o, tova, snapkv, chunkkv or duo")
         }
         var sink = method == nil || method == .recency ? streamingSink : 0
-        var budget: Budget? = nil, window: Int? = nil, full: Int? = nil
+        var budget: Budget? = nil, window: Int? = nil, full: Int? = nil, chunk: Int? = nil
+        let chunked = name == "chunkkv"
         if parts.count > 1 {
             var seenSink = false
             // streaming: window<n> or <p>% is its budget; h2o/tova/snapkv: budget<n> or <p>%, and snapkv's window<n>.
             let allowed = method == nil ? "sink<positions>, window<positions> or <percent>%"
+                : chunked ? "sink<positions>, budget<positions>, <percent>%, window<positions> or chunk<positions>"
                 : method == .snapkv(window: snapWindow) ? "sink<positions>, budget<positions>, <percent>% or window<positions>"
                 : method == .recency ? "sink<positions>, budget<positions>, <percent>% or full<KV heads>"
                 : "sink<positions>, budget<positions> or <percent>%"
@@ -178,6 +186,8 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
                     budget = .tokens(v)
                 } else if case .snapkv? = method, p.hasPrefix("window"), let v = Int(p.dropFirst(6)), v >= 1, v <= 1 << 16, window == nil {
                     window = v
+                } else if chunked, p.hasPrefix("chunk"), let v = Int(p.dropFirst(5)), v >= 1, v <= 1 << 16, chunk == nil {
+                    chunk = v
                 } else if method == .recency, p.hasPrefix("full"), let v = Int(p.dropFirst(4)), v >= 0, v <= 1 << 16, full == nil {
                     full = v
                 } else if p.hasSuffix("%"), let v = Double(p.dropLast()), v > 0, v <= 100, budget == nil {
@@ -189,7 +199,7 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         }
         guard let method else { return .streaming(sink: sink, window: budget ?? .tokens(streamingWindow)) }
         if method == .recency { return .duo(sink: sink, budget: budget ?? .tokens(scoredBudget), full: full) }
-        let m: ScoredMethod = if case .snapkv = method { .snapkv(window: window ?? snapWindow) } else { method }
+        let m: ScoredMethod = if case .snapkv(_, let c) = method { .snapkv(window: window ?? snapWindow, chunk: chunk ?? c) } else { method }
         return .scored(m, sink: sink, budget: budget ?? .tokens(scoredBudget))
     }
 

@@ -4,10 +4,10 @@ import SquishCore
 import SquishKernels
 import SquishModel
 
-/// H2O, TOVA and SnapKV written plainly from their descriptions (KVCacheSpec.ScoredMethod): per layer and KV head a
+/// H2O, TOVA, SnapKV and ChunkKV written plainly from their descriptions (KVCacheSpec.ScoredMethod): per layer and KV head a
 /// set of kept positions with a score each, attention in Double over the kept positions gathered in order.
 final class ReferenceSelectionCache: OnePassReferenceCache {
-    enum Method { case h2o, tova, snapkv(window: Int) }
+    enum Method { case h2o, tova, snapkv(window: Int, chunk: Int) }
     let method: Method, sink: Int, budget: Int, recent: Int
     let capacity: Int, headDim: Int
     let kvHeads: [Int]
@@ -24,7 +24,7 @@ final class ReferenceSelectionCache: OnePassReferenceCache {
         recent = switch method {
         case .h2o: (budget - sink) / 2
         case .tova: 0
-        case .snapkv(let w): w
+        case .snapkv(let w, _): w
         }
         keys = kvHeads.map { _ in [:] }
         values = keys
@@ -45,7 +45,9 @@ final class ReferenceSelectionCache: OnePassReferenceCache {
     /// Evictable positions of a head, lowest ranking first (ties: the older first).
     func order(_ l: Int, _ h: Int, before limit: Int) -> [Int] {
         var r = score[l][h]
-        if case .snapkv = method {  // max over the 7 neighbours in position order
+        if case .snapkv(_, let chunk) = method, chunk > 0 {  // the chunk's total
+            for p in kept[l][h] { r[p] = kept[l][h].filter { $0 / chunk == p / chunk }.map { score[l][h][$0]! }.reduce(0, +) }
+        } else if case .snapkv = method {  // max over the 7 neighbours in position order
             let sorted = kept[l][h].sorted()
             for (i, p) in sorted.enumerated() {
                 r[p] = sorted[max(0, i - 3) ... min(sorted.count - 1, i + 3)].map { score[l][h][$0]! }.max()!
@@ -72,7 +74,7 @@ final class ReferenceSelectionCache: OnePassReferenceCache {
             switch method {
             case .h2o: break
             case .tova: for p in kept[l][h] { score[l][h][p] = 0 }
-            case .snapkv(let w): if count >= w || compress { for p in kept[l][h] { score[l][h][p] = 0 } }
+            case .snapkv(let w, _): if count >= w || compress { for p in kept[l][h] { score[l][h][p] = 0 } }
             }
         }
         previous[l] = count
@@ -94,7 +96,7 @@ final class ReferenceSelectionCache: OnePassReferenceCache {
         let counts: Bool = switch method {
         case .h2o: true
         case .tova: q == end[l] - 1
-        case .snapkv(let w): q >= end[l] - w
+        case .snapkv(let w, _): q >= end[l] - w
         }
         for r in 0 ..< heads {
             let query = (0 ..< headDim).map { Double(queries[r * headDim + $0]) }
@@ -119,10 +121,14 @@ struct AttentionSelectionKVCacheTests {
         #expect(try KVCacheSpec.parse("snapkv:budget300,window16,sink4").selection
             == .scored(.snapkv(window: 16), sink: 4, budget: .tokens(300)))
         #expect(try KVCacheSpec.parse("snapkv:25%+q8") == KVCacheSpec(.q8, selection: .scored(.snapkv(window: 32), sink: 0, budget: .fraction(0.25))))
-        for s in ["h2o:sink0,budget1024", "tova:sink4,25%", "snapkv:sink0,12.5%,window32", "h2o:sink2,budget64", "tova:sink0,budget9+f16"] {
+        #expect(try KVCacheSpec.parse("chunkkv:25%").selection == .scored(.snapkv(window: 32, chunk: 10), sink: 0, budget: .fraction(0.25)))
+        #expect(try KVCacheSpec.parse("chunkkv:chunk16,window8").selection == .scored(.snapkv(window: 8, chunk: 16), sink: 0, budget: .tokens(1024)))
+        for s in ["h2o:sink0,budget1024", "tova:sink4,25%", "snapkv:sink0,12.5%,window32", "h2o:sink2,budget64", "tova:sink0,budget9+f16",
+                  "chunkkv:sink0,25%,window32,chunk10+q8"] {
             #expect(try KVCacheSpec.parse(s).description == s)
         }
-        for s in ["h2o:window8", "tova:budget0", "snapkv:window0", "h2o:25%,budget9", "h2o+kivi4", "h2o+streaming",
+        for s in ["h2o:window8", "tova:budget0", "snapkv:window0", "h2o:25%,budget9", "h2o+kivi4", "h2o+streaming", "snapkv:chunk4",
+                  "chunkkv:chunk0", "chunkkv:chunk4,chunk5",
                   "snap", "h2ox", "tova:150%"] {
             #expect(throws: ModelError.self, "\(s)") { try KVCacheSpec.parse(s) }
         }
@@ -140,7 +146,7 @@ struct AttentionSelectionKVCacheTests {
         let method: ReferenceSelectionCache.Method = switch m {
         case .h2o: .h2o
         case .tova: .tova
-        case .snapkv(let w): .snapkv(window: w)
+        case .snapkv(let w, let c): .snapkv(window: w, chunk: c)
         case .recency: fatalError("recency is checked per head in HeadAwareKVCacheTests")
         }
         return ReferenceSelectionCache(method: method, sink: sink, budget: budget, kvHeads: kvHeads, capacity: 64, headDim: headDim)
@@ -159,7 +165,7 @@ struct AttentionSelectionKVCacheTests {
         let f32 = try KVCacheFamilyTests.logits(model, ref.tokens)
         let scale = f32.map(abs).max()!
         let kvHeads = (0 ..< c.layers).map { c.kvHeads(layer: $0) }
-        for spec in ["h2o:budget12,sink2", "tova:budget10,sink1", "snapkv:budget14,sink1,window4"] {
+        for spec in ["h2o:budget12,sink2", "tova:budget10,sink1", "snapkv:budget14,sink1,window4", "chunkkv:budget14,sink1,window4,chunk3"] {
             let kv = try KVCacheSpec.parse(spec)
             let wide = try KVCacheFamilyTests.logits(model, ref.tokens, kv: try KVCacheSpec.parse(spec.replacingOccurrences(of: "budget1", with: "budget6")))
             #expect(KVCacheFamilyTests.worst(wide, f32) <= 1e-5 * scale, "\(family) \(spec) wide budget")
