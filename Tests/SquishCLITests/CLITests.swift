@@ -205,6 +205,13 @@ struct CLITests {
         #expect(try h2o.json()["kv_cache"] as? String == "h2o:sink0,budget16+q8")
         try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "h2o+kivi2"]).expectUsageError("'h2o+kivi2'")
         try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "snapkv:budget8"]).expectError("leaves none to select")
+        // The head-aware cache probes the model's heads and runs; a split that leaves the other heads nothing is an
+        // error naming the spec; serve takes --kv too.
+        let duo = try CLI.run(["run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--temp", "0", "--kv", "duo:50%", "--json"])
+        duo.expectSuccess()
+        #expect(try duo.json()["kv_cache"] as? String == "duo:sink4,50%")
+        try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "duo:budget16,full3"]).expectError("duo:sink4,budget16,full3")
+        try CLI.run(["serve", "--model", model, "--kv", "duo:window3"]).expectUsageError("'duo:window3'")
         // Far more threads than cores: capped to the cores, said on stderr, as fast as with the cores.
         let many = try CLI.run(["run", "--model", model, "--prompt", "Hi", "-n", "2", "--temp", "0", "--threads", "200"], timeout: 30)
         many.expectSuccess()
