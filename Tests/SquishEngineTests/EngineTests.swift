@@ -39,6 +39,19 @@ struct EngineTests {
         return (tokens, text, try #require(summary), cached)
     }
 
+    /// Token ids of every prompt, all submitted before any is collected.
+    static func concurrently(_ served: ServedModel, _ prompts: [[Int]], _ parameters: GenerationParameters) async throws -> [[Int]] {
+        try await withThrowingTaskGroup(of: (Int, [Int]).self) { group in
+            for (i, p) in prompts.enumerated() {
+                let g = try served.generate(prompt: p, parameters: parameters)
+                group.addTask { (i, try await Self.collect(g).tokens) }
+            }
+            var r = [[Int]](repeating: [], count: prompts.count)
+            for try await (i, t) in group { r[i] = t }
+            return r
+        }
+    }
+
     /// Statistics are published by the scheduler between steps: waits up to 2 s for `condition`.
     static func eventually(_ condition: () -> Bool) async -> Bool {
         for _ in 0 ..< 200 {
@@ -62,15 +75,7 @@ struct EngineTests {
         var parameters = GenerationParameters(maxTokens: 24)
         parameters.ignoreEOS = true
         // 7 requests on 4 slots with 7-token prefill chunks: decoding sequences share steps with later prefills.
-        let results = try await withThrowingTaskGroup(of: (Int, [Int]).self) { group in
-            for (i, p) in prompts.enumerated() {
-                let g = try served.generate(prompt: p, parameters: parameters)
-                group.addTask { (i, try await Self.collect(g).tokens) }
-            }
-            var r = [[Int]](repeating: [], count: prompts.count)
-            for try await (i, t) in group { r[i] = t }
-            return r
-        }
+        let results = try await Self.concurrently(served, prompts, parameters)
         for (i, p) in prompts.enumerated() {
             let expected = try Self.alone(lm, p, maxTokens: 24, pool: engine.pool)
             #expect(results[i] == expected, "request \(i)")
@@ -96,15 +101,7 @@ struct EngineTests {
         let lm = served.language
         let prompts = Self.prompts(lm, count: 7)
         let parameters = GenerationParameters(maxTokens: 24)  // up to the end of sequence, as a session stopping there
-        let results = try await withThrowingTaskGroup(of: (Int, [Int]).self) { group in
-            for (i, p) in prompts.enumerated() {
-                let g = try served.generate(prompt: p, parameters: parameters)
-                group.addTask { (i, try await Self.collect(g).tokens) }
-            }
-            var r = [[Int]](repeating: [], count: prompts.count)
-            for try await (i, t) in group { r[i] = t }
-            return r
-        }
+        let results = try await Self.concurrently(served, prompts, parameters)
         var differs = false
         for (i, p) in prompts.enumerated() {
             #expect(!results[i].isEmpty)
