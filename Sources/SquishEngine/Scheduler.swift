@@ -194,8 +194,7 @@ final class Scheduler {
     }
 
     private func newCache(capacity: Int, kv: KVCacheSpec) throws -> KVCache {
-        try kv.makeCache(config: model.config, capacity: capacity, batch: options.prefillChunk,
-                         headScores: { [model, pool] in try model.retrievalHeadScores(pool: pool) })
+        try kv.makeCache(model: model, pool: pool, capacity: capacity, batch: options.prefillChunk)
     }
 
     private func start(_ request: PendingRequest) {

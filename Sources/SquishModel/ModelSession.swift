@@ -29,8 +29,7 @@ public final class ModelSession {
         self.model = model
         self.pool = pool
         self.contextLength = ctx
-        self.cache = try cache ?? kv.makeCache(config: c, capacity: ctx, batch: min(max(1, maxBatch), ctx),
-                                               headScores: { try model.retrievalHeadScores(pool: pool) })
+        self.cache = try cache ?? kv.makeCache(model: model, pool: pool, capacity: ctx, batch: min(max(1, maxBatch), ctx))
         pass = ForwardPass(model: model, pool: pool, maxBatch: min(max(1, maxBatch), ctx, self.cache.largestBatch),
                            exactActivations: exactActivations)
         x = .allocate(capacity: pass.maxBatch * c.dim)

@@ -15,7 +15,9 @@ public enum RetrievalHeads {
     public static func scores(model: TransformerModel, pool: WorkerPool, length: Int = 128, seed: UInt64 = 1) throws -> [[Double]] {
         let c = model.config
         let n = min(length, (c.contextLength - 1) / 2)
-        guard n >= 2 else { throw ModelError.invalidArgument("a context of \(c.contextLength) positions is too short for the head probe") }
+        guard n >= 2 else {
+            throw ModelError.invalidArgument("\(model.path): a context of \(c.contextLength) positions is too short for the head probe")
+        }
         let random = probeTokens(vocabSize: c.vocabSize, count: n, seed: seed)
         let probe = try ProbeCache(config: c, capacity: 2 * n, copyDistance: n)
         let session = try ModelSession(model: model, pool: pool, contextLength: 2 * n, cache: probe)
@@ -84,6 +86,13 @@ public enum RetrievalHeads {
         func truncate(to count: Int) {}
         func copy(prefix count: Int) throws -> KVCache { throw ModelError.invalidArgument("the head probe's cache is not copied") }
         func bytes(positions count: Int) -> Int { 2 * count * kvHeads.reduce(0, +) * headDim * MemoryLayout<Float>.size }
+    }
+}
+
+extension KVCacheSpec {
+    /// A cache of this kind for `model`; a head-aware one gets the model's head statistics (measured once).
+    public func makeCache(model: TransformerModel, pool: WorkerPool, capacity: Int, batch: Int) throws -> KVCache {
+        try makeCache(config: model.config, capacity: capacity, batch: batch, headScores: { try model.retrievalHeadScores(pool: pool) })
     }
 }
 
