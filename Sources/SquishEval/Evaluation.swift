@@ -304,7 +304,7 @@ public final class CompressionEvaluator {
         var top1Correct = 0
         for chunk in chunks {
             session.reset()
-            let logits = try session.forward(chunk, logitsFor: context - first)  // [(context − first) × vocab]
+            let logits = try session.score(chunk, last: context - first)  // [(context − first) × vocab]
             logits.withUnsafeBufferPointer { l in
                 for j in first ..< context - 1 {
                     let row = l.baseAddress! + (j - first) * vocab
@@ -397,7 +397,7 @@ public final class CompressionEvaluator {
         var same = 0, position = 0
         for chunk in chunks {
             session.reset()
-            let logits = try session.forward(chunk, logitsFor: context - first)  // [(context − first) × vocab]
+            let logits = try session.score(chunk, last: context - first)  // [(context − first) × vocab]
             try logits.withUnsafeBufferPointer { l in
                 for j in first ..< context - 1 {
                     let row = l.baseAddress! + (j - first) * vocab

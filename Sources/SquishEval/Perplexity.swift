@@ -135,7 +135,7 @@ public enum Perplexity {
                 if let bos { chunk[0] = bos }
                 session.reset()
                 // Logits for positions first ..< context−1 predict tokens first+1 ..< context.
-                let logits = try session.forward(chunk, logitsFor: context - first)
+                let logits = try session.score(chunk, last: context - first)
                 logits.withUnsafeBufferPointer { l in
                     for j in first ..< context - 1 {
                         acc.add(logits: l.baseAddress! + (j - first) * vocab, vocab: vocab, target: chunk[j + 1])
@@ -160,7 +160,7 @@ public enum Perplexity {
                 let offset = bos == nil ? 0 : 1  // window index of the first text token
                 session.reset()
                 if window.count >= 2 {
-                    let logits = try session.forward(window, logitsFor: window.count)
+                    let logits = try session.score(window, last: window.count)
                     logits.withUnsafeBufferPointer { l in
                         for j in 0 ..< window.count - 1 {
                             acc.add(logits: l.baseAddress! + j * vocab, vocab: vocab, target: window[j + 1])

@@ -14,7 +14,9 @@ import SquishKernels
 /// the evictable part of the budget (`largestBatch`), so there are always enough ranked. The ranks come from the
 /// scores at the batch's start: a token-by-token run would also update them and consider the batch's own earlier
 /// positions. SnapKV reads a prompt whole (its slots are the context) and compresses it when the first token is
-/// generated after it (a one-token batch after a longer one). Heads in `keepsAll` never evict (the retrieval heads of
+/// generated after it (a one-token batch after a longer one); while generating, it compresses again whenever the
+/// tokens generated since have filled a window beyond the budget, ranked by those tokens' attention (so a long
+/// generation holds at most budget + window positions, as kvpress's decoding presses do). Heads in `keepsAll` never evict (the retrieval heads of
 /// the head-aware policy, `duo`); the others keep `budget`. Rows are stored in one token-row format (f32, f16 or
 /// 8-bit, as QuantizedKVCache), [KV head][slot][row bytes]; the kernels read them directly.
 public final class AttentionSelectionKVCache: KVCache {
@@ -118,15 +120,20 @@ public final class AttentionSelectionKVCache: KVCache {
         return headBudget.contains { $0 < capacity } ? budget - sink - recent : .max
     }
 
+    public var compressesAfterPrompt: Bool {
+        if case .snapkv = method { return headBudget.contains { $0 < capacity } }
+        return false
+    }
+
     public func beginBatch(layer: Int, start: Int, count: Int) {
         precondition(count <= min(maxBatch, largestBatch) || !slots.contains { $0 < capacity }, "a batch of \(count) is larger than the cache's")
-        let compress: Bool
-        switch method {
-        case .h2o, .tova, .recency: compress = true
-        case .snapkv: compress = count == 1 && previousBatch[layer] > 1  // a prompt has just been read
-        }
         for h in firstHead[layer] ..< firstHead[layer] + kvHeads[layer] {
             let evicts = headBudget[h] < capacity  // heads that keep all neither evict nor rank
+            let compress = switch method {
+            case .h2o, .tova, .recency: true
+            // A prompt has just been read, or decoding has added a window's worth of positions since the last compression.
+            case .snapkv(let window, _): count == 1 && (previousBatch[layer] > 1 || used[h] >= budget + window)
+            }
             if evicts && compress && used[h] > budget { evict(head: h, down: budget, before: start - recent) }
             old[h] = used[h]
             let base = slotStart[h]
@@ -311,7 +318,7 @@ public final class AttentionSelectionKVCache: KVCache {
 
     /// Slots a sequence of `count` positions holds at its largest: H2O, TOVA and recency at most budget + a batch per
     /// head (heads that keep all: every position); SnapKV holds a prompt whole while reading it (afterwards budget + the
-    /// tokens generated since).
+    /// tokens generated since, at most a window).
     public func bytes(positions count: Int) -> Int {
         2 * slots.reduce(0) { $0 + min(count, $1) } * row.bytes
     }

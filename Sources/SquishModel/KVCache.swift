@@ -33,6 +33,10 @@ public protocol KVCache: AnyObject {
     func copy(prefix count: Int) throws -> KVCache
     /// Bytes that keep positions 0 ..< count (what a sequence of that length holds resident).
     func bytes(positions count: Int) -> Int
+    /// Whether the cache compresses a prompt once it has been read, when generation begins (SnapKV): text read as one
+    /// prompt keeps every position, so scoring it means reading what comes before as a prompt and the scored tokens
+    /// one at a time, as generated (ModelSession.score).
+    var compressesAfterPrompt: Bool { get }
 }
 
 extension KVCache {
@@ -40,6 +44,8 @@ extension KVCache {
     public var largestBatch: Int { .max }
 
     public func beginBatch(layer: Int, start: Int, count: Int) {}
+
+    public var compressesAfterPrompt: Bool { false }
 
     /// Token by token, for caches that have no tiled path of their own.
     public func attend(layer: Int, kvHead: Int, queries: UnsafePointer<Float>, queryStride: Int, tokens: Int, heads: Int,

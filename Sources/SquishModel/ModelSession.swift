@@ -43,6 +43,20 @@ public final class ModelSession {
         cache.truncate(to: self.position)
     }
 
+    /// Logits [count × vocab] for the last `count` of `tokens` (run at the next positions) as a user of the cache meets
+    /// them: a cache that compresses a prompt when generation begins (SnapKV) reads the tokens before the scored ones as
+    /// a prompt and the scored ones one at a time, as generated text; any other cache reads them all as one input.
+    public func score(_ tokens: [Int], last count: Int) throws -> [Float] {
+        let n = max(0, min(count, tokens.count))
+        guard cache.compressesAfterPrompt, n > 0 else { return try forward(tokens, logitsFor: n) }
+        var logits: [Float] = []
+        logits.reserveCapacity(n * model.config.vocabSize)
+        let split = tokens.count - n
+        if split > 0 { _ = try forward(Array(tokens[..<split]), logitsFor: 0) }
+        for t in tokens[split...] { logits += try forward([t]) }
+        return logits
+    }
+
     /// Runs `tokens` at the next positions. Returns logits [count × vocab] for the last `logitsFor` tokens
     /// (default 1: the next-token distribution after the input).
     public func forward(_ tokens: [Int], logitsFor: Int = 1) throws -> [Float] {
