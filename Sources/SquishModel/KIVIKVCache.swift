@@ -12,6 +12,10 @@ import SquishKernels
 /// attention there, so their error weighs most) are also kept in f32 and read from there; the first key group's
 /// range is fitted without them.
 ///
+/// With `rotate`, each key is turned by a randomized Hadamard rotation of its head (HadamardRotation) before it is
+/// stored, and each query the same way before it is scored, which leaves the scores as they were but spreads outlier
+/// channels over all, as llama.cpp does before quantizing keys to 4 bits.
+///
 /// Positions are stored in order. Layout per layer: key blocks [capacity / group][KV head][block bytes] (per-channel
 /// f16 scales, minimums, then the codes of `group` positions), value rows [capacity][KV head][row bytes], and the
 /// window's f32 keys and values [window slots][KV heads × headDim] (position p in slot p mod window).
@@ -23,6 +27,8 @@ public final class KIVIKVCache: KVCache {
     public let group: Int
     public let residual: Int
     public let sink: Int
+    /// Keys and queries are rotated (nil: stored as they are).
+    public let rotation: HadamardRotation?
     public let capacity: Int
     public let headDim: Int
     /// f32 slots per layer: residual + group, or the capacity when that is smaller.
@@ -44,8 +50,8 @@ public final class KIVIKVCache: KVCache {
     private let sinkKeys: UnsafeMutablePointer<Float>
     private let sinkValues: UnsafeMutablePointer<Float>
 
-    public init(bits: Int, keyBits: Int? = nil, group: Int, residual: Int, sink: Int = 0, kvHeads: [Int], capacity: Int, headDim: Int,
-                spec: KVCacheSpec) throws {
+    public init(bits: Int, keyBits: Int? = nil, group: Int, residual: Int, sink: Int = 0, rotate: Bool = false, kvHeads: [Int],
+                capacity: Int, headDim: Int, spec: KVCacheSpec) throws {
         let keyBits = keyBits ?? bits
         try checkKVShape(spec: spec, kvHeads: kvHeads, capacity: capacity, headDim: headDim, needsMultipleOf8: true)
         precondition((bits == 4 || bits == 2) && (keyBits == 4 || keyBits == 2) && group % 8 == 0 && group <= KVKernels.maxGroup && residual >= 0)
@@ -55,6 +61,7 @@ public final class KIVIKVCache: KVCache {
         self.group = group
         self.residual = residual
         self.sink = min(max(sink, 0), capacity)
+        rotation = rotate ? HadamardRotation(count: headDim) : nil
         self.capacity = capacity
         self.headDim = headDim
         window = min(residual + group, capacity)
@@ -112,6 +119,10 @@ public final class KIVIKVCache: KVCache {
         precondition(position == length[l], "KIVI cache stores positions in order: \(position) after \(length[l])")
         let d = kvHeads[l] * headDim
         (windowKeys + slot(l, position)).update(from: key, count: d)
+        if let rotation {
+            for h in 0 ..< kvHeads[l] { rotation.apply(windowKeys + slot(l, position) + h * headDim) }
+        }
+        let key = UnsafePointer(windowKeys + slot(l, position))
         (windowValues + slot(l, position)).update(from: value, count: d)
         if position < sink {
             (sinkKeys + sinkStart[l] + position * d).update(from: key, count: d)
@@ -146,6 +157,22 @@ public final class KIVIKVCache: KVCache {
     public func attend(layer l: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
                        scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
         precondition(headDim == self.headDim, "head size \(headDim) is not the cache's \(self.headDim)")
+        guard let rotation else {
+            return attendStored(layer: l, kvHead: kvHead, queries: queries, heads: heads, positions: positions, scale: scale,
+                                scores: scores, output: output)
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: heads * headDim) { q in
+            let q = q.baseAddress!
+            q.update(from: queries, count: heads * headDim)
+            for r in 0 ..< heads { rotation.apply(q + r * headDim) }
+            attendStored(layer: l, kvHead: kvHead, queries: q, heads: heads, positions: positions, scale: scale, scores: scores,
+                         output: output)
+        }
+    }
+
+    /// Attention with queries in the stored keys' frame (rotated when the keys are).
+    private func attendStored(layer l: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, positions: Range<Int>,
+                              scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
         precondition(positions.upperBound <= length[l], "attending to positions \(positions) of \(length[l]) stored")
         let n = positions.count, first = positions.lowerBound
         let kvh = kvHeads[l]
@@ -228,8 +255,8 @@ public final class KIVIKVCache: KVCache {
 
     public func copy(prefix count: Int) throws -> KVCache {
         precondition(count >= 0 && count <= capacity)
-        let c = try KIVIKVCache(bits: bits, keyBits: keyBits, group: group, residual: residual, sink: sink, kvHeads: kvHeads, capacity: capacity,
-                                headDim: headDim, spec: spec)
+        let c = try KIVIKVCache(bits: bits, keyBits: keyBits, group: group, residual: residual, sink: sink, rotate: rotation != nil,
+                                kvHeads: kvHeads, capacity: capacity, headDim: headDim, spec: spec)
         let sinkFloats = kvHeads.reduce(0, +) * sink * headDim
         c.sinkKeys.update(from: sinkKeys, count: sinkFloats)
         c.sinkValues.update(from: sinkValues, count: sinkFloats)

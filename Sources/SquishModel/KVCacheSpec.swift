@@ -8,7 +8,7 @@ import SquishKernels
 /// `kivi4`, `kivi2` (KIVI: keys quantized per channel over groups of g positions, values per position; the most
 /// recent r to r + g − 1 positions stay f32). KIVI takes parameters after a colon: `kivi2:g32,r64,s4,k4`
 /// (g: positions per key group, a multiple of 8 up to 256; r: the full-precision window; s: sinks, the first positions
-/// kept in f32; k: bits per key when they differ from the values').
+/// kept in f32; k: bits per key when they differ from the values'; h: keys turned by a Hadamard rotation first).
 /// Selection: `streaming` (StreamingLLM: 4 attention sinks and the 1,020 most recent positions), with parameters
 /// `streaming:sink4,window1020` or a budget as a share of the context, `streaming:25%` (sinks included); and the
 /// attention-scored selections `h2o` (heavy hitters by accumulated attention, half the budget for the most recent
@@ -22,8 +22,9 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
     public enum Precision: Equatable, Sendable {
         case f32, f16, q8
         /// KIVI with `bits` (4 or 2) per value and `keyBits` (4 or 2; default `bits`) per key, keys grouped over `group`
-        /// positions, `residual` recent positions in f32, and the first `sink` positions (the attention sinks) also in f32.
-        case kivi(bits: Int, group: Int, residual: Int, sink: Int = 0, keyBits: Int? = nil)
+        /// positions, `residual` recent positions in f32, the first `sink` positions (the attention sinks) also in f32, and
+        /// keys turned by a Hadamard rotation before they are quantized when `rotate`.
+        case kivi(bits: Int, group: Int, residual: Int, sink: Int = 0, keyBits: Int? = nil, rotate: Bool = false)
     }
 
     /// How many recent positions a selection keeps: a count, or a share of the context (sinks included).
@@ -103,8 +104,8 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         case .f32: "f32"
         case .f16: "f16"
         case .q8: "q8"
-        case .kivi(let b, let g, let r, let s, let k):
-            "kivi\(b):g\(g),r\(r)" + (s > 0 ? ",s\(s)" : "") + (k.map { $0 != b ? ",k\($0)" : "" } ?? "")
+        case .kivi(let b, let g, let r, let s, let k, let h):
+            "kivi\(b):g\(g),r\(r)" + (s > 0 ? ",s\(s)" : "") + (k.map { $0 != b ? ",k\($0)" : "" } ?? "") + (h ? ",h" : "")
         }
         guard let selection else { return p }
         let rows = precision == .f32 ? "" : "+" + p
@@ -217,8 +218,12 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             var group = kiviGroup, residual = kiviResidual, sink = 0, keyBits: Int? = nil
             var seen = Set<Character>()
             for p in params {
+                if p == "h" {
+                    guard seen.insert("h").inserted else { throw fail("parameter 'h' given twice") }
+                    continue
+                }
                 guard let key = p.first, let value = Int(p.dropFirst()), value >= 0, "grsk".contains(key) else {
-                    throw fail("parameter '\(p)' is not g<positions>, r<positions>, s<positions> or k<key bits>")
+                    throw fail("parameter '\(p)' is not g<positions>, r<positions>, s<positions>, k<key bits> or h (rotated keys)")
                 }
                 guard seen.insert(key).inserted else { throw fail("parameter '\(key)' given twice") }
                 switch key {
@@ -233,9 +238,10 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             guard group >= 8, group <= 256, group % 8 == 0 else { throw fail("group g\(group) must be a multiple of 8 from 8 to 256") }
             guard residual <= 1 << 20 else { throw fail("residual window r\(residual) is larger than 1048576") }
             let bits = name == "kivi4" ? 4 : 2
-            return .kivi(bits: bits, group: group, residual: residual, sink: sink, keyBits: keyBits == bits ? nil : keyBits)
+            return .kivi(bits: bits, group: group, residual: residual, sink: sink, keyBits: keyBits == bits ? nil : keyBits,
+                         rotate: seen.contains("h"))
         default:
-            throw fail("unknown cache; choose from \(presets.joined(separator: ", ")) (KIVI takes :g<group>,r<residual>,s<sinks>,k<key bits>)")
+            throw fail("unknown cache; choose from \(presets.joined(separator: ", ")) (KIVI takes :g<group>,r<residual>,s<sinks>,k<key bits>,h)")
         }
     }
 
@@ -280,9 +286,9 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             return try QuantizedKVCache(format: .f16, kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
         case .q8:
             return try QuantizedKVCache(format: .q8, kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
-        case .kivi(let bits, let group, let residual, let sink, let keyBits):
-            return try KIVIKVCache(bits: bits, keyBits: keyBits ?? bits, group: group, residual: residual, sink: sink, kvHeads: kvHeads,
-                                   capacity: capacity, headDim: c.headDim, spec: self)
+        case .kivi(let bits, let group, let residual, let sink, let keyBits, let rotate):
+            return try KIVIKVCache(bits: bits, keyBits: keyBits ?? bits, group: group, residual: residual, sink: sink, rotate: rotate,
+                                   kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
         }
     }
 

@@ -190,6 +190,30 @@ enum KVReference {
     }
 
     /// Dispatched (AVX2 where available) and portable kernels agree on every format.
+    /// The rotation is H·diag(s)/√b on each block of b values (b the largest power of two dividing the size): its
+    /// matrix, the images of the unit vectors, against Sylvester's H[i][j] = (−1)^popcount(i & j) in Double (1e-6),
+    /// with signs of both kinds.
+    @Test(arguments: [(64, 64), (24, 8), (128, 128), (8, 8), (80, 16)])
+    func hadamardRotation(count: Int, block: Int) {
+        let r = HadamardRotation(count: count)
+        #expect(r.block == block)
+        var signs: [Float] = []
+        for i in 0 ..< count {
+            var e = [Float](repeating: 0, count: count)
+            e[i] = 1
+            e.withUnsafeMutableBufferPointer { r.apply($0.baseAddress!) }
+            let first = i / block * block, s = e[first] * Float(block).squareRoot()  // Sylvester's first row is all +1
+            #expect(abs(abs(s) - 1) < 1e-6)
+            for j in 0 ..< count {
+                let sylvester: Double = ((i % block) & (j % block)).nonzeroBitCount % 2 == 0 ? 1 : -1
+                let want = j / block == i / block ? Double(s) * sylvester / Double(block).squareRoot() : 0
+                #expect(abs(Double(e[j]) - want) < 1e-6, "\(count): column \(i) row \(j)")
+            }
+            signs.append(s)
+        }
+        #expect(signs.contains { $0 > 0 } && signs.contains { $0 < 0 })
+    }
+
     @Test func dispatchedMatchesPortable() {
         var rng = SplitMix64(seed: 3)
         func rand() -> Float { Float(Double(rng.next() % 20001) / 10000 - 1) }
@@ -239,11 +263,12 @@ enum KVReference {
         #expect(try KVCacheSpec.parse("kivi2:s4").precision == .kivi(bits: 2, group: 32, residual: 128, sink: 4))
         #expect(try KVCacheSpec.parse("kivi2:k4").precision == .kivi(bits: 2, group: 32, residual: 128, keyBits: 4))
         #expect(try KVCacheSpec.parse("kivi2:k2") == KVCacheSpec.parse("kivi2"))
-        for s in ["f32", "f16", "q8", "kivi4:g32,r128", "kivi2:g16,r8", "kivi2:g32,r128,s4", "kivi2:g32,r32,s4,k4"] { #expect(try KVCacheSpec.parse(s).description == s) }
+        #expect(try KVCacheSpec.parse("kivi2:h,s4").precision == .kivi(bits: 2, group: 32, residual: 128, sink: 4, rotate: true))
+        for s in ["f32", "f16", "q8", "kivi4:g32,r128", "kivi2:g16,r8", "kivi2:g32,r128,s4", "kivi2:g32,r32,s4,k4", "kivi2:g32,r128,s4,h"] { #expect(try KVCacheSpec.parse(s).description == s) }
     }
 
     @Test(arguments: ["", "f8", "q4", "f16:g32", "kivi4:", "kivi4:g12", "kivi4:g0", "kivi2:g512", "kivi2:x3", "kivi2:g32,g32",
-                      "kivi2:r-1", "kivi3", "kivi2:g32,,r4", "kivi2:s4,s4", "kivi2:s-1", "kivi2:k3", "kivi2:k8"])
+                      "kivi2:r-1", "kivi3", "kivi2:g32,,r4", "kivi2:s4,s4", "kivi2:s-1", "kivi2:k3", "kivi2:k8", "kivi2:h,h", "kivi2:h1", "q8:h"])
     func rejects(spec: String) {
         #expect(throws: ModelError.self) { try KVCacheSpec.parse(spec) }
         do { _ = try KVCacheSpec.parse(spec) } catch { #expect("\(error)".contains("'\(spec)'"), "\(error)") }
@@ -262,12 +287,16 @@ enum KVReference {
 final class ReferenceKIVICache: KVCache {
     let capacity: Int, bits: Int, keyBits: Int, group: Int, residual: Int, sink: Int, headDim: Int
     let kvHeads: [Int]
+    /// Keys are stored rotated and queries rotated before scoring (the rotation is checked on its own above).
+    let rotation: HadamardRotation?
     var keys: [[[Float]]], values: [[[Float]]]  // [layer][position][kvHeads × headDim]
     var quantized: [Int]
 
-    init(bits: Int, keyBits: Int? = nil, group: Int, residual: Int, sink: Int = 0, kvHeads: [Int], capacity: Int, headDim: Int) {
+    init(bits: Int, keyBits: Int? = nil, group: Int, residual: Int, sink: Int = 0, rotate: Bool = false, kvHeads: [Int], capacity: Int,
+         headDim: Int) {
         (self.bits, self.keyBits, self.group, self.residual, self.sink) = (bits, keyBits ?? bits, group, residual, sink)
         (self.kvHeads, self.capacity, self.headDim) = (kvHeads, capacity, headDim)
+        rotation = rotate ? HadamardRotation(count: headDim) : nil
         keys = kvHeads.map { _ in [] }
         values = keys
         quantized = kvHeads.map { _ in 0 }
@@ -276,7 +305,9 @@ final class ReferenceKIVICache: KVCache {
     func store(layer l: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
         precondition(position == keys[l].count)
         let d = kvHeads[l] * headDim
-        keys[l].append(Array(UnsafeBufferPointer(start: key, count: d)))
+        var k = Array(UnsafeBufferPointer(start: key, count: d))
+        if let rotation { for h in 0 ..< kvHeads[l] { k.withUnsafeMutableBufferPointer { rotation.apply($0.baseAddress! + h * headDim) } } }
+        keys[l].append(k)
         values[l].append(Array(UnsafeBufferPointer(start: value, count: d)))
         let window = min(residual + group, capacity)
         guard keys[l].count - quantized[l] >= window, quantized[l] + group <= capacity else { return }
@@ -297,9 +328,11 @@ final class ReferenceKIVICache: KVCache {
                 scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
         let stride = kvHeads[layer] * headDim
         let k = positions.flatMap { keys[layer][$0] }, v = positions.flatMap { values[layer][$0] }
+        var q = Array(UnsafeBufferPointer(start: queries, count: heads * headDim))
+        if let rotation { for r in 0 ..< heads { q.withUnsafeMutableBufferPointer { rotation.apply($0.baseAddress! + r * headDim) } } }
         k.withUnsafeBufferPointer { k in
             v.withUnsafeBufferPointer { v in
-                VectorOps.attentionHeads(query: queries, heads: heads, keys: k.baseAddress! + kvHead * headDim, values: v.baseAddress! + kvHead * headDim,
+                VectorOps.attentionHeads(query: q, heads: heads, keys: k.baseAddress! + kvHead * headDim, values: v.baseAddress! + kvHead * headDim,
                                          stride: stride, count: positions.count, headDim: headDim, scale: scale, scores: scores, output: output)
             }
         }
@@ -314,8 +347,8 @@ final class ReferenceKIVICache: KVCache {
     }
 
     func copy(prefix count: Int) throws -> KVCache {
-        let c = ReferenceKIVICache(bits: bits, keyBits: keyBits, group: group, residual: residual, sink: sink, kvHeads: kvHeads, capacity: capacity,
-                                   headDim: headDim)
+        let c = ReferenceKIVICache(bits: bits, keyBits: keyBits, group: group, residual: residual, sink: sink, rotate: rotation != nil,
+                                   kvHeads: kvHeads, capacity: capacity, headDim: headDim)
         (c.keys, c.values, c.quantized) = (keys, values, quantized)
         c.truncate(to: count)
         return c
@@ -380,15 +413,16 @@ struct KVCacheFamilyTests {
         let ref = try FamilyReferenceTests.reference(family)
         let model = try TransformerModel(hfDirectory: FamilyReferenceTests.fixture(family))
         let c = model.config
-        for (bits, sink, keyBits) in [(4, 0, 4), (2, 0, 2), (2, 3, 2), (4, 11, 4), (2, 3, 4), (4, 0, 2)] {
-            let kv = try KVCacheSpec.parse("kivi\(bits):g8,r8,s\(sink),k\(keyBits)")
+        for (bits, sink, keyBits, rotate) in [(4, 0, 4, false), (2, 0, 2, false), (2, 3, 2, false), (4, 11, 4, false), (2, 3, 4, false),
+                                              (4, 0, 2, false), (2, 3, 2, true), (4, 0, 4, true)] {
+            let kv = try KVCacheSpec.parse("kivi\(bits):g8,r8,s\(sink),k\(keyBits)" + (rotate ? ",h" : ""))
             for stepwise in [false, true] {
-                let reference = ReferenceKIVICache(bits: bits, keyBits: keyBits, group: 8, residual: 8, sink: sink,
+                let reference = ReferenceKIVICache(bits: bits, keyBits: keyBits, group: 8, residual: 8, sink: sink, rotate: rotate,
                                                    kvHeads: (0 ..< c.layers).map { c.kvHeads(layer: $0) }, capacity: 64, headDim: c.headDim)
                 let want = try Self.logits(model, ref.tokens, cache: reference, stepwise: stepwise)
                 let got = try Self.logits(model, ref.tokens, kv: kv, stepwise: stepwise)
                 let rel = Self.worst(got, want) / want.map(abs).max()!
-                #expect(rel <= 1e-3, "\(family) kivi\(bits) s\(sink) k\(keyBits) \(stepwise ? "decoding" : "batch"): \(rel)")
+                #expect(rel <= 1e-3, "\(family) kivi\(bits) s\(sink) k\(keyBits) h \(rotate) \(stepwise ? "decoding" : "batch"): \(rel)")
             }
         }
     }
