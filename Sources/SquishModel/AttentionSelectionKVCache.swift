@@ -16,8 +16,8 @@ import SquishKernels
 /// positions. SnapKV reads a prompt whole (its slots are the context) and compresses it when the first token is
 /// generated after it (a one-token batch after a longer one); while generating, it compresses again whenever the
 /// tokens generated since have filled a window beyond the budget, ranked by those tokens' attention (so a long
-/// generation holds at most budget + window positions, as kvpress's decoding presses do). Heads in `keepsAll` never evict (the retrieval heads of
-/// the head-aware policy, `duo`); the others keep `budget`. Rows are stored in one token-row format (f32, f16 or
+/// generation holds at most budget + window positions, as kvpress's decoding presses do). Heads in `keepsAll` never
+/// evict (the retrieval heads of the head-aware policy, `duo`); the others keep `budget`. Rows are stored in one token-row format (f32, f16 or
 /// 8-bit, as QuantizedKVCache), [KV head][slot][row bytes]; the kernels read them directly.
 public final class AttentionSelectionKVCache: KVCache {
     public let spec: KVCacheSpec

@@ -122,10 +122,9 @@ public final class KIVIKVCache: KVCache {
         if let rotation {
             for h in 0 ..< kvHeads[l] { rotation.apply(windowKeys + slot(l, position) + h * headDim) }
         }
-        let key = UnsafePointer(windowKeys + slot(l, position))
         (windowValues + slot(l, position)).update(from: value, count: d)
         if position < sink {
-            (sinkKeys + sinkStart[l] + position * d).update(from: key, count: d)
+            (sinkKeys + sinkStart[l] + position * d).update(from: windowKeys + slot(l, position), count: d)  // as stored (rotated)
             (sinkValues + sinkStart[l] + position * d).update(from: value, count: d)
         }
         length[l] += 1
