@@ -198,6 +198,11 @@ struct CLITests {
         #expect(q8j["kv_cache"] as? String == "q8" && (q8j["kv_cache_bytes"] as? Int ?? 0) < (j["kv_cache_bytes"] as? Int ?? 0))
         try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "kivi5"]).expectUsageError("'kivi5'")
         try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "kivi2:g12"]).expectUsageError("multiple of 8")
+        // Rotated KIVI keys run and name themselves; a repeated parameter is a usage error quoting it.
+        let rotated = try CLI.run(["run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--temp", "0", "--kv", "kivi2:s4,h", "--json"])
+        rotated.expectSuccess()
+        #expect(try rotated.json()["kv_cache"] as? String == "kivi2:g32,r128,s4,h")
+        try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "kivi2:h,h"]).expectUsageError("'h' given twice")
         // An evicting cache on q8 rows runs and names itself canonically; a pair that cannot compose is a usage error,
         // and a budget the cache cannot use is an error naming the spec.
         let h2o = try CLI.run(["run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--temp", "0", "--kv", "h2o:budget16+q8", "--json"])
