@@ -31,6 +31,9 @@ public enum CompressReport {
             s += String(format: "| held-out perplexity | %.3f (input %.3f) |\n", ppl, ref)
             if let t = r.top1Agreement { s += String(format: "| top-1 agreement | %.1f%% |\n", t * 100) }
         }
+        if !r.droppedLayers.isEmpty {
+            s += "| dropped blocks | \(r.droppedLayers.map(String.init).joined(separator: ", ")) of \(r.layers.count) |\n"
+        }
         s += String(format: "| search KL | start %.5f → %.5f after %d generations (%d forward passes on %d calibration tokens) |\n",
                      r.startFitness, r.searchFitness, r.generations, r.candidatesScored, r.searchTokens)
         s += String(format: "| time | %.0f s (level database %.0f s%@) |\n\n", r.seconds, r.databaseSeconds, r.databaseCached ? ", cached" : "")
@@ -48,6 +51,12 @@ public enum CompressReport {
         s += "\n## Importance signals\n\nLayers by how much they change the residual stream (1 − cos(input, output)):\n\n"
         s += "| layer | 1 − cos |\n|---|---|\n"
         for l in r.layers { s += "| \(l.layer) | \(String(format: "%.4f", l.cosineDistance)) |\n" }
+        if !r.dropSensitivity.isEmpty {
+            s += "\nBlocks by the KL of dropping that one alone (`--prune`):\n\n| layer | KL | dropped |\n|---|---|---|\n"
+            for (l, kl) in r.dropSensitivity.enumerated().sorted(by: { $0.element < $1.element }) {
+                s += String(format: "| %d | %.5f | %@ |\n", l, kl, r.droppedLayers.contains(l) ? "yes" : "")
+            }
+        }
         s += "\nThe 15 most sensitive tensors (KL with only that tensor one level down):\n\n| tensor | level probed | KL | outliers | chosen |\n|---|---|---|---|---|\n"
         for c in r.choices.sorted(by: { $0.sensitivity > $1.sensitivity }).prefix(15) {
             s += String(format: "| %@ | %@ | %.5f | %.2f%% | %@ |\n", c.name, c.sensitivityLevel, c.sensitivity, c.outlierShare * 100, c.type)

@@ -28,7 +28,12 @@ public struct CompressOptions: Sendable {
     /// level database's tokens when the text is long enough.
     public var searchSequences = 8
     public var searchLength = 256
+    /// `search.maxDroppedLayers` is set from `prune` and `maxDroppedLayers`.
     public var search = EvolutionarySearch.Options()
+    /// Whole blocks may be dropped where that costs less KL than the bits their bytes buy (`--prune`).
+    public var prune = false
+    /// With `prune`: most blocks dropped (nil: a quarter of them, ShortGPT's share).
+    public var maxDroppedLayers: Int?
     /// Tokens of the first sequence each tensor's sensitivity is measured on.
     public var sensitivityTokens = 128
     /// Wall-clock budget of the whole run (level database, sensitivity, search, writing, held-out evaluation).
@@ -97,8 +102,13 @@ public struct CompressResult: Codable, Sendable {
     public var searchTokens: Int
     public var calibrationTokens: Int
     public var seed: UInt64
+    /// Type by the input's tensor name ("dropped" for the tensors of dropped blocks).
     public var tensors: [String: String]
     public var choices: [TensorChoice]
+    /// Blocks of the input left out of the output (`--prune`), and the KL on the sensitivity tokens of the model with
+    /// only that block dropped, per block (empty without `--prune`).
+    public var droppedLayers: [Int]
+    public var dropSensitivity: [Double]
     public var layers: [LayerSignal]
     public var history: [EvolutionarySearch.Generation]
     public var comparisons: [ComparisonPoint]
@@ -107,6 +117,7 @@ public struct CompressResult: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case input, output, bytes, parameters, perplexity, generations, seconds, seed, tensors, choices, layers, history, comparisons
         case candidates
+        case droppedLayers = "dropped_layers", dropSensitivity = "drop_sensitivity"
         case targetBytes = "target_bytes", bitsPerWeight = "bits_per_weight", klDivergence = "kl_divergence"
         case referencePerplexity = "reference_perplexity", top1Agreement = "top1_agreement", heldOutText = "held_out_text"
         case startFitness = "start_fitness", searchFitness = "search_fitness", candidatesScored = "candidates_scored"
@@ -166,14 +177,19 @@ public enum Compressor {
         let source = try GGUFFile(path: input)
         let parameters = source.tensors.reduce(0) { $0 + $1.elementCount }
 
-        // A budget below the smallest levels fails now, before any quantization.
+        let sourceConfig = try Architectures.configuration(gguf: source)
+        let maxDropped = options.prune ? min(options.maxDroppedLayers ?? sourceConfig.layers / 4, sourceConfig.layers - 1) : 0
+        // A budget below the smallest levels (with the most blocks dropped) fails now, before any quantization.
         do {
-            let linear = Set(try Architectures.configuration(gguf: source).linearLayers.map(\.name))
-            let matrices = source.tensors.filter { linear.contains($0.name) }
+            let layerOf = Dictionary(sourceConfig.linearLayers.map { ($0.name, $0.layer) }, uniquingKeysWith: { a, _ in a })
+            let matrices = source.tensors.filter { layerOf[$0.name] != nil }
+            var perLayer = [Int](repeating: 0, count: sourceConfig.layers)
             let smallest = matrices.reduce(0) { sum, t in
                 let bytes = options.ladder.compactMap { $0.rowBytes(elements: t.shape[0]).map { $0 * t.rowCount } }.filter { $0 < t.byteCount }
-                return sum + (bytes.min() ?? t.byteCount)
-            }
+                let b = bytes.min() ?? t.byteCount
+                if let l = layerOf[t.name]!, l < perLayer.count { perLayer[l] += b }
+                return sum + b
+            } - perLayer.sorted(by: >).prefix(maxDropped).reduce(0, +)
             let tensorBytes = source.tensors.reduce(0) { $0 + $1.byteCount }
             let fileBytes = (try? FileManager.default.attributesOfItem(atPath: input)[.size] as? Int) ?? tensorBytes
             let matrixBytes = matrices.reduce(0) { $0 + $1.byteCount }
@@ -183,8 +199,9 @@ public enum Compressor {
             case .bitsPerWeight(let bpw): possible = Double(smallest + tensorBytes - matrixBytes) * 8 / Double(parameters) <= bpw
             }
             guard possible else {
-                throw CompressError.budget(String(format: "%@ is below what the smallest levels (%@) can reach: a file of about %.2f MB, %.3f bits per weight",
+                throw CompressError.budget(String(format: "%@ is below what the smallest levels (%@)%@ can reach: a file of about %.2f MB, %.3f bits per weight",
                                                   describe(options.target), options.ladder.first?.name ?? "?",
+                                                  maxDropped > 0 ? " with \(maxDropped) blocks dropped" : "",
                                                   Double(smallest + fileBytes - matrixBytes) / 1e6,
                                                   Double(smallest + tensorBytes - matrixBytes) * 8 / Double(parameters)))
             }
@@ -230,22 +247,35 @@ public enum Compressor {
         // 2. The budget for the matrices' bytes.
         let levelNames = Set(tensors.map(\.name))
         let otherTensorBytes = source.tensors.filter { !levelNames.contains($0.name) }.reduce(0) { $0 + $1.byteCount }
-        func writer(_ a: Allocation) -> GGUFWriter {
-            var w = GGUFWriter(copying: source)
+        let tensorIndex = Dictionary(tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        func writer(_ a: Allocation) throws -> GGUFWriter {
             var native = true
-            for (t, l) in a.levels.enumerated() where !tensors[t].levels[l].isSource {
-                let entry = tensors[t], level = entry.levels[l]
+            // Tensor `t`'s data at its level in `a`, where that is not the source's own.
+            func level(_ t: Int) -> (shape: [Int], type: GGMLType, source: GGUFWriter.Source)? {
+                let entry = tensors[t], level = entry.levels[a.levels[t]]
+                guard !level.isSource else { return nil }
                 let type = GGMLType(name: level.type)!
                 native = native && type.isGGMLNative
                 let info = store.file.tensor(named: LevelDatabase.dataName(tensor: entry.name, type: level.type))!
-                w.replaceTensor(name: entry.name, shape: [entry.rowLength, entry.rows], type: type,
-                                source: .mapped(store.file.data(for: info), owner: store.file))
+                return ([entry.rowLength, entry.rows], type, .mapped(store.file.data(for: info), owner: store.file))
+            }
+            var w: GGUFWriter
+            if a.droppedLayers.isEmpty {
+                w = GGUFWriter(copying: source)
+                for t in tensors.indices { if let d = level(t) { w.replaceTensor(name: tensors[t].name, shape: d.shape, type: d.type, source: d.source) } }
+            } else {
+                // Blocks renumbered, the configuration rewritten (as `prune --method shortgpt` writes it).
+                let kept = a.keptLayers(of: sourceConfig.layers)
+                w = try ModelPruner.writer(file: source, config: sourceConfig.keepingLayers(kept), keptLayers: kept) { _, from in
+                    tensorIndex[from.ggufName].flatMap(level)
+                }
             }
             if !native { w.set("general.file_type", .uint32(1024)) }  // a mix no llama.cpp file type describes
             return w
         }
         let smallest = Allocation(levels: tensors.map { _ in 0 })
-        let overhead = try writer(smallest).fileSize() - store.matrixBytes(smallest)  // header, other tensors, padding
+        // Header, other tensors, padding (with blocks dropped, less: their norms and names are gone too).
+        let overhead = try writer(smallest).fileSize() - store.matrixBytes(smallest)
         let matrixBudget: Int, targetBytes: Int
         switch options.target {
         case .fileBytes(let b):
@@ -257,7 +287,10 @@ public enum Compressor {
             matrixBudget = tensorBytes - otherTensorBytes
             targetBytes = matrixBudget + overhead
         }
-        let minimum = store.matrixBytes(smallest)
+        let layerBytes = (0 ..< sourceConfig.layers).map { l in
+            tensors.indices.filter { tensors[$0].layer == l }.reduce(0) { $0 + tensors[$1].levels[0].bytes }
+        }
+        let minimum = store.matrixBytes(smallest) - layerBytes.sorted(by: >).prefix(maxDropped).reduce(0, +)
         guard matrixBudget >= minimum else {
             let smallestFile = minimum + overhead
             throw CompressError.budget(String(format: "the smallest levels (%@) give a file of %.2f MB (%.3f bits per weight); asked for %@",
@@ -306,6 +339,23 @@ public enum Compressor {
         sensBar.finish()
         if !quiet { log(String(format: "sensitivity: %d tensors, %d forward passes of %d tokens, %.0f s", tensors.count, probes,
                                options.sensitivityTokens, Date().timeIntervalSince(sensStart))) }
+        // With --prune: the KL of dropping each block alone.
+        var dropSensitivity: [Double] = []
+        if maxDropped > 0 {
+            let bar = ProgressBar(total: sourceConfig.layers, label: "blocks", quiet: quiet)
+            for l in 0 ..< sourceConfig.layers {
+                var a = top
+                a.droppedLayers = [l]
+                dropSensitivity.append(max(0, try score(a, probeStage) - topScore))
+                scoreCache[a] = nil
+                bar.advance()
+            }
+            bar.finish()
+            if !quiet {
+                log("blocks: KL with one dropped: " + dropSensitivity.enumerated().sorted { $0.element < $1.element }
+                    .map { String(format: "%d %.4f", $0.offset, $0.element) }.joined(separator: ", "))
+            }
+        }
         let costs = ImportanceAllocation.costs(tensors, sensitivity: sensitivity, measured: measured)
         for t in large where !quiet {
             log("sensitivity: \(tensors[t].name): " + tensors[t].levels.indices.map { l in
@@ -315,7 +365,12 @@ public enum Compressor {
         // its levels (their cost interacts with everything else, so the pinned variants are measured, not estimated);
         // the best on the last stage's tokens.
         let lastStage = options.search.stages.last!
-        var starts: [Allocation] = [try ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget)]
+        // With --prune, a budget only dropped blocks reach has no start of all blocks.
+        var starts: [Allocation] = []
+        if let a = maxDropped > 0 ? try? ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget)
+                                  : try ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget) {
+            starts.append(a)
+        }
         for t in large {
             for l in tensors[t].levels.indices {
                 if let a = try? ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget, fixed: [t: l]), !starts.contains(a) {
@@ -323,13 +378,38 @@ public enum Compressor {
                 }
             }
         }
+        // With --prune: the k blocks cheapest to drop alone dropped, k = 1 … the most allowed, the rest allocated as
+        // above; the large tensors pinned to each of their levels only for the best of those.
+        let cheapest = dropSensitivity.indices.sorted { (dropSensitivity[$0], $0) < (dropSensitivity[$1], $1) }
+        for k in stride(from: 1, through: maxDropped, by: 1) {
+            if let a = try? ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget, droppedLayers: Array(cheapest.prefix(k)).sorted()) {
+                starts.append(a)
+            }
+        }
+        guard !starts.isEmpty else {
+            throw CompressError.budget("no allocation with up to \(maxDropped) blocks dropped fits \(describe(options.target))")
+        }
         var startAllocation = starts[0]
         var startFitness = Double.infinity
-        for a in starts {
-            let f = try score(a, lastStage)
-            if f < startFitness { (startAllocation, startFitness) = (a, f) }
+        func consider(_ candidates: [Allocation]) throws {
+            for a in candidates {
+                let f = try score(a, lastStage)
+                if f < startFitness { (startAllocation, startFitness) = (a, f) }
+            }
         }
-        if !quiet { log(String(format: "start: %d importance-based candidates, best KL %.5f", starts.count, startFitness)) }
+        try consider(starts)
+        if !startAllocation.droppedLayers.isEmpty {
+            let dropped = startAllocation.droppedLayers
+            let pinned = large.flatMap { t in
+                tensors[t].levels.indices.compactMap { try? ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget, fixed: [t: $0], droppedLayers: dropped) }
+            }.filter { !starts.contains($0) }
+            starts += pinned
+            try consider(pinned)
+        }
+        if !quiet {
+            log(String(format: "start: %d importance-based candidates, best KL %.5f%@", starts.count, startFitness,
+                       startAllocation.droppedLayers.isEmpty ? "" : " with blocks \(startAllocation.droppedLayers) dropped"))
+        }
 
         // What must still fit after the search, at the forward speed measured so far: the comparison points and the
         // held-out evaluation.
@@ -340,7 +420,9 @@ public enum Compressor {
         }
 
         // 5. Evolutionary search from there, until the deadline.
-        let search = EvolutionarySearch(tensors: tensors, budget: matrixBudget, options: options.search)
+        var searchOptions = options.search
+        searchOptions.maxDroppedLayers = maxDropped
+        let search = EvolutionarySearch(tensors: tensors, budget: matrixBudget, options: searchOptions)
         if !quiet { log(String(format: "search: start (importance-based) KL %.5f on %d tokens; searching until %@", startFitness,
                                lastStage.tokens ?? lastStage.sequences * options.searchLength, clock(deadline))) }
         let searchBar = ProgressBar(total: max(1, Int(deadline.timeIntervalSinceNow)), label: "search", quiet: quiet)
@@ -384,7 +466,7 @@ public enum Compressor {
         }
 
         // 7. The output file.
-        let w = writer(best)
+        let w = try writer(best)
         let size = try w.fileSize()
         if case .fileBytes(let b) = options.target, size > b {
             throw CompressError.budget("internal: the chosen levels give \(size) bytes, more than the \(b) asked for")
@@ -393,15 +475,15 @@ public enum Compressor {
         var tensorTypes: [String: String] = [:]
         var choices: [TensorChoice] = []
         for (t, l) in best.levels.enumerated() {
-            let e = tensors[t]
-            tensorTypes[e.name] = e.levels[l].type
-            choices.append(TensorChoice(name: e.name, kind: e.kind, layer: e.layer, parameters: e.parameters, type: e.levels[l].type,
-                                        bitsPerWeight: Double(e.levels[l].bytes * 8) / Double(e.parameters), outlierShare: e.outlierShare,
+            let e = tensors[t], dropped = best.drops(e)
+            tensorTypes[e.name] = dropped ? "dropped" : e.levels[l].type
+            choices.append(TensorChoice(name: e.name, kind: e.kind, layer: e.layer, parameters: e.parameters, type: tensorTypes[e.name]!,
+                                        bitsPerWeight: dropped ? 0 : Double(e.levels[l].bytes * 8) / Double(e.parameters), outlierShare: e.outlierShare,
                                         sensitivity: sensitivity[t],
                                         sensitivityLevel: e.levels[max(0, top.levels[t] - 1)].type))
         }
         let outBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? size
-        let tensorBytes = store.matrixBytes(best) + otherTensorBytes
+        let tensorBytes = try GGUFFile(path: output).tensors.reduce(0) { $0 + $1.byteCount }
         return CompressResult(
             input: input, output: output, bytes: outBytes, targetBytes: targetBytes,
             bitsPerWeight: Double(tensorBytes) * 8 / Double(parameters), parameters: parameters,
@@ -409,7 +491,8 @@ public enum Compressor {
             startFitness: startFitness, searchFitness: outcome.fitness, generations: outcome.history.count,
             candidatesScored: scorer.evaluations, seconds: Date().timeIntervalSince(start), databaseSeconds: databaseSeconds,
             databaseCached: cached, searchTokens: searchSeqs.count * options.searchLength, calibrationTokens: db.calibrationTokens,
-            seed: options.search.seed, tensors: tensorTypes, choices: choices, layers: db.layers, history: outcome.history,
+            seed: options.search.seed, tensors: tensorTypes, choices: choices, droppedLayers: best.droppedLayers,
+            dropSensitivity: dropSensitivity, layers: db.layers, history: outcome.history,
             comparisons: comparisons,
             candidates: outcome.candidates.map { ComparisonPoint(name: "candidate", bytes: $0.bytes + overhead, fitness: $0.fitness) })
     }

@@ -31,17 +31,20 @@ public enum ImportanceAllocation {
         }
     }
 
-    /// `fixed`: tensors whose level is given (tensor index → level), the rest chosen.
-    public static func allocate(_ tensors: [LevelTensor], costs: [[Double]], budget: Int, fixed: [Int: Int] = [:]) throws -> Allocation {
-        var levels = tensors.indices.map { fixed[$0] ?? 0 }
-        var used = tensors.indices.reduce(0) { $0 + tensors[$1].levels[levels[$1]].bytes }
+    /// `fixed`: tensors whose level is given (tensor index → level), the rest chosen. `droppedLayers`: blocks removed
+    /// whole; their tensors stay at their smallest level and take no bytes.
+    public static func allocate(_ tensors: [LevelTensor], costs: [[Double]], budget: Int, fixed: [Int: Int] = [:],
+                                droppedLayers: [Int] = []) throws -> Allocation {
+        var a = Allocation(levels: tensors.indices.map { fixed[$0] ?? 0 }, droppedLayers: droppedLayers)
+        let free = tensors.indices.filter { fixed[$0] == nil && !a.drops(tensors[$0]) }
+        var used = a.bytes(tensors)
         guard used <= budget else {
             throw CompressError.budget("even the smallest level of every tensor takes \(used) bytes, more than the \(budget) available")
         }
         while true {
             var best: (t: Int, l: Int, ratio: Double)?
-            for t in tensors.indices where fixed[t] == nil {
-                let cur = levels[t]
+            for t in free {
+                let cur = a.levels[t]
                 let lv = tensors[t].levels
                 for l in (cur + 1) ..< lv.count {
                     let extra = lv[l].bytes - lv[cur].bytes
@@ -51,19 +54,19 @@ public enum ImportanceAllocation {
                 }
             }
             guard let b = best, b.ratio > 0 else { break }
-            used += tensors[b.t].levels[b.l].bytes - tensors[b.t].levels[levels[b.t]].bytes
-            levels[b.t] = b.l
+            used += tensors[b.t].levels[b.l].bytes - tensors[b.t].levels[a.levels[b.t]].bytes
+            a.levels[b.t] = b.l
         }
         // Whatever bytes remain go to the cheapest remaining upgrades even if their estimated gain is zero.
         var changed = true
         while changed {
             changed = false
-            for t in tensors.indices where fixed[t] == nil && levels[t] + 1 < tensors[t].levels.count {
-                let extra = tensors[t].levels[levels[t] + 1].bytes - tensors[t].levels[levels[t]].bytes
-                if used + extra <= budget { used += extra; levels[t] += 1; changed = true }
+            for t in free where a.levels[t] + 1 < tensors[t].levels.count {
+                let extra = tensors[t].levels[a.levels[t] + 1].bytes - tensors[t].levels[a.levels[t]].bytes
+                if used + extra <= budget { used += extra; a.levels[t] += 1; changed = true }
             }
         }
-        return Allocation(levels: levels)
+        return a
     }
 }
 
@@ -71,6 +74,9 @@ public enum ImportanceAllocation {
 /// Compression via Evolutionary Search"): a (1 + λ) evolutionary algorithm over per-tensor levels.
 /// - Mutation ("level switch"): raise one tensor by a level, lower randomly chosen other tensors until the total fits
 ///   the budget again, then spend any slack on random upgrades that fit, so every candidate stays within the budget.
+/// - With `maxDroppedLayers` > 0 (EvoPress's depth pruning joined to the level search), a share `depthRate` of the
+///   mutations drops a block, restores one, or swaps a dropped block for a kept one instead, then restores the budget
+///   the same way.
 /// - Multi-stage selection: all λ offspring are scored on a few tokens, the best few on more, and the best of those
 ///   replaces the parent only if it beats it on the last stage's tokens (elitism; the parent's scores are cached).
 /// Deterministic under the seed (the scores themselves are deterministic).
@@ -95,6 +101,10 @@ public struct EvolutionarySearch {
         /// Most level switches in one mutation.
         public var maxSwitches = 3
         public var maxGenerations = 10_000
+        /// Most blocks a candidate may drop (0: none, the level search alone).
+        public var maxDroppedLayers = 0
+        /// Share of mutations that change the dropped blocks (when `maxDroppedLayers` > 0).
+        public var depthRate = 0.25
         public init() {}
     }
 
@@ -115,49 +125,82 @@ public struct EvolutionarySearch {
     public let tensors: [LevelTensor]
     public let budget: Int
     public let options: Options
+    /// Blocks of the model (one more than the largest block index of a tensor).
+    let layerCount: Int
 
     public init(tensors: [LevelTensor], budget: Int, options: Options) {
         self.tensors = tensors
         self.budget = budget
         self.options = options
+        layerCount = (tensors.compactMap(\.layer).max() ?? -1) + 1
     }
 
-    public func bytes(_ a: Allocation) -> Int {
-        var total = 0
-        for (t, l) in a.levels.enumerated() { total += tensors[t].levels[l].bytes }
-        return total
-    }
+    public func bytes(_ a: Allocation) -> Int { a.bytes(tensors) }
 
     /// One mutation of `parent` that stays within the budget (nil if no level can move).
     public func mutate(_ parent: Allocation, rng: inout SplitMix) -> Allocation? {
+        if options.maxDroppedLayers > 0, layerCount > 1, Double(rng.next() % 1_000_000) < options.depthRate * 1_000_000 {
+            return mutateDepth(parent, rng: &rng)
+        }
         var child = parent
         var used = bytes(child)
         let switches = 1 + Int(rng.next() % UInt64(max(1, options.maxSwitches)))
         var touched = Set<Int>()
+        let live = tensors.indices.filter { !child.drops(tensors[$0]) }
         for _ in 0 ..< switches {
-            let raisable = tensors.indices.filter { child.levels[$0] + 1 < tensors[$0].levels.count && !touched.contains($0) }
+            let raisable = live.filter { child.levels[$0] + 1 < tensors[$0].levels.count && !touched.contains($0) }
             guard let up = raisable.randomElement(using: &rng) else { break }
             used += tensors[up].levels[child.levels[up] + 1].bytes - tensors[up].levels[child.levels[up]].bytes
             child.levels[up] += 1
             touched.insert(up)
-            var guardCount = 0
-            while used > budget && guardCount < 10_000 {
-                guardCount += 1
-                let lowerable = tensors.indices.filter { child.levels[$0] > 0 && $0 != up && !touched.contains($0) }
-                guard let down = lowerable.randomElement(using: &rng) else { break }
-                used -= tensors[down].levels[child.levels[down]].bytes - tensors[down].levels[child.levels[down] - 1].bytes
-                child.levels[down] -= 1
-                touched.insert(down)
-            }
-            if used > budget { return nil }
+            guard lower(&child, used: &used, touched: &touched, rng: &rng) else { return nil }
         }
-        // Spend the slack: random upgrades of untouched tensors that fit.
-        var candidates = tensors.indices.filter { !touched.contains($0) }
+        spendSlack(&child, used: &used, sparing: touched, rng: &rng)
+        return child == parent ? nil : child
+    }
+
+    /// Lowers random tensors of kept blocks not yet `touched` (each at most once; added to `touched`) until `used`
+    /// fits the budget; false when it cannot.
+    func lower(_ child: inout Allocation, used: inout Int, touched: inout Set<Int>, rng: inout SplitMix) -> Bool {
+        var guardCount = 0
+        while used > budget && guardCount < 10_000 {
+            guardCount += 1
+            let lowerable = tensors.indices.filter { child.levels[$0] > 0 && !touched.contains($0) && !child.drops(tensors[$0]) }
+            guard let down = lowerable.randomElement(using: &rng) else { break }
+            used -= tensors[down].levels[child.levels[down]].bytes - tensors[down].levels[child.levels[down] - 1].bytes
+            child.levels[down] -= 1
+            touched.insert(down)
+        }
+        return used <= budget
+    }
+
+    /// Spends the slack: random upgrades that fit, of tensors of kept blocks not in `sparing`.
+    func spendSlack(_ child: inout Allocation, used: inout Int, sparing: Set<Int>, rng: inout SplitMix) {
+        var candidates = tensors.indices.filter { !sparing.contains($0) && !child.drops(tensors[$0]) }
         candidates.shuffle(using: &rng)
         for t in candidates where child.levels[t] + 1 < tensors[t].levels.count {
             let extra = tensors[t].levels[child.levels[t] + 1].bytes - tensors[t].levels[child.levels[t]].bytes
             if used + extra <= budget { used += extra; child.levels[t] += 1 }
         }
+    }
+
+    /// Drops a block (its bytes spent on random upgrades), restores one (its tensors at the levels they had; others
+    /// lowered until the budget holds) or swaps a dropped block for a kept one. At least one block is always kept.
+    func mutateDepth(_ parent: Allocation, rng: inout SplitMix) -> Allocation? {
+        var child = parent
+        let kept = parent.keptLayers(of: layerCount), dropped = parent.droppedLayers
+        let canDrop = dropped.count < min(options.maxDroppedLayers, layerCount - 1)
+        enum Move { case drop, restore, swap }
+        var moves: [Move] = []
+        if canDrop { moves.append(.drop) }
+        if !dropped.isEmpty { moves += [.restore, .swap] }
+        guard let move = moves.randomElement(using: &rng) else { return nil }
+        if move != .drop, let back = dropped.randomElement(using: &rng) { child.droppedLayers.removeAll { $0 == back } }
+        if move != .restore, let out = kept.randomElement(using: &rng) { child.droppedLayers = (child.droppedLayers + [out]).sorted() }
+        var used = bytes(child)
+        var touched = Set<Int>()
+        guard lower(&child, used: &used, touched: &touched, rng: &rng) else { return nil }
+        spendSlack(&child, used: &used, sparing: touched, rng: &rng)
         return child == parent ? nil : child
     }
 

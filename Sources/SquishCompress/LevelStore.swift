@@ -34,11 +34,7 @@ public final class LevelStore {
     public var topAllocation: Allocation { Allocation(levels: tensors.map { $0.levels.count - 1 }) }
 
     /// Bytes of the matrices' data under `allocation`.
-    public func matrixBytes(_ allocation: Allocation) -> Int {
-        var total = 0
-        for (i, l) in allocation.levels.enumerated() { total += tensors[i].levels[l].bytes }
-        return total
-    }
+    public func matrixBytes(_ allocation: Allocation) -> Int { allocation.bytes(tensors) }
 
     /// The runnable matrix of tensor `t` at level `l`.
     public func matrix(_ t: Int, _ l: Int) throws -> WeightMatrix {
@@ -66,13 +62,16 @@ public final class LevelStore {
         return base.matrix(layer)
     }
 
-    /// The model with every tensor at its level in `allocation`.
+    /// The model with every tensor at its level in `allocation`, without its dropped blocks.
     public func model(_ allocation: Allocation) throws -> TransformerModel {
         var replacements: [String: WeightMatrix] = [:]
-        for (t, l) in allocation.levels.enumerated() where !tensors[t].levels[l].isSource {
+        for (t, l) in allocation.levels.enumerated() where !tensors[t].levels[l].isSource && !allocation.drops(tensors[t]) {
             replacements[tensors[t].name] = try matrix(t, l)
         }
-        return try TransformerModel(base: base, replacing: replacements)
+        let m = try TransformerModel(base: base, replacing: replacements)
+        guard !allocation.droppedLayers.isEmpty else { return m }
+        let kept = allocation.keptLayers(of: base.config.layers)
+        return try TransformerModel(base: m, config: base.config.keepingLayers(kept), layers: kept.map { m.layers[$0] })
     }
 
     /// Drops the cached matrices (memory) of levels `allocation`s never use.
@@ -83,10 +82,33 @@ public final class LevelStore {
     }
 }
 
-/// One level per tensor (indices into each `LevelTensor.levels`, in the database's tensor order).
+/// One level per tensor (indices into each `LevelTensor.levels`, in the database's tensor order), and the blocks
+/// removed whole (`compress --prune`): their tensors keep a level, but take no bytes and are not in the model.
 public struct Allocation: Hashable, Sendable {
     public var levels: [Int]
-    public init(levels: [Int]) { self.levels = levels }
+    /// Indices of dropped blocks, increasing.
+    public var droppedLayers: [Int]
+
+    public init(levels: [Int], droppedLayers: [Int] = []) {
+        self.levels = levels
+        self.droppedLayers = droppedLayers
+    }
+
+    /// Whether `tensor` belongs to a dropped block.
+    public func drops(_ tensor: LevelTensor) -> Bool {
+        guard let l = tensor.layer, !droppedLayers.isEmpty else { return false }
+        return droppedLayers.contains(l)
+    }
+
+    /// Blocks kept of a model with `layers` blocks, in order.
+    public func keptLayers(of layers: Int) -> [Int] { (0 ..< layers).filter { !droppedLayers.contains($0) } }
+
+    /// Bytes of the matrices' data: every tensor at its level, those of dropped blocks not at all.
+    public func bytes(_ tensors: [LevelTensor]) -> Int {
+        var total = 0
+        for (t, l) in levels.enumerated() where !drops(tensors[t]) { total += tensors[t].levels[l].bytes }
+        return total
+    }
 }
 
 public enum CompressError: Error, CustomStringConvertible, Equatable {

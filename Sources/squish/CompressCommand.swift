@@ -50,6 +50,9 @@ struct Compress: ParsableCommand {
     @Option(help: "Calibration sequences of 256 tokens the search scores on.")
     var searchSequences = 8
 
+    @Option(help: "Tokens per search sequence (each scored at every position).")
+    var searchLength = 256
+
     @Option(help: "Held-out text the result is evaluated on (default: the first 60,000 bytes of Pride and Prejudice).")
     var evalText: String?
 
@@ -58,6 +61,12 @@ struct Compress: ParsableCommand {
 
     @Flag(help: "Skip the held-out evaluation.")
     var noEval = false
+
+    @Flag(help: "Allow dropping whole blocks where that costs less KL than the bits their bytes buy (searched with the levels; the output has fewer blocks).")
+    var prune = false
+
+    @Option(help: "With --prune: most blocks dropped (default: a quarter of them).")
+    var maxDroppedLayers: Int?
 
     @Flag(help: "Print every tensor's importance signals and chosen type.")
     var explain = false
@@ -92,7 +101,12 @@ struct Compress: ParsableCommand {
         }
         try check("--offspring", offspring, 1 ... 1000)
         try check("--search-sequences", searchSequences, 1 ... 10_000)
+        try check("--search-length", searchLength, 16 ... 1 << 16)
         if let b = evalBytes { try check("--eval-bytes", b, 1 ... Int.max) }
+        if let m = maxDroppedLayers {
+            guard prune else { throw ValidationError("--max-dropped-layers needs --prune") }
+            try check("--max-dropped-layers", m, 0 ... Limits.count)
+        }
     }
 
     func run() throws {
@@ -139,7 +153,10 @@ struct Compress: ParsableCommand {
         options.search.offspring = offspring
         if let generations { options.search.maxGenerations = generations }
         options.searchSequences = searchSequences
+        options.searchLength = searchLength
         options.rebuildDatabase = rebuildDatabase
+        options.prune = prune
+        options.maxDroppedLayers = maxDroppedLayers
         options.compare = compare
         let quiet = json
         let pool = threading.pool(quiet: quiet)
@@ -157,6 +174,9 @@ struct Compress: ParsableCommand {
         print(String(format: "wrote %@: %.2f MB (budget %.2f MB), %.3f bits per weight, %.0f s (level database %.0f s%@)", result.output,
                      Double(result.bytes) / 1e6, Double(result.targetBytes) / 1e6, result.bitsPerWeight, result.seconds,
                      result.databaseSeconds, result.databaseCached ? ", cached" : ""))
+        if !result.droppedLayers.isEmpty {
+            print("dropped blocks: \(result.droppedLayers.map(String.init).joined(separator: ", ")) (of \(result.layers.count))")
+        }
         print(String(format: "search: KL %.5f at the importance-based start, %.5f after %d generations (%d forward passes)",
                      result.startFitness, result.searchFitness, result.generations, result.candidatesScored))
         if let kl = result.klDivergence, let ppl = result.perplexity, let ref = result.referencePerplexity {
@@ -174,6 +194,13 @@ struct Compress: ParsableCommand {
     func printExplain(_ r: CompressResult) {
         print("layer  1-cos(in,out)")
         for l in r.layers { print(String(format: "%5d  %.5f", l.layer, l.cosineDistance)) }
+        if !r.dropSensitivity.isEmpty {
+            print("")
+            print("layer  KL dropped alone")
+            for (l, kl) in r.dropSensitivity.enumerated() {
+                print(String(format: "%5d  %.5f%@", l, kl, r.droppedLayers.contains(l) ? "  (dropped)" : ""))
+            }
+        }
         print("")
         print("tensor                      params   outliers  probe     sensitivity  chosen")
         for c in r.choices {

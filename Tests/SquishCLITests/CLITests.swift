@@ -438,6 +438,8 @@ struct CLITests {
         try CLI.run(["compress", "--target-bpw", "40", "--out", "/tmp/never.gguf"]).expectUsageError("--target-bpw")
         try CLI.run(["compress", "--target-bpw", "4", "--target-size", "60MB", "--out", "/tmp/never.gguf"]).expectUsageError("exactly one")
         try CLI.run(["compress", "--target-bpw", "4", "--budget-minutes", "inf", "--out", "/tmp/never.gguf"]).expectUsageError("--budget-minutes")
+        try CLI.run(["compress", "--target-bpw", "4", "--max-dropped-layers", "2", "--out", "/tmp/never.gguf"]).expectUsageError("--prune")
+        try CLI.run(["compress", "--target-bpw", "4", "--search-length", "8", "--out", "/tmp/never.gguf"]).expectUsageError("--search-length")
         #expect(!FileManager.default.fileExists(atPath: "/tmp/never.gguf"))
     }
 
@@ -450,7 +452,8 @@ struct CLITests {
                              "--out", dir + "/c.gguf", "--json"], env: ["SQUISH_CACHE": dir + "/cache"], timeout: 600)
         r.expectSuccess()
         let j = try r.json()
-        #expect(keys(j).isSuperset(of: ["output", "bytes", "target_bytes", "bits_per_weight", "choices", "kl_divergence", "perplexity"]))
+        #expect(keys(j).isSuperset(of: ["output", "bytes", "target_bytes", "bits_per_weight", "choices", "kl_divergence", "perplexity",
+                                        "dropped_layers", "drop_sensitivity"]))
         #expect((j["bytes"] as? Int ?? .max) <= (j["target_bytes"] as? Int ?? 0))
     }
 

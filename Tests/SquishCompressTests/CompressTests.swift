@@ -109,6 +109,63 @@ struct AllocationTests {
         #expect(changed > 1000)
     }
 
+    /// Tensors of blocks 0 … 3, three per block, with level bytes (10, 20, 30) · (block + 1).
+    func blockTensors() -> [LevelTensor] {
+        (0 ..< 12).map { i in
+            let layer = i / 3
+            return LevelTensor(name: "blk.\(layer).t\(i % 3).weight", kind: "attn_q", layer: layer, rowLength: 64, rows: 1, sourceType: "Q8_0",
+                               outlierShare: 0, levels: [10, 20, 30].enumerated().map { l, b in
+                                   LevelTensor.Level(type: "L\(l)", bytes: b * (layer + 1), isSource: l == 2, error: Double(2 - l))
+                               })
+        }
+    }
+
+    @Test func droppedBlocksTakeNoBytesAndTheGreedyStartSpendsThem() throws {
+        let tensors = blockTensors()
+        let a = Allocation(levels: Array(repeating: 1, count: 12), droppedLayers: [1, 3])
+        #expect(a.bytes(tensors) == 3 * 20 * 1 + 3 * 20 * 3)
+        #expect(a.keptLayers(of: 4) == [0, 2])
+        #expect(a.drops(tensors[4]) && !a.drops(tensors[0]))
+        // Budget for blocks 0 and 2 at their top levels: with 1 and 3 dropped the greedy start takes exactly that.
+        let costs = tensors.map { _ in [2.0, 1.0, 0.0] }
+        let top = try ImportanceAllocation.allocate(tensors, costs: costs, budget: 3 * 30 + 3 * 90, droppedLayers: [1, 3])
+        #expect(top.droppedLayers == [1, 3])
+        #expect(top.levels == [2, 2, 2, 0, 0, 0, 2, 2, 2, 0, 0, 0])
+        // Without dropping, the same budget cannot hold every tensor's smallest level plus much more.
+        let kept = try ImportanceAllocation.allocate(tensors, costs: costs, budget: 3 * 30 + 3 * 90)
+        #expect(kept.droppedLayers.isEmpty && kept.bytes(tensors) <= 360 && kept.levels != top.levels)
+    }
+
+    @Test func depthMutationsDropRestoreAndSwapBlocksWithinTheBudget() {
+        let tensors = blockTensors()
+        let budget = 700
+        var options = EvolutionarySearch.Options()
+        options.maxDroppedLayers = 2
+        let search = EvolutionarySearch(tensors: tensors, budget: budget, options: options)
+        var rng = SplitMix(seed: 11)
+        var parent = Allocation(levels: Array(repeating: 1, count: 12))
+        #expect(search.bytes(parent) <= budget)
+        var counts = Set<Int>(), droppedEver = Set<Int>()
+        for _ in 0 ..< 3000 {
+            guard let child = search.mutate(parent, rng: &rng) else { continue }
+            #expect(search.bytes(child) <= budget)
+            #expect(child.droppedLayers.count <= 2 && child.droppedLayers == Array(Set(child.droppedLayers)).sorted())
+            #expect(child.droppedLayers.allSatisfy { (0 ..< 4).contains($0) })
+            counts.insert(child.droppedLayers.count)
+            droppedEver.formUnion(child.droppedLayers)
+            parent = child
+        }
+        #expect(counts == [0, 1, 2] && droppedEver == [0, 1, 2, 3])
+        // Without maxDroppedLayers, mutations never drop a block.
+        let plain = EvolutionarySearch(tensors: tensors, budget: budget, options: EvolutionarySearch.Options())
+        parent = Allocation(levels: Array(repeating: 1, count: 12))
+        for _ in 0 ..< 500 {
+            guard let child = plain.mutate(parent, rng: &rng) else { continue }
+            #expect(child.droppedLayers.isEmpty)
+            parent = child
+        }
+    }
+
     @Test func searchImprovesASeparableFitnessAndIsDeterministicUnderItsSeed() throws {
         // 12 tensors with random level costs; the fitness is their sum (so the optimum is known by brute force on
         // the greedy's terms). Start from the worst feasible allocation; the search must improve it a lot.
@@ -151,12 +208,12 @@ struct AllocationTests {
 /// A tiny random-weight Llama model (default tokenizer) compressed end to end: the level database, the search, the
 /// written file and its budget.
 struct CompressModelTests {
-    func tinyModel(_ dir: String) throws -> String {
+    func tinyModel(_ dir: String, layers: Int = 2) throws -> String {
         guard FileManager.default.fileExists(atPath: DefaultModel.path) else {
             throw CompressError.invalidArgument("the default model is not cached at \(DefaultModel.path): run `squish fetch` first")
         }
         let tokenizer = try GGUFFile(path: DefaultModel.path)
-        let shape = SyntheticModelShape(name: "tiny", dim: 64, hiddenDim: 128, layers: 2, heads: 4, kvHeads: 2, contextLength: 512)
+        let shape = SyntheticModelShape(name: "tiny", dim: 64, hiddenDim: 128, layers: layers, heads: 4, kvHeads: 2, contextLength: 512)
         let path = dir + "/tiny.gguf"
         _ = try SyntheticModel.write(shape: shape, type: .q8_0, tokenizerFrom: tokenizer, to: path, seed: 5)
         return path
@@ -268,6 +325,52 @@ struct CompressModelTests {
         #expect(md.contains("bits per weight"))
         let svg = try String(contentsOfFile: dir + "/report/heatmap.svg", encoding: .utf8)
         #expect(svg.contains("<svg") && svg.contains("blk.1.ffn_down.weight"))
+    }
+
+    /// `--prune` below what quantization alone reaches: blocks are dropped, the file has that many fewer blocks
+    /// (renumbered, each kept block's tensors at their chosen types) and is within the budget, and its KL is the
+    /// search's; without `--prune` the same budget is refused.
+    @Test func pruningDropsBlocksWhereQuantizationAloneCannotReachTheBudget() throws {
+        let dir = NSTemporaryDirectory() + "squish-compress-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try tinyModel(dir, layers: 4)
+        let pool = WorkerPool(threads: 2)
+        let input = try GGUFFile(path: model)
+        // The smallest file quantization alone gives (every matrix at the ladder's smallest level, as the budget check
+        // estimates it); one block at that level holds 36,864 weights, 11,520 bytes.
+        let matrices = input.tensors.filter { $0.shape.count == 2 }
+        let inputBytes = try FileManager.default.attributesOfItem(atPath: model)[.size] as! Int
+        let smallest = matrices.reduce(0) { $0 + GGMLType.sq2_G64.rowBytes(elements: $1.shape[0])! * $1.rowCount }
+            + inputBytes - matrices.reduce(0) { $0 + $1.byteCount }
+        let target = smallest - 6_000
+        var o = options(.fileBytes(target), cache: dir + "/cache")
+        #expect(throws: CompressError.self) {
+            try Compressor.compress(input: model, output: dir + "/a.gguf", options: o, pool: pool, quiet: true, log: { _ in })
+        }
+        o.prune = true
+        o.maxDroppedLayers = 2
+        let r = try Compressor.compress(input: model, output: dir + "/a.gguf", options: o, pool: pool, quiet: true, log: { _ in })
+        #expect(!r.droppedLayers.isEmpty && r.droppedLayers.count <= 2)
+        #expect(r.dropSensitivity.count == 4 && r.dropSensitivity.allSatisfy { $0 >= 0 && $0.isFinite })
+        let size = try FileManager.default.attributesOfItem(atPath: dir + "/a.gguf")[.size] as! Int
+        #expect(size <= target && size == r.bytes)
+        let out = try GGUFFile(path: dir + "/a.gguf")
+        let kept = (0 ..< 4).filter { !r.droppedLayers.contains($0) }
+        #expect(try Architectures.configuration(gguf: out).layers == kept.count)
+        for (i, l) in kept.enumerated() {
+            for kind in LinearKind.allCases {
+                let type = try #require(r.tensors[ModelTensor.block(l, kind.tensor).ggufName])
+                #expect(out.tensor(named: ModelTensor.block(i, kind.tensor).ggufName)?.type.name == type)
+            }
+        }
+        for l in r.droppedLayers { #expect(r.tensors[ModelTensor.block(l, .ffnDown).ggufName] == "dropped") }
+        #expect(out.tensor(named: ModelTensor.block(kept.count, .ffnDown).ggufName) == nil)
+        let sequences = try Compressor.searchSequences(input, options: o, calibrationTokens: r.calibrationTokens)
+        let scorer = try KLScorer(reference: TransformerModel(gguf: input), sequences: sequences, pool: pool)
+        let last = o.search.stages.last!
+        let kl = try scorer.score(TransformerModel(gguf: out), sequences: last.sequences, tokens: last.tokens)
+        #expect(abs(kl - r.searchFitness) <= 1e-6 * max(kl, 1e-3), "KL of the file \(kl), reported \(r.searchFitness)")
     }
 
     @Test func aCorruptCachedDatabaseIsRebuilt() throws {

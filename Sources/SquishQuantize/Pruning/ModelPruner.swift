@@ -224,6 +224,18 @@ public enum ModelPruner {
     /// blocks, changed tensors replaced, the rest copied as stored.
     static func write(file: GGUFFile, config pc: ModelConfig, plan: StructurePlan, blocks: [LeastSquaresRecovery.Block],
                       to output: String) throws {
+        try writer(file: file, config: pc, keptLayers: plan.keptLayers) { tensor, _ in
+            guard case .block(let i, let t) = tensor, let changed = blocks[i].changed[t] else { return nil }
+            return (changed.shape, changed.type, .bytes(changed.bytes))
+        }.write(to: output)
+    }
+
+    /// A GGUF writer for the model of structure `config` made from `file`'s blocks `keptLayers` (in order): the
+    /// input's metadata with the architecture's keys rewritten for `config`, every tensor of `config` taken from
+    /// `replacement(tensor, source)` where it gives one, else copied as stored from `source` (the same tensor of
+    /// input block `keptLayers[i]` for block i).
+    public static func writer(file: GGUFFile, config pc: ModelConfig, keptLayers: [Int],
+                              replacement: (ModelTensor, ModelTensor) -> (shape: [Int], type: GGMLType, source: GGUFWriter.Source)?) throws -> GGUFWriter {
         var w = GGUFWriter()
         w.version = file.version
         let oldArch = file.architecture ?? ""
@@ -236,15 +248,15 @@ public enum ModelPruner {
         for (k, v) in w.metadata where k != "general.architecture" { ordered.set(k, v) }
         let rope = file.tensor(named: ModelTensor.ropeFrequencies.ggufName) != nil
         for tensor in pc.tensors(ropeFrequencies: rope) {
-            if case .block(let i, let t) = tensor, let changed = blocks[i].changed[t] {
-                ordered.addTensor(name: tensor.ggufName, shape: changed.shape, type: changed.type, source: .bytes(changed.bytes))
+            let source: ModelTensor
+            if case .block(let i, let t) = tensor { source = .block(keptLayers[i], t) } else { source = tensor }
+            if let r = replacement(tensor, source) {
+                ordered.addTensor(name: tensor.ggufName, shape: r.shape, type: r.type, source: r.source)
                 continue
             }
-            let source: ModelTensor
-            if case .block(let i, let t) = tensor { source = .block(plan.keptLayers[i], t) } else { source = tensor }
             guard let info = file.tensor(named: source.ggufName) else { throw ModelError.missingTensor(path: file.path, tensor: source.ggufName) }
             ordered.addTensor(name: tensor.ggufName, shape: info.shape, type: info.type, source: .mapped(file.data(for: info), owner: file))
         }
-        try ordered.write(to: output)
+        return ordered
     }
 }
