@@ -105,8 +105,8 @@ public struct CompressResult: Codable, Sendable {
     /// Type by the input's tensor name ("dropped" for the tensors of dropped blocks).
     public var tensors: [String: String]
     public var choices: [TensorChoice]
-    /// Blocks of the input left out of the output (`--prune`), and the KL on the sensitivity tokens of the model with
-    /// only that block dropped, per block (empty without `--prune`).
+    /// Blocks of the input left out of the output (`--prune`), and the KL on the first search sequence of the model
+    /// with only that block dropped, per block (empty without `--prune`).
     public var droppedLayers: [Int]
     public var dropSensitivity: [Double]
     public var layers: [LayerSignal]
@@ -339,14 +339,17 @@ public enum Compressor {
         sensBar.finish()
         if !quiet { log(String(format: "sensitivity: %d tensors, %d forward passes of %d tokens, %.0f s", tensors.count, probes,
                                options.sensitivityTokens, Date().timeIntervalSince(sensStart))) }
-        // With --prune: the KL of dropping each block alone.
+        // With --prune: the KL of dropping each block alone, on the whole first search sequence (a dropped block costs
+        // more the longer the context, so the first positions the tensors are probed on would understate it).
         var dropSensitivity: [Double] = []
         if maxDropped > 0 {
+            let blockStage = EvolutionarySearch.Stage(sequences: 1, survivors: 1)
+            let blockTop = try score(top, blockStage)
             let bar = ProgressBar(total: sourceConfig.layers, label: "blocks", quiet: quiet)
             for l in 0 ..< sourceConfig.layers {
                 var a = top
                 a.droppedLayers = [l]
-                dropSensitivity.append(max(0, try score(a, probeStage) - topScore))
+                dropSensitivity.append(max(0, try score(a, blockStage) - blockTop))
                 scoreCache[a] = nil
                 bar.advance()
             }

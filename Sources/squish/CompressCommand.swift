@@ -50,8 +50,8 @@ struct Compress: ParsableCommand {
     @Option(help: "Calibration sequences of 256 tokens the search scores on.")
     var searchSequences = 8
 
-    @Option(help: "Tokens per search sequence (each scored at every position).")
-    var searchLength = 256
+    @Option(help: "Tokens per search sequence, each scored at every position (default: 256; 512 with --prune, where a dropped block's cost grows with the context).")
+    var searchLength: Int?
 
     @Option(help: "Held-out text the result is evaluated on (default: the first 60,000 bytes of Pride and Prejudice).")
     var evalText: String?
@@ -101,7 +101,7 @@ struct Compress: ParsableCommand {
         }
         try check("--offspring", offspring, 1 ... 1000)
         try check("--search-sequences", searchSequences, 1 ... 10_000)
-        try check("--search-length", searchLength, 16 ... 1 << 16)
+        if let n = searchLength { try check("--search-length", n, 16 ... 1 << 16) }
         if let b = evalBytes { try check("--eval-bytes", b, 1 ... Int.max) }
         if let m = maxDroppedLayers {
             guard prune else { throw ValidationError("--max-dropped-layers needs --prune") }
@@ -153,7 +153,7 @@ struct Compress: ParsableCommand {
         options.search.offspring = offspring
         if let generations { options.search.maxGenerations = generations }
         options.searchSequences = searchSequences
-        options.searchLength = searchLength
+        options.searchLength = searchLength ?? (prune ? 512 : options.searchLength)
         options.rebuildDatabase = rebuildDatabase
         options.prune = prune
         options.maxDroppedLayers = maxDroppedLayers
