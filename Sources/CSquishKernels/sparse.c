@@ -5,13 +5,17 @@
 //   w[j] = d · (q_i − 2^(b−1)) for the i-th set bit j of the mask, 0 elsewhere (bits beyond the k-th set one: 0).
 //
 // The kernel reads the mask and the k codes (not 64 dense codes), expands them once per block into 64 signed bytes
-// with zeros where pruned, and dots them with each token's int8 activations (two blocks of 32 per weight block):
-//   y[r] = Σ_g fma(d · a_{2g}.d, s0, fma(...)) ... with s0, s1 the exact integer dot products of the two halves.
+// with zeros where pruned, and dots them with each token's int8 activations (two blocks of 32 per weight block). Each
+// token keeps 8 float lanes per row; lane l of a half gets the exact integer dot product of its bytes 4l … 4l + 3:
+//   acc_l = fma(d · a_{2g}.d, s0_l, acc_l), then acc_l = fma(d · a_{2g+1}.d, s1_l, acc_l), block after block,
+//   y[r] = ((acc_0 + acc_4) + (acc_2 + acc_6)) + ((acc_1 + acc_5) + (acc_3 + acc_7)),
+// so no horizontal sum or store is needed inside the row (the lanes are what maddubs + madd give in AVX2).
 // AVX2: the codes of 4-bit and 8-bit types are unpacked with byte operations (other widths by the shared scalar
 // unpacker), then expanded 16 positions at a time by one pshufb whose control comes from a 256-entry table indexed by
 // each mask byte (entry p: index of the source byte for position p, 0x80 for a pruned position), the second byte's
 // entries offset by the first byte's popcount; the dot products use maddubs on |w| and sign(a, w). The portable code
-// computes the same integers and the same float operations (fmaf), so both give bit-identical results.
+// computes the same integers and the same float operations (fmaf) in the same order, so both give bit-identical
+// results.
 #include "squish_sparse.h"
 #include "kernels_ext.h"
 
@@ -76,6 +80,14 @@ static inline uint64_t sparse_clip_mask(uint64_t mask, int kept) {
     return mask & ~m;
 }
 
+/// Tokens whose accumulators one pass over a row keeps (each block is expanded once per pass).
+#define SQ_SPARSE_TOKENS 8
+
+/// y[r] from the 8 lanes, in the order the AVX2 kernel adds them.
+static inline float sparse_lane_sum(const float *l) {
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
 void sq_matmul_sparse_portable(int type, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
                                const sq_block_q8 *a, int64_t nb, int64_t nt, float *y, int64_t ldy) {
     int bits = 0, kept = 0;
@@ -83,26 +95,32 @@ void sq_matmul_sparse_portable(int type, const void *w, size_t row_bytes, int64_
     const size_t bb = sq_sparse_block_bytes(bits, kept);
     const int64_t ng = nb / 2;
     int8_t v[64], e[64];
+    float acc[SQ_SPARSE_TOKENS][8];
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)w + r * row_bytes;
-        for (int64_t t = 0; t < nt; t++) y[t * ldy + r] = 0.0f;
-        for (int64_t g = 0; g < ng; g++) {
-            const uint8_t *blk = row + g * bb;
-            const float d = sq_f16_to_f32(sq_load_u16(blk + 8));
-            sparse_unpack_scalar(blk + 10, bits, kept, v);
-            sparse_expand_scalar(sparse_clip_mask(sparse_load_mask(blk), kept), v, kept, e);
-            for (int64_t t = 0; t < nt; t++) {
-                const sq_block_q8 *a0 = a + t * nb + 2 * g, *a1 = a0 + 1;
-                int32_t s0 = 0, s1 = 0;
-                for (int j = 0; j < 32; j++) {
-                    s0 += (int32_t)e[j] * a0->qs[j];
-                    s1 += (int32_t)e[32 + j] * a1->qs[j];
+        for (int64_t t0 = 0; t0 < nt; t0 += SQ_SPARSE_TOKENS) {
+            const int64_t n = nt - t0 < SQ_SPARSE_TOKENS ? nt - t0 : SQ_SPARSE_TOKENS;
+            memset(acc, 0, sizeof acc);
+            for (int64_t g = 0; g < ng; g++) {
+                const uint8_t *blk = row + g * bb;
+                const float d = sq_f16_to_f32(sq_load_u16(blk + 8));
+                sparse_unpack_scalar(blk + 10, bits, kept, v);
+                sparse_expand_scalar(sparse_clip_mask(sparse_load_mask(blk), kept), v, kept, e);
+                for (int64_t t = 0; t < n; t++) {
+                    const sq_block_q8 *a0 = a + (t0 + t) * nb + 2 * g, *a1 = a0 + 1;
+                    const float d0 = d * a0->d, d1 = d * a1->d;
+                    for (int l = 0; l < 8; l++) {
+                        int32_t s0 = 0, s1 = 0;
+                        for (int j = 4 * l; j < 4 * l + 4; j++) {
+                            s0 += (int32_t)e[j] * a0->qs[j];
+                            s1 += (int32_t)e[32 + j] * a1->qs[j];
+                        }
+                        acc[t][l] = fmaf(d0, (float)s0, acc[t][l]);
+                        acc[t][l] = fmaf(d1, (float)s1, acc[t][l]);
+                    }
                 }
-                float acc = y[t * ldy + r];
-                acc = fmaf(d * a0->d, (float)s0, acc);
-                acc = fmaf(d * a1->d, (float)s1, acc);
-                y[t * ldy + r] = acc;
             }
+            for (int64_t t = 0; t < n; t++) y[(t0 + t) * ldy + r] = sparse_lane_sum(acc[t]);
         }
     }
 }
@@ -131,17 +149,18 @@ SQ_AVX2 static inline __m128i sparse_expand16(const int8_t *v, uint32_t mask16, 
     return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(v + start)), ctrl);
 }
 
-SQ_AVX2 static inline int32_t hsum_epi32_avx2(__m256i x) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
+/// The 8 int32 lanes of Σ w[j] · a[j] over 32 signed bytes each (lane l: bytes 4l … 4l + 3), exact (|w| ≤ 128,
+/// |a| ≤ 127: pairs fit int16), as floats.
+SQ_AVX2 static inline __m256 dot32_lanes_avx2(__m256i w, __m256i a) {
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
 
-/// Σ w[j] · a[j] over 32 signed bytes each, exact (|w| ≤ 128, |a| ≤ 127: pairs fit int16).
-SQ_AVX2 static inline int32_t dot32_avx2(__m256i w, __m256i a) {
-    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-    return hsum_epi32_avx2(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+/// `sparse_lane_sum` of the 8 lanes.
+SQ_AVX2 static inline float lane_sum_avx2(__m256 x) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));  // l, l + 4
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                          // (0 + 4) + (2 + 6), (1 + 5) + (3 + 7)
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
 SQ_AVX2 static void sq_matmul_sparse_avx2(int bits, int kept, const void *w, size_t row_bytes, int64_t r0, int64_t r1,
@@ -152,44 +171,47 @@ SQ_AVX2 static void sq_matmul_sparse_avx2(int bits, int kept, const void *w, siz
     int8_t v[80] __attribute__((aligned(32)));
     memset(v, 0, sizeof v);
     const __m128i low4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
+    __m256 acc[SQ_SPARSE_TOKENS];
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)w + r * row_bytes;
-        for (int64_t t = 0; t < nt; t++) y[t * ldy + r] = 0.0f;
-        for (int64_t g = 0; g < ng; g++) {
-            const uint8_t *blk = row + g * bb;
-            const float d = _cvtsh_ss(sq_load_u16(blk + 8));
-            const uint8_t *codes = blk + 10;
-            if (bits == 4) {
-                for (int i = 0; i < kept; i += 16) {  // 8 bytes → 16 codes in order (low nibble first)
-                    const __m128i b8 = _mm_loadl_epi64((const __m128i *)(codes + i / 2));
-                    const __m128i lo = _mm_and_si128(b8, low4), hi = _mm_and_si128(_mm_srli_epi16(b8, 4), low4);
-                    _mm_storeu_si128((__m128i *)(v + i), _mm_sub_epi8(_mm_unpacklo_epi8(lo, hi), eight));
+        for (int64_t t0 = 0; t0 < nt; t0 += SQ_SPARSE_TOKENS) {
+            const int64_t n = nt - t0 < SQ_SPARSE_TOKENS ? nt - t0 : SQ_SPARSE_TOKENS;
+            for (int64_t t = 0; t < n; t++) acc[t] = _mm256_setzero_ps();
+            for (int64_t g = 0; g < ng; g++) {
+                const uint8_t *blk = row + g * bb;
+                const float d = _cvtsh_ss(sq_load_u16(blk + 8));
+                const uint8_t *codes = blk + 10;
+                if (bits == 4) {
+                    for (int i = 0; i < kept; i += 16) {  // 8 bytes → 16 codes in order (low nibble first)
+                        const __m128i b8 = _mm_loadl_epi64((const __m128i *)(codes + i / 2));
+                        const __m128i lo = _mm_and_si128(b8, low4), hi = _mm_and_si128(_mm_srli_epi16(b8, 4), low4);
+                        _mm_storeu_si128((__m128i *)(v + i), _mm_sub_epi8(_mm_unpacklo_epi8(lo, hi), eight));
+                    }
+                } else if (bits == 8) {
+                    for (int i = 0; i < kept; i += 16) {
+                        const __m128i b16 = _mm_loadu_si128((const __m128i *)(codes + i));
+                        _mm_storeu_si128((__m128i *)(v + i), _mm_xor_si128(b16, _mm_set1_epi8((char)0x80)));
+                    }
+                } else {
+                    sparse_unpack_scalar(codes, bits, kept, v);
                 }
-            } else if (bits == 8) {
-                for (int i = 0; i < kept; i += 16) {
-                    const __m128i b16 = _mm_loadu_si128((const __m128i *)(codes + i));
-                    _mm_storeu_si128((__m128i *)(v + i), _mm_xor_si128(b16, _mm_set1_epi8((char)0x80)));
+                const uint64_t mask = sparse_clip_mask(sparse_load_mask(blk), kept);
+                const int c0 = __builtin_popcount((uint32_t)(mask & 0xffff));
+                const int c1 = c0 + __builtin_popcount((uint32_t)(mask >> 16 & 0xffff));
+                const int c2 = c1 + __builtin_popcount((uint32_t)(mask >> 32 & 0xffff));
+                const __m256i e0 = _mm256_setr_m128i(sparse_expand16(v, (uint32_t)(mask & 0xffff), 0),
+                                                     sparse_expand16(v, (uint32_t)(mask >> 16 & 0xffff), c0));
+                const __m256i e1 = _mm256_setr_m128i(sparse_expand16(v, (uint32_t)(mask >> 32 & 0xffff), c1),
+                                                     sparse_expand16(v, (uint32_t)(mask >> 48), c2));
+                for (int64_t t = 0; t < n; t++) {
+                    const sq_block_q8 *a0 = a + (t0 + t) * nb + 2 * g, *a1 = a0 + 1;
+                    const __m256 p0 = dot32_lanes_avx2(e0, _mm256_loadu_si256((const __m256i *)a0->qs));
+                    const __m256 p1 = dot32_lanes_avx2(e1, _mm256_loadu_si256((const __m256i *)a1->qs));
+                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * a0->d), p0, acc[t]);
+                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * a1->d), p1, acc[t]);
                 }
-            } else {
-                sparse_unpack_scalar(codes, bits, kept, v);
             }
-            const uint64_t mask = sparse_clip_mask(sparse_load_mask(blk), kept);
-            const int c0 = __builtin_popcount((uint32_t)(mask & 0xffff));
-            const int c1 = c0 + __builtin_popcount((uint32_t)(mask >> 16 & 0xffff));
-            const int c2 = c1 + __builtin_popcount((uint32_t)(mask >> 32 & 0xffff));
-            const __m256i e0 = _mm256_setr_m128i(sparse_expand16(v, (uint32_t)(mask & 0xffff), 0),
-                                                 sparse_expand16(v, (uint32_t)(mask >> 16 & 0xffff), c0));
-            const __m256i e1 = _mm256_setr_m128i(sparse_expand16(v, (uint32_t)(mask >> 32 & 0xffff), c1),
-                                                 sparse_expand16(v, (uint32_t)(mask >> 48), c2));
-            for (int64_t t = 0; t < nt; t++) {
-                const sq_block_q8 *a0 = a + t * nb + 2 * g, *a1 = a0 + 1;
-                const int32_t s0 = dot32_avx2(e0, _mm256_loadu_si256((const __m256i *)a0->qs));
-                const int32_t s1 = dot32_avx2(e1, _mm256_loadu_si256((const __m256i *)a1->qs));
-                float acc = y[t * ldy + r];
-                acc = fmaf(d * a0->d, (float)s0, acc);
-                acc = fmaf(d * a1->d, (float)s1, acc);
-                y[t * ldy + r] = acc;
-            }
+            for (int64_t t = 0; t < n; t++) y[(t0 + t) * ldy + r] = lane_sum_avx2(acc[t]);
         }
     }
 }
