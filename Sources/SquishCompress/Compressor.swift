@@ -184,12 +184,14 @@ public enum Compressor {
             let layerOf = Dictionary(sourceConfig.linearLayers.map { ($0.name, $0.layer) }, uniquingKeysWith: { a, _ in a })
             let matrices = source.tensors.filter { layerOf[$0.name] != nil }
             var perLayer = [Int](repeating: 0, count: sourceConfig.layers)
-            let smallest = matrices.reduce(0) { sum, t in
+            var all = 0
+            for t in matrices {
                 let bytes = options.ladder.compactMap { $0.rowBytes(elements: t.shape[0]).map { $0 * t.rowCount } }.filter { $0 < t.byteCount }
                 let b = bytes.min() ?? t.byteCount
+                all += b
                 if let l = layerOf[t.name]!, l < perLayer.count { perLayer[l] += b }
-                return sum + b
-            } - perLayer.sorted(by: >).prefix(maxDropped).reduce(0, +)
+            }
+            let smallest = all - largestSum(perLayer, maxDropped)
             let tensorBytes = source.tensors.reduce(0) { $0 + $1.byteCount }
             let fileBytes = (try? FileManager.default.attributesOfItem(atPath: input)[.size] as? Int) ?? tensorBytes
             let matrixBytes = matrices.reduce(0) { $0 + $1.byteCount }
@@ -290,7 +292,7 @@ public enum Compressor {
         let layerBytes = (0 ..< sourceConfig.layers).map { l in
             tensors.indices.filter { tensors[$0].layer == l }.reduce(0) { $0 + tensors[$1].levels[0].bytes }
         }
-        let minimum = store.matrixBytes(smallest) - layerBytes.sorted(by: >).prefix(maxDropped).reduce(0, +)
+        let minimum = store.matrixBytes(smallest) - largestSum(layerBytes, maxDropped)
         guard matrixBudget >= minimum else {
             let smallestFile = minimum + overhead
             throw CompressError.budget(String(format: "the smallest levels (%@) give a file of %.2f MB (%.3f bits per weight); asked for %@",
@@ -370,10 +372,9 @@ public enum Compressor {
         let lastStage = options.search.stages.last!
         // With --prune, a budget only dropped blocks reach has no start of all blocks.
         var starts: [Allocation] = []
-        if let a = maxDropped > 0 ? try? ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget)
-                                  : try ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget) {
-            starts.append(a)
-        }
+        do {
+            starts.append(try ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget))
+        } catch where maxDropped > 0 {}
         for t in large {
             for l in tensors[t].levels.indices {
                 if let a = try? ImportanceAllocation.allocate(tensors, costs: costs, budget: matrixBudget, fixed: [t: l]), !starts.contains(a) {
@@ -499,6 +500,9 @@ public enum Compressor {
             comparisons: comparisons,
             candidates: outcome.candidates.map { ComparisonPoint(name: "candidate", bytes: $0.bytes + overhead, fitness: $0.fitness) })
     }
+
+    /// The sum of the `k` largest of `values` (the bytes the most blocks allowed to drop free at most).
+    static func largestSum(_ values: [Int], _ k: Int) -> Int { values.sorted(by: >).prefix(k).reduce(0, +) }
 
     static func describe(_ t: CompressOptions.Target) -> String {
         switch t {
