@@ -23,10 +23,49 @@ public struct HadamardRotation: Sendable, Equatable {
         }
     }
 
+    /// The rotation of a weight matrix's input of `columns` features (`WeightMatrix.rotatingInput`): a file's
+    /// rotated matrices are read with it, so it must never change.
+    /// (Mixing the 9 blocks of a 576-wide input as well, by a fixed orthogonal 9 × 9 matrix, measured no better.)
+    public static func weightInput(columns: Int) -> HadamardRotation { HadamardRotation(count: columns) }
+
     /// Rotates x[0 ..< count] in place.
-    public func apply(_ x: UnsafeMutablePointer<Float>) {
-        let norm = 1 / Float(block).squareRoot()
-        for i in 0 ..< count { x[i] *= signs[i] }
+    public func apply(_ x: UnsafeMutablePointer<Float>) { rotate(x) }
+    /// The same in double precision (calibration statistics).
+    public func apply(_ x: UnsafeMutablePointer<Double>) { rotate(x) }
+
+    /// Undoes `apply` (the transpose: H/√b is its own inverse).
+    public func invert(_ x: UnsafeMutablePointer<Float>) {
+        transform(x)
+        signs.withUnsafeBufferPointer { s in for i in 0 ..< count { x[i] *= Float(s[i]) } }
+    }
+
+    /// Each row of x [rows × count] rotated: W → W·Rᵀ for a matrix whose rows are dotted with rotated inputs.
+    public func applyToRows(_ x: inout [Float]) {
+        precondition(x.count % count == 0)
+        x.withUnsafeMutableBufferPointer { p in for r in 0 ..< p.count / count { apply(p.baseAddress! + r * count) } }
+    }
+
+    /// R·A·Rᵀ for a symmetric A [count × count] (second moments of inputs x become those of R x): the rows of A
+    /// rotated give A·Rᵀ (A = Aᵀ), transposed and rotated again R·A·Rᵀ.
+    public func conjugate(symmetric a: [Double]) -> [Double] {
+        let n = count
+        precondition(a.count == n * n)
+        var b = a
+        b.withUnsafeMutableBufferPointer { p in for r in 0 ..< n { apply(p.baseAddress! + r * n) } }
+        var t = [Double](repeating: 0, count: n * n)
+        for i in 0 ..< n { for j in 0 ..< n { t[j * n + i] = b[i * n + j] } }
+        t.withUnsafeMutableBufferPointer { p in for r in 0 ..< n { apply(p.baseAddress! + r * n) } }
+        return t
+    }
+
+    private func rotate<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>) {
+        signs.withUnsafeBufferPointer { s in for i in 0 ..< count { x[i] *= T(s[i]) } }
+        transform(x)
+    }
+
+    /// H/√b on every block of x.
+    private func transform<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>) {
+        let norm = 1 / T(block).squareRoot()
         var b = 0
         while b < count {
             var h = 1

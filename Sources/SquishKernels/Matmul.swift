@@ -23,6 +23,9 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Owner of `data` when the weights were converted at load (see `convertedForKernels`); nil when `data` is the
     /// model file's mapping.
     public private(set) var converted: PackedWeights?
+    /// Set when the stored rows are W·Rᵀ for a Hadamard rotation R of the input (`rotatingInput`): the matmul rotates
+    /// x before multiplying, since (W Rᵀ)(R x) = W x, and `dequantizeRow` gives W's rows back.
+    public private(set) var inputRotation: HadamardRotation?
 
     public init(name: String, type: GGMLType, data: UnsafeRawBufferPointer, rows: Int, columns: Int) throws {
         guard let rb = type.rowBytes(elements: columns), let total = Checked.mul(rb, rows), total == data.count else {
@@ -69,6 +72,21 @@ public struct WeightMatrix: @unchecked Sendable {
         var m = try! WeightMatrix(name: name, type: native, data: UnsafeRawBufferPointer(start: owner.base, count: rows * rb),
                                   rows: rows, columns: columns)
         m.converted = owner
+        m.inputRotation = inputRotation
+        return m
+    }
+
+    /// This matrix marked as stored rotated (rows W·Rᵀ, R = `HadamardRotation.weightInput(columns:)`).
+    public func rotatingInput() -> WeightMatrix {
+        var m = self
+        m.inputRotation = HadamardRotation.weightInput(columns: columns)
+        return m
+    }
+
+    /// This matrix without its rotation mark (the rows as stored multiply an input already rotated).
+    func withoutRotation() -> WeightMatrix {
+        var m = self
+        m.inputRotation = nil
         return m
     }
 
@@ -234,6 +252,8 @@ public final class Matmul {
     public var lookupTableMaxTokens = 1
     private var tables: UnsafeMutableRawPointer
     private var tablesCapacity: Int
+    private var rotatedInput: UnsafeMutablePointer<Float>
+    private var rotatedCapacity = 0
 
     public init(pool: WorkerPool) {
         self.pool = pool
@@ -241,11 +261,29 @@ public final class Matmul {
         q8 = .allocate(capacity: q8Capacity)
         tablesCapacity = 1 << 16
         tables = .allocate(byteCount: tablesCapacity, alignment: 64)
+        rotatedInput = .allocate(capacity: 0)
     }
 
     deinit {
         q8.deallocate()
         tables.deallocate()
+        rotatedInput.deallocate()
+    }
+
+    /// x [tokens × rotation.count] rotated, in the scratch space (valid until the next rotation).
+    func rotated(_ x: UnsafePointer<Float>, _ rotation: HadamardRotation, tokens: Int) -> UnsafePointer<Float> {
+        let n = rotation.count
+        if n * tokens > rotatedCapacity {
+            rotatedInput.deallocate()
+            rotatedCapacity = n * tokens
+            rotatedInput = .allocate(capacity: rotatedCapacity)
+        }
+        let out = rotatedInput
+        out.update(from: x, count: n * tokens)
+        pool.parallelFor(tokens) { range in
+            for t in range { rotation.apply(out + t * n) }
+        }
+        return UnsafePointer(out)
     }
 
     /// True when `w` is multiplied through its lookup tables for `tokens` tokens.
@@ -312,6 +350,9 @@ public final class Matmul {
     /// y[t, r] = Σ_k W[r, k] · x[t, k] for t < tokens.  x: [tokens × W.columns], y: [tokens × ldy] with ldy ≥ W.rows.
     public func callAsFunction(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int,
                                _ y: UnsafeMutablePointer<Float>, ldy: Int? = nil) throws {
+        if let rotation = w.inputRotation {
+            return try self(w.withoutRotation(), rotated(x, rotation, tokens: tokens), tokens: tokens, y, ldy: ldy)
+        }
         let ldy = ldy ?? w.rows
         let type = Int32(w.type.rawValue)
         let pool = self.pool
@@ -420,8 +461,14 @@ extension Matmul {
     private func fused(_ a: WeightMatrix, _ ya: UnsafeMutablePointer<Float>, _ b: WeightMatrix, _ yb: UnsafeMutablePointer<Float>,
                        _ c: WeightMatrix?, _ yc: UnsafeMutablePointer<Float>?,
                        input x: UnsafePointer<Float>, tokens: Int, paired: Bool, _ rowsDone: (Range<Int>) -> Void) throws {
+        if let rotation = a.inputRotation, b.inputRotation == rotation, c == nil || c!.inputRotation == rotation {
+            // One rotation of the input for all of them.
+            return try fused(a.withoutRotation(), ya, b.withoutRotation(), yb, c?.withoutRotation(), yc,
+                             input: rotated(x, rotation, tokens: tokens), tokens: tokens, paired: paired, rowsDone)
+        }
         let columns = a.columns
-        if usesLookupTable(a, tokens: tokens), usesLookupTable(b, tokens: tokens), b.columns == columns, b.lutGroup == a.lutGroup,
+        if a.inputRotation == nil, b.inputRotation == nil, c?.inputRotation == nil,
+           usesLookupTable(a, tokens: tokens), usesLookupTable(b, tokens: tokens), b.columns == columns, b.lutGroup == a.lutGroup,
            c == nil || (yc != nil && usesLookupTable(c!, tokens: tokens) && c!.columns == columns && c!.lutGroup == a.lutGroup),
            !paired || (a.rows == b.rows && c == nil) {
             let (tables, stride) = lookupTables(x, columns: columns, group: a.lutGroup, tokens: tokens)
@@ -447,6 +494,7 @@ extension Matmul {
             return
         }
         let fusable = !exactActivations && a.packed != nil && b.packed != nil && b.columns == columns
+            && a.inputRotation == nil && b.inputRotation == nil && c?.inputRotation == nil
             && (c == nil || (c!.packed != nil && c!.columns == columns && yc != nil))
             && (!paired || (a.rows == b.rows && c == nil))
         guard fusable else {
@@ -515,6 +563,7 @@ extension WeightMatrix {
             try Codecs.dequantize(type, UnsafeRawBufferPointer(start: data + r * rowBytes, count: rowBytes),
                                   into: UnsafeMutableBufferPointer(start: out, count: columns))
         }
+        inputRotation?.invert(out)
     }
 }
 
