@@ -9,10 +9,36 @@ public struct TensorView {
     public let type: GGMLType
     public let shape: [Int]  // ggml order: shape[0] = row length
     public let data: UnsafeRawBufferPointer
-    public init(type: GGMLType, shape: [Int], data: UnsafeRawBufferPointer) {
+    /// The rows are stored rotated on their input (see `RotatedInputs`).
+    public let rotatedInput: Bool
+    public init(type: GGMLType, shape: [Int], data: UnsafeRawBufferPointer, rotatedInput: Bool = false) {
         self.type = type
         self.shape = shape
         self.data = data
+        self.rotatedInput = rotatedInput
+    }
+}
+
+/// Matrices stored as W·Rᵀ with R the fixed rotation of their input (`HadamardRotation.weightInput`; QuaRot/QuIP#-style
+/// incoherence, so that low-bit grids fit): the GGUF metadata key lists their names. Only Squish reads such files correctly; pipelines that read raw weights refuse them (`refuse`).
+public enum RotatedInputs {
+    public static let metadataKey = "squish.rotated_inputs"
+
+    /// The names of `file`'s rotated matrices (empty for an ordinary file).
+    public static func names(in file: GGUFFile) -> Set<String> {
+        Set(file[metadataKey]?.stringArray ?? [])
+    }
+
+    /// The metadata value listing `names`.
+    public static func value(_ names: [String]) -> GGUFValue {
+        .array(elementType: .string, values: names.sorted().map { .string($0) })
+    }
+
+    /// Throws for a file with rotated matrices: `pipeline` reads raw weights and would see them rotated.
+    public static func refuse(_ file: GGUFFile, pipeline: String) throws {
+        if let first = names(in: file).sorted().first {
+            throw ModelError.invalidConfiguration(path: file.path, reason: "\(pipeline) cannot take a model with rotated matrices ('\(first)', ...); give it the unrotated model")
+        }
     }
 }
 
@@ -26,7 +52,8 @@ public protocol ModelTensorSource: AnyObject {
 extension GGUFFile: ModelTensorSource {
     public func tensor(_ tensor: ModelTensor) throws -> TensorView? {
         guard let t = self.tensor(named: tensor.ggufName) else { return nil }
-        return TensorView(type: t.type, shape: t.shape, data: data(for: t))
+        let rotated = self[RotatedInputs.metadataKey] != nil && RotatedInputs.names(in: self).contains(t.name)
+        return TensorView(type: t.type, shape: t.shape, data: data(for: t), rotatedInput: rotated)
     }
 }
 
@@ -236,7 +263,7 @@ public final class TransformerModel: @unchecked Sendable {  // immutable after i
             }
             let s = config.shape(of: t)
             let raw = try WeightMatrix(name: t.ggufName, type: v.type, data: v.data, rows: s[1], columns: s[0])
-            return layout.prepare(raw, releaseSource: releaseSource)
+            return layout.prepare(v.rotatedInput ? raw.rotatingInput() : raw, releaseSource: releaseSource)
         }
         func vector(_ t: ModelTensor) throws -> [Float] {
             let v = try view(t)

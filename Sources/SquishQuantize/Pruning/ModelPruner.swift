@@ -120,6 +120,7 @@ public enum ModelPruner {
                           progress: ((String, Int, Int) -> Void)?, log: @escaping (String) -> Void) throws -> Outcome {
         let start = Date()
         let file = try GGUFFile(path: input)
+        try RotatedInputs.refuse(file, pipeline: "prune")
         let model = try TransformerModel(gguf: file)
         let c = model.config
         if options.method.isStructured {
