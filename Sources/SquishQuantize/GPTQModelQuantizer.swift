@@ -17,6 +17,8 @@ public enum GPTQModelQuantizer {
     struct Result {
         var tensors: [String: [UInt8]]
         var tokens: Int
+        /// Tensors stored rotated on their input (`RotatedInputs`).
+        var rotated: [String] = []
     }
 
     /// Calibration token sequences: the text's tokens cut into sequences of `length` (BOS first when the
@@ -85,6 +87,7 @@ public enum GPTQModelQuantizer {
 
         let run = try CalibrationRun(model: model, sequences: seqs, pool: pool)
         var out: [String: [UInt8]] = [:]
+        var rotated: [String] = []
 
         for (li, layer) in model.layers.enumerated() {
             let blockStart = Date()
@@ -100,7 +103,8 @@ public enum GPTQModelQuantizer {
                     return false
                 }
                 guard !kinds.isEmpty else { continue }
-                let h = stats.hessian(site)
+                let rotation = options.rotateInputs ? HadamardRotation.weightInput(columns: site.width(c, layer: li)) : nil
+                let h = rotation.map { $0.conjugate(symmetric: stats.hessian(site)) } ?? stats.hessian(site)
                 for kind in kinds {
                     let name = ModelTensor.block(li, kind.tensor).ggufName
                     guard case .quantize(let grid, calibrated: true)? = actions[name] else { continue }
@@ -109,13 +113,16 @@ public enum GPTQModelQuantizer {
                     try w.withUnsafeMutableBufferPointer { wp in
                         for r in 0 ..< m.rows { try m.dequantizeRow(r, into: wp.baseAddress! + r * m.columns) }
                     }
+                    rotation?.applyToRows(&w)
                     let bytes = try quantizeMatrix(&w, rows: m.rows, columns: m.columns, h: h, grid: grid, name: name,
                                                    options: options, pool: pool)
                     out[name] = bytes
                     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 64)
                     bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
                     buffers.append(buffer)
-                    weights[kind] = try WeightMatrix(name: name, type: grid.type, data: UnsafeRawBufferPointer(buffer), rows: m.rows, columns: m.columns)
+                    let q = try WeightMatrix(name: name, type: grid.type, data: UnsafeRawBufferPointer(buffer), rows: m.rows, columns: m.columns)
+                    weights[kind] = rotation == nil ? q : q.rotatingInput()
+                    if rotation != nil { rotated.append(name) }
                 }
             }
             let quantizeTime = Date().timeIntervalSince(blockStart) - statsTime
@@ -145,6 +152,6 @@ public enum GPTQModelQuantizer {
                            Date().timeIntervalSince(start)))
             }
         }
-        return Result(tensors: out, tokens: seqs.count * length)
+        return Result(tensors: out, tokens: seqs.count * length, rotated: rotated)
     }
 }

@@ -30,6 +30,9 @@ public struct QuantizeOptions: Sendable {
     /// RTN only: weight each block's rounding by the calibration inputs' Σ x² per channel (imatrix style); the
     /// transformer blocks are then calibrated one at a time like GPTQ.
     public var importance = false
+    /// GPTQ (and importance RTN): quantize the transformer blocks' matrices in the basis of a Hadamard rotation of
+    /// their input (`RotatedInputs`), which spreads outlier features over all of them.
+    public var rotateInputs = false
 
     public init(method: QuantizationMethod, target: QuantizationTarget) {
         self.method = method
@@ -108,10 +111,16 @@ public enum ModelQuantizer {
         var calibrated: [String: [UInt8]] = [:]
         var calibrationTokens: Int?
         var foldedNorms: [String: [Float]] = [:]
+        var rotated: [String] = []
+        try RotatedInputs.refuse(file, pipeline: "quantize")
+        if options.rotateInputs && !(options.method == .gptq || (options.method == .rtn && options.importance)) {
+            throw QuantizeError.unsupportedTarget("rotated inputs with \(options.method.rawValue): use gptq, or rtn with importance")
+        }
         switch options.method {
         case .gptq:
             let result = try GPTQModelQuantizer.run(file: file, plan: plan, options: options, pool: pool, log: log)
             calibrated = result.tensors
+            rotated = result.rotated
             calibrationTokens = result.tokens
         case .awq:
             let result = try AWQModelQuantizer.run(file: file, plan: plan, options: options, pool: pool, log: log)
@@ -121,6 +130,7 @@ public enum ModelQuantizer {
         case .rtn where options.importance:
             let result = try GPTQModelQuantizer.run(file: file, plan: plan, options: options, pool: pool, log: log)
             calibrated = result.tensors
+            rotated = result.rotated
             calibrationTokens = result.tokens
         case .rtn, .ternary:
             break
@@ -129,6 +139,7 @@ public enum ModelQuantizer {
         var writer = GGUFWriter(copying: file)
         writer.set("general.file_type", .uint32(options.target.fileType))
         writer.set("general.quantization_version", .uint32(2))
+        if !rotated.isEmpty { writer.set(RotatedInputs.metadataKey, RotatedInputs.value(rotated)) }
         let toQuantize = plan.filter { if case .quantize = $0.action { return true } else { return false } }.count
         var quantized = 0, copied = 0
         var tensorTypes: [String: Int] = [:]

@@ -50,6 +50,9 @@ struct Quantize: ParsableCommand {
     @Flag(help: "rtn: weight each block's rounding by the calibration inputs' Σx² per channel (an importance matrix, as llama-quantize --imatrix); calibrates block by block like gptq.")
     var importance = false
 
+    @Flag(help: "gptq (or rtn --importance): quantize the blocks' matrices in the basis of a randomized Hadamard rotation of their input (QuaRot/QuIP#-style), which spreads outlier features so low-bit grids fit; the runtime rotates the activations. Only Squish reads such files.")
+    var rotate = false
+
     @Flag(inversion: .prefixedNo, help: "GPTQ: quantize columns in order of decreasing activation energy (static groups).")
     var actOrder = true
 
@@ -86,6 +89,9 @@ struct Quantize: ParsableCommand {
         try check("--awq-clip-grid", awqClipGrid, 1 ... 1000)
         if let bits { try check("--bits", bits, 2 ... 8) }
         if let group { try check("--group", group, 1 ... 256) }
+        if rotate, !(method == .gptq || (method == .rtn && importance)) {
+            throw ValidationError("--rotate needs a calibrated method: --method gptq, or --method rtn --importance")
+        }
         if importance, method != .rtn { throw ValidationError("--importance applies to --method rtn (gptq and awq use the calibration statistics already)") }
         if method == .ternary, bits != nil || group != nil || symmetric {
             throw ValidationError("--method ternary takes --type (TQ2_0, TQ1_0, SQ2_G32, SQ2_G64), not --bits/--group/--symmetric")
@@ -104,6 +110,7 @@ struct Quantize: ParsableCommand {
             options.embeddingType = t
         }
         options.importance = importance
+        options.rotateInputs = rotate
         options.gptq.actOrder = actOrder
         options.gptq.dampPercent = damp
         options.awq.gridSize = awqGrid
