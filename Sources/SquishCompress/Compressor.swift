@@ -23,6 +23,8 @@ public struct CompressOptions: Sendable {
     public var ladder = LevelDatabaseOptions().ladder
     /// Extra levels of the large matrices (`LevelDatabaseOptions.largeTensorLevels`).
     public var largeTensorLevels = LevelDatabaseOptions().largeTensorLevels
+    /// Levels quantized rotated on the input (`LevelDatabaseOptions.rotatedLevels`).
+    public var rotatedLevels = LevelDatabaseOptions().rotatedLevels
     public var gptq = GPTQOptions()
     /// Sequences (and their length) the search scores candidates on; taken from the calibration text after the
     /// level database's tokens when the text is long enough.
@@ -154,6 +156,7 @@ public enum Compressor {
         h.update("\(options.calibration.textBytes ?? -1)/\(options.calibration.tokens)/\(options.calibration.sequenceLength)")
         h.update(options.ladder.map(\.name).joined(separator: ","))
         h.update("large:" + options.largeTensorLevels.map(\.name).joined(separator: ","))
+        h.update("rotated:" + options.rotatedLevels.map(\.name).joined(separator: ","))
         h.update("\(options.gptq.dampPercent)/\(options.gptq.blockSize)/\(options.gptq.actOrder)")
         return h.hex
     }
@@ -175,6 +178,7 @@ public enum Compressor {
         let start = Date()
         var deadline = start.addingTimeInterval(options.budgetSeconds - options.reserveSeconds)
         let source = try GGUFFile(path: input)
+        try RotatedInputs.refuse(source, pipeline: "compress")
         let parameters = source.tensors.reduce(0) { $0 + $1.elementCount }
 
         let sourceConfig = try Architectures.configuration(gguf: source)
@@ -232,6 +236,7 @@ public enum Compressor {
             dbOptions.gptq = options.gptq
             dbOptions.ladder = options.ladder
             dbOptions.largeTensorLevels = options.largeTensorLevels
+            dbOptions.rotatedLevels = options.rotatedLevels
             let bar = ProgressBar(total: 1, label: "level database", quiet: quiet)
             database = try LevelDatabase.build(file: source, key: key, options: dbOptions, output: dbPath, pool: pool,
                                                progress: { done, total in
@@ -252,27 +257,35 @@ public enum Compressor {
         let tensorIndex = Dictionary(tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         func writer(_ a: Allocation) throws -> GGUFWriter {
             var native = true
+            var rotated: [String] = []
             // Tensor `t`'s data at its level in `a`, where that is not the source's own.
             func level(_ t: Int) -> (shape: [Int], type: GGMLType, source: GGUFWriter.Source)? {
                 let entry = tensors[t], level = entry.levels[a.levels[t]]
                 guard !level.isSource else { return nil }
                 let type = GGMLType(name: level.type)!
-                native = native && type.isGGMLNative
-                let info = store.file.tensor(named: LevelDatabase.dataName(tensor: entry.name, type: level.type))!
+                native = native && type.isGGMLNative && !level.rotated
+                let info = store.file.tensor(named: LevelDatabase.dataName(tensor: entry.name, level: level))!
                 return ([entry.rowLength, entry.rows], type, .mapped(store.file.data(for: info), owner: store.file))
             }
             var w: GGUFWriter
             if a.droppedLayers.isEmpty {
                 w = GGUFWriter(copying: source)
-                for t in tensors.indices { if let d = level(t) { w.replaceTensor(name: tensors[t].name, shape: d.shape, type: d.type, source: d.source) } }
+                for t in tensors.indices {
+                    guard let d = level(t) else { continue }
+                    w.replaceTensor(name: tensors[t].name, shape: d.shape, type: d.type, source: d.source)
+                    if tensors[t].levels[a.levels[t]].rotated { rotated.append(tensors[t].name) }
+                }
             } else {
                 // Blocks renumbered, the configuration rewritten (as `prune --method shortgpt` writes it).
                 let kept = a.keptLayers(of: sourceConfig.layers)
-                w = try ModelPruner.writer(file: source, config: sourceConfig.keepingLayers(kept), keptLayers: kept) { _, from in
-                    tensorIndex[from.ggufName].flatMap(level)
+                w = try ModelPruner.writer(file: source, config: sourceConfig.keepingLayers(kept), keptLayers: kept) { to, from in
+                    guard let t = tensorIndex[from.ggufName], let d = level(t) else { return nil }
+                    if tensors[t].levels[a.levels[t]].rotated { rotated.append(to.ggufName) }
+                    return d
                 }
             }
             if !native { w.set("general.file_type", .uint32(1024)) }  // a mix no llama.cpp file type describes
+            if !rotated.isEmpty { w.set(RotatedInputs.metadataKey, RotatedInputs.value(rotated)) }
             return w
         }
         let smallest = Allocation(levels: tensors.map { _ in 0 })
@@ -364,7 +377,7 @@ public enum Compressor {
         let costs = ImportanceAllocation.costs(tensors, sensitivity: sensitivity, measured: measured)
         for t in large where !quiet {
             log("sensitivity: \(tensors[t].name): " + tensors[t].levels.indices.map { l in
-                "\(tensors[t].levels[l].type) " + (measured[t][l].map { String(format: "%.5f", $0) } ?? "0") }.joined(separator: ", "))
+                "\(tensors[t].levels[l].label) " + (measured[t][l].map { String(format: "%.5f", $0) } ?? "0") }.joined(separator: ", "))
         }
         // The start: the greedy allocation on the separable costs, and the same with each large tensor pinned to each of
         // its levels (their cost interacts with everything else, so the pinned variants are measured, not estimated);
@@ -454,7 +467,8 @@ public enum Compressor {
                 return entry.levels.lastIndex { $0.type == type.name || $0.bytes <= limit } ?? 0
             })
             guard a != top, !comparisons.contains(where: { $0.bytes == store.matrixBytes(a) + overhead }) else { continue }
-            comparisons.append(ComparisonPoint(name: "uniform " + type.name, bytes: store.matrixBytes(a) + overhead,
+            let rotated = tensors.indices.contains { tensors[$0].levels[a.levels[$0]].rotated }
+            comparisons.append(ComparisonPoint(name: "uniform " + type.name + (rotated ? "+H" : ""), bytes: store.matrixBytes(a) + overhead,
                                                fitness: try score(a, lastStage)))
             store.trim(keeping: [best])
         }
@@ -480,11 +494,11 @@ public enum Compressor {
         var choices: [TensorChoice] = []
         for (t, l) in best.levels.enumerated() {
             let e = tensors[t], dropped = best.drops(e)
-            tensorTypes[e.name] = dropped ? "dropped" : e.levels[l].type
+            tensorTypes[e.name] = dropped ? "dropped" : e.levels[l].label
             choices.append(TensorChoice(name: e.name, kind: e.kind, layer: e.layer, parameters: e.parameters, type: tensorTypes[e.name]!,
                                         bitsPerWeight: dropped ? 0 : Double(e.levels[l].bytes * 8) / Double(e.parameters), outlierShare: e.outlierShare,
                                         sensitivity: sensitivity[t],
-                                        sensitivityLevel: e.levels[max(0, top.levels[t] - 1)].type))
+                                        sensitivityLevel: e.levels[max(0, top.levels[t] - 1)].label))
         }
         let outBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? size
         let tensorBytes = try GGUFFile(path: output).tensors.reduce(0) { $0 + $1.byteCount }

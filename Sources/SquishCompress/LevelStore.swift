@@ -45,10 +45,10 @@ public final class LevelStore {
         if level.isSource {
             m = try baseMatrix(entry.name)
         } else {
-            let name = LevelDatabase.dataName(tensor: entry.name, type: level.type)
+            let name = LevelDatabase.dataName(tensor: entry.name, level: level)
             guard let info = file.tensor(named: name) else { throw CompressError.badDatabase(path: file.path, reason: "no tensor '\(name)'") }
-            let raw = try WeightMatrix(name: entry.name, type: info.type, data: file.data(for: info), rows: entry.rows, columns: entry.rowLength)
-                .convertedForKernels()
+            let stored = try WeightMatrix(name: entry.name, type: info.type, data: file.data(for: info), rows: entry.rows, columns: entry.rowLength)
+            let raw = (level.rotated ? stored.rotatingInput() : stored).convertedForKernels()
             m = layout.repack ? raw.repacked() : raw
         }
         cache[key] = m

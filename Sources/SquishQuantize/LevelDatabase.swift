@@ -18,6 +18,10 @@ public struct LevelDatabaseOptions: Sendable {
     /// often tied to the output). One such matrix holds so much of the budget that even the other steps are coarse
     /// (Gemma-3-270M: the embedding is 62% of the parameters); the group-128 variants fall below a level.
     public var largeTensorLevels: [GGMLType] = [.sq3_G128, .sq4n_G128, .sq5_G128]
+    /// Levels quantized in the basis of a Hadamard rotation of the matrix's input (`RotatedInputs`; with GPTQ only):
+    /// the rotation spreads outlier features, so that coarse grids fit. Every lossy level but Q8_0, where it measured
+    /// better at each size tried (README, "Rotations").
+    public var rotatedLevels: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4n_G64, .sq4nx_G128, .iq4_NL, .sq5_G64, .sq3_G128, .sq4n_G128, .sq5_G128]
     /// GPTQ for the transformer blocks' linear layers (else round to nearest everywhere).
     public var gptqBlocks = true
     public init() {}
@@ -32,16 +36,22 @@ public struct LevelTensor: Codable, Sendable, Equatable {
         public var bytes: Int
         /// The input's own bytes, unchanged (no quantization error).
         public var isSource: Bool
+        /// Quantized rotated on the input (the data is W·Rᵀ, see `RotatedInputs`).
+        public var rotated: Bool
         /// Relative output error estimate: Σ_j H_jj Σ_r (W − Q)²_rj / Σ_j H_jj Σ_r W²_rj, with H_jj the mean squared
         /// input of column j on the calibration text (the diagonal of GPTQ's H; unweighted for the embedding).
         public var error: Double
 
-        public init(type: String, bytes: Int, isSource: Bool, error: Double) {
+        public init(type: String, bytes: Int, isSource: Bool, rotated: Bool = false, error: Double) {
             self.type = type
             self.bytes = bytes
             self.isSource = isSource
+            self.rotated = rotated
             self.error = error
         }
+
+        /// The type as reports show it: `SQ3_G64`, or `SQ3_G64+H` when rotated.
+        public var label: String { rotated ? type + "+H" : type }
     }
 
     public var name: String
@@ -82,14 +92,14 @@ public struct LayerSignal: Codable, Sendable, Equatable {
 /// per-tensor levels never quantizes again. The level data lives in a GGUF file (tensor `<type>/<name>` per lossy
 /// level; the lossless top level is the model's own tensor), the description in its metadata.
 public struct LevelDatabase: Sendable {
-    public static let version = 2
+    public static let version = 3
     public var tensors: [LevelTensor]
     public var layers: [LayerSignal]
     public var calibrationTokens: Int
     /// Identifies the inputs the database was computed from (model, calibration, ladder, method).
     public var key: String
 
-    public static func dataName(tensor: String, type: String) -> String { type + "/" + tensor }
+    public static func dataName(tensor: String, level: LevelTensor.Level) -> String { level.label + "/" + tensor }
 
     /// Reads the description back from a database file written by `build`.
     public static func describe(_ file: GGUFFile) throws -> LevelDatabase {
@@ -104,7 +114,7 @@ public struct LevelDatabase: Sendable {
         }
         for t in s.tensors {
             for l in t.levels where !l.isSource {
-                guard let info = file.tensor(named: dataName(tensor: t.name, type: l.type)), info.type.name == l.type,
+                guard let info = file.tensor(named: dataName(tensor: t.name, level: l)), info.type.name == l.type,
                       info.shape == [t.rowLength, t.rows] else {
                     throw QuantizeError.badModel(path: file.path, reason: "level \(l.type) of '\(t.name)' is missing or malformed")
                 }
@@ -138,6 +148,7 @@ public struct LevelDatabase: Sendable {
         let model = try TransformerModel(gguf: file)
         let c = model.config
         let linear = Dictionary(uniqueKeysWithValues: c.linearLayers.map { ($0.name, $0) })
+        let rotatedTypes = options.gptqBlocks ? Set(options.rotatedLevels) : []
         var tensors: [LevelTensor] = []
         var blobs: [String: [UInt8]] = [:]
 
@@ -157,7 +168,7 @@ public struct LevelDatabase: Sendable {
             var outliers = 0
             for i in 0 ..< n where abs(Double(w[i]) - mean) > limit { outliers += 1 }
             var lv = levelTypes.map { LevelTensor.Level(type: $0.name, bytes: $0.rowBytes(elements: info.shape[0])! * info.rowCount,
-                                                         isSource: false, error: 0) }
+                                                         isSource: false, rotated: rotatedTypes.contains($0), error: 0) }
             let sourceBits = info.type.bitsPerWeight
             if sourceBits <= 8.5 + 1e-9 && Matmul.supports(info.type) {
                 lv.append(LevelTensor.Level(type: info.type.name, bytes: info.byteCount, isSource: true, error: 0))
@@ -182,17 +193,27 @@ public struct LevelDatabase: Sendable {
             try Codecs.dequantize(info.type, file.data(for: info), count: info.elementCount)
         }
 
-        /// Every level of one matrix ([rows × n] f32 `w`): GPTQ with `prepared` statistics, else round to nearest; the
-        /// error of each level weighted by `diag`. Stores the blocks and appends the description.
-        func quantizeLevels(_ info: GGUFTensorInfo, _ w: [Float], prepared: GPTQQuantizer.Prepared?, diag: [Double]) throws {
+        /// Every level of one matrix ([rows × n] f32 `w`): GPTQ with `prepared` statistics (`rotated.prepared` for the
+        /// rotated levels: statistics of the rotated input), else round to nearest; the error of each level, in the
+        /// original basis, weighted by `diag`. Stores the blocks and appends the description.
+        func quantizeLevels(_ info: GGUFTensorInfo, _ w: [Float], prepared: GPTQQuantizer.Prepared?,
+                            rotated: (rotation: HadamardRotation, prepared: GPTQQuantizer.Prepared)?, diag: [Double]) throws {
             let name = info.name, n = info.shape[0]
             let types = levels(for: info)
             var entry = w.withUnsafeBufferPointer { describe(info, $0.baseAddress!, levelTypes: types) }
+            let wRotated: [Float]? = rotated.map { r in var v = w; r.rotation.applyToRows(&v); return v }
             for (k, type) in types.enumerated() {
                 guard let grid = BlockGrid(type), n % grid.groupSize == 0 else { throw QuantizeError.rowLength(tensor: name, rowLength: n, type: type) }
                 var q = w
                 let bytes: [UInt8]
-                if let prepared {
+                if entry.levels[k].rotated, let rotated, let wRotated {
+                    q = wRotated
+                    bytes = try q.withUnsafeMutableBufferPointer {
+                        try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: info.rowCount, prepared: rotated.prepared, grid: grid,
+                                                   options: options.gptq, pool: pool, name: name)
+                    }
+                    q.withUnsafeMutableBufferPointer { p in for r in 0 ..< info.rowCount { rotated.rotation.invert(p.baseAddress! + r * n) } }
+                } else if let prepared {
                     bytes = try q.withUnsafeMutableBufferPointer {
                         try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: info.rowCount, prepared: prepared, grid: grid,
                                                    options: options.gptq, pool: pool, name: name)
@@ -205,9 +226,16 @@ public struct LevelDatabase: Sendable {
                 entry.levels[k].error = w.withUnsafeBufferPointer { a in
                     q.withUnsafeBufferPointer { b in relativeError(a.baseAddress!, b.baseAddress!, rows: info.rowCount, n: n, weights: diag) }
                 }
-                blobs[dataName(tensor: name, type: type.name)] = bytes
+                blobs[dataName(tensor: name, level: entry.levels[k])] = bytes
             }
             tensors.append(entry)
+        }
+
+        /// GPTQ's statistics of the rotated input, where rotated levels are asked for.
+        func rotatedStatistics(_ h: [Double], n: Int, name: String) throws -> (rotation: HadamardRotation, prepared: GPTQQuantizer.Prepared)? {
+            guard !rotatedTypes.isEmpty else { return nil }
+            let rotation = HadamardRotation.weightInput(columns: n)
+            return (rotation, try GPTQQuantizer.prepare(hessian: rotation.conjugate(symmetric: h), n: n, options: options.gptq, pool: pool, name: name))
         }
 
         // Transformer blocks, on the original model's activations.
@@ -218,7 +246,8 @@ public struct LevelDatabase: Sendable {
         }
         log("level database: \(seqs.count) calibration sequences of \(length) tokens, \(c.layers) blocks, ladder "
             + options.ladder.map(\.name).joined(separator: ",")
-            + (options.largeTensorLevels.isEmpty ? "" : "; large matrices also " + options.largeTensorLevels.map(\.name).joined(separator: ",")))
+            + (options.largeTensorLevels.isEmpty ? "" : "; large matrices also " + options.largeTensorLevels.map(\.name).joined(separator: ","))
+            + (rotatedTypes.isEmpty ? "" : "; rotated " + options.rotatedLevels.map(\.name).joined(separator: ",")))
         let run = try CalibrationRun(model: model, sequences: seqs, pool: pool)
         var layerSignals: [LayerSignal] = []
         let steps = c.layers + 1
@@ -239,13 +268,14 @@ public struct LevelDatabase: Sendable {
                 let prepared = options.gptqBlocks
                     ? try GPTQQuantizer.prepare(hessian: h, n: n, options: options.gptq, pool: pool, name: first)
                     : nil
+                let rotated = try rotatedStatistics(h, n: n, name: first)
                 for kind in site.consumers {
                     let name = ModelTensor.block(li, kind.tensor).ggufName
                     guard let info = file.tensor(named: name) else { throw QuantizeError.badModel(path: file.path, reason: "no tensor '\(name)'") }
                     guard info.shape.count == 2, info.shape[0] == n else {
                         throw QuantizeError.badModel(path: file.path, reason: "tensor '\(name)' has shape \(info.shape), its input has \(n) features")
                     }
-                    try quantizeLevels(info, try dequantized(info), prepared: prepared, diag: diag)
+                    try quantizeLevels(info, try dequantized(info), prepared: prepared, rotated: rotated, diag: diag)
                 }
             }
             log(String(format: "level database: block %d/%d: statistics %.1f s, levels %.1f s (%.0f s so far)", li + 1, c.layers,
@@ -260,11 +290,12 @@ public struct LevelDatabase: Sendable {
         let finalPrepared = options.gptqBlocks
             ? try GPTQQuantizer.prepare(hessian: hFinal, n: c.dim, options: options.gptq, pool: pool, name: "output")
             : nil
+        let finalRotated = try rotatedStatistics(hFinal, n: c.dim, name: "output")
         for layer in c.linearLayers where layer.layer == nil {
             guard let info = file.tensor(named: layer.name) else { continue }
             let n = info.shape[0]
             guard n == c.dim else { throw QuantizeError.badModel(path: file.path, reason: "tensor '\(layer.name)' has rows of \(n), not \(c.dim)") }
-            try quantizeLevels(info, try dequantized(info), prepared: finalPrepared, diag: finalDiag)
+            try quantizeLevels(info, try dequantized(info), prepared: finalPrepared, rotated: finalRotated, diag: finalDiag)
             log(String(format: "level database: %@ (%.0f s so far)", layer.name, Date().timeIntervalSince(start)))
         }
         progress?(steps, steps)
@@ -278,7 +309,7 @@ public struct LevelDatabase: Sendable {
         writer.set("squish.level_database", .string(String(decoding: json, as: UTF8.self)))
         for t in tensors {
             for l in t.levels where !l.isSource {
-                let name = dataName(tensor: t.name, type: l.type)
+                let name = dataName(tensor: t.name, level: l)
                 writer.addTensor(name: name, shape: [t.rowLength, t.rows], type: GGMLType(name: l.type)!, source: .bytes(blobs[name]!))
             }
         }

@@ -35,6 +35,9 @@ struct Compress: ParsableCommand {
     @Option(help: "Extra levels of the large matrices (each with at least 1/50 of the parameters, e.g. the embedding), or 'none'.")
     var largeLevels = LevelDatabaseOptions().largeTensorLevels.map(\.name).joined(separator: ",")
 
+    @Option(help: "Levels quantized rotated on the input (a randomized Hadamard rotation, the runtime rotates the activations; the file is then for Squish only), or 'none'.")
+    var rotatedLevels = LevelDatabaseOptions().rotatedLevels.map(\.name).joined(separator: ",")
+
     @Option(help: "Wall-clock budget of the whole run in minutes (level database, search, writing, evaluation).")
     var budgetMinutes: Double = 15
 
@@ -123,6 +126,7 @@ struct Compress: ParsableCommand {
         }
         options.ladder = try types(ladder, "--ladder")
         options.largeTensorLevels = largeLevels == "none" ? [] : try types(largeLevels, "--large-levels")
+        options.rotatedLevels = rotatedLevels == "none" ? [] : try types(rotatedLevels, "--rotated-levels")
         options.calibration.tokens = calibTokens
         calibrationText(calib, into: &options.calibration)
         options.budgetSeconds = budgetMinutes * 60

@@ -426,6 +426,7 @@ struct CLITests {
         #expect(!FileManager.default.fileExists(atPath: dir + "/k.gguf"))
         try CLI.run(["quantize", "--model", model, "--bits", "9", "--out", dir + "/b.gguf"]).expectUsageError("--bits")
         try CLI.run(["quantize", "--model", model, "--type", "Q4_0", "--damp", "nan", "--out", dir + "/b.gguf"]).expectUsageError("--damp")
+        try CLI.run(["quantize", "--model", model, "--type", "SQ3_G64", "--rotate", "--out", dir + "/b.gguf"]).expectUsageError("--rotate")
     }
 
     /// Sizes people type that do not fit: refused while parsing the arguments, with the allowed range.
@@ -440,6 +441,7 @@ struct CLITests {
         try CLI.run(["compress", "--target-bpw", "4", "--budget-minutes", "inf", "--out", "/tmp/never.gguf"]).expectUsageError("--budget-minutes")
         try CLI.run(["compress", "--target-bpw", "4", "--max-dropped-layers", "2", "--out", "/tmp/never.gguf"]).expectUsageError("--prune")
         try CLI.run(["compress", "--target-bpw", "4", "--search-length", "8", "--out", "/tmp/never.gguf"]).expectUsageError("--search-length")
+        try CLI.run(["compress", "--target-bpw", "4", "--rotated-levels", "SQ3_X", "--out", "/tmp/never.gguf"]).expectUsageError("--rotated-levels")
         #expect(!FileManager.default.fileExists(atPath: "/tmp/never.gguf"))
     }
 
