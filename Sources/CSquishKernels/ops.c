@@ -584,3 +584,67 @@ void sq_softmax_rows(float *x, int64_t rows, int64_t n, int64_t ld) {
 #endif
     sq_softmax_rows_portable(x, rows, n, ld);
 }
+
+// Randomized block Hadamard rotation (HadamardRotation in Swift): dst = H·diag(signs)·src / √block on each block of
+// `block` consecutive values, butterflies in the order h = 1, 2, 4, ... . Each butterfly output is one addition or
+// subtraction (the AVX2 path's u·(±1) + v is exact in its product), so both paths give the same bits.
+static void hadamard_portable(const float *src, float *dst, const float *signs, int64_t n, int64_t block) {
+    for (int64_t i = 0; i < n; i++) dst[i] = src[i] * signs[i];
+    for (int64_t b = 0; b < n; b += block) {
+        for (int64_t h = 1; h < block; h *= 2) {
+            for (int64_t i = b; i < b + block; i += 2 * h) {
+                for (int64_t j = i; j < i + h; j++) {
+                    const float u = dst[j], v = dst[j + h];
+                    dst[j] = u + v;
+                    dst[j + h] = u - v;
+                }
+            }
+        }
+    }
+    const float norm = 1.0f / sqrtf((float)block);
+    for (int64_t i = 0; i < n; i++) dst[i] *= norm;
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+// The first three stages within one register of 8 (pairs, quads, halves swapped and combined), the rest as
+// whole-register butterflies. Needs block ≥ 8.
+SQ_AVX2 static void hadamard_avx2(const float *src, float *dst, const float *signs, int64_t n, int64_t block) {
+    const __m256 s1 = _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1);
+    const __m256 s2 = _mm256_setr_ps(1, 1, -1, -1, 1, 1, -1, -1);
+    const __m256 s4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
+    const __m256 norm = _mm256_set1_ps(1.0f / sqrtf((float)block));
+    const int last = block == 8;  // the scaling goes with the last stage
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(src + i), _mm256_loadu_ps(signs + i));
+        v = _mm256_fmadd_ps(v, s1, _mm256_permute_ps(v, 0xB1));  // [a1, a0, a3, a2, ...]
+        v = _mm256_fmadd_ps(v, s2, _mm256_permute_ps(v, 0x4E));  // [a2, a3, a0, a1, ...]
+        v = _mm256_fmadd_ps(v, s4, _mm256_permute2f128_ps(v, v, 1));
+        _mm256_storeu_ps(dst + i, last ? _mm256_mul_ps(v, norm) : v);
+    }
+    for (int64_t b = 0; b < n; b += block) {
+        for (int64_t h = 8; h < block; h *= 2) {
+            const int scale = 2 * h == block;
+            for (int64_t i = b; i < b + block; i += 2 * h) {
+                for (int64_t j = i; j < i + h; j += 8) {
+                    const __m256 u = _mm256_loadu_ps(dst + j), v = _mm256_loadu_ps(dst + j + h);
+                    __m256 p = _mm256_add_ps(u, v), m = _mm256_sub_ps(u, v);
+                    if (scale) { p = _mm256_mul_ps(p, norm); m = _mm256_mul_ps(m, norm); }
+                    _mm256_storeu_ps(dst + j, p);
+                    _mm256_storeu_ps(dst + j + h, m);
+                }
+            }
+        }
+    }
+}
+#endif
+
+void sq_hadamard_rotate_portable(const float *src, float *dst, const float *signs, int64_t n, int64_t block) {
+    hadamard_portable(src, dst, signs, n, block);
+}
+
+void sq_hadamard_rotate(const float *src, float *dst, const float *signs, int64_t n, int64_t block) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (sq_kernels_have_avx2() && block >= 8 && n % block == 0) { hadamard_avx2(src, dst, signs, n, block); return; }
+#endif
+    hadamard_portable(src, dst, signs, n, block);
+}

@@ -1,3 +1,5 @@
+import CSquishKernels
+
 /// A randomized Hadamard rotation of vectors of `count` values (QuaRot, QuIP#: it spreads a few large coordinates
 /// over all of them, so a low-bit grid fits): x ← H·diag(s)·x / √b on each block of b consecutive values, b the
 /// largest power of two that divides `count`, H the b × b Walsh–Hadamard matrix and s fixed random signs drawn from
@@ -29,7 +31,15 @@ public struct HadamardRotation: Sendable, Equatable {
     public static func weightInput(columns: Int) -> HadamardRotation { HadamardRotation(count: columns) }
 
     /// Rotates x[0 ..< count] in place.
-    public func apply(_ x: UnsafeMutablePointer<Float>) { rotate(x) }
+    public func apply(_ x: UnsafeMutablePointer<Float>) { apply(x, into: x) }
+
+    /// dst[0 ..< count] = src rotated (src may be dst), by the C kernel (AVX2 where available; `portable`: the
+    /// plain C loops, the same bits).
+    public func apply(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, portable: Bool = false) {
+        signs.withUnsafeBufferPointer { s in
+            (portable ? sq_hadamard_rotate_portable : sq_hadamard_rotate)(src, dst, s.baseAddress!, Int64(count), Int64(block))
+        }
+    }
     /// The same in double precision (calibration statistics).
     public func apply(_ x: UnsafeMutablePointer<Double>) { rotate(x) }
 

@@ -278,10 +278,9 @@ public final class Matmul {
             rotatedCapacity = n * tokens
             rotatedInput = .allocate(capacity: rotatedCapacity)
         }
-        let out = rotatedInput
-        out.update(from: x, count: n * tokens)
+        let out = rotatedInput, portable = self.portable
         pool.parallelFor(tokens) { range in
-            for t in range { rotation.apply(out + t * n) }
+            for t in range { rotation.apply(x + t * n, into: out + t * n, portable: portable) }
         }
         return UnsafePointer(out)
     }

@@ -47,6 +47,26 @@ import SquishModel
         }
     }
 
+    /// The C kernel (AVX2 and portable) gives the bits of the plain definition, for block sizes below, at and above
+    /// one register of 8 and several blocks per vector.
+    @Test(arguments: [576, 1536, 64, 8, 24, 12, 7])
+    func kernelMatchesTheDefinition(count: Int) {
+        var rng = SplitMix64(seed: UInt64(count))
+        let x = (0 ..< count).map { _ in Float.random(in: -4 ... 4, using: &rng) }
+        let r = HadamardRotation(count: count)
+        // The definition, as the Double path computes it (every step exact in Double but the final rounding is
+        // not; so compare it to the f32 result at f32 precision, and the two f32 kernels bit for bit).
+        var d = x.map(Double.init)
+        d.withUnsafeMutableBufferPointer { r.apply($0.baseAddress!) }
+        var fast = [Float](repeating: 0, count: count), portable = fast
+        x.withUnsafeBufferPointer { xp in
+            fast.withUnsafeMutableBufferPointer { r.apply(xp.baseAddress!, into: $0.baseAddress!) }
+            portable.withUnsafeMutableBufferPointer { r.apply(xp.baseAddress!, into: $0.baseAddress!, portable: true) }
+        }
+        #expect(fast == portable)
+        for i in 0 ..< count { #expect(abs(Double(fast[i]) - d[i]) <= 1e-5 * max(1, abs(d[i])), "\(count): \(i)") }
+    }
+
     /// R·H·Rᵀ for H = XᵀX is the second moment of the rotated inputs (X Rᵀ)ᵀ(X Rᵀ), computed directly in Double.
     @Test func conjugationGivesTheRotatedInputsStatistics() {
         let n = 192, tokens = 50  // blocks of 64

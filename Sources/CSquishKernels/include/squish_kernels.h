@@ -103,6 +103,11 @@ void sq_gated_activation_portable(int gelu, float *g, const float *u, int64_t n)
 void sq_rms_norm(const float *x, const float *w, float *y, int64_t n, float eps);
 /// 1 when no x[i] (i < n) is NaN or infinite.
 int sq_all_finite(const float *x, int64_t n);
+
+/// dst[0 ..< n] = the randomized block Hadamard rotation of src (H·diag(signs)·src / √block per block of `block`
+/// values, block a power of two dividing n); src may be dst. The portable variant gives the same bits.
+void sq_hadamard_rotate(const float *src, float *dst, const float *signs, int64_t n, int64_t block);
+void sq_hadamard_rotate_portable(const float *src, float *dst, const float *signs, int64_t n, int64_t block);
 /// Index of the largest x[i], i < n (the first on ties; NaN never wins; 0 when none is larger than −∞).
 int64_t sq_argmax(const float *x, int64_t n);
 
