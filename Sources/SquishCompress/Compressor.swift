@@ -327,6 +327,14 @@ public enum Compressor {
             return s
         }
 
+        /// Every tensor at `type`, or where it lacks that level at its largest level no larger.
+        func uniform(_ type: GGMLType) -> Allocation {
+            Allocation(levels: tensors.map { entry in
+                let limit = type.rowBytes(elements: entry.rowLength).map { $0 * entry.rows } ?? .max
+                return entry.levels.lastIndex { $0.type == type.name || $0.bytes <= limit } ?? 0
+            })
+        }
+
         // 4. Sensitivity of every tensor one level below its top, then the importance-based start.
         let top = store.topAllocation
         let probeStage = EvolutionarySearch.Stage(sequences: 1, tokens: options.sensitivityTokens, survivors: 1)
@@ -395,6 +403,14 @@ public enum Compressor {
                 }
             }
         }
+        // Each ladder type for every tensor (where a tensor lacks it, its largest level no larger), brought within the
+        // budget by the cheapest downgrades: the estimated costs misjudge how errors of many tensors add up, and a
+        // uniform model is often a good place to search from.
+        for type in options.ladder {
+            if let a = ImportanceAllocation.fit(uniform(type), tensors, costs: costs, budget: matrixBudget), !starts.contains(a) {
+                starts.append(a)
+            }
+        }
         // With --prune: the k blocks cheapest to drop alone dropped, k = 1 … the most allowed, the rest allocated as
         // above; the large tensors pinned to each of their levels only for the best of those.
         let cheapest = dropSensitivity.indices.sorted { (dropSensitivity[$0], $0) < (dropSensitivity[$1], $1) }
@@ -424,7 +440,7 @@ public enum Compressor {
             try consider(pinned)
         }
         if !quiet {
-            log(String(format: "start: %d importance-based candidates, best KL %.5f%@", starts.count, startFitness,
+            log(String(format: "start: %d candidates (importance-based and uniform), best KL %.5f%@", starts.count, startFitness,
                        startAllocation.droppedLayers.isEmpty ? "" : " with blocks \(startAllocation.droppedLayers) dropped"))
         }
 
@@ -462,10 +478,7 @@ public enum Compressor {
         // 6. Comparison points (uniform levels) on the same tokens, for the report.
         var comparisons: [ComparisonPoint] = []
         for type in options.ladder {
-            let a = Allocation(levels: tensors.map { entry in
-                let limit = type.rowBytes(elements: entry.rowLength).map { $0 * entry.rows } ?? .max
-                return entry.levels.lastIndex { $0.type == type.name || $0.bytes <= limit } ?? 0
-            })
+            let a = uniform(type)
             guard a != top, !comparisons.contains(where: { $0.bytes == store.matrixBytes(a) + overhead }) else { continue }
             let rotated = tensors.indices.contains { tensors[$0].levels[a.levels[$0]].rotated }
             comparisons.append(ComparisonPoint(name: "uniform " + type.name + (rotated ? "+H" : ""), bytes: store.matrixBytes(a) + overhead,

@@ -37,10 +37,42 @@ public enum ImportanceAllocation {
                                 droppedLayers: [Int] = []) throws -> Allocation {
         var a = Allocation(levels: tensors.indices.map { fixed[$0] ?? 0 }, droppedLayers: droppedLayers)
         let free = tensors.indices.filter { fixed[$0] == nil && !a.drops(tensors[$0]) }
-        var used = a.bytes(tensors)
+        let used = a.bytes(tensors)
         guard used <= budget else {
             throw CompressError.budget("even the smallest level of every tensor takes \(used) bytes, more than the \(budget) available")
         }
+        raise(&a, free: free, tensors, costs: costs, budget: budget)
+        return a
+    }
+
+    /// `start` (e.g. every tensor at one block type) brought within the budget: while it is over, the downgrade with the
+    /// smallest cost increase per byte saved; then the upgrades that fit, as in `allocate`. Nil when even the smallest
+    /// levels do not fit.
+    public static func fit(_ start: Allocation, _ tensors: [LevelTensor], costs: [[Double]], budget: Int) -> Allocation? {
+        var a = start
+        let free = tensors.indices.filter { !a.drops(tensors[$0]) }
+        var used = a.bytes(tensors)
+        while used > budget {
+            var best: (t: Int, ratio: Double)?
+            for t in free where a.levels[t] > 0 {
+                let l = a.levels[t], lv = tensors[t].levels
+                let saved = lv[l].bytes - lv[l - 1].bytes
+                guard saved > 0 else { continue }
+                let ratio = (costs[t][l - 1] - costs[t][l]) / Double(saved)
+                if best == nil || ratio < best!.ratio { best = (t, ratio) }
+            }
+            guard let b = best else { return nil }
+            used -= tensors[b.t].levels[a.levels[b.t]].bytes - tensors[b.t].levels[a.levels[b.t] - 1].bytes
+            a.levels[b.t] -= 1
+        }
+        raise(&a, free: free, tensors, costs: costs, budget: budget)
+        return a
+    }
+
+    /// Greedy upgrades of the `free` tensors within the budget: the largest estimated cost reduction per byte first,
+    /// then whatever bytes remain on the cheapest upgrades even if their estimated gain is zero.
+    static func raise(_ a: inout Allocation, free: [Int], _ tensors: [LevelTensor], costs: [[Double]], budget: Int) {
+        var used = a.bytes(tensors)
         while true {
             var best: (t: Int, l: Int, ratio: Double)?
             for t in free {
@@ -57,7 +89,6 @@ public enum ImportanceAllocation {
             used += tensors[b.t].levels[b.l].bytes - tensors[b.t].levels[a.levels[b.t]].bytes
             a.levels[b.t] = b.l
         }
-        // Whatever bytes remain go to the cheapest remaining upgrades even if their estimated gain is zero.
         var changed = true
         while changed {
             changed = false
@@ -66,7 +97,6 @@ public enum ImportanceAllocation {
                 if used + extra <= budget { used += extra; a.levels[t] += 1; changed = true }
             }
         }
-        return a
     }
 }
 
