@@ -1,6 +1,7 @@
 import Foundation
 import SquishCore
 import SquishFormats
+import SquishKernels
 
 /// Writes a GGUF model of any registered architecture as a Hugging Face checkpoint directory: `config.json`,
 /// `model.safetensors` (every tensor dequantized, stored as F16, F32 or BF16, under the family's checkpoint names
@@ -19,9 +20,14 @@ public enum HFExport {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var writer = SafetensorsWriter()
         writer.metadata = ["format": "pt", "source": "squish export from GGUF"]
+        let rotated = RotatedInputs.names(in: file)
         for t in file.tensors {
             guard let tensor = ModelTensor(ggufName: t.name), let hf = family.hfTensor(tensor) else { continue }
             var values = try Codecs.dequantize(t.type, file.data(for: t), count: t.elementCount)
+            if rotated.contains(t.name) {  // stored W·Rᵀ: the checkpoint holds W
+                let r = HadamardRotation.weightInput(columns: t.shape[0])
+                values.withUnsafeMutableBufferPointer { p in for row in 0 ..< t.elementCount / t.shape[0] { r.invert(p.baseAddress! + row * t.shape[0]) } }
+            }
             if hf.addsOne { for i in values.indices { values[i] -= 1 } }
             if family.ggufRoPEStyle == .adjacentPairs, case .block(let l, let b) = tensor, let heads = ropeHeads(b, c, layer: l) {
                 values = unpermute(values, rows: t.shape.count > 1 ? t.shape[1] : t.elementCount, columns: t.shape.count > 1 ? t.shape[0] : 1,

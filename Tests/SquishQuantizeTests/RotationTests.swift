@@ -52,6 +52,16 @@ struct RotationTests {
         print("persuasion perplexity: rotated \(rotatedPerplexity), plain \(plainPerplexity)")
         #expect(rotatedPerplexity.isFinite && rotatedPerplexity < plainPerplexity * 1.1)
 
+        // Exported as a checkpoint, the rotated matrices are un-rotated: the same logits (f32 activations both ways;
+        // the export rounds nothing, so only the order of sums differs).
+        try HFExport.write(gguf: file, to: dir + "/hf", dtype: .F32)
+        let tokens = [1, 504, 3458, 282, 253, 1345, 30, 216]
+        let logits = try [model, try TransformerModel(hfDirectory: dir + "/hf")].map { m in
+            try ModelSession(model: m, pool: pool, contextLength: 16, exactActivations: true).forward(tokens, logitsFor: tokens.count)
+        }
+        let worst = zip(logits[0], logits[1]).map { abs($0 - $1) }.max()!
+        #expect(worst < 1e-3, "max |Δlogit| \(worst)")
+
         // Pipelines that read raw weights refuse a rotated model; rotation needs a calibrated method.
         #expect(throws: ModelError.self) { try ModelQuantizer.quantize(input: rotatedOut, output: dir + "/again.gguf", options: options, pool: pool) }
         var rtn = QuantizeOptions(method: .rtn, target: options.target)
