@@ -28,8 +28,8 @@ struct RotationTests {
         #expect(model.layers.allSatisfy { l in LinearKind.allCases.allSatisfy { l[$0].inputRotation != nil } })
         #expect(model.embedding.inputRotation == nil)
 
-        // Read back, a rotated matrix is the original's weights with 3-bit error, as close as the unrotated GPTQ's
-        // (measured: relative error 0.0xx rotated, 0.0xx plain).
+        // Read back, a rotated matrix is the original's weights with 3-bit error, no further from them than the
+        // unrotated GPTQ's (measured relative errors, rotated / plain: 0.054 / 0.090, 0.030 / 0.147, 0.051 / 0.064).
         let plainModel = try TransformerModel(gguf: try GGUFFile(path: plainOut)), source = try TransformerModel(gguf: original)
         func relativeError(_ m: WeightMatrix, _ ref: WeightMatrix) throws -> Double {
             var a = [Float](repeating: 0, count: m.columns), b = a
@@ -50,7 +50,8 @@ struct RotationTests {
         let rotatedPerplexity = try TestSupport.persuasionPerplexity(file, pool: pool)
         let plainPerplexity = try TestSupport.persuasionPerplexity(try GGUFFile(path: plainOut), pool: pool)
         print("persuasion perplexity: rotated \(rotatedPerplexity), plain \(plainPerplexity)")
-        #expect(rotatedPerplexity.isFinite && rotatedPerplexity < plainPerplexity * 1.1)
+        // Measured 67.5 rotated, 70.6 plain (128 calibration tokens; the held-out figures are in the README).
+        #expect(rotatedPerplexity.isFinite && rotatedPerplexity < plainPerplexity * 1.05)
 
         // Exported as a checkpoint, the rotated matrices are un-rotated: the same logits (f32 activations both ways;
         // the export rounds nothing, so only the order of sums differs).
