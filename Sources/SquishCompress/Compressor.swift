@@ -8,7 +8,7 @@ import SquishQuantize
 import SquishTokenizer
 
 /// `squish compress`: the best model under a size budget by per-tensor levels (mixed precision) chosen by an
-/// importance-based start and an evolutionary search on KL against the uncompressed model.
+/// start (importance-based or near-uniform) and an evolutionary search on KL against the uncompressed model.
 public struct CompressOptions: Sendable {
     public enum Target: Sendable, Equatable {
         /// Bytes of the output file (10^6 per MB).
@@ -93,7 +93,7 @@ public struct CompressResult: Codable, Sendable {
     public var referencePerplexity: Double?
     public var top1Agreement: Double?
     public var heldOutText: String?
-    /// Fitness (mean KL on the search tokens) of the importance-based start and of the result.
+    /// Fitness (mean KL on the search tokens) of the start and of the result.
     public var startFitness: Double
     public var searchFitness: Double
     public var generations: Int
@@ -335,7 +335,7 @@ public enum Compressor {
             })
         }
 
-        // 4. Sensitivity of every tensor one level below its top, then the importance-based start.
+        // 4. Sensitivity of every tensor one level below its top, then the start.
         let top = store.topAllocation
         let probeStage = EvolutionarySearch.Stage(sequences: 1, tokens: options.sensitivityTokens, survivors: 1)
         let topScore = try score(top, probeStage)
@@ -404,8 +404,8 @@ public enum Compressor {
             }
         }
         // Each ladder type for every tensor (where a tensor lacks it, its largest level no larger), brought within the
-        // budget by the cheapest downgrades: the estimated costs misjudge how errors of many tensors add up, and a
-        // uniform model is often a good place to search from.
+        // budget by as few downgrades as possible (`ImportanceAllocation.fit`): the estimated costs misjudge how the
+        // errors of many tensors add up, and a near-uniform model is often a better place to search from.
         for type in options.ladder {
             if let a = ImportanceAllocation.fit(uniform(type), tensors, costs: costs, budget: matrixBudget), !starts.contains(a) {
                 starts.append(a)
@@ -440,7 +440,7 @@ public enum Compressor {
             try consider(pinned)
         }
         if !quiet {
-            log(String(format: "start: %d candidates (importance-based and uniform), best KL %.5f%@", starts.count, startFitness,
+            log(String(format: "start: %d candidates (importance-based and near-uniform), best KL %.5f%@", starts.count, startFitness,
                        startAllocation.droppedLayers.isEmpty ? "" : " with blocks \(startAllocation.droppedLayers) dropped"))
         }
 
@@ -456,7 +456,7 @@ public enum Compressor {
         var searchOptions = options.search
         searchOptions.maxDroppedLayers = maxDropped
         let search = EvolutionarySearch(tensors: tensors, budget: matrixBudget, options: searchOptions)
-        if !quiet { log(String(format: "search: start (importance-based) KL %.5f on %d tokens; searching until %@", startFitness,
+        if !quiet { log(String(format: "search: start KL %.5f on %d tokens; searching until %@", startFitness,
                                lastStage.tokens ?? lastStage.sequences * options.searchLength, clock(deadline))) }
         let searchBar = ProgressBar(total: max(1, Int(deadline.timeIntervalSinceNow)), label: "search", quiet: quiet)
         let searchStart = Date()

@@ -45,21 +45,26 @@ public enum ImportanceAllocation {
         return a
     }
 
-    /// `start` (e.g. every tensor at one block type) brought within the budget: while it is over, the downgrade with the
-    /// smallest cost increase per byte saved; then the upgrades that fit, as in `allocate`. Nil when even the smallest
-    /// levels do not fit.
+    /// `start` (e.g. every tensor at one block type) brought within the budget with as few bytes moved as the sizes
+    /// allow: while it is over, the one-level downgrade of a matrix that saves the most bytes (the estimated cost
+    /// decides between equal savings), the large matrices (`LevelDatabase.isLarge`) only when nothing else is left;
+    /// then the upgrades that fit, as in `allocate`. (Picking downgrades by estimated cost per byte moves many small
+    /// tensors to the lowest levels, or the embedding, whose estimates are least reliable there, and ends where
+    /// `allocate` does.) Nil when even the smallest levels do not fit.
     public static func fit(_ start: Allocation, _ tensors: [LevelTensor], costs: [[Double]], budget: Int) -> Allocation? {
         var a = start
         let free = tensors.indices.filter { !a.drops(tensors[$0]) }
+        let total = tensors.reduce(0) { $0 + $1.parameters }
         var used = a.bytes(tensors)
         while used > budget {
-            var best: (t: Int, ratio: Double)?
+            var best: (t: Int, rank: (Int, Int, Double))?
             for t in free where a.levels[t] > 0 {
                 let l = a.levels[t], lv = tensors[t].levels
                 let saved = lv[l].bytes - lv[l - 1].bytes
                 guard saved > 0 else { continue }
-                let ratio = (costs[t][l - 1] - costs[t][l]) / Double(saved)
-                if best == nil || ratio < best!.ratio { best = (t, ratio) }
+                // Smaller ranks first: small matrices, the larger saving, the smaller cost.
+                let rank = (LevelDatabase.isLarge(parameters: tensors[t].parameters, of: total) ? 1 : 0, -saved, costs[t][l - 1] - costs[t][l])
+                if best == nil || rank < best!.rank { best = (t, rank) }
             }
             guard let b = best else { return nil }
             used -= tensors[b.t].levels[a.levels[b.t]].bytes - tensors[b.t].levels[a.levels[b.t] - 1].bytes

@@ -181,7 +181,7 @@ struct Compress: ParsableCommand {
         if !result.droppedLayers.isEmpty {
             print("dropped blocks: \(result.droppedLayers.map(String.init).joined(separator: ", ")) (of \(result.layers.count))")
         }
-        print(String(format: "search: KL %.5f at the importance-based start, %.5f after %d generations (%d forward passes)",
+        print(String(format: "search: KL %.5f at the start, %.5f after %d generations (%d forward passes)",
                      result.startFitness, result.searchFitness, result.generations, result.candidatesScored))
         if let kl = result.klDivergence, let ppl = result.perplexity, let ref = result.referencePerplexity {
             print("")

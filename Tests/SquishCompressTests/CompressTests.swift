@@ -89,6 +89,29 @@ struct AllocationTests {
         #expect(throws: CompressError.self) { try ImportanceAllocation.allocate(tensors, costs: costs, budget: 499) }
     }
 
+    /// The near-uniform starts: an allocation over the budget is lowered by the largest savings among the small
+    /// matrices first (the estimated cost breaks ties), the large one only when nothing else is left, then the
+    /// remaining bytes are spent; nil below the smallest levels.
+    @Test func fitLowersTheLargestSavingsOfSmallMatricesFirst() {
+        let bytes = [[4000, 6000, 8000], [100, 300, 500], [100, 200, 300], [50, 60, 70], [100, 300, 500]]
+        let tensors = bytes.enumerated().map { i, b in
+            LevelTensor(name: "blk.0.t\(i).weight", kind: "attn_q", layer: 0, rowLength: 64, rows: i == 0 ? 1000 : 10, sourceType: "Q8_0",
+                        outlierShare: 0, levels: b.enumerated().map { l, n in LevelTensor.Level(type: "L\(l)", bytes: n, isSource: l == 2, error: 0) })
+        }
+        #expect(LevelDatabase.isLarge(parameters: tensors[0].parameters, of: 64_000 + 4 * 640))
+        // Cost of each level: the large matrix's first step is the cheapest by far, t1's steps dearer than t4's.
+        let costs: [[Double]] = [[1, 0.01, 0], [9, 3, 0], [2, 1, 0], [1, 0.5, 0], [6, 2, 0]]
+        let top = Allocation(levels: [2, 2, 2, 2, 2])
+        #expect(top.bytes(tensors) == 9370)
+        // 370 bytes to shed: t4 (200, cheaper than t1's), then t1 (200); 30 bytes left buy nothing.
+        #expect(ImportanceAllocation.fit(top, tensors, costs: costs, budget: 9000)?.levels == [2, 1, 2, 2, 1])
+        // 2,370 to shed: every small matrix to its smallest level (1,020), then the large one a level (2,000); the
+        // 650 left go back to the small ones by estimated gain per byte.
+        let deep = ImportanceAllocation.fit(top, tensors, costs: costs, budget: 7000)
+        #expect(deep.map { $0.levels[0] == 1 && $0.bytes(tensors) <= 7000 && $0.bytes(tensors) > 6900 } == true, "\(String(describing: deep))")
+        #expect(ImportanceAllocation.fit(top, tensors, costs: costs, budget: 4349) == nil)
+    }
+
     @Test func mutationsStayWithinTheBudgetAndChangeSomething() {
         let steps: [[Int]] = [[10, 20, 30], [100, 200, 300, 400], [35, 70], [1000, 1500, 2000], [7, 14, 21, 28, 35]]
         let tensors = syntheticTensors(steps, errors: steps.map { $0.map { _ in 1.0 } })
