@@ -12,8 +12,9 @@ public struct LevelDatabaseOptions: Sendable {
     /// kept; the stored type itself is always the top level (a lossless copy) when it has at most 8.5 bits.
     /// Around 4 bits, where most budgets land, there are three steps: SQ4N_G64 (4.25 bits), SQ4NX_G128 (4.3125, rows
     /// of a multiple of 128) and IQ4_NL (4.5), whose non-linear levels fit bell-shaped weights better than evenly
-    /// spaced ones of the same sizes; SQ4NX's per-32 multipliers bring it close to IQ4_NL's error.
-    public var ladder: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4n_G64, .sq4nx_G128, .iq4_NL, .sq5_G64, .q8_0]
+    /// spaced ones of the same sizes; SQ4NX's per-32 multipliers bring it close to IQ4_NL's error. Between 2 and 3
+    /// bits, symmetric SQ3S_G64 (3.25 bits): rotated weights are near-symmetric, so it loses little to SQ3_G64.
+    public var ladder: [GGMLType] = [.sq2_G64, .sq3s_G64, .sq3_G64, .sq4n_G64, .sq4nx_G128, .iq4_NL, .sq5_G64, .q8_0]
     /// Levels tried besides the ladder for large matrices (`LevelDatabase.isLarge`: in small models the embedding,
     /// often tied to the output). One such matrix holds so much of the budget that even the other steps are coarse
     /// (Gemma-3-270M: the embedding is 62% of the parameters); the group-128 variants fall below a level.
@@ -21,7 +22,7 @@ public struct LevelDatabaseOptions: Sendable {
     /// Levels quantized in the basis of a Hadamard rotation of the matrix's input (`RotatedInputs`; with GPTQ only):
     /// the rotation spreads outlier features, so that coarse grids fit. Every lossy level but Q8_0, where it measured
     /// better at each size tried (README, "Rotations").
-    public var rotatedLevels: [GGMLType] = [.sq2_G64, .sq3_G64, .sq4n_G64, .sq4nx_G128, .iq4_NL, .sq5_G64, .sq3_G128, .sq4n_G128, .sq5_G128]
+    public var rotatedLevels: [GGMLType] = [.sq2_G64, .sq3s_G64, .sq3_G64, .sq4n_G64, .sq4nx_G128, .iq4_NL, .sq5_G64, .sq3_G128, .sq4n_G128, .sq5_G128]
     /// GPTQ for the transformer blocks' linear layers (else round to nearest everywhere).
     public var gptqBlocks = true
     public init() {}
@@ -134,8 +135,8 @@ public struct LevelDatabase: Sendable {
         var seen = Set<GGMLType>()
         return (options.ladder + (large ? options.largeTensorLevels : []))
             .compactMap { t in t.rowBytes(elements: rowLength).flatMap { $0 < limit && seen.insert(t).inserted ? (t, $0) : nil } }
-            .sorted { $0.1 < $1.1 }
-            .map(\.0)
+            .enumerated().sorted { ($0.element.1, $0.offset) < ($1.element.1, $1.offset) }  // equal sizes: the ladder's order
+            .map(\.element.0)
     }
 
     /// Quantizes every matrix of `file` at every level of `options.ladder` and writes the database to `output`

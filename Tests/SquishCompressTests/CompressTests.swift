@@ -44,16 +44,18 @@ struct LevelChoiceTests {
         #expect(LevelDatabase.isLarge(parameters: 167_772_160, of: 268_000_000))
         #expect(!LevelDatabase.isLarge(parameters: 1_310_720, of: 268_000_000))
         #expect(LevelDatabase.levelTypes(rowLength: 640, source: .q8_0, large: true, options: options)
-            == [.sq2_G64, .sq3_G128, .sq3_G64, .sq4n_G128, .sq4n_G64, .sq4nx_G128, .iq4_NL, .sq5_G128, .sq5_G64])
+            == [.sq2_G64, .sq3s_G64, .sq3_G128, .sq3_G64, .sq4n_G128, .sq4n_G64, .sq4nx_G128, .iq4_NL, .sq5_G128, .sq5_G64])
         #expect(LevelDatabase.levelTypes(rowLength: 640, source: .q8_0, large: false, options: options)
-            == [.sq2_G64, .sq3_G64, .sq4n_G64, .sq4nx_G128, .iq4_NL, .sq5_G64])
+            == [.sq2_G64, .sq3s_G64, .sq3_G64, .sq4n_G64, .sq4nx_G128, .iq4_NL, .sq5_G64])
         #expect(LevelDatabase.levelTypes(rowLength: 2048, source: .q6_K, large: false, options: options)
-            == [.sq2_G64, .sq3_G64, .sq4n_G64, .sq4nx_G128, .iq4_NL, .sq5_G64])
+            == [.sq2_G64, .sq3s_G64, .sq3_G64, .sq4n_G64, .sq4nx_G128, .iq4_NL, .sq5_G64])
         #expect(LevelDatabase.levelTypes(rowLength: 1024, source: .q4_K, large: true, options: options)
-            == [.sq2_G64, .sq3_G128, .sq3_G64, .sq4n_G128, .sq4n_G64, .sq4nx_G128])
+            == [.sq2_G64, .sq3s_G64, .sq3_G128, .sq3_G64, .sq4n_G128, .sq4n_G64, .sq4nx_G128])
         // Rows of 64 (and the default model's 576) take no group-128 type.
-        #expect(LevelDatabase.levelTypes(rowLength: 576, source: .q4_1, large: false, options: options) == [.sq2_G64, .sq3_G64, .sq4n_G64, .iq4_NL])
-        #expect(LevelDatabase.levelTypes(rowLength: 64, source: .f32, large: true, options: options) == [.sq2_G64, .sq3_G64, .sq4n_G64, .iq4_NL, .sq5_G64, .q8_0])
+        #expect(LevelDatabase.levelTypes(rowLength: 576, source: .q4_1, large: false, options: options)
+            == [.sq2_G64, .sq3s_G64, .sq3_G64, .sq4n_G64, .iq4_NL])
+        #expect(LevelDatabase.levelTypes(rowLength: 64, source: .f32, large: true, options: options)
+            == [.sq2_G64, .sq3s_G64, .sq3_G64, .sq4n_G64, .iq4_NL, .sq5_G64, .q8_0])
     }
 }
 
