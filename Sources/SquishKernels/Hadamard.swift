@@ -8,12 +8,14 @@ public struct HadamardRotation: Sendable, Equatable {
     public let count: Int
     /// Values per Walsh–Hadamard block.
     public let block: Int
-    private let signs: [Float]
+    public let seed: UInt64
+    private let signs: [Float]  // drawn from seed
 
     public init(count: Int, seed: UInt64 = 0x5351_4953_4841_4441) {
         precondition(count >= 1)
         self.count = count
         block = count & -count
+        self.seed = seed
         var state = seed
         signs = (0 ..< count).map { _ in
             // SplitMix64: one sign per value, the same on every machine.
@@ -27,8 +29,10 @@ public struct HadamardRotation: Sendable, Equatable {
 
     /// The rotation of a weight matrix's input of `columns` features (`WeightMatrix.rotatingInput`): a file's
     /// rotated matrices are read with it, so it must never change.
-    /// (Mixing the 9 blocks of a 576-wide input as well, by a fixed orthogonal 9 × 9 matrix, measured no better.)
     public static func weightInput(columns: Int) -> HadamardRotation { HadamardRotation(count: columns) }
+
+    /// The signs follow from count and seed, so those decide equality (the matmul compares rotations on every call).
+    public static func == (a: HadamardRotation, b: HadamardRotation) -> Bool { a.count == b.count && a.seed == b.seed }
 
     /// Rotates x[0 ..< count] in place.
     public func apply(_ x: UnsafeMutablePointer<Float>) { apply(x, into: x) }
