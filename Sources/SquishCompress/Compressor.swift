@@ -157,7 +157,7 @@ public enum Compressor {
         h.update(options.ladder.map(\.name).joined(separator: ","))
         h.update("large:" + options.largeTensorLevels.map(\.name).joined(separator: ","))
         h.update("rotated:" + options.rotatedLevels.map(\.name).joined(separator: ","))
-        h.update("\(options.gptq.dampPercent)/\(options.gptq.blockSize)/\(options.gptq.actOrder)")
+        h.update("\(options.gptq.dampPercent)/\(options.gptq.blockSize)/\(options.gptq.actOrder)/refit:\(options.gptq.refitParameters)")
         return h.hex
     }
 

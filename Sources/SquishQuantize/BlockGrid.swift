@@ -195,19 +195,27 @@ public enum BlockGrid: Sendable, Equatable {
     /// scales, d and dmin; `SQ4NX`'s d and multipliers in `scales`), which `pack` needs; nil for the other grids.
     public func parameters(_ x: UnsafePointer<Float>, into p: UnsafeMutablePointer<BlockParameters>,
                            importance: UnsafePointer<Float>? = nil) -> KQuantParameters? {
-        if case .nonLinearX(let group) = self {
-            let k = IQ4NLScale.searchSubScaled(x, count: group, importance: importance)
-            for s in 0 ..< group / 32 { p[s] = BlockParameters(scale: IQ4NLScale.subScale(k.d, k.scales[s])) }
-            return k
-        }
-        guard case .kQuant(let format) = self else {
+        let k: KQuantParameters
+        switch self {
+        case .nonLinearX(let group): k = IQ4NLScale.searchSubScaled(x, count: group, importance: importance)
+        case .kQuant(let format): k = format.fit(x, weights: importance)
+        default:
             p[0] = parameters(x, importance: importance)
             return nil
         }
-        let k = format.fit(x, weights: importance)
-        // value = step · q − offset, written as scale · q + minimum with minimum = −offset (the same f32 result).
-        for s in 0 ..< format.subBlocks { p[s] = BlockParameters(scale: k.step(s), minimum: -k.offset(s)) }
+        for s in 0 ..< groupSize / codeGroupSize { p[s] = subBlockParameters(k, s) }
         return k
+    }
+
+    /// The parameters of sub-block `s` that a block's stored parameters `k` decode to: a K-quant's d · sc and −dmin · m
+    /// (value = step · q − offset, written as scale · q + minimum with minimum = −offset: the same f32 result), SQ4NX's
+    /// f16(d · m).
+    public func subBlockParameters(_ k: KQuantParameters, _ s: Int) -> BlockParameters {
+        switch self {
+        case .nonLinearX: return BlockParameters(scale: IQ4NLScale.subScale(k.d, k.scales[s]))
+        case .kQuant: return BlockParameters(scale: k.step(s), minimum: -k.offset(s))
+        default: preconditionFailure("\(type) blocks have no stored sub-block parameters")
+        }
     }
 
     // MARK: codes

@@ -11,6 +11,9 @@ public struct GPTQOptions: Sendable {
     /// from the unquantized weights ("static groups"), so the blocks stay contiguous in the stored row.
     /// On the default model (Q4_0, 8192 calibration tokens) it lowers perplexity from 25.54 to 23.74.
     public var actOrder = true
+    /// After the column loop, refit every block's scale (and minimum) by least squares against the layer's outputs
+    /// with the codes fixed (`ParameterRefit`; K-quants and SQ4NX keep their integer sub-block scales).
+    public var refitParameters = true
     public init() {}
 }
 
@@ -33,20 +36,23 @@ protocol ColumnRounding {
 /// parallel.
 ///
 /// Group parameters (each block's f16 scale/minimum) are computed by the block format's own rule from the block's
-/// weights as they are when the block's first column is reached, i.e. after the error compensation so far.
+/// weights as they are when the block's first column is reached, i.e. after the error compensation so far, and then
+/// (by default) refitted to the chosen codes by least squares (`ParameterRefit`).
 /// K-quants fit a whole super-block of 256 there (or up front with act-order's static groups): every sub-block's
 /// step and offset, with the sub-block scales already quantized to the format's integers, so the per-column rounding
 /// uses exactly the grid the stored block will decode to.
 public enum GPTQQuantizer {
     /// What GPTQ derives from the statistics alone, shareable by every matrix that reads the same input (q/k/v,
     /// gate/up) and by every block type tried on one matrix: dead columns, the act-order permutation and the upper
-    /// Cholesky factor of the damped, permuted H⁻¹.
+    /// Cholesky factor of the damped, permuted H⁻¹; H itself and its damping for the parameter refit.
     public struct Prepared: Sendable {
         public let n: Int
         let dead: [Int]
         let perm: [Int]
         let u: [Float]  // [n × n], in permuted order
         let actOrder: Bool
+        let hessian: [Float]  // [n × n], in stored order, undamped (empty without the refit)
+        let damp: Float
     }
 
     /// Prepares the statistics `hessian` ([n × n], row-major, symmetric; H = Σ xᵀx over the calibration inputs).
@@ -54,6 +60,7 @@ public enum GPTQQuantizer {
                                name: String = "<matrix>") throws -> Prepared {
         guard hessian.count == n * n else { throw QuantizeError.numerical(tensor: name, reason: "GPTQ needs \(n)×\(n) statistics") }
         var h = hessian.map { Float($0) }
+        let original = options.refitParameters ? h : []
         // Dead inputs (never nonzero in the calibration data): no information; pin H (the weights are zeroed later).
         var dead: [Int] = []
         for i in 0 ..< n where h[i * n + i] == 0 {
@@ -73,7 +80,8 @@ public enum GPTQQuantizer {
         for i in 0 ..< n { mean += h[i * n + i] }
         mean /= Float(n)
         var u: [Float]?
-        var damp = options.dampPercent * mean
+        let firstDamp = options.dampPercent * mean
+        var damp = firstDamp
         for _ in 0 ..< 4 where u == nil {
             var hd = h
             for i in 0 ..< n { hd[i * n + i] += damp }
@@ -81,7 +89,7 @@ public enum GPTQQuantizer {
             damp *= 10
         }
         guard let u else { throw QuantizeError.numerical(tensor: name, reason: "the damped Hessian is not positive definite") }
-        return Prepared(n: n, dead: dead, perm: perm, u: u, actOrder: options.actOrder)
+        return Prepared(n: n, dead: dead, perm: perm, u: u, actOrder: options.actOrder, hessian: original, damp: firstDamp)
     }
 
     /// Quantizes `weights` ([rows × columns], row-major; overwritten with the quantized values) given `hessian`
@@ -109,6 +117,8 @@ public enum GPTQQuantizer {
         // A block's parameters are one entry per code group (K-quants: per sub-block; otherwise per block).
         let codeGroup = grid.codeGroupSize, codeGroups = n / codeGroup, perBlock = groupSize / codeGroup
         for i in prepared.dead { for r in 0 ..< rows { w[r * n + i] = 0 } }
+        let refit = options.refitParameters && !prepared.hessian.isEmpty && ParameterRefit.applies(to: grid)
+        let original = refit ? Array(UnsafeBufferPointer(start: w, count: rows * n)) : []
         let perm = prepared.perm
         var params = [BlockParameters](repeating: BlockParameters(scale: 0), count: rows * codeGroups)
         // K-quants and SQ4NX: each block's stored parameters (d and integer sub-block scales), for packing.
@@ -172,6 +182,21 @@ public enum GPTQQuantizer {
             var natural = codes
             for r in 0 ..< rows { for c in 0 ..< n { natural[r * n + c] = codes[r * n + inverse[c]] } }
             codes = natural
+        }
+        if refit {
+            original.withUnsafeBufferPointer { op in
+                codes.withUnsafeBufferPointer { cp in
+                    params.withUnsafeMutableBufferPointer { pp in
+                      superBlocks.withUnsafeMutableBufferPointer { kp in
+                        prepared.hessian.withUnsafeBufferPointer { hp in
+                            ParameterRefit.refit(original: op.baseAddress!, quantized: w, codes: cp.baseAddress!, params: pp.baseAddress!,
+                                                 superBlocks: stored ? kp.baseAddress : nil, rows: rows, n: n, grid: grid,
+                                                 hessian: hp.baseAddress!, damp: prepared.damp, pool: pool)
+                        }
+                      }
+                    }
+                }
+            }
         }
         let bb = grid.blockBytes
         var out = [UInt8](repeating: 0, count: rows * groups * bb)

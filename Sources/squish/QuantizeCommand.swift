@@ -56,6 +56,9 @@ struct Quantize: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "GPTQ: quantize columns in order of decreasing activation energy (static groups).")
     var actOrder = true
 
+    @Flag(inversion: .prefixedNo, help: "GPTQ: after choosing the codes, refit each block's scale and minimum by least squares against the layer's calibration outputs (K-quants and SQ4NX keep their integer sub-block scales and refit d and dmin).")
+    var refit = true
+
     @Option(help: "GPTQ: damping as a fraction of the mean diagonal of H.")
     var damp: Float = 0.01
 
@@ -112,6 +115,7 @@ struct Quantize: ParsableCommand {
         options.importance = importance
         options.rotateInputs = rotate
         options.gptq.actOrder = actOrder
+        options.gptq.refitParameters = refit
         options.gptq.dampPercent = damp
         options.awq.gridSize = awqGrid
         options.awq.searchTokens = awqTokens

@@ -55,10 +55,11 @@ struct GPTQTests {
         return q
     }
 
-    func gptq(_ w: [Float], _ h: [Double], _ grid: BlockGrid, actOrder: Bool = false) throws -> (q: [Float], bytes: [UInt8]) {
+    func gptq(_ w: [Float], _ h: [Double], _ grid: BlockGrid, actOrder: Bool = false, refit: Bool = true) throws -> (q: [Float], bytes: [UInt8]) {
         var q = w
         var options = GPTQOptions()
         options.actOrder = actOrder
+        options.refitParameters = refit
         let bytes = try q.withUnsafeMutableBufferPointer {
             try GPTQQuantizer.quantize(weights: $0.baseAddress!, rows: rows, columns: cols, hessian: h, grid: grid, options: options,
                                        pool: WorkerPool(threads: 2))
@@ -119,7 +120,7 @@ struct GPTQTests {
         let (w, _) = problem(seed: 1)
         var h = [Double](repeating: 0, count: cols * cols)
         for i in 0 ..< cols { h[i * cols + i] = 1 }
-        #expect(try gptq(w, h, .q4_0).q == rtn(w, .q4_0))
+        #expect(try gptq(w, h, .q4_0, refit: false).q == rtn(w, .q4_0))
     }
 
     /// Against an independent numpy implementation (float64, H⁻¹ formed explicitly, no lazy batches).
@@ -131,11 +132,61 @@ struct GPTQTests {
         try h.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: dir + "/h.f64")) }
         try TestSupport.runPython("gptq_reference.py", [dir + "/w.f32", dir + "/h.f64", "\(rows)", "\(cols)", dir + "/q.f32"])
         let reference = try Data(contentsOf: URL(fileURLWithPath: dir + "/q.f32")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let ours = try gptq(w, h, .q4_0).q
+        let ours = try gptq(w, h, .q4_0, refit: false).q
         let same = zip(ours, reference).filter { $0 == $1 }.count
         let lossOurs = proxyLoss(w, ours, h), lossReference = proxyLoss(w, reference, h)
         print("numpy GPTQ: \(same)/\(ours.count) values identical, proxy loss \(lossOurs) vs reference \(lossReference)")
         #expect(Double(same) >= 0.97 * Double(ours.count))
         #expect(abs(lossOurs - lossReference) <= 0.02 * lossReference)
+    }
+
+    /// The parameter refit keeps GPTQ's codes, never raises a row's output error, and lowers the total.
+    @Test(arguments: [BlockGrid.q4_0, .q4_1, .iq4_NL, .nonLinear(group: 64), .symmetric(bits: 3, group: 64),
+                      .affine(bits: 2, group: 64), .affine(bits: 3, group: 128), .nonLinearX(group: 128),
+                      BlockGrid(.q2_K)!, BlockGrid(.q3_K)!, BlockGrid(.q4_K)!, BlockGrid(.q5_K)!, BlockGrid(.q6_K)!], [false, true])
+    func refitLowersTheOutputError(grid: BlockGrid, actOrder: Bool) throws {
+        let (w, h) = problem(seed: 23)
+        let (plain, plainBytes) = try gptq(w, h, grid, actOrder: actOrder, refit: false)
+        let (refitted, bytes) = try gptq(w, h, grid, actOrder: actOrder)
+        #expect(try bytes.withUnsafeBytes { try Codecs.dequantize(grid.type, $0, count: rows * cols) } == refitted)
+        // Same codes and integer sub-block scales: only a block's f16 d (and minimum or dmin) may differ.
+        let bb = grid.blockBytes
+        let changed = (0 ..< bytes.count / bb).map { b in (b * bb ..< (b + 1) * bb).filter { bytes[$0] != plainBytes[$0] }.count }
+        #expect(changed.allSatisfy { $0 <= (grid.hasMinimum ? 4 : 2) })
+        // The refit minimizes the damped error (H + λI, λ = 1% of H's mean diagonal, GPTQ's damping) and keeps a row's
+        // new parameters only where that error went down.
+        let damp = 0.01 * (0 ..< cols).reduce(0.0) { $0 + h[$1 * cols + $1] } / Double(cols)
+        var worse = 0
+        for r in 0 ..< rows {
+            let row = r * cols ..< (r + 1) * cols
+            func loss(_ q: [Float]) -> Double {
+                let d = row.map { Double(w[$0] - q[$0]) }
+                var total = 0.0
+                for i in 0 ..< cols { var s = damp * d[i]; for j in 0 ..< cols { s += h[i * cols + j] * d[j] }; total += d[i] * s }
+                return total
+            }
+            if loss(refitted) > loss(plain) * (1 + 1e-9) { worse += 1 }
+        }
+        let before = proxyLoss(w, plain, h), after = proxyLoss(w, refitted, h)
+        print("\(grid.type) act-order \(actOrder): proxy loss GPTQ \(before), refitted \(after)")
+        #expect(worse == 0)
+        // Only d and dmin move where integer sub-block scales stay (K-quants, SQ4NX): a smaller gain there.
+        #expect(after < (grid.hasSuperBlockParameters ? 1 : 0.97) * before)
+    }
+
+    /// The refit's Q4_1 parameters against an independent numpy least-squares solution on the same codes.
+    @Test func refitMatchesNumpyLeastSquares() throws {
+        let (w, h) = problem(seed: 31)
+        let dir = try TestSupport.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (q, bytes) = try gptq(w, h, .q4_1)
+        try w.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: dir + "/w.f32")) }
+        try h.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: dir + "/h.f64")) }
+        try Data(bytes).write(to: URL(fileURLWithPath: dir + "/blocks.q4_1"))
+        let printed = try TestSupport.runPython("refit_reference.py", [dir + "/w.f32", dir + "/h.f64", dir + "/blocks.q4_1", "\(rows)", "\(cols)"])
+        let reference = try #require(Double(printed.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let ours = proxyLoss(w, q, h)
+        print("Q4_1 refit: proxy loss \(ours), numpy least squares \(reference)")
+        #expect(abs(ours - reference) <= 1e-4 * reference)
     }
 }
