@@ -59,10 +59,11 @@ public struct WeightMatrix: @unchecked Sendable {
         return m
     }
 
-    /// Squish affine types of 2-5 bits re-encoded losslessly as Q4_1/Q5_1 (see `SquishAffineConversion`) so that
-    /// the int8 kernels (and the repacking) apply; any other matrix is returned unchanged.
+    /// Squish affine types of 2-5 bits re-encoded losslessly as Q4_1/Q5_1, MXFP4 as Q8_0 (see `SquishAffineConversion`)
+    /// so that the int8 kernels (and the repacking) apply; any other matrix is returned unchanged.
     public func convertedForKernels() -> WeightMatrix {
-        guard let native = SquishAffineConversion.nativeEquivalent(of: type), let rb = native.rowBytes(elements: columns)
+        guard let native = SquishAffineConversion.nativeEquivalent(of: type), let rb = native.rowBytes(elements: columns),
+              SquishAffineConversion.convertible(type, data, count: rows * columns)
         else { return self }
         let owner = PackedWeights(bytes: rows * rb)
         for r in 0 ..< rows {

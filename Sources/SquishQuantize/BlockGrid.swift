@@ -21,6 +21,8 @@ public struct BlockParameters: Equatable, Sendable {
 /// rounds every weight of the block with its own parameters.
 public enum BlockGrid: Sendable, Equatable {
     case q4_0, q4_1, q5_0, q5_1, q8_0, iq4_NL
+    /// MXFP4 (SquishFormats `MXFP4`): 32 E2M1 values with one power-of-two scale.
+    case mxfp4
     /// A Squish affine type: `bits`-bit codes, w = d · q + m, one f16 d and m per group (SquishFormats `SquishAffineBlock`).
     case affine(bits: Int, group: Int)
     /// A Squish symmetric type: `bits`-bit codes, w = d · (q − 2^(bits−1)), one f16 d per group (SquishFormats
@@ -55,6 +57,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .q5_1: self = .q5_1
         case .q8_0: self = .q8_0
         case .iq4_NL: self = .iq4_NL
+        case .mxfp4: self = .mxfp4
         default: return nil
         }
     }
@@ -67,6 +70,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .q5_1: return .q5_1
         case .q8_0: return .q8_0
         case .iq4_NL: return .iq4_NL
+        case .mxfp4: return .mxfp4
         case .affine(let bits, let group): return GGMLType.squishAffine(bits: bits, group: group)!
         case .symmetric(let bits, let group): return GGMLType.squishSymmetric(bits: bits, group: group)!
         case .nonLinear(let group): return GGMLType.squishNonLinear(group: group)!
@@ -95,7 +99,7 @@ public enum BlockGrid: Sendable, Equatable {
     public var usesParameterSearch: Bool {
         switch self {
         case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return false
-        case .iq4_NL, .nonLinear, .nonLinearX, .affine, .symmetric, .ternary, .kQuant: return true
+        case .iq4_NL, .nonLinear, .nonLinearX, .affine, .symmetric, .ternary, .kQuant, .mxfp4: return true
         }
     }
 
@@ -119,7 +123,7 @@ public enum BlockGrid: Sendable, Equatable {
     /// Bits per code.
     public var bits: Int {
         switch self {
-        case .q4_0, .q4_1, .iq4_NL, .nonLinear, .nonLinearX: return 4
+        case .q4_0, .q4_1, .iq4_NL, .nonLinear, .nonLinearX, .mxfp4: return 4
         case .q5_0, .q5_1: return 5
         case .q8_0: return 8
         case .affine(let bits, _), .symmetric(let bits, _): return bits
@@ -178,6 +182,24 @@ public enum BlockGrid: Sendable, Equatable {
             return BlockParameters(scale: f16(amax / 127))
         case .iq4_NL, .nonLinear:
             return BlockParameters(scale: IQ4NLScale.search(x, count: n, importance: importance))
+        case .mxfp4:
+            // The reference's exponent (its largest level 1.5 · 2^floor(log2 max |x|)) or the next one, whichever
+            // gives the smaller (importance-weighted) squared error.
+            var amax: Float = 0
+            for i in 0 ..< n { amax = max(amax, abs(x[i])) }
+            guard amax > 0, amax.isFinite else { return BlockParameters(scale: MXFP4.scale(0)) }
+            let e0 = Int(amax.exponent) - 2 + 127
+            var best = BlockParameters(scale: MXFP4.scale(UInt8(clamping: e0))), bestError = Float.infinity
+            for e in [e0, e0 + 1] where (0 ... 255).contains(e) {
+                let d = MXFP4.scale(UInt8(e))
+                var error: Float = 0
+                for i in 0 ..< n {
+                    let r = x[i] - d * MXFP4.levels[Int(MXFP4.nearest(x[i], scale: d))]
+                    error += (importance?[i] ?? 1) * r * r
+                }
+                if error < bestError { (best, bestError) = (BlockParameters(scale: d), error) }
+            }
+            return best
         case .affine(let bits, let group):
             return AffineFit.search(x, count: group, levels: (1 << bits) - 1, importance: importance)
         case .symmetric(let bits, let group):
@@ -231,6 +253,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .q5_1: return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, 31))
         case .q8_0: return d == 0 ? 128 : UInt8(clamp((x / d).rounded(), -127, 127) + 128)
         case .iq4_NL, .nonLinear, .nonLinearX: return d == 0 ? IQ4NLScale.zeroIndex : IQ4NLScale.nearest(x / d)
+        case .mxfp4: return MXFP4.nearest(x, scale: d)
         case .affine(let bits, _):
             return d == 0 ? 0 : UInt8(clamp(((x - p.minimum) / d).rounded(), 0, Float((1 << bits) - 1)))
         case .symmetric(let bits, _):
@@ -254,6 +277,7 @@ public enum BlockGrid: Sendable, Equatable {
         case .symmetric(let bits, _): return p.scale * Float(Int32(code) - Int32(1) << Int32(bits - 1))
         case .q8_0: return Float(Int(code) - 128) * p.scale
         case .iq4_NL, .nonLinear, .nonLinearX: return p.scale * IQ4NLScale.levels[Int(code)]
+        case .mxfp4: return p.scale * MXFP4.levels[Int(code)]
         case .ternary: return p.scale * Float(Int(code) - 1)
         case .kQuant(let f): return p.scale * Float(Int32(code) + f.codeRange.lowerBound) + p.minimum
         }
@@ -284,6 +308,8 @@ public enum BlockGrid: Sendable, Equatable {
         switch self {
         case .q4_0, .iq4_NL:
             store16(p.scale, 0); nibbles(at: 2)
+        case .mxfp4:
+            block.storeBytes(of: MXFP4.exponent(ofScale: p.scale), as: UInt8.self); nibbles(at: 1)
         case .q4_1:
             store16(p.scale, 0); store16(p.minimum, 2); nibbles(at: 4)
         case .q5_0:

@@ -18,11 +18,13 @@ import Synchronization
 /// Where a block stores parameters shared by its sub-blocks (a K-quant's f16 d and dmin with integer sub-block scales
 /// and minimums, SQ4NX's f16 d with integer multipliers), the integers stay and only d (and dmin) are refitted: the
 /// sub-blocks' parameters are linear in them, so the same normal equations are solved in those fewer unknowns.
-/// Ternary blocks (one magnitude, codes chosen for it) are left alone.
+/// Ternary blocks (one magnitude, codes chosen for it) and MXFP4's power-of-two scales are left alone.
 enum ParameterRefit {
     static func applies(to grid: BlockGrid) -> Bool {
-        if case .ternary = grid { return false }
-        return true
+        switch grid {
+        case .ternary, .mxfp4: return false  // one magnitude with codes chosen for it; a power-of-two scale
+        default: return true
+        }
     }
 
     /// Refits `params` ([rows × n / codeGroupSize], one per code group) and, for grids with super-block parameters,

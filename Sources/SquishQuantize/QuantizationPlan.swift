@@ -75,7 +75,7 @@ public struct QuantizationTarget: Sendable, Equatable {
         + "\(GGMLType.squishBits.lowerBound)-\(GGMLType.squishBits.upperBound), g in "
         + GGMLType.squishGroups.map(String.init).joined(separator: "/")
         + "; non-linear SQ4N_G<g>, g in 64/128/256, SQ4NX_G<g>, g in 128/256"
-    public static let supportedNames = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (rows that are not "
+    public static let supportedNames = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (rows that are not "
         + "multiples of 256 get the Squish affine type of the same bits, SQ<bits>_G64), " + squishNames + "; presets "
         + QuantizationPreset.allCases.map(\.rawValue).joined(separator: ", ")
 
@@ -89,6 +89,7 @@ public struct QuantizationTarget: Sendable, Equatable {
         case .q5_0: return 8
         case .q5_1: return 9
         case .iq4_NL: return 25
+        case .mxfp4: return 38  // MOSTLY_MXFP4_MOE, the only llama.cpp file type of MXFP4
         case .affine, .symmetric, .nonLinear, .nonLinearX: return 1024  // LLAMA_FTYPE_GUESSED: no llama.cpp file type describes a Squish type
         case .ternary(let t): return t == .tq1_0 ? 36 : t == .tq2_0 ? 37 : 1024
         // MOSTLY_Q2_K, Q3_K_S, Q4_K_S, Q5_K_S, Q6_K (a single K type throughout).

@@ -21,13 +21,14 @@ import gguf
 from gguf import GGMLQuantizationType as T
 from gguf.quants import quantize, dequantize
 
-QUANTIZABLE = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "TQ1_0", "TQ2_0"]
+QUANTIZABLE = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "TQ1_0", "TQ2_0", "MXFP4"]
 
 # Byte offsets of the f16 scale fields inside one block, per decodable block type.
 F16_FIELDS = {
     "Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0],
     "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208],
     "IQ4_NL": [0], "IQ4_XS": [0], "TQ1_0": [52], "TQ2_0": [64],
+    "MXFP4": [],  # its scale is a u8 exponent: random bytes cover every value
 }
 
 N = 4096  # values per synthetic input: 16 blocks of 256, 128 blocks of 32

@@ -116,7 +116,7 @@ func expectSameBytes(_ found: [UInt8], _ expected: [UInt8], _ label: String, blo
 @Suite struct CodecErrorTests {
     @Test func supportedTypes() {
         let ggmlDecodable: Set<GGMLType> = [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K,
-                                        .q5_K, .q6_K, .iq4_NL, .iq4_XS, .tq1_0, .tq2_0]
+                                        .q5_K, .q6_K, .iq4_NL, .iq4_XS, .tq1_0, .tq2_0, .mxfp4]
         let squish = Set(GGMLType.allCases.filter { $0.squishBlock != nil })
         #expect(squish.count == 70)  // affine and symmetric, 2-8 bits, groups 16-256
         let sparse = Set(GGMLType.allCases.filter { $0.squishSparse != nil })
@@ -126,7 +126,7 @@ func expectSameBytes(_ found: [UInt8], _ expected: [UInt8], _ label: String, blo
         let nonLinearX = Set(GGMLType.allCases.filter { $0.squishNonLinearXGroup != nil })
         #expect(nonLinearX.count == 2)  // SQ4NX_G128, SQ4NX_G256
         let ggmlEncodable: Set<GGMLType> = [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .tq1_0, .tq2_0,
-                                            .q2_K, .q3_K, .q4_K, .q5_K, .q6_K]
+                                            .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .mxfp4]
         let encodable = ggmlEncodable.union(squish).union(sparse).union(nonLinear).union(nonLinearX)
         let decodable = ggmlDecodable.union(squish).union(sparse).union(nonLinear).union(nonLinearX)
         #expect(Set(GGMLType.allCases.filter(Codecs.canDequantize)) == decodable)
@@ -134,7 +134,7 @@ func expectSameBytes(_ found: [UInt8], _ expected: [UInt8], _ label: String, blo
     }
 
     @Test func unsupportedTypesThrow() {
-        for t in [GGMLType.iq2_XXS, .q8_K, .mxfp4, .i32] {
+        for t in [GGMLType.iq2_XXS, .q8_K, .iq1_S, .i32] {
             let e = #expect(throws: FormatError.self) { try Codecs.dequantize(t, UnsafeRawBufferPointer(start: nil, count: 0), count: 0) }
             guard case .unsupportedType(t, _)? = e else { Issue.record("\(t): \(String(describing: e))"); continue }
         }

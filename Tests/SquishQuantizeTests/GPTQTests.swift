@@ -67,7 +67,7 @@ struct GPTQTests {
         return (q, bytes)
     }
 
-    @Test(arguments: [BlockGrid.q4_0, .q4_1, .iq4_NL, .nonLinear(group: 64), .nonLinearX(group: 128)], [false, true])
+    @Test(arguments: [BlockGrid.q4_0, .q4_1, .iq4_NL, .nonLinear(group: 64), .nonLinearX(group: 128), .mxfp4], [false, true])
     func lowersTheProxyLossBelowRTN(grid: BlockGrid, actOrder: Bool) throws {
         let (w, h) = problem(seed: 42)
         let (q, bytes) = try gptq(w, h, grid, actOrder: actOrder)

@@ -24,7 +24,7 @@ struct RTNTests {
         case .q5_1: levels = 32; p = BlockParameters(scale: d, minimum: m); extremes = [0, 31]
         case .q8_0: levels = 255; p = BlockParameters(scale: d); extremes = [1, 255]
         case .iq4_NL: levels = 16; p = BlockParameters(scale: d); extremes = [0]
-        case .affine, .symmetric, .nonLinear, .nonLinearX, .ternary, .kQuant: fatalError("32-weight ggml grids only")
+        case .affine, .symmetric, .nonLinear, .nonLinearX, .ternary, .kQuant, .mxfp4: fatalError("32-weight ggml grids with f16 scales only")
         }
         var codes = (0 ..< 32).map { _ in UInt8(Int.random(in: 0 ..< levels, using: &rng) + (g == .q8_0 ? 1 : 0)) }
         for (i, e) in extremes.enumerated() { codes[i * 7] = e }

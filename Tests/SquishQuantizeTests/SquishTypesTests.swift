@@ -177,6 +177,17 @@ struct SquishTypesTests {
             #expect(SquishAffineConversion.nativeEquivalent(of: type) == .iq4_NL && c.type == .iq4_NL)
             try expectLosslessConversion(type, c, values: values, x: x, rows: rows, columns: columns)
         }
+        // MXFP4 becomes Q8_0 (d = its power-of-two scale, q = the doubled E2M1 value) where every scale is an f16
+        // value; a block whose scale is not (here 2^-40) keeps the matrix in MXFP4, decoded row by row.
+        let bytes = try Codecs.quantize(.mxfp4, w)
+        let values = try bytes.withUnsafeBytes { try Codecs.dequantize(.mxfp4, $0, count: rows * columns) }
+        let c = try bytes.withUnsafeBytes { try WeightMatrix(name: "w", type: .mxfp4, data: $0, rows: rows, columns: columns).convertedForKernels() }
+        #expect(c.type == .q8_0)
+        try expectLosslessConversion(.mxfp4, c, values: values, x: x, rows: rows, columns: columns)
+        var tiny = bytes
+        tiny[17 * 5] = 88
+        let kept = try tiny.withUnsafeBytes { try WeightMatrix(name: "w", type: .mxfp4, data: $0, rows: rows, columns: columns).convertedForKernels() }
+        #expect(kept.type == .mxfp4)
     }
 
     /// `c` (converted from `type`) holds exactly `values` and runs on the int8 kernels (repacked) within

@@ -26,6 +26,7 @@ public enum Codecs {
         case .iq4_XS: return BlockIQ4_XS.self
         case .tq1_0: return BlockTQ1_0.self
         case .tq2_0: return BlockTQ2_0.self
+        case .mxfp4: return BlockMXFP4.self
         default: return squishCodec(for: type) ?? sparseCodec(for: type) ?? nonLinearCodec(for: type)  // SQ<b>_G<g>, SQ<b>S_G<g>, SP<b>_K<k>, SQ4N_G<g>, SQ4NX_G<g>
         }
     }

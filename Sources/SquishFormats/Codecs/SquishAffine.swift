@@ -180,19 +180,42 @@ extension SquishSymmetricBlock {
 /// - symmetric (w = d · (q − 2^(b−1))): Q4_0 for 2-4 bits (q' = q − 2^(b−1) + 8, so d · (q' − 8) is the same product),
 ///   Q5_0 for 5 bits (codes unchanged), Q8_0 for 6-8 bits (int8 q − 2^(b−1));
 /// - non-linear (`SQ4N_G<g>`, w = d · L[q]): IQ4_NL (codes unchanged, d repeated per 32 weights); with sub-scales
-///   (`SQ4NX_G<g>`, w = f16(d · m) · L[q]): IQ4_NL with that f16 per 32 weights.
+///   (`SQ4NX_G<g>`, w = f16(d · m) · L[q]): IQ4_NL with that f16 per 32 weights;
+/// - MXFP4 (w = 2^(e − 128) · L[q], L the doubled E2M1 values, small integers): Q8_0 with d = 2^(e − 128) and q = L[q],
+///   where every block's scale is an f16 value (2^-24 ... 2^15, see `convertible`): twice the bytes, the same floats.
 /// Each decodes to exactly the same floats: the same f16 d (and m) times the same small integer (plus m).
 public enum SquishAffineConversion {
     /// The ggml type that holds `type`'s values exactly, if any.
     public static func nativeEquivalent(of type: GGMLType) -> GGMLType? {
+        if type == .mxfp4 { return .q8_0 }
         if type.squishNonLinearGroup != nil || type.squishNonLinearXGroup != nil { return .iq4_NL }
         guard let (bits, group, symmetric) = type.squishBlock, group % 32 == 0 else { return nil }
         if symmetric { return bits <= 4 ? .q4_0 : bits == 5 ? .q5_0 : .q8_0 }
         return bits <= 4 ? .q4_1 : bits == 5 ? .q5_1 : nil
     }
 
+    /// False where `count` values at `src` hold a block `convert` cannot carry over exactly (an MXFP4 scale outside
+    /// f16's range); true for every other type `nativeEquivalent` names.
+    public static func convertible(_ type: GGMLType, _ src: UnsafeRawPointer, count: Int) -> Bool {
+        guard type == .mxfp4 else { return nativeEquivalent(of: type) != nil }
+        for b in 0 ..< count / 32 where !(104 ... 143).contains(src.load(fromByteOffset: b * 17, as: UInt8.self)) { return false }
+        return true
+    }
+
     /// Converts `count` values (whole groups) from `src` (Squish blocks) into `dst` (blocks of the native type).
     public static func convert(_ type: GGMLType, _ src: UnsafeRawPointer, into dst: UnsafeMutableRawPointer, count: Int) {
+        if type == .mxfp4 {  // see `convertible`
+            for b in 0 ..< count / 32 {
+                let block = src + b * 17, out = dst + b * 34
+                storeF16(MXFP4.scale(block.load(as: UInt8.self)), out, 0)
+                for j in 0 ..< 16 {
+                    let byte = block.load(fromByteOffset: 1 + j, as: UInt8.self)
+                    out.storeBytes(of: Int8(MXFP4.levels[Int(byte & 0x0f)]), toByteOffset: 2 + j, as: Int8.self)
+                    out.storeBytes(of: Int8(MXFP4.levels[Int(byte >> 4)]), toByteOffset: 18 + j, as: Int8.self)
+                }
+            }
+            return
+        }
         if let group = type.squishNonLinearGroup {  // d, then 16 bytes per 32 weights: IQ4_NL blocks repeat d
             for g in 0 ..< count / group {
                 let block = src + g * type.blockBytes
