@@ -39,7 +39,7 @@ struct FamilyQuantizeTests {
         let input = Self.fixture(family)
         var results: [String: Double] = [:]
         for (method, type) in [(QuantizationMethod.rtn, "SQ4_G32"), (.gptq, "SQ4_G32"), (.awq, "SQ4_G32"), (.ternary, "SQ2_G32"),
-                               (.gptq, "Q4_K_M")] {
+                               (.gptq, "Q4_K_M"), (.gptq, "MXFP4")] {
             var options = try TestSupport.tinyCalibration(method, type: type)
             if method == .ternary { options.target = try .ternary(type: type) }
             let out = dir + "/\(method.rawValue)-\(type).gguf"
@@ -50,11 +50,12 @@ struct FamilyQuantizeTests {
             results["\(method.rawValue) \(type)"] = try Self.kl(input, out, pool: pool)
         }
         print("\(family): KL vs input \(results.sorted { $0.key < $1.key })")
-        // Every 4-bit method stays close (measured 0.02-0.15; on random weights and 128 calibration tokens GPTQ and AWQ
+        // Every 4-bit method stays close (measured 0.02-0.15; MXFP4, which loads as Q8_0, up to 0.31 with its
+        // power-of-two scales; on random weights and 128 calibration tokens GPTQ and AWQ
         // are not reliably better than RTN on held-out text, which the default model's tests check instead); ternary
         // weights are far (measured 0.7-3.2) but finite.
         for (name, kl) in results {
-            #expect(kl.isFinite && kl < (name.hasPrefix("ternary") ? 10 : 0.3), "\(family) \(name): KL \(kl)")
+            #expect(kl.isFinite && kl < (name.hasPrefix("ternary") ? 10 : name.hasSuffix("MXFP4") ? 0.6 : 0.3), "\(family) \(name): KL \(kl)")
         }
     }
 }
