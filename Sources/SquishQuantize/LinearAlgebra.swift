@@ -1,6 +1,7 @@
 import SquishKernels
 
-/// Dense symmetric-matrix helpers for GPTQ, in f32 on row-major n × n buffers (as gptq.py works in float32).
+/// Dense symmetric-matrix helpers for GPTQ, in f32 on row-major n × n buffers (as gptq.py works in float32), and an
+/// f64 solver for the small normal equations of `ParameterRefit`.
 enum LinearAlgebra {
     /// The upper-triangular U with H⁻¹ = Uᵀ U, for symmetric positive-definite H (GPTQ's "Cholesky of H⁻¹", upper).
     ///
@@ -65,5 +66,32 @@ enum LinearAlgebra {
             }
             return true
         }
+    }
+
+    /// x with S x = b for symmetric positive-definite S ([m × m], row-major), by Cholesky; nil if S is not.
+    static func solveSymmetric(_ s: [Double], _ b: [Double], _ m: Int) -> [Double]? {
+        var l = [Double](repeating: 0, count: m * m)
+        for i in 0 ..< m {
+            for j in 0 ... i {
+                var v = s[i * m + j]
+                for q in 0 ..< j { v -= l[i * m + q] * l[j * m + q] }
+                if i == j {
+                    guard v > 0, v.isFinite else { return nil }
+                    l[i * m + i] = v.squareRoot()
+                } else {
+                    l[i * m + j] = v / l[j * m + j]
+                }
+            }
+        }
+        var z = b
+        for i in 0 ..< m {
+            for q in 0 ..< i { z[i] -= l[i * m + q] * z[q] }
+            z[i] /= l[i * m + i]
+        }
+        for i in stride(from: m - 1, through: 0, by: -1) {
+            for q in i + 1 ..< m { z[i] -= l[q * m + i] * z[q] }
+            z[i] /= l[i * m + i]
+        }
+        return z
     }
 }

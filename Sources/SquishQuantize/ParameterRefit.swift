@@ -39,7 +39,7 @@ enum ParameterRefit {
         // Unknowns per code group (sub-block): its scale, and its minimum where the format has one.
         let gs = grid.codeGroupSize, groups = n / gs
         let k = grid.hasMinimum ? 2 : 1, count = k * groups
-        let perBlock = grid.groupSize / gs, blocks = n / grid.groupSize
+        let blocks = n / grid.groupSize
         // s_h = (H + λI) 1_h: the columns of (H + λI) A for the minimums, the same for every row.
         var ones = [Float](repeating: 0, count: k == 2 ? groups * n : 0)
         if k == 2 {
@@ -52,7 +52,7 @@ enum ParameterRefit {
         }
         let improved = Atomic<Int>(0)
         ones.withUnsafeBufferPointer { sp in
-            let sb = sp.baseAddress
+            let onesBase = sp.baseAddress
             pool.parallelFor(rows) { range in
                 let t = UnsafeMutablePointer<Float>.allocate(capacity: groups * n)  // (H + λI) A's scale columns
                 let y = UnsafeMutablePointer<Float>.allocate(capacity: n)  // (H + λI) w
@@ -79,12 +79,11 @@ enum ParameterRefit {
                         rhs[g * k] = b0
                         if k == 2 { rhs[g * k + 1] = b1 }
                         for h in 0 ..< groups {
-                            let th = t + h * n
+                            let th = t + h * n, sh = onesBase.map { $0 + h * n }
                             var aa = 0.0, ba = 0.0, ab = 0.0, bb = 0.0
                             for j in lo ..< lo + gs {
                                 aa += Double(a[j]) * Double(th[j])
-                                if k == 2 {
-                                    let sh = sb! + h * n
+                                if let sh {
                                     ba += Double(th[j])
                                     ab += Double(a[j]) * Double(sh[j])
                                     bb += Double(sh[j])
@@ -106,45 +105,9 @@ enum ParameterRefit {
                     let theta: [Double]
                     var stored: [KQuantParameters] = []
                     if let superBlocks {
-                        // θ = M φ: sub-block s of block g has scale d_g · sc_s and minimum −dmin_g · m_s.
-                        let sb = superBlocks + r * blocks
-                        let reduced = k * blocks
-                        var m = [Double](repeating: 0, count: count * reduced)
-                        var oldReduced = [Double](repeating: 0, count: reduced)
-                        for g in 0 ..< blocks {
-                            oldReduced[g * k] = Double(sb[g].d)
-                            if k == 2 { oldReduced[g * k + 1] = Double(sb[g].dmin) }
-                            for s in 0 ..< perBlock {
-                                let i = g * perBlock + s
-                                m[(i * k) * reduced + g * k] = Double(sb[g].scales[s])
-                                if k == 2 { m[(i * k + 1) * reduced + g * k + 1] = -Double(sb[g].mins[s]) }
-                            }
-                        }
-                        // Mᵀ N M and Mᵀ b.
-                        var nm = [Double](repeating: 0, count: count * reduced)
-                        for i in 0 ..< count { for j in 0 ..< count where normal[i * count + j] != 0 {
-                            for q in 0 ..< reduced { nm[i * reduced + q] += normal[i * count + j] * m[j * reduced + q] } } }
-                        var rn = [Double](repeating: 0, count: reduced * reduced), rb = [Double](repeating: 0, count: reduced)
-                        for i in 0 ..< count {
-                            for a in 0 ..< reduced where m[i * reduced + a] != 0 {
-                                rb[a] += m[i * reduced + a] * rhs[i]
-                                for q in 0 ..< reduced { rn[a * reduced + q] += m[i * reduced + a] * nm[i * reduced + q] }
-                            }
-                        }
-                        guard let phi = ridgeSolve(rn, rb, current: oldReduced, reduced) else { continue }
-                        stored = (0 ..< blocks).map { g in
-                            var q = sb[g]
-                            q.d = f16(Float(phi[g * k]))
-                            if k == 2 { q.dmin = f16(Float(phi[g * k + 1])) }
-                            return q
-                        }
-                        var t = [Double](repeating: 0, count: count)
-                        for i in 0 ..< groups {
-                            let sub = grid.subBlockParameters(stored[i / perBlock], i % perBlock)
-                            t[i * k] = Double(sub.scale)
-                            if k == 2 { t[i * k + 1] = Double(sub.minimum) }
-                        }
-                        theta = t
+                        guard let fit = refitStored(superBlocks + r * blocks, blocks: blocks, grid: grid, normal: normal, rhs: rhs)
+                        else { continue }
+                        (stored, theta) = fit
                     } else {
                         guard var t = ridgeSolve(normal, rhs, current: old, count) else { continue }
                         for i in 0 ..< count { t[i] = Double(f16(Float(t[i]))) }
@@ -174,6 +137,55 @@ enum ParameterRefit {
         return improved.load(ordering: .relaxed)
     }
 
+    /// For grids whose sub-block parameters come from a block's stored d (and dmin) times integers (K-quants, SQ4NX):
+    /// the normal equations `normal`, `rhs` in the sub-block parameters θ, taken to the stored ones by θ = M φ (sub-block
+    /// s of block g has scale d_g · sc_s and minimum −dmin_g · m_s) and solved there. Returns the refitted stored
+    /// parameters of the row's `blocks` blocks `stored` and the sub-block parameters they decode to, or nil.
+    static func refitStored(_ stored: UnsafePointer<KQuantParameters>, blocks: Int, grid: BlockGrid, normal: [Double],
+                            rhs: [Double]) -> (stored: [KQuantParameters], theta: [Double])? {
+        let k = grid.hasMinimum ? 2 : 1, perBlock = grid.groupSize / grid.codeGroupSize
+        let count = rhs.count, reduced = k * blocks
+        var m = [Double](repeating: 0, count: count * reduced)
+        var current = [Double](repeating: 0, count: reduced)
+        for g in 0 ..< blocks {
+            current[g * k] = Double(stored[g].d)
+            if k == 2 { current[g * k + 1] = Double(stored[g].dmin) }
+            for s in 0 ..< perBlock {
+                let i = g * perBlock + s
+                m[(i * k) * reduced + g * k] = Double(stored[g].scales[s])
+                if k == 2 { m[(i * k + 1) * reduced + g * k + 1] = -Double(stored[g].mins[s]) }
+            }
+        }
+        // Mᵀ N M and Mᵀ b.
+        var nm = [Double](repeating: 0, count: count * reduced)
+        for i in 0 ..< count {
+            for j in 0 ..< count where normal[i * count + j] != 0 {
+                for q in 0 ..< reduced { nm[i * reduced + q] += normal[i * count + j] * m[j * reduced + q] }
+            }
+        }
+        var rn = [Double](repeating: 0, count: reduced * reduced), rb = [Double](repeating: 0, count: reduced)
+        for i in 0 ..< count {
+            for a in 0 ..< reduced where m[i * reduced + a] != 0 {
+                rb[a] += m[i * reduced + a] * rhs[i]
+                for q in 0 ..< reduced { rn[a * reduced + q] += m[i * reduced + a] * nm[i * reduced + q] }
+            }
+        }
+        guard let phi = ridgeSolve(rn, rb, current: current, reduced) else { return nil }
+        let refitted = (0 ..< blocks).map { g in
+            var q = stored[g]
+            q.d = f16(Float(phi[g * k]))
+            if k == 2 { q.dmin = f16(Float(phi[g * k + 1])) }
+            return q
+        }
+        var theta = [Double](repeating: 0, count: count)
+        for i in 0 ..< count / k {
+            let sub = grid.subBlockParameters(refitted[i / perBlock], i % perBlock)
+            theta[i * k] = Double(sub.scale)
+            if k == 2 { theta[i * k + 1] = Double(sub.minimum) }
+        }
+        return (refitted, theta)
+    }
+
     /// The solution of N θ = b, with a tiny ridge towards `current`: a parameter no weight depends on (a block of
     /// zero codes) makes N singular, and the ridge keeps it solvable and leaves such parameters where they were.
     static func ridgeSolve(_ normal: [Double], _ rhs: [Double], current: [Double], _ count: Int) -> [Double]? {
@@ -182,33 +194,6 @@ enum ParameterRefit {
         let ridge = max(1e-9 * trace / Double(count), Double.leastNormalMagnitude)
         var system = normal, target = rhs
         for i in 0 ..< count { system[i * count + i] += ridge; target[i] += ridge * current[i] }
-        return solveSymmetric(system, target, count)
-    }
-
-    /// x with S x = b for symmetric positive-definite S ([m × m], row-major), by Cholesky; nil if S is not.
-    static func solveSymmetric(_ s: [Double], _ b: [Double], _ m: Int) -> [Double]? {
-        var l = [Double](repeating: 0, count: m * m)
-        for i in 0 ..< m {
-            for j in 0 ... i {
-                var v = s[i * m + j]
-                for q in 0 ..< j { v -= l[i * m + q] * l[j * m + q] }
-                if i == j {
-                    guard v > 0, v.isFinite else { return nil }
-                    l[i * m + i] = v.squareRoot()
-                } else {
-                    l[i * m + j] = v / l[j * m + j]
-                }
-            }
-        }
-        var z = b
-        for i in 0 ..< m {
-            for q in 0 ..< i { z[i] -= l[i * m + q] * z[q] }
-            z[i] /= l[i * m + i]
-        }
-        for i in stride(from: m - 1, through: 0, by: -1) {
-            for q in i + 1 ..< m { z[i] -= l[q * m + i] * z[q] }
-            z[i] /= l[i * m + i]
-        }
-        return z
+        return LinearAlgebra.solveSymmetric(system, target, count)
     }
 }

@@ -427,6 +427,13 @@ struct CLITests {
         try CLI.run(["quantize", "--model", model, "--bits", "9", "--out", dir + "/b.gguf"]).expectUsageError("--bits")
         try CLI.run(["quantize", "--model", model, "--type", "Q4_0", "--damp", "nan", "--out", dir + "/b.gguf"]).expectUsageError("--damp")
         try CLI.run(["quantize", "--model", model, "--type", "SQ3_G64", "--rotate", "--out", dir + "/b.gguf"]).expectUsageError("--rotate")
+        // GPTQ into llama.cpp's MXFP4 (here without the parameter refit): written, listed by inspect, and it runs.
+        try CLI.text(dir + "/calib.txt", bytes: 20000)
+        try CLI.run(["quantize", "--model", model, "--method", "gptq", "--no-refit", "--type", "MXFP4", "--calib", dir + "/calib.txt",
+                     "--calib-tokens", "1024", "--no-kl", "--out", dir + "/m.gguf"]).expectSuccess()
+        let types = try CLI.run(["inspect", dir + "/m.gguf", "--json"]).json()["tensors"] as? [[String: Any]] ?? []
+        #expect(types.contains { $0["type"] as? String == "MXFP4" })
+        try CLI.run(["run", "--model", dir + "/m.gguf", "--prompt", "It is a truth", "-n", "4"]).expectSuccess()
     }
 
     /// Sizes people type that do not fit: refused while parsing the arguments, with the allowed range.

@@ -198,8 +198,10 @@ public enum SquishAffineConversion {
     /// f16's range); true for every other type `nativeEquivalent` names.
     public static func convertible(_ type: GGMLType, _ src: UnsafeRawPointer, count: Int) -> Bool {
         guard type == .mxfp4 else { return nativeEquivalent(of: type) != nil }
-        for b in 0 ..< count / 32 where !(104 ... 143).contains(src.load(fromByteOffset: b * 17, as: UInt8.self)) { return false }
-        return true
+        return (0 ..< count / 32).allSatisfy { b in
+            let scale = MXFP4.scale(src.load(fromByteOffset: b * 17, as: UInt8.self))
+            return HalfFloat.toFloat(HalfFloat.fromFloat(scale)) == scale
+        }
     }
 
     /// Converts `count` values (whole groups) from `src` (Squish blocks) into `dst` (blocks of the native type).
