@@ -169,6 +169,115 @@ void sq_kv_dequantize_channels(int bits, const void *block, int64_t head_dim, in
     }
 }
 
+// Allocated channel blocks: per-channel quantization as above, but each channel of the block takes its own width
+// w_c ∈ {0, 2, 3, …, 8} bits with Σ_c w_c = bits · head_dim (the same bytes as a plain channel block, plus the
+// widths). Layout: f16 d[head_dim], f16 m[head_dim], u8 widths[head_dim / 2] (channel c in the low nibble of byte
+// c/2 when c is even, the high one when odd), then the channels' codes one after another, channel c taking
+// tokens·w_c/8 bytes (LSB first, position t at bits [t·w_c, (t+1)·w_c)). x = m_c + d_c·q; a width-0 channel is its
+// range's midpoint (d = 0).
+
+size_t sq_kv_allocated_block_bytes(int bits, int64_t head_dim, int64_t tokens) {
+    return (size_t)head_dim * 4 + (size_t)(head_dim / 2) + (size_t)(tokens * head_dim * bits / 8);
+}
+
+/// Widths that minimize Σ_c weight_c · (range_c / (2^w_c − 1))² (the expected squared error of channel c's
+/// contribution to q·k, range²/12 per step² up to a common factor; width 0 counts as one step over the range) under
+/// Σ w_c = budget: greedy by error removed per bit, which is optimal for these convex steps (0 → 2 is one step of
+/// two bits, as one bit removes nothing from a range's midpoint). Ties go to the lower channel.
+static void kv_allocate_widths(const double *err0, int64_t head_dim, int64_t budget, int max_width, uint8_t *width) {
+    for (int64_t c = 0; c < head_dim; c++) width[c] = 0;
+    while (budget > 0) {
+        int64_t best = -1;
+        double best_gain = -1;
+        int best_step = 0;
+        for (int64_t c = 0; c < head_dim; c++) {
+            if (width[c] >= max_width) continue;
+            const int step = width[c] == 0 ? 2 : 1;
+            if (step > budget) continue;
+            const double s0 = width[c] == 0 ? 1.0 : (double)((1 << width[c]) - 1), s1 = (double)((1 << (width[c] + step)) - 1);
+            const double gain = err0[c] * (1.0 / (s0 * s0) - 1.0 / (s1 * s1)) / step;
+            if (gain > best_gain) { best_gain = gain; best = c; best_step = step; }
+        }
+        if (best < 0) break;
+        width[best] = (uint8_t)(width[best] + best_step);
+        budget -= best_step;
+    }
+}
+
+void sq_kv_quantize_channels_allocated(int bits, const float *keys, int64_t stride, int64_t tokens, int64_t head_dim,
+                                       const float *weight, void *dst) {
+    uint8_t *o = (uint8_t *)dst;
+    uint8_t width[SQ_KV_MAX_HEAD_DIM], codes[SQ_KV_MAX_GROUP];
+    double err0[SQ_KV_MAX_HEAD_DIM];
+    for (int64_t c = 0; c < head_dim; c++) {
+        float lo = INFINITY, hi = -INFINITY;
+        for (int64_t t = 0; t < tokens; t++) {
+            lo = fminf(lo, keys[t * stride + c]);
+            hi = fmaxf(hi, keys[t * stride + c]);
+        }
+        const double range = (double)hi - (double)lo;
+        err0[c] = (weight ? (double)weight[c] : 1.0) * range * range;
+    }
+    kv_allocate_widths(err0, head_dim, (int64_t)bits * head_dim, 8, width);
+    uint8_t *widths = o + head_dim * 4, *run = widths + head_dim / 2;
+    memset(widths, 0, (size_t)(head_dim / 2));
+    for (int64_t c = 0; c < head_dim; c++) {
+        widths[c / 2] |= (uint8_t)(width[c] << (c % 2 * 4));
+        uint16_t d16 = 0, m16;
+        if (width[c] == 0) {
+            float lo = INFINITY, hi = -INFINITY;
+            for (int64_t t = 0; t < tokens; t++) {
+                lo = fminf(lo, keys[t * stride + c]);
+                hi = fmaxf(hi, keys[t * stride + c]);
+            }
+            m16 = kv_f32_to_f16(0.5f * lo + 0.5f * hi);
+        } else {
+            kv_fit_asymmetric(keys + c, stride, tokens, (1 << width[c]) - 1, &d16, &m16, codes);
+            const int64_t n = tokens * width[c] / 8;
+            memset(run, 0, (size_t)n);
+            for (int64_t t = 0; t < tokens; t++) {
+                const int64_t bit = t * width[c];
+                const uint32_t v = (uint32_t)codes[t] << (bit % 8);
+                run[bit / 8] |= (uint8_t)v;
+                if (bit % 8 + width[c] > 8) run[bit / 8 + 1] |= (uint8_t)(v >> 8);
+            }
+            run += n;
+        }
+        kv_store_u16(o + 2 * c, d16);
+        kv_store_u16(o + 2 * head_dim + 2 * c, m16);
+    }
+}
+
+void sq_kv_dequantize_channels_allocated(const void *block, int64_t head_dim, int64_t tokens, int64_t j0, int64_t j1,
+                                         float *dst, int64_t stride) {
+    const uint8_t *b = (const uint8_t *)block, *widths = b + head_dim * 4, *run = widths + head_dim / 2;
+    for (int64_t c = 0; c < head_dim; c++) {
+        const int w = (widths[c / 2] >> (c % 2 * 4)) & 15;
+        const float d = sq_f16_to_f32(sq_load_u16(b + 2 * c)), m = sq_f16_to_f32(sq_load_u16(b + 2 * head_dim + 2 * c));
+        const uint32_t mask = (1u << w) - 1;
+        float *out = dst + c;
+        switch (w) {  // the byte-aligned widths without the general extraction
+        case 0:
+            for (int64_t t = j0; t < j1; t++) out[(t - j0) * stride] = m;
+            break;
+        case 2:
+        case 4:
+            for (int64_t t = j0; t < j1; t++) out[(t - j0) * stride] = m + d * (float)((run[t * w / 8] >> (t * w % 8)) & mask);
+            break;
+        case 8:
+            for (int64_t t = j0; t < j1; t++) out[(t - j0) * stride] = m + d * (float)run[t];
+            break;
+        default:
+            for (int64_t t = j0; t < j1; t++) {
+                const int64_t bit = t * w;
+                uint32_t q = run[bit / 8] | (bit % 8 + w > 8 ? (uint32_t)run[bit / 8 + 1] << 8 : 0);
+                out[(t - j0) * stride] = m + d * (float)((q >> (bit % 8)) & mask);
+            }
+        }
+        run += tokens * w / 8;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Portable attention pieces: the definitions, one decoded row at a time.
 

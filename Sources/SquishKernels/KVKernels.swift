@@ -43,6 +43,25 @@ public enum KVKernels {
         sq_kv_dequantize_channels(Int32(bits), block, Int64(headDim), Int64(token), dst)
     }
 
+    /// Bytes of a block of `tokens` keys of one KV head quantized per channel with per-channel widths averaging `bits`.
+    public static func allocatedBlockBytes(bits: Int, headDim: Int, tokens: Int) -> Int {
+        sq_kv_allocated_block_bytes(Int32(bits), Int64(headDim), Int64(tokens))
+    }
+
+    /// keys[t·stride + c] quantized per channel into an allocated block: each channel's width chosen for the least
+    /// expected squared error of q·k at an average of `bits` bits, channel c's error weighing `weights[c]` (nil: 1).
+    public static func quantizeChannelsAllocated(bits: Int, _ keys: UnsafePointer<Float>, stride: Int, tokens: Int, headDim: Int,
+                                                 weights: UnsafePointer<Float>?, into dst: UnsafeMutableRawPointer) {
+        sq_kv_quantize_channels_allocated(Int32(bits), keys, Int64(stride), Int64(tokens), Int64(headDim), weights, dst)
+    }
+
+    /// Positions of an allocated block of `tokens` positions as f32 rows dst[(j − positions.lowerBound)·stride + c].
+    public static func dequantizeChannelsAllocated(_ block: UnsafeRawPointer, headDim: Int, tokens: Int, positions: Range<Int>,
+                                                   into dst: UnsafeMutablePointer<Float>, stride: Int) {
+        sq_kv_dequantize_channels_allocated(block, Int64(headDim), Int64(tokens), Int64(positions.lowerBound),
+                                            Int64(positions.upperBound), dst, Int64(stride))
+    }
+
     /// scores[r·ld + j] = scale · q_r · k_j for r < heads, j < count; row j at rows + j·rowStride bytes.
     @inline(__always) public static func scores(_ f: RowFormat, queries: UnsafePointer<Float>, heads: Int, headDim: Int, group: Int,
                                                 rows: UnsafeRawPointer, rowStride: Int, count: Int, scale: Float,

@@ -53,6 +53,42 @@ final class RoPETable {
         }
         capacity = newCapacity
     }
+
+    /// One table per distinct (base, scale) of the layers of `c`, and the index of each layer's table.
+    static func perLayer(config c: ModelConfig, factors: [Float]?) -> (tables: [RoPETable], ofLayer: [Int]) {
+        var tables: [RoPETable] = []
+        var index: [Int] = []
+        for a in c.layerAttention {
+            if let i = tables.firstIndex(where: { $0.base == a.ropeBase && $0.scale == a.ropeLinearScale }) {
+                index.append(i)
+            } else {
+                tables.append(RoPETable(base: a.ropeBase, scale: a.ropeLinearScale, dimensions: c.ropeDimensions, factors: factors))
+                index.append(tables.count - 1)
+            }
+        }
+        return (tables, index)
+    }
+
+    /// Rotates the first 2·half values of one head by the angles whose cos/sin are cs[i], sn[i] (RoPE at one
+    /// position); `inverse` rotates back.
+    @inline(__always) static func rotate(_ p: UnsafeMutablePointer<Float>, half: Int, style: RoPEStyle, cos cs: UnsafePointer<Float>,
+                                         sin sn: UnsafePointer<Float>, inverse: Bool = false) {
+        let sign: Float = inverse ? -1 : 1
+        switch style {
+        case .adjacentPairs:
+            for i in 0 ..< half {
+                let a = p[2 * i], b = p[2 * i + 1], s = sign * sn[i]
+                p[2 * i] = a * cs[i] - b * s
+                p[2 * i + 1] = a * s + b * cs[i]
+            }
+        case .halfSplit:
+            for i in 0 ..< half {
+                let a = p[i], b = p[i + half], s = sign * sn[i]
+                p[i] = a * cs[i] - b * s
+                p[i + half] = a * s + b * cs[i]
+            }
+        }
+    }
 }
 
 /// The one transformer forward pass, for every architecture: embedding, blocks (RMSNorm, QK-norm, RoPE per layer,
@@ -109,19 +145,7 @@ public final class ForwardPass {
         scoresPerWorker = 1024
         scores = .allocate(capacity: pool.threadCount * scoresPerWorker)
         bounds = .allocate(capacity: pool.threadCount * 2 * Self.maxTileTokens)
-        var tables: [RoPETable] = []
-        var index: [Int] = []
-        for a in c.layerAttention {
-            if let i = tables.firstIndex(where: { $0.base == a.ropeBase && $0.scale == a.ropeLinearScale }) {
-                index.append(i)
-            } else {
-                tables.append(RoPETable(base: a.ropeBase, scale: a.ropeLinearScale, dimensions: c.ropeDimensions,
-                                        factors: model.ropeFrequencyFactors))
-                index.append(tables.count - 1)
-            }
-        }
-        ropeTables = tables
-        ropeOfLayer = index
+        (ropeTables, ropeOfLayer) = RoPETable.perLayer(config: c, factors: model.ropeFrequencyFactors)
     }
 
     deinit {
@@ -342,23 +366,8 @@ public final class ForwardPass {
                                         cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
         let c = model.config
         let half = c.ropeDimensions / 2
-        let cs = cos + pos * half, sn = sin + pos * half
         for h in 0 ..< heads {
-            let p = vec + h * c.headDim
-            switch c.ropeStyle {
-            case .adjacentPairs:
-                for i in 0 ..< half {
-                    let a = p[2 * i], b = p[2 * i + 1]
-                    p[2 * i] = a * cs[i] - b * sn[i]
-                    p[2 * i + 1] = a * sn[i] + b * cs[i]
-                }
-            case .halfSplit:
-                for i in 0 ..< half {
-                    let a = p[i], b = p[i + half]
-                    p[i] = a * cs[i] - b * sn[i]
-                    p[i + half] = a * sn[i] + b * cs[i]
-                }
-            }
+            RoPETable.rotate(vec + h * c.headDim, half: half, style: c.ropeStyle, cos: cos + pos * half, sin: sin + pos * half)
         }
     }
 

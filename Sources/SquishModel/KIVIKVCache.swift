@@ -16,6 +16,19 @@ import SquishKernels
 /// stored, and each query the same way before it is scored, which leaves the scores as they were but spreads outlier
 /// channels over all, as llama.cpp does before quantizing keys to 4 bits.
 ///
+/// With `preRoPE` (KVQuant's observation, Hooper et al. 2024, section 3.2), keys are quantized as they were before
+/// RoPE turned them: RoPE spins each pair of channels by an angle that grows with the position, so a channel's values
+/// across a group of positions oscillate and widen its range, while before RoPE a channel keeps its scale. The window
+/// and the sinks keep the keys as they come (after RoPE); a group is turned back by its positions' angles when it is
+/// quantized, and its keys are decoded and turned forward again, a group at a time in L1, when they are scored (the
+/// rotation, if any, is then applied to the un-turned keys and undone on decoding, as it no longer commutes with the
+/// queries).
+///
+/// With `allocate`, each key block gives its channels their own widths (0, 2 … 8 bits, the average `keyBits`) for the
+/// least expected error of the scores: a channel's error counts as its range squared times `channelWeights`, the
+/// queries' mean square on that channel (RetrievalHeads.queryEnergies; all 1 when nil), so the channels the queries
+/// read most and that vary most take the bits (KVKernels' allocated channel blocks).
+///
 /// Positions are stored in order. Layout per layer: key blocks [capacity / group][KV head][block bytes] (per-channel
 /// f16 scales, minimums, then the codes of `group` positions), value rows [capacity][KV head][row bytes], and the
 /// window's f32 keys and values [window slots][KV heads × headDim] (position p in slot p mod window).
@@ -29,6 +42,14 @@ public final class KIVIKVCache: KVCache {
     public let sink: Int
     /// Keys and queries are rotated (nil: stored as they are).
     public let rotation: HadamardRotation?
+    /// Keys quantized before RoPE (nil: as stored) and with per-channel widths.
+    public let preRoPE: KeyRoPE?
+    public let allocate: Bool
+    private let weightsByLayer: [[[Float]]]?  // as given, for copies
+    private let channelWeights: [Float]?  // the same flat: [Σ_layers kvHeads × headDim]
+    private let weightStart: [Int]  // [layer]: offset of the layer's [kvHeads × headDim] in channelWeights
+    /// Queries are turned by `rotation` (keys are scored in the rotated frame); not with preRoPE.
+    private var rotatesQueries: Bool { rotation != nil && preRoPE == nil }
     public let capacity: Int
     public let headDim: Int
     /// f32 slots per layer: residual + group, or the capacity when that is smaller.
@@ -50,8 +71,9 @@ public final class KIVIKVCache: KVCache {
     private let sinkKeys: UnsafeMutablePointer<Float>
     private let sinkValues: UnsafeMutablePointer<Float>
 
-    public init(bits: Int, keyBits: Int? = nil, group: Int, residual: Int, sink: Int = 0, rotate: Bool = false, kvHeads: [Int],
-                capacity: Int, headDim: Int, spec: KVCacheSpec) throws {
+    public init(bits: Int, keyBits: Int? = nil, group: Int, residual: Int, sink: Int = 0, rotate: Bool = false,
+                preRoPE: KeyRoPE? = nil, allocate: Bool = false, channelWeights: [[[Float]]]? = nil, kvHeads: [Int], capacity: Int,
+                headDim: Int, spec: KVCacheSpec) throws {
         let keyBits = keyBits ?? bits
         try checkKVShape(spec: spec, kvHeads: kvHeads, capacity: capacity, headDim: headDim, needsMultipleOf8: true)
         precondition((bits == 4 || bits == 2) && (keyBits == 4 || keyBits == 2) && group % 8 == 0 && group <= KVKernels.maxGroup && residual >= 0)
@@ -62,6 +84,17 @@ public final class KIVIKVCache: KVCache {
         self.residual = residual
         self.sink = min(max(sink, 0), capacity)
         rotation = rotate ? HadamardRotation(count: headDim) : nil
+        if let preRoPE {
+            precondition(preRoPE.layers == kvHeads.count && 2 * preRoPE.half <= headDim && preRoPE.capacity >= capacity)
+        }
+        self.preRoPE = preRoPE
+        self.allocate = allocate
+        if let channelWeights {
+            precondition(channelWeights.map(\.count) == kvHeads && channelWeights.allSatisfy { $0.allSatisfy { $0.count == headDim } })
+        }
+        weightsByLayer = channelWeights
+        self.channelWeights = channelWeights.map { Array($0.joined().joined()) }
+        weightStart = kvHeads.indices.map { kvHeads[..<$0].reduce(0, +) * headDim }
         self.capacity = capacity
         self.headDim = headDim
         window = min(residual + group, capacity)
@@ -69,7 +102,8 @@ public final class KIVIKVCache: KVCache {
         let valueRow = KVRowLayout(valueFormat, headDim: headDim)
         valueGroup = valueRow.group
         valueRowBytes = valueRow.bytes
-        blockBytes = KVKernels.channelBlockBytes(bits: keyBits, headDim: headDim, tokens: group)
+        blockBytes = allocate ? KVKernels.allocatedBlockBytes(bits: keyBits, headDim: headDim, tokens: group)
+            : KVKernels.channelBlockBytes(bits: keyBits, headDim: headDim, tokens: group)
         self.kvHeads = kvHeads
         length = Array(repeating: 0, count: kvHeads.count)
         quantized = length
@@ -119,12 +153,12 @@ public final class KIVIKVCache: KVCache {
         precondition(position == length[l], "KIVI cache stores positions in order: \(position) after \(length[l])")
         let d = kvHeads[l] * headDim
         (windowKeys + slot(l, position)).update(from: key, count: d)
-        if let rotation {
+        if let rotation, rotatesQueries {
             for h in 0 ..< kvHeads[l] { rotation.apply(windowKeys + slot(l, position) + h * headDim) }
         }
         (windowValues + slot(l, position)).update(from: value, count: d)
         if position < sink {
-            (sinkKeys + sinkStart[l] + position * d).update(from: windowKeys + slot(l, position), count: d)  // as stored (rotated)
+            (sinkKeys + sinkStart[l] + position * d).update(from: windowKeys + slot(l, position), count: d)  // as in the window
             (sinkValues + sinkStart[l] + position * d).update(from: value, count: d)
         }
         length[l] += 1
@@ -140,10 +174,27 @@ public final class KIVIKVCache: KVCache {
         for h in 0 ..< heads {
             for t in 0 ..< group {
                 let from = firstOther < q0 + group ? max(q0 + t, firstOther) : q0 + t
-                (gather + t * headDim).update(from: windowKeys + slot(l, from) + h * headDim, count: headDim)
+                let row = gather + t * headDim
+                row.update(from: windowKeys + slot(l, from) + h * headDim, count: headDim)
+                if let preRoPE {
+                    preRoPE.turn(row, count: 1, stride: headDim, layer: l, first: from, inverse: true)
+                    rotation?.apply(row)
+                }
             }
             let block = keyBlocks + keyStart[l] + (q0 / group * heads + h) * blockBytes
-            KVKernels.quantizeChannels(bits: keyBits, gather, stride: headDim, tokens: group, headDim: headDim, into: block)
+            if allocate {
+                if let channelWeights {
+                    channelWeights.withUnsafeBufferPointer { w in
+                        KVKernels.quantizeChannelsAllocated(bits: keyBits, gather, stride: headDim, tokens: group, headDim: headDim,
+                                                            weights: w.baseAddress! + weightStart[l] + h * headDim, into: block)
+                    }
+                } else {
+                    KVKernels.quantizeChannelsAllocated(bits: keyBits, gather, stride: headDim, tokens: group, headDim: headDim, weights: nil,
+                                                        into: block)
+                }
+            } else {
+                KVKernels.quantizeChannels(bits: keyBits, gather, stride: headDim, tokens: group, headDim: headDim, into: block)
+            }
             for t in min(group, max(0, sink - q0)) ..< group {
                 KVKernels.quantizeRow(valueFormat, windowValues + slot(l, q0 + t) + h * headDim, headDim: headDim, group: valueGroup,
                                       into: valueRows + valueStart[l] + ((q0 + t) * heads + h) * valueRowBytes)
@@ -156,7 +207,7 @@ public final class KIVIKVCache: KVCache {
     public func attend(layer l: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
                        scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
         precondition(headDim == self.headDim, "head size \(headDim) is not the cache's \(self.headDim)")
-        guard let rotation else {
+        guard let rotation, rotatesQueries else {
             return attendStored(layer: l, kvHead: kvHead, queries: queries, heads: heads, positions: positions, scale: scale,
                                 scores: scores, output: output)
         }
@@ -169,6 +220,20 @@ public final class KIVIKVCache: KVCache {
         }
     }
 
+    /// Keys of positions g·group + j, j in js, of KV head h as the window holds them (after RoPE; rotated when the
+    /// queries are): dst[(j − js.lowerBound)·headDim ..].
+    private func decodeKeys(layer l: Int, head h: Int, group g: Int, _ js: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        let block = keyBlocks + keyStart[l] + (g * kvHeads[l] + h) * blockBytes
+        if allocate {
+            KVKernels.dequantizeChannelsAllocated(block, headDim: headDim, tokens: group, positions: js, into: dst, stride: headDim)
+        } else {
+            for j in js { KVKernels.dequantizeChannels(bits: keyBits, block, headDim: headDim, token: j, into: dst + (j - js.lowerBound) * headDim) }
+        }
+        guard let preRoPE else { return }
+        if let rotation { for j in js.indices { rotation.invert(dst + (j - js.lowerBound) * headDim) } }
+        preRoPE.turn(dst, count: js.count, stride: headDim, layer: l, first: g * group + js.lowerBound, inverse: false)
+    }
+
     /// Attention with queries in the stored keys' frame (rotated when the keys are).
     private func attendStored(layer l: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, positions: Range<Int>,
                               scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
@@ -179,11 +244,22 @@ public final class KIVIKVCache: KVCache {
         let f32Stride = kvh * headDim * MemoryLayout<Float>.size
         // Scores: quantized key blocks, then the f32 window (its slots may wrap around).
         var p = first
+        let decodes = allocate || preRoPE != nil
         while p < qEnd {
             let g = p / group, j0 = p - g * group, j1 = min(qEnd - g * group, group)
-            KVKernels.channelScores(bits: keyBits, queries: queries, heads: heads, headDim: headDim,
-                                    block: keyBlocks + keyStart[l] + (g * kvh + kvHead) * blockBytes, positions: j0 ..< j1,
-                                    scale: scale, into: scores + (p - first), ld: n)
+            if decodes {
+                // A group's keys decoded into L1 and scored as f32 rows.
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: group * headDim) { rows in
+                    decodeKeys(layer: l, head: kvHead, group: g, j0 ..< j1, into: rows.baseAddress!)
+                    KVKernels.scores(.f32, queries: queries, heads: heads, headDim: headDim, group: 8, rows: rows.baseAddress!,
+                                     rowStride: headDim * MemoryLayout<Float>.size, count: j1 - j0, scale: scale,
+                                     into: scores + (p - first), ld: n)
+                }
+            } else {
+                KVKernels.channelScores(bits: keyBits, queries: queries, heads: heads, headDim: headDim,
+                                        block: keyBlocks + keyStart[l] + (g * kvh + kvHead) * blockBytes, positions: j0 ..< j1,
+                                        scale: scale, into: scores + (p - first), ld: n)
+            }
             p += j1 - j0
         }
         while p < positions.upperBound {
@@ -237,8 +313,7 @@ public final class KIVIKVCache: KVCache {
                     continue
                 }
                 for h in 0 ..< heads {
-                    KVKernels.dequantizeChannels(bits: keyBits, keyBlocks + keyStart[l] + (q0 / group * heads + h) * blockBytes,
-                                                 headDim: headDim, token: p - q0, into: windowKeys + slot(l, p) + h * headDim)
+                    decodeKeys(layer: l, head: h, group: q0 / group, p - q0 ..< p - q0 + 1, into: windowKeys + slot(l, p) + h * headDim)
                     KVKernels.dequantizeRow(valueFormat, valueRows + valueStart[l] + (p * heads + h) * valueRowBytes, headDim: headDim,
                                             group: valueGroup, into: windowValues + slot(l, p) + h * headDim)
                 }
@@ -255,7 +330,8 @@ public final class KIVIKVCache: KVCache {
     public func copy(prefix count: Int) throws -> KVCache {
         precondition(count >= 0 && count <= capacity)
         let c = try KIVIKVCache(bits: bits, keyBits: keyBits, group: group, residual: residual, sink: sink, rotate: rotation != nil,
-                                kvHeads: kvHeads, capacity: capacity, headDim: headDim, spec: spec)
+                                preRoPE: preRoPE, allocate: allocate, channelWeights: weightsByLayer, kvHeads: kvHeads, capacity: capacity,
+                                headDim: headDim, spec: spec)
         let sinkFloats = kvHeads.reduce(0, +) * sink * headDim
         c.sinkKeys.update(from: sinkKeys, count: sinkFloats)
         c.sinkValues.update(from: sinkValues, count: sinkFloats)
@@ -284,5 +360,51 @@ public final class KIVIKVCache: KVCache {
         // Sinks: f32 copies from the start, and no value rows once quantized.
         return heads * (q / group * blockBytes + (q - min(sink, q)) * valueRowBytes
             + (min(n, window) + min(sink, n)) * headDim * 2 * MemoryLayout<Float>.size)
+    }
+}
+
+/// RoPE's angles for the keys of every layer, so that a cache can turn keys back to before RoPE and forward again.
+/// Immutable after init (the tables are written once there), hence `@unchecked Sendable`.
+public final class KeyRoPE: @unchecked Sendable {
+    /// Pairs of channels RoPE turns (the first 2·half of a head), and how it pairs them.
+    public let half: Int
+    public let style: RoPEStyle
+    /// Positions covered.
+    public let capacity: Int
+    public let layers: Int
+    private let cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>  // [distinct tables × capacity × half]
+    private let layerOffset: [Int]  // [layer]: offset of its table in cos/sin
+
+    /// The angles of `config`'s layers (and Llama 3 frequency `factors`) for positions 0 ..< capacity.
+    public init(config c: ModelConfig, factors: [Float]?, capacity: Int) {
+        let (tables, ofLayer) = RoPETable.perLayer(config: c, factors: factors)
+        half = c.ropeDimensions / 2
+        style = c.ropeStyle
+        self.capacity = capacity
+        layers = ofLayer.count
+        let size = capacity * half
+        cos = .allocate(capacity: max(1, tables.count * size))
+        sin = .allocate(capacity: max(1, tables.count * size))
+        for (i, t) in tables.enumerated() {
+            t.reserve(capacity)
+            (cos + i * size).initialize(from: t.cos, count: size)
+            (sin + i * size).initialize(from: t.sin, count: size)
+        }
+        layerOffset = ofLayer.map { $0 * size }
+    }
+
+    deinit {
+        cos.deallocate()
+        sin.deallocate()
+    }
+
+    /// Turns `count` keys of one head (rows `stride` floats apart) by RoPE at positions first, first + 1, … of
+    /// `layer`, or back when `inverse`.
+    public func turn(_ keys: UnsafeMutablePointer<Float>, count: Int, stride: Int, layer: Int, first: Int, inverse: Bool) {
+        precondition(first >= 0 && first + count <= capacity)
+        let o = layerOffset[layer] + first * half
+        for r in 0 ..< count {
+            RoPETable.rotate(keys + r * stride, half: half, style: style, cos: cos + o + r * half, sin: sin + o + r * half, inverse: inverse)
+        }
     }
 }

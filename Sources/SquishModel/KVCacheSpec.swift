@@ -8,7 +8,8 @@ import SquishKernels
 /// `kivi4`, `kivi2` (KIVI: keys quantized per channel over groups of g positions, values per position; the most
 /// recent r to r + g − 1 positions stay f32). KIVI takes parameters after a colon: `kivi2:g32,r64,s4,k4`
 /// (g: positions per key group, a multiple of 8 up to 256; r: the full-precision window; s: sinks, the first positions
-/// kept in f32; k: bits per key when they differ from the values'; h: keys turned by a Hadamard rotation first).
+/// kept in f32; k: bits per key when they differ from the values'; h: keys turned by a Hadamard rotation first; p: keys
+/// quantized as they were before RoPE; a: each key block's bits allocated among its channels by their ranges).
 /// Selection: `streaming` (StreamingLLM: 4 attention sinks and the 1,020 most recent positions), with parameters
 /// `streaming:sink4,window1020` or a budget as a share of the context, `streaming:25%` (sinks included); and the
 /// attention-scored selections `h2o` (heavy hitters by accumulated attention, half the budget for the most recent
@@ -23,8 +24,10 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         case f32, f16, q8
         /// KIVI with `bits` (4 or 2) per value and `keyBits` (4 or 2; default `bits`) per key, keys grouped over `group`
         /// positions, `residual` recent positions in f32, the first `sink` positions (the attention sinks) also in f32, and
-        /// keys turned by a Hadamard rotation before they are quantized when `rotate`.
-        case kivi(bits: Int, group: Int, residual: Int, sink: Int = 0, keyBits: Int? = nil, rotate: Bool = false)
+        /// keys turned by a Hadamard rotation before they are quantized when `rotate`, turned back to before RoPE when
+        /// `preRoPE`, with each key block's bits allocated among its channels when `allocate` (KIVIKVCache).
+        case kivi(bits: Int, group: Int, residual: Int, sink: Int = 0, keyBits: Int? = nil, rotate: Bool = false, preRoPE: Bool = false,
+                  allocate: Bool = false)
     }
 
     /// How many recent positions a selection keeps: a count, or a share of the context (sinks included).
@@ -104,8 +107,9 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         case .f32: "f32"
         case .f16: "f16"
         case .q8: "q8"
-        case .kivi(let b, let g, let r, let s, let k, let h):
+        case .kivi(let b, let g, let r, let s, let k, let h, let p, let a):
             "kivi\(b):g\(g),r\(r)" + (s > 0 ? ",s\(s)" : "") + (k.map { $0 != b ? ",k\($0)" : "" } ?? "") + (h ? ",h" : "")
+                + (p ? ",p" : "") + (a ? ",a" : "")
         }
         guard let selection else { return p }
         let rows = precision == .f32 ? "" : "+" + p
@@ -218,12 +222,12 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             var group = kiviGroup, residual = kiviResidual, sink = 0, keyBits: Int? = nil
             var seen = Set<Character>()
             for p in params {
-                if p == "h" {
-                    guard seen.insert("h").inserted else { throw fail("parameter 'h' given twice") }
+                if p == "h" || p == "p" || p == "a" {
+                    guard seen.insert(p.first!).inserted else { throw fail("parameter '\(p)' given twice") }
                     continue
                 }
                 guard let key = p.first, let value = Int(p.dropFirst()), value >= 0, "grsk".contains(key) else {
-                    throw fail("parameter '\(p)' is not g<positions>, r<positions>, s<positions>, k<key bits> or h (rotated keys)")
+                    throw fail("parameter '\(p)' is not g<positions>, r<positions>, s<positions>, k<key bits>, h (rotated keys), p (keys before RoPE) or a (bits allocated per channel)")
                 }
                 guard seen.insert(key).inserted else { throw fail("parameter '\(key)' given twice") }
                 switch key {
@@ -239,17 +243,20 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             guard residual <= 1 << 20 else { throw fail("residual window r\(residual) is larger than 1048576") }
             let bits = name == "kivi4" ? 4 : 2
             return .kivi(bits: bits, group: group, residual: residual, sink: sink, keyBits: keyBits == bits ? nil : keyBits,
-                         rotate: seen.contains("h"))
+                         rotate: seen.contains("h"), preRoPE: seen.contains("p"), allocate: seen.contains("a"))
         default:
-            throw fail("unknown cache; choose from \(presets.joined(separator: ", ")) (KIVI takes :g<group>,r<residual>,s<sinks>,k<key bits>,h)")
+            throw fail("unknown cache; choose from \(presets.joined(separator: ", ")) (KIVI takes :g<group>,r<residual>,s<sinks>,k<key bits>,h,p,a)")
         }
     }
 
     /// A cache of this kind for every layer of `config`, holding up to `capacity` positions; `batch`: the most
     /// positions stored at once before attention (a selection keeps that many more slots, see StreamingKVCache).
-    /// `headScores`: how much each KV head copies ([layer][KV head], RetrievalHeads.scores), which `duo` needs.
-    public func makeCache(config c: ModelConfig, capacity: Int, batch: Int = 512,
-                          headScores: (() throws -> [[Double]])? = nil) throws -> KVCache {
+    /// `headScores`: how much each KV head copies ([layer][KV head], RetrievalHeads.scores), which `duo` needs;
+    /// `ropeFrequencyFactors`: the model's Llama 3 RoPE factors, which keys quantized before RoPE need;
+    /// `queryEnergies`: the queries' mean square per channel ([layer][KV head][channel], RetrievalHeads.queryEnergies),
+    /// which weighs the channels when KIVI allocates key bits (without it, or with rotated keys, all weigh the same).
+    public func makeCache(config c: ModelConfig, capacity: Int, batch: Int = 512, headScores: (() throws -> [[Double]])? = nil,
+                          ropeFrequencyFactors: [Float]? = nil, queryEnergies: (() throws -> [[[Float]]])? = nil) throws -> KVCache {
         let kvHeads = (0 ..< c.layers).map { c.kvHeads(layer: $0) }
         // The row format of a selection (the parser refuses KIVI under one).
         let format: KVKernels.RowFormat = switch precision {
@@ -286,9 +293,12 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             return try QuantizedKVCache(format: .f16, kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
         case .q8:
             return try QuantizedKVCache(format: .q8, kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
-        case .kivi(let bits, let group, let residual, let sink, let keyBits, let rotate):
+        case .kivi(let bits, let group, let residual, let sink, let keyBits, let rotate, let preRoPE, let allocate):
+            let angles = preRoPE ? KeyRoPE(config: c, factors: ropeFrequencyFactors, capacity: capacity) : nil
+            let weights = allocate && !rotate ? try queryEnergies?() : nil
             return try KIVIKVCache(bits: bits, keyBits: keyBits ?? bits, group: group, residual: residual, sink: sink, rotate: rotate,
-                                   kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
+                                   preRoPE: angles, allocate: allocate, channelWeights: weights, kvHeads: kvHeads, capacity: capacity,
+                                   headDim: c.headDim, spec: self)
         }
     }
 

@@ -28,6 +28,36 @@ public enum RetrievalHeads {
         }
     }
 
+    /// [layer][KV head][channel]: the mean square of each channel of the queries that share a KV head, over the same
+    /// probe, each channel of a RoPE pair given the pair's mean (RoPE moves a query's energy between the two with the
+    /// position). A key channel's quantization error weighs on the scores in proportion to this
+    /// (KIVIKVCache's per-channel widths).
+    public static func queryEnergies(model: TransformerModel, pool: WorkerPool, length: Int = 128, seed: UInt64 = 1) throws -> [[[Float]]] {
+        let c = model.config
+        let n = min(length, (c.contextLength - 1) / 2)
+        guard n >= 2 else {
+            throw ModelError.invalidArgument("\(model.path): a context of \(c.contextLength) positions is too short for the head probe")
+        }
+        let random = probeTokens(vocabSize: c.vocabSize, count: n, seed: seed)
+        let probe = try ProbeCache(config: c, capacity: 2 * n, copyDistance: n)
+        let session = try ModelSession(model: model, pool: pool, contextLength: 2 * n, cache: probe)
+        _ = try session.forward(random + random)
+        let half = c.ropeDimensions / 2
+        return (0 ..< c.layers).map { l in
+            let kvh = c.kvHeads(layer: l), queries = Double(2 * n * (c.heads / kvh))
+            return (0 ..< kvh).map { h in
+                // Summed in position order, so the result does not depend on which thread attended which query.
+                var e = [Double](repeating: 0, count: c.headDim)
+                for p in 0 ..< 2 * n { for i in 0 ..< c.headDim { e[i] += probe.energy[l][(p * kvh + h) * c.headDim + i] } }
+                for i in 0 ..< half {
+                    let (a, b) = c.ropeStyle == .adjacentPairs ? (2 * i, 2 * i + 1) : (i, i + half)
+                    (e[a], e[b]) = ((e[a] + e[b]) / 2, (e[a] + e[b]) / 2)
+                }
+                return e.map { Float($0 / queries) }
+            }
+        }
+    }
+
     /// The probe's random tokens.
     public static func probeTokens(vocabSize: Int, count: Int, seed: UInt64) -> [Int] {
         var rng = Xoshiro256(seed: seed)
@@ -44,6 +74,9 @@ public enum RetrievalHeads {
         private let keys: [UnsafeMutablePointer<Float>], values: [UnsafeMutablePointer<Float>]  // [layer][position × KV heads × head size]
         /// [layer][KV head]; work items of different tokens and head slices add concurrently.
         private(set) var paid: [[Double]]
+        /// [layer][position × KV heads × head size]: Σ q² over the query heads of each position's query (each written by
+        /// the one work item that attends for that position and KV head).
+        let energy: [UnsafeMutablePointer<Double>]
         private let lock = NSLock()
 
         init(config c: ModelConfig, capacity: Int, copyDistance: Int) throws {
@@ -53,11 +86,17 @@ public enum RetrievalHeads {
             keys = kvHeads.map { .allocate(capacity: capacity * $0 * c.headDim) }
             values = kvHeads.map { .allocate(capacity: capacity * $0 * c.headDim) }
             paid = kvHeads.map { [Double](repeating: 0, count: $0) }
+            energy = kvHeads.map {
+                let e = UnsafeMutablePointer<Double>.allocate(capacity: capacity * $0 * c.headDim)
+                e.initialize(repeating: 0, count: capacity * $0 * c.headDim)
+                return e
+            }
         }
 
         deinit {
             keys.forEach { $0.deallocate() }
             values.forEach { $0.deallocate() }
+            energy.forEach { $0.deallocate() }
         }
 
         func store(layer: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
@@ -76,6 +115,8 @@ public enum RetrievalHeads {
             output.update(repeating: 0, count: heads * headDim)
             KVKernels.accumulate(.f32, weights: scores, heads: heads, ld: n, rows: UnsafeRawPointer(values[layer] + offset),
                                  rowStride: stride, count: n, headDim: headDim, group: row.group, into: output)
+            let e = energy[layer] + ((positions.upperBound - 1) * kvHeads[layer] + kvHead) * headDim
+            for r in 0 ..< heads { for i in 0 ..< headDim { e[i] += Double(queries[r * headDim + i]) * Double(queries[r * headDim + i]) } }
             let q = positions.upperBound - 1, echo = q - copyDistance - positions.lowerBound
             guard q > copyDistance, echo >= 0 else { return }
             var sum = 0.0
@@ -92,11 +133,22 @@ public enum RetrievalHeads {
 extension KVCacheSpec {
     /// A cache of this kind for `model`; a head-aware one gets the model's head statistics (measured once).
     public func makeCache(model: TransformerModel, pool: WorkerPool, capacity: Int, batch: Int) throws -> KVCache {
-        try makeCache(config: model.config, capacity: capacity, batch: batch, headScores: { try model.retrievalHeadScores(pool: pool) })
+        try makeCache(config: model.config, capacity: capacity, batch: batch, headScores: { try model.retrievalHeadScores(pool: pool) },
+                      ropeFrequencyFactors: model.ropeFrequencyFactors, queryEnergies: { try model.queryEnergies(pool: pool) })
     }
 }
 
 extension TransformerModel {
+    /// RetrievalHeads.queryEnergies with the default probe, measured once per model.
+    public func queryEnergies(pool: WorkerPool) throws -> [[[Float]]] {
+        try queryEnergyMemo.withLock { memo in
+            if let memo { return memo }
+            let e = try RetrievalHeads.queryEnergies(model: self, pool: pool)
+            memo = e
+            return e
+        }
+    }
+
     /// RetrievalHeads.scores with the default probe, measured once per model.
     public func retrievalHeadScores(pool: WorkerPool) throws -> [[Double]] {
         try headScoreMemo.withLock { memo in

@@ -152,6 +152,8 @@ public final class TransformerModel: @unchecked Sendable {  // immutable after i
     public let config: ModelConfig
     /// RetrievalHeads.scores of this model, measured once when a head-aware cache first asks.
     let headScoreMemo = Mutex<[[Double]]?>(nil)
+    /// RetrievalHeads.queryEnergies, measured on first use.
+    let queryEnergyMemo = Mutex<[[[Float]]]?>(nil)
     public let family: any Architecture.Type
     /// Keeps the memory behind every weight alive (e.g. the GGUF mapping).
     public let storage: AnyObject

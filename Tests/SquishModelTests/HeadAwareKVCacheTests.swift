@@ -13,6 +13,7 @@ final class ReferenceProbeCache: OnePassReferenceCache {
     let kvHeads: [Int]
     var keys: [[Int: [Float]]], values: [[Int: [Float]]]  // [layer][position] → [kvHeads × headDim]
     var paid: [[Double]]
+    var energy: [[[Double]]]  // [layer][KV head][channel]: Σ q² over every query
     let lock = NSLock()
 
     init(kvHeads: [Int], capacity: Int, headDim: Int, distance: Int) {
@@ -20,6 +21,7 @@ final class ReferenceProbeCache: OnePassReferenceCache {
         keys = kvHeads.map { _ in [:] }
         values = keys
         paid = kvHeads.map { [Double](repeating: 0, count: $0) }
+        energy = kvHeads.map { [[Double]](repeating: [Double](repeating: 0, count: headDim), count: $0) }
     }
 
     func store(layer l: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
@@ -46,7 +48,10 @@ final class ReferenceProbeCache: OnePassReferenceCache {
                 sum += (e[q - distance - positions.lowerBound] + e[q - distance + 1 - positions.lowerBound]) / total
             }
         }
-        lock.withLock { paid[l][kvHead] += sum }
+        lock.withLock {
+            paid[l][kvHead] += sum
+            for r in 0 ..< heads { for i in 0 ..< headDim { energy[l][kvHead][i] += Double(queries[r * headDim + i] * queries[r * headDim + i]) } }
+        }
     }
 }
 
@@ -103,6 +108,21 @@ struct HeadAwareKVCacheTests {
                 let want = reference.paid[l][h] / Double((n - 1) * (c.heads / kvHeads[l]))
                 #expect(abs(got[l][h] - want) <= 1e-4, "\(family) layer \(l) head \(h): \(got[l][h]) against \(want)")
                 #expect(got[l][h] >= 0 && got[l][h] <= 1 + 1e-6)
+            }
+        }
+        // The queries' mean square per channel, each RoPE pair's two channels given their mean.
+        let energies = try RetrievalHeads.queryEnergies(model: model, pool: pool, length: n, seed: 7)
+        let half = c.ropeDimensions / 2
+        for l in 0 ..< c.layers {
+            for h in 0 ..< kvHeads[l] {
+                var want = reference.energy[l][h].map { $0 / Double(2 * n * (c.heads / kvHeads[l])) }
+                for i in 0 ..< half {
+                    let (a, b) = c.ropeStyle == .adjacentPairs ? (2 * i, 2 * i + 1) : (i, i + half)
+                    (want[a], want[b]) = ((want[a] + want[b]) / 2, (want[a] + want[b]) / 2)
+                }
+                let got = energies[l][h].map(Double.init)
+                let worst = zip(got, want).map { abs($0 - $1) / max($1, 1e-6) }.max()!
+                #expect(worst <= 1e-4 && got.allSatisfy { $0 > 0 }, "\(family) layer \(l) head \(h): query energies off by \(worst)")
             }
         }
     }

@@ -130,6 +130,15 @@ size_t sq_kv_channel_block_bytes(int bits, int64_t head_dim, int64_t tokens);
 void sq_kv_quantize_channels(int bits, const float *keys, int64_t stride, int64_t tokens, int64_t head_dim, void *dst);
 /// Position `token` of a channel block as f32 [head_dim].
 void sq_kv_dequantize_channels(int bits, const void *block, int64_t head_dim, int64_t token, float *dst);
+/// Bytes of an allocated channel block: like a channel block, with each channel's width chosen per block (kvcache.c).
+size_t sq_kv_allocated_block_bytes(int bits, int64_t head_dim, int64_t tokens);
+/// Quantizes keys per channel into an allocated block: widths minimizing Σ weight_c · step_c² (weight NULL: all 1)
+/// for an average of `bits` bits.
+void sq_kv_quantize_channels_allocated(int bits, const float *keys, int64_t stride, int64_t tokens, int64_t head_dim,
+                                       const float *weight, void *dst);
+/// Positions j0 ..< j1 of an allocated block of `tokens` positions as f32 rows dst[(t − j0)·stride + c].
+void sq_kv_dequantize_channels_allocated(const void *block, int64_t head_dim, int64_t tokens, int64_t j0, int64_t j1,
+                                         float *dst, int64_t stride);
 /// scores[r·ld + j] = scale · q_r · k_j for r < nq, j < n; k_j: the token row at rows + j·row_stride bytes.
 void sq_kv_scores(int fmt, const float *q, int64_t nq, int64_t head_dim, int64_t group, const void *rows,
                   int64_t row_stride, int64_t n, float scale, float *scores, int64_t ld);
