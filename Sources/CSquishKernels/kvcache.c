@@ -248,8 +248,8 @@ void sq_kv_quantize_channels_allocated(int bits, const float *keys, int64_t stri
     }
 }
 
-void sq_kv_dequantize_channels_allocated(const void *block, int64_t head_dim, int64_t tokens, int64_t j0, int64_t j1,
-                                         float *dst, int64_t stride) {
+void sq_kv_dequantize_channels_allocated_portable(const void *block, int64_t head_dim, int64_t tokens, int64_t j0,
+                                                  int64_t j1, float *dst, int64_t stride) {
     const uint8_t *b = (const uint8_t *)block, *widths = b + head_dim * 4, *run = widths + head_dim / 2;
     for (int64_t c = 0; c < head_dim; c++) {
         const int w = (widths[c / 2] >> (c % 2 * 4)) & 15;
@@ -577,4 +577,84 @@ void sq_kv_channel_scores(int bits, const float *q, int64_t nq, int64_t head_dim
     }
 #endif
     sq_kv_channel_scores_portable(bits, q, nq, head_dim, block, j0, j1, scale, scores, ld);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Allocated channel blocks, AVX2: eight positions of eight channels at a time. Each channel's eight codes come from
+// its w bytes at position t0 (t0 a multiple of 8, so byte-aligned): the low four from the low 32 bits, the high four
+// from the bits after 4w, shifted by 0, w, 2w, 3w in each half; the 8 × 8 tile (channels × positions) is transposed in
+// registers and stored as rows.
+
+#if defined(__x86_64__) || defined(_M_X64)
+SQ_AVX2 static void kv_dequantize_allocated_avx2(const uint8_t *b, int64_t head_dim, int64_t tokens, int64_t j0, int64_t j1,
+                                                 float *dst, int64_t stride) {
+    const uint8_t *widths = b + head_dim * 4, *runs = widths + head_dim / 2;
+    int64_t offset[SQ_KV_MAX_HEAD_DIM];
+    int width[SQ_KV_MAX_HEAD_DIM];
+    int64_t o = 0;
+    for (int64_t c = 0; c < head_dim; c++) {
+        width[c] = (widths[c / 2] >> (c % 2 * 4)) & 15;
+        offset[c] = o;
+        o += tokens * width[c] / 8;
+    }
+    const int64_t a0 = (j0 + 7) / 8 * 8, a1 = j1 / 8 * 8;
+    if (a0 >= a1) {
+        sq_kv_dequantize_channels_allocated_portable(b, head_dim, tokens, j0, j1, dst, stride);
+        return;
+    }
+    if (j0 < a0) sq_kv_dequantize_channels_allocated_portable(b, head_dim, tokens, j0, a0, dst, stride);
+    if (a1 < j1) sq_kv_dequantize_channels_allocated_portable(b, head_dim, tokens, a1, j1, dst + (a1 - j0) * stride, stride);
+    for (int64_t c0 = 0; c0 < head_dim; c0 += 8) {
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 2 * c0)));
+        const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 2 * head_dim + 2 * c0)));
+        float dl[8], ml[8];
+        _mm256_storeu_ps(dl, d);
+        _mm256_storeu_ps(ml, m);
+        for (int64_t t0 = a0; t0 < a1; t0 += 8) {
+            __m256 r[8];
+            for (int k = 0; k < 8; k++) {
+                const int w = width[c0 + k];
+                if (w == 0) { r[k] = _mm256_set1_ps(ml[k]); continue; }
+                // Eight bytes at once where the block has them (bits past the channel's 8w are masked off below).
+                const int64_t at = offset[c0 + k] + t0 * w / 8;
+                uint64_t x = 0;
+                if (at + 8 <= o) memcpy(&x, runs + at, 8); else memcpy(&x, runs + at, (size_t)w);
+                const uint32_t lo = (uint32_t)x, hi = (uint32_t)(x >> (4 * w));
+                const __m256i v = _mm256_setr_epi32((int)lo, (int)lo, (int)lo, (int)lo, (int)hi, (int)hi, (int)hi, (int)hi);
+                const __m256i sh = _mm256_setr_epi32(0, w, 2 * w, 3 * w, 0, w, 2 * w, 3 * w);
+                const __m256i q = _mm256_and_si256(_mm256_srlv_epi32(v, sh), _mm256_set1_epi32((1 << w) - 1));
+                // m + d·q rounded as the portable code rounds it (no fused multiply-add).
+                r[k] = _mm256_add_ps(_mm256_set1_ps(ml[k]), _mm256_mul_ps(_mm256_set1_ps(dl[k]), _mm256_cvtepi32_ps(q)));
+            }
+            const __m256 t0v = _mm256_unpacklo_ps(r[0], r[1]), t1v = _mm256_unpackhi_ps(r[0], r[1]);
+            const __m256 t2v = _mm256_unpacklo_ps(r[2], r[3]), t3v = _mm256_unpackhi_ps(r[2], r[3]);
+            const __m256 t4v = _mm256_unpacklo_ps(r[4], r[5]), t5v = _mm256_unpackhi_ps(r[4], r[5]);
+            const __m256 t6v = _mm256_unpacklo_ps(r[6], r[7]), t7v = _mm256_unpackhi_ps(r[6], r[7]);
+            const __m256 u0 = _mm256_shuffle_ps(t0v, t2v, 0x44), u1 = _mm256_shuffle_ps(t0v, t2v, 0xEE);
+            const __m256 u2 = _mm256_shuffle_ps(t1v, t3v, 0x44), u3 = _mm256_shuffle_ps(t1v, t3v, 0xEE);
+            const __m256 u4 = _mm256_shuffle_ps(t4v, t6v, 0x44), u5 = _mm256_shuffle_ps(t4v, t6v, 0xEE);
+            const __m256 u6 = _mm256_shuffle_ps(t5v, t7v, 0x44), u7 = _mm256_shuffle_ps(t5v, t7v, 0xEE);
+            float *row = dst + (t0 - j0) * stride + c0;
+            _mm256_storeu_ps(row + 0 * stride, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(row + 1 * stride, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(row + 2 * stride, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(row + 3 * stride, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(row + 4 * stride, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(row + 5 * stride, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(row + 6 * stride, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(row + 7 * stride, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    }
+}
+#endif
+
+void sq_kv_dequantize_channels_allocated(const void *block, int64_t head_dim, int64_t tokens, int64_t j0, int64_t j1,
+                                         float *dst, int64_t stride) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (kv_avx2_ok(head_dim, 8)) {
+        kv_dequantize_allocated_avx2((const uint8_t *)block, head_dim, tokens, j0, j1, dst, stride);
+        return;
+    }
+#endif
+    sq_kv_dequantize_channels_allocated_portable(block, head_dim, tokens, j0, j1, dst, stride);
 }

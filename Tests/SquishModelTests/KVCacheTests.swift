@@ -271,6 +271,13 @@ enum KVReference {
             var part = [Float](repeating: .nan, count: 5 * headDim)
             sq_kv_dequantize_channels_allocated(block, Int64(headDim), Int64(tokens), 3, 8, &part, Int64(headDim))
             #expect(part == Array(got[3 * headDim ..< 8 * headDim]))
+            // The dispatched decoder (AVX2 where available) equals the portable one on aligned and unaligned ranges.
+            for (j0, j1) in [(0, tokens), (3, tokens - 1), (1, 7), (8, tokens)] {
+                var fast = [Float](repeating: .nan, count: (j1 - j0) * headDim), plain = fast
+                sq_kv_dequantize_channels_allocated(block, Int64(headDim), Int64(tokens), Int64(j0), Int64(j1), &fast, Int64(headDim))
+                sq_kv_dequantize_channels_allocated_portable(block, Int64(headDim), Int64(tokens), Int64(j0), Int64(j1), &plain, Int64(headDim))
+                #expect(fast == plain && fast == Array(got[j0 * headDim ..< j1 * headDim]), "positions \(j0) ..< \(j1)")
+            }
         }
     }
 

@@ -139,6 +139,8 @@ void sq_kv_quantize_channels_allocated(int bits, const float *keys, int64_t stri
 /// Positions j0 ..< j1 of an allocated block of `tokens` positions as f32 rows dst[(t − j0)·stride + c].
 void sq_kv_dequantize_channels_allocated(const void *block, int64_t head_dim, int64_t tokens, int64_t j0, int64_t j1,
                                          float *dst, int64_t stride);
+void sq_kv_dequantize_channels_allocated_portable(const void *block, int64_t head_dim, int64_t tokens, int64_t j0,
+                                                  int64_t j1, float *dst, int64_t stride);
 /// scores[r·ld + j] = scale · q_r · k_j for r < nq, j < n; k_j: the token row at rows + j·row_stride bytes.
 void sq_kv_scores(int fmt, const float *q, int64_t nq, int64_t head_dim, int64_t group, const void *rows,
                   int64_t row_stride, int64_t n, float scale, float *scores, int64_t ld);
