@@ -14,14 +14,7 @@ public enum RetrievalHeads {
     /// from the special tokens that vocabularies put first) read twice with the f32 cache.
     public static func scores(model: TransformerModel, pool: WorkerPool, length: Int = 128, seed: UInt64 = 1) throws -> [[Double]] {
         let c = model.config
-        let n = min(length, (c.contextLength - 1) / 2)
-        guard n >= 2 else {
-            throw ModelError.invalidArgument("\(model.path): a context of \(c.contextLength) positions is too short for the head probe")
-        }
-        let random = probeTokens(vocabSize: c.vocabSize, count: n, seed: seed)
-        let probe = try ProbeCache(config: c, capacity: 2 * n, copyDistance: n)
-        let session = try ModelSession(model: model, pool: pool, contextLength: 2 * n, cache: probe)
-        _ = try session.forward(random + random)
+        let (probe, n) = try probe(model: model, pool: pool, length: length, seed: seed)
         // Queries n + 1 ..< 2n: each has its token's earlier occurrence and the one after it in its range.
         return (0 ..< c.layers).map { l in
             (0 ..< c.kvHeads(layer: l)).map { h in probe.paid[l][h] / Double((n - 1) * (c.heads / c.kvHeads(layer: l))) }
@@ -34,14 +27,7 @@ public enum RetrievalHeads {
     /// (KIVIKVCache's per-channel widths).
     public static func queryEnergies(model: TransformerModel, pool: WorkerPool, length: Int = 128, seed: UInt64 = 1) throws -> [[[Float]]] {
         let c = model.config
-        let n = min(length, (c.contextLength - 1) / 2)
-        guard n >= 2 else {
-            throw ModelError.invalidArgument("\(model.path): a context of \(c.contextLength) positions is too short for the head probe")
-        }
-        let random = probeTokens(vocabSize: c.vocabSize, count: n, seed: seed)
-        let probe = try ProbeCache(config: c, capacity: 2 * n, copyDistance: n)
-        let session = try ModelSession(model: model, pool: pool, contextLength: 2 * n, cache: probe)
-        _ = try session.forward(random + random)
+        let (probe, n) = try probe(model: model, pool: pool, length: length, seed: seed)
         let half = c.ropeDimensions / 2
         return (0 ..< c.layers).map { l in
             let kvh = c.kvHeads(layer: l), queries = Double(2 * n * (c.heads / kvh))
@@ -56,6 +42,20 @@ public enum RetrievalHeads {
                 return e.map { Float($0 / queries) }
             }
         }
+    }
+
+    /// The probe run: `length` random tokens (at most half the context) read twice through a ProbeCache.
+    private static func probe(model: TransformerModel, pool: WorkerPool, length: Int, seed: UInt64) throws -> (ProbeCache, Int) {
+        let c = model.config
+        let n = min(length, (c.contextLength - 1) / 2)
+        guard n >= 2 else {
+            throw ModelError.invalidArgument("\(model.path): a context of \(c.contextLength) positions is too short for the head probe")
+        }
+        let random = probeTokens(vocabSize: c.vocabSize, count: n, seed: seed)
+        let probe = try ProbeCache(config: c, capacity: 2 * n, copyDistance: n)
+        let session = try ModelSession(model: model, pool: pool, contextLength: 2 * n, cache: probe)
+        _ = try session.forward(random + random)
+        return (probe, n)
     }
 
     /// The probe's random tokens.
