@@ -45,9 +45,7 @@ public final class KIVIKVCache: KVCache {
     /// Keys quantized before RoPE (nil: as stored) and with per-channel widths.
     public let preRoPE: KeyRoPE?
     public let allocate: Bool
-    private let weightsByLayer: [[[Float]]]?  // as given, for copies
-    private let channelWeights: [Float]?  // the same flat: [Σ_layers kvHeads × headDim]
-    private let weightStart: [Int]  // [layer]: offset of the layer's [kvHeads × headDim] in channelWeights
+    private let channelWeights: [[[Float]]]?  // [layer][KV head][channel]
     /// Queries are turned by `rotation` (keys are scored in the rotated frame); not with preRoPE.
     private var rotatesQueries: Bool { rotation != nil && preRoPE == nil }
     public let capacity: Int
@@ -92,9 +90,7 @@ public final class KIVIKVCache: KVCache {
         if let channelWeights {
             precondition(channelWeights.map(\.count) == kvHeads && channelWeights.allSatisfy { $0.allSatisfy { $0.count == headDim } })
         }
-        weightsByLayer = channelWeights
-        self.channelWeights = channelWeights.map { Array($0.joined().joined()) }
-        weightStart = kvHeads.indices.map { kvHeads[..<$0].reduce(0, +) * headDim }
+        self.channelWeights = channelWeights
         self.capacity = capacity
         self.headDim = headDim
         window = min(residual + group, capacity)
@@ -183,15 +179,11 @@ public final class KIVIKVCache: KVCache {
             }
             let block = keyBlocks + keyStart[l] + (q0 / group * heads + h) * blockBytes
             if allocate {
-                if let channelWeights {
-                    channelWeights.withUnsafeBufferPointer { w in
-                        KVKernels.quantizeChannelsAllocated(bits: keyBits, gather, stride: headDim, tokens: group, headDim: headDim,
-                                                            weights: w.baseAddress! + weightStart[l] + h * headDim, into: block)
-                    }
-                } else {
-                    KVKernels.quantizeChannelsAllocated(bits: keyBits, gather, stride: headDim, tokens: group, headDim: headDim, weights: nil,
-                                                        into: block)
+                let quantize = { (w: UnsafePointer<Float>?) in
+                    KVKernels.quantizeChannelsAllocated(bits: self.keyBits, self.gather, stride: self.headDim, tokens: self.group,
+                                                        headDim: self.headDim, weights: w, into: block)
                 }
+                if let w = channelWeights?[l][h] { w.withUnsafeBufferPointer { quantize($0.baseAddress) } } else { quantize(nil) }
             } else {
                 KVKernels.quantizeChannels(bits: keyBits, gather, stride: headDim, tokens: group, headDim: headDim, into: block)
             }
@@ -330,7 +322,7 @@ public final class KIVIKVCache: KVCache {
     public func copy(prefix count: Int) throws -> KVCache {
         precondition(count >= 0 && count <= capacity)
         let c = try KIVIKVCache(bits: bits, keyBits: keyBits, group: group, residual: residual, sink: sink, rotate: rotation != nil,
-                                preRoPE: preRoPE, allocate: allocate, channelWeights: weightsByLayer, kvHeads: kvHeads, capacity: capacity,
+                                preRoPE: preRoPE, allocate: allocate, channelWeights: channelWeights, kvHeads: kvHeads, capacity: capacity,
                                 headDim: headDim, spec: spec)
         let sinkFloats = kvHeads.reduce(0, +) * sink * headDim
         c.sinkKeys.update(from: sinkKeys, count: sinkFloats)

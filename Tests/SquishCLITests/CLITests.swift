@@ -203,6 +203,11 @@ struct CLITests {
         rotated.expectSuccess()
         #expect(try rotated.json()["kv_cache"] as? String == "kivi2:g32,r128,s4,h")
         try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "kivi2:h,h"]).expectUsageError("'h' given twice")
+        // Keys before RoPE with allocated widths run through the binary; a repeated one is a usage error quoting it.
+        let allocated = try CLI.run(["run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--temp", "0", "--kv", "kivi2:a,p,s4", "--json"])
+        allocated.expectSuccess()
+        #expect(try allocated.json()["kv_cache"] as? String == "kivi2:g32,r128,s4,p,a")
+        try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "kivi2:p,p"]).expectUsageError("'p' given twice")
         // An evicting cache on q8 rows runs and names itself canonically; a pair that cannot compose is a usage error,
         // and a budget the cache cannot use is an error naming the spec.
         let h2o = try CLI.run(["run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--temp", "0", "--kv", "h2o:budget16+q8", "--json"])
