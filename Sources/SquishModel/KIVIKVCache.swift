@@ -24,6 +24,11 @@ import SquishKernels
 /// rotation, if any, is then applied to the un-turned keys and undone on decoding, as it no longer commutes with the
 /// queries).
 ///
+/// With `rotateValues`, each value is turned by a randomized Hadamard rotation of its head before it is quantized (per
+/// position, in groups of 32 channels, so one outlier channel widens its whole group's grid; the rotation spreads it).
+/// The rotation is linear, so the attention-weighted sum of the quantized values is turned back once per query head
+/// rather than each value on decoding (as QuaRot, Ashkboos et al. 2024, rotates the values it quantizes).
+///
 /// With `allocate`, each key block gives its channels their own widths (0, 2 … 8 bits, the average `keyBits`) for the
 /// least expected error of the scores: a channel's error counts as its range squared times `channelWeights`, the
 /// queries' mean square on that channel (RetrievalHeads.queryEnergies; all 1 when nil), so the channels the queries
@@ -45,6 +50,10 @@ public final class KIVIKVCache: KVCache {
     /// Keys quantized before RoPE (nil: as stored) and with per-channel widths.
     public let preRoPE: KeyRoPE?
     public let allocate: Bool
+    /// Values turned by a Hadamard rotation before they are quantized (nil: as they come).
+    public let valueRotation: HadamardRotation?
+    /// The value rotation's signs, drawn apart from the keys' so that the two rotations are unrelated.
+    public static let valueRotationSeed: UInt64 = 0x5641_4C55_4553
     private let channelWeights: [[[Float]]]?  // [layer][KV head][channel]
     /// Queries are turned by `rotation` (keys are scored in the rotated frame); not with preRoPE.
     private var rotatesQueries: Bool { rotation != nil && preRoPE == nil }
@@ -70,8 +79,8 @@ public final class KIVIKVCache: KVCache {
     private let sinkValues: UnsafeMutablePointer<Float>
 
     public init(bits: Int, keyBits: Int? = nil, group: Int, residual: Int, sink: Int = 0, rotate: Bool = false,
-                preRoPE: KeyRoPE? = nil, allocate: Bool = false, channelWeights: [[[Float]]]? = nil, kvHeads: [Int], capacity: Int,
-                headDim: Int, spec: KVCacheSpec) throws {
+                preRoPE: KeyRoPE? = nil, allocate: Bool = false, channelWeights: [[[Float]]]? = nil, rotateValues: Bool = false,
+                kvHeads: [Int], capacity: Int, headDim: Int, spec: KVCacheSpec) throws {
         let keyBits = keyBits ?? bits
         try checkKVShape(spec: spec, kvHeads: kvHeads, capacity: capacity, headDim: headDim, needsMultipleOf8: true)
         precondition((bits == 4 || bits == 2) && (keyBits == 4 || keyBits == 2) && group % 8 == 0 && group <= KVKernels.maxGroup && residual >= 0)
@@ -87,6 +96,7 @@ public final class KIVIKVCache: KVCache {
         }
         self.preRoPE = preRoPE
         self.allocate = allocate
+        valueRotation = rotateValues ? HadamardRotation(count: headDim, seed: Self.valueRotationSeed) : nil
         if let channelWeights {
             precondition(channelWeights.map(\.count) == kvHeads && channelWeights.allSatisfy { $0.allSatisfy { $0.count == headDim } })
         }
@@ -188,7 +198,9 @@ public final class KIVIKVCache: KVCache {
                 KVKernels.quantizeChannels(bits: keyBits, gather, stride: headDim, tokens: group, headDim: headDim, into: block)
             }
             for t in min(group, max(0, sink - q0)) ..< group {
-                KVKernels.quantizeRow(valueFormat, windowValues + slot(l, q0 + t) + h * headDim, headDim: headDim, group: valueGroup,
+                var from = UnsafePointer(windowValues + slot(l, q0 + t) + h * headDim)
+                if let valueRotation { valueRotation.apply(from, into: gather); from = UnsafePointer(gather) }
+                KVKernels.quantizeRow(valueFormat, from, headDim: headDim, group: valueGroup,
                                       into: valueRows + valueStart[l] + ((q0 + t) * heads + h) * valueRowBytes)
             }
         }
@@ -269,16 +281,18 @@ public final class KIVIKVCache: KVCache {
         }
         KVKernels.softmax(scores, rows: heads, count: n, ld: n)
         output.update(repeating: 0, count: heads * headDim)
-        if first < sinkEnd {
-            KVKernels.accumulate(.f32, weights: scores, heads: heads, ld: n,
-                                 rows: sinkValues + sinkStart[l] + (first * kvh + kvHead) * headDim, rowStride: f32Stride,
-                                 count: sinkEnd - first, headDim: headDim, group: 8, into: output)
-        }
+        // Quantized values first: with a rotation, their sum is turned back before the f32 rows are added.
         let q1 = max(first, sinkEnd)
         if q1 < qEnd {
             KVKernels.accumulate(valueFormat, weights: scores + (q1 - first), heads: heads, ld: n,
                                  rows: valueRows + valueStart[l] + (q1 * kvh + kvHead) * valueRowBytes, rowStride: kvh * valueRowBytes,
                                  count: qEnd - q1, headDim: headDim, group: valueGroup, into: output)
+            if let valueRotation { for r in 0 ..< heads { valueRotation.invert(output + r * headDim) } }
+        }
+        if first < sinkEnd {
+            KVKernels.accumulate(.f32, weights: scores, heads: heads, ld: n,
+                                 rows: sinkValues + sinkStart[l] + (first * kvh + kvHead) * headDim, rowStride: f32Stride,
+                                 count: sinkEnd - first, headDim: headDim, group: 8, into: output)
         }
         p = max(first, qEnd)
         while p < positions.upperBound {
@@ -308,6 +322,7 @@ public final class KIVIKVCache: KVCache {
                     decodeKeys(layer: l, head: h, group: q0 / group, p - q0 ..< p - q0 + 1, into: windowKeys + slot(l, p) + h * headDim)
                     KVKernels.dequantizeRow(valueFormat, valueRows + valueStart[l] + (p * heads + h) * valueRowBytes, headDim: headDim,
                                             group: valueGroup, into: windowValues + slot(l, p) + h * headDim)
+                    valueRotation?.invert(windowValues + slot(l, p) + h * headDim)
                 }
             }
             quantized[l] = q0
@@ -322,8 +337,8 @@ public final class KIVIKVCache: KVCache {
     public func copy(prefix count: Int) throws -> KVCache {
         precondition(count >= 0 && count <= capacity)
         let c = try KIVIKVCache(bits: bits, keyBits: keyBits, group: group, residual: residual, sink: sink, rotate: rotation != nil,
-                                preRoPE: preRoPE, allocate: allocate, channelWeights: channelWeights, kvHeads: kvHeads, capacity: capacity,
-                                headDim: headDim, spec: spec)
+                                preRoPE: preRoPE, allocate: allocate, channelWeights: channelWeights, rotateValues: valueRotation != nil,
+                                kvHeads: kvHeads, capacity: capacity, headDim: headDim, spec: spec)
         let sinkFloats = kvHeads.reduce(0, +) * sink * headDim
         c.sinkKeys.update(from: sinkKeys, count: sinkFloats)
         c.sinkValues.update(from: sinkValues, count: sinkFloats)

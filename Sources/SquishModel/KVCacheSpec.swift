@@ -9,7 +9,8 @@ import SquishKernels
 /// recent r to r + g − 1 positions stay f32). KIVI takes parameters after a colon: `kivi2:g32,r64,s4,k4`
 /// (g: positions per key group, a multiple of 8 up to 256; r: the full-precision window; s: sinks, the first positions
 /// kept in f32; k: bits per key when they differ from the values'; h: keys turned by a Hadamard rotation first; p: keys
-/// quantized as they were before RoPE; a: each key block's bits allocated among its channels by their ranges).
+/// quantized as they were before RoPE; a: each key block's bits allocated among its channels by their ranges; v: values
+/// turned by a Hadamard rotation first).
 /// Selection: `streaming` (StreamingLLM: 4 attention sinks and the 1,020 most recent positions), with parameters
 /// `streaming:sink4,window1020` or a budget as a share of the context, `streaming:25%` (sinks included); and the
 /// attention-scored selections `h2o` (heavy hitters by accumulated attention, half the budget for the most recent
@@ -25,9 +26,10 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         /// KIVI with `bits` (4 or 2) per value and `keyBits` (4 or 2; default `bits`) per key, keys grouped over `group`
         /// positions, `residual` recent positions in f32, the first `sink` positions (the attention sinks) also in f32, and
         /// keys turned by a Hadamard rotation before they are quantized when `rotate`, turned back to before RoPE when
-        /// `preRoPE`, with each key block's bits allocated among its channels when `allocate` (KIVIKVCache).
+        /// `preRoPE`, with each key block's bits allocated among its channels when `allocate`, and values turned by a
+        /// Hadamard rotation before they are quantized when `rotateValues` (KIVIKVCache).
         case kivi(bits: Int, group: Int, residual: Int, sink: Int = 0, keyBits: Int? = nil, rotate: Bool = false, preRoPE: Bool = false,
-                  allocate: Bool = false)
+                  allocate: Bool = false, rotateValues: Bool = false)
     }
 
     /// How many recent positions a selection keeps: a count, or a share of the context (sinks included).
@@ -107,9 +109,9 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
         case .f32: "f32"
         case .f16: "f16"
         case .q8: "q8"
-        case .kivi(let b, let g, let r, let s, let k, let h, let p, let a):
+        case .kivi(let b, let g, let r, let s, let k, let h, let p, let a, let v):
             "kivi\(b):g\(g),r\(r)" + (s > 0 ? ",s\(s)" : "") + (k.map { $0 != b ? ",k\($0)" : "" } ?? "") + (h ? ",h" : "")
-                + (p ? ",p" : "") + (a ? ",a" : "")
+                + (p ? ",p" : "") + (a ? ",a" : "") + (v ? ",v" : "")
         }
         guard let selection else { return p }
         let rows = precision == .f32 ? "" : "+" + p
@@ -222,12 +224,12 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             var group = kiviGroup, residual = kiviResidual, sink = 0, keyBits: Int? = nil
             var seen = Set<Character>()
             for p in params {
-                if p == "h" || p == "p" || p == "a" {
+                if ["h", "p", "a", "v"].contains(p) {
                     guard seen.insert(p.first!).inserted else { throw fail("parameter '\(p)' given twice") }
                     continue
                 }
                 guard let key = p.first, let value = Int(p.dropFirst()), value >= 0, "grsk".contains(key) else {
-                    throw fail("parameter '\(p)' is not g<positions>, r<positions>, s<positions>, k<key bits>, h (rotated keys), p (keys before RoPE) or a (bits allocated per channel)")
+                    throw fail("parameter '\(p)' is not g<positions>, r<positions>, s<positions>, k<key bits>, h (rotated keys), p (keys before RoPE), a (bits allocated per channel) or v (rotated values)")
                 }
                 guard seen.insert(key).inserted else { throw fail("parameter '\(key)' given twice") }
                 switch key {
@@ -243,9 +245,10 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             guard residual <= 1 << 20 else { throw fail("residual window r\(residual) is larger than 1048576") }
             let bits = name == "kivi4" ? 4 : 2
             return .kivi(bits: bits, group: group, residual: residual, sink: sink, keyBits: keyBits == bits ? nil : keyBits,
-                         rotate: seen.contains("h"), preRoPE: seen.contains("p"), allocate: seen.contains("a"))
+                         rotate: seen.contains("h"), preRoPE: seen.contains("p"), allocate: seen.contains("a"),
+                         rotateValues: seen.contains("v"))
         default:
-            throw fail("unknown cache; choose from \(presets.joined(separator: ", ")) (KIVI takes :g<group>,r<residual>,s<sinks>,k<key bits>,h,p,a)")
+            throw fail("unknown cache; choose from \(presets.joined(separator: ", ")) (KIVI takes :g<group>,r<residual>,s<sinks>,k<key bits>,h,p,a,v)")
         }
     }
 
@@ -293,12 +296,12 @@ public struct KVCacheSpec: Equatable, Sendable, CustomStringConvertible {
             return try QuantizedKVCache(format: .f16, kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
         case .q8:
             return try QuantizedKVCache(format: .q8, kvHeads: kvHeads, capacity: capacity, headDim: c.headDim, spec: self)
-        case .kivi(let bits, let group, let residual, let sink, let keyBits, let rotate, let preRoPE, let allocate):
+        case .kivi(let bits, let group, let residual, let sink, let keyBits, let rotate, let preRoPE, let allocate, let rotateValues):
             let angles = preRoPE ? KeyRoPE(config: c, factors: ropeFrequencyFactors, capacity: capacity) : nil
             let weights = allocate && !rotate ? try queryEnergies?() : nil
             return try KIVIKVCache(bits: bits, keyBits: keyBits ?? bits, group: group, residual: residual, sink: sink, rotate: rotate,
-                                   preRoPE: angles, allocate: allocate, channelWeights: weights, kvHeads: kvHeads, capacity: capacity,
-                                   headDim: c.headDim, spec: self)
+                                   preRoPE: angles, allocate: allocate, channelWeights: weights, rotateValues: rotateValues, kvHeads: kvHeads,
+                                   capacity: capacity, headDim: c.headDim, spec: self)
         }
     }
 

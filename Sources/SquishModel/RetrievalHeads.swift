@@ -21,20 +21,22 @@ public enum RetrievalHeads {
         }
     }
 
-    /// [layer][KV head][channel]: the mean square of each channel of the queries that share a KV head, over the same
-    /// probe, each channel of a RoPE pair given the pair's mean (RoPE moves a query's energy between the two with the
-    /// position). A key channel's quantization error weighs on the scores in proportion to this
-    /// (KIVIKVCache's per-channel widths).
-    public static func queryEnergies(model: TransformerModel, pool: WorkerPool, length: Int = 128, seed: UInt64 = 1) throws -> [[[Float]]] {
+    /// [layer][KV head][channel]: the mean square of each channel of the queries that share a KV head, over `length`
+    /// tokens of text the model writes itself (`writtenText`), each channel of a RoPE pair given the pair's mean (RoPE
+    /// moves a query's energy between the two with the position). A key channel's quantization error weighs on the
+    /// scores in proportion to this (KIVIKVCache's per-channel widths).
+    public static func queryEnergies(model: TransformerModel, pool: WorkerPool, length: Int = 512, seed: UInt64 = 1) throws -> [[[Float]]] {
         let c = model.config
-        let (probe, n) = try probe(model: model, pool: pool, length: length, seed: seed)
+        let tokens = try writtenText(model: model, pool: pool, length: length, seed: seed), n = tokens.count
+        let probe = try ProbeCache(config: c, capacity: n, copyDistance: n)
+        _ = try ModelSession(model: model, pool: pool, contextLength: n, cache: probe).forward(tokens)
         let half = c.ropeDimensions / 2
         return (0 ..< c.layers).map { l in
-            let kvh = c.kvHeads(layer: l), queries = Double(2 * n * (c.heads / kvh))
+            let kvh = c.kvHeads(layer: l), queries = Double(n * (c.heads / kvh))
             return (0 ..< kvh).map { h in
                 // Summed in position order, so the result does not depend on which thread attended which query.
                 var e = [Double](repeating: 0, count: c.headDim)
-                for p in 0 ..< 2 * n { for i in 0 ..< c.headDim { e[i] += probe.energy[l][(p * kvh + h) * c.headDim + i] } }
+                for p in 0 ..< n { for i in 0 ..< c.headDim { e[i] += probe.energy[l][(p * kvh + h) * c.headDim + i] } }
                 for i in 0 ..< half {
                     let (a, b) = c.ropeStyle == .adjacentPairs ? (2 * i, 2 * i + 1) : (i, i + half)
                     (e[a], e[b]) = ((e[a] + e[b]) / 2, (e[a] + e[b]) / 2)
@@ -42,6 +44,25 @@ public enum RetrievalHeads {
                 return e.map { Float($0 / queries) }
             }
         }
+    }
+
+    /// `length` tokens (at most the context less one) that the model writes from one random probe token, sampled at
+    /// temperature 1 (the sampler's other settings at their defaults) with `seed`: text in the model's own
+    /// distribution, without a corpus. Its queries stand for those of real text, which random tokens' do not: on the
+    /// default model, 2-bit keys allocated by random tokens' query energies lose more than by these.
+    public static func writtenText(model: TransformerModel, pool: WorkerPool, length: Int, seed: UInt64) throws -> [Int] {
+        let c = model.config
+        let n = min(length, c.contextLength - 1)
+        guard n >= 2 else {
+            throw ModelError.invalidArgument("\(model.path): a context of \(c.contextLength) positions is too short for the query probe")
+        }
+        var settings = SamplerSettings()
+        settings.temperature = 1
+        settings.seed = seed
+        var generator = Generator(session: try ModelSession(model: model, pool: pool, contextLength: n), sampler: settings)
+        var tokens = probeTokens(vocabSize: c.vocabSize, count: 1, seed: seed)
+        _ = try generator.generate(prompt: tokens, maxTokens: n - 1, stop: []) { tokens.append($0); return true }
+        return tokens
     }
 
     /// The probe run: `length` random tokens (at most half the context) read twice through a ProbeCache.

@@ -110,12 +110,26 @@ struct HeadAwareKVCacheTests {
                 #expect(got[l][h] >= 0 && got[l][h] <= 1 + 1e-6)
             }
         }
-        // The queries' mean square per channel, each RoPE pair's two channels given their mean.
-        let energies = try RetrievalHeads.queryEnergies(model: model, pool: pool, length: n, seed: 7)
+        // The queries' mean square per channel over the text the model writes, each RoPE pair's two channels given
+        // their mean; the text is what the model samples (the same twice, every token in the vocabulary).
+        let written = try RetrievalHeads.writtenText(model: model, pool: pool, length: 3 * n, seed: 7)
+        #expect(written.count == 3 * n && written.allSatisfy { (0 ..< c.vocabSize).contains($0) })
+        #expect(try RetrievalHeads.writtenText(model: model, pool: WorkerPool(threads: 1), length: 3 * n, seed: 7) == written)
+        #expect(try RetrievalHeads.writtenText(model: model, pool: pool, length: 3 * n, seed: 8) != written)
+        var sampler = Sampler({ var s = SamplerSettings(); s.temperature = 1; s.seed = 7; return s }())
+        let plain = try ModelSession(model: model, pool: pool, contextLength: 3 * n)
+        var next = try plain.forward([written[0]])
+        for t in written.dropFirst() {
+            #expect(try sampler.sample(next) == t)
+            next = try plain.forward([t])
+        }
+        let energies = try RetrievalHeads.queryEnergies(model: model, pool: pool, length: 3 * n, seed: 7)
+        let probe = ReferenceProbeCache(kvHeads: kvHeads, capacity: 3 * n, headDim: c.headDim, distance: 3 * n)
+        _ = try ModelSession(model: model, pool: pool, contextLength: 3 * n, cache: probe).forward(written)
         let half = c.ropeDimensions / 2
         for l in 0 ..< c.layers {
             for h in 0 ..< kvHeads[l] {
-                var want = reference.energy[l][h].map { $0 / Double(2 * n * (c.heads / kvHeads[l])) }
+                var want = probe.energy[l][h].map { $0 / Double(3 * n * (c.heads / kvHeads[l])) }
                 for i in 0 ..< half {
                     let (a, b) = c.ropeStyle == .adjacentPairs ? (2 * i, 2 * i + 1) : (i, i + half)
                     (want[a], want[b]) = ((want[a] + want[b]) / 2, (want[a] + want[b]) / 2)

@@ -189,11 +189,15 @@ enum KVReference {
             == Self.run(cache, layer: 0, kvHead: 1, queries: q, heads: heads, headDim: headDim, range: 0 ..< 100))
     }
 
-    @Test(arguments: [(4, 32, 16, 64), (2, 32, 16, 64), (4, 8, 8, 24), (2, 8, 0, 24), (2, 16, 40, 64)])
-    func kiviMatchesReference(bits: Int, group: Int, residual: Int, headDim: Int) throws {
+    /// With `rotateValues`, values are quantized rotated and read turned back.
+    @Test(arguments: [(4, 32, 16, 64, false), (2, 32, 16, 64, false), (4, 8, 8, 24, false), (2, 8, 0, 24, false), (2, 16, 40, 64, false),
+                      (2, 32, 16, 64, true), (4, 8, 8, 24, true)])
+    func kiviMatchesReference(bits: Int, group: Int, residual: Int, headDim: Int, rotateValues: Bool) throws {
         let kvHeads = [2, 1], n = 150, capacity = 200
-        let s = try KVCacheSpec.parse("kivi\(bits):g\(group),r\(residual)")
-        let cache = try KIVIKVCache(bits: bits, group: group, residual: residual, kvHeads: kvHeads, capacity: capacity, headDim: headDim, spec: s)
+        let s = try KVCacheSpec.parse("kivi\(bits):g\(group),r\(residual)" + (rotateValues ? ",v" : ""))
+        let cache = try KIVIKVCache(bits: bits, group: group, residual: residual, rotateValues: rotateValues, kvHeads: kvHeads,
+                                    capacity: capacity, headDim: headDim, spec: s)
+        let rotation = HadamardRotation(count: headDim, seed: KIVIKVCache.valueRotationSeed)
         let d = Self.data(kvHeads: kvHeads, headDim: headDim, positions: n, seed: UInt64(bits * 1000 + group + residual))
         Self.fill(cache, d)
         let quantized = KVReference.kiviQuantized(count: n, group: group, residual: residual, capacity: capacity)
@@ -209,12 +213,16 @@ enum KVReference {
             for g in stride(from: 0, to: quantized, by: group) {
                 keys.replaceSubrange(g ..< g + group, with: KVReference.channels(Array(keys[g ..< g + group]), bits: bits))
             }
-            for p in 0 ..< quantized { values[p] = KVReference.row(format, values[p], group: valueGroup) }
+            for p in 0 ..< quantized {
+                if rotateValues { values[p].withUnsafeMutableBufferPointer { rotation.apply($0.baseAddress!) } }
+                values[p] = KVReference.row(format, values[p], group: valueGroup)
+                if rotateValues { values[p].withUnsafeMutableBufferPointer { rotation.invert($0.baseAddress!) } }
+            }
             for range in [0 ..< n, 13 ..< n, quantized - 3 ..< n, 0 ..< 5, n - 2 ..< n] {
                 let want = KVReference.attend(queries: q, heads: heads, keys: Array(keys[range]), values: Array(values[range]),
                                               scale: 1 / Float(headDim).squareRoot())
                 Self.check(Self.run(cache, layer: layer, kvHead: kvHead, queries: q, heads: heads, headDim: headDim, range: range), want,
-                           "kivi\(bits) g\(group) r\(residual) hd \(headDim) layer \(layer) \(range)")
+                           "\(s) hd \(headDim) layer \(layer) \(range)")
             }
         }
         // Memory: per-channel key blocks (f16 scale and minimum per channel, codes) and value rows (f16 scale and
@@ -388,12 +396,14 @@ enum KVReference {
         #expect(try KVCacheSpec.parse("kivi2:h,s4").precision == .kivi(bits: 2, group: 32, residual: 128, sink: 4, rotate: true))
         #expect(try KVCacheSpec.parse("kivi2:a,p,s4").precision
             == .kivi(bits: 2, group: 32, residual: 128, sink: 4, preRoPE: true, allocate: true))
+        #expect(try KVCacheSpec.parse("kivi2:v,a,p,s4").precision
+            == .kivi(bits: 2, group: 32, residual: 128, sink: 4, preRoPE: true, allocate: true, rotateValues: true))
         for s in ["f32", "f16", "q8", "kivi4:g32,r128", "kivi2:g16,r8", "kivi2:g32,r128,s4", "kivi2:g32,r32,s4,k4", "kivi2:g32,r128,s4,h",
-                  "kivi2:g32,r128,s4,p,a", "kivi4:g32,r128,h,p", "kivi2:g32,r128,a"] { #expect(try KVCacheSpec.parse(s).description == s) }
+                  "kivi2:g32,r128,s4,p,a", "kivi4:g32,r128,h,p", "kivi2:g32,r128,a", "kivi2:g32,r128,s4,p,a,v", "kivi4:g32,r128,v"] { #expect(try KVCacheSpec.parse(s).description == s) }
     }
 
     @Test(arguments: ["", "f8", "q4", "f16:g32", "kivi4:", "kivi4:g12", "kivi4:g0", "kivi2:g512", "kivi2:x3", "kivi2:g32,g32",
-                      "kivi2:r-1", "kivi3", "kivi2:g32,,r4", "kivi2:s4,s4", "kivi2:s-1", "kivi2:k3", "kivi2:k8", "kivi2:h,h", "kivi2:h1", "q8:h", "kivi2:p,p", "kivi2:a2", "f16:p",
+                      "kivi2:r-1", "kivi3", "kivi2:g32,,r4", "kivi2:s4,s4", "kivi2:s-1", "kivi2:k3", "kivi2:k8", "kivi2:h,h", "kivi2:h1", "q8:h", "kivi2:p,p", "kivi2:a2", "f16:p", "kivi2:v,v", "q8:v", "kivi2:v1",
                       "snapkv:25%+kivi2:p"])
     func rejects(spec: String) {
         #expect(throws: ModelError.self) { try KVCacheSpec.parse(spec) }
@@ -420,15 +430,18 @@ final class ReferenceKIVICache: KVCache {
     let preRoPE: (config: ModelConfig, factors: [Float]?)?, allocate: Bool
     /// [layer][KV head][channel] weights of the allocation (nil: all 1).
     let weights: [[[Float]]]?
+    /// Values quantized rotated (KIVIKVCache's value seed) and held turned back.
+    let valueRotation: HadamardRotation?
     var keys: [[[Float]]], values: [[[Float]]]  // [layer][position][kvHeads × headDim]
     var quantized: [Int]
 
     init(bits: Int, keyBits: Int? = nil, group: Int, residual: Int, sink: Int = 0, rotate: Bool = false, preRoPE: (config: ModelConfig, factors: [Float]?)? = nil,
-         allocate: Bool = false, weights: [[[Float]]]? = nil, kvHeads: [Int], capacity: Int, headDim: Int) {
+         allocate: Bool = false, weights: [[[Float]]]? = nil, rotateValues: Bool = false, kvHeads: [Int], capacity: Int, headDim: Int) {
         (self.bits, self.keyBits, self.group, self.residual, self.sink) = (bits, keyBits ?? bits, group, residual, sink)
         (self.preRoPE, self.allocate, self.weights) = (preRoPE, allocate, weights)
         (self.kvHeads, self.capacity, self.headDim) = (kvHeads, capacity, headDim)
         rotation = rotate ? HadamardRotation(count: headDim) : nil
+        valueRotation = rotateValues ? HadamardRotation(count: headDim, seed: KIVIKVCache.valueRotationSeed) : nil
         keys = kvHeads.map { _ in [] }
         values = keys
         quantized = kvHeads.map { _ in 0 }
@@ -467,7 +480,11 @@ final class ReferenceKIVICache: KVCache {
             }
             for t in 0 ..< group where q0 + t >= sink {
                 keys[l][q0 + t].replaceSubrange(cols, with: k[t])
-                values[l][q0 + t].replaceSubrange(cols, with: KVReference.row(bits == 4 ? .u4 : .u2, Array(values[l][q0 + t][cols]), group: vg))
+                var v = Array(values[l][q0 + t][cols])
+                if let valueRotation { v.withUnsafeMutableBufferPointer { valueRotation.apply($0.baseAddress!) } }
+                v = KVReference.row(bits == 4 ? .u4 : .u2, v, group: vg)
+                if let valueRotation { v.withUnsafeMutableBufferPointer { valueRotation.invert($0.baseAddress!) } }
+                values[l][q0 + t].replaceSubrange(cols, with: v)
             }
         }
         quantized[l] = q0 + group
@@ -499,7 +516,8 @@ final class ReferenceKIVICache: KVCache {
 
     func copy(prefix count: Int) throws -> KVCache {
         let c = ReferenceKIVICache(bits: bits, keyBits: keyBits, group: group, residual: residual, sink: sink, rotate: rotation != nil,
-                                   preRoPE: preRoPE, allocate: allocate, weights: weights, kvHeads: kvHeads, capacity: capacity, headDim: headDim)
+                                   preRoPE: preRoPE, allocate: allocate, weights: weights, rotateValues: valueRotation != nil, kvHeads: kvHeads,
+                                   capacity: capacity, headDim: headDim)
         (c.keys, c.values, c.quantized) = (keys, values, quantized)
         c.truncate(to: count)
         return c
@@ -564,18 +582,21 @@ struct KVCacheFamilyTests {
         let ref = try FamilyReferenceTests.reference(family)
         let model = try TransformerModel(hfDirectory: FamilyReferenceTests.fixture(family))
         let c = model.config
-        for (bits, sink, keyBits, rotate, preRoPE, allocate) in [
-            (4, 0, 4, false, false, false), (2, 0, 2, false, false, false), (2, 3, 2, false, false, false), (4, 11, 4, false, false, false),
-            (2, 3, 4, false, false, false), (4, 0, 2, false, false, false), (2, 3, 2, true, false, false), (4, 0, 4, true, false, false),
-            (2, 3, 2, false, true, false), (2, 0, 2, false, false, true), (2, 3, 2, false, true, true), (2, 3, 2, true, true, true),
-            (4, 0, 2, true, false, true),
+        for (bits, sink, keyBits, rotate, preRoPE, allocate, rotateValues) in [
+            (4, 0, 4, false, false, false, false), (2, 0, 2, false, false, false, false), (2, 3, 2, false, false, false, false),
+            (4, 11, 4, false, false, false, false), (2, 3, 4, false, false, false, false), (4, 0, 2, false, false, false, false),
+            (2, 3, 2, true, false, false, false), (4, 0, 4, true, false, false, false), (2, 3, 2, false, true, false, false),
+            (2, 0, 2, false, false, true, false), (2, 3, 2, false, true, true, false), (2, 3, 2, true, true, true, false),
+            (4, 0, 2, true, false, true, false), (2, 0, 2, false, false, false, true), (2, 3, 2, false, true, true, true),
+            (4, 11, 2, true, false, false, true),
         ] {
-            let kv = try KVCacheSpec.parse("kivi\(bits):g8,r8,s\(sink),k\(keyBits)" + (rotate ? ",h" : "") + (preRoPE ? ",p" : "") + (allocate ? ",a" : ""))
+            let kv = try KVCacheSpec.parse("kivi\(bits):g8,r8,s\(sink),k\(keyBits)" + (rotate ? ",h" : "") + (preRoPE ? ",p" : "")
+                + (allocate ? ",a" : "") + (rotateValues ? ",v" : ""))
             for stepwise in [false, true] {
                 let reference = ReferenceKIVICache(bits: bits, keyBits: keyBits, group: 8, residual: 8, sink: sink, rotate: rotate,
                                                    preRoPE: preRoPE ? (c, model.ropeFrequencyFactors) : nil, allocate: allocate,
                                                    weights: allocate && !rotate ? try model.queryEnergies(pool: WorkerPool(threads: 2)) : nil,
-                                                   kvHeads: (0 ..< c.layers).map { c.kvHeads(layer: $0) }, capacity: 64, headDim: c.headDim)
+                                                   rotateValues: rotateValues, kvHeads: (0 ..< c.layers).map { c.kvHeads(layer: $0) }, capacity: 64, headDim: c.headDim)
                 let want = try Self.logits(model, ref.tokens, cache: reference, stepwise: stepwise)
                 let got = try Self.logits(model, ref.tokens, kv: kv, stepwise: stepwise)
                 let rel = Self.worst(got, want) / want.map(abs).max()!
