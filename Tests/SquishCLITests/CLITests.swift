@@ -203,10 +203,10 @@ struct CLITests {
         rotated.expectSuccess()
         #expect(try rotated.json()["kv_cache"] as? String == "kivi2:g32,r128,s4,h")
         try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "kivi2:h,h"]).expectUsageError("'h' given twice")
-        // Keys before RoPE with allocated widths run through the binary; a repeated one is a usage error quoting it.
-        let allocated = try CLI.run(["run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--temp", "0", "--kv", "kivi2:a,p,s4", "--json"])
+        // Keys before RoPE with allocated widths and rotated values run through the binary; a repeated one is a usage error quoting it.
+        let allocated = try CLI.run(["run", "--model", model, "--prompt", "Once upon a time", "-n", "4", "--temp", "0", "--kv", "kivi2:a,p,s4,v", "--json"])
         allocated.expectSuccess()
-        #expect(try allocated.json()["kv_cache"] as? String == "kivi2:g32,r128,s4,p,a")
+        #expect(try allocated.json()["kv_cache"] as? String == "kivi2:g32,r128,s4,p,a,v")
         try CLI.run(["run", "--model", model, "--prompt", "Hi", "--kv", "kivi2:p,p"]).expectUsageError("'p' given twice")
         // An evicting cache on q8 rows runs and names itself canonically; a pair that cannot compose is a usage error,
         // and a budget the cache cannot use is an error naming the spec.
