@@ -210,17 +210,48 @@ public final class KIVIKVCache: KVCache {
 
     public func attend(layer l: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
                        scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        attend(layer: l, kvHead: kvHead, queries: queries, heads: heads, headDim: headDim, positions: positions, scale: scale,
+               scores: scores, output: output, decoded: nil)
+    }
+
+    /// A tile of prefill queries: where the keys are decoded before they are scored (`p`, `a`), the quantized groups
+    /// the tile reads are decoded once for all its tokens rather than once per token.
+    public func attend(layer l: Int, kvHead: Int, queries: UnsafePointer<Float>, queryStride: Int, tokens: Int, heads: Int,
+                       headDim: Int, lower: UnsafePointer<Int64>, upper: UnsafePointer<Int64>, scale: Float,
+                       scratch: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>, outputStride: Int) {
+        var lo = Int.max, hi = 0
+        for i in 0 ..< tokens { lo = min(lo, Int(lower[i])); hi = max(hi, Int(upper[i])) }
+        let g0 = lo / group, g1 = (min(hi, quantized[l]) + group - 1) / group
+        let shares = (allocate || preRoPE != nil) && tokens > 1 && g0 < g1
+        func run(_ decoded: (keys: UnsafePointer<Float>, first: Int)?) {
+            for i in 0 ..< tokens {
+                attend(layer: l, kvHead: kvHead, queries: queries + i * queryStride, heads: heads, headDim: headDim,
+                       positions: Int(lower[i]) ..< Int(upper[i]), scale: scale, scores: scratch, output: output + i * outputStride,
+                       decoded: decoded)
+            }
+        }
+        guard shares else { return run(nil) }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: (g1 - g0) * group * headDim) { keys in
+            for g in g0 ..< g1 { decodeKeys(layer: l, head: kvHead, group: g, 0 ..< group, into: keys.baseAddress! + (g - g0) * group * headDim) }
+            run((UnsafePointer(keys.baseAddress!), g0 * group))
+        }
+    }
+
+    /// `decoded`: the keys of the quantized positions from `first` on, already decoded (the tiled path above).
+    private func attend(layer l: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, headDim: Int, positions: Range<Int>,
+                        scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
+                        decoded: (keys: UnsafePointer<Float>, first: Int)?) {
         precondition(headDim == self.headDim, "head size \(headDim) is not the cache's \(self.headDim)")
         guard let rotation, rotatesQueries else {
             return attendStored(layer: l, kvHead: kvHead, queries: queries, heads: heads, positions: positions, scale: scale,
-                                scores: scores, output: output)
+                                scores: scores, output: output, decoded: decoded)
         }
         withUnsafeTemporaryAllocation(of: Float.self, capacity: heads * headDim) { q in
             let q = q.baseAddress!
             q.update(from: queries, count: heads * headDim)
             for r in 0 ..< heads { rotation.apply(q + r * headDim) }
             attendStored(layer: l, kvHead: kvHead, queries: q, heads: heads, positions: positions, scale: scale, scores: scores,
-                         output: output)
+                         output: output, decoded: decoded)
         }
     }
 
@@ -240,7 +271,8 @@ public final class KIVIKVCache: KVCache {
 
     /// Attention with queries in the stored keys' frame (rotated when the keys are).
     private func attendStored(layer l: Int, kvHead: Int, queries: UnsafePointer<Float>, heads: Int, positions: Range<Int>,
-                              scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
+                              scale: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
+                              decoded: (keys: UnsafePointer<Float>, first: Int)?) {
         precondition(positions.upperBound <= length[l], "attending to positions \(positions) of \(length[l]) stored")
         let n = positions.count, first = positions.lowerBound
         let kvh = kvHeads[l]
@@ -249,6 +281,12 @@ public final class KIVIKVCache: KVCache {
         // Scores: quantized key blocks, then the f32 window (its slots may wrap around).
         var p = first
         let decodes = allocate || preRoPE != nil
+        if let decoded, p < qEnd {
+            precondition(p >= decoded.first, "positions \(positions) begin before the decoded keys (\(decoded.first))")
+            KVKernels.scores(.f32, queries: queries, heads: heads, headDim: headDim, group: 8, rows: decoded.keys + (p - decoded.first) * headDim,
+                             rowStride: headDim * MemoryLayout<Float>.size, count: qEnd - p, scale: scale, into: scores, ld: n)
+            p = qEnd
+        }
         while p < qEnd {
             let g = p / group, j0 = p - g * group, j1 = min(qEnd - g * group, group)
             if decodes {
