@@ -25,6 +25,16 @@ enum KVReference {
         return v.map { d * min(max(($0 * inv).rounded(.toNearestOrEven), -127), 127) }
     }
 
+    /// A row quantized in the frame of `rotation` (values with `v`) and turned back.
+    static func row(_ format: KVKernels.RowFormat, _ x: [Float], group: Int, rotation: HadamardRotation?) -> [Float] {
+        guard let rotation else { return row(format, x, group: group) }
+        var y = x
+        y.withUnsafeMutableBufferPointer { rotation.apply($0.baseAddress!) }
+        y = row(format, y, group: group)
+        y.withUnsafeMutableBufferPointer { rotation.invert($0.baseAddress!) }
+        return y
+    }
+
     /// One token row (one KV head's headDim values) in groups of `group` channels.
     static func row(_ format: KVKernels.RowFormat, _ x: [Float], group: Int) -> [Float] {
         switch format {
@@ -213,11 +223,7 @@ enum KVReference {
             for g in stride(from: 0, to: quantized, by: group) {
                 keys.replaceSubrange(g ..< g + group, with: KVReference.channels(Array(keys[g ..< g + group]), bits: bits))
             }
-            for p in 0 ..< quantized {
-                if rotateValues { values[p].withUnsafeMutableBufferPointer { rotation.apply($0.baseAddress!) } }
-                values[p] = KVReference.row(format, values[p], group: valueGroup)
-                if rotateValues { values[p].withUnsafeMutableBufferPointer { rotation.invert($0.baseAddress!) } }
-            }
+            for p in 0 ..< quantized { values[p] = KVReference.row(format, values[p], group: valueGroup, rotation: rotateValues ? rotation : nil) }
             for range in [0 ..< n, 13 ..< n, quantized - 3 ..< n, 0 ..< 5, n - 2 ..< n] {
                 let want = KVReference.attend(queries: q, heads: heads, keys: Array(keys[range]), values: Array(values[range]),
                                               scale: 1 / Float(headDim).squareRoot())
@@ -480,11 +486,8 @@ final class ReferenceKIVICache: KVCache {
             }
             for t in 0 ..< group where q0 + t >= sink {
                 keys[l][q0 + t].replaceSubrange(cols, with: k[t])
-                var v = Array(values[l][q0 + t][cols])
-                if let valueRotation { v.withUnsafeMutableBufferPointer { valueRotation.apply($0.baseAddress!) } }
-                v = KVReference.row(bits == 4 ? .u4 : .u2, v, group: vg)
-                if let valueRotation { v.withUnsafeMutableBufferPointer { valueRotation.invert($0.baseAddress!) } }
-                values[l][q0 + t].replaceSubrange(cols, with: v)
+                values[l][q0 + t].replaceSubrange(cols, with: KVReference.row(bits == 4 ? .u4 : .u2, Array(values[l][q0 + t][cols]), group: vg,
+                                                                               rotation: valueRotation))
             }
         }
         quantized[l] = q0 + group
